@@ -1,0 +1,115 @@
+# Shared by scripts/run and scripts/test: install what a fresh Debian/Ubuntu machine lacks and
+# start private PostgreSQL/Redis under .data/ when none are configured. Source it; don't run it.
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATA="$ROOT/.data"
+PG_PORT=${WEMASTER_PG_PORT:-55432}
+REDIS_PORT=${WEMASTER_REDIS_PORT:-56379}
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    die "need root (or sudo) to run: $*"; fi
+}
+
+# Debian packages the service needs to build and run.
+BUILD_PACKAGES=(build-essential pkg-config cmake libssl-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev)
+RUNTIME_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools postgresql redis-server curl ca-certificates)
+
+# install_packages PKG...: apt-get install only those not installed yet.
+install_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "missing packages (${missing[*]}) and no apt-get: install them by hand"
+  log "installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null && return 0
+  [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return 0; }
+  die "no Rust toolchain: install rustup (https://rustup.rs) and Rust 1.95 or newer"
+}
+
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -n "$d" ] && [ -x "$d/pg_ctl" ]; then echo "$d"; return; fi
+  dirname "$(command -v pg_ctl || die 'pg_ctl not found: install postgresql')"
+}
+
+# PostgreSQL refuses to run as root: run its tools as the postgres user, with a data directory
+# that user can reach (a checkout under /root is not reachable, so fall back to /var/tmp).
+pg_data_dir() {
+  local dir="$DATA/pg"
+  if [ "$(id -u)" -eq 0 ]; then
+    mkdir -p "$DATA"
+    if ! runuser -u postgres -- test -x "$DATA" 2>/dev/null; then
+      dir="/var/tmp/wemaster-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)/pg"
+    fi
+  fi
+  echo "$dir"
+}
+
+pg_run() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_private_postgres: a cluster on 127.0.0.1:$PG_PORT, trust auth, user postgres. Reused.
+start_private_postgres() {
+  local bin dir
+  bin=$(pg_bin)
+  dir=$(pg_data_dir)
+  if [ ! -s "$dir/PG_VERSION" ]; then
+    log "creating a private PostgreSQL cluster in $dir"
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$(dirname "$dir")" "$dir"
+    pg_run "$bin/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 >/dev/null
+  fi
+  if ! pg_run "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    pg_run "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
+      -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=${WEMASTER_PG_FSYNC:-on}" start >/dev/null \
+      || { tail -n 20 "$dir/server.log" >&2; die "PostgreSQL did not start"; }
+  fi
+  export DATABASE_URL_ADMIN="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+}
+
+# start_private_redis: redis-server on 127.0.0.1:$REDIS_PORT with its files in .data/redis.
+start_private_redis() {
+  mkdir -p "$DATA/redis"
+  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then return 0; fi
+  log "starting Redis on 127.0.0.1:$REDIS_PORT"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --dir "$DATA/redis" \
+    --pidfile "$DATA/redis/redis.pid" --logfile "$DATA/redis/redis.log" --save "${WEMASTER_REDIS_SAVE:-3600 1}" \
+    --appendonly no >/dev/null
+  for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  die "Redis did not start (see $DATA/redis/redis.log)"
+}
+
+# ensure_database NAME: create it in the private cluster if missing.
+ensure_database() {
+  local name=$1
+  if ! psql "$DATABASE_URL_ADMIN" -tAc "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1; then
+    psql "$DATABASE_URL_ADMIN" -qc "CREATE DATABASE \"$name\"" >/dev/null
+  fi
+}
+
+# secret_file NAME: a random secret kept in .data/, created once.
+secret_file() {
+  local f="$DATA/secrets/$1"
+  if [ ! -s "$f" ]; then
+    mkdir -p "$DATA/secrets" && chmod 700 "$DATA/secrets"
+    (umask 077; head -c 48 /dev/urandom | base64 | tr -d '\n=/+' > "$f")
+  fi
+  echo "$f"
+}

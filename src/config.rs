@@ -1,0 +1,510 @@
+//! Typed configuration tree.
+//!
+//! Layers, later ones win: `config/default.toml` (compiled in, so the binary runs anywhere) →
+//! the file named by `--config`/`WEMASTER_CONFIG` → `WEMASTER__SECTION__KEY` environment
+//! variables → `DATABASE_URL`/`REDIS_URL`. Everything is validated once, in [`Settings::load`];
+//! an error names the key and the reason in one line, so a bad deployment fails fast instead of
+//! half-starting.
+
+use std::{fmt, net::SocketAddr, path::PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+use url::Url;
+
+/// The defaults, compiled in; `config/default.toml` documents every key.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// A configuration problem, reported as `key: reason`.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A secret configuration value: never printed by `Debug`, serialized as `"<redacted>"`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.expose().is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.is_empty() { "" } else { "<redacted>" })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub rtmp: RtmpSettings,
+    pub log: LogSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub storage: StorageSettings,
+    pub media: MediaSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    pub body_limit_bytes: usize,
+    pub upload_limit_bytes: u64,
+    pub shutdown_grace_s: u64,
+    pub cors_allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmpSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+    #[serde(default, skip_serializing)]
+    pub url_file: Option<PathBuf>,
+    pub max_connections: u32,
+    pub acquire_timeout_s: u64,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: Secret,
+    #[serde(default, skip_serializing)]
+    pub url_file: Option<PathBuf>,
+    pub timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub jwt_secret: Secret,
+    #[serde(default, skip_serializing)]
+    pub jwt_secret_file: Option<PathBuf>,
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl_s: u64,
+    pub refresh_token_ttl_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    pub backend: StorageBackend,
+    pub local: LocalStorageSettings,
+    pub s3: S3Settings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalStorageSettings {
+    pub root: PathBuf,
+    pub signing_key: Secret,
+    #[serde(default, skip_serializing)]
+    pub signing_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    #[serde(default, skip_serializing)]
+    pub secret_access_key_file: Option<PathBuf>,
+    pub force_path_style: bool,
+    pub multipart_part_size_bytes: u64,
+    pub multipart_concurrency: usize,
+    pub request_timeout_s: u64,
+    pub create_bucket: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSettings {
+    pub pipelines_dir: PathBuf,
+    pub spool_dir: PathBuf,
+}
+
+/// Where settings come from besides the compiled-in defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// `--config` or `WEMASTER_CONFIG`.
+    pub file: Option<PathBuf>,
+    /// Environment variables; `None` reads the process environment.
+    pub env: Option<Vec<(String, String)>>,
+}
+
+const MIN_PART: u64 = 5 * 1024 * 1024;
+const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
+
+impl Settings {
+    /// Load every layer, resolve `*_file` secrets and validate. The error names the key.
+    pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
+        let env: Vec<(String, String)> = match &sources.env {
+            Some(vars) => vars.clone(),
+            None => std::env::vars().collect(),
+        };
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        let file = sources.file.clone().or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == "WEMASTER_CONFIG")
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        if let Some(path) = &file {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            builder = builder
+                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+        }
+        let env_map: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("WEMASTER__"))
+            .cloned()
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("WEMASTER")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("http.cors_allowed_origins")
+                .source(Some(env_map)),
+        );
+        for (var, key) in [("DATABASE_URL", "database.url"), ("REDIS_URL", "redis.url")] {
+            if let Some((_, v)) = env
+                .iter()
+                .find(|(k, _)| k == var)
+                .filter(|(_, v)| !v.is_empty())
+            {
+                builder = builder
+                    .set_override(key, v.clone())
+                    .map_err(|e| ConfigError::new(key, e.to_string()))?;
+            }
+        }
+        let raw = builder.build().map_err(from_config_error)?;
+        let mut settings: Settings = raw.try_deserialize().map_err(from_config_error)?;
+        settings.resolve_secret_files()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        resolve_file(
+            &mut self.database.url,
+            &self.database.url_file,
+            "database.url_file",
+        )?;
+        resolve_file(&mut self.redis.url, &self.redis.url_file, "redis.url_file")?;
+        resolve_file(
+            &mut self.auth.jwt_secret,
+            &self.auth.jwt_secret_file,
+            "auth.jwt_secret_file",
+        )?;
+        resolve_file(
+            &mut self.storage.local.signing_key,
+            &self.storage.local.signing_key_file,
+            "storage.local.signing_key_file",
+        )?;
+        resolve_file(
+            &mut self.storage.s3.secret_access_key,
+            &self.storage.s3.secret_access_key_file,
+            "storage.s3.secret_access_key_file",
+        )?;
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        fn err(key: &str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::new(key, reason)
+        }
+        if !matches!(self.http.public_url.scheme(), "http" | "https") {
+            return Err(err("http.public_url", "must be an http:// or https:// URL"));
+        }
+        if self.http.body_limit_bytes == 0 {
+            return Err(err("http.body_limit_bytes", "must be greater than 0"));
+        }
+        if self.http.upload_limit_bytes == 0 {
+            return Err(err("http.upload_limit_bytes", "must be greater than 0"));
+        }
+        for origin in &self.http.cors_allowed_origins {
+            if origin != "*" && !origin.parse::<Url>().is_ok_and(|u| u.origin().is_tuple()) {
+                return Err(err(
+                    "http.cors_allowed_origins",
+                    format!("{origin:?} is not \"*\" nor an origin like https://example.com"),
+                ));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| err("log.level", format!("not a valid filter: {e}")))?;
+        match self.database.url.expose().parse::<Url>() {
+            Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {}
+            _ => return Err(err("database.url", "must be a postgres:// URL")),
+        }
+        if self.database.max_connections == 0 {
+            return Err(err("database.max_connections", "must be at least 1"));
+        }
+        if self.database.acquire_timeout_s == 0 {
+            return Err(err("database.acquire_timeout_s", "must be at least 1"));
+        }
+        match self.redis.url.expose().parse::<Url>() {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "unix" | "redis+unix") => {}
+            _ => {
+                return Err(err(
+                    "redis.url",
+                    "must be a redis://, rediss:// or unix:// URL",
+                ));
+            }
+        }
+        if self.redis.timeout_s == 0 {
+            return Err(err("redis.timeout_s", "must be at least 1"));
+        }
+        if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.expose().len() < 32 {
+            return Err(err(
+                "auth.jwt_secret",
+                "must be at least 32 bytes (or empty for a random one)",
+            ));
+        }
+        if self.auth.access_token_ttl_s == 0 || self.auth.refresh_token_ttl_s == 0 {
+            return Err(err(
+                "auth.access_token_ttl_s",
+                "token lifetimes must be at least 1 s",
+            ));
+        }
+        if self.storage.local.root.as_os_str().is_empty() {
+            return Err(err("storage.local.root", "must not be empty"));
+        }
+        if !self.storage.local.signing_key.is_empty()
+            && self.storage.local.signing_key.expose().len() < 32
+        {
+            return Err(err(
+                "storage.local.signing_key",
+                "must be at least 32 bytes (or empty for a random one)",
+            ));
+        }
+        let s3 = &self.storage.s3;
+        if !s3.endpoint.is_empty()
+            && !s3
+                .endpoint
+                .parse::<Url>()
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(err(
+                "storage.s3.endpoint",
+                "must be an http:// or https:// URL, or empty for AWS",
+            ));
+        }
+        if !(MIN_PART..=MAX_PART).contains(&s3.multipart_part_size_bytes) {
+            return Err(err(
+                "storage.s3.multipart_part_size_bytes",
+                "must be between 5 MiB and 5 GiB",
+            ));
+        }
+        if s3.multipart_concurrency == 0 || s3.multipart_concurrency > 64 {
+            return Err(err(
+                "storage.s3.multipart_concurrency",
+                "must be between 1 and 64",
+            ));
+        }
+        if s3.request_timeout_s == 0 {
+            return Err(err("storage.s3.request_timeout_s", "must be at least 1"));
+        }
+        if self.storage.backend == StorageBackend::S3 {
+            if s3.bucket.is_empty() {
+                return Err(err(
+                    "storage.s3.bucket",
+                    "must be set when storage.backend = \"s3\"",
+                ));
+            }
+            if s3.region.is_empty() {
+                return Err(err(
+                    "storage.s3.region",
+                    "must be set when storage.backend = \"s3\"",
+                ));
+            }
+            if s3.access_key_id.is_empty() != s3.secret_access_key.is_empty() {
+                return Err(err(
+                    "storage.s3.secret_access_key",
+                    "access_key_id and secret_access_key go together",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted (`wemaster config`).
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+fn resolve_file(target: &mut Secret, file: &Option<PathBuf>, key: &str) -> Result<(), ConfigError> {
+    let Some(path) = file else { return Ok(()) };
+    let value = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
+    *target = Secret::new(value.trim_end_matches(['\n', '\r']));
+    Ok(())
+}
+
+/// `config` reports "... for key `a.b`"; turn that into our `key: reason` shape.
+fn from_config_error(e: config::ConfigError) -> ConfigError {
+    let text = e.to_string();
+    let key = text
+        .split("for key `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .or_else(|| {
+            text.split("unknown field `")
+                .nth(1)
+                .and_then(|r| r.split('`').next())
+        })
+        .unwrap_or("configuration")
+        .to_string();
+    ConfigError { key, reason: text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load(&Sources {
+            file: None,
+            env: Some(env),
+        })
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = load(&[]).expect("defaults are valid");
+        assert_eq!(s.http.listen.port(), 8080);
+        assert_eq!(s.rtmp.listen.port(), 1935);
+        assert_eq!(s.storage.backend, StorageBackend::Local);
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let s = load(&[
+            ("WEMASTER__HTTP__LISTEN", "127.0.0.1:9000"),
+            ("WEMASTER__STORAGE__S3__BUCKET", "lessons"),
+            (
+                "WEMASTER__HTTP__CORS_ALLOWED_ORIGINS",
+                "https://a.example,https://b.example",
+            ),
+            ("DATABASE_URL", "postgres://u@db:5432/x"),
+        ])
+        .unwrap();
+        assert_eq!(s.http.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(s.storage.s3.bucket, "lessons");
+        assert_eq!(
+            s.http.cors_allowed_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+        assert_eq!(s.database.url.expose(), "postgres://u@db:5432/x");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let e = load(&[("WEMASTER__HTTP__LISTEN", "not-an-address")]).unwrap_err();
+        assert_eq!(e.key, "http.listen", "{e}");
+        let e = load(&[("WEMASTER__STORAGE__BACKEND", "ftp")]).unwrap_err();
+        assert_eq!(e.key, "storage.backend", "{e}");
+        let e = load(&[("WEMASTER__STORAGE__S3__MULTIPART_PART_SIZE_BYTES", "1024")]).unwrap_err();
+        assert_eq!(e.key, "storage.s3.multipart_part_size_bytes");
+        let e = load(&[("REDIS_URL", "http://x")]).unwrap_err();
+        assert_eq!(e.key, "redis.url");
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwt");
+        std::fs::write(&path, "0123456789abcdef0123456789abcdef-from-file\n").unwrap();
+        let s = load(&[("WEMASTER__AUTH__JWT_SECRET_FILE", path.to_str().unwrap())]).unwrap();
+        assert_eq!(
+            s.auth.jwt_secret.expose(),
+            "0123456789abcdef0123456789abcdef-from-file"
+        );
+        let printed = s.to_redacted_toml();
+        assert!(!printed.contains("from-file"), "{printed}");
+        assert!(printed.contains("<redacted>"));
+        assert!(!format!("{s:?}").contains("from-file"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = load(&[("WEMASTER__HTTP__LISTN", "127.0.0.1:1")]).unwrap_err();
+        assert!(e.to_string().contains("listn"), "{e}");
+    }
+}

@@ -1,0 +1,204 @@
+//! The HTTP surface: one router per domain merged here, the OpenAPI document generated from the
+//! handlers, and the middleware every request passes through.
+//!
+//! Middleware, outermost first: CORS → panic catcher (500 problem) → `observe` (request id,
+//! tracing span, access log, metrics) → route. Unknown routes answer 404 and wrong methods 405,
+//! both as problem+json, like every error.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod objects;
+pub mod range;
+
+use std::time::Instant;
+
+use axum::{
+    Router,
+    extract::{MatchedPath, Request},
+    http::{HeaderName, HeaderValue, Method, StatusCode},
+    middleware::{self, Next},
+    response::Response,
+};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{config::HttpSettings, state::AppState};
+use error::{ApiError, problem_response};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "WeMaster API", description = "Live teaching: live streams, recordings, courses, chat and payments."),
+    modifiers(&BearerAuth),
+    components(schemas(error::Problem)),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The `/api/v1` routers with their OpenAPI paths.
+fn api_v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(auth::router())
+}
+
+/// The OpenAPI document (also served at `/api/v1/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", api_v1())
+        .split_for_parts();
+    doc
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let settings = &state.settings.http;
+    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", api_v1())
+        .split_for_parts();
+    Router::new()
+        .merge(api)
+        .merge(SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", doc))
+        .merge(health::router())
+        .merge(objects::router(settings.upload_limit_bytes))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            settings.body_limit_bytes,
+        ))
+        .layer(middleware::from_fn(observe))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .layer(cors(settings))
+        .with_state(state)
+}
+
+async fn route_not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::RouteNotFound(format!("{method} {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    problem_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "an internal error occurred".into(),
+        None,
+    )
+}
+
+fn cors(settings: &HttpSettings) -> CorsLayer {
+    let origins = &settings.cors_allowed_origins;
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(tower_http::cors::Any)
+        .expose_headers([
+            REQUEST_ID,
+            axum::http::header::LOCATION,
+            axum::http::header::ETAG,
+            axum::http::header::CONTENT_RANGE,
+            axum::http::header::CONTENT_LENGTH,
+            axum::http::header::LINK,
+            axum::http::header::RETRY_AFTER,
+        ])
+        .max_age(std::time::Duration::from_secs(3600))
+}
+
+/// A request id we accept from a client: short and printable, so it cannot forge log lines.
+fn acceptable_request_id(v: &HeaderValue) -> Option<&str> {
+    let s = v.to_str().ok()?;
+    (1..=128).contains(&s.len()).then_some(())?;
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        .then_some(s)
+}
+
+/// Request id, span, access log and metrics for every request.
+async fn observe(mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(acceptable_request_id)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
+    // The route template, not the raw path: bounded label cardinality.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().clone();
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let elapsed = start.elapsed();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "served"
+        );
+    });
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    response
+}

@@ -1,0 +1,19 @@
+//! WeMaster: live teaching server.
+//!
+//! Layout: [`config`] (typed settings), [`startup`] (the [`startup::Application`] that binds
+//! and serves), [`http`] (one router per domain, problem+json errors, middleware),
+//! [`storage`] (local and S3 object storage), [`db`] and [`cache`] (PostgreSQL and Redis),
+//! domain modules ([`users`], [`auth`]), and [`cli`] (the `wemaster` commands).
+//! Media work (ingest, GStreamer pipelines, HLS) lives in the `wemaster-media` crate.
+
+pub mod auth;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+pub mod users;

@@ -1,0 +1,159 @@
+//! The application: connects its dependencies, binds its listeners and serves until a shutdown
+//! signal. Tests build it with port 0 and read the bound address back.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use wemaster_media::pipeline::TemplateSet;
+
+use crate::{
+    auth::TokenService,
+    cache::Redis,
+    config::Settings,
+    db, http,
+    state::{AppState, Inner},
+    storage::Storage,
+};
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Connect PostgreSQL (and migrate when configured), Redis and storage, load the pipeline
+    /// templates, check GStreamer, and bind the HTTP listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        telemetry_init();
+        let pool = db::connect(&settings.database).await?;
+        if settings.database.migrate_on_start {
+            db::migrate(&pool).await?;
+        }
+        let redis = Redis::connect(&settings.redis).await?;
+        let storage = Storage::from_settings(&settings.storage, &settings.http.public_url)
+            .await
+            .context("cannot open object storage (storage.*)")?;
+        let pipelines =
+            TemplateSet::load_dir(&settings.media.pipelines_dir).with_context(|| {
+                format!(
+                    "media.pipelines_dir = {}",
+                    settings.media.pipelines_dir.display()
+                )
+            })?;
+        let missing_elements = check_gstreamer(&pipelines);
+        let tokens = TokenService::new(&settings.auth, redis.clone());
+        let listener = TcpListener::bind(settings.http.listen)
+            .await
+            .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
+        let state = AppState::new(Inner {
+            settings,
+            db: pool,
+            redis,
+            storage,
+            tokens,
+            pipelines,
+            missing_elements,
+        });
+        Ok(Application {
+            listener,
+            state,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancel this to stop the server gracefully (tests; signals do it in `serve`).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serve until the shutdown token is cancelled, then give in-flight requests
+    /// `http.shutdown_grace_s` to finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            shutdown,
+        } = self;
+        let grace = Duration::from_secs(state.settings.http.shutdown_grace_s);
+        let addr = listener.local_addr()?;
+        let pool = state.db.clone();
+        let app = http::router(state);
+        tracing::info!(%addr, "HTTP listening");
+        let stop = shutdown.clone();
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await });
+        let mut server = std::pin::pin!(server.into_future());
+        tokio::select! {
+            res = &mut server => res.context("HTTP server failed")?,
+            () = shutdown.cancelled() => {
+                tracing::info!(grace_s = grace.as_secs(), "shutting down: finishing in-flight requests");
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(res) => res.context("HTTP server failed")?,
+                    Err(_) => tracing::warn!("grace period over: dropping the remaining connections"),
+                }
+            }
+        }
+        pool.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn telemetry_init() {
+    // The recorder must exist before the first metric is recorded.
+    let _ = crate::telemetry::metrics_handle();
+}
+
+/// Initialise GStreamer and list the template elements it cannot create. A missing element
+/// does not stop the platform routes from serving: `/readyz` reports it instead.
+fn check_gstreamer(pipelines: &TemplateSet) -> Vec<String> {
+    if let Err(e) = wemaster_media::init() {
+        tracing::error!(error = %e, "GStreamer failed to initialise");
+        return vec!["gstreamer".into()];
+    }
+    let elements: std::collections::BTreeSet<String> =
+        pipelines.iter().flat_map(|t| t.elements()).collect();
+    let missing = wemaster_media::doctor::missing_elements(elements.iter().map(String::as_str));
+    for m in &missing {
+        tracing::error!(element = %m.element, package = m.package.unwrap_or("unknown"), "GStreamer element missing");
+    }
+    missing.into_iter().map(|m| m.element).collect()
+}
+
+/// Resolve when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,36 @@
+//! Shared application state handed to every handler (cheap to clone: an `Arc` inside).
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use wemaster_media::pipeline::TemplateSet;
+
+use crate::{auth::TokenService, cache::Redis, config::Settings, storage::Storage};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub settings: Settings,
+    pub db: PgPool,
+    pub redis: Redis,
+    pub storage: Storage,
+    pub tokens: TokenService,
+    /// Pipeline templates loaded at start.
+    pub pipelines: TemplateSet,
+    /// Elements the templates need that GStreamer cannot create (empty when healthy).
+    pub missing_elements: Vec<String>,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

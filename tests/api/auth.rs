@@ -1,0 +1,224 @@
+//! The foundation's minimal login: a user made by `wemaster admin create-user` logs in, and
+//! tokens behave (rotation, revocation, refusal of forged ones).
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, spawn_app, wemaster_bin};
+
+#[tokio::test]
+async fn admin_create_user_then_login_gives_a_working_token() {
+    let app = spawn_app().await;
+    let out = wemaster_bin()
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "Ops@School.example",
+            "--role",
+            "admin",
+            "--role",
+            "ops",
+        ])
+        .env("DATABASE_URL", &app.database_url)
+        .env("WEMASTER_ADMIN_PASSWORD", "correct horse battery")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("argon2"),
+        "the hash is never printed"
+    );
+
+    // Email matching is case-insensitive.
+    let tokens = app
+        .login("ops@school.example", "correct horse battery")
+        .await;
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 900);
+    assert!(tokens["refresh_token"].as_str().unwrap().len() >= 43);
+
+    let me: Value = app
+        .get_auth("/api/v1/me", tokens["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["id"], created["id"]);
+    assert_eq!(me["email"], "Ops@School.example");
+    assert_eq!(me["roles"], json!(["admin", "ops"]));
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_email_get_the_same_answer() {
+    let app = spawn_app().await;
+    app.register("student@school.example", "a fine passphrase")
+        .await;
+    for (email, password) in [
+        ("student@school.example", "wrong passphrase"),
+        ("nobody@school.example", "a fine passphrase"),
+    ] {
+        let r = app
+            .post_json(
+                "/api/v1/auth/login",
+                &json!({"email": email, "password": password}),
+            )
+            .await;
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+        let body = assert_problem(r, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+        assert_eq!(body["detail"], "email or password is incorrect");
+    }
+}
+
+#[tokio::test]
+async fn registering_an_email_twice_is_a_conflict() {
+    let app = spawn_app().await;
+    app.register("twice@school.example", "a fine passphrase")
+        .await;
+    let r = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({"email": "TWICE@school.example", "password": "another passphrase", "display_name": "T"}),
+        )
+        .await;
+    assert_problem(r, StatusCode::CONFLICT, "email_taken").await;
+}
+
+#[tokio::test]
+async fn registration_validates_input_and_names_the_field() {
+    let app = spawn_app().await;
+    let r = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({"email": "x@school.example", "password": "short", "display_name": "T"}),
+        )
+        .await;
+    let body = assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(body["field"], "password");
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_a_used_refresh_token_is_refused() {
+    let app = spawn_app().await;
+    app.register("rotate@school.example", "a fine passphrase")
+        .await;
+    let first = app
+        .login("rotate@school.example", "a fine passphrase")
+        .await;
+    let r = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": first["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let second: Value = r.json().await.unwrap();
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    assert_eq!(
+        app.get_auth("/api/v1/me", second["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    let again = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": first["refresh_token"]}),
+        )
+        .await;
+    assert_problem(again, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn logout_revokes_the_session_at_once() {
+    let app = spawn_app().await;
+    app.register("bye@school.example", "a fine passphrase")
+        .await;
+    let t = app.login("bye@school.example", "a fine passphrase").await;
+    let access = t["access_token"].as_str().unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/logout"))
+        .bearer_auth(access)
+        .json(&json!({"refresh_token": t["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_problem(
+        app.get_auth("/api/v1/me", access).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let r = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": t["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn missing_forged_and_unsigned_tokens_are_refused() {
+    let app = spawn_app().await;
+    assert_problem(
+        app.get("/api/v1/me").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_problem(
+        app.get_auth("/api/v1/me", "not.a.jwt").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+
+    app.register("forge@school.example", "a fine passphrase")
+        .await;
+    let t = app.login("forge@school.example", "a fine passphrase").await;
+    let real = t["access_token"].as_str().unwrap();
+    let parts: Vec<&str> = real.split('.').collect();
+    // Same claims, `alg: none`, no signature.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let none = format!(
+        "{}.{}.",
+        b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        parts[1]
+    );
+    assert_problem(
+        app.get_auth("/api/v1/me", &none).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    // Claims changed after signing.
+    let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    claims["roles"] = json!(["admin"]);
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(claims.to_string()),
+        parts[2]
+    );
+    assert_problem(
+        app.get_auth("/api/v1/me", &tampered).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+}

@@ -1,0 +1,199 @@
+//! The `wemaster` binary: configuration errors, `config`, `doctor`, `migrate`, and a graceful
+//! stop of `serve` on SIGTERM.
+
+use std::{process::Stdio, time::Duration};
+
+use crate::helpers::{env_or_explain, free_port, fresh_database, wemaster_bin};
+
+#[test]
+fn a_bad_configuration_value_fails_fast_naming_the_key() {
+    let out = wemaster_bin()
+        .arg("config")
+        .env("WEMASTER__HTTP__LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("http.listen"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+
+    let out = wemaster_bin()
+        .arg("serve")
+        .env("WEMASTER__STORAGE__BACKEND", "floppy")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("storage.backend"));
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let out = wemaster_bin()
+        .args(["--config", "/nonexistent/wemaster.toml", "config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/wemaster.toml"));
+}
+
+#[test]
+fn config_prints_the_effective_settings_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("override.toml");
+    std::fs::write(&file, "[storage.s3]\nbucket = \"from-file\"\n").unwrap();
+    let out = wemaster_bin()
+        .args(["--config", file.to_str().unwrap(), "config"])
+        .env(
+            "WEMASTER__AUTH__JWT_SECRET",
+            "super-secret-value-that-is-32-bytes-long!",
+        )
+        .env(
+            "DATABASE_URL",
+            "postgres://app:db-password@db.example/wemaster",
+        )
+        .env("WEMASTER__HTTP__LISTEN", "127.0.0.1:9999")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("127.0.0.1:9999"), "{text}");
+    assert!(text.contains("from-file"), "{text}");
+    assert!(!text.contains("super-secret-value"), "{text}");
+    assert!(!text.contains("db-password"), "{text}");
+    assert!(text.contains("<redacted>"));
+}
+
+#[test]
+fn version_is_printed() {
+    let out = wemaster_bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("wemaster {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn doctor_finds_every_pipeline_element_installed() {
+    let out = wemaster_bin().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("GStreamer 1."), "{text}");
+    assert!(text.contains("ok   pipeline live-hls"), "{text}");
+}
+
+#[test]
+fn doctor_names_the_package_of_a_missing_element() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.gst"),
+        "fakesrc ! no_such_element_xyz ! fakesink\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("needs-x264.gst"),
+        "videotestsrc ! x264enc_not_here ! fakesink\n",
+    )
+    .unwrap();
+    let out = wemaster_bin()
+        .arg("doctor")
+        .env("WEMASTER__MEDIA__PIPELINES_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL pipeline broken: element no_such_element_xyz missing"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_to_an_empty_database() {
+    let (url, _) = fresh_database().await;
+    let out = wemaster_bin()
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    // Twice is fine.
+    let again = wemaster_bin()
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+}
+
+#[tokio::test]
+async fn serve_stops_cleanly_on_sigterm() {
+    let (url, _) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = wemaster_bin()
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("REDIS_URL", env_or_explain("REDIS_URL"))
+        .env("WEMASTER__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WEMASTER__STORAGE__LOCAL__ROOT", dir.path().join("objects"))
+        .env(
+            "WEMASTER__RTMP__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+        {
+            ready = r.status().is_success();
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "server never became ready");
+    let pid = child.id() as i32;
+    // SAFETY-free: plain kill(2) through the shell utility.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exited = exited.expect("serve did not stop within 10 s of SIGTERM");
+    assert!(exited.success(), "exit status {exited:?}");
+}

@@ -1,0 +1,209 @@
+//! `spawn_app()`: a real `Application` on a free loopback port, with its own fresh PostgreSQL
+//! database, the shared test Redis and a temp dir for local storage. `scripts/test` provides
+//! `DATABASE_URL` (a superuser URL) and `REDIS_URL`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+use tokio_util::sync::CancellationToken;
+use wemaster::{
+    config::{Settings, Sources},
+    startup::Application,
+};
+
+pub fn env_or_explain(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: the integration tests need PostgreSQL and Redis; run them with `scripts/test`")
+    })
+}
+
+/// Settings as the tests' environment gives them (DATABASE_URL, REDIS_URL), nothing else.
+pub fn base_settings() -> Settings {
+    let env = vec![
+        ("DATABASE_URL".to_string(), env_or_explain("DATABASE_URL")),
+        ("REDIS_URL".to_string(), env_or_explain("REDIS_URL")),
+    ];
+    Settings::load(&Sources {
+        file: None,
+        env: Some(env),
+    })
+    .expect("test settings")
+}
+
+/// A new, empty database on the test server; returns its URL.
+pub async fn fresh_database() -> (String, String) {
+    let admin_url = env_or_explain("DATABASE_URL");
+    let name = format!("wm_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let mut url = url::Url::parse(&admin_url).expect("DATABASE_URL is a URL");
+    url.set_path(&name);
+    (url.to_string(), name)
+}
+
+/// A free loopback port (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    pub storage_root: PathBuf,
+    pub settings: Settings,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawn with settings adjusted by `tweak` (after the test defaults are applied).
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = base_settings();
+    let (database_url, _) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    settings.database.url = wemaster::config::Secret::new(database_url.clone());
+    settings.http.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    settings.http.public_url = format!("http://127.0.0.1:{port}").parse().unwrap();
+    settings.storage.local.root = dir.path().join("objects");
+    settings.media.spool_dir = dir.path().join("spool");
+    settings.media.pipelines_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    settings.http.shutdown_grace_s = 2;
+    // Fixed keys so a test can presign with a second handle on the same storage.
+    settings.storage.local.signing_key =
+        wemaster::config::Secret::new("test-signing-key-0123456789abcdef0123456789");
+    settings.auth.jwt_secret =
+        wemaster::config::Secret::new("test-jwt-secret-0123456789abcdef0123456789");
+    tweak(&mut settings);
+    let storage_root = settings.storage.local.root.clone();
+    let app = Application::build(settings.clone())
+        .await
+        .expect("application builds");
+    let addr = app.local_addr();
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        database_url,
+        storage_root,
+        settings,
+        shutdown,
+        server,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// Register a student through the API.
+    pub async fn register(&self, email: &str, password: &str) -> Value {
+        let r = self
+            .post_json(
+                "/api/v1/auth/register",
+                &json!({"email": email, "password": password, "display_name": "Test"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "register {email}");
+        r.json().await.unwrap()
+    }
+
+    /// Log in; returns the token response.
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        let r = self
+            .post_json(
+                "/api/v1/auth/login",
+                &json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "login {email}");
+        r.json().await.unwrap()
+    }
+
+    /// Stop gracefully and wait for the server task.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.server
+            .await
+            .expect("server task")
+            .expect("server stopped cleanly");
+    }
+}
+
+/// Assert a problem+json answer with this status and code; returns the body.
+pub async fn assert_problem(resp: reqwest::Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(resp.status(), status, "status");
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(ct.as_deref(), Some("application/problem+json"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(
+        body["title"].is_string() && body["detail"].is_string() && body["type"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+/// The `wemaster` binary built for these tests.
+pub fn wemaster_bin() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wemaster"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    // Only what a test sets explicitly: no WEMASTER__ leaking from the developer's shell.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WEMASTER") && !k.starts_with("WEMASTER_TEST") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
