@@ -477,10 +477,10 @@ async fn write_synced(path: &Path, body: BodyReader) -> io::Result<std::fs::Meta
 }
 
 async fn remove_quietly(path: &Path) {
-    if let Err(e) = fs::remove_file(path).await {
-        if !is_absent(&e) {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove temporary storage file");
-        }
+    if let Err(e) = fs::remove_file(path).await
+        && !is_absent(&e)
+    {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove temporary storage file");
     }
 }
 

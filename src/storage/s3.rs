@@ -44,12 +44,23 @@ const MAX_PARTS: i32 = 10_000;
 const DELETE_BATCH: usize = 1000;
 
 /// A bucket of an S3-compatible service. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct S3Store {
     client: Client,
     bucket: Arc<str>,
     part_size: usize,
     concurrency: usize,
+}
+
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the client: its configuration holds the credentials.
+        f.debug_struct("S3Store")
+            .field("bucket", &self.bucket)
+            .field("part_size", &self.part_size)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
 }
 
 impl S3Store {
@@ -211,27 +222,37 @@ impl S3Store {
                 ))
             })?;
 
-        match self
+        // Parts already stored would otherwise linger (and be billed) until a lifecycle rule
+        // removes them: abort on error, and also if this future is dropped half-way.
+        let mut guard = AbortOnDrop {
+            store: Some(self.clone()),
+            key: key.clone(),
+            upload_id: upload_id.clone(),
+        };
+        let result = self
             .upload_parts(key, &upload_id, body, [first, second])
-            .await
-        {
+            .await;
+        guard.store = None;
+        match result {
             Ok((size, e_tag)) => Ok(self.put_meta(key, size, e_tag, opts)),
             Err(e) => {
-                // Parts already stored would otherwise linger (and be billed) until a lifecycle
-                // rule removes them.
-                if let Err(abort) = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&*self.bucket)
-                    .key(key.as_str())
-                    .upload_id(&upload_id)
-                    .send()
-                    .await
-                {
-                    tracing::warn!(%key, error = %DisplayErrorContext(&abort), "could not abort multipart upload");
-                }
+                self.abort_upload(key, &upload_id).await;
                 Err(e)
             }
+        }
+    }
+
+    async fn abort_upload(&self, key: &ObjectKey, upload_id: &str) {
+        let aborted = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&*self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .send()
+            .await;
+        if let Err(e) = aborted {
+            tracing::warn!(%key, upload_id, error = %DisplayErrorContext(&e), "could not abort multipart upload");
         }
     }
 
@@ -245,49 +266,59 @@ impl S3Store {
         first: [Bytes; 2],
     ) -> Result<(u64, Option<String>), StorageError> {
         let mut pending = first.into_iter();
-        // Dropping the set (on error) cancels the uploads still running.
+        // Part uploads run as tasks so they progress while the next part is read. Dropping the
+        // set (the caller gave up on this put) cancels them.
         let mut in_flight: JoinSet<Result<CompletedPart, StorageError>> = JoinSet::new();
         let mut completed = Vec::new();
         let mut size = 0u64;
-        let mut part_number = 0i32;
-        let mut body_done = false;
 
-        loop {
-            while !body_done && in_flight.len() < self.concurrency {
-                let part = match pending.next() {
-                    Some(part) => part,
-                    None => read_part(&mut body, self.part_size).await?,
-                };
-                if part.is_empty() {
-                    body_done = true;
-                    break;
+        let uploaded: Result<(), StorageError> = async {
+            let mut part_number = 0i32;
+            let mut body_done = false;
+            loop {
+                while !body_done && in_flight.len() < self.concurrency {
+                    let part = match pending.next() {
+                        Some(part) => part,
+                        None => read_part(&mut body, self.part_size).await?,
+                    };
+                    if part.is_empty() {
+                        body_done = true;
+                        break;
+                    }
+                    // A short part can only be the last one.
+                    body_done = part.len() < self.part_size;
+                    part_number += 1;
+                    if part_number > MAX_PARTS {
+                        return Err(StorageError::Backend(format!(
+                            "put {key}: more than {MAX_PARTS} parts of {} bytes",
+                            self.part_size
+                        )));
+                    }
+                    size += part.len() as u64;
+                    in_flight.spawn(self.clone().upload_part(
+                        key.clone(),
+                        upload_id.to_owned(),
+                        part_number,
+                        part,
+                    ));
                 }
-                // A short part can only be the last one.
-                body_done = part.len() < self.part_size;
-                part_number += 1;
-                if part_number > MAX_PARTS {
-                    return Err(StorageError::Backend(format!(
-                        "put {key}: more than {MAX_PARTS} parts of {} bytes",
-                        self.part_size
-                    )));
+                match in_flight.join_next().await {
+                    Some(Ok(part)) => completed.push(part?),
+                    Some(Err(join)) => {
+                        return Err(StorageError::Backend(format!(
+                            "put {key}: part upload task failed: {join}"
+                        )));
+                    }
+                    None => return Ok(()),
                 }
-                size += part.len() as u64;
-                in_flight.spawn(self.clone().upload_part(
-                    key.clone(),
-                    upload_id.to_owned(),
-                    part_number,
-                    part,
-                ));
             }
-            match in_flight.join_next().await {
-                Some(Ok(part)) => completed.push(part?),
-                Some(Err(join)) => {
-                    return Err(StorageError::Backend(format!(
-                        "put {key}: part upload task failed: {join}"
-                    )));
-                }
-                None => break,
-            }
+        }
+        .await;
+        if let Err(e) = uploaded {
+            // No part request may still be running when the caller aborts the upload, or the
+            // part it stores would outlive the abort.
+            in_flight.shutdown().await;
+            return Err(e);
         }
 
         completed.sort_by_key(|p| p.part_number);
@@ -339,12 +370,12 @@ impl S3Store {
     ) -> Result<GetObject, StorageError> {
         // S3 ignores a syntactically invalid Range and serves the whole object (as HTTP says);
         // we refuse such ranges like the local backend does, which needs the size.
-        if let Some(r) = range {
-            if matches!(r, ByteRange::FromTo(a, b) if a > b) || r == ByteRange::Suffix(0) {
-                return Err(StorageError::InvalidRange {
-                    size: self.head(key).await?.size,
-                });
-            }
+        if let Some(r) = range
+            && (matches!(r, ByteRange::FromTo(a, b) if a > b) || r == ByteRange::Suffix(0))
+        {
+            return Err(StorageError::InvalidRange {
+                size: self.head(key).await?.size,
+            });
         }
         let out = match self
             .client
@@ -374,14 +405,9 @@ impl S3Store {
             .content_length
             .and_then(|l| u64::try_from(l).ok())
             .unwrap_or(0);
-        let (size, served) = match range {
-            None => (length, None),
-            Some(_) => {
-                let content_range = out.content_range.as_deref().ok_or_else(|| {
-                    StorageError::Backend(format!(
-                        "get {key}: ranged request answered without Content-Range"
-                    ))
-                })?;
+        let (size, served) = match (range, out.content_range.as_deref()) {
+            (None, _) => (length, None),
+            (Some(_), Some(content_range)) => {
                 let (start, end, total) = parse_content_range(content_range).ok_or_else(|| {
                     StorageError::Backend(format!(
                         "get {key}: unparsable Content-Range {content_range:?}"
@@ -389,6 +415,16 @@ impl S3Store {
                 })?;
                 (total, Some((start, end)))
             }
+            // A 200 with the whole body: some servers answer so when the range covers it all.
+            // Anything else would hand the caller bytes it did not ask for.
+            (Some(r), None) => match r.resolve(length) {
+                Some((0, end)) if end + 1 == length => (length, Some((0, end))),
+                _ => {
+                    return Err(StorageError::Backend(format!(
+                        "get {key}: the server ignored the Range header"
+                    )));
+                }
+            },
         };
         let meta = ObjectMeta {
             key: key.clone(),
@@ -604,6 +640,31 @@ impl S3Store {
             None => format!("bucket {}", self.bucket),
         };
         StorageError::Backend(format!("{op} {target}: {}", DisplayErrorContext(&err)))
+    }
+}
+
+/// Aborts a multipart upload from a task when dropped armed (`store` is `Some`): the put was
+/// cancelled between starting the upload and finishing or aborting it.
+struct AbortOnDrop {
+    store: Option<S3Store>,
+    key: ObjectKey,
+    upload_id: String,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        let (key, upload_id) = (self.key.clone(), std::mem::take(&mut self.upload_id));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { store.abort_upload(&key, &upload_id).await });
+            }
+            Err(_) => {
+                tracing::warn!(%key, upload_id, "multipart upload left pending: no runtime to abort it")
+            }
+        }
     }
 }
 

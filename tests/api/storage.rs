@@ -148,6 +148,7 @@ storage_contract! {
         range_from_returns_the_tail,
         range_suffix_returns_the_last_bytes,
         unsatisfiable_ranges_are_invalid_range_with_the_size,
+        ranges_of_an_empty_object_are_unsatisfiable,
         head_reports_size_content_type_etag_and_mtime,
         get_and_head_of_a_missing_key_are_not_found,
         list_by_prefix_is_sorted_and_excludes_other_prefixes,
@@ -163,6 +164,8 @@ storage_contract! {
     ],
     s3_ignored: [
         range_suffix_longer_than_the_object_serves_all_of_it =>
+            "s3s-fs 0.14.1 answers 500 to bytes=-n when n > size (seeks before the file start)",
+        suffix_range_of_an_empty_object_is_unsatisfiable =>
             "s3s-fs 0.14.1 answers 500 to bytes=-n when n > size (seeks before the file start)",
         a_prefix_of_other_keys_is_not_an_object =>
             "s3s-fs 0.14.1 answers 500 to HEAD/GET of a key that is a directory on its disk",
@@ -484,6 +487,39 @@ async fn unsatisfiable_ranges_are_invalid_range_with_the_size(storage: &Storage)
             "{range:?}: {err:?}"
         );
     }
+}
+
+async fn ranges_of_an_empty_object_are_unsatisfiable(storage: &Storage) {
+    put(storage, "empty.ts", Bytes::new()).await;
+    let k = key("empty.ts");
+
+    for range in [ByteRange::From(0), ByteRange::FromTo(0, 10)] {
+        let err = expect_err(storage.get(&k, Some(range)).await, &format!("{range:?}"));
+        assert!(
+            matches!(err, StorageError::InvalidRange { size: 0 }),
+            "{range:?}: {err:?}"
+        );
+    }
+    assert!(
+        get_all(storage, "empty.ts").await.is_empty(),
+        "a plain get still works"
+    );
+}
+
+async fn suffix_range_of_an_empty_object_is_unsatisfiable(storage: &Storage) {
+    put(storage, "empty.ts", Bytes::new()).await;
+
+    let err = expect_err(
+        storage
+            .get(&key("empty.ts"), Some(ByteRange::Suffix(5)))
+            .await,
+        "bytes=-5",
+    );
+
+    assert!(
+        matches!(err, StorageError::InvalidRange { size: 0 }),
+        "{err:?}"
+    );
 }
 
 async fn head_reports_size_content_type_etag_and_mtime(storage: &Storage) {
