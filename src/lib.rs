@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod live;
 pub mod startup;
 pub mod state;
 pub mod storage;

@@ -54,6 +54,7 @@ impl Application {
             redis,
             storage,
             tokens,
+            live: crate::live::runtime::idle_runtime(),
             pipelines,
             missing_elements,
         });

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use wemaster_media::pipeline::TemplateSet;
 
-use crate::{auth::TokenService, cache::Redis, config::Settings, storage::Storage};
+use crate::{auth::TokenService, cache::Redis, config::Settings, live::runtime::LiveRuntime, storage::Storage};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -16,6 +16,8 @@ pub struct Inner {
     pub redis: Redis,
     pub storage: Storage,
     pub tokens: TokenService,
+    /// Handle on the live sessions of this node.
+    pub live: LiveRuntime,
     /// Pipeline templates loaded at start.
     pub pipelines: TemplateSet,
     /// Elements the templates need that GStreamer cannot create (empty when healthy).

@@ -1,0 +1,92 @@
+//! The live runtime: one supervisor task on this node owns every live session (publisher,
+//! pipeline, HLS playlist, reconnect window). Others talk to it through [`LiveRuntime`], a
+//! cheap handle over a channel; nobody else touches session state.
+
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// What a live session looks like from outside while it runs (`active_session` in the API).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ActiveSession {
+    pub session_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: time::OffsetDateTime,
+    /// `rtmp` or `whip`.
+    pub protocol: String,
+    /// True while a publisher is connected; false inside the reconnect window.
+    pub publishing: bool,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub frame_rate: Option<f64>,
+    /// Ingest bitrate over the last few seconds, bits per second.
+    pub bitrate_bps: u64,
+    pub viewers: u64,
+}
+
+pub(crate) enum Command {
+    /// End the session now: kick the publisher, write ENDLIST, back to idle.
+    Complete { stream_id: Uuid, reply: oneshot::Sender<bool> },
+    /// Kick the publisher (stream disabled or key reset); the session then ends.
+    Kick { stream_id: Uuid, reason: &'static str, reply: oneshot::Sender<bool> },
+    /// The running session of a stream, if any.
+    Status { stream_id: Uuid, reply: oneshot::Sender<Option<ActiveSession>> },
+}
+
+/// Handle on the live runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct LiveRuntime {
+    tx: mpsc::Sender<Command>,
+}
+
+impl LiveRuntime {
+    pub(crate) fn new(tx: mpsc::Sender<Command>) -> LiveRuntime {
+        LiveRuntime { tx }
+    }
+
+    /// End the stream's live session now (the `complete` action). Returns whether one was running.
+    pub async fn complete(&self, stream_id: Uuid) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Complete { stream_id, reply }).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// Disconnect the stream's publisher, if any (disable, key reset, delete).
+    pub async fn kick(&self, stream_id: Uuid, reason: &'static str) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Kick { stream_id, reason, reply }).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// The running session of a stream, if any.
+    pub async fn status(&self, stream_id: Uuid) -> Option<ActiveSession> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Status { stream_id, reply }).await.ok()?;
+        rx.await.ok().flatten()
+    }
+}
+
+/// A runtime whose supervisor answers "nothing is live" to everything. Used until the
+/// ingest supervisor is started, and by tests of the REST resource alone.
+pub fn idle_runtime() -> LiveRuntime {
+    let (tx, mut rx) = mpsc::channel::<Command>(64);
+    tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Command::Complete { reply, .. } | Command::Kick { reply, .. } => {
+                    let _ = reply.send(false);
+                }
+                Command::Status { reply, .. } => {
+                    let _ = reply.send(None);
+                }
+            }
+        }
+    });
+    LiveRuntime::new(tx)
+}
