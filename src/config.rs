@@ -66,6 +66,7 @@ impl Serialize for Secret {
 pub struct Settings {
     pub http: HttpSettings,
     pub rtmp: RtmpSettings,
+    pub live: LiveSettings,
     pub log: LogSettings,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
@@ -89,6 +90,17 @@ pub struct HttpSettings {
 #[serde(deny_unknown_fields)]
 pub struct RtmpSettings {
     pub listen: SocketAddr,
+    pub max_message_bytes: usize,
+    pub idle_timeout_s: u64,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveSettings {
+    pub segment_duration_s: f64,
+    pub window_segments: usize,
+    pub frame_queue: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -300,6 +312,30 @@ impl Settings {
                     format!("{origin:?} is not \"*\" nor an origin like https://example.com"),
                 ));
             }
+        }
+        if !(64 * 1024..=64 * 1024 * 1024).contains(&self.rtmp.max_message_bytes) {
+            return Err(err(
+                "rtmp.max_message_bytes",
+                "must be between 64 KiB and 64 MiB",
+            ));
+        }
+        if self.rtmp.idle_timeout_s == 0 || self.rtmp.max_connections == 0 {
+            return Err(err(
+                "rtmp.idle_timeout_s",
+                "timeouts and connection limits must be at least 1",
+            ));
+        }
+        if !(0.5..=30.0).contains(&self.live.segment_duration_s) {
+            return Err(err(
+                "live.segment_duration_s",
+                "must be between 0.5 and 30 seconds",
+            ));
+        }
+        if !(2..=100).contains(&self.live.window_segments) {
+            return Err(err("live.window_segments", "must be between 2 and 100"));
+        }
+        if !(16..=100_000).contains(&self.live.frame_queue) {
+            return Err(err("live.frame_queue", "must be between 16 and 100000"));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| err("log.level", format!("not a valid filter: {e}")))?;

@@ -8,19 +8,29 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wemaster_media::pipeline::TemplateSet;
 
+use wemaster_media::rtmp::RtmpConfig;
+
 use crate::{
     auth::TokenService,
     cache::Redis,
     config::Settings,
     db, http,
+    live::{
+        backend::PgLiveBackend,
+        supervisor::{self, LiveConfig, LiveRegistry},
+    },
     state::{AppState, Inner},
     storage::Storage,
 };
 
 pub struct Application {
     listener: TcpListener,
+    rtmp_listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
+    /// The live supervisor: awaited at shutdown so live sessions end cleanly.
+    supervisor: tokio::task::JoinHandle<()>,
+    publish_requests: tokio::sync::mpsc::Sender<wemaster_media::rtmp::PublishRequest>,
 }
 
 impl Application {
@@ -48,21 +58,50 @@ impl Application {
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
+        let rtmp_listener = TcpListener::bind(settings.rtmp.listen)
+            .await
+            .with_context(|| format!("cannot listen on rtmp.listen = {}", settings.rtmp.listen))?;
+        let shutdown = CancellationToken::new();
+        let live_views = LiveRegistry::default();
+        let live_config = LiveConfig {
+            segment_duration: Duration::from_secs_f64(settings.live.segment_duration_s),
+            window_segments: settings.live.window_segments,
+            spool_dir: settings.media.spool_dir.clone(),
+            frame_queue: settings.live.frame_queue,
+        };
+        let (live, publish_requests, supervisor) = supervisor::start(
+            live_config,
+            &pipelines,
+            PgLiveBackend::new(pool.clone(), redis.clone()),
+            live_views.clone(),
+            shutdown.child_token(),
+        )?;
         let state = AppState::new(Inner {
             settings,
             db: pool,
             redis,
             storage,
             tokens,
-            live: crate::live::runtime::idle_runtime(),
+            live,
+            live_views,
             pipelines,
             missing_elements,
         });
         Ok(Application {
             listener,
+            rtmp_listener,
             state,
-            shutdown: CancellationToken::new(),
+            shutdown,
+            supervisor,
+            publish_requests,
         })
+    }
+
+    /// The bound RTMP address (tests bind port 0).
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.rtmp_listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -85,11 +124,27 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
             listener,
+            rtmp_listener,
             state,
             shutdown,
+            supervisor,
+            publish_requests,
         } = self;
         let grace = Duration::from_secs(state.settings.http.shutdown_grace_s);
         let addr = listener.local_addr()?;
+        let rtmp_config = RtmpConfig {
+            max_message_bytes: state.settings.rtmp.max_message_bytes,
+            idle_timeout: Duration::from_secs(state.settings.rtmp.idle_timeout_s),
+            max_connections: state.settings.rtmp.max_connections,
+            frame_queue: state.settings.live.frame_queue,
+            ..RtmpConfig::default()
+        };
+        let rtmp = tokio::spawn(wemaster_media::rtmp::serve(
+            rtmp_listener,
+            rtmp_config,
+            publish_requests,
+            shutdown.child_token(),
+        ));
         let pool = state.db.clone();
         let app = http::router(state);
         tracing::info!(%addr, "HTTP listening");
@@ -110,6 +165,13 @@ impl Application {
                 }
             }
         }
+        // Publishers were told to stop by the same token; live sessions finish their last
+        // segment and end their playlists (bounded inside the supervisor).
+        let _ = tokio::time::timeout(grace + Duration::from_secs(10), async {
+            let _ = rtmp.await;
+            let _ = supervisor.await;
+        })
+        .await;
         pool.close().await;
         tracing::info!("stopped");
         Ok(())

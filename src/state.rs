@@ -5,7 +5,13 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use wemaster_media::pipeline::TemplateSet;
 
-use crate::{auth::TokenService, cache::Redis, config::Settings, live::runtime::LiveRuntime, storage::Storage};
+use crate::{
+    auth::TokenService,
+    cache::Redis,
+    config::Settings,
+    live::{runtime::LiveRuntime, supervisor::LiveRegistry},
+    storage::Storage,
+};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -18,6 +24,8 @@ pub struct Inner {
     pub tokens: TokenService,
     /// Handle on the live sessions of this node.
     pub live: LiveRuntime,
+    /// Playlists of the live sessions of this node, read by the HLS routes.
+    pub live_views: LiveRegistry,
     /// Pipeline templates loaded at start.
     pub pipelines: TemplateSet,
     /// Elements the templates need that GStreamer cannot create (empty when healthy).

@@ -6,7 +6,10 @@
 //! ([`doctor`]); RTMP/WHIP ingest and the live pipeline runner build on them.
 
 pub mod doctor;
+pub mod hls;
+pub mod live;
 pub mod pipeline;
+pub mod rtmp;
 
 /// Initialise GStreamer once per process. Safe to call repeatedly.
 pub fn init() -> Result<(), gstreamer::glib::Error> {

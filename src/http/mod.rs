@@ -9,6 +9,8 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod hls;
+pub mod live;
 pub mod objects;
 pub mod range;
 
@@ -62,7 +64,9 @@ impl Modify for BearerAuth {
 
 /// The `/api/v1` routers with their OpenAPI paths.
 fn api_v1() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(auth::router())
+    OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(live::router())
 }
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).
@@ -83,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", doc))
         .merge(health::router())
+        .merge(hls::router())
         .merge(objects::router(settings.upload_limit_bytes))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

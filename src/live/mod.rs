@@ -4,5 +4,16 @@
 //!
 //! - [`runtime`]: the supervisor task that owns every live session on this node; HTTP actions
 //!   (disable, complete) reach it through [`runtime::LiveRuntime`].
+//! - [`supervisor`]: live sessions (publisher → pipeline → playlist, reconnect window);
+//!   [`backend`]: its PostgreSQL/Redis side (key checks, ordered events).
+//! - [`model`], [`store`]: the live stream resource and its queries (soft delete, scoped access,
+//!   `find_by_stream_key` for the ingest); [`keys`]: stream keys (random, stored hashed);
+//!   [`events`]: `live_stream.*` events, stored and published on Redis.
 
+pub mod backend;
+pub mod events;
+pub mod keys;
+pub mod model;
 pub mod runtime;
+pub mod store;
+pub mod supervisor;

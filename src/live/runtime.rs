@@ -28,11 +28,21 @@ pub struct ActiveSession {
 
 pub(crate) enum Command {
     /// End the session now: kick the publisher, write ENDLIST, back to idle.
-    Complete { stream_id: Uuid, reply: oneshot::Sender<bool> },
+    Complete {
+        stream_id: Uuid,
+        reply: oneshot::Sender<bool>,
+    },
     /// Kick the publisher (stream disabled or key reset); the session then ends.
-    Kick { stream_id: Uuid, reason: &'static str, reply: oneshot::Sender<bool> },
+    Kick {
+        stream_id: Uuid,
+        reason: &'static str,
+        reply: oneshot::Sender<bool>,
+    },
     /// The running session of a stream, if any.
-    Status { stream_id: Uuid, reply: oneshot::Sender<Option<ActiveSession>> },
+    Status {
+        stream_id: Uuid,
+        reply: oneshot::Sender<Option<ActiveSession>>,
+    },
 }
 
 /// Handle on the live runtime. Cheap to clone.
@@ -49,7 +59,12 @@ impl LiveRuntime {
     /// End the stream's live session now (the `complete` action). Returns whether one was running.
     pub async fn complete(&self, stream_id: Uuid) -> bool {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::Complete { stream_id, reply }).await.is_err() {
+        if self
+            .tx
+            .send(Command::Complete { stream_id, reply })
+            .await
+            .is_err()
+        {
             return false;
         }
         rx.await.unwrap_or(false)
@@ -58,7 +73,16 @@ impl LiveRuntime {
     /// Disconnect the stream's publisher, if any (disable, key reset, delete).
     pub async fn kick(&self, stream_id: Uuid, reason: &'static str) -> bool {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::Kick { stream_id, reason, reply }).await.is_err() {
+        if self
+            .tx
+            .send(Command::Kick {
+                stream_id,
+                reason,
+                reply,
+            })
+            .await
+            .is_err()
+        {
             return false;
         }
         rx.await.unwrap_or(false)
@@ -67,26 +91,10 @@ impl LiveRuntime {
     /// The running session of a stream, if any.
     pub async fn status(&self, stream_id: Uuid) -> Option<ActiveSession> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Status { stream_id, reply }).await.ok()?;
+        self.tx
+            .send(Command::Status { stream_id, reply })
+            .await
+            .ok()?;
         rx.await.ok().flatten()
     }
-}
-
-/// A runtime whose supervisor answers "nothing is live" to everything. Used until the
-/// ingest supervisor is started, and by tests of the REST resource alone.
-pub fn idle_runtime() -> LiveRuntime {
-    let (tx, mut rx) = mpsc::channel::<Command>(64);
-    tokio::spawn(async move {
-        while let Some(cmd) = rx.recv().await {
-            match cmd {
-                Command::Complete { reply, .. } | Command::Kick { reply, .. } => {
-                    let _ = reply.send(false);
-                }
-                Command::Status { reply, .. } => {
-                    let _ = reply.send(None);
-                }
-            }
-        }
-    });
-    LiveRuntime::new(tx)
 }

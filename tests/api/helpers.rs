@@ -59,6 +59,7 @@ pub fn free_port() -> u16 {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub rtmp_addr: SocketAddr,
     pub base: String,
     pub client: reqwest::Client,
     pub database_url: String,
@@ -86,6 +87,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     settings.media.spool_dir = dir.path().join("spool");
     settings.media.pipelines_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines");
     settings.http.shutdown_grace_s = 2;
+    settings.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     // Fixed keys so a test can presign with a second handle on the same storage.
     settings.storage.local.signing_key =
         wemaster::config::Secret::new("test-signing-key-0123456789abcdef0123456789");
@@ -97,10 +99,12 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("application builds");
     let addr = app.local_addr();
+    let rtmp_addr = app.rtmp_addr();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {
         addr,
+        rtmp_addr,
         base: format!("http://{addr}"),
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -6,5 +6,7 @@ mod auth;
 mod cli;
 mod errors;
 mod health;
+mod live_rtmp;
+mod live_streams;
 mod objects;
 mod storage;

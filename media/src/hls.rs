@@ -1,0 +1,285 @@
+//! HLS media playlists (RFC 8216), sans-IO: the live sliding window and the VOD list.
+//!
+//! The playlist is the truth of what viewers may fetch, so it is owned here in Rust rather
+//! than by a GStreamer sink: a reconnect continues the same playlist (media sequence keeps
+//! counting, `#EXT-X-DISCONTINUITY` at the join), and the end writes `#EXT-X-ENDLIST`.
+//! Durations are kept in nanoseconds and rendered with millisecond precision.
+
+use std::collections::VecDeque;
+
+/// One media segment as listed in a playlist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Sequence number (the media sequence of this segment).
+    pub sequence: u64,
+    /// URI relative to the playlist, e.g. `segment-00000003.ts`.
+    pub uri: String,
+    pub duration_ns: u64,
+    /// A discontinuity precedes this segment (new publisher, new timestamps or encoder).
+    pub discontinuity: bool,
+}
+
+/// A live playlist with a sliding window.
+#[derive(Debug, Clone)]
+pub struct LivePlaylist {
+    /// Longest segment we intend to produce; `EXT-X-TARGETDURATION` never goes below it.
+    target_duration_ns: u64,
+    /// How many segments the playlist lists.
+    window: usize,
+    segments: VecDeque<Segment>,
+    next_sequence: u64,
+    /// Discontinuities that slid out of the window (`EXT-X-DISCONTINUITY-SEQUENCE`).
+    discontinuity_sequence: u64,
+    /// The next segment pushed starts after a discontinuity.
+    pending_discontinuity: bool,
+    ended: bool,
+    /// Longest segment ever listed: target duration must not shrink (RFC 8216 §6.2.1).
+    longest_ns: u64,
+}
+
+impl LivePlaylist {
+    pub fn new(target_duration_ns: u64, window: usize) -> LivePlaylist {
+        LivePlaylist {
+            target_duration_ns,
+            window: window.max(1),
+            segments: VecDeque::new(),
+            next_sequence: 0,
+            discontinuity_sequence: 0,
+            pending_discontinuity: false,
+            ended: false,
+            longest_ns: 0,
+        }
+    }
+
+    /// The next segment follows a break (a reconnect). No-op before the first segment.
+    pub fn mark_discontinuity(&mut self) {
+        if self.next_sequence > 0 {
+            self.pending_discontinuity = true;
+        }
+    }
+
+    /// Append a closed segment; returns the segments that slid out of the window (their files
+    /// may be removed once players can no longer be fetching them).
+    pub fn push(&mut self, uri: impl Into<String>, duration_ns: u64) -> Vec<Segment> {
+        let seg = Segment {
+            sequence: self.next_sequence,
+            uri: uri.into(),
+            duration_ns,
+            discontinuity: std::mem::take(&mut self.pending_discontinuity),
+        };
+        self.next_sequence += 1;
+        self.longest_ns = self.longest_ns.max(duration_ns);
+        self.segments.push_back(seg);
+        let mut evicted = Vec::new();
+        while self.segments.len() > self.window {
+            if let Some(old) = self.segments.pop_front() {
+                // The discontinuity that the dropped segment carried is counted, or the one on
+                // the new first segment if the first one carried it.
+                if old.discontinuity {
+                    self.discontinuity_sequence += 1;
+                }
+                evicted.push(old);
+            }
+        }
+        evicted
+    }
+
+    /// No more segments: the playlist gets `#EXT-X-ENDLIST`.
+    pub fn end(&mut self) {
+        self.ended = true;
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Is this URI listed now (a viewer may fetch it)?
+    pub fn contains(&self, uri: &str) -> bool {
+        self.segments.iter().any(|s| s.uri == uri)
+    }
+
+    /// Render the playlist. `query` (e.g. `token=...`) is appended to every segment URI so a
+    /// private stream's token travels on to its segments.
+    pub fn render(&self, query: Option<&str>) -> String {
+        let first = self
+            .segments
+            .front()
+            .map_or(self.next_sequence, |s| s.sequence);
+        render(
+            &self.segments.iter().collect::<Vec<_>>(),
+            first,
+            self.discontinuity_sequence,
+            target_seconds(self.target_duration_ns.max(self.longest_ns)),
+            if self.ended {
+                Kind::LiveEnded
+            } else {
+                Kind::Live
+            },
+            query,
+        )
+    }
+}
+
+/// A complete VOD playlist (`#EXT-X-PLAYLIST-TYPE:VOD`, `#EXT-X-ENDLIST`).
+pub fn render_vod(segments: &[Segment], query: Option<&str>) -> String {
+    let longest = segments.iter().map(|s| s.duration_ns).max().unwrap_or(0);
+    let first = segments.first().map_or(0, |s| s.sequence);
+    render(
+        &segments.iter().collect::<Vec<_>>(),
+        first,
+        0,
+        target_seconds(longest),
+        Kind::Vod,
+        query,
+    )
+}
+
+#[derive(PartialEq)]
+enum Kind {
+    Live,
+    LiveEnded,
+    Vod,
+}
+
+/// `EXT-X-TARGETDURATION`: the longest segment rounded to the nearest second, at least 1.
+fn target_seconds(ns: u64) -> u64 {
+    (ns + 500_000_000).div_euclid(1_000_000_000).max(1)
+}
+
+fn render(
+    segments: &[&Segment],
+    first_sequence: u64,
+    disc_seq: u64,
+    target: u64,
+    kind: Kind,
+    query: Option<&str>,
+) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(128 + segments.len() * 64);
+    out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first_sequence}");
+    if disc_seq > 0 {
+        let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{disc_seq}");
+    }
+    if kind == Kind::Vod {
+        out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+    }
+    for s in segments {
+        // EXT-X-DISCONTINUITY-SEQUENCE counts only the tags that slid out; listed ones stay.
+        if s.discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        let _ = writeln!(out, "#EXTINF:{:.3},", s.duration_ns as f64 / 1e9);
+        out.push_str(&s.uri);
+        if let Some(q) = query {
+            out.push(if s.uri.contains('?') { '&' } else { '?' });
+            out.push_str(q);
+        }
+        out.push('\n');
+    }
+    if kind != Kind::Live {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_live_playlist_slides_and_counts_sequence() {
+        let mut p = LivePlaylist::new(2 * S, 3);
+        for i in 0..5 {
+            let evicted = p.push(format!("s{i}.ts"), 2 * S);
+            if i < 3 {
+                assert!(evicted.is_empty());
+            } else {
+                assert_eq!(evicted[0].uri, format!("s{}.ts", i - 3));
+            }
+        }
+        let text = p.render(None);
+        assert!(text.starts_with("#EXTM3U\n"));
+        assert!(text.contains("#EXT-X-TARGETDURATION:2\n"));
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{text}");
+        assert!(
+            text.contains("#EXTINF:2.000,\ns2.ts\n#EXTINF:2.000,\ns3.ts\n#EXTINF:2.000,\ns4.ts\n")
+        );
+        assert!(!text.contains("ENDLIST"));
+        assert!(p.contains("s4.ts") && !p.contains("s1.ts"));
+    }
+
+    #[test]
+    fn a_reconnect_gives_one_discontinuity_that_is_counted_once_it_slides_out() {
+        let mut p = LivePlaylist::new(2 * S, 2);
+        p.mark_discontinuity(); // before any segment: nothing to mark
+        p.push("a.ts", 2 * S);
+        p.mark_discontinuity();
+        p.push("b.ts", 2 * S);
+        let text = p.render(None);
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\nb.ts"));
+        p.push("c.ts", 2 * S); // a.ts slides out; b keeps its tag
+        assert!(
+            p.render(None)
+                .contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\nb.ts")
+        );
+        p.push("d.ts", 2 * S); // b.ts (with the discontinuity) slides out
+        let text = p.render(None);
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
+        assert!(!text.contains("#EXT-X-DISCONTINUITY\n"));
+    }
+
+    #[test]
+    fn ending_writes_endlist_and_target_never_shrinks() {
+        let mut p = LivePlaylist::new(2 * S, 5);
+        p.push("a.ts", 3_400_000_000);
+        p.push("b.ts", 2 * S);
+        p.end();
+        let text = p.render(None);
+        assert!(text.contains("#EXT-X-TARGETDURATION:3\n"), "{text}");
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+        assert!(p.is_ended());
+    }
+
+    #[test]
+    fn the_token_travels_to_every_segment() {
+        let mut p = LivePlaylist::new(2 * S, 5);
+        p.push("a.ts", 2 * S);
+        p.push("b.ts?x=1", 2 * S);
+        let text = p.render(Some("token=abc"));
+        assert!(text.contains("a.ts?token=abc\n") && text.contains("b.ts?x=1&token=abc\n"));
+    }
+
+    #[test]
+    fn vod_lists_everything_with_type_and_endlist() {
+        let segs: Vec<Segment> = (0..3)
+            .map(|i| Segment {
+                sequence: i,
+                uri: format!("{i}.ts"),
+                duration_ns: 2 * S,
+                discontinuity: i == 2,
+            })
+            .collect();
+        let text = render_vod(&segs, None);
+        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\n2.ts"));
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:0\n"));
+    }
+}

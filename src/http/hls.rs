@@ -1,0 +1,148 @@
+//! Live HLS: `/hls/live/{live_stream_id}/index.m3u8` and its segments.
+//!
+//! The playlist is rendered from the live session's in-memory [`LivePlaylist`] (the truth of
+//! what exists); segments are files in the session's spool directory, served only while the
+//! playlist lists them (or just slid out of it). Playlists are not cached (`no-cache`: they
+//! change every segment); segments never change (`immutable`). CORS comes from the global
+//! layer so browser players on other origins work.
+
+use std::net::SocketAddr;
+
+use axum::{
+    Router,
+    extract::{ConnectInfo, RawQuery, State},
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use uuid::Uuid;
+
+use super::{error::ApiError, extract::Path};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/hls/live/{id}/index.m3u8", get(playlist))
+        .route("/hls/live/{id}/{segment}", get(segment))
+}
+
+const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+
+fn view(
+    state: &AppState,
+    id: Uuid,
+) -> Result<std::sync::Arc<crate::live::supervisor::LiveView>, ApiError> {
+    state
+        .live_views
+        .read()
+        .ok()
+        .and_then(|r| r.get(&id).cloned())
+        .ok_or(ApiError::NotFound("live stream"))
+}
+
+async fn playlist(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    RawQuery(query): RawQuery,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Response, ApiError> {
+    let view = view(&state, id)?;
+    view.touch_viewer(peer.ip());
+    // Only a `token` parameter travels on to segments (private streams), bounded in size.
+    let token = query
+        .as_deref()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token"))
+        .map(|(_, v)| v.into_owned())
+        .filter(|t| t.len() <= 2048);
+    let token_query = token.map(|t| {
+        format!(
+            "token={}",
+            url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
+        )
+    });
+    let (body, ended) = {
+        let p = view
+            .playlist
+            .lock()
+            .map_err(|_| anyhow::anyhow!("playlist lock poisoned"))?;
+        if p.is_empty() && !p.is_ended() {
+            // Live but no segment closed yet: players retry on 404 while a stream starts.
+            return Err(ApiError::NotFound("live playlist (no segment yet)"));
+        }
+        (p.render(token_query.as_deref()), p.is_ended())
+    };
+    let cache = if ended {
+        "public, max-age=60"
+    } else {
+        "no-cache"
+    };
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(PLAYLIST_TYPE),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Segment names the pipeline writes: `segment-<digits>.ts`. Anything else is not ours.
+fn valid_segment_name(name: &str) -> bool {
+    name.strip_prefix("segment-")
+        .and_then(|r| r.strip_suffix(".ts"))
+        .is_some_and(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+async fn segment(
+    State(state): State<AppState>,
+    Path((id, name)): Path<(Uuid, String)>,
+) -> Result<Response, ApiError> {
+    if !valid_segment_name(&name) {
+        return Err(ApiError::NotFound("segment"));
+    }
+    let view = view(&state, id)?;
+    let bytes = match tokio::fs::read(view.dir.join(&name)).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::NotFound("segment"));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::from(e)
+                .context("reading a live segment")
+                .into());
+        }
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_our_segment_names_are_served() {
+        assert!(super::valid_segment_name("segment-00000001.ts"));
+        assert!(super::valid_segment_name("segment-1000000.ts"));
+        for bad in [
+            "../x.ts",
+            "segment-.ts",
+            "segment-1.mp4",
+            "index.m3u8",
+            "segment-1a.ts",
+            "segment-1.ts/..",
+        ] {
+            assert!(!super::valid_segment_name(bad), "{bad}");
+        }
+    }
+}

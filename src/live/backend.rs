@@ -1,0 +1,127 @@
+//! The live supervisor's view of the platform: authorise publishers against PostgreSQL and
+//! write the stream's events and status (PostgreSQL row, then Redis pub/sub).
+//!
+//! Events go through one writer task so they are stored in the order the supervisor saw them
+//! (`connected` before `active` before `disconnected` before `idle`), without the supervisor
+//! ever waiting on the database.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+use wemaster_media::rtmp::RefuseReason;
+
+use super::{
+    events::{self, EventKind},
+    keys::StreamKey,
+    model::{LiveStreamId, StreamStatus},
+    store,
+    supervisor::{AuthorizedStream, LiveBackend, StatusChange},
+};
+use crate::cache::Redis;
+
+/// The only RTMP application publishers may use: `rtmp://host/live/<key>`.
+pub const RTMP_APP: &str = "live";
+
+struct Event {
+    stream_id: Uuid,
+    kind: EventKind,
+    payload: serde_json::Value,
+    status: Option<StatusChange>,
+}
+
+#[derive(Clone)]
+pub struct PgLiveBackend {
+    db: PgPool,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl PgLiveBackend {
+    pub fn new(db: PgPool, redis: Redis) -> PgLiveBackend {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+        let pool = db.clone();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                write_event(&pool, &redis, e).await;
+            }
+        });
+        PgLiveBackend { db, events: tx }
+    }
+}
+
+async fn write_event(db: &PgPool, redis: &Redis, e: Event) {
+    let id = LiveStreamId(e.stream_id);
+    if let Some(change) = e.status {
+        let result = async {
+            let mut conn = db.acquire().await?;
+            match change {
+                StatusChange::Active => store::mark_active(&mut conn, id).await,
+                StatusChange::Idle => store::mark_idle(&mut conn, id).await,
+            }
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::error!(stream_id = %e.stream_id, error = %err, "cannot update the live stream status");
+        }
+    }
+    // A brief retry: a database blip must not lose the record of a session.
+    for attempt in 0..3 {
+        match events::record_event(db, redis, id, e.kind, e.payload.clone()).await {
+            Ok(_) => return,
+            Err(err) if attempt < 2 => {
+                tracing::warn!(error = %err, kind = e.kind.as_str(), "storing a live event failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+            }
+            Err(err) => tracing::error!(error = %err, kind = e.kind.as_str(), "live event lost"),
+        }
+    }
+}
+
+impl LiveBackend for PgLiveBackend {
+    async fn authorize(
+        &self,
+        app: String,
+        stream_key: String,
+    ) -> Result<AuthorizedStream, RefuseReason> {
+        if app != RTMP_APP {
+            return Err(RefuseReason::WrongApp);
+        }
+        let Ok(key) = StreamKey::parse(&stream_key) else {
+            return Err(RefuseReason::UnknownKey);
+        };
+        let mut conn = self.db.acquire().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot check a stream key: database unavailable");
+            RefuseReason::Busy
+        })?;
+        let stream = store::find_by_stream_key(&mut conn, &key)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot check a stream key");
+                RefuseReason::Busy
+            })?;
+        match stream {
+            None => Err(RefuseReason::UnknownKey),
+            Some(s) if s.status == StreamStatus::Disabled => Err(RefuseReason::Disabled),
+            Some(s) => Ok(AuthorizedStream {
+                stream_id: s.id.0,
+                reconnect_window: s.reconnect_window.as_duration(),
+            }),
+        }
+    }
+
+    fn event(
+        &self,
+        stream_id: Uuid,
+        kind: EventKind,
+        payload: serde_json::Value,
+        status: Option<StatusChange>,
+    ) {
+        let _ = self.events.send(Event {
+            stream_id,
+            kind,
+            payload,
+            status,
+        });
+    }
+}

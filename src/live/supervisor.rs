@@ -1,0 +1,681 @@
+//! The live supervisor: one task that owns every live session of this node.
+//!
+//! A live session is what students watch: one playlist that spans every publisher of the same
+//! lesson, including reconnects inside the stream's reconnect window.
+//!
+//! ```text
+//!  rtmp::serve --PublishRequest--> supervisor --auth task (DB)--> Authorized
+//!                                     |  grant: frames channel + kick token
+//!                                     v
+//!                          media::live::spawn_publisher (pipeline, blocking thread)
+//!                                     |  PublisherEvent (segment closed, ended)
+//!                                     v
+//!                          supervisor: playlist (LiveView, read by the HLS routes),
+//!                                      reconnect window timer, events (event writer task)
+//! ```
+//!
+//! Session states: `Publishing(publisher)` → publisher gone → `Waiting(window deadline)` →
+//! a publisher comes back (same session, `#EXT-X-DISCONTINUITY`) or the window passes
+//! (`#EXT-X-ENDLIST`, stream back to idle). `complete`/`disable` end it without waiting.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex, RwLock, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use wemaster_media::{
+    hls::LivePlaylist,
+    live::{PublisherEvent, PublisherPipelines, PublisherStats, spawn_publisher},
+    pipeline::TemplateSet,
+    rtmp::{AudioCodec, EndReason, PublishGrant, PublishRequest, RefuseReason, VideoCodec},
+};
+
+use super::{
+    events::EventKind,
+    runtime::{ActiveSession, Command, LiveRuntime},
+};
+
+/// Settings of the live path.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    pub segment_duration: Duration,
+    pub window_segments: usize,
+    pub spool_dir: PathBuf,
+    pub frame_queue: usize,
+}
+
+/// What the HLS routes see of a stream: its current (or last) session's playlist and files.
+pub struct LiveView {
+    pub session_id: Uuid,
+    pub dir: PathBuf,
+    pub playlist: Mutex<LivePlaylist>,
+    /// Last playlist fetch per client address, to estimate viewers.
+    viewers: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+/// A viewer counts while it fetched the playlist within this long.
+const VIEWER_TTL: Duration = Duration::from_secs(15);
+
+impl LiveView {
+    pub fn touch_viewer(&self, ip: IpAddr) {
+        if let Ok(mut v) = self.viewers.lock() {
+            let now = Instant::now();
+            v.insert(ip, now);
+            if v.len() > 10_000 {
+                v.retain(|_, t| now.duration_since(*t) < VIEWER_TTL);
+            }
+        }
+    }
+
+    pub fn viewer_count(&self) -> u64 {
+        let Ok(mut v) = self.viewers.lock() else {
+            return 0;
+        };
+        let now = Instant::now();
+        v.retain(|_, t| now.duration_since(*t) < VIEWER_TTL);
+        v.len() as u64
+    }
+}
+
+/// Stream id → its live view. Written by the supervisor, read by HLS requests.
+pub type LiveRegistry = Arc<RwLock<HashMap<Uuid, Arc<LiveView>>>>;
+
+/// What the authorisation task found for a publish request.
+pub struct AuthorizedStream {
+    pub stream_id: Uuid,
+    pub reconnect_window: Duration,
+}
+
+/// The status a session moves its stream to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    Active,
+    Idle,
+}
+
+/// The service side the supervisor needs: authorise publishers and write events.
+/// Implemented over PostgreSQL + Redis in `super::backend`.
+pub trait LiveBackend: Send + Sync + 'static {
+    /// Find the stream for a key (constant-time compare) and check it may publish.
+    fn authorize(
+        &self,
+        app: String,
+        stream_key: String,
+    ) -> impl Future<Output = Result<AuthorizedStream, RefuseReason>> + Send;
+    /// Queue an event (stored and published in order); `status` also moves the stream's status.
+    fn event(
+        &self,
+        stream_id: Uuid,
+        kind: EventKind,
+        payload: serde_json::Value,
+        status: Option<StatusChange>,
+    );
+}
+
+enum Msg {
+    Command(Command),
+    Publish(PublishRequest),
+    Authorized(PublishRequest, Result<AuthorizedStream, RefuseReason>),
+    Publisher {
+        stream_id: Uuid,
+        generation: u64,
+        event: PublisherEvent,
+    },
+    WindowExpired {
+        stream_id: Uuid,
+        session_id: Uuid,
+        generation: u64,
+    },
+}
+
+struct Publisher {
+    generation: u64,
+    kick: CancellationToken,
+    stats: Arc<PublisherStats>,
+    connected_at: Instant,
+    protocol: &'static str,
+}
+
+/// Why a session should end when its publisher goes away.
+#[derive(Clone, Copy, PartialEq)]
+enum Ending {
+    /// Normal: wait for the reconnect window.
+    Window,
+    /// `complete`, `disable`, delete: end as soon as the publisher's pipeline has drained.
+    Now,
+}
+
+struct Session {
+    id: Uuid,
+    started_at: OffsetDateTime,
+    view: Arc<LiveView>,
+    publisher: Option<Publisher>,
+    generation: u64,
+    reconnect_window: Duration,
+    ending: Ending,
+    /// Segments that left the playlist, deleted once they are `window` segments old.
+    evicted: VecDeque<PathBuf>,
+    last_protocol: &'static str,
+}
+
+/// Start the supervisor; returns the runtime handle and the sender the RTMP server uses.
+pub fn start<B: LiveBackend>(
+    config: LiveConfig,
+    templates: &TemplateSet,
+    backend: B,
+    registry: LiveRegistry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(
+    LiveRuntime,
+    mpsc::Sender<PublishRequest>,
+    tokio::task::JoinHandle<()>,
+)> {
+    // Templates are checked now so a typo fails at start, not at the first publish.
+    templates.get("live-hls")?;
+    templates.get("live-hls-video")?;
+    let (msg_tx, msg_rx) = mpsc::channel::<Msg>(1024);
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(256);
+    let (pub_tx, mut pub_rx) = mpsc::channel::<PublishRequest>(256);
+    // Two small forwarders keep the public channel types independent of `Msg`.
+    let fwd = msg_tx.clone();
+    tokio::spawn(async move {
+        while let Some(c) = cmd_rx.recv().await {
+            if fwd.send(Msg::Command(c)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let fwd = msg_tx.clone();
+    tokio::spawn(async move {
+        while let Some(p) = pub_rx.recv().await {
+            if fwd.send(Msg::Publish(p)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let sup = Supervisor {
+        config,
+        templates: templates.clone(),
+        backend: Arc::new(backend),
+        registry,
+        sessions: HashMap::new(),
+        tx: msg_tx,
+        next_generation: 1,
+    };
+    let handle = tokio::spawn(sup.run(msg_rx, shutdown));
+    Ok((LiveRuntime::new(cmd_tx), pub_tx, handle))
+}
+
+struct Supervisor<B> {
+    config: LiveConfig,
+    templates: TemplateSet,
+    backend: Arc<B>,
+    registry: LiveRegistry,
+    sessions: HashMap<Uuid, Session>,
+    tx: mpsc::Sender<Msg>,
+    next_generation: u64,
+}
+
+impl<B: LiveBackend> Supervisor<B> {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => self.handle(m),
+                    None => break,
+                },
+                () = shutdown.cancelled() => break,
+            }
+        }
+        // Graceful shutdown: kick every publisher and let their pipelines drain, so each
+        // session's last segment is closed and its playlist ends.
+        for s in self.sessions.values_mut() {
+            s.ending = Ending::Now;
+            if let Some(p) = &s.publisher {
+                p.kick.cancel();
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.sessions.values().any(|s| s.publisher.is_some()) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(m @ Msg::Publisher { .. })) => self.handle(m),
+                Ok(Some(Msg::Publish(req))) => {
+                    let _ = req.reply.send(Err(RefuseReason::Busy));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let ids: Vec<Uuid> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.end_session(id, "shutdown");
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Command(c) => self.command(c),
+            Msg::Publish(req) => {
+                let backend = self.backend.clone();
+                let tx = self.tx.clone();
+                // The lookup touches the database: off the supervisor's loop.
+                tokio::spawn(async move {
+                    let result = backend
+                        .authorize(req.app.clone(), req.stream_key.clone())
+                        .await;
+                    let _ = tx.send(Msg::Authorized(req, result)).await;
+                });
+            }
+            Msg::Authorized(req, Err(reason)) => {
+                tracing::info!(peer = %req.peer, reason = reason.as_str(), "publish refused");
+                metrics::counter!("live_publish_refused_total", "reason" => reason.as_str())
+                    .increment(1);
+                let _ = req.reply.send(Err(reason));
+            }
+            Msg::Authorized(req, Ok(stream)) => self.accept(req, stream),
+            Msg::Publisher {
+                stream_id,
+                generation,
+                event,
+            } => self.publisher_event(stream_id, generation, event),
+            Msg::WindowExpired {
+                stream_id,
+                session_id,
+                generation,
+            } => {
+                let expired = self.sessions.get(&stream_id).is_some_and(|s| {
+                    s.id == session_id && s.generation == generation && s.publisher.is_none()
+                });
+                if expired {
+                    self.end_session(stream_id, "reconnect window passed");
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Status { stream_id, reply } => {
+                let _ = reply.send(self.sessions.get(&stream_id).map(active_session));
+            }
+            Command::Complete { stream_id, reply } => {
+                let _ = reply.send(self.finish_now(stream_id, "completed"));
+            }
+            Command::Kick {
+                stream_id,
+                reason,
+                reply,
+            } => {
+                let found = match reason {
+                    // A new key or a disabled stream: this publisher must go; a disabled or
+                    // deleted stream also ends its session now.
+                    "disabled" | "deleted" => self.finish_now(stream_id, reason),
+                    _ => match self
+                        .sessions
+                        .get(&stream_id)
+                        .and_then(|s| s.publisher.as_ref())
+                    {
+                        Some(p) => {
+                            tracing::info!(%stream_id, reason, "publisher kicked");
+                            p.kick.cancel();
+                            true
+                        }
+                        None => false,
+                    },
+                };
+                let _ = reply.send(found);
+            }
+        }
+    }
+
+    /// End a session as soon as its publisher (if any) has drained.
+    fn finish_now(&mut self, stream_id: Uuid, why: &'static str) -> bool {
+        let Some(s) = self.sessions.get_mut(&stream_id) else {
+            return false;
+        };
+        s.ending = Ending::Now;
+        match &s.publisher {
+            Some(p) => {
+                tracing::info!(%stream_id, why, "ending live session: kicking the publisher");
+                p.kick.cancel();
+            }
+            None => self.end_session(stream_id, why),
+        }
+        true
+    }
+
+    fn accept(&mut self, req: PublishRequest, stream: AuthorizedStream) {
+        let stream_id = stream.stream_id;
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let new_session = !self.sessions.contains_key(&stream_id);
+        if new_session {
+            let session_id = Uuid::now_v7();
+            let dir = self
+                .config
+                .spool_dir
+                .join("live")
+                .join(stream_id.to_string())
+                .join(session_id.to_string());
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                tracing::error!(%stream_id, error = %e, dir = %dir.display(), "cannot create the spool directory");
+                let _ = req.reply.send(Err(RefuseReason::Busy));
+                return;
+            }
+            let target_ns = self.config.segment_duration.as_nanos() as u64;
+            let view = Arc::new(LiveView {
+                session_id,
+                dir,
+                playlist: Mutex::new(LivePlaylist::new(target_ns, self.config.window_segments)),
+                viewers: Mutex::new(HashMap::new()),
+            });
+            // The previous session's files go when a new one starts (its playlist is replaced).
+            let previous = self
+                .registry
+                .write()
+                .ok()
+                .and_then(|mut r| r.insert(stream_id, view.clone()));
+            if let Some(prev) = previous {
+                let dir = prev.dir.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::fs::remove_dir_all(dir).await;
+                });
+            }
+            self.sessions.insert(
+                stream_id,
+                Session {
+                    id: session_id,
+                    started_at: OffsetDateTime::now_utc(),
+                    view,
+                    publisher: None,
+                    generation,
+                    reconnect_window: stream.reconnect_window,
+                    ending: Ending::Window,
+                    evicted: VecDeque::new(),
+                    last_protocol: "rtmp",
+                },
+            );
+            metrics::gauge!("live_sessions_active").increment(1.0);
+        }
+        let start_index = generation.saturating_mul(1_000_000);
+        let dir = match self.sessions.get(&stream_id) {
+            Some(s) => s.view.dir.clone(),
+            None => return,
+        };
+        let pipelines = match self.render_pipelines(&dir, start_index) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(%stream_id, error = %e, "cannot render the live pipeline");
+                let _ = req.reply.send(Err(RefuseReason::Busy));
+                return;
+            }
+        };
+        let Some(session) = self.sessions.get_mut(&stream_id) else {
+            return;
+        };
+        session.generation = generation;
+        session.ending = Ending::Window;
+        let replaced = session.publisher.take();
+        if let Some(old) = &replaced {
+            // The old connection may be half-dead after a network drop: the new one wins.
+            tracing::warn!(%stream_id, peer = %req.peer, "a new publisher replaces the current one");
+            old.kick.cancel();
+        }
+        if !new_session {
+            if let Ok(mut p) = session.view.playlist.lock() {
+                p.mark_discontinuity();
+            }
+        }
+        let (frames_tx, frames_rx) = mpsc::channel(self.config.frame_queue);
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(PublisherStats::default());
+        let kick = CancellationToken::new();
+        spawn_publisher(pipelines, frames_rx, events_tx, stats.clone());
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events_rx.recv().await {
+                if tx
+                    .send(Msg::Publisher {
+                        stream_id,
+                        generation,
+                        event,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        session.publisher = Some(Publisher {
+            generation,
+            kick: kick.clone(),
+            stats,
+            connected_at: Instant::now(),
+            protocol: "rtmp",
+        });
+        session.last_protocol = "rtmp";
+        let session_id = session.id;
+        self.emit(
+            stream_id,
+            EventKind::Connected,
+            json!({"session_id": session_id, "protocol": "rtmp", "peer": req.peer.to_string(),
+                   "replaced_publisher": replaced.is_some(), "reconnect": !new_session}),
+            Some(StatusChange::Active),
+        );
+        if req
+            .reply
+            .send(Ok(PublishGrant {
+                frames: frames_tx,
+                kick: kick.clone(),
+            }))
+            .is_err()
+        {
+            // The connection went away while we were deciding.
+            kick.cancel();
+        }
+    }
+
+    fn render_pipelines(
+        &self,
+        dir: &std::path::Path,
+        start_index: u64,
+    ) -> anyhow::Result<PublisherPipelines> {
+        let mut values = std::collections::BTreeMap::new();
+        values.insert(
+            "segment_ns",
+            self.config.segment_duration.as_nanos().to_string(),
+        );
+        values.insert("start_index", start_index.to_string());
+        values.insert("spool_dir", dir.display().to_string());
+        Ok(PublisherPipelines {
+            audio_video: self.templates.get("live-hls")?.render(&values)?,
+            video_only: self.templates.get("live-hls-video")?.render(&values)?,
+        })
+    }
+
+    fn publisher_event(&mut self, stream_id: Uuid, generation: u64, event: PublisherEvent) {
+        let Some(session) = self.sessions.get_mut(&stream_id) else {
+            // A segment of a session that already ended (shutdown race): nothing lists it.
+            return;
+        };
+        match event {
+            PublisherEvent::Started { has_audio } => {
+                let session_id = session.id;
+                self.emit(
+                    stream_id,
+                    EventKind::Active,
+                    json!({"session_id": session_id, "audio": has_audio}),
+                    None,
+                );
+            }
+            PublisherEvent::SegmentClosed { path, duration_ns } => {
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_string)
+                else {
+                    return;
+                };
+                let evicted = match session.view.playlist.lock() {
+                    Ok(mut p) if !p.is_ended() => p.push(name, duration_ns),
+                    _ => Vec::new(),
+                };
+                metrics::counter!("live_segments_total").increment(1);
+                for e in evicted {
+                    session.evicted.push_back(session.view.dir.join(e.uri));
+                }
+                // Keep a window's worth of evicted files: a slow player may still fetch them.
+                while session.evicted.len() > self.config.window_segments {
+                    if let Some(old) = session.evicted.pop_front() {
+                        tokio::spawn(async move {
+                            let _ = tokio::fs::remove_file(old).await;
+                        });
+                    }
+                }
+            }
+            PublisherEvent::Ended { reason, error } => {
+                let current = session
+                    .publisher
+                    .as_ref()
+                    .is_some_and(|p| p.generation == generation);
+                if !current {
+                    // A replaced publisher drained; the session belongs to its successor.
+                    return;
+                }
+                session.publisher = None;
+                let session_id = session.id;
+                let failed = error.is_some();
+                if let Some(e) = &error {
+                    tracing::error!(%stream_id, error = %e, "live pipeline failed");
+                    metrics::counter!("live_pipeline_errors_total").increment(1);
+                }
+                self.emit(
+                    stream_id,
+                    EventKind::Disconnected,
+                    json!({"session_id": session_id, "reason": end_reason(&reason), "error": error}),
+                    None,
+                );
+                let Some(session) = self.sessions.get_mut(&stream_id) else {
+                    return;
+                };
+                if session.ending == Ending::Now || session.reconnect_window.is_zero() || failed {
+                    self.end_session(stream_id, if failed { "pipeline failed" } else { "ended" });
+                    return;
+                }
+                let window = session.reconnect_window;
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(window).await;
+                    let _ = tx
+                        .send(Msg::WindowExpired {
+                            stream_id,
+                            session_id,
+                            generation,
+                        })
+                        .await;
+                });
+            }
+        }
+    }
+
+    /// ENDLIST, back to idle. The view stays registered so the ended playlist stays playable.
+    fn end_session(&mut self, stream_id: Uuid, why: &'static str) {
+        let Some(session) = self.sessions.remove(&stream_id) else {
+            return;
+        };
+        if let Some(p) = &session.publisher {
+            p.kick.cancel();
+        }
+        if let Ok(mut p) = session.view.playlist.lock() {
+            p.end();
+        }
+        metrics::gauge!("live_sessions_active").decrement(1.0);
+        let duration_s = (OffsetDateTime::now_utc() - session.started_at).as_seconds_f64();
+        tracing::info!(%stream_id, session_id = %session.id, why, duration_s, "live session ended");
+        self.emit(
+            stream_id,
+            EventKind::Idle,
+            json!({"session_id": session.id, "why": why, "duration_s": duration_s}),
+            Some(StatusChange::Idle),
+        );
+    }
+
+    fn emit(
+        &self,
+        stream_id: Uuid,
+        kind: EventKind,
+        payload: serde_json::Value,
+        status: Option<StatusChange>,
+    ) {
+        self.backend.event(stream_id, kind, payload, status);
+    }
+}
+
+fn end_reason(r: &EndReason) -> String {
+    match r {
+        EndReason::ProtocolError(e) => format!("protocol_error: {e}"),
+        other => other.as_str().to_string(),
+    }
+}
+
+fn video_codec_name(c: VideoCodec) -> String {
+    match c {
+        VideoCodec::H264 => "h264".into(),
+        VideoCodec::Hevc => "hevc".into(),
+        VideoCodec::Av1 => "av1".into(),
+        VideoCodec::Vp9 => "vp9".into(),
+        VideoCodec::Other(x) => format!("other({x:#x})"),
+    }
+}
+
+fn audio_codec_name(c: AudioCodec) -> String {
+    match c {
+        AudioCodec::Aac => "aac".into(),
+        AudioCodec::Mp3 => "mp3".into(),
+        AudioCodec::Opus => "opus".into(),
+        AudioCodec::Other(x) => format!("other({x:#x})"),
+    }
+}
+
+fn active_session(s: &Session) -> ActiveSession {
+    let info = s
+        .publisher
+        .as_ref()
+        .and_then(|p| p.stats.info.lock().ok().and_then(|i| i.clone()));
+    let bitrate_bps = s.publisher.as_ref().map_or(0, |p| {
+        let secs = p.connected_at.elapsed().as_secs_f64().max(1.0);
+        (p.stats.bytes_in.load(Ordering::Relaxed) as f64 * 8.0 / secs) as u64
+    });
+    ActiveSession {
+        session_id: s.id,
+        started_at: s.started_at,
+        protocol: s
+            .publisher
+            .as_ref()
+            .map_or(s.last_protocol, |p| p.protocol)
+            .to_string(),
+        publishing: s.publisher.is_some(),
+        video_codec: info
+            .as_ref()
+            .and_then(|i| i.video_codec)
+            .map(video_codec_name),
+        audio_codec: info
+            .as_ref()
+            .and_then(|i| i.audio_codec)
+            .map(audio_codec_name),
+        width: info.as_ref().and_then(|i| i.width),
+        height: info.as_ref().and_then(|i| i.height),
+        frame_rate: info.as_ref().and_then(|i| i.frame_rate),
+        bitrate_bps,
+        viewers: s.view.viewer_count(),
+    }
+}
