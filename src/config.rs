@@ -71,6 +71,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub auth: AuthSettings,
+    pub playback: PlaybackSettings,
     pub storage: StorageSettings,
     pub media: MediaSettings,
 }
@@ -147,6 +148,15 @@ pub struct AuthSettings {
     pub audience: String,
     pub access_token_ttl_s: u64,
     pub refresh_token_ttl_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybackSettings {
+    pub secret: Secret,
+    #[serde(default, skip_serializing)]
+    pub secret_file: Option<PathBuf>,
+    pub token_ttl_s: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -280,6 +290,11 @@ impl Settings {
             "auth.jwt_secret_file",
         )?;
         resolve_file(
+            &mut self.playback.secret,
+            &self.playback.secret_file,
+            "playback.secret_file",
+        )?;
+        resolve_file(
             &mut self.storage.local.signing_key,
             &self.storage.local.signing_key_file,
             "storage.local.signing_key_file",
@@ -371,6 +386,18 @@ impl Settings {
             return Err(err(
                 "auth.access_token_ttl_s",
                 "token lifetimes must be at least 1 s",
+            ));
+        }
+        if !self.playback.secret.is_empty() && self.playback.secret.expose().len() < 32 {
+            return Err(err(
+                "playback.secret",
+                "must be at least 32 bytes (or empty for a random one)",
+            ));
+        }
+        if !(60..=7 * 86_400).contains(&self.playback.token_ttl_s) {
+            return Err(err(
+                "playback.token_ttl_s",
+                "must be between 60 s and 7 days",
             ));
         }
         if self.storage.local.root.as_os_str().is_empty() {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod live;
+pub mod playback;
 pub mod startup;
 pub mod state;
 pub mod storage;

@@ -61,6 +61,10 @@ impl Application {
         let rtmp_listener = TcpListener::bind(settings.rtmp.listen)
             .await
             .with_context(|| format!("cannot listen on rtmp.listen = {}", settings.rtmp.listen))?;
+        // With port 0 (tests) the API must advertise the port actually bound.
+        let mut settings = settings;
+        let playback = crate::playback::PlaybackSigner::new(&settings.playback.secret);
+        settings.rtmp.listen = rtmp_listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let live_views = LiveRegistry::default();
         let live_config = LiveConfig {
@@ -84,6 +88,7 @@ impl Application {
             tokens,
             live,
             live_views,
+            playback,
             pipelines,
             missing_elements,
         });

@@ -26,6 +26,8 @@ pub struct Inner {
     pub live: LiveRuntime,
     /// Playlists of the live sessions of this node, read by the HLS routes.
     pub live_views: LiveRegistry,
+    /// Signs and checks `?token=` of private playback.
+    pub playback: crate::playback::PlaybackSigner,
     /// Pipeline templates loaded at start.
     pub pipelines: TemplateSet,
     /// Elements the templates need that GStreamer cannot create (empty when healthy).

@@ -477,6 +477,11 @@ fn fuzz_mutations_of_a_recorded_publish_session_never_panic() {
         "recorded session is {} bytes",
         seed.len()
     );
+    // Seed corpus for the cargo-fuzz target (see media/fuzz/README.md).
+    if let Ok(dir) = std::env::var("WEMASTER_FUZZ_SEED_DIR") {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/publish-session"), &seed).unwrap();
+    }
     // The unmutated session runs through the fuzz entry point too.
     fuzz_connection(&seed);
     let mut rng = XorShift(0x5EED_0F_F022);

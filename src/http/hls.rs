@@ -18,7 +18,10 @@ use axum::{
 use uuid::Uuid;
 
 use super::{error::ApiError, extract::Path};
-use crate::state::AppState;
+use crate::{
+    playback::{TokenCheck, live_resource},
+    state::AppState,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -40,6 +43,36 @@ fn view(
         .ok_or(ApiError::NotFound("live stream"))
 }
 
+/// The `token` query parameter, if any.
+fn token_param(query: Option<&str>) -> Option<String> {
+    query
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token"))
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Private streams need a valid playback token on every playlist and segment request.
+fn authorize(
+    state: &AppState,
+    id: Uuid,
+    view: &crate::live::supervisor::LiveView,
+    token: Option<&str>,
+) -> Result<(), ApiError> {
+    if !view.private.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    match state
+        .playback
+        .verify(&live_resource(id), token, time::OffsetDateTime::now_utc())
+    {
+        TokenCheck::Valid => Ok(()),
+        TokenCheck::Missing => Err(ApiError::Unauthorized(
+            "this stream is private: a playback token (?token=) is required".into(),
+        )),
+        TokenCheck::Invalid => Err(ApiError::Forbidden("the playback token is invalid".into())),
+        TokenCheck::Expired => Err(ApiError::Forbidden("the playback token has expired".into())),
+    }
+}
+
 async fn playlist(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -47,13 +80,10 @@ async fn playlist(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Result<Response, ApiError> {
     let view = view(&state, id)?;
-    view.touch_viewer(peer.ip());
     // Only a `token` parameter travels on to segments (private streams), bounded in size.
-    let token = query
-        .as_deref()
-        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token"))
-        .map(|(_, v)| v.into_owned())
-        .filter(|t| t.len() <= 2048);
+    let token = token_param(query.as_deref()).filter(|t| t.len() <= 2048);
+    authorize(&state, id, &view, token.as_deref())?;
+    view.touch_viewer(peer.ip());
     let token_query = token.map(|t| {
         format!(
             "token={}",
@@ -99,11 +129,13 @@ fn valid_segment_name(name: &str) -> bool {
 async fn segment(
     State(state): State<AppState>,
     Path((id, name)): Path<(Uuid, String)>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     if !valid_segment_name(&name) {
         return Err(ApiError::NotFound("segment"));
     }
     let view = view(&state, id)?;
+    authorize(&state, id, &view, token_param(query.as_deref()).as_deref())?;
     let bytes = match tokio::fs::read(view.dir.join(&name)).await {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

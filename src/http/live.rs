@@ -52,6 +52,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(disable_stream))
         .routes(routes!(enable_stream))
         .routes(routes!(complete_stream))
+        .routes(routes!(playback_token))
         .routes(routes!(list_stream_events))
 }
 
@@ -538,6 +539,56 @@ async fn complete_stream(
     let stream = store::get(&mut conn, id, scope).await?.ok_or(NOT_FOUND)?;
     drop(conn);
     Ok(Json(respond_live(&state, stream, None).await))
+}
+
+/// A signed, expiring playback token for a stream's live HLS.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlaybackTokenResponse {
+    /// Pass as `?token=` on the playlist; the playlist carries it on into every segment URL.
+    pub token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    /// `hls_url` with the token.
+    pub hls_url: String,
+}
+
+/// A playback token for the stream's live HLS (needed when the stream is `private`; accepted
+/// and ignored when it is public). Valid for `playback.token_ttl_s`. Until courses and
+/// enrollment land, owners and admins hand these to their viewers.
+#[utoipa::path(post, path = "/live-streams/{id}/playback-token", tag = "live streams",
+    params(("id" = Uuid, Path, description = "live stream id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = PlaybackTokenResponse),
+              (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem)))]
+async fn playback_token(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<PlaybackTokenResponse>, ApiError> {
+    let scope = scope_of(&user)?;
+    let id = LiveStreamId(id);
+    let mut conn = state.db.acquire().await?;
+    store::get(&mut conn, id, scope).await?.ok_or(NOT_FOUND)?;
+    drop(conn);
+    let expires_at = OffsetDateTime::now_utc()
+        + time::Duration::seconds(state.settings.playback.token_ttl_s as i64);
+    let token = state
+        .playback
+        .sign(&crate::playback::live_resource(id.0), expires_at);
+    let base = state
+        .settings
+        .http
+        .public_url
+        .as_str()
+        .trim_end_matches('/');
+    let hls_url = format!("{base}/hls/live/{}/index.m3u8?token={}", id.0, token);
+    Ok(Json(PlaybackTokenResponse {
+        token,
+        expires_at,
+        hls_url,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -15,7 +15,7 @@ use wemaster_media::rtmp::RefuseReason;
 use super::{
     events::{self, EventKind},
     keys::StreamKey,
-    model::{LiveStreamId, StreamStatus},
+    model::{LiveStreamId, StreamStatus, Visibility},
     store,
     supervisor::{AuthorizedStream, LiveBackend, StatusChange},
 };
@@ -105,6 +105,7 @@ impl LiveBackend for PgLiveBackend {
             Some(s) if s.status == StreamStatus::Disabled => Err(RefuseReason::Disabled),
             Some(s) => Ok(AuthorizedStream {
                 stream_id: s.id.0,
+                private: s.visibility == Visibility::Private,
                 reconnect_window: s.reconnect_window.as_duration(),
             }),
         }

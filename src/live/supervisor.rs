@@ -55,6 +55,8 @@ pub struct LiveConfig {
 /// What the HLS routes see of a stream: its current (or last) session's playlist and files.
 pub struct LiveView {
     pub session_id: Uuid,
+    /// Playback needs a signed token (the stream's visibility when its publisher connected).
+    pub private: std::sync::atomic::AtomicBool,
     pub dir: PathBuf,
     pub playlist: Mutex<LivePlaylist>,
     /// Last playlist fetch per client address, to estimate viewers.
@@ -91,6 +93,7 @@ pub type LiveRegistry = Arc<RwLock<HashMap<Uuid, Arc<LiveView>>>>;
 /// What the authorisation task found for a publish request.
 pub struct AuthorizedStream {
     pub stream_id: Uuid,
+    pub private: bool,
     pub reconnect_window: Duration,
 }
 
@@ -373,6 +376,7 @@ impl<B: LiveBackend> Supervisor<B> {
             let target_ns = self.config.segment_duration.as_nanos() as u64;
             let view = Arc::new(LiveView {
                 session_id,
+                private: std::sync::atomic::AtomicBool::new(stream.private),
                 dir,
                 playlist: Mutex::new(LivePlaylist::new(target_ns, self.config.window_segments)),
                 viewers: Mutex::new(HashMap::new()),
@@ -421,6 +425,10 @@ impl<B: LiveBackend> Supervisor<B> {
         let Some(session) = self.sessions.get_mut(&stream_id) else {
             return;
         };
+        session
+            .view
+            .private
+            .store(stream.private, Ordering::Relaxed);
         session.generation = generation;
         session.ending = Ending::Window;
         let replaced = session.publisher.take();

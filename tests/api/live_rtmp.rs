@@ -20,6 +20,10 @@ struct Live {
 
 impl Live {
     async fn start(reconnect_window_s: u64) -> Live {
+        Live::start_with(reconnect_window_s, "public").await
+    }
+
+    async fn start_with(reconnect_window_s: u64, visibility: &str) -> Live {
         let app = spawn_app_with(|_| {}).await;
         let out = wemaster_bin()
             .args([
@@ -49,7 +53,7 @@ impl Live {
             .client
             .post(app.url("/api/v1/live-streams"))
             .bearer_auth(&token)
-            .json(&json!({"title": "Algebra, lesson 1", "reconnect_window_s": reconnect_window_s}))
+            .json(&json!({"title": "Algebra, lesson 1", "reconnect_window_s": reconnect_window_s, "visibility": visibility}))
             .send()
             .await
             .unwrap();
@@ -527,4 +531,83 @@ async fn a_gstreamer_publisher_goes_live_too() {
         probe_segment(&live, &segment_uris(&playlist)[0]).await,
         ["aac", "h264"]
     );
+}
+
+#[tokio::test]
+async fn a_private_stream_needs_a_playback_token_on_every_request() {
+    let live = Live::start_with(1, "private").await;
+    assert!(
+        wait_child(
+            ffmpeg_publish(&live.rtmp_url(), 4, false),
+            Duration::from_secs(60)
+        )
+        .await
+        .success()
+    );
+    let r = live
+        .app
+        .client
+        .post(live.app.url(&format!(
+            "/api/v1/live-streams/{}/playback-token",
+            live.id()
+        )))
+        .bearer_auth(&live.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let grant: Value = r.json().await.unwrap();
+    let token = grant["token"].as_str().unwrap().to_string();
+    assert!(
+        grant["hls_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("index.m3u8?token={token}"))
+    );
+
+    // Poll with the token until the session has ended.
+    let with_token = format!("{}?token={token}", live.playlist_path());
+    let start = Instant::now();
+    let playlist = loop {
+        let r = live.app.get(&with_token).await;
+        if r.status() == StatusCode::OK {
+            let text = r.text().await.unwrap();
+            if text.contains("#EXT-X-ENDLIST") {
+                break text;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no ended playlist"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let uris = segment_uris(&playlist);
+    assert!(
+        !uris.is_empty() && uris.iter().all(|u| u.ends_with(&format!("?token={token}"))),
+        "{playlist}"
+    );
+
+    crate::helpers::assert_problem(
+        live.app.get(&live.playlist_path()).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let forged = format!(
+        "{}?token=99999999999.{}",
+        live.playlist_path(),
+        &token[token.find('.').unwrap() + 1..]
+    );
+    crate::helpers::assert_problem(
+        live.app.get(&forged).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+
+    let segment = format!("/hls/live/{}/{}", live.id(), uris[0]);
+    assert_eq!(live.app.get(&segment).await.status(), StatusCode::OK);
+    let bare = segment.split('?').next().unwrap().to_string();
+    assert_eq!(live.app.get(&bare).await.status(), StatusCode::UNAUTHORIZED);
 }

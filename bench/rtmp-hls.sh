@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# RTMP -> live HLS benchmark: WeMaster vs nginx with Debian's RTMP module, same input, same machine.
+#
+#   bench/rtmp-hls.sh                         # N = 1 5 10 20, 60 s per run, 2 runs (3 at N=20), + profile
+#   bench/rtmp-hls.sh --streams "1 5" --duration 20 --runs 1 --profile no     # a quick smoke run
+#   bench/rtmp-hls.sh --profile only          # only the perf / thread profile at N=10
+#
+# Options (each also settable by environment variable, in brackets):
+#   --streams "1 5 10 20"  [BENCH_STREAMS]   publisher counts
+#   --duration 60          [BENCH_DURATION]  seconds per run
+#   --skip 10              [BENCH_SKIP]      seconds skipped before the steady CPU window
+#   --runs 2               [BENCH_RUNS]      runs per (server, N); --runs-max-n 3 [BENCH_RUNS_MAX_N]
+#                                            runs for the largest N
+#   --servers "wemaster nginx" [BENCH_SERVERS]
+#   --poll-ms 50           [BENCH_POLL_MS]   playlist poll interval
+#   --quiet-wait 900       [BENCH_QUIET_WAIT] seconds to wait for a quiet machine before a run
+#   --profile yes|no|only  [BENCH_PROFILE]   perf record (or a thread breakdown) at N=--profile-n 10
+#   --no-build                               use the existing target/release/wemaster
+#   --keep                                   keep the servers' temp dirs (logs, segments)
+#
+# What it does: installs what is missing (ffmpeg, nginx, libnginx-mod-rtmp, GStreamer, perf
+# tools are optional), builds `wemaster` (release), encodes the input once into bench/.cache/,
+# starts a private PostgreSQL (port $WEMASTER_PG_PORT, default 55440) and Redis
+# ($WEMASTER_REDIS_PORT, default 56390) with their files under bench/.cache/data, creates the
+# benchmark user, then hands over to bench/rtmp_hls.py, which runs the matrix and writes
+# bench/results/rtmp-hls-<time>.json and prints the table. Results: docs/benchmarks.md.
+set -euo pipefail
+
+: "${WEMASTER_PG_PORT:=55440}"
+: "${WEMASTER_REDIS_PORT:=56390}"
+export WEMASTER_PG_PORT WEMASTER_REDIS_PORT
+# shellcheck source=../scripts/lib.sh
+source "$(dirname "$0")/../scripts/lib.sh"
+BENCH="$ROOT/bench"
+CACHE="$BENCH/.cache"
+# Our own PostgreSQL/Redis files: never the ones scripts/run or scripts/test use.
+DATA="$CACHE/data"
+cd "$ROOT"
+
+STREAMS=${BENCH_STREAMS:-"1 5 10 20"}
+DURATION=${BENCH_DURATION:-60}
+SKIP=${BENCH_SKIP:-10}
+RUNS=${BENCH_RUNS:-2}
+RUNS_MAX_N=${BENCH_RUNS_MAX_N:-3}
+SERVERS=${BENCH_SERVERS:-"wemaster nginx"}
+POLL_MS=${BENCH_POLL_MS:-50}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-900}
+PROFILE=${BENCH_PROFILE:-yes}
+BUILD=1
+KEEP=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --streams) STREAMS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --skip) SKIP=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --runs-max-n) RUNS_MAX_N=$2; shift 2 ;;
+    --servers) SERVERS=$2; shift 2 ;;
+    --poll-ms) POLL_MS=$2; shift 2 ;;
+    --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
+    --profile) PROFILE=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    --keep) KEEP=(--keep); shift ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+  esac
+done
+
+# --- packages -------------------------------------------------------------------------------
+# Debian's nginx package starts the system service on install unless a policy-rc.d forbids it:
+# we only want the binary and the module, so forbid it for the install if nothing else does.
+need=()
+for p in ffmpeg nginx libnginx-mod-rtmp python3 curl "${RUNTIME_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod +x "$policy"
+  fi
+  install_packages "${need[@]}"
+  [ -n "$policy" ] && as_root rm -f "$policy"
+fi
+NGINX_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
+[ -f "$NGINX_MODULE" ] || die "no $NGINX_MODULE: is libnginx-mod-rtmp installed?"
+if [ "$PROFILE" != no ] && ! command -v perf >/dev/null; then
+  # Optional: without perf the profile falls back to a per-thread CPU breakdown.
+  (install_packages linux-perf) || log "perf not installable: the profile will be a thread breakdown only"
+fi
+
+# --- wemaster -------------------------------------------------------------------------------
+ensure_rust
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wemaster"
+if [ "$BUILD" = 1 ]; then
+  log "building wemaster (release)"
+  (cd "$ROOT" && cargo build --release --bin wemaster)
+fi
+[ -x "$BIN" ] || die "no $BIN (build it: cargo build --release --bin wemaster)"
+
+# --- input: 720p30 H.264 High 2.5 Mbps, 2 s GOP + AAC 44.1 kHz, 60 s, FLV; encoded once -----
+INPUT="$CACHE/input-720p30-2500k-g60.flv"
+mkdir -p "$CACHE"
+if [ ! -s "$INPUT" ]; then
+  log "encoding the input once: $INPUT"
+  # Noise keeps the picture hard enough for x264 to really spend 2.5 Mbps; no scene-cut
+  # keyframes, so every GOP is exactly 60 frames (2 s).
+  ffmpeg -hide_banner -loglevel error -y \
+    -f lavfi -i "testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t" \
+    -f lavfi -i "sine=frequency=440:sample_rate=44100" \
+    -t 60 -map 0:v -map 1:a \
+    -c:v libx264 -profile:v high -preset veryfast -pix_fmt yuv420p \
+    -b:v 2500k -maxrate 2500k -bufsize 5000k -g 60 -keyint_min 60 -sc_threshold 0 \
+    -c:a aac -b:a 128k -ar 44100 -ac 2 \
+    -f flv "$INPUT.tmp"
+  mv "$INPUT.tmp" "$INPUT"
+fi
+
+# --- PostgreSQL, Redis, user ----------------------------------------------------------------
+start_private_postgres
+ensure_database wemaster_bench
+export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/wemaster_bench"
+start_private_redis
+export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+export WEMASTER__AUTH__JWT_SECRET_FILE; WEMASTER__AUTH__JWT_SECRET_FILE=$(secret_file jwt)
+"$BIN" migrate >/dev/null
+EMAIL=bench@example.com
+PASSWORD_FILE=$(secret_file bench-password)
+export WEMASTER_ADMIN_PASSWORD; WEMASTER_ADMIN_PASSWORD=$(cat "$PASSWORD_FILE")
+if ! out=$("$BIN" admin create-user --email "$EMAIL" --role admin 2>&1); then
+  grep -qi "exist" <<<"$out" || die "cannot create the benchmark user: $out"
+fi
+
+# --- machine --------------------------------------------------------------------------------
+gst=$(gst-inspect-1.0 --version 2>/dev/null | sed -n 2p)
+meta=$(python3 - "$gst" <<'EOF'
+import json, os, platform, subprocess, sys
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+ff = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()[0]
+print(json.dumps({"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+                  "gstreamer": sys.argv[1], "ffmpeg": ff,
+                  "mem_total_kib": int(open("/proc/meminfo").readline().split()[1])}))
+EOF
+)
+log "machine: $meta"
+log "load now: $(uptime)"
+
+exec python3 "$BENCH/rtmp_hls.py" \
+  --input "$INPUT" --wemaster-bin "$BIN" --pipelines-dir "$ROOT/pipelines" \
+  --nginx-module "$NGINX_MODULE" --email "$EMAIL" \
+  --streams "$STREAMS" --duration "$DURATION" --skip "$SKIP" --runs "$RUNS" \
+  --runs-max-n "$RUNS_MAX_N" --servers "$SERVERS" --poll-ms "$POLL_MS" \
+  --quiet-wait "$QUIET_WAIT" --profile "$PROFILE" --results-dir "$BENCH/results" \
+  --meta "$meta" "${KEEP[@]}"
