@@ -145,7 +145,13 @@ struct Publisher {
     stats: Arc<PublisherStats>,
     connected_at: Instant,
     protocol: &'static str,
+    /// Bytes counted at the last bitrate sample, and the rate then (bits per second).
+    last_bytes: u64,
+    bitrate_bps: u64,
 }
+
+/// How often ingest bitrates are sampled (the API's `bitrate_bps`, the metric).
+const BITRATE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why a session should end when its publisher goes away.
 #[derive(Clone, Copy, PartialEq)]
@@ -229,12 +235,15 @@ struct Supervisor<B> {
 
 impl<B: LiveBackend> Supervisor<B> {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(BITRATE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(m) => self.handle(m),
                     None => break,
                 },
+                _ = tick.tick() => self.sample_bitrates(),
                 () = shutdown.cancelled() => break,
             }
         }
@@ -261,6 +270,27 @@ impl<B: LiveBackend> Supervisor<B> {
         for id in ids {
             self.end_session(id, "shutdown");
         }
+    }
+
+    /// Ingest bitrate per live stream over the last interval: `live_ingest_bitrate_bps`.
+    fn sample_bitrates(&mut self) {
+        let mut total = 0;
+        for (stream_id, s) in &mut self.sessions {
+            let bps = match &mut s.publisher {
+                Some(p) => {
+                    let bytes = p.stats.bytes_in.load(Ordering::Relaxed);
+                    p.bitrate_bps =
+                        (bytes.saturating_sub(p.last_bytes) * 8) / BITRATE_INTERVAL.as_secs();
+                    p.last_bytes = bytes;
+                    p.bitrate_bps
+                }
+                None => 0,
+            };
+            total += bps;
+            metrics::gauge!("live_ingest_bitrate_bps", "live_stream_id" => stream_id.to_string())
+                .set(bps as f64);
+        }
+        metrics::gauge!("live_ingest_bitrate_bps_total").set(total as f64);
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -469,6 +499,8 @@ impl<B: LiveBackend> Supervisor<B> {
             stats,
             connected_at: Instant::now(),
             protocol: "rtmp",
+            last_bytes: 0,
+            bitrate_bps: 0,
         });
         session.last_protocol = "rtmp";
         let session_id = session.id;
@@ -603,6 +635,8 @@ impl<B: LiveBackend> Supervisor<B> {
         if let Some(p) = &session.publisher {
             p.kick.cancel();
         }
+        metrics::gauge!("live_ingest_bitrate_bps", "live_stream_id" => stream_id.to_string())
+            .set(0.0);
         if let Ok(mut p) = session.view.playlist.lock() {
             p.end();
         }
@@ -659,9 +693,14 @@ fn active_session(s: &Session) -> ActiveSession {
         .publisher
         .as_ref()
         .and_then(|p| p.stats.info.lock().ok().and_then(|i| i.clone()));
+    // The last sample; before the first one, the average since the publisher connected.
     let bitrate_bps = s.publisher.as_ref().map_or(0, |p| {
-        let secs = p.connected_at.elapsed().as_secs_f64().max(1.0);
-        (p.stats.bytes_in.load(Ordering::Relaxed) as f64 * 8.0 / secs) as u64
+        if p.bitrate_bps > 0 {
+            p.bitrate_bps
+        } else {
+            let secs = p.connected_at.elapsed().as_secs_f64().max(1.0);
+            (p.stats.bytes_in.load(Ordering::Relaxed) as f64 * 8.0 / secs) as u64
+        }
     });
     ActiveSession {
         session_id: s.id,

@@ -331,6 +331,13 @@ async fn the_playlist_is_served_with_player_friendly_headers() {
     assert_eq!(stream["active_session"]["publishing"], true, "{stream}");
     assert_eq!(stream["active_session"]["protocol"], "rtmp");
 
+    // Metrics show the live session and the ingest.
+    let metrics = live.app.get("/metrics").await.text().await.unwrap();
+    // (The recorder is process-wide and tests run in parallel: presence, not values.)
+    assert!(metrics.contains("live_sessions_active"), "{metrics}");
+    assert!(metrics.contains("rtmp_bytes_received_total"), "{metrics}");
+    assert!(metrics.contains("live_segments_total"), "{metrics}");
+
     // `complete` ends it now, without waiting for the 30 s window.
     let r = live
         .app
