@@ -97,6 +97,10 @@ if [ "$BUILD" = 1 ]; then
   (cd "$ROOT" && cargo build --release --bin wemaster)
 fi
 [ -x "$BIN" ] || die "no $BIN (build it: cargo build --release --bin wemaster)"
+# The target dir is shared: someone may rebuild while we measure. Run a private copy.
+mkdir -p "$CACHE"
+cp "$BIN" "$CACHE/wemaster.tmp" && mv "$CACHE/wemaster.tmp" "$CACHE/wemaster"
+BIN="$CACHE/wemaster"
 
 # --- input: 720p30 H.264 High 2.5 Mbps, 2 s GOP + AAC 44.1 kHz, 60 s, FLV; encoded once -----
 INPUT="$CACHE/input-720p30-2500k-g60.flv"

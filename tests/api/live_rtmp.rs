@@ -24,7 +24,11 @@ impl Live {
     }
 
     async fn start_with(reconnect_window_s: u64, visibility: &str) -> Live {
-        let app = spawn_app_with(|_| {}).await;
+        Live::on(spawn_app_with(|_| {}).await, reconnect_window_s, visibility).await
+    }
+
+    /// A teacher and a live stream on an app spawned by the caller.
+    async fn on(app: TestApp, reconnect_window_s: u64, visibility: &str) -> Live {
         let out = wemaster_bin()
             .args([
                 "admin",
@@ -617,4 +621,65 @@ async fn a_private_stream_needs_a_playback_token_on_every_request() {
     assert_eq!(live.app.get(&segment).await.status(), StatusCode::OK);
     let bare = segment.split('?').next().unwrap().to_string();
     assert_eq!(live.app.get(&bare).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_failing_pipeline_ends_only_its_session_and_the_server_goes_on() {
+    // A template whose muxer cannot write: GStreamer reports an error on the bus.
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let text = text.replace("location={spool_dir}/", "location=/dev/null/not-a-dir/");
+        std::fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    let pipelines = dir.path().to_path_buf();
+    let app = spawn_app_with(move |s| s.media.pipelines_dir = pipelines).await;
+    let live = Live::on(app, 30, "public").await;
+    // Whether ffmpeg notices depends on when the pipeline fails; the server side is what counts.
+    let _ = wait_child(
+        ffmpeg_publish(&live.rtmp_url(), 5, false),
+        Duration::from_secs(60),
+    )
+    .await;
+    // The session ends (no waiting for the 30 s window) and says why.
+    let start = Instant::now();
+    loop {
+        let stream = live.stream_json().await;
+        if stream["status"] == "idle" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the failed session never ended: {stream}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let events: Value = live
+        .app
+        .get_auth(
+            &format!("/api/v1/live-streams/{}/events?limit=100", live.id()),
+            &live.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let disconnected = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "live_stream.disconnected")
+        .unwrap_or_else(|| panic!("no disconnected event: {events}"));
+    assert!(
+        disconnected["payload"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{disconnected}"
+    );
+    assert_eq!(
+        live.app.get("/healthz").await.status(),
+        StatusCode::OK,
+        "the process is unaffected"
+    );
 }
