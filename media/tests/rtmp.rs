@@ -236,11 +236,11 @@ async fn ffmpeg_publishes_h264_and_aac() {
     // Profile/level and sample rate came from the sequence headers.
     let last_info = frames
         .iter()
-        .filter_map(|f| match f {
+        .rev()
+        .find_map(|f| match f {
             MediaFrame::Metadata(i) => Some(i),
             _ => None,
         })
-        .last()
         .unwrap();
     assert!(last_info.video_profile.is_some() && last_info.video_level.is_some());
     assert_eq!(last_info.audio_sample_rate, Some(44100));
@@ -427,4 +427,16 @@ async fn shutdown_ends_publishes_and_stops_serving() {
         .await
         .expect("serve did not return after shutdown")
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_closed_at_once() {
+    let config = RtmpConfig {
+        max_connections: 1,
+        ..RtmpConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    let _first = handshaken(server.addr).await;
+    let mut second = TcpStream::connect(server.addr).await.unwrap();
+    assert!(closed_by_server(&mut second, Duration::from_secs(2)).await);
 }

@@ -22,8 +22,8 @@
 //! an extended-timestamp underflow, reserves whatever length a header announces; `rml_amf0`
 //! recurses without a depth limit (a few MiB of nested objects overflow the stack and abort the
 //! process); and `ServerSession` indexes into AMF data it has not checked (`@setDataFrame` alone
-//! panics), keeps every `createStream` forever and overflows its acknowledgement counter when a
-//! peer announces a huge window.
+//! panics), keeps every `createStream` forever, and its acknowledgement counter overflows (a
+//! panic with overflow checks) after 4 GiB when a peer announces a window near 2^32.
 //!
 //! Flow per connection: handshake (bounded by [`RtmpConfig::handshake_timeout`]) → `connect` →
 //! `createStream` → `publish` → a [`PublishRequest`] to the authority (the service), which answers

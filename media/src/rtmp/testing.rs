@@ -101,7 +101,7 @@ impl Loopback {
     /// Feed raw bytes to the server as if the client sent them.
     pub fn raw(&mut self, bytes: &[u8]) -> Result<(), String> {
         let mut to_client = VecDeque::new();
-        self.to_server(bytes, &mut to_client)?;
+        self.deliver_to_server(bytes, &mut to_client)?;
         self.pump(VecDeque::new(), to_client)
     }
 
@@ -128,7 +128,7 @@ impl Loopback {
     ) -> Result<(), String> {
         loop {
             if let Some(bytes) = to_server.pop_front() {
-                self.to_server(&bytes, &mut to_client)?;
+                self.deliver_to_server(&bytes, &mut to_client)?;
             } else if let Some(bytes) = to_client.pop_front() {
                 for result in self.client.handle_input(&bytes).map_err(cs)? {
                     self.client_result(result, &mut to_server);
@@ -139,7 +139,11 @@ impl Loopback {
         }
     }
 
-    fn to_server(&mut self, bytes: &[u8], to_client: &mut VecDeque<Bytes>) -> Result<(), String> {
+    fn deliver_to_server(
+        &mut self,
+        bytes: &[u8],
+        to_client: &mut VecDeque<Bytes>,
+    ) -> Result<(), String> {
         if self.error.is_some() {
             return Ok(());
         }
