@@ -447,32 +447,50 @@ async fn disable_stream(
 ) -> Result<Json<LiveStreamResponse>, ApiError> {
     let scope = scope_of(&user)?;
     let id = LiveStreamId(id);
-    let mut tx = state.db.begin().await?;
     let from = [StreamStatus::Idle, StreamStatus::Active];
-    let stream = match store::transition(&mut tx, id, scope, &from, StreamStatus::Disabled).await? {
-        Transition::Changed(s) => {
-            let event = events::store_event(
-                &mut tx,
-                id,
-                EventKind::Disabled,
-                json!({"actor_id": user.id}),
-            )
-            .await?;
-            tx.commit().await?;
-            events::publish_or_log(&state.redis, &event).await;
-            tracing::info!(live_stream_id = %id, user_id = %user.id, "live stream disabled");
-            s
-        }
-        Transition::Unchanged(s) => {
-            tx.commit().await?;
-            s
-        }
-        Transition::NotFound => return Err(NOT_FOUND),
-    };
+    let stream = transition_with_event(
+        &state,
+        &user,
+        id,
+        scope,
+        &from,
+        StreamStatus::Disabled,
+        EventKind::Disabled,
+    )
+    .await?;
     // Kick even when it was disabled already: a publisher that authenticated just before the
     // change must not stay.
     state.live.kick(id.0, "disabled").await;
     Ok(Json(respond_live(&state, stream, None).await))
+}
+
+/// Move the status (compare-and-set) and, when it really changed, store the event in the same
+/// transaction and publish it after the commit.
+async fn transition_with_event(
+    state: &AppState,
+    user: &AuthUser,
+    id: LiveStreamId,
+    scope: Scope,
+    from: &[StreamStatus],
+    to: StreamStatus,
+    kind: EventKind,
+) -> Result<LiveStream, ApiError> {
+    let mut tx = state.db.begin().await?;
+    match store::transition(&mut tx, id, scope, from, to).await? {
+        Transition::Changed(s) => {
+            let event =
+                events::store_event(&mut tx, id, kind, json!({"actor_id": user.id})).await?;
+            tx.commit().await?;
+            events::publish_or_log(&state.redis, &event).await;
+            tracing::info!(live_stream_id = %id, user_id = %user.id, kind = kind.as_str(), "live stream status changed");
+            Ok(s)
+        }
+        Transition::Unchanged(s) => {
+            tx.commit().await?;
+            Ok(s)
+        }
+        Transition::NotFound => Err(NOT_FOUND),
+    }
 }
 
 /// Enable a disabled stream (back to `idle`). Idempotent; a stream that is not disabled is
@@ -490,28 +508,17 @@ async fn enable_stream(
 ) -> Result<Json<LiveStreamResponse>, ApiError> {
     let scope = scope_of(&user)?;
     let id = LiveStreamId(id);
-    let mut tx = state.db.begin().await?;
     let from = [StreamStatus::Disabled];
-    let stream = match store::transition(&mut tx, id, scope, &from, StreamStatus::Idle).await? {
-        Transition::Changed(s) => {
-            let event = events::store_event(
-                &mut tx,
-                id,
-                EventKind::Enabled,
-                json!({"actor_id": user.id}),
-            )
-            .await?;
-            tx.commit().await?;
-            events::publish_or_log(&state.redis, &event).await;
-            tracing::info!(live_stream_id = %id, user_id = %user.id, "live stream enabled");
-            s
-        }
-        Transition::Unchanged(s) => {
-            tx.commit().await?;
-            s
-        }
-        Transition::NotFound => return Err(NOT_FOUND),
-    };
+    let stream = transition_with_event(
+        &state,
+        &user,
+        id,
+        scope,
+        &from,
+        StreamStatus::Idle,
+        EventKind::Enabled,
+    )
+    .await?;
     Ok(Json(respond_live(&state, stream, None).await))
 }
 
