@@ -15,6 +15,9 @@
 #   --poll-ms 50           [BENCH_POLL_MS]   playlist poll interval
 #   --quiet-wait 900       [BENCH_QUIET_WAIT] seconds to wait for a quiet machine before a run
 #   --profile yes|no|only  [BENCH_PROFILE]   perf record (or a thread breakdown) at N=--profile-n 10
+#   --perf-callgraph fp|dwarf [BENCH_PERF_CALLGRAPH]  perf record -g, or dwarf unwinding (deeper
+#                                            stacks through Rust and GStreamer, bigger files)
+#   --profile-servers "wemaster nginx"       servers profiled
 #   --no-build                               use the existing target/release/wemaster
 #   --keep                                   keep the servers' temp dirs (logs, segments)
 #
@@ -46,6 +49,8 @@ SERVERS=${BENCH_SERVERS:-"wemaster nginx"}
 POLL_MS=${BENCH_POLL_MS:-50}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-900}
 PROFILE=${BENCH_PROFILE:-yes}
+PERF_CALLGRAPH=${BENCH_PERF_CALLGRAPH:-fp}
+PROFILE_SERVERS=${BENCH_PROFILE_SERVERS:-"wemaster nginx"}
 BUILD=1
 KEEP=()
 while [ $# -gt 0 ]; do
@@ -59,9 +64,11 @@ while [ $# -gt 0 ]; do
     --poll-ms) POLL_MS=$2; shift 2 ;;
     --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
     --profile) PROFILE=$2; shift 2 ;;
+    --perf-callgraph) PERF_CALLGRAPH=$2; shift 2 ;;
+    --profile-servers) PROFILE_SERVERS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=(--keep); shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -121,6 +128,15 @@ if [ ! -s "$INPUT" ]; then
 fi
 
 # --- PostgreSQL, Redis, user ----------------------------------------------------------------
+# Stop, at the end, the PostgreSQL and Redis this run started (not ones already running).
+pg_was_up=0; redis_was_up=0
+pg_run "$(pg_bin)/pg_ctl" -D "$(pg_data_dir)" status >/dev/null 2>&1 && pg_was_up=1
+redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && redis_was_up=1
+stop_services() {
+  [ "$redis_was_up" = 1 ] || redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  [ "$pg_was_up" = 1 ] || pg_run "$(pg_bin)/pg_ctl" -D "$(pg_data_dir)" -m fast stop >/dev/null 2>&1 || true
+}
+trap stop_services EXIT
 start_private_postgres
 ensure_database wemaster_bench
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/wemaster_bench"
@@ -137,22 +153,26 @@ fi
 
 # --- machine --------------------------------------------------------------------------------
 gst=$(gst-inspect-1.0 --version 2>/dev/null | sed -n 2p)
-meta=$(python3 - "$gst" <<'EOF'
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git -C "$ROOT" status --porcelain -- src media pipelines Cargo.toml Cargo.lock 2>/dev/null | wc -l)
+meta=$(python3 - "$gst" "$commit" "$dirty" <<'EOF'
 import json, os, platform, subprocess, sys
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 ff = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()[0]
 print(json.dumps({"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
                   "gstreamer": sys.argv[1], "ffmpeg": ff,
+                  "wemaster_commit": sys.argv[2], "wemaster_tree_changes": int(sys.argv[3]),
                   "mem_total_kib": int(open("/proc/meminfo").readline().split()[1])}))
 EOF
 )
 log "machine: $meta"
 log "load now: $(uptime)"
 
-exec python3 "$BENCH/rtmp_hls.py" \
+python3 "$BENCH/rtmp_hls.py" \
   --input "$INPUT" --wemaster-bin "$BIN" --pipelines-dir "$ROOT/pipelines" \
   --nginx-module "$NGINX_MODULE" --email "$EMAIL" \
   --streams "$STREAMS" --duration "$DURATION" --skip "$SKIP" --runs "$RUNS" \
   --runs-max-n "$RUNS_MAX_N" --servers "$SERVERS" --poll-ms "$POLL_MS" \
-  --quiet-wait "$QUIET_WAIT" --profile "$PROFILE" --results-dir "$BENCH/results" \
+  --quiet-wait "$QUIET_WAIT" --profile "$PROFILE" --perf-callgraph "$PERF_CALLGRAPH" \
+  --profile-servers "$PROFILE_SERVERS" --results-dir "$BENCH/results" \
   --meta "$meta" "${KEEP[@]}"

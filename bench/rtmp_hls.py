@@ -135,22 +135,52 @@ def thread_ticks(pid):
     return out
 
 
+def ctx_switches(pids):
+    """Voluntary + involuntary context switches summed over every thread of pids."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open(f"/proc/{pid}/task/{t}/status") as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+    return total
+
+
 def thread_group(comm):
-    """Coarse class of a thread from its name (15 chars at most in /proc)."""
+    """Coarse class of a wemaster thread from its name (15 chars at most in /proc)."""
     rules = [
-        (r"^tokio-runtime-w", "tokio worker (RTMP ingest, HTTP, supervisor)"),
-        (r"^wm-live-bus", "bus watcher (wm-live-bus)"),
-        (r"^src:src$", "appsrc -> flvdemux (src:src)"),
-        (r"^queue\d+:src$", "queue -> h264parse/aacparse -> splitmuxsink (queueN:src)"),
-        (r"^multiqueue\d+:s", "splitmuxsink multiqueue -> mpegtsmux -> filesink (multiqueueN:src)"),
-        (r":src$", "other GStreamer streaming thread"),
-        (r"^(tokio-runtime|tokio-rt)", "tokio (other)"),
+        (r"^src:src$", "appsrc thread: appsrc -> flvdemux -> (queue)"),
+        (r"^queue\d+:src$", "demux queues: -> h264parse / aacparse -> (splitmuxsink queue)"),
+        (r"^queue_(video|sink)", "splitmuxsink input queues -> (mpegtsmux)"),
+        (r"^muxer:src$", "mpegtsmux aggregator -> filesink"),
+        (r"^wm-live-bus$", "bus watcher (wm-live-bus)"),
+        (r":s(rc?)?$", "other GStreamer streaming thread"),
+        (r"^tokio-r", "tokio"),
         (r"^wemaster$", "main thread"),
     ]
     for pat, name in rules:
         if re.search(pat, comm):
             return name
     return f"other ({comm})"
+
+
+def group_threads(ticks_by_tid, async_workers):
+    """{tid: group}; the lowest-numbered tokio threads are the async workers (created with the
+    runtime), the later ones the blocking pool (one FLV pump per publisher)."""
+    groups = {tid: thread_group(comm) for tid, (comm, _) in ticks_by_tid.items()}
+    tokio = sorted(t for t, g in groups.items() if g == "tokio")
+    for i, t in enumerate(tokio):
+        groups[t] = ("tokio async workers (RTMP ingest, HTTP, supervisor)" if i < async_workers
+                     else "tokio blocking pool (FLV pump per publisher -> appsrc)")
+    return groups
 
 
 def free_port():
@@ -732,28 +762,27 @@ def profile(args):
             time.sleep(args.skip)
             pids = server.pids()
             before = {pid: thread_ticks(pid) for pid in pids}
+            cs0 = ctx_switches(pids)
             t0 = time.monotonic()
-            data = f"{args.results_dir}/perf-{kind}-n{args.profile_n}.data"
-            if perf_ok:
-                subprocess.run(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g",
-                                "-p", ",".join(map(str, pids)), "-o", data, "--",
-                                "sleep", str(args.profile_seconds)],
-                               capture_output=True)
-            else:
-                time.sleep(args.profile_seconds)
+            # Thread breakdown and context switches without perf attached (perf's sampling
+            # costs CPU itself), then perf over a second window of the same length.
+            time.sleep(args.profile_seconds)
             wall = time.monotonic() - t0
             after = {pid: thread_ticks(pid) for pid in pids}
+            entry["context_switches_per_s"] = round((ctx_switches(pids) - cs0) / wall)
+            entry["context_switches_per_s_per_stream"] = round((ctx_switches(pids) - cs0) / wall / args.profile_n)
             groups, threads = {}, {}
             nthreads = 0
             for pid in pids:
+                names = (group_threads(after[pid], NCPU) if kind == "wemaster" else
+                         {t: ("nginx master" if pid == server.proc.pid else "nginx worker")
+                          for t in after[pid]})
                 for tid, (comm, ticks) in after[pid].items():
                     nthreads += 1
                     d = ticks - before[pid].get(tid, (comm, 0))[1]
-                    g = thread_group(comm) if kind == "wemaster" else (
-                        "nginx master" if pid == server.proc.pid else "nginx worker")
+                    g = names[tid]
                     groups[g] = groups.get(g, 0) + d
-                    threads.setdefault(g, 0)
-                    threads[g] += 1
+                    threads[g] = threads.get(g, 0) + 1
             total = sum(groups.values())
             entry["threads"] = nthreads
             entry["cpu_cores"] = round(total / CLK_TCK / wall, 4)
@@ -763,20 +792,29 @@ def profile(args):
                   "cpu_pct_of_core": round(100 * t / CLK_TCK / wall, 2),
                   "share": round(t / max(1, total), 3)} for g, t in groups.items()),
                 key=lambda x: -x["cpu_pct_of_core"])
+            data = f"{args.results_dir}/perf-{kind}-n{args.profile_n}{args.perf_suffix}.data"
+            if perf_ok:
+                cg = (["-F", "999", "-g"] if args.perf_callgraph == "fp"
+                      else ["-F", "499", "--call-graph", "dwarf,16384"])
+                subprocess.run(["perf", "record", "-e", "cpu-clock", *cg,
+                                "-p", ",".join(map(str, pids)), "-o", data, "--",
+                                "sleep", str(args.profile_seconds)],
+                               capture_output=True)
             if perf_ok and os.path.exists(data):
                 entry["perf_data"] = data
-                for name, sort in (("by_dso_symbol", "dso,sym"), ("by_thread", "comm"), ("by_dso", "dso")):
+                for name, sort in (("by_dso_symbol", "dso,sym"), ("by_thread", "comm"), ("by_dso", "dso"),
+                                   ("by_thread_dso", "comm,dso")):
                     r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
                                         "--sort", sort, "-g", "none", "--percent-limit", "0.5"],
                                        capture_output=True, text=True)
                     lines = [l for l in r.stdout.splitlines() if l.strip() and not l.startswith("#")]
                     entry[name] = lines[:45]
-                    with open(f"{args.results_dir}/perf-{kind}-n{args.profile_n}-{name}.txt", "w") as f:
+                    with open(f"{args.results_dir}/perf-{kind}-n{args.profile_n}{args.perf_suffix}-{name}.txt", "w") as f:
                         f.write(r.stdout)
                 r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--children",
                                     "--sort", "sym", "-g", "none", "--percent-limit", "2"],
                                    capture_output=True, text=True)
-                with open(f"{args.results_dir}/perf-{kind}-n{args.profile_n}-children.txt", "w") as f:
+                with open(f"{args.results_dir}/perf-{kind}-n{args.profile_n}{args.perf_suffix}-children.txt", "w") as f:
                     f.write(r.stdout)
                 entry["children"] = [l for l in r.stdout.splitlines() if l.strip() and not l.startswith("#")][:40]
         finally:
@@ -792,7 +830,8 @@ def profile(args):
             if not args.keep:
                 shutil.rmtree(workdir, ignore_errors=True)
         out[kind] = entry
-        log(f"  {kind}: {entry.get('threads')} threads, {entry.get('cpu_per_stream_pct')}% of a core per stream")
+        log(f"  {kind}: {entry.get('threads')} threads, {entry.get('cpu_per_stream_pct')}% of a core per stream, "
+            f"{entry.get('context_switches_per_s_per_stream')} context switches/s per stream")
         for g in entry.get("thread_groups", []):
             log(f"    {g['cpu_pct_of_core']:7.2f}%  x{g['threads']:<4} {g['group']}")
         for l in entry.get("by_dso_symbol", [])[:25]:
@@ -891,12 +930,15 @@ def main():
     ap.add_argument("--profile-n", type=int, default=10)
     ap.add_argument("--profile-seconds", type=float, default=20)
     ap.add_argument("--profile-servers", default="wemaster nginx")
+    ap.add_argument("--perf-callgraph", choices=["fp", "dwarf"], default="fp",
+                    help="perf record -g (frame pointers) or --call-graph dwarf (slower, deeper)")
     ap.add_argument("--results-dir", required=True)
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--meta", default="{}", help="JSON merged into the results' machine block")
     args = ap.parse_args()
     args.profile_servers = args.profile_servers.split()
+    args.perf_suffix = "" if args.perf_callgraph == "fp" else "-dwarf"
     os.makedirs(args.results_dir, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_path = f"{args.results_dir}/rtmp-hls-{stamp}.json"
