@@ -2,7 +2,7 @@
 # RTMP -> live HLS benchmark: WeMaster vs nginx with Debian's RTMP module, same input, same machine.
 #
 #   bench/rtmp-hls.sh                         # N = 1 5 10 20, 60 s per run, 2 runs (3 at N=20), + profile
-#   bench/rtmp-hls.sh --streams "1 5" --duration 20 --runs 1 --profile no     # a quick smoke run
+#   bench/rtmp-hls.sh --streams "1 5" --duration 20 --runs 1 --runs-max-n 1 --profile no   # smoke run
 #   bench/rtmp-hls.sh --profile only          # only the perf / thread profile at N=10
 #
 # Options (each also settable by environment variable, in brackets):
@@ -20,6 +20,8 @@
 #   --profile-servers "wemaster nginx"       servers profiled
 #   --no-build                               use the existing target/release/wemaster
 #   --keep                                   keep the servers' temp dirs (logs, segments)
+#   -- ARGS                                  passed on to bench/rtmp_hls.py (e.g. -- --noise-max 0.5
+#                                            --profile-n 20; see python3 bench/rtmp_hls.py --help)
 #
 # What it does: installs what is missing (ffmpeg, nginx, libnginx-mod-rtmp, GStreamer, perf
 # tools are optional), builds `wemaster` (release), encodes the input once into bench/.cache/,
@@ -53,6 +55,7 @@ PERF_CALLGRAPH=${BENCH_PERF_CALLGRAPH:-fp}
 PROFILE_SERVERS=${BENCH_PROFILE_SERVERS:-"wemaster nginx"}
 BUILD=1
 KEEP=()
+EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --streams) STREAMS=$2; shift 2 ;;
@@ -68,6 +71,7 @@ while [ $# -gt 0 ]; do
     --profile-servers) PROFILE_SERVERS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=(--keep); shift ;;
+    --) shift; EXTRA=("$@"); break ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -175,4 +179,4 @@ python3 "$BENCH/rtmp_hls.py" \
   --runs-max-n "$RUNS_MAX_N" --servers "$SERVERS" --poll-ms "$POLL_MS" \
   --quiet-wait "$QUIET_WAIT" --profile "$PROFILE" --perf-callgraph "$PERF_CALLGRAPH" \
   --profile-servers "$PROFILE_SERVERS" --results-dir "$BENCH/results" \
-  --meta "$meta" "${KEEP[@]}"
+  --meta "$meta" "${KEEP[@]}" "${EXTRA[@]}"

@@ -912,6 +912,8 @@ def print_table(rows, file=sys.stdout):
                   f"{f2(d['cpu_total_pct'], '{:.1f}')} | {f2(d['rss_per_stream_mib'])} | "
                   f"{f2(d['rss_total_mib'], '{:.1f}')} | {f2(d['delay_median_s'], '{:.3f}')} | "
                   f"{f2(d['delay_p90_s'], '{:.3f}')} | {d['segments']} |", file=file)
+        if not (row["wemaster"]["runs"] and row["nginx"]["runs"]):
+            continue
         r = row["ratio"]
         print(f"| {row['n']} | **ratio W/N** | | {f2(r['cpu_per_stream_pct'])}x | | "
               f"{f2(r['rss_per_stream_mib'])}x | {f2(r['rss_total_mib'])}x | "
@@ -1026,7 +1028,8 @@ def main():
                         save()
                         if not r["noisy"]:
                             break
-                        log(f"  noisy run (other processes used {r['other_cpu_cores']:.2f} cores): again")
+                        log(f"  noisy run (other processes used {r['other_cpu_cores']:.2f} cores)"
+                            + (": again" if attempt < args.noise_retries else ": kept, marked noisy"))
         doc["summary"] = summarize(select_runs(doc["runs"], args.noise_max))
         save()
     if args.profile != "no":
