@@ -308,9 +308,8 @@ impl<B: LiveBackend> Supervisor<B> {
                 });
             }
             Msg::Authorized(req, Err(reason)) => {
+                // Counted once, by the RTMP server (`rtmp_refused_total{reason}`).
                 tracing::info!(peer = %req.peer, reason = reason.as_str(), "publish refused");
-                metrics::counter!("live_publish_refused_total", "reason" => reason.as_str())
-                    .increment(1);
                 let _ = req.reply.send(Err(reason));
             }
             Msg::Authorized(req, Ok(stream)) => self.accept(req, stream),

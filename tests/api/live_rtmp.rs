@@ -66,6 +66,20 @@ impl Live {
         Live { app, token, stream }
     }
 
+    /// `POST /api/v1/live-streams/{id}/<verb>` as the teacher.
+    async fn action(&self, verb: &str) -> reqwest::Response {
+        self.app
+            .client
+            .post(
+                self.app
+                    .url(&format!("/api/v1/live-streams/{}/{verb}", self.id())),
+            )
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     fn id(&self) -> &str {
         self.stream["id"].as_str().unwrap()
     }
@@ -343,17 +357,7 @@ async fn the_playlist_is_served_with_player_friendly_headers() {
     assert!(metrics.contains("live_segments_total"), "{metrics}");
 
     // `complete` ends it now, without waiting for the 30 s window.
-    let r = live
-        .app
-        .client
-        .post(
-            live.app
-                .url(&format!("/api/v1/live-streams/{}/complete", live.id())),
-        )
-        .bearer_auth(&live.token)
-        .send()
-        .await
-        .unwrap();
+    let r = live.action("complete").await;
     assert!(r.status().is_success(), "{}", r.status());
     live.wait_playlist(Duration::from_secs(10), "ENDLIST after complete", |p| {
         p.contains("#EXT-X-ENDLIST")
@@ -485,17 +489,7 @@ async fn a_wrong_key_is_refused_and_nothing_goes_live() {
         StatusCode::NOT_FOUND
     );
     // And a disabled stream refuses its own key.
-    let r = live
-        .app
-        .client
-        .post(
-            live.app
-                .url(&format!("/api/v1/live-streams/{}/disable", live.id())),
-        )
-        .bearer_auth(&live.token)
-        .send()
-        .await
-        .unwrap();
+    let r = live.action("disable").await;
     assert!(r.status().is_success());
     let status = wait_child(
         ffmpeg_publish(&live.rtmp_url(), 3, false),
@@ -555,17 +549,7 @@ async fn a_private_stream_needs_a_playback_token_on_every_request() {
         .await
         .success()
     );
-    let r = live
-        .app
-        .client
-        .post(live.app.url(&format!(
-            "/api/v1/live-streams/{}/playback-token",
-            live.id()
-        )))
-        .bearer_auth(&live.token)
-        .send()
-        .await
-        .unwrap();
+    let r = live.action("playback-token").await;
     assert_eq!(r.status(), StatusCode::OK);
     let grant: Value = r.json().await.unwrap();
     let token = grant["token"].as_str().unwrap().to_string();
