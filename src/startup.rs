@@ -75,7 +75,6 @@ impl Application {
         };
         let (live, publish_requests, supervisor) = supervisor::start(
             live_config,
-            &pipelines,
             PgLiveBackend::new(pool.clone(), redis.clone()),
             live_views.clone(),
             shutdown.child_token(),

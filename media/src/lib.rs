@@ -8,8 +8,11 @@
 pub mod doctor;
 pub mod hls;
 pub mod live;
+pub mod packager;
 pub mod pipeline;
 pub mod rtmp;
+pub mod ts;
+pub mod vod;
 
 /// Initialise GStreamer once per process. Safe to call repeatedly.
 pub fn init() -> Result<(), gstreamer::glib::Error> {

@@ -1,20 +1,24 @@
-//! One publisher's pipeline: frames from the ingest (RTMP today, WHIP later) → FLV → the
-//! `live-hls` GStreamer pipeline → MPEG-TS segments in the session's spool directory.
+//! One publisher's live output: frames from the ingest (RTMP today, WHIP later) → the
+//! [`Packager`] → MPEG-TS segments in the session's spool directory.
 //!
 //! ```text
-//!  frames (mpsc) --> pump (blocking thread) --FLV bytes--> appsrc ! flvdemux ! ... ! splitmuxsink
-//!                                                                              |
-//!  PublisherEvent (mpsc) <-- bus thread: fragment closed / EOS / error <-------+
+//!  frames (mpsc) --> publisher task: Packager (TS mux, cut at keyframes) --> segment-N.ts.part
+//!                                                                            | rename at the cut
+//!  PublisherEvent (mpsc) <-- Started / SegmentClosed{segment-N.ts} / Ended <-+
 //! ```
 //!
-//! The pump waits for the first video keyframe before it starts the pipeline (so every
-//! segment starts decodable and the audio/video layout is known), pushes with back-pressure
-//! (appsrc `block=true`: a slow pipeline slows the publisher's TCP, not our memory), and at the
-//! end sends EOS so the last segment is closed properly, then takes the pipeline to `Null`.
-//! GStreamer never runs on the async runtime's threads.
+//! The task is an ordinary async task: remuxing a frame is a few microseconds of copying, so
+//! it needs no thread of its own and no hop between threads. Writes go to the spool in
+//! 128 KiB pieces with plain `std::fs` calls: they land in the page cache in microseconds, and
+//! a thread hop per write would cost more than the write. A segment is written as
+//! `segment-N.ts.part` and renamed when it closes, so a crash leaves the unfinished segment
+//! recognisable and every `.ts` in the spool complete. The channel is bounded: a stalled disk
+//! slows the publisher's TCP, not our memory.
 
 use std::{
-    path::PathBuf,
+    fs::File,
+    io::Write,
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -22,24 +26,27 @@ use std::{
     time::Duration,
 };
 
-use bytes::{BufMut, Bytes, BytesMut};
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
-use crate::rtmp::{AudioFrame, EndReason, MediaFrame, StreamInfo, VideoCodec, VideoFrame};
+use crate::packager::{Closed, Packager, Step};
+use crate::rtmp::{EndReason, MediaFrame, StreamInfo};
 
-/// The two rendered pipeline descriptions a publisher may need.
+/// Where and how a publisher's segments are written.
 #[derive(Debug, Clone)]
-pub struct PublisherPipelines {
-    /// H.264 + AAC.
-    pub audio_video: String,
-    /// H.264 only.
-    pub video_only: String,
+pub struct PackagerConfig {
+    /// The session's spool directory (exists).
+    pub dir: PathBuf,
+    /// Target segment duration; segments are cut at the first keyframe at or past it.
+    pub segment_duration: Duration,
+    /// Index of the first segment (`segment-%08d.ts`); each publisher of a session starts a
+    /// new range so names never collide across reconnects.
+    pub start_index: u64,
+    /// Where this publisher's first keyframe goes on the session timeline: where the previous
+    /// publisher's last segment ended (`SegmentClosed::end_ms`), 0 for the first.
+    pub timeline_start_ms: u64,
 }
 
-/// What happens to a publisher's pipeline, in order: `Started`, any number of
+/// What happens to a publisher's output, in order: `Started`, any number of
 /// `SegmentClosed`, then exactly one `Ended`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PublisherEvent {
@@ -49,6 +56,8 @@ pub enum PublisherEvent {
     SegmentClosed {
         path: PathBuf,
         duration_ns: u64,
+        /// End of the segment on the session timeline, in ms.
+        end_ms: u64,
     },
     Ended {
         reason: EndReason,
@@ -65,121 +74,87 @@ pub struct PublisherStats {
     pub info: Mutex<Option<StreamInfo>>,
 }
 
-/// Frames buffered while waiting for the first keyframe; past this only headers are kept.
-const MAX_PRE_KEYFRAME: usize = 2_000;
-/// How long the pipeline may take to drain at the end before it is stopped anyway.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The file name of segment `index`.
+pub fn segment_name(index: u64) -> String {
+    format!("segment-{index:08}.ts")
+}
 
-/// Run a publisher's pipeline on a blocking thread until its frames end.
+/// Run a publisher's packager until its frames end.
 pub fn spawn_publisher(
-    pipelines: PublisherPipelines,
+    config: PackagerConfig,
     frames: mpsc::Receiver<MediaFrame>,
     events: mpsc::UnboundedSender<PublisherEvent>,
     stats: Arc<PublisherStats>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::task::spawn_blocking(move || {
-        let (reason, error) = run(pipelines, frames, &events, &stats);
+    tokio::spawn(async move {
+        let (reason, error) = run(config, frames, &events, &stats).await;
         let _ = events.send(PublisherEvent::Ended { reason, error });
     })
 }
 
-fn run(
-    pipelines: PublisherPipelines,
+async fn run(
+    config: PackagerConfig,
     mut frames: mpsc::Receiver<MediaFrame>,
     events: &mpsc::UnboundedSender<PublisherEvent>,
     stats: &PublisherStats,
 ) -> (EndReason, Option<String>) {
-    // 1. Wait for the first keyframe.
-    let mut pending: Vec<MediaFrame> = Vec::new();
-    let mut has_audio = false;
-    loop {
-        let Some(frame) = frames.blocking_recv() else {
-            return (EndReason::PublisherClosed, None);
-        };
+    let mut packager = Packager::new(
+        config.segment_duration,
+        config.start_index,
+        config.timeline_start_ms,
+    );
+    let mut spool = Spool::new(config.dir);
+    let mut reason = EndReason::PublisherClosed;
+    while let Some(frame) = frames.recv().await {
         account(stats, &frame);
-        match &frame {
-            MediaFrame::End(reason) => return (reason.clone(), None),
-            MediaFrame::Metadata(info) => {
-                if let Ok(mut i) = stats.info.lock() {
-                    *i = Some(info.clone());
-                }
-            }
-            MediaFrame::Audio(_) => has_audio = true,
-            MediaFrame::Video(v) if v.codec != VideoCodec::H264 => {
-                return (
-                    EndReason::ProtocolError(format!(
-                        "unsupported video codec {:?}: H.264 is required",
-                        v.codec
-                    )),
-                    None,
-                );
-            }
-            MediaFrame::Video(_) => {}
-        }
-        let is_keyframe =
-            matches!(&frame, MediaFrame::Video(v) if v.keyframe && !v.sequence_header);
-        pending.push(frame);
-        if is_keyframe {
-            break;
-        }
-        if pending.len() > MAX_PRE_KEYFRAME {
-            pending.retain(|f| match f {
-                MediaFrame::Video(v) => v.sequence_header,
-                MediaFrame::Audio(a) => a.sequence_header,
-                _ => true,
-            });
-        }
-    }
-
-    // 2. Start the pipeline.
-    let description = if has_audio {
-        &pipelines.audio_video
-    } else {
-        &pipelines.video_only
-    };
-    let running = match Running::start(description, events.clone()) {
-        Ok(r) => r,
-        Err(e) => {
-            return (
-                EndReason::ProtocolError("pipeline failed to start".into()),
-                Some(e),
-            );
-        }
-    };
-    let _ = events.send(PublisherEvent::Started { has_audio });
-    let mut result = (EndReason::PublisherClosed, None);
-    let mut ok = running.push(flv_header(has_audio));
-    for frame in pending {
-        if ok {
-            ok = push_frame(&running, &frame, has_audio);
-        }
-    }
-
-    // 3. Pump until the publisher ends or the pipeline fails.
-    while ok {
-        let Some(frame) = frames.blocking_recv() else {
-            break;
-        };
-        account(stats, &frame);
-        match frame {
-            MediaFrame::End(reason) => {
-                result.0 = reason;
+        let frame = match frame {
+            MediaFrame::End(r) => {
+                reason = r;
                 break;
             }
             MediaFrame::Metadata(info) => {
                 if let Ok(mut i) = stats.info.lock() {
                     *i = Some(info);
                 }
+                continue;
             }
-            frame => ok = push_frame(&running, &frame, has_audio),
+            f => f,
+        };
+        let step = match packager.push(frame) {
+            Ok(step) => step,
+            Err(e) => {
+                spool.abandon();
+                return (EndReason::ProtocolError(e.to_string()), None);
+            }
+        };
+        let result = match step {
+            Step::Continue if packager.wants_flush() => spool.write(&mut packager),
+            Step::Continue => Ok(()),
+            Step::Started { index, has_audio } => {
+                let _ = events.send(PublisherEvent::Started { has_audio });
+                spool.open(index)
+            }
+            Step::Cut { closed, index } => {
+                spool.close(&mut packager, closed, events).and_then(|()| {
+                    packager.begin_next();
+                    spool.open(index)
+                })
+            }
+        };
+        if let Err(e) = result {
+            spool.abandon();
+            return (reason, Some(format!("cannot write to the spool: {e}")));
         }
     }
     drop(frames);
-
-    // 4. Drain: EOS closes the last segment; then Null whatever happened.
-    let error = running.finish();
-    result.1 = error;
-    result
+    // The publisher is gone: the open segment ends at its last frame.
+    if let Some(closed) = packager.finish() {
+        if let Err(e) = spool.close(&mut packager, closed, events) {
+            spool.abandon();
+            return (reason, Some(format!("cannot write to the spool: {e}")));
+        }
+    }
+    (reason, None)
 }
 
 fn account(stats: &PublisherStats, frame: &MediaFrame) {
@@ -200,180 +175,68 @@ fn account(stats: &PublisherStats, frame: &MediaFrame) {
     }
 }
 
-fn push_frame(running: &Running, frame: &MediaFrame, has_audio: bool) -> bool {
-    match frame {
-        MediaFrame::Video(VideoFrame { dts_ms, data, .. }) => {
-            running.push(flv_tag(9, *dts_ms, data))
+/// The open segment file and a reusable write buffer.
+struct Spool {
+    dir: PathBuf,
+    open: Option<(File, PathBuf)>,
+    buf: Vec<u8>,
+}
+
+impl Spool {
+    fn new(dir: PathBuf) -> Spool {
+        Spool {
+            dir,
+            open: None,
+            buf: Vec::new(),
         }
-        // Audio that starts after the pipeline was built without an audio branch is dropped.
-        MediaFrame::Audio(AudioFrame { dts_ms, data, .. }) if has_audio => {
-            running.push(flv_tag(8, *dts_ms, data))
-        }
-        _ => true,
-    }
-}
-
-/// The 9-byte FLV header and the first PreviousTagSize (0).
-pub fn flv_header(has_audio: bool) -> Bytes {
-    let flags = 0x01 | if has_audio { 0x04 } else { 0 };
-    Bytes::from(vec![b'F', b'L', b'V', 1, flags, 0, 0, 0, 9, 0, 0, 0, 0])
-}
-
-/// One FLV tag (header, body, PreviousTagSize). Timestamps past 2^32 ms wrap, as FLV does.
-pub fn flv_tag(tag_type: u8, ts_ms: u64, body: &[u8]) -> Bytes {
-    let ts = ts_ms as u32;
-    let size = body.len() as u32;
-    let mut b = BytesMut::with_capacity(11 + body.len() + 4);
-    b.put_u8(tag_type);
-    b.put_uint(u64::from(size & 0x00FF_FFFF), 3);
-    b.put_uint(u64::from(ts & 0x00FF_FFFF), 3);
-    b.put_u8((ts >> 24) as u8);
-    b.put_uint(0, 3);
-    b.put_slice(body);
-    b.put_u32(11 + size);
-    b.freeze()
-}
-
-/// A running pipeline and the thread that watches its bus.
-struct Running {
-    pipeline: gst::Pipeline,
-    appsrc: gst_app::AppSrc,
-    done: std::sync::mpsc::Receiver<Option<String>>,
-    bus_thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Running {
-    fn start(
-        description: &str,
-        events: mpsc::UnboundedSender<PublisherEvent>,
-    ) -> Result<Running, String> {
-        crate::init().map_err(|e| e.to_string())?;
-        let pipeline = gst::parse::launch(description)
-            .map_err(|e| format!("pipeline description: {e}"))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| "the description is not a pipeline".to_string())?;
-        let appsrc = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or("the pipeline has no appsrc named src")?;
-        let bus = pipeline.bus().ok_or("pipeline without bus")?;
-        let (done_tx, done) = std::sync::mpsc::channel();
-        let bus_thread = std::thread::Builder::new()
-            .name("wm-live-bus".into())
-            .spawn(move || watch_bus(bus, events, done_tx))
-            .map_err(|e| e.to_string())?;
-        if let Err(e) = pipeline.set_state(gst::State::Playing) {
-            let _ = pipeline.set_state(gst::State::Null);
-            return Err(format!("cannot start the pipeline: {e}"));
-        }
-        Ok(Running {
-            pipeline,
-            appsrc,
-            done,
-            bus_thread: Some(bus_thread),
-        })
     }
 
-    /// Push bytes; false once the pipeline no longer accepts data (error or flushing).
-    fn push(&self, bytes: Bytes) -> bool {
-        self.appsrc
-            .push_buffer(gst::Buffer::from_slice(bytes))
-            .is_ok()
+    fn part_path(dir: &Path, index: u64) -> PathBuf {
+        dir.join(format!("{}.part", segment_name(index)))
     }
 
-    /// EOS, wait for the pipeline to drain (bounded), then `Null`. Returns the error, if any.
-    fn finish(mut self) -> Option<String> {
-        let _ = self.appsrc.end_of_stream();
-        let error = match self.done.recv_timeout(DRAIN_TIMEOUT) {
-            Ok(err) => err,
-            Err(_) => Some("the pipeline did not drain in time".into()),
+    fn open(&mut self, index: u64) -> std::io::Result<()> {
+        let path = Self::part_path(&self.dir, index);
+        let file = File::create(&path)?;
+        self.open = Some((file, path));
+        Ok(())
+    }
+
+    fn write(&mut self, packager: &mut Packager) -> std::io::Result<()> {
+        packager.take_output(&mut self.buf);
+        if let Some((file, _)) = &mut self.open {
+            file.write_all(&self.buf)?;
+        }
+        Ok(())
+    }
+
+    /// Write the segment's last bytes, rename it to its final name and announce it.
+    fn close(
+        &mut self,
+        packager: &mut Packager,
+        closed: Closed,
+        events: &mpsc::UnboundedSender<PublisherEvent>,
+    ) -> std::io::Result<()> {
+        self.write(packager)?;
+        let Some((file, part)) = self.open.take() else {
+            return Ok(());
         };
-        let _ = self.pipeline.set_state(gst::State::Null);
-        if let Some(bus) = self.pipeline.bus() {
-            // Wake the bus thread if it is still waiting.
-            let _ = bus.post(gst::message::Application::new(gst::Structure::new_empty(
-                "wm-stop",
-            )));
-        }
-        if let Some(t) = self.bus_thread.take() {
-            let _ = t.join();
-        }
-        error
+        drop(file);
+        let path = self.dir.join(segment_name(closed.index));
+        std::fs::rename(&part, &path)?;
+        let _ = events.send(PublisherEvent::SegmentClosed {
+            path,
+            duration_ns: closed.duration_ns,
+            end_ms: closed.end_ms,
+        });
+        Ok(())
     }
-}
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
-    }
-}
-
-/// Forward segment boundaries; report EOS (`None`) or the first error (`Some`), then stop.
-fn watch_bus(
-    bus: gst::Bus,
-    events: mpsc::UnboundedSender<PublisherEvent>,
-    done: std::sync::mpsc::Sender<Option<String>>,
-) {
-    let mut opened_at: Option<u64> = None;
-    for msg in bus.iter_timed(gst::ClockTime::NONE) {
-        match msg.view() {
-            gst::MessageView::Element(el) => {
-                let Some(s) = el.structure() else { continue };
-                match s.name().as_str() {
-                    "splitmuxsink-fragment-opened" => opened_at = s.get::<u64>("running-time").ok(),
-                    "splitmuxsink-fragment-closed" => {
-                        let end = s.get::<u64>("running-time").unwrap_or(0);
-                        let start = opened_at.take().unwrap_or(0);
-                        if let Ok(location) = s.get::<String>("location") {
-                            let _ = events.send(PublisherEvent::SegmentClosed {
-                                path: PathBuf::from(location),
-                                duration_ns: end.saturating_sub(start),
-                            });
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            gst::MessageView::Eos(_) => {
-                let _ = done.send(None);
-                return;
-            }
-            gst::MessageView::Error(err) => {
-                let text = format!(
-                    "{} ({})",
-                    err.error(),
-                    err.src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default()
-                );
-                tracing::warn!(error = %text, "live pipeline error");
-                let _ = done.send(Some(text));
-                return;
-            }
-            gst::MessageView::Application(a)
-                if a.structure().is_some_and(|s| s.name() == "wm-stop") =>
-            {
-                return;
-            }
-            _ => {}
+    /// Drop the unfinished segment after a failure.
+    fn abandon(&mut self) {
+        if let Some((file, part)) = self.open.take() {
+            drop(file);
+            let _ = std::fs::remove_file(part);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flv_tags_are_laid_out_as_the_spec_says() {
-        let tag = flv_tag(9, 0x0123_4567, &[0x17, 0x01]);
-        assert_eq!(tag.len(), 11 + 2 + 4);
-        assert_eq!(tag[0], 9);
-        assert_eq!(&tag[1..4], &[0, 0, 2]);
-        assert_eq!(&tag[4..7], &[0x23, 0x45, 0x67]);
-        assert_eq!(tag[7], 0x01);
-        assert_eq!(&tag[13..17], &13u32.to_be_bytes());
-        assert_eq!(flv_header(false)[4], 0x01);
-        assert_eq!(flv_header(true)[4], 0x05);
     }
 }

@@ -7,7 +7,7 @@
 //!  rtmp::serve --PublishRequest--> supervisor --auth task (DB)--> Authorized
 //!                                     |  grant: frames channel + kick token
 //!                                     v
-//!                          media::live::spawn_publisher (pipeline, blocking thread)
+//!                          media::live::spawn_publisher (TS packager task)
 //!                                     |  PublisherEvent (segment closed, ended)
 //!                                     v
 //!                          supervisor: playlist (LiveView, read by the HLS routes),
@@ -33,8 +33,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use wemaster_media::{
     hls::LivePlaylist,
-    live::{PublisherEvent, PublisherPipelines, PublisherStats, spawn_publisher},
-    pipeline::TemplateSet,
+    live::{PackagerConfig, PublisherEvent, PublisherStats, spawn_publisher},
     rtmp::{AudioCodec, EndReason, PublishGrant, PublishRequest, RefuseReason, VideoCodec},
 };
 
@@ -173,12 +172,13 @@ struct Session {
     /// Segments that left the playlist, deleted once they are `window` segments old.
     evicted: VecDeque<PathBuf>,
     last_protocol: &'static str,
+    /// End of the last segment on the session timeline (ms): the next publisher starts there.
+    timeline_end_ms: u64,
 }
 
 /// Start the supervisor; returns the runtime handle and the sender the RTMP server uses.
 pub fn start<B: LiveBackend>(
     config: LiveConfig,
-    templates: &TemplateSet,
     backend: B,
     registry: LiveRegistry,
     shutdown: CancellationToken,
@@ -187,9 +187,6 @@ pub fn start<B: LiveBackend>(
     mpsc::Sender<PublishRequest>,
     tokio::task::JoinHandle<()>,
 )> {
-    // Templates are checked now so a typo fails at start, not at the first publish.
-    templates.get("live-hls")?;
-    templates.get("live-hls-video")?;
     let (msg_tx, msg_rx) = mpsc::channel::<Msg>(1024);
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(256);
     let (pub_tx, mut pub_rx) = mpsc::channel::<PublishRequest>(256);
@@ -212,7 +209,6 @@ pub fn start<B: LiveBackend>(
     });
     let sup = Supervisor {
         config,
-        templates: templates.clone(),
         backend: Arc::new(backend),
         registry,
         sessions: HashMap::new(),
@@ -225,7 +221,6 @@ pub fn start<B: LiveBackend>(
 
 struct Supervisor<B> {
     config: LiveConfig,
-    templates: TemplateSet,
     backend: Arc<B>,
     registry: LiveRegistry,
     sessions: HashMap<Uuid, Session>,
@@ -434,6 +429,7 @@ impl<B: LiveBackend> Supervisor<B> {
                     ending: Ending::Window,
                     evicted: VecDeque::new(),
                     last_protocol: "rtmp",
+                    timeline_end_ms: 0,
                 },
             );
             metrics::gauge!("live_sessions_active").increment(1.0);
@@ -443,13 +439,15 @@ impl<B: LiveBackend> Supervisor<B> {
             Some(s) => s.view.dir.clone(),
             None => return,
         };
-        let pipelines = match self.render_pipelines(&dir, start_index) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(%stream_id, error = %e, "cannot render the live pipeline");
-                let _ = req.reply.send(Err(RefuseReason::Busy));
-                return;
-            }
+        let timeline_start_ms = self
+            .sessions
+            .get(&stream_id)
+            .map_or(0, |s| s.timeline_end_ms);
+        let packager = PackagerConfig {
+            dir,
+            segment_duration: self.config.segment_duration,
+            start_index,
+            timeline_start_ms,
         };
         let Some(session) = self.sessions.get_mut(&stream_id) else {
             return;
@@ -475,7 +473,7 @@ impl<B: LiveBackend> Supervisor<B> {
         let (events_tx, mut events_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(PublisherStats::default());
         let kick = CancellationToken::new();
-        spawn_publisher(pipelines, frames_rx, events_tx, stats.clone());
+        spawn_publisher(packager, frames_rx, events_tx, stats.clone());
         let tx = self.tx.clone();
         tokio::spawn(async move {
             while let Some(event) = events_rx.recv().await {
@@ -523,24 +521,6 @@ impl<B: LiveBackend> Supervisor<B> {
         }
     }
 
-    fn render_pipelines(
-        &self,
-        dir: &std::path::Path,
-        start_index: u64,
-    ) -> anyhow::Result<PublisherPipelines> {
-        let mut values = std::collections::BTreeMap::new();
-        values.insert(
-            "segment_ns",
-            self.config.segment_duration.as_nanos().to_string(),
-        );
-        values.insert("start_index", start_index.to_string());
-        values.insert("spool_dir", dir.display().to_string());
-        Ok(PublisherPipelines {
-            audio_video: self.templates.get("live-hls")?.render(&values)?,
-            video_only: self.templates.get("live-hls-video")?.render(&values)?,
-        })
-    }
-
     fn publisher_event(&mut self, stream_id: Uuid, generation: u64, event: PublisherEvent) {
         let Some(session) = self.sessions.get_mut(&stream_id) else {
             // A segment of a session that already ended (shutdown race): nothing lists it.
@@ -556,7 +536,12 @@ impl<B: LiveBackend> Supervisor<B> {
                     None,
                 );
             }
-            PublisherEvent::SegmentClosed { path, duration_ns } => {
+            PublisherEvent::SegmentClosed {
+                path,
+                duration_ns,
+                end_ms,
+            } => {
+                session.timeline_end_ms = session.timeline_end_ms.max(end_ms);
                 let Some(name) = path
                     .file_name()
                     .and_then(|n| n.to_str())

@@ -87,7 +87,7 @@ fn doctor_finds_every_pipeline_element_installed() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("GStreamer 1."), "{text}");
-    assert!(text.contains("ok   pipeline live-hls"), "{text}");
+    assert!(text.contains("ok   pipeline vod-mp4"), "{text}");
 }
 
 #[test]
