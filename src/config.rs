@@ -73,7 +73,18 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub playback: PlaybackSettings,
     pub storage: StorageSettings,
+    pub recordings: RecordingSettings,
     pub media: MediaSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingSettings {
+    pub max_spool_bytes: u64,
+    pub min_free_bytes: u64,
+    pub upload_concurrency: usize,
+    pub retention_days: u32,
+    pub retention_interval_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -351,6 +362,21 @@ impl Settings {
         }
         if !(16..=100_000).contains(&self.live.frame_queue) {
             return Err(err("live.frame_queue", "must be between 16 and 100000"));
+        }
+        if !(1..=64).contains(&self.recordings.upload_concurrency) {
+            return Err(err(
+                "recordings.upload_concurrency",
+                "must be between 1 and 64",
+            ));
+        }
+        if self.recordings.retention_days > 36_500 {
+            return Err(err(
+                "recordings.retention_days",
+                "must be at most 36500 (0 = off)",
+            ));
+        }
+        if self.recordings.retention_interval_s == 0 {
+            return Err(err("recordings.retention_interval_s", "must be at least 1"));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| err("log.level", format!("not a valid filter: {e}")))?;

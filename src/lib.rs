@@ -14,6 +14,7 @@ pub mod db;
 pub mod http;
 pub mod live;
 pub mod playback;
+pub mod recordings;
 pub mod startup;
 pub mod state;
 pub mod storage;

@@ -30,6 +30,8 @@ pub struct Application {
     shutdown: CancellationToken,
     /// The live supervisor: awaited at shutdown so live sessions end cleanly.
     supervisor: tokio::task::JoinHandle<()>,
+    /// The recorder: awaited after the supervisor so ending recordings are finalized.
+    recorder_task: tokio::task::JoinHandle<()>,
     publish_requests: tokio::sync::mpsc::Sender<wemaster_media::rtmp::PublishRequest>,
 }
 
@@ -73,10 +75,32 @@ impl Application {
             spool_dir: settings.media.spool_dir.clone(),
             frame_queue: settings.live.frame_queue,
         };
+        let (recorder, recorder_task) = crate::recordings::recorder::start(
+            crate::recordings::recorder::RecorderConfig {
+                spool_dir: settings.media.spool_dir.join("recordings"),
+                max_spool_bytes: settings.recordings.max_spool_bytes,
+                min_free_bytes: settings.recordings.min_free_bytes,
+                upload_concurrency: settings.recordings.upload_concurrency,
+            },
+            pool.clone(),
+            redis.clone(),
+            storage.clone(),
+            pipelines.clone(),
+            shutdown.child_token(),
+        );
+        crate::recordings::retention::spawn(
+            pool.clone(),
+            redis.clone(),
+            storage.clone(),
+            settings.recordings.retention_days,
+            Duration::from_secs(settings.recordings.retention_interval_s),
+            shutdown.child_token(),
+        );
         let (live, publish_requests, supervisor) = supervisor::start(
             live_config,
             PgLiveBackend::new(pool.clone(), redis.clone()),
             live_views.clone(),
+            recorder,
             shutdown.child_token(),
         )?;
         let state = AppState::new(Inner {
@@ -97,6 +121,7 @@ impl Application {
             state,
             shutdown,
             supervisor,
+            recorder_task,
             publish_requests,
         })
     }
@@ -132,6 +157,7 @@ impl Application {
             state,
             shutdown,
             supervisor,
+            recorder_task,
             publish_requests,
         } = self;
         let grace = Duration::from_secs(state.settings.http.shutdown_grace_s);
@@ -176,6 +202,15 @@ impl Application {
             let _ = supervisor.await;
         })
         .await;
+        // With the supervisor gone, the recorder finalizes the recordings of the sessions that
+        // just ended (uploads are done as they go, so this is the playlist, MP4 and poster).
+        // Whatever does not finish in time is finalized by the next start.
+        if tokio::time::timeout(Duration::from_secs(30), recorder_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("recordings still finalizing at exit; the next start completes them");
+        }
         pool.close().await;
         tracing::info!("stopped");
         Ok(())

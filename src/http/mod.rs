@@ -13,6 +13,7 @@ pub mod hls;
 pub mod live;
 pub mod objects;
 pub mod range;
+pub mod recordings;
 
 use std::time::Instant;
 
@@ -67,6 +68,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(auth::router())
         .merge(live::router())
+        .merge(recordings::router())
 }
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).
@@ -88,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", doc))
         .merge(health::router())
         .merge(hls::router())
+        .merge(recordings::replay_router())
         .merge(objects::router(settings.upload_limit_bytes))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -88,6 +88,15 @@ async fn download(
     let range =
         parse_range(range).map_err(|()| ApiError::BadRequest("malformed Range header".into()))?;
     let object = state.storage.get(&key, range).await?;
+    object_response(object, None)
+}
+
+/// A stored object as an HTTP answer: 200, or 206 with `Content-Range` for a range;
+/// `Accept-Ranges`, `ETag`, the stored content type, and `cache_control` when given.
+pub fn object_response(
+    object: crate::storage::GetObject,
+    cache_control: Option<&'static str>,
+) -> Result<Response, ApiError> {
     let mut resp_headers = HeaderMap::new();
     let content_type = object
         .meta
@@ -100,6 +109,9 @@ async fn download(
             .unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
     resp_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(cc) = cache_control {
+        resp_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cc));
+    }
     if let Some(etag) = object
         .meta
         .etag

@@ -105,7 +105,9 @@ impl LiveBackend for PgLiveBackend {
             Some(s) if s.status == StreamStatus::Disabled => Err(RefuseReason::Disabled),
             Some(s) => Ok(AuthorizedStream {
                 stream_id: s.id.0,
+                owner_id: s.owner_id,
                 private: s.visibility == Visibility::Private,
+                record: s.record,
                 reconnect_window: s.reconnect_window.as_duration(),
             }),
         }

@@ -37,6 +37,8 @@ use wemaster_media::{
     rtmp::{AudioCodec, EndReason, PublishGrant, PublishRequest, RefuseReason, VideoCodec},
 };
 
+use crate::recordings::recorder::{RecorderHandle, RecorderMsg};
+
 use super::{
     events::EventKind,
     runtime::{ActiveSession, Command, LiveRuntime},
@@ -92,7 +94,10 @@ pub type LiveRegistry = Arc<RwLock<HashMap<Uuid, Arc<LiveView>>>>;
 /// What the authorisation task found for a publish request.
 pub struct AuthorizedStream {
     pub stream_id: Uuid,
+    pub owner_id: Uuid,
     pub private: bool,
+    /// Record the session (the stream's `record`).
+    pub record: bool,
     pub reconnect_window: Duration,
 }
 
@@ -174,6 +179,8 @@ struct Session {
     last_protocol: &'static str,
     /// End of the last segment on the session timeline (ms): the next publisher starts there.
     timeline_end_ms: u64,
+    /// The recorder records this session.
+    recorded: bool,
 }
 
 /// Start the supervisor; returns the runtime handle and the sender the RTMP server uses.
@@ -181,6 +188,7 @@ pub fn start<B: LiveBackend>(
     config: LiveConfig,
     backend: B,
     registry: LiveRegistry,
+    recorder: RecorderHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(
     LiveRuntime,
@@ -211,6 +219,7 @@ pub fn start<B: LiveBackend>(
         config,
         backend: Arc::new(backend),
         registry,
+        recorder,
         sessions: HashMap::new(),
         tx: msg_tx,
         next_generation: 1,
@@ -223,6 +232,7 @@ struct Supervisor<B> {
     config: LiveConfig,
     backend: Arc<B>,
     registry: LiveRegistry,
+    recorder: RecorderHandle,
     sessions: HashMap<Uuid, Session>,
     tx: mpsc::Sender<Msg>,
     next_generation: u64,
@@ -430,8 +440,18 @@ impl<B: LiveBackend> Supervisor<B> {
                     evicted: VecDeque::new(),
                     last_protocol: "rtmp",
                     timeline_end_ms: 0,
+                    recorded: stream.record,
                 },
             );
+            if stream.record {
+                self.recorder.send(RecorderMsg::Started {
+                    session_id,
+                    live_stream_id: stream_id,
+                    owner_id: stream.owner_id,
+                    private: stream.private,
+                    started_at: OffsetDateTime::now_utc(),
+                });
+            }
             metrics::gauge!("live_sessions_active").increment(1.0);
         }
         let start_index = generation.saturating_mul(1_000_000);
@@ -542,6 +562,14 @@ impl<B: LiveBackend> Supervisor<B> {
                 end_ms,
             } => {
                 session.timeline_end_ms = session.timeline_end_ms.max(end_ms);
+                if session.recorded {
+                    self.recorder.send(RecorderMsg::Segment {
+                        session_id: session.id,
+                        path: path.clone(),
+                        duration_ns,
+                        generation,
+                    });
+                }
                 let Some(name) = path
                     .file_name()
                     .and_then(|n| n.to_str())
@@ -575,7 +603,15 @@ impl<B: LiveBackend> Supervisor<B> {
                     // A replaced publisher drained; the session belongs to its successor.
                     return;
                 }
-                session.publisher = None;
+                if let Some(p) = session.publisher.take() {
+                    let info = p.stats.info.lock().ok().and_then(|i| i.clone());
+                    if let (true, Some(info)) = (session.recorded, info) {
+                        self.recorder.send(RecorderMsg::Info {
+                            session_id: session.id,
+                            info,
+                        });
+                    }
+                }
                 let session_id = session.id;
                 let failed = error.is_some();
                 if let Some(e) = &error {
@@ -623,6 +659,22 @@ impl<B: LiveBackend> Supervisor<B> {
             .set(0.0);
         if let Ok(mut p) = session.view.playlist.lock() {
             p.end();
+        }
+        if session.recorded {
+            // A publisher still attached (complete/disable/shutdown) tells its media first.
+            if let Some(info) = session
+                .publisher
+                .as_ref()
+                .and_then(|p| p.stats.info.lock().ok().and_then(|i| i.clone()))
+            {
+                self.recorder.send(RecorderMsg::Info {
+                    session_id: session.id,
+                    info,
+                });
+            }
+            self.recorder.send(RecorderMsg::Ended {
+                session_id: session.id,
+            });
         }
         metrics::gauge!("live_sessions_active").decrement(1.0);
         let duration_s = (OffsetDateTime::now_utc() - session.started_at).as_seconds_f64();

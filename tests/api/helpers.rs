@@ -159,6 +159,31 @@ impl TestApp {
     }
 
     /// Log in; returns the token response.
+    /// An admin's access token (the admin is created on first use).
+    pub async fn admin_token(&self) -> String {
+        let email = "ops-admin@school.example";
+        let _ = wemaster_bin()
+            .args(["admin", "create-user", "--email", email, "--role", "admin"])
+            .env("DATABASE_URL", &self.database_url)
+            .env("WEMASTER_ADMIN_PASSWORD", "an admin passphrase")
+            .output()
+            .unwrap();
+        self.login(email, "an admin passphrase").await["access_token"]
+            .as_str()
+            .expect("admin login")
+            .to_string()
+    }
+
+    /// A second handle on the app's object storage.
+    pub async fn storage(&self) -> wemaster::storage::Storage {
+        wemaster::storage::Storage::from_settings(
+            &self.settings.storage,
+            &self.settings.http.public_url,
+        )
+        .await
+        .unwrap()
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> Value {
         let r = self
             .post_json(

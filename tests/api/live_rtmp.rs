@@ -12,23 +12,23 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, spawn_app_with, wemaster_bin};
 
 /// An app with RTMP on a free port, and a teacher's live stream.
-struct Live {
-    app: TestApp,
-    token: String,
-    stream: Value,
+pub(crate) struct Live {
+    pub(crate) app: TestApp,
+    pub(crate) token: String,
+    pub(crate) stream: Value,
 }
 
 impl Live {
-    async fn start(reconnect_window_s: u64) -> Live {
+    pub(crate) async fn start(reconnect_window_s: u64) -> Live {
         Live::start_with(reconnect_window_s, "public").await
     }
 
-    async fn start_with(reconnect_window_s: u64, visibility: &str) -> Live {
+    pub(crate) async fn start_with(reconnect_window_s: u64, visibility: &str) -> Live {
         Live::on(spawn_app_with(|_| {}).await, reconnect_window_s, visibility).await
     }
 
     /// A teacher and a live stream on an app spawned by the caller.
-    async fn on(app: TestApp, reconnect_window_s: u64, visibility: &str) -> Live {
+    pub(crate) async fn on(app: TestApp, reconnect_window_s: u64, visibility: &str) -> Live {
         let out = wemaster_bin()
             .args([
                 "admin",
@@ -67,7 +67,7 @@ impl Live {
     }
 
     /// `POST /api/v1/live-streams/{id}/<verb>` as the teacher.
-    async fn action(&self, verb: &str) -> reqwest::Response {
+    pub(crate) async fn action(&self, verb: &str) -> reqwest::Response {
         self.app
             .client
             .post(
@@ -80,11 +80,11 @@ impl Live {
             .unwrap()
     }
 
-    fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         self.stream["id"].as_str().unwrap()
     }
 
-    fn rtmp_url(&self) -> String {
+    pub(crate) fn rtmp_url(&self) -> String {
         format!(
             "rtmp://127.0.0.1:{}/live/{}",
             self.app.rtmp_addr.port(),
@@ -102,7 +102,7 @@ impl Live {
         Some(r.text().await.unwrap())
     }
 
-    async fn stream_json(&self) -> Value {
+    pub(crate) async fn stream_json(&self) -> Value {
         self.app
             .get_auth(&format!("/api/v1/live-streams/{}", self.id()), &self.token)
             .await
@@ -136,7 +136,7 @@ impl Live {
 }
 
 /// ffmpeg publishing `seconds` of a 30 fps test pattern with a 1 s GOP and a tone.
-fn ffmpeg_publish(url: &str, seconds: u32, realtime: bool) -> Child {
+pub(crate) fn ffmpeg_publish(url: &str, seconds: u32, realtime: bool) -> Child {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
     if realtime {
@@ -173,7 +173,7 @@ fn ffmpeg_publish(url: &str, seconds: u32, realtime: bool) -> Child {
         .expect("ffmpeg is installed (scripts/test installs it)")
 }
 
-async fn wait_child(mut child: Child, timeout: Duration) -> std::process::ExitStatus {
+pub(crate) async fn wait_child(mut child: Child, timeout: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -187,7 +187,7 @@ async fn wait_child(mut child: Child, timeout: Duration) -> std::process::ExitSt
     }
 }
 
-fn segment_uris(playlist: &str) -> Vec<String> {
+pub(crate) fn segment_uris(playlist: &str) -> Vec<String> {
     playlist
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

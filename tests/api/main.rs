@@ -9,4 +9,5 @@ mod health;
 mod live_rtmp;
 mod live_streams;
 mod objects;
+mod recordings;
 mod storage;

@@ -1,0 +1,509 @@
+//! Recordings: `/api/v1/recordings` (list, get, delete, playback token), storage administration
+//! for ops (`/api/v1/admin/storage/...`), and replay at `/hls/vod/{id}/...`.
+//!
+//! Access: a teacher sees their own recordings; admins and ops see all (others 403). A
+//! recording outside the caller's reach answers 404. Replay is public for recordings of public
+//! streams; recordings of private streams need a signed `?token=` (resource `recording/<id>`)
+//! on the playlist, carried on into every segment URL, and on the MP4 and poster.
+
+use axum::{
+    Router,
+    extract::{RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    error::{ApiError, Problem},
+    extract::{AuthUser, Json, Path, Query},
+    range::parse_range,
+};
+use crate::{
+    live::{model::PageLimit, store::Scope},
+    playback::TokenCheck,
+    recordings::{
+        recorder::object_key,
+        retention,
+        store::{self, ListFilter, RecordingRow},
+    },
+    state::AppState,
+    users::{InvalidInput, Role},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_recordings))
+        .routes(routes!(get_recording, delete_recording))
+        .routes(routes!(playback_token))
+        .routes(routes!(storage_usage))
+        .routes(routes!(run_retention))
+}
+
+/// Replay routes (outside `/api/v1`).
+pub fn replay_router() -> Router<AppState> {
+    Router::new()
+        .route("/hls/vod/{id}/index.m3u8", get(vod_playlist))
+        .route("/hls/vod/{id}/{file}", get(vod_file))
+}
+
+const NOT_FOUND: ApiError = ApiError::NotFound("recording");
+
+fn scope_of(user: &AuthUser) -> Result<Scope, ApiError> {
+    user.require_any(&[Role::Teacher, Role::Admin, Role::Ops])?;
+    Ok(if user.has_role(Role::Admin) || user.has_role(Role::Ops) {
+        Scope::All
+    } else {
+        Scope::OwnedBy(user.id)
+    })
+}
+
+fn recording_resource(id: Uuid) -> String {
+    format!("recording/{id}")
+}
+
+/// A recording as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordingResponse {
+    pub id: Uuid,
+    pub live_stream_id: Uuid,
+    pub owner_id: Uuid,
+    /// `recording` (the lesson is live) → `processing` → `ready`, or `failed`.
+    pub status: String,
+    #[schema(required = true)]
+    pub failure_reason: Option<String>,
+    pub visibility: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    pub ended_at: Option<OffsetDateTime>,
+    pub duration_s: f64,
+    pub size_bytes: i64,
+    pub segment_count: i32,
+    #[schema(required = true)]
+    pub video_codec: Option<String>,
+    #[schema(required = true)]
+    pub audio_codec: Option<String>,
+    #[schema(required = true)]
+    pub width: Option<i32>,
+    #[schema(required = true)]
+    pub height: Option<i32>,
+    /// The replay playlist (private recordings need `?token=`).
+    pub hls_url: String,
+    /// The MP4 download (Range requests supported); null until it is made.
+    #[schema(required = true)]
+    pub mp4_url: Option<String>,
+    #[schema(required = true)]
+    pub poster_url: Option<String>,
+}
+
+fn respond(state: &AppState, r: RecordingRow) -> RecordingResponse {
+    let base = state
+        .settings
+        .http
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
+    let vod = format!("{base}/hls/vod/{}", r.id);
+    RecordingResponse {
+        id: r.id,
+        live_stream_id: r.live_stream_id,
+        owner_id: r.owner_id,
+        status: r.status,
+        failure_reason: r.failure_reason,
+        visibility: r.visibility,
+        started_at: r.started_at,
+        ended_at: r.ended_at,
+        duration_s: r.duration_ms as f64 / 1000.0,
+        size_bytes: r.size_bytes,
+        segment_count: r.segment_count,
+        video_codec: r.video_codec,
+        audio_codec: r.audio_codec,
+        width: r.width,
+        height: r.height,
+        hls_url: format!("{vod}/index.m3u8"),
+        mp4_url: r.mp4_size_bytes.map(|_| format!("{vod}/recording.mp4")),
+        poster_url: r.has_poster.then(|| format!("{vod}/poster.jpg")),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    live_stream_id: Option<Uuid>,
+    /// Admins and ops only (teachers always see their own).
+    owner_id: Option<Uuid>,
+    /// `recording`, `processing`, `ready` or `failed`.
+    status: Option<String>,
+    /// Started at or after (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    started_after: Option<OffsetDateTime>,
+    /// Started before (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    started_before: Option<OffsetDateTime>,
+    min_size_bytes: Option<i64>,
+    max_size_bytes: Option<i64>,
+    cursor: Option<Uuid>,
+    /// 1 to 100 (default 20).
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordingList {
+    pub items: Vec<RecordingResponse>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// Recordings, newest first, filtered.
+#[utoipa::path(get, path = "/recordings", tag = "recordings", params(ListParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = RecordingList), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn list_recordings(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<ListParams>,
+) -> Result<Json<RecordingList>, ApiError> {
+    let scope = scope_of(&user)?;
+    let limit = PageLimit::parse(q.limit)?;
+    if let Some(s) = &q.status {
+        if !["recording", "processing", "ready", "failed"].contains(&s.as_str()) {
+            return Err(InvalidInput {
+                field: "status",
+                reason: "must be recording, processing, ready or failed",
+            }
+            .into());
+        }
+    }
+    let filter = ListFilter {
+        live_stream_id: q.live_stream_id,
+        owner_id: q.owner_id,
+        status: q.status,
+        started_after: q.started_after,
+        started_before: q.started_before,
+        min_size_bytes: q.min_size_bytes,
+        max_size_bytes: q.max_size_bytes,
+    };
+    let mut conn = state.db.acquire().await?;
+    let page = store::list(&mut conn, scope, &filter, q.cursor, limit).await?;
+    drop(conn);
+    Ok(Json(RecordingList {
+        items: page.items.into_iter().map(|r| respond(&state, r)).collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
+}
+
+#[utoipa::path(get, path = "/recordings/{id}", tag = "recordings",
+    params(("id" = Uuid, Path, description = "recording id")), security(("bearer" = [])),
+    responses((status = 200, body = RecordingResponse), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn get_recording(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<RecordingResponse>, ApiError> {
+    let scope = scope_of(&user)?;
+    let mut conn = state.db.acquire().await?;
+    let r = store::get(&mut conn, scope, id).await?.ok_or(NOT_FOUND)?;
+    Ok(Json(respond(&state, r)))
+}
+
+/// Delete a recording and every object of it. Idempotent: 204 again for a recording already
+/// deleted; 404 for one that never existed (or is not the caller's). A recording still being
+/// recorded or processed cannot be deleted (409): complete the stream first.
+#[utoipa::path(delete, path = "/recordings/{id}", tag = "recordings",
+    params(("id" = Uuid, Path, description = "recording id")), security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn delete_recording(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let scope = scope_of(&user)?;
+    let mut conn = state.db.acquire().await?;
+    match store::exists_in_scope(&mut conn, scope, id).await? {
+        None => return Err(NOT_FOUND),
+        Some(true) => return Ok(StatusCode::NO_CONTENT),
+        Some(false) => {}
+    }
+    let r = store::get(&mut conn, scope, id).await?.ok_or(NOT_FOUND)?;
+    drop(conn);
+    if r.status == "recording" || r.status == "processing" {
+        return Err(ApiError::Conflict(
+            "recording_in_progress",
+            "the recording is still in progress; complete its live stream first".into(),
+        ));
+    }
+    retention::delete_recording(&state.db, &state.redis, &state.storage, id, "api").await?;
+    tracing::info!(recording_id = %id, user_id = %user.id, "recording deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A signed, expiring playback token for a recording.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordingTokenResponse {
+    pub token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    pub hls_url: String,
+    #[schema(required = true)]
+    pub mp4_url: Option<String>,
+}
+
+/// A playback token for the recording's replay (required for private recordings). Until
+/// courses land, owners, admins and ops hand these out.
+#[utoipa::path(post, path = "/recordings/{id}/playback-token", tag = "recordings",
+    params(("id" = Uuid, Path, description = "recording id")), security(("bearer" = [])),
+    responses((status = 200, body = RecordingTokenResponse), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn playback_token(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<RecordingTokenResponse>, ApiError> {
+    let scope = scope_of(&user)?;
+    let mut conn = state.db.acquire().await?;
+    let r = store::get(&mut conn, scope, id).await?.ok_or(NOT_FOUND)?;
+    drop(conn);
+    let expires_at = OffsetDateTime::now_utc()
+        + time::Duration::seconds(state.settings.playback.token_ttl_s as i64);
+    let token = state.playback.sign(&recording_resource(id), expires_at);
+    let shown = respond(&state, r);
+    Ok(Json(RecordingTokenResponse {
+        hls_url: format!("{}?token={token}", shown.hls_url),
+        mp4_url: shown.mp4_url.map(|u| format!("{u}?token={token}")),
+        token,
+        expires_at,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageParams {
+    /// `owner`, `stream` or `day` (default `owner`).
+    group_by: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageRow {
+    /// Owner id, stream id, or the day (YYYY-MM-DD, by start) — per `group_by`.
+    pub key: String,
+    pub recordings: i64,
+    pub bytes: i64,
+    pub hours: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StorageUsage {
+    pub group_by: String,
+    pub total: UsageRow,
+    pub groups: Vec<UsageRow>,
+}
+
+/// Recording storage in use (recordings not deleted): bytes and hours, by owner, stream or
+/// day, and in total. Admins and ops.
+#[utoipa::path(get, path = "/admin/storage/usage", tag = "storage administration",
+    params(UsageParams), security(("bearer" = [])),
+    responses((status = 200, body = StorageUsage), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn storage_usage(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<UsageParams>,
+) -> Result<Json<StorageUsage>, ApiError> {
+    user.require_any(&[Role::Admin, Role::Ops])?;
+    let group_by = q.group_by.unwrap_or_else(|| "owner".into());
+    let key_sql = match group_by.as_str() {
+        "owner" => "owner_id::text",
+        "stream" => "live_stream_id::text",
+        "day" => "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        _ => {
+            return Err(InvalidInput {
+                field: "group_by",
+                reason: "must be owner, stream or day",
+            }
+            .into());
+        }
+    };
+    // `key_sql` is one of three constants above, never user text.
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {key_sql} AS key, count(*), coalesce(sum(size_bytes), 0)::bigint,
+                coalesce(sum(duration_ms), 0)::bigint
+         FROM recordings WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT 1000"
+    )))
+    .fetch_all(&state.db)
+    .await?;
+    let groups: Vec<UsageRow> = rows
+        .into_iter()
+        .map(|(key, n, bytes, ms)| UsageRow {
+            key,
+            recordings: n,
+            bytes,
+            hours: ms as f64 / 3_600_000.0,
+        })
+        .collect();
+    let (n, bytes, ms): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(size_bytes), 0)::bigint, coalesce(sum(duration_ms), 0)::bigint
+         FROM recordings WHERE deleted_at IS NULL",
+    )
+    .fetch_one(&state.db)
+    .await?;
+    Ok(Json(StorageUsage {
+        group_by,
+        total: UsageRow {
+            key: "total".into(),
+            recordings: n,
+            bytes,
+            hours: ms as f64 / 3_600_000.0,
+        },
+        groups,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetentionRun {
+    pub deleted: u64,
+}
+
+/// Run the retention job now (it also runs every `recordings.retention_interval_s`). Admins
+/// and ops.
+#[utoipa::path(post, path = "/admin/storage/retention/run", tag = "storage administration",
+    security(("bearer" = [])),
+    responses((status = 200, body = RetentionRun), (status = 401, body = Problem),
+              (status = 403, body = Problem)))]
+async fn run_retention(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<RetentionRun>, ApiError> {
+    user.require_any(&[Role::Admin, Role::Ops])?;
+    let deleted = retention::run_once(
+        &state.db,
+        &state.redis,
+        &state.storage,
+        state.settings.recordings.retention_days,
+    )
+    .await?;
+    tracing::info!(user_id = %user.id, deleted, "retention run by request");
+    Ok(Json(RetentionRun { deleted }))
+}
+
+fn token_param(query: Option<&str>) -> Option<String> {
+    query
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token"))
+        .map(|(_, v)| v.into_owned())
+        .filter(|t| t.len() <= 2048)
+}
+
+/// The recording if it may be played with this token.
+async fn playable(
+    state: &AppState,
+    id: Uuid,
+    token: Option<&str>,
+) -> Result<RecordingRow, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let r = store::get(&mut conn, Scope::All, id)
+        .await?
+        .ok_or(NOT_FOUND)?;
+    drop(conn);
+    if r.visibility == "private" {
+        match state
+            .playback
+            .verify(&recording_resource(id), token, OffsetDateTime::now_utc())
+        {
+            TokenCheck::Valid => {}
+            TokenCheck::Missing => {
+                return Err(ApiError::Unauthorized(
+                    "this recording is private: a playback token (?token=) is required".into(),
+                ));
+            }
+            TokenCheck::Invalid => {
+                return Err(ApiError::Forbidden("the playback token is invalid".into()));
+            }
+            TokenCheck::Expired => {
+                return Err(ApiError::Forbidden("the playback token has expired".into()));
+            }
+        }
+    }
+    Ok(r)
+}
+
+async fn vod_playlist(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let token = token_param(query.as_deref());
+    let r = playable(&state, id, token.as_deref()).await?;
+    let segments = store::segments(&state.db, id).await?;
+    let token_query = token.map(|t| {
+        format!(
+            "token={}",
+            url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
+        )
+    });
+    let done = r.status == "ready";
+    if segments.iter().all(|s| !s.uploaded) {
+        return Err(ApiError::NotFound(
+            "recording playlist (nothing stored yet)",
+        ));
+    }
+    let body = crate::recordings::render_playlist(&segments, token_query.as_deref(), done);
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.apple.mpegurl"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(if done {
+                    "public, max-age=60"
+                } else {
+                    "no-cache"
+                }),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn valid_file(name: &str) -> bool {
+    if name == "recording.mp4" || name == "poster.jpg" {
+        return true;
+    }
+    name.strip_prefix("segment-")
+        .and_then(|r| r.strip_suffix(".ts"))
+        .is_some_and(|d| (8..=20).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+async fn vod_file(
+    State(state): State<AppState>,
+    Path((id, name)): Path<(Uuid, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !valid_file(&name) {
+        return Err(ApiError::NotFound("recording file"));
+    }
+    let token = token_param(query.as_deref());
+    playable(&state, id, token.as_deref()).await?;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range =
+        parse_range(range).map_err(|()| ApiError::BadRequest("malformed Range header".into()))?;
+    let object = state.storage.get(&object_key(id, &name), range).await?;
+    super::objects::object_response(object, Some("public, max-age=31536000, immutable"))
+}

@@ -1,0 +1,727 @@
+//! The recorder: turns the live sessions of streams with `record = true` into recordings in
+//! object storage, and survives crashes and storage outages without losing a closed segment.
+//!
+//! ```text
+//!  live supervisor --RecorderMsg--> recorder task (owns the map session -> recording)
+//!      Started / Segment / Ended        |  hard-links each closed live segment into
+//!                                       |  spool/recordings/<id>/ (the live window may then
+//!                                       v  delete its own link freely)
+//!                              one worker task per recording (owns its queue, in order):
+//!                                 segment row -> upload (retry with back-off, forever) ->
+//!                                 uploaded_at -> index.m3u8 rewritten (names stored segments only)
+//!                                 at the end: final VOD playlist -> MP4 (GStreamer remux) ->
+//!                                 poster -> metadata -> `ready` -> spool copy removed
+//! ```
+//!
+//! Durability: a segment is in the spool (a hard link) before anything else knows of it, its
+//! row is the upload queue, and the spool copy stays until the recording is finalized. After a
+//! SIGKILL the next start finds the unfinished recordings ([`recover`]), uploads what the spool
+//! still has and finalizes them; at most the segment being written when the process died (a
+//! `.part` file of the live packager) is lost. While storage is down, uploads retry with
+//! back-off (capped at 30 s) and the live stream goes on; the queue depth and the age of its
+//! oldest entry are metrics.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use wemaster_media::{pipeline::TemplateSet, rtmp::StreamInfo};
+
+use super::store::{self, Finished, SegmentRow};
+use crate::{
+    cache::Redis,
+    storage::{ObjectKey, PutOptions, Storage},
+};
+
+/// What the live supervisor tells the recorder.
+#[derive(Debug)]
+pub enum RecorderMsg {
+    /// A live session of a recorded stream started.
+    Started {
+        session_id: Uuid,
+        live_stream_id: Uuid,
+        owner_id: Uuid,
+        private: bool,
+        started_at: OffsetDateTime,
+    },
+    /// A live segment closed (`path` in the live spool; it may be deleted a window later).
+    Segment {
+        session_id: Uuid,
+        path: PathBuf,
+        duration_ns: u64,
+        /// Publisher generation: a change starts a discontinuity.
+        generation: u64,
+    },
+    /// What the publisher says about its media (codecs, size).
+    Info { session_id: Uuid, info: StreamInfo },
+    /// The live session ended: finalize.
+    Ended { session_id: Uuid },
+}
+
+/// Settings of the recorder.
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// `spool/recordings`: segments wait here until their recording is finalized.
+    pub spool_dir: PathBuf,
+    /// New recordings are refused while the spool holds more than this.
+    pub max_spool_bytes: u64,
+    /// New recordings are refused while the spool's disk has less free space than this.
+    pub min_free_bytes: u64,
+    /// Upload concurrency over all recordings.
+    pub upload_concurrency: usize,
+}
+
+/// The sending side, held by the live supervisor. Unbounded on purpose: the supervisor must
+/// never wait for the recorder, and a message is a few dozen bytes per 2 s segment.
+#[derive(Clone)]
+pub struct RecorderHandle {
+    tx: mpsc::UnboundedSender<RecorderMsg>,
+}
+
+impl RecorderHandle {
+    pub fn send(&self, msg: RecorderMsg) {
+        let _ = self.tx.send(msg);
+    }
+
+    /// A handle whose messages go nowhere (recording disabled in a test of the live path).
+    pub fn disconnected() -> RecorderHandle {
+        let (tx, _) = mpsc::unbounded_channel();
+        RecorderHandle { tx }
+    }
+}
+
+/// Shared by the recorder and its workers.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub db: PgPool,
+    pub redis: Redis,
+    pub storage: Storage,
+    pub templates: TemplateSet,
+    pub uploads: Arc<Semaphore>,
+    pub shutdown: CancellationToken,
+}
+
+/// Start the recorder; the join handle ends when every worker has finished (after the
+/// supervisor's sender is dropped at shutdown), so shutdown can wait for finalization.
+pub fn start(
+    config: RecorderConfig,
+    db: PgPool,
+    redis: Redis,
+    storage: Storage,
+    templates: TemplateSet,
+    shutdown: CancellationToken,
+) -> (RecorderHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ctx = Ctx {
+        db,
+        redis,
+        storage,
+        templates,
+        uploads: Arc::new(Semaphore::new(config.upload_concurrency.max(1))),
+        shutdown,
+    };
+    let handle = tokio::spawn(run(config, ctx, rx));
+    (RecorderHandle { tx }, handle)
+}
+
+struct Active {
+    recording_id: Uuid,
+    live_stream_id: Uuid,
+    dir: PathBuf,
+    next_seq: i32,
+    generation: Option<u64>,
+    worker: mpsc::UnboundedSender<WorkerMsg>,
+}
+
+enum WorkerMsg {
+    Segment(SegmentRow, PathBuf),
+    Info(StreamInfo),
+    Finish,
+}
+
+async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<RecorderMsg>) {
+    let mut workers = tokio::task::JoinSet::new();
+    // Recordings a previous process left behind are finished first (in the background).
+    match recover(&config, &ctx).await {
+        Ok(recovered) => {
+            for (id, stream, dir, pending) in recovered {
+                let (wtx, wrx) = mpsc::unbounded_channel();
+                for (seg, path) in pending {
+                    let _ = wtx.send(WorkerMsg::Segment(seg, path));
+                }
+                let _ = wtx.send(WorkerMsg::Finish);
+                workers.spawn(worker(ctx.clone(), id, stream, dir, wrx, true));
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot recover unfinished recordings"),
+    }
+    let mut active: HashMap<Uuid, Active> = HashMap::new();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            RecorderMsg::Started {
+                session_id,
+                live_stream_id,
+                owner_id,
+                private,
+                started_at,
+            } => {
+                if let Some(why) = spool_full(&config) {
+                    tracing::warn!(%live_stream_id, why, "recording refused");
+                    metrics::counter!("recordings_refused_total").increment(1);
+                    let _ = store::record_event(
+                        &ctx.db,
+                        &ctx.redis,
+                        None,
+                        live_stream_id,
+                        "recording.refused",
+                        json!({"session_id": session_id, "reason": why}),
+                    )
+                    .await;
+                    continue;
+                }
+                let id = Uuid::now_v7();
+                let dir = config.spool_dir.join(id.to_string());
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    tracing::error!(error = %e, "cannot create the recording spool directory");
+                    continue;
+                }
+                if let Err(e) = store::create(
+                    &ctx.db,
+                    id,
+                    live_stream_id,
+                    owner_id,
+                    session_id,
+                    private,
+                    started_at,
+                )
+                .await
+                {
+                    tracing::error!(%live_stream_id, error = %e, "cannot create a recording");
+                    let _ = std::fs::remove_dir_all(&dir);
+                    continue;
+                }
+                event(
+                    &ctx,
+                    id,
+                    live_stream_id,
+                    "recording.started",
+                    json!({"session_id": session_id}),
+                )
+                .await;
+                metrics::gauge!("recordings_active").increment(1.0);
+                let (wtx, wrx) = mpsc::unbounded_channel();
+                workers.spawn(worker(
+                    ctx.clone(),
+                    id,
+                    live_stream_id,
+                    dir.clone(),
+                    wrx,
+                    false,
+                ));
+                active.insert(
+                    session_id,
+                    Active {
+                        recording_id: id,
+                        live_stream_id,
+                        dir,
+                        next_seq: 0,
+                        generation: None,
+                        worker: wtx,
+                    },
+                );
+            }
+            RecorderMsg::Segment {
+                session_id,
+                path,
+                duration_ns,
+                generation,
+            } => {
+                let Some(a) = active.get_mut(&session_id) else {
+                    continue;
+                };
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_string)
+                else {
+                    continue;
+                };
+                let target = a.dir.join(&name);
+                // A hard link is instant and survives the live window deleting its own name;
+                // a copy is the fallback when the spool spans two filesystems.
+                let linked = std::fs::hard_link(&path, &target)
+                    .or_else(|_| std::fs::copy(&path, &target).map(|_| ()));
+                if let Err(e) = linked {
+                    tracing::error!(recording_id = %a.recording_id, error = %e, segment = %name, "cannot keep a segment for the recording");
+                    metrics::counter!("recording_segments_lost_total").increment(1);
+                    continue;
+                }
+                let size = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+                let discontinuity = a.generation.is_some_and(|g| g != generation);
+                a.generation = Some(generation);
+                let seg = SegmentRow {
+                    seq: a.next_seq,
+                    name,
+                    duration_ms: (duration_ns / 1_000_000).min(i32::MAX as u64) as i32,
+                    size_bytes: size as i64,
+                    discontinuity,
+                    uploaded: false,
+                    lost: false,
+                };
+                a.next_seq += 1;
+                queue_gauge(1.0);
+                let _ = a.worker.send(WorkerMsg::Segment(seg, target));
+            }
+            RecorderMsg::Info { session_id, info } => {
+                if let Some(a) = active.get(&session_id) {
+                    let _ = a.worker.send(WorkerMsg::Info(info));
+                }
+            }
+            RecorderMsg::Ended { session_id } => {
+                if let Some(a) = active.remove(&session_id) {
+                    tracing::debug!(recording_id = %a.recording_id, stream = %a.live_stream_id, "finalizing");
+                    let _ = a.worker.send(WorkerMsg::Finish);
+                    metrics::gauge!("recordings_active").decrement(1.0);
+                }
+            }
+        }
+        // Reap finished workers as we go.
+        while workers.try_join_next().is_some() {}
+    }
+    // The supervisor is gone (shutdown): every active recording is finalized.
+    for (_, a) in active.drain() {
+        let _ = a.worker.send(WorkerMsg::Finish);
+    }
+    while workers.join_next().await.is_some() {}
+}
+
+fn queue_gauge(delta: f64) {
+    metrics::gauge!("recording_upload_queue_depth").increment(delta);
+}
+
+/// Why new recordings cannot start now, if they cannot.
+fn spool_full(config: &RecorderConfig) -> Option<&'static str> {
+    if dir_size(&config.spool_dir) >= config.max_spool_bytes {
+        return Some("spool_limit");
+    }
+    if free_bytes(&config.spool_dir).is_some_and(|f| f < config.min_free_bytes) {
+        return Some("disk_full");
+    }
+    None
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Free bytes for unprivileged users on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let _ = std::fs::create_dir_all(dir);
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is NUL-terminated and outlives the call; `stat` is a valid out pointer
+    // that statvfs fills completely on success (rc 0), and we read it only then.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    (rc == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+async fn event(ctx: &Ctx, id: Uuid, stream: Uuid, kind: &str, payload: serde_json::Value) {
+    for attempt in 0..3u64 {
+        match store::record_event(&ctx.db, &ctx.redis, Some(id), stream, kind, payload.clone())
+            .await
+        {
+            Ok(()) => return,
+            Err(e) if attempt < 2 => {
+                tracing::warn!(error = %e, kind, "storing a recording event failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+            }
+            Err(e) => tracing::error!(error = %e, kind, "recording event lost"),
+        }
+    }
+}
+
+/// Storage key of a recording's object.
+pub fn object_key(id: Uuid, name: &str) -> ObjectKey {
+    ObjectKey::parse(format!("recordings/{id}/{name}")).expect("recording keys are valid")
+}
+
+/// Prefix of every object of a recording.
+pub fn object_prefix(id: Uuid) -> String {
+    format!("recordings/{id}/")
+}
+
+/// Retry `op` with back-off (200 ms doubling to 30 s) until it succeeds or shutdown is
+/// requested and `give_up_on_shutdown` holds.
+async fn retry<T, E: std::fmt::Display, F, Fut>(
+    ctx: &Ctx,
+    what: &str,
+    give_up_on_shutdown: bool,
+    mut op: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match op().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, what, retry_in_ms = delay.as_millis() as u64, "recording step failed; retrying");
+                metrics::counter!("recording_upload_failures_total").increment(1);
+            }
+        }
+        if give_up_on_shutdown && ctx.shutdown.is_cancelled() {
+            return None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.shutdown.cancelled(), if give_up_on_shutdown => return None,
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// One recording's worker: segments in order, then finalization.
+async fn worker(
+    ctx: Ctx,
+    id: Uuid,
+    live_stream_id: Uuid,
+    dir: PathBuf,
+    mut rx: mpsc::UnboundedReceiver<WorkerMsg>,
+    recovered: bool,
+) {
+    let mut info: Option<StreamInfo> = None;
+    let mut oldest: Option<Instant> = None;
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            WorkerMsg::Info(i) => {
+                let (v, a) = super::codec_names(&i);
+                let _ = store::set_media_info(
+                    &ctx.db,
+                    id,
+                    v.as_deref(),
+                    a.as_deref(),
+                    i.width.map(|w| w as i32),
+                    i.height.map(|h| h as i32),
+                )
+                .await;
+                info = Some(i);
+            }
+            WorkerMsg::Segment(seg, path) => {
+                oldest.get_or_insert_with(Instant::now);
+                let seq = seg.seq;
+                // The row first: from now on the segment is in the durable upload queue.
+                // At shutdown the row may be missing: recovery re-reads the spool then.
+                if !recovered {
+                    let stored = retry(&ctx, "segment row", true, || {
+                        store::insert_segment(&ctx.db, id, &seg)
+                    })
+                    .await;
+                    if stored.is_none() {
+                        queue_gauge(-1.0);
+                        continue;
+                    }
+                }
+                let uploaded = upload_segment(&ctx, id, &seg.name, &path).await;
+                queue_gauge(-1.0);
+                if !uploaded {
+                    // Shutdown while storage is down: the next start uploads it.
+                    continue;
+                }
+                retry(&ctx, "segment uploaded", true, || {
+                    store::mark_uploaded(&ctx.db, id, seq)
+                })
+                .await;
+                if let Err(e) = write_playlist(&ctx, id, false).await {
+                    tracing::warn!(recording_id = %id, error = %e, "cannot update the recording playlist");
+                }
+                metrics::gauge!("recording_upload_oldest_age_seconds")
+                    .set(oldest.take().map_or(0.0, |t| t.elapsed().as_secs_f64()));
+            }
+            WorkerMsg::Finish => {
+                if ctx.shutdown.is_cancelled() && pending_uploads(&ctx, id).await {
+                    // Storage is down at shutdown: leave it for the next start's recovery.
+                    tracing::warn!(recording_id = %id, "recording left unfinished at shutdown; it is finalized at the next start");
+                    return;
+                }
+                finalize(&ctx, id, live_stream_id, &dir, info.take()).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn pending_uploads(ctx: &Ctx, id: Uuid) -> bool {
+    store::segments(&ctx.db, id)
+        .await
+        .map(|s| s.iter().any(|s| !s.uploaded && !s.lost))
+        .unwrap_or(true)
+}
+
+async fn upload_segment(ctx: &Ctx, id: Uuid, name: &str, path: &Path) -> bool {
+    let key = object_key(id, name);
+    let opts = PutOptions {
+        content_type: Some("video/mp2t".into()),
+        cache_control: Some("public, max-age=31536000, immutable".into()),
+    };
+    let started = Instant::now();
+    let done = retry(ctx, "segment upload", true, || async {
+        let _permit = ctx.uploads.acquire().await.map_err(|e| e.to_string())?;
+        let bytes = tokio::fs::read(path).await.map_err(|e| e.to_string())?;
+        ctx.storage
+            .put_bytes(&key, bytes.into(), &opts)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    if done.is_some() {
+        metrics::histogram!("recording_upload_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("recording_segments_uploaded_total").increment(1);
+    }
+    done.is_some()
+}
+
+/// Write `index.m3u8`: the stored segments in order (an EVENT playlist while recording, VOD
+/// with ENDLIST when `final`). Stops at the first segment not stored yet, so it never names a
+/// missing one.
+pub(crate) async fn write_playlist(ctx: &Ctx, id: Uuid, final_: bool) -> anyhow::Result<u64> {
+    let segments = store::segments(&ctx.db, id).await?;
+    let body = super::render_playlist(&segments, None, final_);
+    let len = body.len() as u64;
+    ctx.storage
+        .put_bytes(
+            &object_key(id, "index.m3u8"),
+            body.into(),
+            &PutOptions {
+                content_type: Some("application/vnd.apple.mpegurl".into()),
+                cache_control: Some("no-cache".into()),
+            },
+        )
+        .await?;
+    Ok(len)
+}
+
+async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: Option<StreamInfo>) {
+    let started = Instant::now();
+    let _ = store::set_processing(&ctx.db, id).await;
+    let segments = match store::segments(&ctx.db, id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(recording_id = %id, error = %e, "cannot read the recording's segments");
+            return;
+        }
+    };
+    let stored: Vec<&SegmentRow> = segments.iter().filter(|s| s.uploaded && !s.lost).collect();
+    if stored.is_empty() {
+        let reason = "no media was recorded";
+        let _ = store::set_failed(&ctx.db, id, reason).await;
+        event(
+            ctx,
+            id,
+            live_stream_id,
+            "recording.failed",
+            json!({"reason": reason}),
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    let mut f = Finished {
+        duration_ms: stored.iter().map(|s| i64::from(s.duration_ms)).sum(),
+        size_bytes: stored.iter().map(|s| s.size_bytes).sum(),
+        segment_count: stored.len() as i32,
+        ..Finished::default()
+    };
+    if let Some(i) = &info {
+        let (v, a) = super::codec_names(i);
+        f.video_codec = v;
+        f.audio_codec = a;
+        f.width = i.width.map(|w| w as i32);
+        f.height = i.height.map(|h| h as i32);
+    }
+    match retry(ctx, "final playlist", false, || {
+        write_playlist(ctx, id, true)
+    })
+    .await
+    {
+        Some(n) => f.size_bytes += n as i64,
+        None => return,
+    }
+    // Every segment locally, in order (a recovered recording may miss some: fetch them).
+    let mut inputs = Vec::new();
+    for s in &stored {
+        let path = dir.join(&s.name);
+        if !path.exists() {
+            if let Err(e) = fetch_to(ctx, &object_key(id, &s.name), &path).await {
+                tracing::warn!(recording_id = %id, error = %e, "segment not available for the MP4");
+                continue;
+            }
+        }
+        inputs.push(path);
+    }
+    f.mp4_size_bytes = make_mp4(ctx, id, dir, &inputs, f.duration_ms).await;
+    f.size_bytes += f.mp4_size_bytes.unwrap_or(0);
+    if let Some(first) = inputs.first() {
+        if let Some(n) = make_poster(ctx, id, dir, first).await {
+            f.has_poster = true;
+            f.size_bytes += n;
+        }
+    }
+    if let Err(e) = store::set_ready(&ctx.db, id, &f).await {
+        tracing::error!(recording_id = %id, error = %e, "cannot mark the recording ready");
+        return;
+    }
+    let took = started.elapsed().as_secs_f64();
+    metrics::histogram!("recording_finalize_seconds").record(took);
+    event(
+        ctx,
+        id,
+        live_stream_id,
+        "recording.ready",
+        json!({"duration_s": f.duration_ms as f64 / 1000.0, "size_bytes": f.size_bytes,
+               "segments": f.segment_count, "mp4": f.mp4_size_bytes.is_some(),
+               "finalize_s": took}),
+    )
+    .await;
+    tracing::info!(recording_id = %id, duration_ms = f.duration_ms, finalize_s = took, "recording ready");
+    let _ = tokio::fs::remove_dir_all(dir).await;
+}
+
+async fn fetch_to(ctx: &Ctx, key: &ObjectKey, path: &Path) -> anyhow::Result<()> {
+    let bytes = ctx.storage.get(key, None).await?.bytes().await?;
+    tokio::fs::write(path, bytes).await?;
+    Ok(())
+}
+
+/// Remux the segments into `recording.mp4` and store it; its size, or `None` if it failed
+/// (the HLS replay is complete without it).
+async fn make_mp4(
+    ctx: &Ctx,
+    id: Uuid,
+    dir: &Path,
+    inputs: &[PathBuf],
+    duration_ms: i64,
+) -> Option<i64> {
+    let output = dir.join("recording.mp4");
+    let template = ctx.templates.get("vod-mp4").ok()?;
+    let mut values = std::collections::BTreeMap::new();
+    values.insert("output", output.display().to_string());
+    let description = template.render(&values).ok()?;
+    let inputs = inputs.to_vec();
+    // Remuxing runs at hundreds of times real time; the deadline only catches a stuck pipeline.
+    let timeout = Duration::from_secs(60) + Duration::from_millis((duration_ms / 20).max(0) as u64);
+    let result = tokio::task::spawn_blocking(move || {
+        wemaster_media::vod::run_to_eos(&description, &inputs, timeout)
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(recording_id = %id, error = %e, "MP4 remux failed");
+            metrics::counter!("recording_mp4_failures_total").increment(1);
+            return None;
+        }
+        Err(e) => {
+            tracing::error!(recording_id = %id, error = %e, "MP4 remux task failed");
+            return None;
+        }
+    }
+    store_file(ctx, id, "recording.mp4", &output, "video/mp4").await
+}
+
+async fn make_poster(ctx: &Ctx, id: Uuid, dir: &Path, first: &Path) -> Option<i64> {
+    let output = dir.join("poster.jpg");
+    let template = ctx.templates.get("poster").ok()?;
+    let mut values = std::collections::BTreeMap::new();
+    values.insert("input", first.display().to_string());
+    values.insert("output", output.display().to_string());
+    let description = template.render(&values).ok()?;
+    let result = tokio::task::spawn_blocking(move || {
+        wemaster_media::vod::run_to_eos(&description, &[], Duration::from_secs(30))
+    })
+    .await;
+    let failure = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(e) = failure {
+        tracing::warn!(recording_id = %id, error = %e, "poster failed");
+        return None;
+    }
+    store_file(ctx, id, "poster.jpg", &output, "image/jpeg").await
+}
+
+async fn store_file(
+    ctx: &Ctx,
+    id: Uuid,
+    name: &str,
+    path: &Path,
+    content_type: &str,
+) -> Option<i64> {
+    let key = object_key(id, name);
+    let opts = PutOptions {
+        content_type: Some(content_type.into()),
+        cache_control: Some("public, max-age=31536000, immutable".into()),
+    };
+    retry(ctx, name, false, || async {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| e.to_string())?;
+        ctx.storage
+            .put_stream(&key, Box::pin(file), &opts)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map(|meta| meta.size as i64)
+}
+
+type Recovered = (Uuid, Uuid, PathBuf, Vec<(SegmentRow, PathBuf)>);
+
+/// Unfinished recordings of a previous process: the segments still to upload (rows without
+/// `uploaded_at` whose spool file exists; the others are marked lost).
+async fn recover(config: &RecorderConfig, ctx: &Ctx) -> anyhow::Result<Vec<Recovered>> {
+    let mut out = Vec::new();
+    for rec in store::unfinished(&ctx.db).await? {
+        let dir = config.spool_dir.join(rec.id.to_string());
+        let mut pending = Vec::new();
+        for seg in store::segments(&ctx.db, rec.id).await? {
+            if seg.uploaded || seg.lost {
+                continue;
+            }
+            let path = dir.join(&seg.name);
+            if path.exists() {
+                queue_gauge(1.0);
+                pending.push((seg, path));
+            } else {
+                tracing::warn!(recording_id = %rec.id, segment = %seg.name, "segment lost before upload");
+                store::mark_lost(&ctx.db, rec.id, seg.seq).await?;
+            }
+        }
+        tracing::info!(recording_id = %rec.id, pending = pending.len(), "recovering an unfinished recording");
+        out.push((rec.id, rec.live_stream_id, dir, pending));
+    }
+    Ok(out)
+}

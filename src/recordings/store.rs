@@ -1,0 +1,399 @@
+//! Queries on `recordings`, `recording_segments` and `recording_events`.
+//!
+//! Like live streams, access is a scope inside the query: a recording outside the caller's
+//! scope is not found (404), never forbidden, so ids do not leak.
+
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::live::model::{Page, PageLimit};
+use crate::live::store::Scope;
+
+/// A recording as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecordingRow {
+    pub id: Uuid,
+    pub live_stream_id: Uuid,
+    pub owner_id: Uuid,
+    pub session_id: Uuid,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub visibility: String,
+    pub started_at: OffsetDateTime,
+    pub ended_at: Option<OffsetDateTime>,
+    pub ready_at: Option<OffsetDateTime>,
+    pub duration_ms: i64,
+    pub size_bytes: i64,
+    pub segment_count: i32,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub mp4_size_bytes: Option<i64>,
+    pub has_poster: bool,
+    pub created_at: OffsetDateTime,
+}
+
+/// One stored segment of a recording.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SegmentRow {
+    pub seq: i32,
+    pub name: String,
+    pub duration_ms: i32,
+    pub size_bytes: i64,
+    pub discontinuity: bool,
+    pub uploaded: bool,
+    pub lost: bool,
+}
+
+/// Filters of the recordings list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub live_stream_id: Option<Uuid>,
+    pub owner_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub started_after: Option<OffsetDateTime>,
+    pub started_before: Option<OffsetDateTime>,
+    pub min_size_bytes: Option<i64>,
+    pub max_size_bytes: Option<i64>,
+}
+
+// A constant column list, joined into the SQL text; every value is a bind parameter.
+const COLUMNS: &str = "id, live_stream_id, owner_id, session_id, status, failure_reason, visibility, \
+    started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count, video_codec, \
+    audio_codec, width, height, mp4_size_bytes, has_poster, created_at";
+
+pub async fn create(
+    db: &PgPool,
+    id: Uuid,
+    live_stream_id: Uuid,
+    owner_id: Uuid,
+    session_id: Uuid,
+    private: bool,
+    started_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO recordings (id, live_stream_id, owner_id, session_id, visibility, started_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(live_stream_id)
+    .bind(owner_id)
+    .bind(session_id)
+    .bind(if private { "private" } else { "public" })
+    .bind(started_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(
+    conn: &mut PgConnection,
+    scope: Scope,
+    id: Uuid,
+) -> Result<Option<RecordingRow>, sqlx::Error> {
+    let owner = match scope {
+        Scope::All => None,
+        Scope::OwnedBy(u) => Some(u),
+    };
+    sqlx::query_as::<_, RecordingRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM recordings
+         WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2)"
+    )))
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Whether the recording exists at all (deleted ones included): deletes are idempotent.
+pub async fn exists_in_scope(
+    conn: &mut PgConnection,
+    scope: Scope,
+    id: Uuid,
+) -> Result<Option<bool>, sqlx::Error> {
+    let owner = match scope {
+        Scope::All => None,
+        Scope::OwnedBy(u) => Some(u),
+    };
+    let row: Option<(bool,)> = sqlx::query_as(
+        "SELECT deleted_at IS NOT NULL FROM recordings
+         WHERE id = $1 AND ($2::uuid IS NULL OR owner_id = $2)",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(deleted,)| deleted))
+}
+
+pub async fn list(
+    conn: &mut PgConnection,
+    scope: Scope,
+    filter: &ListFilter,
+    cursor: Option<Uuid>,
+    limit: PageLimit,
+) -> Result<Page<RecordingRow>, sqlx::Error> {
+    let owner = match scope {
+        Scope::All => filter.owner_id,
+        Scope::OwnedBy(u) => Some(u),
+    };
+    let fetch = i64::try_from(limit.get() + 1).unwrap_or(i64::MAX);
+    let mut items = sqlx::query_as::<_, RecordingRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM recordings
+         WHERE deleted_at IS NULL
+           AND ($1::uuid IS NULL OR owner_id = $1)
+           AND ($2::uuid IS NULL OR live_stream_id = $2)
+           AND ($3::text IS NULL OR status = $3)
+           AND ($4::timestamptz IS NULL OR started_at >= $4)
+           AND ($5::timestamptz IS NULL OR started_at < $5)
+           AND ($6::bigint IS NULL OR size_bytes >= $6)
+           AND ($7::bigint IS NULL OR size_bytes <= $7)
+           AND ($8::uuid IS NULL OR id < $8)
+         ORDER BY id DESC
+         LIMIT $9"
+    )))
+    .bind(owner)
+    .bind(filter.live_stream_id)
+    .bind(filter.status.as_deref())
+    .bind(filter.started_after)
+    .bind(filter.started_before)
+    .bind(filter.min_size_bytes)
+    .bind(filter.max_size_bytes)
+    .bind(cursor)
+    .bind(fetch)
+    .fetch_all(conn)
+    .await?;
+    let next_cursor = if items.len() > limit.get() {
+        items.truncate(limit.get());
+        items.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+pub async fn segments(db: &PgPool, id: Uuid) -> Result<Vec<SegmentRow>, sqlx::Error> {
+    sqlx::query_as::<_, SegmentRow>(
+        "SELECT seq, name, duration_ms, size_bytes, discontinuity,
+                uploaded_at IS NOT NULL AS uploaded, lost
+         FROM recording_segments WHERE recording_id = $1 ORDER BY seq",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn insert_segment(db: &PgPool, id: Uuid, seg: &SegmentRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO recording_segments (recording_id, seq, name, duration_ms, size_bytes, discontinuity)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (recording_id, seq) DO NOTHING",
+    )
+    .bind(id)
+    .bind(seg.seq)
+    .bind(&seg.name)
+    .bind(seg.duration_ms)
+    .bind(seg.size_bytes)
+    .bind(seg.discontinuity)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_uploaded(db: &PgPool, id: Uuid, seq: i32) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE recording_segments SET uploaded_at = now() WHERE recording_id = $1 AND seq = $2",
+    )
+    .bind(id)
+    .bind(seq)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_lost(db: &PgPool, id: Uuid, seq: i32) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE recording_segments SET lost = true WHERE recording_id = $1 AND seq = $2")
+        .bind(id)
+        .bind(seq)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_processing(db: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE recordings SET status = 'processing', ended_at = coalesce(ended_at, now()),
+                updated_at = now()
+         WHERE id = $1 AND status IN ('recording', 'processing')",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// What finalization found out.
+#[derive(Debug, Clone, Default)]
+pub struct Finished {
+    pub duration_ms: i64,
+    pub size_bytes: i64,
+    pub segment_count: i32,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub mp4_size_bytes: Option<i64>,
+    pub has_poster: bool,
+}
+
+pub async fn set_ready(db: &PgPool, id: Uuid, f: &Finished) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE recordings SET status = 'ready', ready_at = now(), updated_at = now(),
+                duration_ms = $2, size_bytes = $3, segment_count = $4,
+                video_codec = coalesce($5, video_codec), audio_codec = coalesce($6, audio_codec),
+                width = coalesce($7, width), height = coalesce($8, height),
+                mp4_size_bytes = $9, has_poster = $10
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(f.duration_ms)
+    .bind(f.size_bytes)
+    .bind(f.segment_count)
+    .bind(&f.video_codec)
+    .bind(&f.audio_codec)
+    .bind(f.width)
+    .bind(f.height)
+    .bind(f.mp4_size_bytes)
+    .bind(f.has_poster)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_failed(db: &PgPool, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE recordings SET status = 'failed', failure_reason = $2,
+                ended_at = coalesce(ended_at, now()), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Codec and picture facts, recorded as soon as the publisher reports them.
+pub async fn set_media_info(
+    db: &PgPool,
+    id: Uuid,
+    video_codec: Option<&str>,
+    audio_codec: Option<&str>,
+    width: Option<i32>,
+    height: Option<i32>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE recordings SET video_codec = coalesce($2, video_codec),
+                audio_codec = coalesce($3, audio_codec), width = coalesce($4, width),
+                height = coalesce($5, height), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(video_codec)
+    .bind(audio_codec)
+    .bind(width)
+    .bind(height)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE recordings SET deleted_at = now(), updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Recordings a previous process left unfinished.
+pub async fn unfinished(db: &PgPool) -> Result<Vec<RecordingRow>, sqlx::Error> {
+    sqlx::query_as::<_, RecordingRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM recordings
+         WHERE status IN ('recording', 'processing') AND deleted_at IS NULL ORDER BY id"
+    )))
+    .fetch_all(db)
+    .await
+}
+
+/// Ready or failed recordings whose retention has passed: the stream's override, else
+/// `default_days` (0 = keep forever).
+pub async fn expired(db: &PgPool, default_days: i32, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "SELECT r.id FROM recordings r JOIN live_streams s ON s.id = r.live_stream_id
+         WHERE r.deleted_at IS NULL AND r.status IN ('ready', 'failed')
+           AND coalesce(s.recording_retention_days, nullif($1, 0)) IS NOT NULL
+           AND coalesce(r.ended_at, r.started_at)
+               < now() - make_interval(days => coalesce(s.recording_retention_days, $1))
+         ORDER BY r.id LIMIT $2",
+    )
+    .bind(default_days)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Store an event and publish it on Redis (best effort).
+pub async fn record_event(
+    db: &PgPool,
+    redis: &crate::cache::Redis,
+    recording_id: Option<Uuid>,
+    live_stream_id: Uuid,
+    kind: &str,
+    payload: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    use redis::AsyncCommands;
+    let id = Uuid::now_v7();
+    let created_at: OffsetDateTime = sqlx::query_scalar(
+        "INSERT INTO recording_events (id, recording_id, live_stream_id, kind, payload)
+         VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
+    )
+    .bind(id)
+    .bind(recording_id)
+    .bind(live_stream_id)
+    .bind(kind)
+    .bind(&payload)
+    .fetch_one(db)
+    .await?;
+    let message = serde_json::json!({
+        "id": id, "recording_id": recording_id, "live_stream_id": live_stream_id,
+        "kind": kind, "payload": payload,
+        "created_at": created_at.format(&time::format_description::well_known::Rfc3339).ok(),
+    });
+    let mut conn = redis.conn();
+    let _: Result<i64, _> = conn.publish(EVENTS_CHANNEL, message.to_string()).await;
+    Ok(())
+}
+
+/// The Redis pub/sub channel recording events are published on.
+pub const EVENTS_CHANNEL: &str = "wm:events:recording";
+
+/// Events of a recording, newest first.
+pub async fn events(
+    db: &PgPool,
+    recording_id: Uuid,
+) -> Result<Vec<(String, serde_json::Value, OffsetDateTime)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT kind, payload, created_at FROM recording_events
+         WHERE recording_id = $1 ORDER BY id DESC LIMIT 100",
+    )
+    .bind(recording_id)
+    .fetch_all(db)
+    .await
+}
