@@ -15,7 +15,11 @@ pub mod objects;
 pub mod range;
 pub mod recordings;
 
-use std::time::Instant;
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, RwLock},
+    time::Instant,
+};
 
 use axum::{
     Router,
@@ -167,6 +171,55 @@ fn acceptable_request_id(v: &HeaderValue) -> Option<&str> {
         .then_some(s)
 }
 
+/// Routes whose successful hits are access-logged at `debug` instead of `info`: every HLS
+/// viewer fetches a playlist every few seconds and a segment per target duration, so at `info`
+/// they would be nearly all of the log and a measurable share of the server's CPU (one JSON
+/// line formatted and written per request). Their errors (status >= 400) stay at `info`.
+fn quiet_route(route: &str) -> bool {
+    route.starts_with("/hls/")
+}
+
+/// Prometheus handles for one (method, route, status): registered once, then a request only
+/// increments atomics instead of building and looking up its label set in the recorder.
+#[derive(Clone)]
+struct HttpMetrics {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+type MetricsKey = (Method, Arc<str>, u16);
+
+static HTTP_METRICS: LazyLock<RwLock<HashMap<MetricsKey, HttpMetrics>>> =
+    LazyLock::new(Default::default);
+
+/// Bound on cached handle sets; past it (never with bounded routes and statuses) requests
+/// fall back to registering their labels each time.
+const HTTP_METRICS_MAX: usize = 4096;
+
+fn http_metrics(method: &Method, route: &Arc<str>, status: u16) -> HttpMetrics {
+    let key = (method.clone(), route.clone(), status);
+    if let Some(m) = HTTP_METRICS.read().ok().and_then(|c| c.get(&key).cloned()) {
+        return m;
+    }
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route.to_string()),
+        ("status", status.to_string()),
+    ];
+    let m = HttpMetrics {
+        requests: metrics::counter!("http_requests_total", &labels),
+        duration: metrics::histogram!("http_request_duration_seconds", &labels),
+    };
+    if let Ok(mut c) = HTTP_METRICS.write() {
+        if c.len() < HTTP_METRICS_MAX {
+            c.insert(key, m.clone());
+        }
+    }
+    m
+}
+
+static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
+
 /// Request id, span, access log and metrics for every request.
 async fn observe(mut req: Request, next: Next) -> Response {
     let start = Instant::now();
@@ -180,31 +233,28 @@ async fn observe(mut req: Request, next: Next) -> Response {
         req.headers_mut().insert(REQUEST_ID, v);
     }
     // The route template, not the raw path: bounded label cardinality.
-    let route = req
+    let route: Arc<str> = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+        .map(|p| Arc::from(p.as_str()))
+        .unwrap_or_else(|| UNMATCHED.clone());
     let method = req.method().clone();
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let elapsed = start.elapsed();
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        tracing::info!(
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "served"
-        );
+        if status < 400 && quiet_route(&route) {
+            tracing::debug!(status, latency_ms, "served");
+        } else {
+            tracing::info!(status, latency_ms, "served");
+        }
     });
-    let labels = [
-        ("method", method.to_string()),
-        ("route", route),
-        ("status", status.to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    let m = http_metrics(&method, &route, status);
+    m.requests.increment(1);
+    m.duration.record(elapsed.as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, v);
     }

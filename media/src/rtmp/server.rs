@@ -194,6 +194,8 @@ async fn drive(
     grant: &mut Option<PublishGrant>,
 ) -> Closed {
     let mut buf = vec![0u8; READ_BUFFER];
+    // Registered once: a read only adds to it.
+    let bytes_received = counter!("rtmp_bytes_received_total");
     loop {
         loop {
             let output = match conn.poll() {
@@ -272,7 +274,7 @@ async fn drive(
                     };
                 }
                 Ok(n) => {
-                    counter!("rtmp_bytes_received_total").increment(n as u64);
+                    bytes_received.increment(n as u64);
                     conn.feed(&buf[..n], now());
                 }
                 Err(error) => {
