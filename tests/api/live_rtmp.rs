@@ -96,7 +96,7 @@ impl Live {
         format!("/hls/live/{}/index.m3u8", self.id())
     }
 
-    async fn playlist(&self) -> Option<String> {
+    pub(crate) async fn playlist(&self) -> Option<String> {
         let r = self.app.get(&self.playlist_path()).await;
         (r.status() == StatusCode::OK).then_some(()).map(|_| ())?;
         Some(r.text().await.unwrap())

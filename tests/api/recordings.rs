@@ -486,3 +486,324 @@ async fn retention_deletes_expired_recordings_and_their_objects() {
         .await;
     assert_eq!(student.status(), StatusCode::FORBIDDEN);
 }
+
+/// `wemaster serve` as a real process, so it can be killed with SIGKILL and started again on
+/// the same database, spool and storage.
+struct Server {
+    child: Option<std::process::Child>,
+    port: u16,
+    rtmp_port: u16,
+    database_url: String,
+    dir: std::path::PathBuf,
+}
+
+impl Server {
+    fn start(database_url: &str, dir: &std::path::Path, port: u16, rtmp_port: u16) -> Server {
+        let child = crate::helpers::wemaster_bin()
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("REDIS_URL", crate::helpers::env_or_explain("REDIS_URL"))
+            .env("WEMASTER__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "WEMASTER__HTTP__PUBLIC_URL",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .env("WEMASTER__RTMP__LISTEN", format!("127.0.0.1:{rtmp_port}"))
+            .env("WEMASTER__STORAGE__LOCAL__ROOT", dir.join("objects"))
+            .env(
+                "WEMASTER__STORAGE__LOCAL__SIGNING_KEY",
+                "restart-signing-key-0123456789abcdef",
+            )
+            .env("WEMASTER__MEDIA__SPOOL_DIR", dir.join("spool"))
+            .env(
+                "WEMASTER__AUTH__JWT_SECRET",
+                "restart-jwt-secret-0123456789abcdef0123",
+            )
+            .env(
+                "WEMASTER__PLAYBACK__SECRET",
+                "restart-playback-secret-0123456789abcdef",
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Server {
+            child: Some(child),
+            port,
+            rtmp_port,
+            database_url: database_url.to_string(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("server never became ready");
+    }
+
+    fn kill9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
+    fn restart(&mut self) {
+        *self = Server::start(&self.database_url, &self.dir, self.port, self.rtmp_port);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigkill_mid_lesson_then_restart_gives_a_ready_recording_of_what_was_recorded() {
+    let (database_url, _) = crate::helpers::fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        &database_url,
+        dir.path(),
+        crate::helpers::free_port(),
+        crate::helpers::free_port(),
+    );
+    server.wait_ready().await;
+    let out = crate::helpers::wemaster_bin()
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "t@school.example",
+            "--role",
+            "teacher",
+        ])
+        .env("DATABASE_URL", &database_url)
+        .env("WEMASTER_ADMIN_PASSWORD", "a fine passphrase")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let client = reqwest::Client::new();
+    let login: Value = client
+        .post(server.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": "t@school.example", "password": "a fine passphrase"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_string();
+    let stream: Value = client
+        .post(server.url("/api/v1/live-streams"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"title": "Crash course"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = stream["stream_key"].as_str().unwrap();
+    let mut publisher = ffmpeg_publish(
+        &format!("rtmp://127.0.0.1:{}/live/{key}", server.rtmp_port),
+        30,
+        true,
+    );
+    // Wait until a few segments are recorded, then kill the server without warning.
+    let db = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let start = Instant::now();
+    let recorded = loop {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM recording_segments WHERE uploaded_at IS NOT NULL")
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        if n >= 3 {
+            break n;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    server.kill9();
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM recordings")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(status, "recording", "the crash left it unfinished");
+
+    // The next start finalizes it with everything that was recorded.
+    server.restart();
+    server.wait_ready().await;
+    let start = Instant::now();
+    let rec = loop {
+        let list: Value = client
+            .get(server.url("/api/v1/recordings"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rec = list["items"][0].clone();
+        if rec["status"] == "ready" {
+            break rec;
+        }
+        assert_ne!(rec["status"], "failed", "{rec}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not finalized: {rec}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let segments = rec["segment_count"].as_i64().unwrap();
+    assert!(
+        segments >= recorded,
+        "{segments} < {recorded} recorded before the crash"
+    );
+    let duration = rec["duration_s"].as_f64().unwrap();
+    assert!(duration >= recorded as f64 * 0.9, "{rec}");
+    decode_all(rec["hls_url"].as_str().unwrap()).await;
+    let mp4 = probe_duration(rec["mp4_url"].as_str().unwrap()).await;
+    assert!((mp4 - duration).abs() <= 1.0, "mp4 {mp4} s vs {duration} s");
+}
+
+#[tokio::test]
+async fn a_stalled_s3_loses_no_segment_and_does_not_disturb_the_live_stream() {
+    // Our own S3 server, so the test can freeze it (SIGSTOP) and thaw it (SIGCONT).
+    let var = |n: &str| {
+        std::env::var(n).unwrap_or_else(|_| panic!("{n} is not set: run through scripts/test"))
+    };
+    let (access, secret) = (
+        var("WEMASTER_TEST_S3_ACCESS_KEY"),
+        var("WEMASTER_TEST_S3_SECRET_KEY"),
+    );
+    let s3_dir = tempfile::tempdir().unwrap();
+    let s3_port = crate::helpers::free_port();
+    let mut s3 = std::process::Command::new("s3s-fs")
+        .args(["--host", "127.0.0.1", "--port", &s3_port.to_string()])
+        .args(["--access-key", &access, "--secret-key", &secret])
+        .arg(s3_dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("s3s-fs is installed (scripts/test installs it)");
+    let endpoint = format!("http://127.0.0.1:{s3_port}");
+    for _ in 0..100 {
+        if reqwest::get(&endpoint).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let app = spawn_app_with(move |s| {
+        s.storage.backend = wemaster::config::StorageBackend::S3;
+        s.storage.s3.endpoint = endpoint;
+        s.storage.s3.bucket = "stall".into();
+        s.storage.s3.access_key_id = access;
+        s.storage.s3.secret_access_key = wemaster::config::Secret::new(secret);
+        s.storage.s3.force_path_style = true;
+        s.storage.s3.create_bucket = true;
+        s.storage.s3.request_timeout_s = 1;
+    })
+    .await;
+    let live = Live::on(app, 0, "public").await;
+    let publisher = ffmpeg_publish(&live.rtmp_url(), 14, true);
+    // Let the first segments reach S3, then freeze it for ~5 s while the lesson goes on.
+    let start = Instant::now();
+    loop {
+        let recs = live.recordings().await;
+        if recs.first().is_some_and(|r| r["status"] == "recording") {
+            let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM recording_segments WHERE uploaded_at IS NOT NULL",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            if n >= 1 {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing uploaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = s3.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let live_before = live
+        .playlist()
+        .await
+        .map(|p| segment_uris(&p).len())
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let live_after = live
+        .playlist()
+        .await
+        .map(|p| segment_uris(&p).len())
+        .unwrap_or(0);
+    assert!(
+        live_after > live_before || live_after >= 6,
+        "the live playlist went on while S3 was frozen ({live_before} -> {live_after})"
+    );
+    // The freeze was felt: closed segments wait in the spool for their upload.
+    let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
+    let (waiting,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM recording_segments WHERE uploaded_at IS NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(waiting >= 1, "no segment waiting while S3 was frozen");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        wait_child(publisher, Duration::from_secs(60))
+            .await
+            .success()
+    );
+    let rec = live.wait_ready(Duration::from_secs(60)).await;
+    let duration = rec["duration_s"].as_f64().unwrap();
+    assert!((duration - 14.0).abs() <= 2.0, "nothing lost: {rec}");
+    let (lost,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM recording_segments WHERE lost OR uploaded_at IS NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(lost, 0);
+    decode_all(rec["hls_url"].as_str().unwrap()).await;
+    let _ = s3.kill();
+    let _ = s3.wait();
+}
