@@ -43,6 +43,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(playback_token))
         .routes(routes!(storage_usage))
         .routes(routes!(run_retention))
+        .routes(routes!(storage_scan))
+        .routes(routes!(storage_repair))
 }
 
 /// Replay routes (outside `/api/v1`).
@@ -398,6 +400,40 @@ async fn run_retention(
     .await?;
     tracing::info!(user_id = %user.id, deleted, "retention run by request");
     Ok(Json(RetentionRun { deleted }))
+}
+
+/// Compare object storage with the recordings table: orphan objects (no recording, or a
+/// deleted one) and ready recordings with missing objects. Reports only (at most 1000 of each).
+/// Admins and ops.
+#[utoipa::path(post, path = "/admin/storage/scan", tag = "storage administration",
+    security(("bearer" = [])),
+    responses((status = 200, body = crate::recordings::scan::ScanReport),
+              (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn storage_scan(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<crate::recordings::scan::ScanReport>, ApiError> {
+    user.require_any(&[Role::Admin, Role::Ops])?;
+    let report = crate::recordings::scan::scan(&state.db, &state.storage, 1000).await?;
+    Ok(Json(report))
+}
+
+/// Scan, then repair: delete orphan objects; recordings with missing objects are corrected
+/// to what storage holds (missing segments left out, playlist rewritten; nothing left →
+/// `failed`). Admins and ops.
+#[utoipa::path(post, path = "/admin/storage/repair", tag = "storage administration",
+    security(("bearer" = [])),
+    responses((status = 200, body = crate::recordings::scan::ScanReport),
+              (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn storage_repair(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<crate::recordings::scan::ScanReport>, ApiError> {
+    user.require_any(&[Role::Admin, Role::Ops])?;
+    let report = crate::recordings::scan::repair(&state.db, &state.storage).await?;
+    tracing::info!(user_id = %user.id, deleted = report.deleted_objects,
+        repaired = report.repaired_recordings, "storage repair");
+    Ok(Json(report))
 }
 
 fn token_param(query: Option<&str>) -> Option<String> {

@@ -8,6 +8,7 @@
 
 pub mod recorder;
 pub mod retention;
+pub mod scan;
 pub mod store;
 
 use std::fmt::Write as _;

@@ -807,3 +807,124 @@ async fn a_stalled_s3_loses_no_segment_and_does_not_disturb_the_live_stream() {
     let _ = s3.kill();
     let _ = s3.wait();
 }
+
+#[tokio::test]
+async fn the_storage_scan_finds_orphans_and_missing_objects_and_repair_fixes_both() {
+    let live = Live::start(0).await;
+    wait_child(
+        ffmpeg_publish(&live.rtmp_url(), 7, false),
+        Duration::from_secs(60),
+    )
+    .await;
+    let rec = live.wait_ready(Duration::from_secs(30)).await;
+    let id = rec["id"].as_str().unwrap();
+    let admin = live.app.admin_token().await;
+    let post = |path: &'static str| {
+        let client = live.app.client.clone();
+        let url = live.app.url(path);
+        let token = admin.clone();
+        async move {
+            let r = client.post(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let clean = post("/api/v1/admin/storage/scan").await;
+    assert_eq!(
+        clean["orphan_objects"].as_array().unwrap().len(),
+        0,
+        "{clean}"
+    );
+    assert_eq!(
+        clean["recordings_with_missing_objects"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "{clean}"
+    );
+
+    // An object nobody owns, and a segment of the recording gone from storage.
+    let root = live.app.storage_root.join("recordings");
+    let stray = root.join(uuid::Uuid::now_v7().to_string());
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("segment-00000001.ts"), b"stray bytes").unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(root.join(id))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".ts"))
+        .collect();
+    names.sort();
+    let gone = names[1].clone();
+    std::fs::remove_file(root.join(id).join(&gone)).unwrap();
+
+    let found = post("/api/v1/admin/storage/scan").await;
+    assert_eq!(
+        found["orphan_objects"].as_array().unwrap().len(),
+        1,
+        "{found}"
+    );
+    assert_eq!(found["orphan_bytes"], 11);
+    assert_eq!(
+        found["recordings_with_missing_objects"][0]["recording_id"],
+        id
+    );
+    assert_eq!(
+        found["recordings_with_missing_objects"][0]["missing"],
+        serde_json::json!([gone])
+    );
+
+    let repaired = post("/api/v1/admin/storage/repair").await;
+    assert_eq!(repaired["deleted_objects"], 1, "{repaired}");
+    assert_eq!(repaired["repaired_recordings"], 1, "{repaired}");
+    assert!(!stray.join("segment-00000001.ts").exists());
+    let after = post("/api/v1/admin/storage/scan").await;
+    assert_eq!(
+        after["orphan_objects"].as_array().unwrap().len(),
+        0,
+        "{after}"
+    );
+    assert_eq!(
+        after["recordings_with_missing_objects"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "{after}"
+    );
+    // The recording now names only what exists, and still plays.
+    let fixed: Value = live
+        .app
+        .get_auth(&format!("/api/v1/recordings/{id}"), &live.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        fixed["segment_count"].as_i64().unwrap(),
+        rec["segment_count"].as_i64().unwrap() - 1
+    );
+    let playlist = live
+        .app
+        .client
+        .get(fixed["hls_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!playlist.contains(&gone), "{playlist}");
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+    decode_all(fixed["hls_url"].as_str().unwrap()).await;
+    // Teachers cannot scan.
+    let r = live
+        .app
+        .client
+        .post(live.app.url("/api/v1/admin/storage/scan"))
+        .bearer_auth(&live.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
