@@ -11,14 +11,17 @@ use wemaster_media::pipeline::TemplateSet;
 use wemaster_media::rtmp::RtmpConfig;
 
 use crate::{
-    auth::TokenService,
+    auth::{SessionService, TokenService},
     cache::Redis,
     config::Settings,
-    db, http,
+    db,
+    email::Mailer,
+    http,
     live::{
         backend::PgLiveBackend,
         supervisor::{self, LiveConfig, LiveRegistry},
     },
+    ratelimit::Limiter,
     state::{AppState, Inner},
     storage::Storage,
 };
@@ -31,6 +34,8 @@ pub struct Application {
     /// The live supervisor: awaited at shutdown so live sessions end cleanly.
     supervisor: tokio::task::JoinHandle<()>,
     publish_requests: tokio::sync::mpsc::Sender<wemaster_media::rtmp::PublishRequest>,
+    /// The email outbox sender (stops with the shutdown token).
+    mail_sender: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -54,7 +59,11 @@ impl Application {
                 )
             })?;
         let missing_elements = check_gstreamer(&pipelines);
-        let tokens = TokenService::new(&settings.auth, redis.clone());
+        let tokens = TokenService::new(&settings.auth, redis.clone())
+            .context("loading the access-token keys (auth.keys_dir)")?;
+        let sessions = SessionService::new(pool.clone(), tokens.clone(), &settings.auth);
+        let mailer = Mailer::new(&settings.email)?;
+        let limiter = Limiter::new(redis.clone(), &settings.auth.limits);
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
@@ -80,12 +89,21 @@ impl Application {
             live_views.clone(),
             shutdown.child_token(),
         )?;
+        let mail_sender = crate::email::spawn_sender(
+            settings.email.clone(),
+            pool.clone(),
+            &mailer,
+            shutdown.child_token(),
+        )?;
         let state = AppState::new(Inner {
             settings,
             db: pool,
             redis,
             storage,
             tokens,
+            sessions,
+            mailer,
+            limiter,
             live,
             live_views,
             playback,
@@ -99,6 +117,7 @@ impl Application {
             shutdown,
             supervisor,
             publish_requests,
+            mail_sender,
         })
     }
 
@@ -134,6 +153,7 @@ impl Application {
             shutdown,
             supervisor,
             publish_requests,
+            mail_sender,
         } = self;
         let grace = Duration::from_secs(state.settings.http.shutdown_grace_s);
         let addr = listener.local_addr()?;
@@ -175,6 +195,7 @@ impl Application {
         let _ = tokio::time::timeout(grace + Duration::from_secs(10), async {
             let _ = rtmp.await;
             let _ = supervisor.await;
+            let _ = mail_sender.await;
         })
         .await;
         pool.close().await;

@@ -2,10 +2,12 @@
 
 mod helpers;
 
+mod access;
 mod auth;
 mod cli;
 mod errors;
 mod health;
+mod identity;
 mod live_rtmp;
 mod live_streams;
 mod objects;
