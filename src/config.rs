@@ -72,6 +72,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub auth: AuthSettings,
     pub email: EmailSettings,
+    pub oidc: OidcSettings,
     pub playback: PlaybackSettings,
     pub storage: StorageSettings,
     pub media: MediaSettings,
@@ -168,6 +169,45 @@ pub struct AuthLimits {
     pub registrations_per_ip_hour: u64,
     pub mails_per_address_hour: u64,
     pub mails_per_ip_hour: u64,
+}
+
+/// OpenID Connect login providers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    pub providers: Vec<OidcProviderSettings>,
+    /// Seconds a sign-in may take between leaving for the provider and coming back.
+    pub state_ttl_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderSettings {
+    /// The name in the routes: `/api/v1/auth/oidc/<name>/login`.
+    pub name: String,
+    /// Issuer URL; its `/.well-known/openid-configuration` is discovered.
+    pub issuer: Url,
+    pub client_id: String,
+    #[serde(default = "empty_secret")]
+    pub client_secret: Secret,
+    #[serde(default, skip_serializing)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes besides `openid`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// Sign in to an existing account whose (verified) email matches the provider's verified one.
+    #[serde(default = "yes")]
+    pub link_by_email: bool,
+}
+
+fn empty_secret() -> Secret {
+    Secret::new("")
+}
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["email".into(), "profile".into()]
+}
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -335,6 +375,13 @@ impl Settings {
             "database.url_file",
         )?;
         resolve_file(&mut self.redis.url, &self.redis.url_file, "redis.url_file")?;
+        for (i, p) in self.oidc.providers.iter_mut().enumerate() {
+            resolve_file(
+                &mut p.client_secret,
+                &p.client_secret_file,
+                &format!("oidc.providers[{i}].client_secret_file"),
+            )?;
+        }
         resolve_file(
             &mut self.email.password,
             &self.email.password_file,
@@ -481,6 +528,32 @@ impl Settings {
                 "email.retry_base_s",
                 "must be at least 1 and at most email.retry_max_s",
             ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for p in &self.oidc.providers {
+            let ok = !p.name.is_empty()
+                && p.name.len() <= 32
+                && p.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok || !names.insert(p.name.clone()) {
+                return Err(err(
+                    "oidc.providers.name",
+                    format!("{:?}: names are unique, 1-32 of a-z 0-9 -", p.name),
+                ));
+            }
+            if !matches!(p.issuer.scheme(), "http" | "https") || p.client_id.is_empty() {
+                return Err(err(
+                    "oidc.providers",
+                    format!(
+                        "{}: issuer must be an http(s) URL and client_id set",
+                        p.name
+                    ),
+                ));
+            }
+        }
+        if !(60..=3600).contains(&self.oidc.state_ttl_s) {
+            return Err(err("oidc.state_ttl_s", "must be between 60 and 3600"));
         }
         if self.email.max_attempts < 1 {
             return Err(err("email.max_attempts", "must be at least 1"));

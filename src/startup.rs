@@ -21,6 +21,7 @@ use crate::{
         backend::PgLiveBackend,
         supervisor::{self, LiveConfig, LiveRegistry},
     },
+    oidc::Oidc,
     ratelimit::Limiter,
     state::{AppState, Inner},
     storage::Storage,
@@ -64,6 +65,7 @@ impl Application {
         let sessions = SessionService::new(pool.clone(), tokens.clone(), &settings.auth);
         let mailer = Mailer::new(&settings.email)?;
         let limiter = Limiter::new(redis.clone(), &settings.auth.limits);
+        let oidc = Oidc::new(&settings, redis.clone())?;
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
@@ -104,6 +106,7 @@ impl Application {
             sessions,
             mailer,
             limiter,
+            oidc,
             live,
             live_views,
             playback,

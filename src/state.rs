@@ -11,6 +11,7 @@ use crate::{
     config::Settings,
     email::Mailer,
     live::{runtime::LiveRuntime, supervisor::LiveRegistry},
+    oidc::Oidc,
     ratelimit::Limiter,
     storage::Storage,
 };
@@ -31,6 +32,8 @@ pub struct Inner {
     pub mailer: Mailer,
     /// Abuse limits (Redis).
     pub limiter: Limiter,
+    /// OpenID Connect login providers.
+    pub oidc: Oidc,
     /// Handle on the live sessions of this node.
     pub live: LiveRuntime,
     /// Playlists of the live sessions of this node, read by the HLS routes.

@@ -285,6 +285,21 @@ async fn login(
         }
     };
     state.limiter.login_succeeded(&account).await?;
+    Ok(Json(
+        complete_login(&state, &mut conn, found, "password", &client).await?,
+    ))
+}
+
+/// After the first factor (a password, an OpenID provider): a two-factor challenge when the
+/// account has two-factor, a refusal when its role requires two-factor and it is off, else a
+/// session.
+pub(crate) async fn complete_login(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    found: users::UserWithHash,
+    method: &str,
+    client: &Client,
+) -> Result<LoginResponse, ApiError> {
     let user = found.user;
     if found.totp_secret.is_some() {
         let challenge = auth::random_token("");
@@ -298,12 +313,12 @@ async fn login(
             )
             .await
             .map_err(anyhow::Error::from)?;
-        return Ok(Json(LoginResponse::Mfa(MfaChallenge {
+        return Ok(LoginResponse::Mfa(MfaChallenge {
             mfa_required: true,
             challenge_token: challenge,
             methods: vec!["totp", "recovery_code"],
             expires_in: ttl,
-        })));
+        }));
     }
     if user
         .roles
@@ -315,8 +330,8 @@ async fn login(
             "this account's role requires two-factor authentication; ask an admin".into(),
         ));
     }
-    let tokens = start_session(&state, &mut conn, user.id, "password", &client).await?;
-    Ok(Json(LoginResponse::Tokens(tokens.into())))
+    let tokens = start_session(state, conn, user.id, method, client).await?;
+    Ok(LoginResponse::Tokens(tokens.into()))
 }
 
 async fn start_session(

@@ -14,6 +14,7 @@ pub mod hls;
 pub mod live;
 pub mod me;
 pub mod objects;
+pub mod oidc;
 pub mod range;
 pub mod wellknown;
 
@@ -70,6 +71,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(auth::router())
         .merge(me::router())
+        .merge(oidc::router())
         .merge(admin::router())
         .merge(live::router())
 }

@@ -11,4 +11,5 @@ mod identity;
 mod live_rtmp;
 mod live_streams;
 mod objects;
+mod oidc;
 mod storage;
