@@ -34,7 +34,7 @@ impl Email {
         }
         let (local, domain) = s.rsplit_once('@').ok_or(bad("must contain @"))?;
         if local.is_empty()
-            || domain.len() < 1
+            || domain.is_empty()
             || !domain.contains('.')
             || domain.starts_with('.')
             || domain.ends_with('.')

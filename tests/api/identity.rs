@@ -848,3 +848,145 @@ async fn an_avatar_is_stored_and_served_through_a_signed_url() {
     assert_eq!(me["display_name"], "韩梅梅");
     assert_eq!(me["locale"], "zh-CN");
 }
+
+#[tokio::test]
+async fn a_revocation_on_one_node_takes_effect_on_another_at_the_next_request() {
+    let a = spawn_app().await;
+    // A second node: same database, Redis and signing keys.
+    let db = a.database_url.clone();
+    let keys = a.settings.auth.keys_dir.clone();
+    let b = spawn_app_with(move |s| {
+        s.database.url = wemaster::config::Secret::new(db);
+        s.auth.keys_dir = keys;
+    })
+    .await;
+    let email = unique_email("nodes");
+    register(&a, &email, "en").await;
+    let t = a.login(&email, PW).await;
+    assert_eq!(
+        b.get_auth("/api/v1/me", at(&t)).await.status(),
+        StatusCode::OK
+    );
+    let r = a
+        .send(Method::POST, "/api/v1/auth/logout", Some(at(&t)), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = b.get_auth("/api/v1/me", at(&t)).await;
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("revoked")
+    );
+    assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn a_session_not_refreshed_within_its_idle_lifetime_ends() {
+    let app = spawn_app_with(|s| s.auth.session_idle_ttl_s = 2).await;
+    let email = unique_email("idle");
+    register(&app, &email, "en").await;
+    let t = app.login(&email, PW).await;
+    let r = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": t["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t2: Value = r.json().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let r = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": t2["refresh_token"]}),
+        )
+        .await;
+    assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let list: Value = app
+        .get_auth("/api/v1/me/sessions", at(&t2))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["items"],
+        json!([]),
+        "an idle session is no longer listed"
+    );
+}
+
+#[tokio::test]
+async fn roles_configured_to_require_two_factor_cannot_log_in_without_it() {
+    let app = spawn_app_with(|s| s.auth.require_totp_for = vec![Role::Admin, Role::Ops]).await;
+    let email = unique_email("ops");
+    app.user_with(&unique_email("student"), PW, &[Role::Student])
+        .await;
+    let hash = wemaster::auth::hash_password(PW.into()).await.unwrap();
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&app.database_url)
+        .await
+        .unwrap();
+    wemaster::users::create_user(
+        &mut db,
+        &wemaster::users::Email::parse(&email).unwrap(),
+        &wemaster::users::DisplayName::parse("Ops").unwrap(),
+        &hash,
+        &[Role::Ops],
+    )
+    .await
+    .unwrap();
+    let r = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": email, "password": PW}),
+        )
+        .await;
+    assert_problem(r, StatusCode::FORBIDDEN, "totp_required").await;
+}
+
+#[tokio::test]
+async fn unknown_emails_take_about_as_long_as_wrong_passwords() {
+    let app = spawn_app().await;
+    let email = unique_email("timing");
+    register(&app, &email, "en").await;
+    async fn median(app: &TestApp, email: &str) -> std::time::Duration {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            let r = app
+                .post_json(
+                    "/api/v1/auth/login",
+                    &json!({"email": email, "password": "wrong guess here"}),
+                )
+                .await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+            times.push(start.elapsed());
+        }
+        times.sort();
+        times[2]
+    }
+    let known = median(&app, &email).await;
+    let unknown = median(&app, "nobody-here@school.example").await;
+    let ratio = unknown.as_secs_f64() / known.as_secs_f64();
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "known {known:?}, unknown {unknown:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_log_refuses_changes() {
+    let app = spawn_app().await;
+    register(&app, &unique_email("audit"), "en").await;
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&app.database_url)
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE audit_log SET action = 'x.y'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ] {
+        let e = sqlx::query(sql).execute(&mut db).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+}
