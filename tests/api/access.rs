@@ -1,4 +1,4 @@
-//! Every route of the OpenAPI document, walked as anonymous, student, teacher and admin: the
+//! Every route of the OpenAPI document, walked as anonymous, student, teacher, admin and ops: the
 //! answer must match the security the route declares. Routes come from the document the router
 //! is built from, so a new route is walked without anyone adding it here, and a route that does
 //! not declare its security fails the walk.
