@@ -71,6 +71,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub auth: AuthSettings,
+    pub email: EmailSettings,
+    pub oidc: OidcSettings,
     pub playback: PlaybackSettings,
     pub storage: StorageSettings,
     pub recordings: RecordingSettings,
@@ -152,13 +154,101 @@ pub struct RedisSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    pub jwt_secret: Secret,
-    #[serde(default, skip_serializing)]
-    pub jwt_secret_file: Option<PathBuf>,
+    pub keys_dir: PathBuf,
+    pub signing_kid: String,
     pub issuer: String,
     pub audience: String,
     pub access_token_ttl_s: u64,
-    pub refresh_token_ttl_s: u64,
+    pub session_idle_ttl_s: u64,
+    pub session_absolute_ttl_s: u64,
+    pub email_verification_ttl_s: u64,
+    pub password_reset_ttl_s: u64,
+    pub mfa_challenge_ttl_s: u64,
+    pub require_totp_for: Vec<crate::users::Role>,
+    pub limits: AuthLimits,
+}
+
+/// Abuse limits (Redis counters over a sliding hour).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthLimits {
+    pub key_prefix: String,
+    pub login_failures_per_account_hour: u64,
+    pub login_failures_per_ip_hour: u64,
+    pub login_free_failures: u64,
+    pub login_max_delay_s: u64,
+    pub registrations_per_ip_hour: u64,
+    pub mails_per_address_hour: u64,
+    pub mails_per_ip_hour: u64,
+}
+
+/// OpenID Connect login providers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    pub providers: Vec<OidcProviderSettings>,
+    /// Seconds a sign-in may take between leaving for the provider and coming back.
+    pub state_ttl_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderSettings {
+    /// The name in the routes: `/api/v1/auth/oidc/<name>/login`.
+    pub name: String,
+    /// Issuer URL; its `/.well-known/openid-configuration` is discovered.
+    pub issuer: Url,
+    pub client_id: String,
+    #[serde(default = "empty_secret")]
+    pub client_secret: Secret,
+    #[serde(default, skip_serializing)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes besides `openid`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// Sign in to an existing account whose (verified) email matches the provider's verified one.
+    #[serde(default = "yes")]
+    pub link_by_email: bool,
+}
+
+fn empty_secret() -> Secret {
+    Secret::new("")
+}
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["email".into(), "profile".into()]
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP (a relay on localhost or a test server).
+    None,
+    /// STARTTLS upgrade, required.
+    Starttls,
+    /// Implicit TLS (SMTPS, port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    pub from: String,
+    pub app_url: Url,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub tls: SmtpTls,
+    pub username: String,
+    pub password: Secret,
+    #[serde(default, skip_serializing)]
+    pub password_file: Option<PathBuf>,
+    pub timeout_s: u64,
+    pub poll_interval_ms: u64,
+    pub retry_base_s: u64,
+    pub retry_max_s: u64,
+    pub max_attempts: i32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -268,6 +358,7 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("http.cors_allowed_origins")
+                .with_list_parse_key("auth.require_totp_for")
                 .source(Some(env_map)),
         );
         for (var, key) in [("DATABASE_URL", "database.url"), ("REDIS_URL", "redis.url")] {
@@ -295,10 +386,17 @@ impl Settings {
             "database.url_file",
         )?;
         resolve_file(&mut self.redis.url, &self.redis.url_file, "redis.url_file")?;
+        for (i, p) in self.oidc.providers.iter_mut().enumerate() {
+            resolve_file(
+                &mut p.client_secret,
+                &p.client_secret_file,
+                &format!("oidc.providers[{i}].client_secret_file"),
+            )?;
+        }
         resolve_file(
-            &mut self.auth.jwt_secret,
-            &self.auth.jwt_secret_file,
-            "auth.jwt_secret_file",
+            &mut self.email.password,
+            &self.email.password_file,
+            "email.password_file",
         )?;
         resolve_file(
             &mut self.playback.secret,
@@ -402,17 +500,89 @@ impl Settings {
         if self.redis.timeout_s == 0 {
             return Err(err("redis.timeout_s", "must be at least 1"));
         }
-        if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.expose().len() < 32 {
-            return Err(err(
-                "auth.jwt_secret",
-                "must be at least 32 bytes (or empty for a random one)",
-            ));
-        }
-        if self.auth.access_token_ttl_s == 0 || self.auth.refresh_token_ttl_s == 0 {
+        if !(10..=3600).contains(&self.auth.access_token_ttl_s) {
             return Err(err(
                 "auth.access_token_ttl_s",
-                "token lifetimes must be at least 1 s",
+                "must be between 10 s and 1 hour",
             ));
+        }
+        if self.auth.session_idle_ttl_s == 0
+            || self.auth.session_idle_ttl_s > self.auth.session_absolute_ttl_s
+        {
+            return Err(err(
+                "auth.session_idle_ttl_s",
+                "must be at least 1 s and at most auth.session_absolute_ttl_s",
+            ));
+        }
+        if !(60..=1800).contains(&self.auth.password_reset_ttl_s) {
+            return Err(err(
+                "auth.password_reset_ttl_s",
+                "must be between 60 s and 30 minutes",
+            ));
+        }
+        if self.auth.email_verification_ttl_s < 60 || self.auth.mfa_challenge_ttl_s < 30 {
+            return Err(err(
+                "auth.email_verification_ttl_s",
+                "token lifetimes must be at least a minute",
+            ));
+        }
+        if self.auth.limits.login_failures_per_account_hour == 0
+            || self.auth.limits.login_failures_per_account_hour > 100
+        {
+            return Err(err(
+                "auth.limits.login_failures_per_account_hour",
+                "must be between 1 and 100",
+            ));
+        }
+        if !matches!(self.email.app_url.scheme(), "http" | "https") {
+            return Err(err("email.app_url", "must be an http:// or https:// URL"));
+        }
+        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(err(
+                "email.from",
+                "must be an address like \"WeMaster <no-reply@example.com>\"",
+            ));
+        }
+        if self.email.smtp_host.is_empty() || self.email.smtp_port == 0 {
+            return Err(err("email.smtp_host", "host and port must be set"));
+        }
+        if self.email.timeout_s == 0 || self.email.poll_interval_ms == 0 {
+            return Err(err("email.timeout_s", "must be at least 1"));
+        }
+        if self.email.retry_base_s == 0 || self.email.retry_max_s < self.email.retry_base_s {
+            return Err(err(
+                "email.retry_base_s",
+                "must be at least 1 and at most email.retry_max_s",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for p in &self.oidc.providers {
+            let ok = !p.name.is_empty()
+                && p.name.len() <= 32
+                && p.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok || !names.insert(p.name.clone()) {
+                return Err(err(
+                    "oidc.providers.name",
+                    format!("{:?}: names are unique, 1-32 of a-z 0-9 -", p.name),
+                ));
+            }
+            if !matches!(p.issuer.scheme(), "http" | "https") || p.client_id.is_empty() {
+                return Err(err(
+                    "oidc.providers",
+                    format!(
+                        "{}: issuer must be an http(s) URL and client_id set",
+                        p.name
+                    ),
+                ));
+            }
+        }
+        if !(60..=3600).contains(&self.oidc.state_ttl_s) {
+            return Err(err("oidc.state_ttl_s", "must be between 60 and 3600"));
+        }
+        if self.email.max_attempts < 1 {
+            return Err(err("email.max_attempts", "must be at least 1"));
         }
         if !self.playback.secret.is_empty() && self.playback.secret.expose().len() < 32 {
             return Err(err(
@@ -578,11 +748,11 @@ mod tests {
     #[test]
     fn secrets_come_from_files_and_are_redacted() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("jwt");
+        let path = dir.path().join("playback");
         std::fs::write(&path, "0123456789abcdef0123456789abcdef-from-file\n").unwrap();
-        let s = load(&[("WEMASTER__AUTH__JWT_SECRET_FILE", path.to_str().unwrap())]).unwrap();
+        let s = load(&[("WEMASTER__PLAYBACK__SECRET_FILE", path.to_str().unwrap())]).unwrap();
         assert_eq!(
-            s.auth.jwt_secret.expose(),
+            s.playback.secret.expose(),
             "0123456789abcdef0123456789abcdef-from-file"
         );
         let printed = s.to_redacted_toml();

@@ -3,17 +3,22 @@
 //! Layout: [`config`] (typed settings), [`startup`] (the [`startup::Application`] that binds
 //! and serves), [`http`] (one router per domain, problem+json errors, middleware),
 //! [`storage`] (local and S3 object storage), [`db`] and [`cache`] (PostgreSQL and Redis),
-//! domain modules ([`users`], [`auth`]), and [`cli`] (the `wemaster` commands).
+//! domain modules ([`users`], [`auth`], [`audit`], [`api_tokens`], [`email`], [`ratelimit`], [`oidc`]), and [`cli`] (the `wemaster` commands).
 //! Media work (ingest, GStreamer pipelines, HLS) lives in the `wemaster-media` crate.
 
+pub mod api_tokens;
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod http;
 pub mod live;
+pub mod oidc;
 pub mod playback;
+pub mod ratelimit;
 pub mod recordings;
 pub mod startup;
 pub mod state;

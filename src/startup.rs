@@ -11,14 +11,18 @@ use wemaster_media::pipeline::TemplateSet;
 use wemaster_media::rtmp::RtmpConfig;
 
 use crate::{
-    auth::TokenService,
+    auth::{SessionService, TokenService},
     cache::Redis,
     config::Settings,
-    db, http,
+    db,
+    email::Mailer,
+    http,
     live::{
         backend::PgLiveBackend,
         supervisor::{self, LiveConfig, LiveRegistry},
     },
+    oidc::Oidc,
+    ratelimit::Limiter,
     state::{AppState, Inner},
     storage::Storage,
 };
@@ -33,6 +37,8 @@ pub struct Application {
     /// The recorder: awaited after the supervisor so ending recordings are finalized.
     recorder_task: tokio::task::JoinHandle<()>,
     publish_requests: tokio::sync::mpsc::Sender<wemaster_media::rtmp::PublishRequest>,
+    /// The email outbox sender (stops with the shutdown token).
+    mail_sender: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -56,7 +62,12 @@ impl Application {
                 )
             })?;
         let missing_elements = check_gstreamer(&pipelines);
-        let tokens = TokenService::new(&settings.auth, redis.clone());
+        let tokens = TokenService::new(&settings.auth, redis.clone())
+            .context("loading the access-token keys (auth.keys_dir)")?;
+        let sessions = SessionService::new(pool.clone(), tokens.clone(), &settings.auth);
+        let mailer = Mailer::new(&settings.email)?;
+        let limiter = Limiter::new(redis.clone(), &settings.auth.limits);
+        let oidc = Oidc::new(&settings, redis.clone())?;
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
@@ -103,12 +114,22 @@ impl Application {
             recorder,
             shutdown.child_token(),
         )?;
+        let mail_sender = crate::email::spawn_sender(
+            settings.email.clone(),
+            pool.clone(),
+            &mailer,
+            shutdown.child_token(),
+        )?;
         let state = AppState::new(Inner {
             settings,
             db: pool,
             redis,
             storage,
             tokens,
+            sessions,
+            mailer,
+            limiter,
+            oidc,
             live,
             live_views,
             playback,
@@ -123,6 +144,7 @@ impl Application {
             supervisor,
             recorder_task,
             publish_requests,
+            mail_sender,
         })
     }
 
@@ -159,6 +181,7 @@ impl Application {
             supervisor,
             recorder_task,
             publish_requests,
+            mail_sender,
         } = self;
         let grace = Duration::from_secs(state.settings.http.shutdown_grace_s);
         let addr = listener.local_addr()?;
@@ -200,6 +223,7 @@ impl Application {
         let _ = tokio::time::timeout(grace + Duration::from_secs(10), async {
             let _ = rtmp.await;
             let _ = supervisor.await;
+            let _ = mail_sender.await;
         })
         .await;
         // With the supervisor gone, the recorder finalizes the recordings of the sessions that

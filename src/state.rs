@@ -6,10 +6,13 @@ use sqlx::PgPool;
 use wemaster_media::pipeline::TemplateSet;
 
 use crate::{
-    auth::TokenService,
+    auth::{SessionService, TokenService},
     cache::Redis,
     config::Settings,
+    email::Mailer,
     live::{runtime::LiveRuntime, supervisor::LiveRegistry},
+    oidc::Oidc,
+    ratelimit::Limiter,
     storage::Storage,
 };
 
@@ -21,7 +24,16 @@ pub struct Inner {
     pub db: PgPool,
     pub redis: Redis,
     pub storage: Storage,
+    /// Signs and checks access tokens.
     pub tokens: TokenService,
+    /// Login sessions and refresh tokens.
+    pub sessions: SessionService,
+    /// Renders and queues mail (the sender runs in the background).
+    pub mailer: Mailer,
+    /// Abuse limits (Redis).
+    pub limiter: Limiter,
+    /// OpenID Connect login providers.
+    pub oidc: Oidc,
     /// Handle on the live sessions of this node.
     pub live: LiveRuntime,
     /// Playlists of the live sessions of this node, read by the HLS routes.

@@ -34,7 +34,7 @@ impl Email {
         }
         let (local, domain) = s.rsplit_once('@').ok_or(bad("must contain @"))?;
         if local.is_empty()
-            || domain.len() < 1
+            || domain.is_empty()
             || !domain.contains('.')
             || domain.starts_with('.')
             || domain.ends_with('.')
@@ -72,6 +72,12 @@ impl Password {
                 reason: "must be at most 128 characters",
             });
         }
+        if is_common_password(&s) {
+            return Err(InvalidInput {
+                field: "password",
+                reason: "is one of the most common passwords; choose another",
+            });
+        }
         Ok(Password(s))
     }
     pub fn expose(&self) -> &str {
@@ -82,6 +88,54 @@ impl Password {
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(<redacted>)")
+    }
+}
+
+/// The 30,000 most common passwords (zxcvbn's list, MIT; `assets/common-passwords.txt`),
+/// lowercased: a password matching one case-insensitively is refused.
+static COMMON_PASSWORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+    std::sync::LazyLock::new(|| {
+        include_str!("../assets/common-passwords.txt")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect()
+    });
+
+pub fn is_common_password(s: &str) -> bool {
+    COMMON_PASSWORDS.contains(s.trim().to_lowercase().as_str())
+}
+
+/// The language of a user's mail and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum Locale {
+    #[default]
+    #[serde(rename = "en")]
+    En,
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+}
+
+impl Locale {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Locale::En => "en",
+            Locale::ZhCn => "zh-CN",
+        }
+    }
+}
+
+impl FromStr for Locale {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Locale, InvalidInput> {
+        match s {
+            "en" => Ok(Locale::En),
+            "zh-CN" => Ok(Locale::ZhCn),
+            _ => Err(InvalidInput {
+                field: "locale",
+                reason: "must be en or zh-CN",
+            }),
+        }
     }
 }
 
@@ -160,23 +214,34 @@ impl DisplayName {
     }
 }
 
-/// A user as the rest of the service sees it (no password hash).
+/// A user as the rest of the service sees it (no secrets).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
     pub display_name: String,
     pub roles: Vec<Role>,
+    /// `active` or `disabled`.
     pub status: String,
+    pub locale: Locale,
+    pub email_verified: bool,
+    pub two_factor_enabled: bool,
+    /// A URL of the avatar image (presigned, expires), or null.
+    #[schema(required = true)]
+    pub avatar_url: Option<String>,
+    #[serde(skip)]
+    pub avatar_key: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 
-/// A user with the password hash, for login only.
+/// A user with the secrets login needs.
 pub struct UserWithHash {
     pub user: User,
     pub password_hash: String,
+    /// The confirmed TOTP secret, when two-factor is on.
+    pub totp_secret: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +258,32 @@ fn roles_from_db(roles: Vec<String>) -> Vec<Role> {
     roles.iter().filter_map(|r| r.parse().ok()).collect()
 }
 
+fn role_names(roles: &[Role]) -> Vec<String> {
+    let mut names: Vec<String> = roles.iter().map(|r| r.as_str().to_string()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The columns every query below selects, in this order.
+macro_rules! user_from_row {
+    ($r:expr) => {
+        User {
+            id: $r.id,
+            email: $r.email,
+            display_name: $r.display_name,
+            roles: roles_from_db($r.roles),
+            status: $r.status,
+            locale: $r.locale.parse().unwrap_or_default(),
+            email_verified: $r.email_verified_at.is_some(),
+            two_factor_enabled: $r.totp_enabled_at.is_some(),
+            avatar_url: None,
+            avatar_key: $r.avatar_key,
+            created_at: $r.created_at,
+        }
+    };
+}
+
 /// Insert a user. `password_hash` is an argon2id PHC string (see `auth::hash_password`).
 pub async fn create_user(
     conn: &mut PgConnection,
@@ -201,18 +292,29 @@ pub async fn create_user(
     password_hash: &str,
     roles: &[Role],
 ) -> Result<User, CreateUserError> {
-    let mut names: Vec<String> = roles.iter().map(|r| r.as_str().to_string()).collect();
-    names.sort();
-    names.dedup();
-    let row = sqlx::query!(
-        r#"INSERT INTO users (id, email, display_name, password_hash, roles)
-           VALUES ($1, $2, $3, $4, $5)
-           RETURNING id, email, display_name, roles, status, created_at"#,
+    create_user_with_locale(conn, email, display_name, password_hash, roles, Locale::En).await
+}
+
+/// Insert a user with a locale.
+pub async fn create_user_with_locale(
+    conn: &mut PgConnection,
+    email: &Email,
+    display_name: &DisplayName,
+    password_hash: &str,
+    roles: &[Role],
+    locale: Locale,
+) -> Result<User, CreateUserError> {
+    let r = sqlx::query!(
+        r#"INSERT INTO users (id, email, display_name, password_hash, roles, locale)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           RETURNING id, email, display_name, roles, status, locale, email_verified_at,
+                     totp_enabled_at, avatar_key, created_at"#,
         Uuid::now_v7(),
         email.as_str(),
         display_name.as_str(),
         password_hash,
-        &names,
+        &role_names(roles),
+        locale.as_str(),
     )
     .fetch_one(conn)
     .await
@@ -222,14 +324,7 @@ pub async fn create_user(
         }
         _ => CreateUserError::Db(e),
     })?;
-    Ok(User {
-        id: row.id,
-        email: row.email,
-        display_name: row.display_name,
-        roles: roles_from_db(row.roles),
-        status: row.status,
-        created_at: row.created_at,
-    })
+    Ok(user_from_row!(r))
 }
 
 /// Find a user by email, case-insensitively, with the password hash.
@@ -237,42 +332,174 @@ pub async fn find_by_email(
     conn: &mut PgConnection,
     email: &str,
 ) -> Result<Option<UserWithHash>, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"SELECT id, email, display_name, roles, status, created_at, password_hash
+    let r = sqlx::query!(
+        r#"SELECT id, email, display_name, roles, status, locale, email_verified_at,
+                  totp_enabled_at, avatar_key, created_at, password_hash, totp_secret
            FROM users WHERE lower(email) = lower($1)"#,
         email.trim(),
     )
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|r| UserWithHash {
-        user: User {
-            id: r.id,
-            email: r.email,
-            display_name: r.display_name,
-            roles: roles_from_db(r.roles),
-            status: r.status,
-            created_at: r.created_at,
-        },
+    Ok(r.map(|r| UserWithHash {
+        totp_secret: r.totp_secret.filter(|_| r.totp_enabled_at.is_some()),
         password_hash: r.password_hash,
+        user: user_from_row!(r),
+    }))
+}
+
+/// Find a user by id, with the secrets (re-authentication, two-factor).
+pub async fn find_with_hash(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<UserWithHash>, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"SELECT id, email, display_name, roles, status, locale, email_verified_at,
+                  totp_enabled_at, avatar_key, created_at, password_hash, totp_secret
+           FROM users WHERE id = $1"#,
+        id,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(r.map(|r| UserWithHash {
+        totp_secret: r.totp_secret.filter(|_| r.totp_enabled_at.is_some()),
+        password_hash: r.password_hash,
+        user: user_from_row!(r),
     }))
 }
 
 /// Find a user by id.
 pub async fn find_by_id(conn: &mut PgConnection, id: Uuid) -> Result<Option<User>, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"SELECT id, email, display_name, roles, status, created_at FROM users WHERE id = $1"#,
+    let r = sqlx::query!(
+        r#"SELECT id, email, display_name, roles, status, locale, email_verified_at,
+                  totp_enabled_at, avatar_key, created_at
+           FROM users WHERE id = $1"#,
         id,
     )
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|r| User {
-        id: r.id,
-        email: r.email,
-        display_name: r.display_name,
+    Ok(r.map(|r| user_from_row!(r)))
+}
+
+/// Users for admins, newest first, optionally filtered by an email substring; keyset paging.
+pub async fn list(
+    conn: &mut PgConnection,
+    email_contains: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<User>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT id, email, display_name, roles, status, locale, email_verified_at,
+                  totp_enabled_at, avatar_key, created_at
+           FROM users
+           WHERE ($1::text IS NULL OR strpos(lower(email), lower($1)) > 0)
+             AND ($2::uuid IS NULL OR id < $2)
+           ORDER BY id DESC LIMIT $3"#,
+        email_contains,
+        before,
+        limit,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| user_from_row!(r)).collect())
+}
+
+/// What the authorization extractor needs at each request.
+pub struct Standing {
+    pub roles: Vec<Role>,
+    pub active: bool,
+}
+
+pub async fn standing(conn: &mut PgConnection, id: Uuid) -> Result<Option<Standing>, sqlx::Error> {
+    let r = sqlx::query!("SELECT roles, status FROM users WHERE id = $1", id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(r.map(|r| Standing {
         roles: roles_from_db(r.roles),
-        status: r.status,
-        created_at: r.created_at,
+        active: r.status == "active",
     }))
+}
+
+/// Replace a user's roles (at least one).
+pub async fn set_roles(
+    conn: &mut PgConnection,
+    id: Uuid,
+    roles: &[Role],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE users SET roles = $2, updated_at = now() WHERE id = $1",
+        id,
+        &role_names(roles)
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    active: bool,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query!(
+        "UPDATE users SET status = $2, updated_at = now() WHERE id = $1",
+        id,
+        if active { "active" } else { "disabled" }
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn set_password(
+    conn: &mut PgConnection,
+    id: Uuid,
+    hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
+        id,
+        hash
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn update_profile(
+    conn: &mut PgConnection,
+    id: Uuid,
+    display_name: Option<&DisplayName>,
+    locale: Option<Locale>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE users SET display_name = coalesce($2, display_name),
+                            locale = coalesce($3, locale), updated_at = now()
+           WHERE id = $1"#,
+        id,
+        display_name.map(DisplayName::as_str),
+        locale.map(Locale::as_str),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Set the avatar key; returns the previous one (to delete).
+pub async fn set_avatar(
+    conn: &mut PgConnection,
+    id: Uuid,
+    key: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let old = sqlx::query_scalar!(
+        r#"UPDATE users u SET avatar_key = $2, updated_at = now()
+           FROM (SELECT avatar_key FROM users WHERE id = $1 FOR UPDATE) old
+           WHERE u.id = $1 RETURNING old.avatar_key"#,
+        id,
+        key
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(old.flatten())
 }
 
 #[cfg(test)]
@@ -302,6 +529,11 @@ mod tests {
         assert!(Password::parse("short".into()).is_err());
         assert!(Password::parse("all lowercase words".into()).is_ok());
         assert!(Password::parse("x".repeat(129)).is_err());
+        assert!(Password::parse("x".repeat(128)).is_ok());
+        // Common passwords are refused, whatever their case.
+        assert!(Password::parse("password1".into()).is_err());
+        assert!(Password::parse("Qwertyuiop".into()).is_err());
+        assert!(COMMON_PASSWORDS.len() >= 10_000);
         assert_eq!(
             format!("{:?}", Password::parse("secret-pass".into()).unwrap()),
             "Password(<redacted>)"

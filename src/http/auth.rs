@@ -1,58 +1,194 @@
-//! `/api/v1/auth/*` and `/api/v1/me`: the foundation's minimal account routes (register,
-//! password login, refresh with rotation, logout, who am I). The identity work adds two-factor,
-//! OAuth2, rate limits and audit on these same routes.
+//! `/api/v1/auth/*`: registration, email verification, login (password, then a two-factor code
+//! when the account has one), refresh with rotation and reuse detection, logout, and password
+//! reset by email. Account management of a logged-in user is in [`super::me`].
+//!
+//! Every answer to a login is the same for an unknown email and a wrong password, and costs the
+//! same argon2 work; failures are counted per account and per IP ([`crate::ratelimit`]).
 
+use axum::{extract::State, http::StatusCode};
+use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
 
 use super::{
     error::{ApiError, Problem},
-    extract::{AuthUser, Json},
+    extract::{AuthUser, Client, Json},
 };
 use crate::{
-    auth,
+    audit::{self, Event},
+    auth::{self, IssuedTokens, RefreshOutcome, mfa, token_hash},
+    email::MailKind,
+    ratelimit::RetryAfter,
     state::AppState,
-    users::{self, CreateUserError, DisplayName, Email, Password, Role, User},
+    users::{
+        self, CreateUserError, DisplayName, Email, InvalidInput, Locale, Password, Role, User,
+    },
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register))
+        .routes(routes!(verify_email))
         .routes(routes!(login))
+        .routes(routes!(login_mfa))
         .routes(routes!(refresh))
         .routes(routes!(logout))
-        .routes(routes!(me))
+        .routes(routes!(request_password_reset))
+        .routes(routes!(confirm_password_reset))
+}
+
+/// 429 when a limiter said no.
+pub(crate) fn limited(r: anyhow::Result<Result<(), RetryAfter>>) -> Result<(), ApiError> {
+    match r? {
+        Ok(()) => Ok(()),
+        Err(RetryAfter(d)) => Err(ApiError::TooManyRequests(d)),
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
     email: String,
+    /// 8 to 128 characters; the most common passwords are refused.
     password: String,
     display_name: String,
+    /// `en` (default) or `zh-CN`: the language of mail.
+    locale: Option<String>,
 }
 
-/// Create a student account.
-#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
+/// Create a student account; a verification link is mailed to the address.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", security(()), request_body = RegisterRequest,
     responses((status = 201, body = User), (status = 409, body = Problem, description = "email_taken"),
-              (status = 422, body = Problem, description = "validation_failed")))]
+              (status = 422, body = Problem, description = "validation_failed"),
+              (status = 429, body = Problem, description = "rate_limited")))]
 async fn register(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    State(state): State<AppState>,
+    client: Client,
     Json(req): Json<RegisterRequest>,
-) -> Result<(axum::http::StatusCode, Json<User>), ApiError> {
+) -> Result<(StatusCode, Json<User>), ApiError> {
     let email = Email::parse(&req.email)?;
     let name = DisplayName::parse(&req.display_name)?;
     let password = Password::parse(req.password)?;
+    let locale: Locale = req
+        .locale
+        .as_deref()
+        .map(str::parse)
+        .transpose()?
+        .unwrap_or_default();
+    limited(
+        state
+            .limiter
+            .hit(
+                "register-ip",
+                client.ip(),
+                state.limiter.limits().registrations_per_ip_hour,
+            )
+            .await,
+    )?;
     let hash = auth::hash_password(password.expose().to_string()).await?;
-    let mut conn = state.db.acquire().await?;
-    let user = users::create_user(&mut conn, &email, &name, &hash, &[Role::Student])
-        .await
-        .map_err(|e| match e {
-            CreateUserError::EmailTaken => ApiError::Conflict("email_taken", e.to_string()),
-            CreateUserError::Db(db) => db.into(),
-        })?;
+    let mut tx = state.db.begin().await?;
+    let user =
+        users::create_user_with_locale(&mut tx, &email, &name, &hash, &[Role::Student], locale)
+            .await
+            .map_err(|e| match e {
+                CreateUserError::EmailTaken => ApiError::Conflict("email_taken", e.to_string()),
+                CreateUserError::Db(db) => db.into(),
+            })?;
+    queue_verification(&state, &mut tx, &user).await?;
+    audit::record(
+        &mut tx,
+        Event::by(user.id, "user.registered").ip(client.0.ip.as_deref()),
+    )
+    .await?;
+    tx.commit().await?;
+    state.mailer.wake();
     tracing::info!(user_id = %user.id, "user registered");
-    Ok((axum::http::StatusCode::CREATED, Json(user)))
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Store a one-time token for `user` and queue the mail carrying its link.
+pub(crate) async fn queue_verification(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    user: &User,
+) -> Result<(), ApiError> {
+    let ttl = state.settings.auth.email_verification_ttl_s;
+    let token = new_user_token(conn, user.id, "verify_email", ttl).await?;
+    state
+        .mailer
+        .queue(
+            conn,
+            &user.email,
+            MailKind::VerifyEmail,
+            user.locale,
+            json!({"name": user.display_name, "link": state.mailer.link("verify-email", &token),
+                   "hours": ttl / 3600}),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn new_user_token(
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    purpose: &str,
+    ttl_s: u64,
+) -> Result<String, sqlx::Error> {
+    let token = auth::random_token("");
+    sqlx::query!(
+        r#"INSERT INTO user_tokens (token_hash, user_id, purpose, expires_at)
+           VALUES ($1, $2, $3, now() + make_interval(secs => $4))"#,
+        token_hash(&token),
+        user_id,
+        purpose,
+        ttl_s as f64,
+    )
+    .execute(conn)
+    .await?;
+    Ok(token)
+}
+
+fn invalid_link() -> ApiError {
+    ApiError::Validation(InvalidInput {
+        field: "token",
+        reason: "is invalid, used or expired",
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// The `token` of the link in the mail.
+    token: String,
+}
+
+/// Confirm an email address with the token of the mailed link (once).
+#[utoipa::path(post, path = "/auth/verify-email", tag = "auth", security(()), request_body = TokenRequest,
+    responses((status = 204), (status = 422, body = Problem, description = "the token is invalid, used or expired")))]
+async fn verify_email(
+    State(state): State<AppState>,
+    Json(req): Json<TokenRequest>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let user_id = sqlx::query_scalar!(
+        r#"UPDATE user_tokens SET used_at = now()
+           WHERE token_hash = $1 AND purpose = 'verify_email' AND used_at IS NULL AND expires_at > now()
+           RETURNING user_id"#,
+        token_hash(req.token.trim()),
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(invalid_link)?;
+    sqlx::query!(
+        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1",
+        user_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    audit::record(&mut tx, Event::by(user_id, "user.email_verified")).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -71,8 +207,8 @@ pub struct TokenResponse {
     expires_in: u64,
 }
 
-impl From<auth::IssuedTokens> for TokenResponse {
-    fn from(t: auth::IssuedTokens) -> Self {
+impl From<IssuedTokens> for TokenResponse {
+    fn from(t: IssuedTokens) -> Self {
         TokenResponse {
             access_token: t.access_token,
             refresh_token: t.refresh_token,
@@ -82,35 +218,217 @@ impl From<auth::IssuedTokens> for TokenResponse {
     }
 }
 
-/// Log in with email and password.
-#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = Problem, description = "invalid_credentials")))]
+/// The password was right and the account has two-factor on: send a code to `/auth/login/mfa`.
+#[derive(Serialize, ToSchema)]
+pub struct MfaChallenge {
+    /// Always true.
+    mfa_required: bool,
+    challenge_token: String,
+    /// `["totp", "recovery_code"]`.
+    methods: Vec<&'static str>,
+    /// Seconds the challenge stays valid.
+    expires_in: u64,
+}
+
+/// Tokens, or a two-factor challenge.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    Tokens(TokenResponse),
+    Mfa(MfaChallenge),
+}
+
+const MFA_PREFIX: &str = "wm:auth:mfa:";
+const MFA_MAX_TRIES: u64 = 5;
+
+/// Log in with email and password. Answers tokens, or a two-factor challenge.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", security(()), request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse),
+              (status = 401, body = Problem, description = "invalid_credentials"),
+              (status = 403, body = Problem, description = "totp_required: the account's role needs two-factor, which is off"),
+              (status = 429, body = Problem, description = "rate_limited, with Retry-After")))]
 async fn login(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    State(state): State<AppState>,
+    client: Client,
     Json(req): Json<LoginRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Json<LoginResponse>, ApiError> {
     // Bound the work an attacker can make argon2 do before any check.
     if req.password.len() > 4 * Password::MAX_CHARS || req.email.len() > 254 {
         return Err(ApiError::InvalidCredentials);
     }
+    let account = req.email.trim().to_lowercase();
+    limited(state.limiter.login_allowed(&account, client.ip()).await)?;
     let mut conn = state.db.acquire().await?;
-    let found = users::find_by_email(&mut conn, &req.email).await?;
-    drop(conn);
+    let found = users::find_by_email(&mut conn, &account).await?;
     // Unknown emails are verified against a dummy hash: same answer, similar time.
     let ok = auth::verify_password(
         req.password,
         found.as_ref().map(|u| u.password_hash.clone()),
     )
     .await;
-    let user = match found {
-        Some(u) if ok && u.user.status == "active" => u.user,
-        _ => {
-            tracing::info!("login failed");
+    let found = match found {
+        Some(u) if ok && u.user.status == "active" => u,
+        other => {
+            state.limiter.login_failed(&account, client.ip()).await?;
+            audit::record(
+                &mut conn,
+                Event {
+                    action: "auth.login_failed",
+                    actor_id: None,
+                    subject_user_id: other.map(|u| u.user.id),
+                    ip: client.0.ip.as_deref(),
+                    detail: json!({"email": account}),
+                },
+            )
+            .await?;
             return Err(ApiError::InvalidCredentials);
         }
     };
-    let tokens = state.tokens.issue(user.id, user.roles.clone()).await?;
-    tracing::info!(user_id = %user.id, "login");
+    state.limiter.login_succeeded(&account).await?;
+    Ok(Json(
+        complete_login(&state, &mut conn, found, "password", &client).await?,
+    ))
+}
+
+/// After the first factor (a password, an OpenID provider): a two-factor challenge when the
+/// account has two-factor, a refusal when its role requires two-factor and it is off, else a
+/// session.
+pub(crate) async fn complete_login(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    found: users::UserWithHash,
+    method: &str,
+    client: &Client,
+) -> Result<LoginResponse, ApiError> {
+    let user = found.user;
+    if found.totp_secret.is_some() {
+        let challenge = auth::random_token("");
+        let ttl = state.settings.auth.mfa_challenge_ttl_s;
+        let mut redis = state.redis.conn();
+        let _: () = redis
+            .set_ex(
+                format!("{MFA_PREFIX}{}", hex::encode(token_hash(&challenge))),
+                user.id.to_string(),
+                ttl,
+            )
+            .await
+            .map_err(anyhow::Error::from)?;
+        return Ok(LoginResponse::Mfa(MfaChallenge {
+            mfa_required: true,
+            challenge_token: challenge,
+            methods: vec!["totp", "recovery_code"],
+            expires_in: ttl,
+        }));
+    }
+    if user
+        .roles
+        .iter()
+        .any(|r| state.settings.auth.require_totp_for.contains(r))
+    {
+        return Err(ApiError::ForbiddenCode(
+            "totp_required",
+            "this account's role requires two-factor authentication; ask an admin".into(),
+        ));
+    }
+    let tokens = start_session(state, conn, user.id, method, client).await?;
+    Ok(LoginResponse::Tokens(tokens.into()))
+}
+
+async fn start_session(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    method: &str,
+    client: &Client,
+) -> Result<IssuedTokens, ApiError> {
+    let tokens = state.sessions.start(user_id, method, &client.0).await?;
+    audit::record(
+        conn,
+        Event::by(user_id, "auth.login")
+            .ip(client.0.ip.as_deref())
+            .detail(json!({"session_id": tokens.session_id, "method": method})),
+    )
+    .await?;
+    tracing::info!(%user_id, method, "login");
+    Ok(tokens)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MfaLoginRequest {
+    challenge_token: String,
+    /// The 6-digit code of the authenticator app...
+    code: Option<String>,
+    /// ... or one of the recovery codes.
+    recovery_code: Option<String>,
+}
+
+/// Second login step: the challenge of `/auth/login` and a TOTP or recovery code.
+#[utoipa::path(post, path = "/auth/login/mfa", tag = "auth", security(()), request_body = MfaLoginRequest,
+    responses((status = 200, body = TokenResponse),
+              (status = 401, body = Problem, description = "invalid_credentials: wrong code, or the challenge is unknown, used or expired")))]
+async fn login_mfa(
+    State(state): State<AppState>,
+    client: Client,
+    Json(req): Json<MfaLoginRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    if req.challenge_token.len() > 64 {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let key = format!(
+        "{MFA_PREFIX}{}",
+        hex::encode(token_hash(&req.challenge_token))
+    );
+    let mut redis = state.redis.conn();
+    let user_id: Option<String> = redis.get(&key).await.map_err(anyhow::Error::from)?;
+    let user_id: Uuid = user_id
+        .and_then(|s| s.parse().ok())
+        .ok_or(ApiError::InvalidCredentials)?;
+    let mut conn = state.db.acquire().await?;
+    let found = users::find_with_hash(&mut conn, user_id)
+        .await?
+        .filter(|u| u.user.status == "active")
+        .ok_or(ApiError::InvalidCredentials)?;
+    let secret = found.totp_secret.ok_or(ApiError::InvalidCredentials)?;
+    let (ok, method) = match (&req.code, &req.recovery_code) {
+        (Some(code), _) => (
+            mfa::accept_code(&mut conn, user_id, &secret, code).await?,
+            "password+totp",
+        ),
+        (None, Some(code)) => (
+            mfa::use_recovery_code(&mut conn, user_id, code).await?,
+            "password+recovery_code",
+        ),
+        (None, None) => (false, "none"),
+    };
+    if !ok {
+        // A challenge allows a few tries, then it is gone and the password step starts again.
+        let tries: u64 = redis
+            .incr(format!("{key}:tries"), 1u64)
+            .await
+            .map_err(anyhow::Error::from)?;
+        let _: () = redis
+            .expire(
+                format!("{key}:tries"),
+                state.settings.auth.mfa_challenge_ttl_s as i64,
+            )
+            .await
+            .map_err(anyhow::Error::from)?;
+        if tries >= MFA_MAX_TRIES {
+            let _: () = redis.del(&key).await.map_err(anyhow::Error::from)?;
+        }
+        audit::record(
+            &mut conn,
+            Event::by(user_id, "auth.mfa_failed").ip(client.0.ip.as_deref()),
+        )
+        .await?;
+        return Err(ApiError::InvalidCredentials);
+    }
+    // Single use: only the request that deletes the challenge gets a session.
+    let deleted: u64 = redis.del(&key).await.map_err(anyhow::Error::from)?;
+    if deleted != 1 {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let tokens = start_session(&state, &mut conn, user_id, method, &client).await?;
     Ok(Json(tokens.into()))
 }
 
@@ -119,62 +437,236 @@ pub struct RefreshRequest {
     refresh_token: String,
 }
 
-/// Exchange a refresh token for a new pair; the old refresh token stops working.
-#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+/// Exchange a refresh token for a new pair; the old one stops working. Presenting a used
+/// refresh token again revokes its whole session.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", security(()), request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
 async fn refresh(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    State(state): State<AppState>,
+    client: Client,
     Json(req): Json<RefreshRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     if req.refresh_token.len() > 256 {
         return Err(ApiError::Unauthorized("invalid refresh token".into()));
     }
-    match state.tokens.refresh(&req.refresh_token).await? {
-        Some(tokens) => Ok(Json(tokens.into())),
-        None => Err(ApiError::Unauthorized(
+    match state.sessions.refresh(&req.refresh_token).await? {
+        RefreshOutcome::Rotated(tokens) => Ok(Json(tokens.into())),
+        RefreshOutcome::Refused => Err(ApiError::Unauthorized(
             "refresh token is unknown, used or expired".into(),
         )),
+        RefreshOutcome::Reused {
+            user_id,
+            session_id,
+        } => {
+            tracing::warn!(%user_id, %session_id, "refresh token reused: session revoked");
+            let mut conn = state.db.acquire().await?;
+            audit::record(
+                &mut conn,
+                Event {
+                    action: "auth.refresh_reuse",
+                    actor_id: None,
+                    subject_user_id: Some(user_id),
+                    ip: client.0.ip.as_deref(),
+                    detail: json!({"session_id": session_id}),
+                },
+            )
+            .await?;
+            Err(ApiError::Unauthorized(
+                "refresh token is unknown, used or expired".into(),
+            ))
+        }
     }
 }
 
-#[derive(Deserialize, ToSchema, Default)]
-pub struct LogoutRequest {
-    refresh_token: Option<String>,
-}
-
-/// End the caller's session: its access and refresh tokens stop working on every node.
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body(content = LogoutRequest, description = "optional"),
+/// End the caller's session: its access and refresh tokens stop working on every node. A body
+/// (`{"refresh_token": ...}`) is accepted and ignored: the session ends with all its tokens.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
     security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem)))]
-async fn logout(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    user: AuthUser,
-    body: axum::body::Bytes,
-) -> Result<axum::http::StatusCode, ApiError> {
-    // The body is optional: an empty one just ends the session.
-    let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        LogoutRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?
-    };
-    state
-        .tokens
-        .revoke_session(user.session_id, req.refresh_token.as_deref())
+async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<StatusCode, ApiError> {
+    let sid = user.session()?;
+    if state.sessions.revoke(user.id, sid, "logout").await? {
+        let mut conn = state.db.acquire().await?;
+        audit::record(
+            &mut conn,
+            Event::by(user.id, "session.revoked")
+                .detail(json!({"session_id": sid, "reason": "logout"})),
+        )
         .await?;
+    }
     tracing::info!(user_id = %user.id, "logout");
-    Ok(axum::http::StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT)
 }
 
-/// The authenticated user.
-#[utoipa::path(get, path = "/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = User), (status = 401, body = Problem)))]
-async fn me(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    user: AuthUser,
-) -> Result<Json<User>, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let found = users::find_by_id(&mut conn, user.id).await?;
-    found.map(Json).ok_or(ApiError::Unauthorized(
-        "the account no longer exists".into(),
-    ))
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordResetRequest {
+    email: String,
+}
+
+/// Ask for a password reset link. Always 202, whether the address has an account or not.
+#[utoipa::path(post, path = "/auth/password-reset", tag = "auth", security(()), request_body = PasswordResetRequest,
+    responses((status = 202), (status = 429, body = Problem, description = "rate_limited")))]
+async fn request_password_reset(
+    State(state): State<AppState>,
+    client: Client,
+    Json(req): Json<PasswordResetRequest>,
+) -> Result<StatusCode, ApiError> {
+    let account = req.email.trim().to_lowercase();
+    if account.len() > 254 {
+        return Ok(StatusCode::ACCEPTED);
+    }
+    let limits = state.limiter.limits();
+    limited(
+        state
+            .limiter
+            .hit("mail-ip", client.ip(), limits.mails_per_ip_hour)
+            .await,
+    )?;
+    limited(
+        state
+            .limiter
+            .hit("mail-addr", &account, limits.mails_per_address_hour)
+            .await,
+    )?;
+    let mut tx = state.db.begin().await?;
+    if let Some(found) = users::find_by_email(&mut tx, &account).await?
+        && found.user.status == "active"
+    {
+        let user = found.user;
+        let ttl = state.settings.auth.password_reset_ttl_s;
+        let token = new_user_token(&mut tx, user.id, "reset_password", ttl).await?;
+        state
+            .mailer
+            .queue(
+                &mut tx,
+                &user.email,
+                MailKind::PasswordReset,
+                user.locale,
+                json!({"name": user.display_name, "link": state.mailer.link("reset-password", &token),
+                       "minutes": ttl / 60}),
+            )
+            .await?;
+        audit::record(
+            &mut tx,
+            Event {
+                action: "user.password_reset_requested",
+                actor_id: None,
+                subject_user_id: Some(user.id),
+                ip: client.0.ip.as_deref(),
+                detail: json!({}),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.mailer.wake();
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordResetConfirm {
+    token: String,
+    new_password: String,
+    /// Required when the account has two-factor on: a TOTP code...
+    code: Option<String>,
+    /// ... or a recovery code.
+    recovery_code: Option<String>,
+}
+
+/// Set a new password with the token of the mailed link (once, within 30 minutes). Accounts with
+/// two-factor also give a code. Every session of the account is revoked.
+#[utoipa::path(post, path = "/auth/password-reset/confirm", tag = "auth", security(()), request_body = PasswordResetConfirm,
+    responses((status = 204),
+              (status = 403, body = Problem, description = "mfa_required: the account has two-factor; give a valid code"),
+              (status = 422, body = Problem, description = "validation_failed: the token, or the new password")))]
+async fn confirm_password_reset(
+    State(state): State<AppState>,
+    client: Client,
+    Json(req): Json<PasswordResetConfirm>,
+) -> Result<StatusCode, ApiError> {
+    let password = Password::parse(req.new_password)?;
+    let mut tx = state.db.begin().await?;
+    let user_id = sqlx::query_scalar!(
+        r#"SELECT user_id FROM user_tokens
+           WHERE token_hash = $1 AND purpose = 'reset_password' AND used_at IS NULL AND expires_at > now()
+           FOR UPDATE"#,
+        token_hash(req.token.trim()),
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(invalid_link)?;
+    let found = users::find_with_hash(&mut tx, user_id)
+        .await?
+        .ok_or_else(invalid_link)?;
+    if let Some(secret) = &found.totp_secret {
+        let ok = match (&req.code, &req.recovery_code) {
+            (Some(code), _) => mfa::accept_code(&mut tx, user_id, secret, code).await?,
+            (None, Some(code)) => mfa::use_recovery_code(&mut tx, user_id, code).await?,
+            (None, None) => false,
+        };
+        if !ok {
+            // Commit what was consumed (a recovery code, a TOTP step) but not the link.
+            tx.commit().await?;
+            return Err(ApiError::ForbiddenCode(
+                "mfa_required",
+                "this account has two-factor on: give a valid code or recovery code".into(),
+            ));
+        }
+    }
+    let hash = auth::hash_password(password.expose().to_string()).await?;
+    sqlx::query!(
+        "UPDATE user_tokens SET used_at = now() WHERE user_id = $1 AND purpose = 'reset_password' AND used_at IS NULL",
+        user_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    users::set_password(&mut tx, user_id, &hash).await?;
+    // Following the link proves the mailbox too.
+    sqlx::query!(
+        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1",
+        user_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        Event::by(user_id, "user.password_reset").ip(client.0.ip.as_deref()),
+    )
+    .await?;
+    security_alert(&state, &mut tx, &found.user, "password_reset").await?;
+    tx.commit().await?;
+    state.mailer.wake();
+    state.sessions.revoke_all(user_id, "password_reset").await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Queue a security alert mail (password changed, two-factor on/off ...).
+pub(crate) async fn security_alert(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    user: &User,
+    event: &str,
+) -> Result<(), ApiError> {
+    let text = match (event, user.locale) {
+        ("password_changed", Locale::En) => "your password was changed",
+        ("password_changed", Locale::ZhCn) => "您的密码已更改",
+        ("password_reset", Locale::En) => "your password was reset",
+        ("password_reset", Locale::ZhCn) => "您的密码已重置",
+        ("two_factor_enabled", Locale::En) => "two-factor authentication was turned on",
+        ("two_factor_enabled", Locale::ZhCn) => "已开启两步验证",
+        ("two_factor_disabled", Locale::En) => "two-factor authentication was turned off",
+        ("two_factor_disabled", Locale::ZhCn) => "已关闭两步验证",
+        (other, _) => other,
+    };
+    state
+        .mailer
+        .queue(
+            conn,
+            &user.email,
+            MailKind::SecurityAlert,
+            user.locale,
+            json!({"name": user.display_name, "event": text}),
+        )
+        .await?;
+    Ok(())
 }

@@ -26,9 +26,19 @@ pub enum ApiError {
     /// 401 `invalid_credentials`: the same answer for an unknown email and a wrong password.
     #[error("email or password is incorrect")]
     InvalidCredentials,
+    /// 401 `unauthorized`: a bearer token was presented and refused (expired, malformed, wrong
+    /// key, `alg: none`, revoked), with `WWW-Authenticate: Bearer error="invalid_token"`.
+    #[error("{0}")]
+    InvalidToken(#[from] crate::auth::TokenError),
     /// 403 `forbidden`.
     #[error("{0}")]
     Forbidden(String),
+    /// 403 with a specific code, e.g. `mfa_required`, `totp_required`, `session_required`.
+    #[error("{1}")]
+    ForbiddenCode(&'static str, String),
+    /// 429 `rate_limited`, with `Retry-After` in seconds.
+    #[error("too many attempts; retry after {} s", .0.as_secs().max(1))]
+    TooManyRequests(std::time::Duration),
     /// 404 `not_found`: the resource does not exist (or is not visible to the caller).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -66,7 +76,9 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::ForbiddenCode(..) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(..) => StatusCode::CONFLICT,
@@ -85,7 +97,10 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::InvalidToken(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::ForbiddenCode(code, _) => code,
+            ApiError::TooManyRequests(_) => "rate_limited",
             ApiError::NotFound(_) => "not_found",
             ApiError::RouteNotFound(_) => "route_not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -159,6 +174,15 @@ impl IntoResponse for ApiError {
         };
         let mut resp = problem_response(status, self.code(), detail, field);
         match self {
+            ApiError::InvalidToken(e) => {
+                if let Ok(v) = HeaderValue::from_str(&e.www_authenticate()) {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            ApiError::TooManyRequests(d) => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
+            }
             ApiError::Unauthorized(_) | ApiError::InvalidCredentials => {
                 resp.headers_mut().insert(
                     header::WWW_AUTHENTICATE,

@@ -56,7 +56,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_stream_events))
 }
 
-/// The streams the caller may reach; 403 unless teacher or admin.
+/// The streams the caller may reach; 403 unless teacher or admin (declared on every route as
+/// `security(("bearer" = ["teacher", "admin"]))`, checked by the route-walk test).
 fn scope_of(user: &AuthUser) -> Result<Scope, ApiError> {
     user.require_any(&[Role::Teacher, Role::Admin])?;
     Ok(if user.has_role(Role::Admin) {
@@ -168,7 +169,7 @@ pub struct CreateLiveStream {
 /// Create a live stream (teachers and admins). The answer is the only one besides
 /// reset-stream-key that shows the stream key.
 #[utoipa::path(post, path = "/live-streams", tag = "live streams", request_body = CreateLiveStream,
-    security(("bearer" = [])),
+    security(("bearer" = ["teacher", "admin"])),
     responses((status = 201, body = LiveStreamResponse, description = "created; `Location` names it"),
               (status = 401, body = Problem), (status = 403, body = Problem, description = "not a teacher or admin"),
               (status = 422, body = Problem, description = "validation_failed, naming the field")))]
@@ -241,7 +242,7 @@ pub struct LiveStreamList {
 
 /// List live streams: a teacher's own, or every stream for an admin. Newest first.
 #[utoipa::path(get, path = "/live-streams", tag = "live streams", params(ListParams),
-    security(("bearer" = [])),
+    security(("bearer" = ["teacher", "admin"])),
     responses((status = 200, body = LiveStreamList),
               (status = 400, body = Problem, description = "a cursor that is not a UUID, a limit that is not a number"),
               (status = 401, body = Problem), (status = 403, body = Problem),
@@ -272,7 +273,7 @@ async fn list_streams(
 /// A live stream, with its running session while live.
 #[utoipa::path(get, path = "/live-streams/{id}", tag = "live streams",
     params(("id" = Uuid, Path, description = "live stream id")),
-    security(("bearer" = [])),
+    security(("bearer" = ["teacher", "admin"])),
     responses((status = 200, body = LiveStreamResponse),
               (status = 400, body = Problem, description = "the id is not a UUID"),
               (status = 401, body = Problem), (status = 403, body = Problem),
@@ -306,7 +307,7 @@ pub struct UpdateLiveStream {
 /// Change a stream's settings; absent fields stay as they are.
 #[utoipa::path(patch, path = "/live-streams/{id}", tag = "live streams", request_body = UpdateLiveStream,
     params(("id" = Uuid, Path, description = "live stream id")),
-    security(("bearer" = [])),
+    security(("bearer" = ["teacher", "admin"])),
     responses((status = 200, body = LiveStreamResponse),
               (status = 400, body = Problem, description = "bad id, or a body with unknown fields or wrong types"),
               (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
@@ -367,7 +368,7 @@ async fn update_stream(
 /// 204 again; an id that never was yours (or never existed) answers 404.
 #[utoipa::path(delete, path = "/live-streams/{id}", tag = "live streams",
     params(("id" = Uuid, Path, description = "live stream id")),
-    security(("bearer" = [])),
+    security(("bearer" = ["teacher", "admin"])),
     responses((status = 204, description = "deleted now or before"),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem, description = "no such stream, or not the caller's")))]
@@ -403,7 +404,7 @@ async fn delete_stream(
 /// one stops working and a publisher using it is kicked.
 #[utoipa::path(post, path = "/live-streams/{id}/reset-stream-key", tag = "live streams",
     params(("id" = Uuid, Path, description = "live stream id")),
-    security(("bearer" = [])),
+    security(("bearer" = ["teacher", "admin"])),
     responses((status = 200, body = LiveStreamResponse, description = "with the new `stream_key`"),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem)))]
@@ -436,7 +437,7 @@ async fn reset_stream_key(
 /// Disable a stream: publishers are refused, and a live one is kicked. Idempotent.
 #[utoipa::path(post, path = "/live-streams/{id}/disable", tag = "live streams",
     params(("id" = Uuid, Path, description = "live stream id")),
-    security(("bearer" = [])),
+    security(("bearer" = ["teacher", "admin"])),
     responses((status = 200, body = LiveStreamResponse, description = "status `disabled`"),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem)))]
@@ -497,7 +498,7 @@ async fn transition_with_event(
 /// left as it is.
 #[utoipa::path(post, path = "/live-streams/{id}/enable", tag = "live streams",
     params(("id" = Uuid, Path, description = "live stream id")),
-    security(("bearer" = [])),
+    security(("bearer" = ["teacher", "admin"])),
     responses((status = 200, body = LiveStreamResponse),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem)))]
@@ -527,7 +528,7 @@ async fn enable_stream(
 /// session was running.
 #[utoipa::path(post, path = "/live-streams/{id}/complete", tag = "live streams",
     params(("id" = Uuid, Path, description = "live stream id")),
-    security(("bearer" = [])),
+    security(("bearer" = ["teacher", "admin"])),
     responses((status = 200, body = LiveStreamResponse),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem)))]
@@ -565,7 +566,7 @@ pub struct PlaybackTokenResponse {
 /// enrollment land, owners and admins hand these to their viewers.
 #[utoipa::path(post, path = "/live-streams/{id}/playback-token", tag = "live streams",
     params(("id" = Uuid, Path, description = "live stream id")),
-    security(("bearer" = [])),
+    security(("bearer" = ["teacher", "admin"])),
     responses((status = 200, body = PlaybackTokenResponse),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem)))]
@@ -621,7 +622,7 @@ pub struct LiveStreamEventList {
 /// JSON is published on the Redis channel `wm:events:live_stream`.
 #[utoipa::path(get, path = "/live-streams/{id}/events", tag = "live streams",
     params(("id" = Uuid, Path, description = "live stream id"), EventListParams),
-    security(("bearer" = [])),
+    security(("bearer" = ["teacher", "admin"])),
     responses((status = 200, body = LiveStreamEventList),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem, description = "limit out of 1..=100")))]

@@ -5,15 +5,19 @@
 //! tracing span, access log, metrics) → route. Unknown routes answer 404 and wrong methods 405,
 //! both as problem+json, like every error.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod hls;
 pub mod live;
+pub mod me;
 pub mod objects;
+pub mod oidc;
 pub mod range;
 pub mod recordings;
+pub mod wellknown;
 
 use std::{
     collections::HashMap,
@@ -71,6 +75,9 @@ impl Modify for BearerAuth {
 fn api_v1() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(auth::router())
+        .merge(me::router())
+        .merge(oidc::router())
+        .merge(admin::router())
         .merge(live::router())
         .merge(recordings::router())
 }
@@ -79,6 +86,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api_v1())
+        .merge(wellknown::router())
         .split_for_parts();
     doc
 }
@@ -88,6 +96,7 @@ pub fn router(state: AppState) -> Router {
     let settings = &state.settings.http;
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api_v1())
+        .merge(wellknown::router())
         .split_for_parts();
     Router::new()
         .merge(api)

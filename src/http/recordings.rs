@@ -169,7 +169,7 @@ pub struct RecordingList {
 
 /// Recordings, newest first, filtered.
 #[utoipa::path(get, path = "/recordings", tag = "recordings", params(ListParams),
-    security(("bearer" = [])),
+    security(("bearer" = ["teacher", "admin", "ops"])),
     responses((status = 200, body = RecordingList), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn list_recordings(
@@ -207,7 +207,7 @@ async fn list_recordings(
 }
 
 #[utoipa::path(get, path = "/recordings/{id}", tag = "recordings",
-    params(("id" = Uuid, Path, description = "recording id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "recording id")), security(("bearer" = ["teacher", "admin", "ops"])),
     responses((status = 200, body = RecordingResponse), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn get_recording(
@@ -225,7 +225,7 @@ async fn get_recording(
 /// deleted; 404 for one that never existed (or is not the caller's). A recording still being
 /// recorded or processed cannot be deleted (409): complete the stream first.
 #[utoipa::path(delete, path = "/recordings/{id}", tag = "recordings",
-    params(("id" = Uuid, Path, description = "recording id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "recording id")), security(("bearer" = ["teacher", "admin", "ops"])),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn delete_recording(
@@ -268,7 +268,7 @@ pub struct RecordingTokenResponse {
 /// A playback token for the recording's replay (required for private recordings). Until
 /// courses land, owners, admins and ops hand these out.
 #[utoipa::path(post, path = "/recordings/{id}/playback-token", tag = "recordings",
-    params(("id" = Uuid, Path, description = "recording id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "recording id")), security(("bearer" = ["teacher", "admin", "ops"])),
     responses((status = 200, body = RecordingTokenResponse), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn playback_token(
@@ -318,7 +318,7 @@ pub struct StorageUsage {
 /// Recording storage in use (recordings not deleted): bytes and hours, by owner, stream or
 /// day, and in total. Admins and ops.
 #[utoipa::path(get, path = "/admin/storage/usage", tag = "storage administration",
-    params(UsageParams), security(("bearer" = [])),
+    params(UsageParams), security(("bearer" = ["admin", "ops"])),
     responses((status = 200, body = StorageUsage), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn storage_usage(
@@ -383,7 +383,7 @@ pub struct RetentionRun {
 /// Run the retention job now (it also runs every `recordings.retention_interval_s`). Admins
 /// and ops.
 #[utoipa::path(post, path = "/admin/storage/retention/run", tag = "storage administration",
-    security(("bearer" = [])),
+    security(("bearer" = ["admin", "ops"])),
     responses((status = 200, body = RetentionRun), (status = 401, body = Problem),
               (status = 403, body = Problem)))]
 async fn run_retention(
@@ -406,7 +406,7 @@ async fn run_retention(
 /// deleted one) and ready recordings with missing objects. Reports only (at most 1000 of each).
 /// Admins and ops.
 #[utoipa::path(post, path = "/admin/storage/scan", tag = "storage administration",
-    security(("bearer" = [])),
+    security(("bearer" = ["admin", "ops"])),
     responses((status = 200, body = crate::recordings::scan::ScanReport),
               (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn storage_scan(
@@ -422,7 +422,7 @@ async fn storage_scan(
 /// to what storage holds (missing segments left out, playlist rewritten; nothing left →
 /// `failed`). Admins and ops.
 #[utoipa::path(post, path = "/admin/storage/repair", tag = "storage administration",
-    security(("bearer" = [])),
+    security(("bearer" = ["admin", "ops"])),
     responses((status = 200, body = crate::recordings::scan::ScanReport),
               (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn storage_repair(

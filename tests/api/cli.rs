@@ -48,7 +48,7 @@ fn config_prints_the_effective_settings_without_secrets() {
     let out = wemaster_bin()
         .args(["--config", file.to_str().unwrap(), "config"])
         .env(
-            "WEMASTER__AUTH__JWT_SECRET",
+            "WEMASTER__EMAIL__PASSWORD",
             "super-secret-value-that-is-32-bytes-long!",
         )
         .env(

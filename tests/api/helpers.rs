@@ -48,6 +48,73 @@ pub async fn fresh_database() -> (String, String) {
     (url.to_string(), name)
 }
 
+/// Port of the test SMTP server (`WEMASTER_TEST_SMTP_PORT`, set by scripts/test).
+pub fn smtp_port() -> u16 {
+    env_or_explain("WEMASTER_TEST_SMTP_PORT")
+        .parse()
+        .expect("WEMASTER_TEST_SMTP_PORT is a port")
+}
+
+/// Directory where the test SMTP server writes every mail it receives, one file each.
+pub fn mail_dir() -> PathBuf {
+    PathBuf::from(env_or_explain("WEMASTER_TEST_MAIL_DIR"))
+}
+
+/// A unique address, so tests sharing the SMTP server find their own mail.
+pub fn unique_email(tag: &str) -> String {
+    format!("{tag}-{}@school.example", uuid::Uuid::new_v4().simple())
+}
+
+/// Wait (up to 15 s) for mails to `to`; returns the raw messages (headers and MIME parts).
+pub async fn wait_for_mail(to: &str, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let mut found = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(mail_dir()) {
+            let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for p in paths {
+                if p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                {
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(&p) else {
+                    continue;
+                };
+                if text
+                    .lines()
+                    .any(|l| l.starts_with("X-RcptTo:") && l.contains(to))
+                {
+                    found.push(text);
+                }
+            }
+        }
+        if found.len() >= count {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {count} mail(s) to {to}, found {}",
+            found.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The `token=` of the first link in a mail (quoted-printable soft breaks undone).
+pub fn token_from_mail(mail: &str) -> String {
+    let text = mail
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let start = text.find("token=").expect("a link with a token") + "token=".len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '%')
+        .collect()
+}
+
 /// A free loopback port (bound then released; good enough for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -91,8 +158,15 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     // Fixed keys so a test can presign with a second handle on the same storage.
     settings.storage.local.signing_key =
         wemaster::config::Secret::new("test-signing-key-0123456789abcdef0123456789");
-    settings.auth.jwt_secret =
-        wemaster::config::Secret::new("test-jwt-secret-0123456789abcdef0123456789");
+    settings.auth.keys_dir = dir.path().join("keys");
+    // Rate-limit counters are per app: tests share one Redis and one client IP (127.0.0.1).
+    settings.auth.limits.key_prefix = format!("wm:rl:test-{}:", uuid::Uuid::new_v4().simple());
+    // Mail goes to the test SMTP server scripts/test starts (aiosmtpd), polled quickly.
+    settings.email.smtp_host = "127.0.0.1".into();
+    settings.email.smtp_port = smtp_port();
+    settings.email.poll_interval_ms = 100;
+    settings.email.retry_base_s = 1;
+    settings.email.retry_max_s = 1;
     tweak(&mut settings);
     let storage_root = settings.storage.local.root.clone();
     let app = Application::build(settings.clone())
@@ -193,6 +267,53 @@ impl TestApp {
             .await;
         assert_eq!(r.status(), StatusCode::OK, "login {email}");
         r.json().await.unwrap()
+    }
+
+    /// Create a user with `roles` directly in the database, log in through the API; returns the
+    /// user's id and access token.
+    pub async fn user_with(
+        &self,
+        email: &str,
+        password: &str,
+        roles: &[wemaster::users::Role],
+    ) -> (uuid::Uuid, String) {
+        use wemaster::users::{self, DisplayName, Email};
+        let hash = wemaster::auth::hash_password(password.into())
+            .await
+            .unwrap();
+        let mut conn = PgConnection::connect(&self.database_url).await.unwrap();
+        let user = users::create_user(
+            &mut conn,
+            &Email::parse(email).unwrap(),
+            &DisplayName::parse("Test").unwrap(),
+            &hash,
+            roles,
+        )
+        .await
+        .unwrap();
+        let tokens = self.login(email, password).await;
+        (
+            user.id,
+            tokens["access_token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Send `method path` with an optional bearer token and JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        req.send().await.expect("request")
     }
 
     /// Stop gracefully and wait for the server task.

@@ -724,7 +724,11 @@ async fn the_openapi_document_describes_every_live_stream_route() {
         for m in methods {
             let op = &doc["paths"][path][m];
             assert!(op.is_object(), "{m} {path} missing");
-            assert_eq!(op["security"], json!([{"bearer": []}]), "{m} {path}");
+            assert_eq!(
+                op["security"],
+                json!([{"bearer": ["teacher", "admin"]}]),
+                "{m} {path}"
+            );
         }
     }
     let schema = &doc["components"]["schemas"]["LiveStreamResponse"]["properties"];

@@ -2,12 +2,15 @@
 
 mod helpers;
 
+mod access;
 mod auth;
 mod cli;
 mod errors;
 mod health;
+mod identity;
 mod live_rtmp;
 mod live_streams;
 mod objects;
+mod oidc;
 mod recordings;
 mod storage;
