@@ -515,10 +515,8 @@ impl Server {
                 "restart-signing-key-0123456789abcdef",
             )
             .env("WEMASTER__MEDIA__SPOOL_DIR", dir.join("spool"))
-            .env(
-                "WEMASTER__AUTH__JWT_SECRET",
-                "restart-jwt-secret-0123456789abcdef0123",
-            )
+            // Signing keys on disk, so tokens issued before the crash still verify after it.
+            .env("WEMASTER__AUTH__KEYS_DIR", dir.join("keys"))
             .env(
                 "WEMASTER__PLAYBACK__SECRET",
                 "restart-playback-secret-0123456789abcdef",
