@@ -86,6 +86,18 @@ impl Application {
             spool_dir: settings.media.spool_dir.clone(),
             frame_queue: settings.live.frame_queue,
         };
+        // Sessions die with the process: streams a crashed process left `active` are idle now.
+        match pool.acquire().await {
+            Ok(mut conn) => match crate::live::store::reset_active(&mut conn).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    streams = n,
+                    "live streams left active by a previous process set to idle"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot reset stale live stream statuses"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot reset stale live stream statuses"),
+        }
         let (recorder, recorder_task) = crate::recordings::recorder::start(
             crate::recordings::recorder::RecorderConfig {
                 spool_dir: settings.media.spool_dir.join("recordings"),

@@ -92,6 +92,10 @@ pub struct LiveStreamResponse {
     pub record: bool,
     pub reconnect_window_s: u16,
     pub visibility: Visibility,
+    /// Days its recordings are kept before retention deletes them; null: the server default
+    /// (`recordings.retention_days`).
+    #[schema(required = true)]
+    pub recording_retention_days: Option<u16>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -136,6 +140,7 @@ fn respond(
         hls_url: format!("{base}/hls/live/{}/index.m3u8", s.id),
         record: s.record,
         reconnect_window_s: s.reconnect_window.seconds(),
+        recording_retention_days: s.recording_retention_days,
         visibility: s.visibility,
         created_at: s.created_at,
         updated_at: s.updated_at,
@@ -302,6 +307,19 @@ pub struct UpdateLiveStream {
     reconnect_window_s: Option<i64>,
     /// `public` or `private`.
     visibility: Option<String>,
+    /// 1 to 36500 days, or null to fall back to the server default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    recording_retention_days: Option<Option<i64>>,
+}
+
+/// A field that may be absent (`None`), null (`Some(None)`) or a value.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Change a stream's settings; absent fields stay as they are.
@@ -327,6 +345,11 @@ async fn update_stream(
             .map(ReconnectWindow::parse)
             .transpose()?,
         visibility: req.visibility.as_deref().map(str::parse).transpose()?,
+        recording_retention_days: match req.recording_retention_days {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(d)) => Some(Some(crate::live::model::parse_retention_days(d)?)),
+        },
     };
     let id = LiveStreamId(id);
     let mut tx = state.db.begin().await?;
@@ -350,6 +373,9 @@ async fn update_stream(
     }
     if let Some(v) = patch.visibility {
         changed.insert("visibility".into(), json!(v.as_str()));
+    }
+    if let Some(d) = patch.recording_retention_days {
+        changed.insert("recording_retention_days".into(), json!(d));
     }
     let event = events::store_event(
         &mut tx,

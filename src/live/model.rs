@@ -180,6 +180,8 @@ pub struct LiveStream {
     pub record: bool,
     pub reconnect_window: ReconnectWindow,
     pub visibility: Visibility,
+    /// Days its recordings are kept; `None`: `recordings.retention_days` applies.
+    pub recording_retention_days: Option<u16>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -201,6 +203,8 @@ pub struct LiveStreamPatch {
     pub record: Option<bool>,
     pub reconnect_window: Option<ReconnectWindow>,
     pub visibility: Option<Visibility>,
+    /// `Some(None)` clears the override.
+    pub recording_retention_days: Option<Option<u16>>,
 }
 
 impl LiveStreamPatch {
@@ -209,7 +213,19 @@ impl LiveStreamPatch {
             && self.record.is_none()
             && self.reconnect_window.is_none()
             && self.visibility.is_none()
+            && self.recording_retention_days.is_none()
     }
+}
+
+/// A recording retention override in days: 1 to 36500.
+pub fn parse_retention_days(days: i64) -> Result<u16, InvalidInput> {
+    u16::try_from(days)
+        .ok()
+        .filter(|d| (1..=36_500).contains(d))
+        .ok_or(InvalidInput {
+            field: "recording_retention_days",
+            reason: "must be between 1 and 36500, or null for the default",
+        })
 }
 
 /// Page size of list routes: 1 to 100, 20 when not given.

@@ -49,6 +49,7 @@ struct Row {
     record: bool,
     reconnect_window_s: i32,
     visibility: String,
+    recording_retention_days: Option<i32>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -73,6 +74,9 @@ impl TryFrom<Row> for LiveStream {
                 .visibility
                 .parse()
                 .map_err(|e| decode_error("visibility", e))?,
+            recording_retention_days: r
+                .recording_retention_days
+                .and_then(|d| u16::try_from(d).ok()),
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -97,7 +101,7 @@ pub async fn create(
                 reconnect_window_s, visibility)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            RETURNING id, owner_id, title, status, stream_key_prefix, record,
-                     reconnect_window_s, visibility, created_at, updated_at"#,
+                     reconnect_window_s, visibility, recording_retention_days, created_at, updated_at"#,
         LiveStreamId::new().0,
         new.owner_id,
         new.title.as_str(),
@@ -121,7 +125,7 @@ pub async fn get(
     let row = sqlx::query_as!(
         Row,
         r#"SELECT id, owner_id, title, status, stream_key_prefix, record,
-                  reconnect_window_s, visibility, created_at, updated_at
+                  reconnect_window_s, visibility, recording_retention_days, created_at, updated_at
            FROM live_streams
            WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2)"#,
         id.0,
@@ -146,7 +150,7 @@ pub async fn list(
     let rows = sqlx::query_as!(
         Row,
         r#"SELECT id, owner_id, title, status, stream_key_prefix, record,
-                  reconnect_window_s, visibility, created_at, updated_at
+                  reconnect_window_s, visibility, recording_retention_days, created_at, updated_at
            FROM live_streams
            WHERE deleted_at IS NULL
              AND ($1::uuid IS NULL OR owner_id = $1)
@@ -188,16 +192,19 @@ pub async fn update(
                record = COALESCE($4, record),
                reconnect_window_s = COALESCE($5, reconnect_window_s),
                visibility = COALESCE($6, visibility),
+               recording_retention_days = CASE WHEN $7 THEN $8 ELSE recording_retention_days END,
                updated_at = now()
            WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2)
            RETURNING id, owner_id, title, status, stream_key_prefix, record,
-                     reconnect_window_s, visibility, created_at, updated_at"#,
+                     reconnect_window_s, visibility, recording_retention_days, created_at, updated_at"#,
         id.0,
         scope.owner(),
         patch.title.as_ref().map(|t| t.as_str()),
         patch.record,
         patch.reconnect_window.map(|w| i32::from(w.seconds())),
         patch.visibility.map(|v| v.as_str()),
+        patch.recording_retention_days.is_some(),
+        patch.recording_retention_days.flatten().map(i32::from),
     )
     .fetch_optional(conn)
     .await?;
@@ -219,7 +226,7 @@ pub async fn reset_key(
            SET stream_key_hash = $3, stream_key_prefix = $4, updated_at = now()
            WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2)
            RETURNING id, owner_id, title, status, stream_key_prefix, record,
-                     reconnect_window_s, visibility, created_at, updated_at"#,
+                     reconnect_window_s, visibility, recording_retention_days, created_at, updated_at"#,
         id.0,
         scope.owner(),
         hash.as_bytes(),
@@ -258,7 +265,7 @@ pub async fn transition(
            WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2)
              AND status = ANY($3::text[])
            RETURNING id, owner_id, title, status, stream_key_prefix, record,
-                     reconnect_window_s, visibility, created_at, updated_at"#,
+                     reconnect_window_s, visibility, recording_retention_days, created_at, updated_at"#,
         id.0,
         scope.owner(),
         &from as &[&str],
@@ -331,7 +338,7 @@ pub async fn delete(
            SET deleted_at = now(), updated_at = now()
            WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2)
            RETURNING id, owner_id, title, status, stream_key_prefix, record,
-                     reconnect_window_s, visibility, created_at, updated_at"#,
+                     reconnect_window_s, visibility, recording_retention_days, created_at, updated_at"#,
         id.0,
         scope.owner(),
     )
@@ -366,7 +373,7 @@ pub async fn find_by_stream_key(
     let hash = key.hash();
     let found = sqlx::query!(
         r#"SELECT id, owner_id, title, status, stream_key_prefix, record,
-                  reconnect_window_s, visibility, created_at, updated_at, stream_key_hash
+                  reconnect_window_s, visibility, recording_retention_days, created_at, updated_at, stream_key_hash
            FROM live_streams
            WHERE stream_key_hash = $1 AND deleted_at IS NULL"#,
         hash.as_bytes(),
@@ -390,9 +397,23 @@ pub async fn find_by_stream_key(
         record: r.record,
         reconnect_window_s: r.reconnect_window_s,
         visibility: r.visibility,
+        recording_retention_days: r.recording_retention_days,
         created_at: r.created_at,
         updated_at: r.updated_at,
     }
     .try_into()
     .map(Some)
+}
+
+/// Every `active` stream back to `idle`: run at start, when this process holds no session.
+/// A crash leaves the streams it was serving `active`; nothing else would ever end them.
+/// (One node per database today; with several nodes this must be limited to the node's own.)
+pub async fn reset_active(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE live_streams SET status = 'idle', updated_at = now()
+         WHERE status = 'active' AND deleted_at IS NULL"
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }

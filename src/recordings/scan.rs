@@ -46,7 +46,6 @@ pub struct ScanReport {
     pub repaired_recordings: u64,
 }
 
-#[derive(sqlx::FromRow)]
 struct Rec {
     id: Uuid,
     status: String,
@@ -58,9 +57,10 @@ struct Rec {
 /// Compare storage with the table; reports at most `limit` entries of each kind.
 pub async fn scan(db: &PgPool, storage: &Storage, limit: usize) -> anyhow::Result<ScanReport> {
     let objects = storage.list("recordings/").await?;
-    let recs: Vec<Rec> = sqlx::query_as(
-        "SELECT id, status, deleted_at IS NOT NULL AS deleted, mp4_size_bytes, has_poster
-         FROM recordings",
+    let recs: Vec<Rec> = sqlx::query_as!(
+        Rec,
+        r#"SELECT id, status, deleted_at IS NOT NULL AS "deleted!", mp4_size_bytes, has_poster
+           FROM recordings"#
     )
     .fetch_all(db)
     .await?;
@@ -172,23 +172,23 @@ async fn repair_recording(
             },
         )
         .await?;
-    sqlx::query(
-        "UPDATE recordings SET
+    sqlx::query!(
+        r#"UPDATE recordings SET
             segment_count = $2,
             duration_ms = $3,
-            mp4_size_bytes = CASE WHEN $4 THEN NULL ELSE mp4_size_bytes END,
-            has_poster = has_poster AND NOT $5,
-            size_bytes = $6 + $7 + CASE WHEN $4 THEN 0 ELSE coalesce(mp4_size_bytes, 0) END,
+            mp4_size_bytes = CASE WHEN $4::bool THEN NULL ELSE mp4_size_bytes END,
+            has_poster = has_poster AND NOT $5::bool,
+            size_bytes = $6::bigint + $7::bigint + CASE WHEN $4 THEN 0 ELSE coalesce(mp4_size_bytes, 0) END,
             updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1"#,
+        id,
+        kept.len() as i32,
+        kept.iter().map(|s| i64::from(s.duration_ms)).sum::<i64>(),
+        missing("recording.mp4"),
+        missing("poster.jpg"),
+        kept.iter().map(|s| s.size_bytes).sum::<i64>(),
+        playlist.len() as i64
     )
-    .bind(id)
-    .bind(kept.len() as i32)
-    .bind(kept.iter().map(|s| i64::from(s.duration_ms)).sum::<i64>())
-    .bind(missing("recording.mp4"))
-    .bind(missing("poster.jpg"))
-    .bind(kept.iter().map(|s| s.size_bytes).sum::<i64>())
-    .bind(playlist.len() as i64)
     .execute(db)
     .await?;
     tracing::warn!(recording_id = %id, missing = ?m.missing, "repair: recording corrected to what storage holds");

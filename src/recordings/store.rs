@@ -59,11 +59,6 @@ pub struct ListFilter {
     pub max_size_bytes: Option<i64>,
 }
 
-// A constant column list, joined into the SQL text; every value is a bind parameter.
-const COLUMNS: &str = "id, live_stream_id, owner_id, session_id, status, failure_reason, visibility, \
-    started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count, video_codec, \
-    audio_codec, width, height, mp4_size_bytes, has_poster, created_at";
-
 pub async fn create(
     db: &PgPool,
     id: Uuid,
@@ -73,16 +68,16 @@ pub async fn create(
     private: bool,
     started_at: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO recordings (id, live_stream_id, owner_id, session_id, visibility, started_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+    sqlx::query!(
+        r#"INSERT INTO recordings (id, live_stream_id, owner_id, session_id, visibility, started_at)
+         VALUES ($1, $2, $3, $4, $5, $6)"#,
+        id,
+        live_stream_id,
+        owner_id,
+        session_id,
+        if private { "private" } else { "public" },
+        started_at
     )
-    .bind(id)
-    .bind(live_stream_id)
-    .bind(owner_id)
-    .bind(session_id)
-    .bind(if private { "private" } else { "public" })
-    .bind(started_at)
     .execute(db)
     .await?;
     Ok(())
@@ -97,12 +92,16 @@ pub async fn get(
         Scope::All => None,
         Scope::OwnedBy(u) => Some(u),
     };
-    sqlx::query_as::<_, RecordingRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM recordings
-         WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2)"
-    )))
-    .bind(id)
-    .bind(owner)
+    sqlx::query_as!(
+        RecordingRow,
+        r#"SELECT id, live_stream_id, owner_id, session_id, status, failure_reason, visibility,
+                started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count,
+                video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, created_at
+           FROM recordings
+           WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2)"#,
+        id,
+        owner,
+    )
     .fetch_optional(conn)
     .await
 }
@@ -117,15 +116,14 @@ pub async fn exists_in_scope(
         Scope::All => None,
         Scope::OwnedBy(u) => Some(u),
     };
-    let row: Option<(bool,)> = sqlx::query_as(
-        "SELECT deleted_at IS NOT NULL FROM recordings
-         WHERE id = $1 AND ($2::uuid IS NULL OR owner_id = $2)",
+    sqlx::query_scalar!(
+        r#"SELECT deleted_at IS NOT NULL AS "deleted!" FROM recordings
+           WHERE id = $1 AND ($2::uuid IS NULL OR owner_id = $2)"#,
+        id,
+        owner,
     )
-    .bind(id)
-    .bind(owner)
     .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|(deleted,)| deleted))
+    .await
 }
 
 pub async fn list(
@@ -140,29 +138,33 @@ pub async fn list(
         Scope::OwnedBy(u) => Some(u),
     };
     let fetch = i64::try_from(limit.get() + 1).unwrap_or(i64::MAX);
-    let mut items = sqlx::query_as::<_, RecordingRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM recordings
-         WHERE deleted_at IS NULL
-           AND ($1::uuid IS NULL OR owner_id = $1)
-           AND ($2::uuid IS NULL OR live_stream_id = $2)
-           AND ($3::text IS NULL OR status = $3)
-           AND ($4::timestamptz IS NULL OR started_at >= $4)
-           AND ($5::timestamptz IS NULL OR started_at < $5)
-           AND ($6::bigint IS NULL OR size_bytes >= $6)
-           AND ($7::bigint IS NULL OR size_bytes <= $7)
-           AND ($8::uuid IS NULL OR id < $8)
-         ORDER BY id DESC
-         LIMIT $9"
-    )))
-    .bind(owner)
-    .bind(filter.live_stream_id)
-    .bind(filter.status.as_deref())
-    .bind(filter.started_after)
-    .bind(filter.started_before)
-    .bind(filter.min_size_bytes)
-    .bind(filter.max_size_bytes)
-    .bind(cursor)
-    .bind(fetch)
+    let mut items = sqlx::query_as!(
+        RecordingRow,
+        r#"SELECT id, live_stream_id, owner_id, session_id, status, failure_reason, visibility,
+                started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count,
+                video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, created_at
+           FROM recordings
+           WHERE deleted_at IS NULL
+             AND ($1::uuid IS NULL OR owner_id = $1)
+             AND ($2::uuid IS NULL OR live_stream_id = $2)
+             AND ($3::text IS NULL OR status = $3)
+             AND ($4::timestamptz IS NULL OR started_at >= $4)
+             AND ($5::timestamptz IS NULL OR started_at < $5)
+             AND ($6::bigint IS NULL OR size_bytes >= $6)
+             AND ($7::bigint IS NULL OR size_bytes <= $7)
+             AND ($8::uuid IS NULL OR id < $8)
+           ORDER BY id DESC
+           LIMIT $9"#,
+        owner,
+        filter.live_stream_id,
+        filter.status.as_deref(),
+        filter.started_after,
+        filter.started_before,
+        filter.min_size_bytes,
+        filter.max_size_bytes,
+        cursor,
+        fetch,
+    )
     .fetch_all(conn)
     .await?;
     let next_cursor = if items.len() > limit.get() {
@@ -175,60 +177,55 @@ pub async fn list(
 }
 
 pub async fn segments(db: &PgPool, id: Uuid) -> Result<Vec<SegmentRow>, sqlx::Error> {
-    sqlx::query_as::<_, SegmentRow>(
-        "SELECT seq, name, duration_ms, size_bytes, discontinuity,
-                uploaded_at IS NOT NULL AS uploaded, lost
-         FROM recording_segments WHERE recording_id = $1 ORDER BY seq",
+    sqlx::query_as!(
+        SegmentRow,
+        r#"SELECT seq, name, duration_ms, size_bytes, discontinuity,
+                  uploaded_at IS NOT NULL AS "uploaded!", lost
+           FROM recording_segments WHERE recording_id = $1 ORDER BY seq"#,
+        id,
     )
-    .bind(id)
     .fetch_all(db)
     .await
 }
 
 pub async fn insert_segment(db: &PgPool, id: Uuid, seg: &SegmentRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO recording_segments (recording_id, seq, name, duration_ms, size_bytes, discontinuity)
+    sqlx::query!(r#"INSERT INTO recording_segments (recording_id, seq, name, duration_ms, size_bytes, discontinuity)
          VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (recording_id, seq) DO NOTHING",
-    )
-    .bind(id)
-    .bind(seg.seq)
-    .bind(&seg.name)
-    .bind(seg.duration_ms)
-    .bind(seg.size_bytes)
-    .bind(seg.discontinuity)
+         ON CONFLICT (recording_id, seq) DO NOTHING"#, id, seg.seq, &seg.name, seg.duration_ms, seg.size_bytes, seg.discontinuity)
     .execute(db)
     .await?;
     Ok(())
 }
 
 pub async fn mark_uploaded(db: &PgPool, id: Uuid, seq: i32) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE recording_segments SET uploaded_at = now() WHERE recording_id = $1 AND seq = $2",
+    sqlx::query!(
+        r#"UPDATE recording_segments SET uploaded_at = now() WHERE recording_id = $1 AND seq = $2"#,
+        id,
+        seq
     )
-    .bind(id)
-    .bind(seq)
     .execute(db)
     .await?;
     Ok(())
 }
 
 pub async fn mark_lost(db: &PgPool, id: Uuid, seq: i32) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE recording_segments SET lost = true WHERE recording_id = $1 AND seq = $2")
-        .bind(id)
-        .bind(seq)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        r#"UPDATE recording_segments SET lost = true WHERE recording_id = $1 AND seq = $2"#,
+        id,
+        seq
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 pub async fn set_processing(db: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE recordings SET status = 'processing', ended_at = coalesce(ended_at, now()),
+    sqlx::query!(
+        r#"UPDATE recordings SET status = 'processing', ended_at = coalesce(ended_at, now()),
                 updated_at = now()
-         WHERE id = $1 AND status IN ('recording', 'processing')",
+         WHERE id = $1 AND status IN ('recording', 'processing')"#,
+        id
     )
-    .bind(id)
     .execute(db)
     .await?;
     Ok(())
@@ -249,37 +246,37 @@ pub struct Finished {
 }
 
 pub async fn set_ready(db: &PgPool, id: Uuid, f: &Finished) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE recordings SET status = 'ready', ready_at = now(), updated_at = now(),
+    sqlx::query!(
+        r#"UPDATE recordings SET status = 'ready', ready_at = now(), updated_at = now(),
                 duration_ms = $2, size_bytes = $3, segment_count = $4,
                 video_codec = coalesce($5, video_codec), audio_codec = coalesce($6, audio_codec),
                 width = coalesce($7, width), height = coalesce($8, height),
                 mp4_size_bytes = $9, has_poster = $10
-         WHERE id = $1",
+         WHERE id = $1"#,
+        id,
+        f.duration_ms,
+        f.size_bytes,
+        f.segment_count,
+        f.video_codec.as_deref(),
+        f.audio_codec.as_deref(),
+        f.width,
+        f.height,
+        f.mp4_size_bytes,
+        f.has_poster
     )
-    .bind(id)
-    .bind(f.duration_ms)
-    .bind(f.size_bytes)
-    .bind(f.segment_count)
-    .bind(&f.video_codec)
-    .bind(&f.audio_codec)
-    .bind(f.width)
-    .bind(f.height)
-    .bind(f.mp4_size_bytes)
-    .bind(f.has_poster)
     .execute(db)
     .await?;
     Ok(())
 }
 
 pub async fn set_failed(db: &PgPool, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE recordings SET status = 'failed', failure_reason = $2,
+    sqlx::query!(
+        r#"UPDATE recordings SET status = 'failed', failure_reason = $2,
                 ended_at = coalesce(ended_at, now()), updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1"#,
+        id,
+        reason
     )
-    .bind(id)
-    .bind(reason)
     .execute(db)
     .await?;
     Ok(())
@@ -294,28 +291,28 @@ pub async fn set_media_info(
     width: Option<i32>,
     height: Option<i32>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE recordings SET video_codec = coalesce($2, video_codec),
+    sqlx::query!(
+        r#"UPDATE recordings SET video_codec = coalesce($2, video_codec),
                 audio_codec = coalesce($3, audio_codec), width = coalesce($4, width),
                 height = coalesce($5, height), updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1"#,
+        id,
+        video_codec,
+        audio_codec,
+        width,
+        height
     )
-    .bind(id)
-    .bind(video_codec)
-    .bind(audio_codec)
-    .bind(width)
-    .bind(height)
     .execute(db)
     .await?;
     Ok(())
 }
 
 pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE recordings SET deleted_at = now(), updated_at = now()
-         WHERE id = $1 AND deleted_at IS NULL",
+    let done = sqlx::query!(
+        r#"UPDATE recordings SET deleted_at = now(), updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL"#,
+        id
     )
-    .bind(id)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -323,10 +320,14 @@ pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> Result<bool, sql
 
 /// Recordings a previous process left unfinished.
 pub async fn unfinished(db: &PgPool) -> Result<Vec<RecordingRow>, sqlx::Error> {
-    sqlx::query_as::<_, RecordingRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM recordings
-         WHERE status IN ('recording', 'processing') AND deleted_at IS NULL ORDER BY id"
-    )))
+    sqlx::query_as!(
+        RecordingRow,
+        r#"SELECT id, live_stream_id, owner_id, session_id, status, failure_reason, visibility,
+                started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count,
+                video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, created_at
+           FROM recordings
+           WHERE status IN ('recording', 'processing') AND deleted_at IS NULL ORDER BY id"#
+    )
     .fetch_all(db)
     .await
 }
@@ -334,19 +335,18 @@ pub async fn unfinished(db: &PgPool) -> Result<Vec<RecordingRow>, sqlx::Error> {
 /// Ready or failed recordings whose retention has passed: the stream's override, else
 /// `default_days` (0 = keep forever).
 pub async fn expired(db: &PgPool, default_days: i32, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
-    let rows: Vec<(Uuid,)> = sqlx::query_as(
-        "SELECT r.id FROM recordings r JOIN live_streams s ON s.id = r.live_stream_id
-         WHERE r.deleted_at IS NULL AND r.status IN ('ready', 'failed')
-           AND coalesce(s.recording_retention_days, nullif($1, 0)) IS NOT NULL
-           AND coalesce(r.ended_at, r.started_at)
-               < now() - make_interval(days => coalesce(s.recording_retention_days, $1))
-         ORDER BY r.id LIMIT $2",
+    sqlx::query_scalar!(
+        r#"SELECT r.id FROM recordings r JOIN live_streams s ON s.id = r.live_stream_id
+           WHERE r.deleted_at IS NULL AND r.status IN ('ready', 'failed')
+             AND coalesce(s.recording_retention_days, nullif($1::int, 0)) IS NOT NULL
+             AND coalesce(r.ended_at, r.started_at)
+                 < now() - make_interval(days => coalesce(s.recording_retention_days, $1::int))
+           ORDER BY r.id LIMIT $2"#,
+        default_days,
+        limit,
     )
-    .bind(default_days)
-    .bind(limit)
     .fetch_all(db)
-    .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+    .await
 }
 
 /// Store an event and publish it on Redis (best effort).
@@ -360,15 +360,15 @@ pub async fn record_event(
 ) -> Result<(), sqlx::Error> {
     use redis::AsyncCommands;
     let id = Uuid::now_v7();
-    let created_at: OffsetDateTime = sqlx::query_scalar(
-        "INSERT INTO recording_events (id, recording_id, live_stream_id, kind, payload)
-         VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
+    let created_at: OffsetDateTime = sqlx::query_scalar!(
+        r#"INSERT INTO recording_events (id, recording_id, live_stream_id, kind, payload)
+         VALUES ($1, $2, $3, $4, $5) RETURNING created_at"#,
+        id,
+        recording_id,
+        live_stream_id,
+        kind,
+        &payload
     )
-    .bind(id)
-    .bind(recording_id)
-    .bind(live_stream_id)
-    .bind(kind)
-    .bind(&payload)
     .fetch_one(db)
     .await?;
     let message = serde_json::json!({
@@ -383,17 +383,3 @@ pub async fn record_event(
 
 /// The Redis pub/sub channel recording events are published on.
 pub const EVENTS_CHANNEL: &str = "wm:events:recording";
-
-/// Events of a recording, newest first.
-pub async fn events(
-    db: &PgPool,
-    recording_id: Uuid,
-) -> Result<Vec<(String, serde_json::Value, OffsetDateTime)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT kind, payload, created_at FROM recording_events
-         WHERE recording_id = $1 ORDER BY id DESC LIMIT 100",
-    )
-    .bind(recording_id)
-    .fetch_all(db)
-    .await
-}

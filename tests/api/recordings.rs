@@ -430,11 +430,32 @@ async fn retention_deletes_expired_recordings_and_their_objects() {
     assert_eq!(run().await, 0);
     // A 1-day override on the stream, and a recording that ended two days ago.
     let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
-    sqlx::query("UPDATE live_streams SET recording_retention_days = 1 WHERE id = $1::uuid")
-        .bind(live.id())
-        .execute(&db)
-        .await
-        .unwrap();
+    let patch = |body: Value| {
+        let client = live.app.client.clone();
+        let url = live.app.url(&format!("/api/v1/live-streams/{}", live.id()));
+        let token = live.token.clone();
+        async move {
+            client
+                .patch(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        patch(serde_json::json!({"recording_retention_days": 0}))
+            .await
+            .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let r = patch(serde_json::json!({"recording_retention_days": 1})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["recording_retention_days"],
+        1
+    );
     sqlx::query("UPDATE recordings SET ended_at = now() - interval '2 days' WHERE id = $1::uuid")
         .bind(id)
         .execute(&db)
@@ -653,6 +674,20 @@ async fn sigkill_mid_lesson_then_restart_gives_a_ready_recording_of_what_was_rec
     // The next start finalizes it with everything that was recorded.
     server.restart();
     server.wait_ready().await;
+    // The stream the crash left `active` is idle again (no process serves it).
+    let after: Value = client
+        .get(server.url(&format!(
+            "/api/v1/live-streams/{}",
+            stream["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["status"], "idle", "{after}");
     let start = Instant::now();
     let rec = loop {
         let list: Value = client
