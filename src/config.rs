@@ -87,6 +87,8 @@ pub struct RecordingSettings {
     pub upload_concurrency: usize,
     pub retention_days: u32,
     pub retention_interval_s: u64,
+    pub replay_redirect: bool,
+    pub replay_redirect_ttl_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -471,6 +473,12 @@ impl Settings {
             return Err(err(
                 "recordings.retention_days",
                 "must be at most 36500 (0 = off)",
+            ));
+        }
+        if !(10..=7 * 86_400).contains(&self.recordings.replay_redirect_ttl_s) {
+            return Err(err(
+                "recordings.replay_redirect_ttl_s",
+                "must be between 10 and 604800",
             ));
         }
         if self.recordings.retention_interval_s == 0 {

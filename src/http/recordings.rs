@@ -537,9 +537,32 @@ async fn vod_file(
     }
     let token = token_param(query.as_deref());
     playable(&state, id, token.as_deref()).await?;
+    let key = object_key(id, &name);
+    if state.settings.recordings.replay_redirect {
+        // Access was checked above; the presigned URL is short-lived and names one object.
+        let ttl = std::time::Duration::from_secs(state.settings.recordings.replay_redirect_ttl_s);
+        let url = state
+            .storage
+            .presign(crate::storage::PresignMethod::Get, &key, ttl)
+            .await?;
+        return Ok((
+            StatusCode::FOUND,
+            [
+                (
+                    header::LOCATION,
+                    HeaderValue::from_str(url.as_str()).map_err(anyhow::Error::from)?,
+                ),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("private, no-store"),
+                ),
+            ],
+        )
+            .into_response());
+    }
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let range =
         parse_range(range).map_err(|()| ApiError::BadRequest("malformed Range header".into()))?;
-    let object = state.storage.get(&object_key(id, &name), range).await?;
+    let object = state.storage.get(&key, range).await?;
     super::objects::object_response(object, Some("public, max-age=31536000, immutable"))
 }

@@ -961,3 +961,56 @@ async fn the_storage_scan_finds_orphans_and_missing_objects_and_repair_fixes_bot
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn replay_can_redirect_to_presigned_storage_urls() {
+    let app = spawn_app_with(|s| s.recordings.replay_redirect = true).await;
+    let live = Live::on(app, 0, "private").await;
+    wait_child(
+        ffmpeg_publish(&live.rtmp_url(), 4, false),
+        Duration::from_secs(60),
+    )
+    .await;
+    let rec = live.wait_ready(Duration::from_secs(30)).await;
+    let mp4 = rec["mp4_url"].as_str().unwrap();
+    // Access is still checked before any redirect.
+    assert_eq!(
+        live.app.client.get(mp4).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let t: Value = live
+        .app
+        .client
+        .post(live.app.url(&format!(
+            "/api/v1/recordings/{}/playback-token",
+            rec["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&live.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = live
+        .app
+        .client
+        .get(t["mp4_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let ranged = live
+        .app
+        .client
+        .get(&location)
+        .header("Range", "bytes=4-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&ranged.bytes().await.unwrap()[..], b"ftyp");
+    // Players follow the redirects of every segment (ffmpeg does).
+    decode_all(t["hls_url"].as_str().unwrap()).await;
+}
