@@ -1014,3 +1014,38 @@ async fn replay_can_redirect_to_presigned_storage_urls() {
     // Players follow the redirects of every segment (ffmpeg does).
     decode_all(t["hls_url"].as_str().unwrap()).await;
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_mid_lesson_finalizes_the_recording() {
+    let live = Live::start(60).await;
+    let mut publisher = ffmpeg_publish(&live.rtmp_url(), 30, true);
+    let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM recording_segments WHERE uploaded_at IS NOT NULL")
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        if n >= 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Stop the server while the teacher is still live (and inside a 60 s window).
+    live.app.stop().await;
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let (status, segments, mp4): (String, i32, Option<i64>) =
+        sqlx::query_as("SELECT status, segment_count, mp4_size_bytes FROM recordings")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(status, "ready", "finalized before the process exited");
+    assert!(segments >= 2);
+    assert!(mp4.is_some_and(|n| n > 0));
+}
