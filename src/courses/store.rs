@@ -813,3 +813,25 @@ pub async fn replays(
         .map(|r| (r.id, r.started_at, r.duration_ms))
         .collect())
 }
+
+/// A paid order the payments module confirmed (shape to be fixed by the payments issue).
+#[derive(Debug, Clone)]
+pub struct PaidOrder {
+    pub order_id: Uuid,
+    pub course_id: Uuid,
+    pub user_id: Uuid,
+}
+
+/// NOT IMPLEMENTED: the enrollment a confirmed paid order creates (`source = 'order'`,
+/// `order_id` set). Payments land later; until then paid courses open only through a
+/// teacher's or admin's grant. A refund is [`end_enrollment`] with
+/// [`EnrollmentStatus::Refunded`].
+pub async fn enroll_paid(
+    _conn: &mut PgConnection,
+    order: &PaidOrder,
+) -> anyhow::Result<Enrollment> {
+    anyhow::bail!(
+        "enroll_paid is not implemented (order {}): payments are not built yet",
+        order.order_id
+    )
+}
