@@ -77,6 +77,44 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub recordings: RecordingSettings,
     pub media: MediaSettings,
+    pub jitsi: JitsiSettings,
+}
+
+/// Jitsi Meet integration (meeting lessons): see `docs/courses.md`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JitsiSettings {
+    /// Where meetings are held: meeting URLs are `<base_url>/<room>?jwt=...`.
+    pub base_url: Url,
+    /// `iss` of meeting tokens: prosody's `app_id` (or one of `asap_accepted_issuers`).
+    pub app_id: String,
+    /// HS256 key shared with prosody (`app_secret`).
+    pub app_secret: Secret,
+    #[serde(default, skip_serializing)]
+    pub app_secret_file: Option<PathBuf>,
+    /// `aud` of meeting tokens (one of prosody's `asap_accepted_audiences`).
+    pub audience: String,
+    /// `sub` of meeting tokens: the Jitsi domain, or the tenant.
+    pub subject: String,
+    pub algorithm: JitsiAlgorithm,
+    /// RS256: the PKCS#8 PEM private key (generated there when missing).
+    pub rs256_key_file: PathBuf,
+    /// RS256: the `kid` header; its public key is served at `<asap_key_path>/<sha256(kid)>.pem`.
+    pub rs256_kid: String,
+    /// Path prefix under which the public key is served (Jitsi's `asap_key_server`).
+    pub asap_key_path: String,
+    /// Lifetime of a meeting token, in seconds.
+    pub token_ttl_s: u64,
+    /// `nbf` is this many seconds in the past (prosody allows no clock skew).
+    pub nbf_skew_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum JitsiAlgorithm {
+    #[serde(rename = "HS256")]
+    Hs256,
+    #[serde(rename = "RS256")]
+    Rs256,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -401,6 +439,11 @@ impl Settings {
             "email.password_file",
         )?;
         resolve_file(
+            &mut self.jitsi.app_secret,
+            &self.jitsi.app_secret_file,
+            "jitsi.app_secret_file",
+        )?;
+        resolve_file(
             &mut self.playback.secret,
             &self.playback.secret_file,
             "playback.secret_file",
@@ -424,6 +467,18 @@ impl Settings {
         }
         if !matches!(self.http.public_url.scheme(), "http" | "https") {
             return Err(err("http.public_url", "must be an http:// or https:// URL"));
+        }
+        if !self.jitsi.asap_key_path.starts_with('/')
+            || self.jitsi.asap_key_path.ends_with('/')
+            || self.jitsi.asap_key_path.contains(['{', '}'])
+        {
+            return Err(err(
+                "jitsi.asap_key_path",
+                "must start with '/', not end with '/' (e.g. /jitsi/asap)",
+            ));
+        }
+        if !(10..=86_400).contains(&self.jitsi.token_ttl_s) {
+            return Err(err("jitsi.token_ttl_s", "must be between 10 and 86400"));
         }
         if self.http.body_limit_bytes == 0 {
             return Err(err("http.body_limit_bytes", "must be greater than 0"));

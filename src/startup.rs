@@ -132,6 +132,7 @@ impl Application {
             &mailer,
             shutdown.child_token(),
         )?;
+        let jitsi = crate::meetings::Jitsi::new(&settings.jitsi).context("jitsi settings")?;
         let state = AppState::new(Inner {
             settings,
             db: pool,
@@ -145,6 +146,7 @@ impl Application {
             live,
             live_views,
             playback,
+            jitsi,
             pipelines,
             missing_elements,
         });

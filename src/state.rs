@@ -40,6 +40,8 @@ pub struct Inner {
     pub live_views: LiveRegistry,
     /// Signs and checks `?token=` of private playback.
     pub playback: crate::playback::PlaybackSigner,
+    /// Signs Jitsi meeting tokens.
+    pub jitsi: crate::meetings::Jitsi,
     /// Pipeline templates loaded at start.
     pub pipelines: TemplateSet,
     /// Elements the templates need that GStreamer cannot create (empty when healthy).

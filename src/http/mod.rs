@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod courses;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -80,6 +81,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(live::router())
         .merge(recordings::router())
+        .merge(courses::router())
 }
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).
@@ -104,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(hls::router())
         .merge(recordings::replay_router())
+        .merge(courses::asap_router(&state.settings.jitsi.asap_key_path))
         .merge(objects::router(settings.upload_limit_bytes))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
