@@ -77,6 +77,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub recordings: RecordingSettings,
     pub media: MediaSettings,
+    pub payments: crate::payments::PaymentSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

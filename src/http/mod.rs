@@ -15,6 +15,7 @@ pub mod live;
 pub mod me;
 pub mod objects;
 pub mod oidc;
+pub mod payments;
 pub mod range;
 pub mod recordings;
 pub mod wellknown;
@@ -80,6 +81,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(live::router())
         .merge(recordings::router())
+        .merge(payments::router())
 }
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).
