@@ -78,6 +78,7 @@ pub struct Settings {
     pub recordings: RecordingSettings,
     pub media: MediaSettings,
     pub jitsi: JitsiSettings,
+    pub payments: crate::payments::PaymentSettings,
 }
 
 /// Jitsi Meet integration (meeting lessons): see `docs/courses.md`.

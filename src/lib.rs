@@ -3,7 +3,7 @@
 //! Layout: [`config`] (typed settings), [`startup`] (the [`startup::Application`] that binds
 //! and serves), [`http`] (one router per domain, problem+json errors, middleware),
 //! [`storage`] (local and S3 object storage), [`db`] and [`cache`] (PostgreSQL and Redis),
-//! domain modules ([`users`], [`auth`], [`audit`], [`api_tokens`], [`email`], [`ratelimit`], [`oidc`]), and [`cli`] (the `wemaster` commands).
+//! domain modules ([`users`], [`auth`], [`audit`], [`api_tokens`], [`email`], [`ratelimit`], [`oidc`], [`payments`]), and [`cli`] (the `wemaster` commands).
 //! Media work (ingest, GStreamer pipelines, HLS) lives in the `wemaster-media` crate.
 
 pub mod api_tokens;
@@ -19,6 +19,7 @@ pub mod http;
 pub mod live;
 pub mod meetings;
 pub mod oidc;
+pub mod payments;
 pub mod playback;
 pub mod ratelimit;
 pub mod recordings;

@@ -119,6 +119,12 @@ impl Application {
             Duration::from_secs(settings.recordings.retention_interval_s),
             shutdown.child_token(),
         );
+        crate::payments::reconcile::spawn(
+            pool.clone(),
+            settings.payments.idempotency_ttl_h,
+            Duration::from_secs(settings.payments.reconcile_interval_s),
+            shutdown.child_token(),
+        );
         let (live, publish_requests, supervisor) = supervisor::start(
             live_config,
             PgLiveBackend::new(pool.clone(), redis.clone()),

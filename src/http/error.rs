@@ -63,6 +63,14 @@ pub enum ApiError {
     /// 422 `validation_failed`, naming the field.
     #[error("{0}")]
     Validation(#[from] InvalidInput),
+    /// 422 with a specific code, e.g. `insufficient_funds`, `idempotency_key_reused`,
+    /// `refund_exceeds_paid`.
+    #[error("{1}")]
+    Unprocessable(&'static str, String),
+    /// 400 with a specific code, e.g. `invalid_callback` (a provider callback that does not
+    /// verify).
+    #[error("{1}")]
+    BadRequestCode(&'static str, String),
     /// 503 `unavailable`: a dependency (database, Redis, storage) is down.
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
@@ -74,7 +82,10 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::MalformedJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson(_) | ApiError::BadRequest(_) | ApiError::BadRequestCode(..) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::ForbiddenCode(..) => StatusCode::FORBIDDEN,
@@ -95,6 +106,7 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::BadRequestCode(code, _) | ApiError::Unprocessable(code, _) => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::InvalidToken(_) => "unauthorized",

@@ -16,6 +16,7 @@ pub mod live;
 pub mod me;
 pub mod objects;
 pub mod oidc;
+pub mod payments;
 pub mod range;
 pub mod recordings;
 pub mod wellknown;
@@ -82,6 +83,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(live::router())
         .merge(recordings::router())
         .merge(courses::router())
+        .merge(payments::router())
 }
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).

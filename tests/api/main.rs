@@ -13,5 +13,6 @@ mod live_rtmp;
 mod live_streams;
 mod objects;
 mod oidc;
+mod payments;
 mod recordings;
 mod storage;

@@ -1,0 +1,939 @@
+//! Payments API: orders, the wallet and its transactions, refunds, provider callbacks, and the
+//! admin views. Money-moving POSTs (`/orders`, `/refunds`) honour `Idempotency-Key`.
+//!
+//! Access: a user sees their own orders, refunds and wallet; admins and ops see all (filter by
+//! `user_id`). Refunds are created by admins and ops. Callbacks are public and verified by
+//! signature (400 `invalid_callback` when not).
+
+use std::sync::LazyLock;
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    error::{ApiError, Problem},
+    extract::{AuthUser, Json, Path, Query},
+};
+use crate::{
+    live::model::PageLimit,
+    payments::{
+        Currency, Money, PaymentError, events, idempotency, ledger,
+        orders::{self, NewOrder, Order, OrderKind},
+        providers::{self, VerifyError},
+        reconcile,
+        refunds::{self, Destination, NewRefund, Refund},
+    },
+    state::AppState,
+    users::{InvalidInput, Role},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(get_wallet))
+        .routes(routes!(wallet_transactions))
+        .routes(routes!(create_refund, list_refunds))
+        .routes(routes!(get_refund))
+        .routes(routes!(webhook))
+        .routes(routes!(admin_transactions))
+        .routes(routes!(admin_reconcile))
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(e: PaymentError) -> Self {
+        match e {
+            PaymentError::InsufficientFunds => ApiError::Unprocessable(
+                "insufficient_funds",
+                "the wallet's available balance is too small".into(),
+            ),
+            PaymentError::NotFound(what) => ApiError::NotFound(what),
+            PaymentError::Conflict(code, m) => ApiError::Conflict(code, m),
+            PaymentError::Invalid(v) => ApiError::Validation(v),
+            PaymentError::Unprocessable(code, m) => ApiError::Unprocessable(code, m),
+            PaymentError::Db(e) => e.into(),
+        }
+    }
+}
+
+fn is_staff(user: &AuthUser) -> bool {
+    user.has_role(Role::Admin) || user.has_role(Role::Ops)
+}
+
+// ------------------------------------------------------------------------------------------
+// Idempotency
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Result of an idempotent POST: the answer, and whether it was replayed.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    replayed: bool,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::Json(self.body)).into_response();
+        if self.replayed {
+            r.headers_mut().insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
+        }
+        r
+    }
+}
+
+/// Run `work` in a transaction guarded by the request's `Idempotency-Key` (when given).
+async fn idempotent<F>(
+    state: &AppState,
+    user: &AuthUser,
+    route: &str,
+    headers: &HeaderMap,
+    body: &Value,
+    work: F,
+) -> Result<Answer, ApiError>
+where
+    F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<(StatusCode, Value), ApiError>>,
+{
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(v) => {
+            let k = v.to_str().unwrap_or("");
+            if k.is_empty() || k.len() > 255 {
+                return Err(InvalidInput {
+                    field: "Idempotency-Key",
+                    reason: "must be 1 to 255 visible characters",
+                }
+                .into());
+            }
+            Some(k.to_string())
+        }
+    };
+    let mut tx = state.db.begin().await?;
+    if let Some(key) = &key {
+        // serde_json maps are sorted: the same JSON however formatted hashes the same.
+        let canonical = serde_json::to_vec(body).unwrap_or_default();
+        let hash = idempotency::request_hash(route, &canonical);
+        match idempotency::begin(&mut tx, user.id, route, key, &hash).await? {
+            idempotency::Begin::New => {}
+            idempotency::Begin::Replay(status, body) => {
+                return Ok(Answer {
+                    status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                    body,
+                    replayed: true,
+                });
+            }
+            idempotency::Begin::Mismatch => {
+                return Err(ApiError::Unprocessable(
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request".into(),
+                ));
+            }
+        }
+    }
+    let (status, body) = work(&mut tx).await?;
+    if let Some(key) = &key {
+        idempotency::finish(&mut tx, user.id, route, key, status.as_u16(), &body).await?;
+    }
+    tx.commit().await?;
+    Ok(Answer {
+        status,
+        body,
+        replayed: false,
+    })
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<(T, Value), ApiError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let t = serde_json::from_value(value.clone())
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok((t, value))
+}
+
+// ------------------------------------------------------------------------------------------
+// Orders
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrder {
+    /// `wallet_topup` (course orders are created through the courses API).
+    pub kind: String,
+    pub amount: Money,
+    /// `sandbox`, `stripe`, `alipay`, `wechatpay` (or `wallet`, for course orders).
+    pub provider: String,
+}
+
+/// How to pay a pending order at its provider.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentInstructions {
+    pub provider: String,
+    /// Our order reference at the provider (`out_trade_no`, `metadata.order_id`).
+    pub reference: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderResponse {
+    #[serde(flatten)]
+    pub order: Order,
+    pub payment: PaymentInstructions,
+}
+
+fn order_response(order: Order) -> OrderResponse {
+    let payment = PaymentInstructions {
+        provider: order.provider.clone(),
+        reference: order.id.simple().to_string(),
+    };
+    OrderResponse { order, payment }
+}
+
+#[utoipa::path(post, path = "/orders", tag = "payments", request_body = CreateOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first answer for the same key and body")),
+    security(("bearer" = [])),
+    responses((status = 201, body = OrderResponse), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 422, body = Problem)))]
+async fn create_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Answer, ApiError> {
+    let (req, raw): (CreateOrder, Value) = parse_body(&body)?;
+    let settings = &state.settings.payments;
+    crate::payments::positive(&req.amount, "amount")?;
+    if req.amount.currency.as_str() != settings.currency {
+        return Err(InvalidInput {
+            field: "amount.currency",
+            reason: "is not the platform's currency",
+        }
+        .into());
+    }
+    let kind = match req.kind.as_str() {
+        "wallet_topup" => OrderKind::WalletTopup,
+        "course" => {
+            return Err(ApiError::Unprocessable(
+                "course_orders_unavailable",
+                "course orders are created through the courses API".into(),
+            ));
+        }
+        _ => {
+            return Err(InvalidInput {
+                field: "kind",
+                reason: "must be wallet_topup or course",
+            }
+            .into());
+        }
+    };
+    if req.amount.amount > settings.max_topup {
+        return Err(InvalidInput {
+            field: "amount",
+            reason: "is larger than the largest top-up",
+        }
+        .into());
+    }
+    if !provider_enabled(&state, &req.provider) && req.provider != "wallet" {
+        return Err(ApiError::Unprocessable(
+            "provider_unavailable",
+            format!("provider {} is not enabled", req.provider),
+        ));
+    }
+    let new = NewOrder {
+        user_id: user.id,
+        kind,
+        amount: req.amount,
+        provider: req.provider.clone(),
+        ttl: time::Duration::seconds(settings.order_ttl_s as i64),
+    };
+    let answer = idempotent(&state, &user, "POST /orders", &headers, &raw, move |conn| {
+        Box::pin(async move {
+            let order = orders::create(conn, new).await?;
+            let body = serde_json::to_value(order_response(order)).map_err(anyhow::Error::from)?;
+            Ok((StatusCode::CREATED, body))
+        })
+    })
+    .await?;
+    if !answer.replayed && req.provider == "sandbox" {
+        if let (Some(id), Some(amount)) = (
+            answer.body["id"]
+                .as_str()
+                .and_then(|s| Uuid::parse_str(s).ok()),
+            answer.body["amount"]["amount"].as_i64(),
+        ) {
+            sandbox::payment(&state, id, amount, &settings.currency);
+        }
+    }
+    Ok(answer)
+}
+
+fn provider_enabled(state: &AppState, provider: &str) -> bool {
+    let p = &state.settings.payments;
+    match provider {
+        "sandbox" => p.sandbox.enabled,
+        "stripe" => p.stripe.enabled,
+        "alipay" => p.alipay.enabled,
+        "wechatpay" => p.wechatpay.enabled,
+        _ => false,
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct OrderListParams {
+    /// Admins and ops: another user's orders.
+    pub user_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub cursor: Option<Uuid>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderList {
+    pub items: Vec<OrderResponse>,
+    pub next_cursor: Option<Uuid>,
+}
+
+#[utoipa::path(get, path = "/orders", tag = "payments", params(OrderListParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = OrderList), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn list_orders(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<OrderListParams>,
+) -> Result<Json<OrderList>, ApiError> {
+    let limit = PageLimit::parse(q.limit)?.get() as i64;
+    let user_id = if is_staff(&user) {
+        q.user_id
+    } else {
+        Some(user.id)
+    };
+    let mut conn = state.db.acquire().await?;
+    let items = orders::list(
+        &mut conn,
+        &orders::ListFilter {
+            user_id,
+            status: q.status,
+            kind: q.kind,
+            before: q.cursor,
+            limit: limit + 1,
+        },
+    )
+    .await?;
+    let (items, next_cursor) = page(items, limit, |o| o.id);
+    Ok(Json(OrderList {
+        items: items.into_iter().map(order_response).collect(),
+        next_cursor,
+    }))
+}
+
+fn page<T>(mut items: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> (Vec<T>, Option<Uuid>) {
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    let next = if more { items.last().map(id) } else { None };
+    (items, next)
+}
+
+#[utoipa::path(get, path = "/orders/{id}", tag = "payments",
+    params(("id" = Uuid, Path, description = "order id")), security(("bearer" = [])),
+    responses((status = 200, body = OrderResponse), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn get_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<OrderResponse>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let order = orders::get(&mut conn, id)
+        .await?
+        .filter(|o| o.user_id == user.id || is_staff(&user))
+        .ok_or(ApiError::NotFound("order"))?;
+    Ok(Json(order_response(order)))
+}
+
+// ------------------------------------------------------------------------------------------
+// Wallet
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Wallet {
+    /// Settled balance.
+    pub balance: Money,
+    /// Held by pending transfers (e.g. refunds in flight).
+    pub held: Money,
+    /// What can be spent: balance - held.
+    pub available: Money,
+}
+
+#[utoipa::path(get, path = "/wallet", tag = "payments", security(("bearer" = [])),
+    responses((status = 200, body = Wallet), (status = 401, body = Problem)))]
+async fn get_wallet(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Wallet>, ApiError> {
+    let currency = Currency::try_from(state.settings.payments.currency.clone())?;
+    let mut conn = state.db.acquire().await?;
+    let account = ledger::account(
+        &mut conn,
+        &ledger::AccountRef::UserWallet(user.id),
+        &currency,
+    )
+    .await?;
+    let b = ledger::balance(&mut conn, account).await?;
+    Ok(Json(Wallet {
+        balance: Money::new(b.posted, currency.clone()),
+        held: Money::new(b.held, currency.clone()),
+        available: Money::new(b.available(), currency),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct TransactionParams {
+    /// Transfer kind: topup, purchase, refund, refund_settle, reversal, adjustment.
+    pub kind: Option<String>,
+    /// pending, posted, voided.
+    pub state: Option<String>,
+    pub order_id: Option<Uuid>,
+    /// Admin view only: the account owner.
+    pub user_id: Option<Uuid>,
+    /// Admin view only: account kind (user_wallet, teacher_earnings, platform_revenue, ...).
+    pub account_kind: Option<String>,
+    /// `csv` for a CSV export of the page.
+    pub format: Option<String>,
+    pub cursor: Option<Uuid>,
+    pub limit: Option<i64>,
+}
+
+/// One leg of a transfer, as seen from one account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Transaction {
+    pub id: Uuid,
+    pub transfer_id: Uuid,
+    pub account_id: Uuid,
+    pub account_kind: String,
+    pub owner_id: Option<Uuid>,
+    pub provider: Option<String>,
+    pub kind: String,
+    pub state: String,
+    /// Signed: positive into the account, negative out of it.
+    pub amount: Money,
+    pub order_id: Option<Uuid>,
+    pub refund_id: Option<Uuid>,
+    pub reverses: Option<Uuid>,
+    pub description: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransactionList {
+    pub items: Vec<Transaction>,
+    pub next_cursor: Option<Uuid>,
+}
+
+async fn transactions(
+    conn: &mut PgConnection,
+    q: &TransactionParams,
+    account_id: Option<Uuid>,
+) -> Result<(Vec<Transaction>, Option<Uuid>), ApiError> {
+    let limit = PageLimit::parse(q.limit)?.get() as i64;
+    let rows = sqlx::query!(
+        r#"SELECT l.id, l.transfer_id, l.account_id, l.amount, a.kind AS account_kind, a.owner_id,
+                  a.provider, t.kind, t.state, t.currency, t.order_id, t.refund_id, t.reverses,
+                  t.description, t.created_at
+             FROM ledger_legs l
+             JOIN ledger_transfers t ON t.id = l.transfer_id
+             JOIN ledger_accounts a ON a.id = l.account_id
+            WHERE ($1::uuid IS NULL OR l.account_id = $1)
+              AND ($2::text IS NULL OR t.kind = $2) AND ($3::text IS NULL OR t.state = $3)
+              AND ($4::uuid IS NULL OR t.order_id = $4) AND ($5::uuid IS NULL OR a.owner_id = $5)
+              AND ($6::text IS NULL OR a.kind = $6) AND ($7::uuid IS NULL OR l.id < $7)
+            ORDER BY l.id DESC LIMIT $8"#,
+        account_id,
+        q.kind,
+        q.state,
+        q.order_id,
+        q.user_id,
+        q.account_kind,
+        q.cursor,
+        limit + 1
+    )
+    .fetch_all(conn)
+    .await?;
+    let items = rows
+        .into_iter()
+        .map(|r| Transaction {
+            id: r.id,
+            transfer_id: r.transfer_id,
+            account_id: r.account_id,
+            account_kind: r.account_kind,
+            owner_id: r.owner_id,
+            provider: r.provider,
+            kind: r.kind,
+            state: r.state,
+            amount: Money::new(r.amount, Currency::from_db(r.currency)),
+            order_id: r.order_id,
+            refund_id: r.refund_id,
+            reverses: r.reverses,
+            description: r.description,
+            created_at: r.created_at,
+        })
+        .collect();
+    Ok(page(items, limit, |t: &Transaction| t.id))
+}
+
+fn transactions_response(
+    items: Vec<Transaction>,
+    next_cursor: Option<Uuid>,
+    csv: bool,
+) -> Response {
+    if !csv {
+        return Json(TransactionList { items, next_cursor }).into_response();
+    }
+    let mut out =
+        String::from("id,created_at,kind,state,amount,currency,order_id,refund_id,description\n");
+    for t in &items {
+        let created = t
+            .created_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let desc = t.description.replace('"', "\"\"");
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},\"{}\"\n",
+            t.id,
+            created,
+            t.kind,
+            t.state,
+            t.amount.amount,
+            t.amount.currency.as_str(),
+            t.order_id.map(|u| u.to_string()).unwrap_or_default(),
+            t.refund_id.map(|u| u.to_string()).unwrap_or_default(),
+            desc
+        ));
+    }
+    let mut r = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
+    if let Some(c) = next_cursor {
+        if let Ok(v) = header::HeaderValue::from_str(&format!("<?cursor={c}>; rel=\"next\"")) {
+            r.headers_mut().insert(header::LINK, v);
+        }
+    }
+    r
+}
+
+#[utoipa::path(get, path = "/wallet/transactions", tag = "payments", params(TransactionParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = TransactionList), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn wallet_transactions(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(mut q): Query<TransactionParams>,
+) -> Result<Response, ApiError> {
+    let currency = Currency::try_from(state.settings.payments.currency.clone())?;
+    let mut conn = state.db.acquire().await?;
+    let account = ledger::account(
+        &mut conn,
+        &ledger::AccountRef::UserWallet(user.id),
+        &currency,
+    )
+    .await?;
+    q.user_id = None;
+    q.account_kind = None;
+    let (items, next) = transactions(&mut conn, &q, Some(account)).await?;
+    Ok(transactions_response(
+        items,
+        next,
+        q.format.as_deref() == Some("csv"),
+    ))
+}
+
+#[utoipa::path(get, path = "/admin/payments/transactions", tag = "payments", params(TransactionParams),
+    security(("bearer" = ["admin", "ops"])),
+    responses((status = 200, body = TransactionList), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn admin_transactions(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<TransactionParams>,
+) -> Result<Response, ApiError> {
+    user.require_any(&[Role::Admin, Role::Ops])?;
+    let mut conn = state.db.acquire().await?;
+    let (items, next) = transactions(&mut conn, &q, None).await?;
+    Ok(transactions_response(
+        items,
+        next,
+        q.format.as_deref() == Some("csv"),
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconcileReport {
+    pub orders_expired: u64,
+    pub holds_voided: u64,
+    pub keys_purged: u64,
+    pub ledger_mismatches: usize,
+}
+
+#[utoipa::path(post, path = "/admin/payments/reconcile", tag = "payments",
+    security(("bearer" = ["admin", "ops"])),
+    responses((status = 200, body = ReconcileReport), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn admin_reconcile(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<ReconcileReport>, ApiError> {
+    user.require_any(&[Role::Admin, Role::Ops])?;
+    let r = reconcile::run_once(&state.db, state.settings.payments.idempotency_ttl_h).await?;
+    Ok(Json(ReconcileReport {
+        orders_expired: r.orders_expired,
+        holds_voided: r.holds_voided,
+        keys_purged: r.keys_purged,
+        ledger_mismatches: r.ledger_mismatches,
+    }))
+}
+
+// ------------------------------------------------------------------------------------------
+// Refunds
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRefund {
+    pub order_id: Uuid,
+    /// Defaults to everything not yet refunded.
+    pub amount: Option<Money>,
+    /// `original` (default) or `wallet`.
+    #[serde(default = "default_destination")]
+    pub destination: Destination,
+    #[serde(default)]
+    pub reason: String,
+}
+
+fn default_destination() -> Destination {
+    Destination::Original
+}
+
+#[utoipa::path(post, path = "/refunds", tag = "payments", request_body = CreateRefund,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first answer for the same key and body")),
+    security(("bearer" = ["admin", "ops"])),
+    responses((status = 201, body = Refund), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
+              (status = 422, body = Problem)))]
+async fn create_refund(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Answer, ApiError> {
+    user.require_any(&[Role::Admin, Role::Ops])?;
+    let (req, raw): (CreateRefund, Value) = parse_body(&body)?;
+    if let Some(m) = &req.amount {
+        crate::payments::positive(m, "amount")?;
+    }
+    let amount = req.amount.as_ref().map(|m| m.amount);
+    let currency = req.amount.as_ref().map(|m| m.currency.clone());
+    let new = NewRefund {
+        order_id: req.order_id,
+        amount,
+        destination: req.destination,
+        reason: req.reason,
+        requested_by: user.id,
+        hold_ttl: time::Duration::seconds(state.settings.payments.refund_hold_s as i64),
+    };
+    let answer = idempotent(
+        &state,
+        &user,
+        "POST /refunds",
+        &headers,
+        &raw,
+        move |conn| {
+            Box::pin(async move {
+                if let Some(c) = currency {
+                    let order = orders::get(conn, new.order_id)
+                        .await?
+                        .ok_or(ApiError::NotFound("order"))?;
+                    if order.currency() != &c {
+                        return Err(InvalidInput {
+                            field: "amount.currency",
+                            reason: "must be the order's currency",
+                        }
+                        .into());
+                    }
+                }
+                let refund = refunds::create(conn, new).await?;
+                let body = serde_json::to_value(refund).map_err(anyhow::Error::from)?;
+                Ok((StatusCode::CREATED, body))
+            })
+        },
+    )
+    .await?;
+    if !answer.replayed
+        && answer.body["provider"] == "sandbox"
+        && answer.body["status"] == "pending"
+    {
+        if let Some(id) = answer.body["id"]
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+        {
+            sandbox::refund(&state, id);
+        }
+    }
+    Ok(answer)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RefundListParams {
+    /// Admins and ops: another user's refunds.
+    pub user_id: Option<Uuid>,
+    pub order_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub cursor: Option<Uuid>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundList {
+    pub items: Vec<Refund>,
+    pub next_cursor: Option<Uuid>,
+}
+
+#[utoipa::path(get, path = "/refunds", tag = "payments", params(RefundListParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = RefundList), (status = 401, body = Problem)))]
+async fn list_refunds(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<RefundListParams>,
+) -> Result<Json<RefundList>, ApiError> {
+    let limit = PageLimit::parse(q.limit)?.get() as i64;
+    let user_id = if is_staff(&user) {
+        q.user_id
+    } else {
+        Some(user.id)
+    };
+    let mut conn = state.db.acquire().await?;
+    let items = refunds::list(
+        &mut conn,
+        user_id,
+        q.order_id,
+        q.status,
+        q.cursor,
+        limit + 1,
+    )
+    .await?;
+    let (items, next_cursor) = page(items, limit, |r| r.id);
+    Ok(Json(RefundList { items, next_cursor }))
+}
+
+#[utoipa::path(get, path = "/refunds/{id}", tag = "payments",
+    params(("id" = Uuid, Path, description = "refund id")), security(("bearer" = [])),
+    responses((status = 200, body = Refund), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn get_refund(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Refund>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let r = refunds::get(&mut conn, id)
+        .await?
+        .filter(|r| r.user_id == user.id || is_staff(&user))
+        .ok_or(ApiError::NotFound("refund"))?;
+    Ok(Json(r))
+}
+
+// ------------------------------------------------------------------------------------------
+// Provider callbacks
+
+fn now_unix() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, VerifyError> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(VerifyError::Missing(name))
+}
+
+fn refuse(e: VerifyError) -> ApiError {
+    tracing::warn!(error = %e, "provider callback refused");
+    ApiError::BadRequestCode("invalid_callback", e.to_string())
+}
+
+/// Verify a callback as its provider documents; `None` for an unknown or disabled provider.
+fn verify(
+    state: &AppState,
+    provider: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Result<providers::VerifiedEvent, VerifyError>> {
+    let p = &state.settings.payments;
+    let tol = p.webhook_tolerance_s;
+    Some(match provider {
+        "sandbox" if p.sandbox.enabled => header_str(headers, "sandbox-signature").and_then(|h| {
+            providers::verify_stripe_signature(
+                p.sandbox.secret.expose().as_bytes(),
+                h,
+                body,
+                now_unix(),
+                tol,
+            )?;
+            providers::parse_stripe_event(body)
+        }),
+        "stripe" if p.stripe.enabled => header_str(headers, "stripe-signature").and_then(|h| {
+            providers::verify_stripe_signature(
+                p.stripe.webhook_secret.expose().as_bytes(),
+                h,
+                body,
+                now_unix(),
+                tol,
+            )?;
+            providers::parse_stripe_event(body)
+        }),
+        "alipay" if p.alipay.enabled => providers::decode_public_key(&p.alipay.public_key)
+            .and_then(|key| {
+                let params: Vec<(String, String)> =
+                    url::form_urlencoded::parse(body).into_owned().collect();
+                providers::verify_alipay(&key, &params)
+            }),
+        "wechatpay" if p.wechatpay.enabled => (|| {
+            let key = providers::decode_public_key(&p.wechatpay.platform_public_key)?;
+            let h = providers::WechatHeaders {
+                timestamp: header_str(headers, "wechatpay-timestamp")?.to_string(),
+                nonce: header_str(headers, "wechatpay-nonce")?.to_string(),
+                signature: header_str(headers, "wechatpay-signature")?.to_string(),
+                serial: header_str(headers, "wechatpay-serial")?.to_string(),
+            };
+            providers::verify_wechat(
+                &[(p.wechatpay.platform_serial.clone(), key)],
+                p.wechatpay.apiv3_key.expose().as_bytes(),
+                &h,
+                body,
+                now_unix(),
+                tol,
+            )
+        })(),
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAck {
+    pub received: bool,
+    /// applied, duplicate, already_applied, ignored, or why it was not applied.
+    pub outcome: String,
+}
+
+/// A provider callback. Verified by signature; answered 200 (Alipay: `success`, WeChat: 204)
+/// once recorded, even when it is a duplicate or does not match the order (then not applied).
+#[utoipa::path(post, path = "/payments/webhooks/{provider}", tag = "payments",
+    request_body(content = String, description = "the provider's raw callback (JSON or form)"),
+    params(("provider" = String, Path, description = "sandbox, stripe, alipay or wechatpay")),
+    security(()),
+    responses((status = 200, body = WebhookAck), (status = 204), (status = 400, body = Problem),
+              (status = 404, body = Problem)))]
+async fn webhook(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let event = match verify(&state, &provider, &headers, &body) {
+        None => return Err(ApiError::NotFound("payment provider")),
+        Some(Err(e)) => return Err(refuse(e)),
+        Some(Ok(ev)) => ev,
+    };
+    let outcome = events::apply(&state.db, &state.settings.payments, &provider, &event).await?;
+    Ok(match provider.as_str() {
+        "alipay" => ([(header::CONTENT_TYPE, "text/plain")], "success").into_response(),
+        "wechatpay" => StatusCode::NO_CONTENT.into_response(),
+        _ => Json(WebhookAck {
+            received: true,
+            outcome: outcome.as_str().to_string(),
+        })
+        .into_response(),
+    })
+}
+
+/// The sandbox provider: after a short delay it calls our webhook like a real provider would,
+/// signed with the sandbox secret, reporting `payments.sandbox.outcome`.
+mod sandbox {
+    use super::*;
+
+    static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(reqwest::Client::new);
+
+    fn send(state: &AppState, event: Value) {
+        let s = &state.settings.payments.sandbox;
+        let secret = s.secret.expose().as_bytes().to_vec();
+        let delay = std::time::Duration::from_millis(s.callback_delay_ms);
+        let url = state
+            .settings
+            .http
+            .public_url
+            .join("api/v1/payments/webhooks/sandbox")
+            .map(|u| u.to_string());
+        tokio::spawn(async move {
+            let Ok(url) = url else { return };
+            tokio::time::sleep(delay).await;
+            let body = serde_json::to_vec(&event).unwrap_or_default();
+            let sig = providers::stripe_signature_header(&secret, now_unix(), &body);
+            let r = CLIENT
+                .post(url)
+                .header("content-type", "application/json")
+                .header("sandbox-signature", sig)
+                .body(body)
+                .send()
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "sandbox callback failed");
+            }
+        });
+    }
+
+    pub fn payment(state: &AppState, order_id: Uuid, amount: i64, currency: &str) {
+        let ty = match state.settings.payments.sandbox.outcome.as_str() {
+            "succeed" => "payment_intent.succeeded",
+            "fail" => "payment_intent.payment_failed",
+            _ => return,
+        };
+        send(
+            state,
+            json!({
+                "id": format!("evt_{}", Uuid::now_v7().simple()),
+                "type": ty,
+                "data": {"object": {
+                    "id": format!("pi_{}", order_id.simple()),
+                    "amount": amount,
+                    "currency": currency.to_ascii_lowercase(),
+                    "metadata": {"order_id": order_id.simple().to_string()},
+                }},
+            }),
+        );
+    }
+
+    pub fn refund(state: &AppState, refund_id: Uuid) {
+        let status = match state.settings.payments.sandbox.outcome.as_str() {
+            "succeed" => "succeeded",
+            "fail" => "failed",
+            _ => return,
+        };
+        send(
+            state,
+            json!({
+                "id": format!("evt_{}", Uuid::now_v7().simple()),
+                "type": "refund.updated",
+                "data": {"object": {
+                    "id": format!("re_{}", refund_id.simple()),
+                    "status": status,
+                    "metadata": {"refund_id": refund_id.to_string()},
+                }},
+            }),
+        );
+    }
+}
