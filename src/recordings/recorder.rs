@@ -524,6 +524,13 @@ pub(crate) async fn write_playlist(ctx: &Ctx, id: Uuid, final_: bool) -> anyhow:
 
 async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: Option<StreamInfo>) {
     let started = Instant::now();
+    // Seconds spent in each step, for the log line and the `recording.ready` event.
+    let mut steps = serde_json::Map::new();
+    let mut lap = Instant::now();
+    let mut step = |name: &str| {
+        steps.insert(format!("{name}_s"), json!(lap.elapsed().as_secs_f64()));
+        lap = Instant::now();
+    };
     let _ = store::set_processing(&ctx.db, id).await;
     let segments = match store::segments(&ctx.db, id).await {
         Ok(s) => s,
@@ -533,6 +540,7 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
         }
     };
     let stored: Vec<&SegmentRow> = segments.iter().filter(|s| s.uploaded && !s.lost).collect();
+    step("db");
     if stored.is_empty() {
         let reason = "no media was recorded";
         let _ = store::set_failed(&ctx.db, id, reason).await;
@@ -568,6 +576,7 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
         Some(n) => f.size_bytes += n as i64,
         None => return,
     }
+    step("playlist");
     // Every segment locally, in order (a recovered recording may miss some: fetch them).
     let mut inputs = Vec::new();
     for s in &stored {
@@ -580,7 +589,8 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
         }
         inputs.push(path);
     }
-    f.mp4_size_bytes = make_mp4(ctx, id, dir, &inputs, f.duration_ms).await;
+    step("fetch");
+    f.mp4_size_bytes = make_mp4(ctx, id, dir, &inputs, f.duration_ms, &mut step).await;
     f.size_bytes += f.mp4_size_bytes.unwrap_or(0);
     if let Some(first) = inputs.first() {
         if let Some(n) = make_poster(ctx, id, dir, first).await {
@@ -588,11 +598,14 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
             f.size_bytes += n;
         }
     }
+    step("poster");
     if let Err(e) = store::set_ready(&ctx.db, id, &f).await {
         tracing::error!(recording_id = %id, error = %e, "cannot mark the recording ready");
         return;
     }
+    step("ready");
     let took = started.elapsed().as_secs_f64();
+    let steps = serde_json::Value::Object(steps);
     metrics::histogram!("recording_finalize_seconds").record(took);
     event(
         ctx,
@@ -601,10 +614,10 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
         "recording.ready",
         json!({"duration_s": f.duration_ms as f64 / 1000.0, "size_bytes": f.size_bytes,
                "segments": f.segment_count, "mp4": f.mp4_size_bytes.is_some(),
-               "finalize_s": took}),
+               "finalize_s": took, "steps": steps}),
     )
     .await;
-    tracing::info!(recording_id = %id, duration_ms = f.duration_ms, finalize_s = took, "recording ready");
+    tracing::info!(recording_id = %id, duration_ms = f.duration_ms, finalize_s = took, %steps, "recording ready");
     let _ = tokio::fs::remove_dir_all(dir).await;
 }
 
@@ -622,6 +635,7 @@ async fn make_mp4(
     dir: &Path,
     inputs: &[PathBuf],
     duration_ms: i64,
+    step: &mut impl FnMut(&str),
 ) -> Option<i64> {
     let output = dir.join("recording.mp4");
     let template = ctx.templates.get("vod-mp4").ok()?;
@@ -635,6 +649,7 @@ async fn make_mp4(
         wemaster_media::vod::run_to_eos(&description, &inputs, timeout)
     })
     .await;
+    step("mp4_remux");
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -647,7 +662,9 @@ async fn make_mp4(
             return None;
         }
     }
-    store_file(ctx, id, "recording.mp4", &output, "video/mp4").await
+    let stored = store_file(ctx, id, "recording.mp4", &output, "video/mp4").await;
+    step("mp4_store");
+    stored
 }
 
 async fn make_poster(ctx: &Ctx, id: Uuid, dir: &Path, first: &Path) -> Option<i64> {
