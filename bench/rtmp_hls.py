@@ -1092,13 +1092,13 @@ def med(values):
 
 
 def select_runs(runs, noise_max):
-    """Successful runs; noisy ones (other processes busy during the run) only for a (server, N)
-    that has no clean run."""
+    """Successful runs; noisy ones (other processes busy during the run) only for a (server, N,
+    record) that has no clean run."""
     ok = [r for r in runs if "error" not in r]
     for r in ok:
         r.setdefault("noisy", r.get("other_cpu_cores", 0) > noise_max)
-    clean = {(r["server"], r["n"]) for r in ok if not r["noisy"]}
-    return [r for r in ok if not r["noisy"] or (r["server"], r["n"]) not in clean]
+    clean = {(r["server"], r["n"], r.get("record", False)) for r in ok if not r["noisy"]}
+    return [r for r in ok if not r["noisy"] or (r["server"], r["n"], r.get("record", False)) not in clean]
 
 
 def summarize(runs):
