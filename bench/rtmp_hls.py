@@ -1230,11 +1230,14 @@ def summarize_files(files, noise_max):
             d = json.load(fh)
         for r in d.get("runs", []):
             r["_file"] = os.path.basename(f)
-            by_poll.setdefault((r.get("poll_ms"), r.get("record", False)), []).append(r)
-    for (poll, record), runs in sorted(by_poll.items(), key=lambda x: (x[0][0] or 0, x[0][1])):
+            # WeMaster on S3 apart (nginx and WeMaster on local storage side by side).
+            store = "s3" if r.get("storage") == "s3" else "local"
+            by_poll.setdefault((r.get("poll_ms"), r.get("record", False), store), []).append(r)
+    for (poll, record, store), runs in sorted(by_poll.items(), key=lambda x: (x[0][0] or 0, x[0][1], x[0][2])):
         sel = select_runs(runs, noise_max)
         dropped = len([r for r in runs if "error" not in r]) - len(sel)
-        print(f"\nplaylist poll every {poll:g} ms, recording {'on' if record else 'off'}: {len(sel)} runs "
+        print(f"\nplaylist poll every {poll:g} ms, recording {'on' if record else 'off'}"
+              f"{', WeMaster on S3' if store == 's3' else ''}: {len(sel)} runs "
               f"({dropped} noisy runs left out) from {sorted({r['_file'] for r in runs})}\n")
         print_table(summarize(sel))
         if record:
