@@ -18,6 +18,13 @@
 #   --perf-callgraph fp|dwarf [BENCH_PERF_CALLGRAPH]  perf record -g, or dwarf unwinding (deeper
 #                                            stacks through Rust and GStreamer, bigger files)
 #   --profile-servers "wemaster nginx"       servers profiled
+#   --record no|yes|"no yes" [BENCH_RECORD]  recording: WeMaster streams created with record
+#                                            false/true (true: reconnect_window_s 0, and after the
+#                                            run every publisher is stopped and the time to `ready`
+#                                            measured), nginx with `record off` / `record all` (FLV)
+#   --storage local|s3     [BENCH_STORAGE]   WeMaster's storage backend; s3 = a private s3s-fs per
+#                                            run ($BENCH_S3S_FS, default ~/.cargo/bin/s3s-fs;
+#                                            cargo install s3s-fs --version 0.14.1 --features binary)
 #   --no-build                               use the existing target/release/wemaster
 #   --keep                                   keep the servers' temp dirs (logs, segments)
 #   -- ARGS                                  passed on to bench/rtmp_hls.py (e.g. -- --noise-max 0.5
@@ -53,6 +60,9 @@ QUIET_WAIT=${BENCH_QUIET_WAIT:-900}
 PROFILE=${BENCH_PROFILE:-yes}
 PERF_CALLGRAPH=${BENCH_PERF_CALLGRAPH:-fp}
 PROFILE_SERVERS=${BENCH_PROFILE_SERVERS:-"wemaster nginx"}
+RECORD=${BENCH_RECORD:-no}
+STORAGE=${BENCH_STORAGE:-local}
+S3S_FS=${BENCH_S3S_FS:-$HOME/.cargo/bin/s3s-fs}
 BUILD=1
 KEEP=()
 EXTRA=()
@@ -69,6 +79,8 @@ while [ $# -gt 0 ]; do
     --profile) PROFILE=$2; shift 2 ;;
     --perf-callgraph) PERF_CALLGRAPH=$2; shift 2 ;;
     --profile-servers) PROFILE_SERVERS=$2; shift 2 ;;
+    --record) RECORD=$2; shift 2 ;;
+    --storage) STORAGE=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=(--keep); shift ;;
     --) shift; EXTRA=("$@"); break ;;
@@ -92,6 +104,9 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   install_packages "${need[@]}"
   [ -n "$policy" ] && as_root rm -f "$policy"
+fi
+if [ "$STORAGE" = s3 ] && [ ! -x "$S3S_FS" ]; then
+  die "no $S3S_FS: cargo install s3s-fs --version 0.14.1 --features binary (or set BENCH_S3S_FS)"
 fi
 NGINX_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
 [ -f "$NGINX_MODULE" ] || die "no $NGINX_MODULE: is libnginx-mod-rtmp installed?"
@@ -178,5 +193,6 @@ python3 "$BENCH/rtmp_hls.py" \
   --streams "$STREAMS" --duration "$DURATION" --skip "$SKIP" --runs "$RUNS" \
   --runs-max-n "$RUNS_MAX_N" --servers "$SERVERS" --poll-ms "$POLL_MS" \
   --quiet-wait "$QUIET_WAIT" --profile "$PROFILE" --perf-callgraph "$PERF_CALLGRAPH" \
-  --profile-servers "$PROFILE_SERVERS" --results-dir "$BENCH/results" \
+  --profile-servers "$PROFILE_SERVERS" --record "$RECORD" --storage "$STORAGE" \
+  --s3s-fs "$S3S_FS" --results-dir "$BENCH/results" \
   --meta "$meta" "${KEEP[@]}" "${EXTRA[@]}"

@@ -215,10 +215,34 @@ class Wemaster:
         self.proc = None
         self.streams = []  # (id, key)
         self.token = None
+        self.record = False
+        self.s3 = None
 
     def start(self):
         os.makedirs(f"{self.dir}/spool", exist_ok=True)
         env = dict(os.environ)
+        storage = {"WEMASTER__STORAGE__BACKEND": "local",
+                   "WEMASTER__STORAGE__LOCAL__ROOT": f"{self.dir}/objects"}
+        if self.args.storage == "s3":
+            # A private s3s-fs (objects are plain files under {dir}/s3/<bucket>/).
+            port = free_port()
+            key, secret = "bench", secrets.token_hex(16)
+            os.makedirs(f"{self.dir}/s3", exist_ok=True)
+            self.s3log = open(f"{self.dir}/s3s-fs.log", "wb")
+            self.s3 = subprocess.Popen(
+                [self.args.s3s_fs, "--host", "127.0.0.1", "--port", str(port),
+                 "--access-key", key, "--secret-key", secret, f"{self.dir}/s3"],
+                stdout=self.s3log, stderr=subprocess.STDOUT)
+            if not wait_port(port, 15):
+                raise RuntimeError(f"s3s-fs did not start; see {self.dir}/s3s-fs.log")
+            storage = {"WEMASTER__STORAGE__BACKEND": "s3",
+                       "WEMASTER__STORAGE__S3__ENDPOINT": f"http://127.0.0.1:{port}",
+                       "WEMASTER__STORAGE__S3__BUCKET": "wemaster-bench",
+                       "WEMASTER__STORAGE__S3__ACCESS_KEY_ID": key,
+                       "WEMASTER__STORAGE__S3__SECRET_ACCESS_KEY": secret,
+                       "WEMASTER__STORAGE__S3__FORCE_PATH_STYLE": "true",
+                       "WEMASTER__STORAGE__S3__CREATE_BUCKET": "true"}
+        env.update(storage)
         env.update(
             {
                 "WEMASTER__HTTP__LISTEN": f"127.0.0.1:{self.http_port}",
@@ -226,8 +250,6 @@ class Wemaster:
                 "WEMASTER__RTMP__LISTEN": f"127.0.0.1:{self.rtmp_port}",
                 "WEMASTER__MEDIA__PIPELINES_DIR": self.args.pipelines_dir,
                 "WEMASTER__MEDIA__SPOOL_DIR": f"{self.dir}/spool",
-                "WEMASTER__STORAGE__BACKEND": "local",
-                "WEMASTER__STORAGE__LOCAL__ROOT": f"{self.dir}/objects",
                 "WEMASTER__LIVE__SEGMENT_DURATION_S": "2",
                 "WEMASTER__LIVE__WINDOW_SEGMENTS": "6",
                 "WEMASTER__LOG__FORMAT": "json",
@@ -258,10 +280,10 @@ class Wemaster:
         self.token = self._api("POST", "/api/v1/auth/login",
                                {"email": self.args.email, "password": self.args.password})["access_token"]
 
-    def _api(self, method, path, body):
+    def _api(self, method, path, body=None):
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.http_port}{path}",
-            data=json.dumps(body).encode(),
+            data=None if body is None else json.dumps(body).encode(),
             method=method,
             headers={"content-type": "application/json",
                      **({"authorization": f"Bearer {self.token}"} if self.token else {})},
@@ -271,12 +293,47 @@ class Wemaster:
 
     def prepare(self, n):
         for i in range(n):
+            # Recording explicit (the API's default is record: true). A recorded session ends as
+            # soon as its publisher stops (window 0), so time to ready starts at the stop.
             s = self._api("POST", "/api/v1/live-streams",
-                          {"title": f"bench {i}", "reconnect_window_s": 5})
+                          {"title": f"bench {i}", "record": self.record,
+                           "reconnect_window_s": 0 if self.record else 5})
             self.streams.append((s["id"], s["stream_key"]))
 
     def pids(self):
         return [self.proc.pid] if self.proc and self.proc.poll() is None else []
+
+    def recording(self, i):
+        """The recording of stream i (the newest), or None."""
+        items = self._api("GET", f"/api/v1/recordings?live_stream_id={self.streams[i][0]}")["items"]
+        return items[0] if items else None
+
+    def recordings(self):
+        """{stream index: its newest recording} in one request (this server's streams only)."""
+        index = {sid: i for i, (sid, _) in enumerate(self.streams)}
+        items = self._api("GET", "/api/v1/recordings?limit=100")["items"]  # newest first
+        out = {}
+        for r in items:
+            i = index.get(r["live_stream_id"])
+            if i is not None and i not in out:
+                out[i] = r
+        return out
+
+    def metrics(self):
+        """{name{labels}: value} of the recording_* metrics."""
+        out = {}
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("recording"):
+                    k, _, v = line.rpartition(" ")
+                    try:
+                        out[k] = float(v)
+                    except ValueError:
+                        pass
+        return out
+
+    def objects_root(self):
+        return f"{self.dir}/s3" if self.args.storage == "s3" else f"{self.dir}/objects"
 
     def publish_url(self, i):
         return f"rtmp://127.0.0.1:{self.rtmp_port}/live/{self.streams[i][1]}"
@@ -294,6 +351,10 @@ class Wemaster:
                 self.proc.wait()
         if getattr(self, "logf", None):
             self.logf.close()
+        if self.s3 and self.s3.poll() is None:
+            self.s3.terminate()
+            self.s3.wait(10)
+            self.s3log.close()
 
     def version(self):
         return subprocess.run([self.args.wemaster_bin, "--version"], capture_output=True,
@@ -314,7 +375,7 @@ rtmp {{
         listen 127.0.0.1:{rtmp_port};
         application live {{
             live on;
-            record off;
+{record}
             hls on;
             hls_path {dir}/hls;
             hls_fragment 2s;
@@ -352,13 +413,19 @@ class Nginx:
         self.rtmp_port = free_port()
         self.proc = None
         self.streams = []
+        self.record = False
 
     def start(self):
         os.makedirs(f"{self.dir}/hls", exist_ok=True)
         os.makedirs(f"{self.dir}/tmp", exist_ok=True)
+        os.makedirs(f"{self.dir}/rec", exist_ok=True)
         conf = f"{self.dir}/nginx.conf"
+        # Like with like: `record all` writes every stream's audio and video to one FLV file
+        # per publish (what nginx-rtmp offers as a recording; no upload, no MP4).
+        record = (f"            record all;\n            record_path {self.dir}/rec;\n"
+                  "            record_unique on;" if self.record else "            record off;")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(module=self.args.nginx_module, dir=self.dir,
+            f.write(NGINX_CONF.format(module=self.args.nginx_module, dir=self.dir, record=record,
                                       rtmp_port=self.rtmp_port, http_port=self.http_port))
         self.logf = open(f"{self.dir}/server.log", "wb")
         self.proc = subprocess.Popen(["nginx", "-c", conf, "-p", self.dir],
@@ -593,15 +660,19 @@ def wait_quiet(args):
         waited = time.monotonic() - t0
 
 
-def run_one(args, kind, n, rep):
+def run_one(args, kind, n, rep, record=False):
     workdir = tempfile.mkdtemp(prefix=f"wm-bench-{kind}-", dir=args.tmp)
     server = (Wemaster if kind == "wemaster" else Nginx)(args, workdir)
+    server.record = record
     quiet = wait_quiet(args) if args.quiet_wait > 0 else {"quiet": None}
-    log(f"run: {kind} N={n} rep={rep} D={args.duration}s (dir {workdir})")
+    log(f"run: {kind} N={n} rep={rep} D={args.duration}s record={'yes' if record else 'no'}"
+        + (f" storage={args.storage}" if record and kind == "wemaster" else "") + f" (dir {workdir})")
     pubs, pollers = [], []
     stop_polling = threading.Event()
     result = {"server": kind, "n": n, "rep": rep, "duration_s": args.duration,
-              "skip_s": args.skip, "poll_ms": args.poll_ms, **quiet}
+              "skip_s": args.skip, "poll_ms": args.poll_ms, "record": record,
+              "storage": args.storage if kind == "wemaster" else "file", **quiet}
+    upload_samples = []  # (t, queue depth, oldest age s) while live
     try:
         server.start()
         server.prepare(n)
@@ -631,6 +702,14 @@ def run_one(args, kind, n, rep):
             samples.append((now - t_start, cpu_ticks(spids),
                             cpu_ticks([p.proc.pid for p in pubs if p.proc.poll() is None]),
                             cpu_ticks([os.getpid()]), busy, total, len(spids)))
+            if record and kind == "wemaster" and len(samples) % 2 == 0:
+                try:
+                    m = server.metrics()
+                    upload_samples.append((round(now - t_start, 1),
+                                           m.get("recording_upload_queue_depth", 0),
+                                           m.get("recording_upload_oldest_age_seconds", 0)))
+                except OSError:
+                    pass
             if now >= t_end:
                 break
             time.sleep(min(1.0, max(0.0, t_end - now)))
@@ -709,6 +788,10 @@ def run_one(args, kind, n, rep):
             "streams": per_stream,
             "cpu_timeline": [(round(s[0], 2), s[1], s[6]) for s in samples],
         })
+        if record and kind == "wemaster":
+            result["recording"] = recording_phase(args, server, pubs, upload_samples)
+        elif record:
+            result["recording"] = nginx_recording_phase(server, pubs)
     finally:
         stop_polling.set()
         procs = [p.stop() for p in pubs]
@@ -725,7 +808,166 @@ def run_one(args, kind, n, rep):
         f"rss/stream {result['rss_per_stream_kib'] / 1024:.2f} MiB, "
         f"delay median {fmt_s(result['segment_delay_median_s'])} p90 {fmt_s(result['segment_delay_p90_s'])} "
         f"({result['segments_measured']} segments), other load {result['other_cpu_cores']:.2f} cores")
+    rec = result.get("recording") or {}
+    if rec.get("ready_after_stop_median_s") is not None:
+        log(f"  ready after stop: median {fmt_s(rec['ready_after_stop_median_s'])} "
+            f"p90 {fmt_s(rec['ready_after_stop_p90_s'])} max {fmt_s(rec['ready_after_stop_max_s'])} "
+            f"({rec['ready']}/{n} ready); finalize median {fmt_s(rec.get('finalize_median_s'))}; "
+            f"upload {rec.get('upload_mean_s')} s/segment, {rec.get('upload_mib_per_s_per_upload')} MiB/s per upload")
     return result
+
+
+def tree_bytes(root, suffix):
+    """(files, bytes) of the files under root whose name ends with suffix."""
+    files = total = 0
+    for d, _, names in os.walk(root):
+        for name in names:
+            if name.endswith(suffix):
+                files += 1
+                try:
+                    total += os.path.getsize(os.path.join(d, name))
+                except OSError:
+                    pass
+    return files, total
+
+
+def stop_publishers(pubs):
+    """SIGINT every publisher at once; (monotonic, wall) time of the stop, exit times."""
+    t_mono, t_wall = time.monotonic(), time.time()
+    for p in pubs:
+        p.stop()
+    exited = []
+    for p in pubs:
+        try:
+            p.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            p.proc.kill()
+            p.proc.wait()
+        exited.append(time.monotonic() - t_mono)
+    return t_mono, t_wall, exited
+
+
+def nginx_recording_phase(server, pubs):
+    """nginx: the FLV file is complete when the publisher's connection closes; its size."""
+    _, _, exited = stop_publishers(pubs)
+    time.sleep(1.0)
+    files, size = tree_bytes(f"{server.dir}/rec", ".flv")
+    return {"publisher_exit_max_s": round(max(exited), 3) if exited else None,
+            "flv_files": files, "flv_bytes": size}
+
+
+def recording_phase(args, server, pubs, upload_samples):
+    """WeMaster: stop every publisher at once, then poll each stream's recording until it is
+    `ready` (or failed, or --ready-timeout); time to ready, finalization CPU, upload figures."""
+    m0 = server.metrics()
+    pids = server.pids()
+    ticks0 = cpu_ticks(pids)
+    busy0, total0 = system_busy_ticks()
+    t_stop, wall_stop, exited = stop_publishers(pubs)
+    n = len(server.streams)
+    ready_at, status, rows = {}, {}, {}
+    deadline = t_stop + args.ready_timeout
+    # One list request per poll (the streams of this run are the newest recordings; the
+    # per-stream form GET /api/v1/recordings?live_stream_id= answers the same).
+    while len(ready_at) < n and time.monotonic() < deadline:
+        try:
+            recs = server.recordings()
+        except OSError:
+            recs = {}
+        now = time.monotonic()
+        for i, r in recs.items():
+            if i in ready_at:
+                continue
+            status[i] = r["status"]
+            if r["status"] in ("ready", "failed"):
+                ready_at[i] = now - t_stop
+                rows[i] = r
+        time.sleep(args.ready_poll_ms / 1000.0)
+    t_done = time.monotonic()
+    fin_cpu = (cpu_ticks(pids) - ticks0) / CLK_TCK
+    busy1, total1 = system_busy_ticks()
+    m1 = server.metrics()
+    times = [ready_at[i] for i in ready_at if rows[i]["status"] == "ready"]
+    out = {
+        "stopped": n,
+        "ready": len(times),
+        "failed": [rows[i].get("failure_reason") for i in rows if rows[i]["status"] == "failed"],
+        "not_ready": {str(i): status.get(i) for i in range(n) if i not in ready_at},
+        "publisher_exit_max_s": round(max(exited), 3) if exited else None,
+        "ready_after_stop_s": sorted(round(t, 3) for t in times),
+        "ready_after_stop_median_s": percentile(times, 50),
+        "ready_after_stop_p90_s": percentile(times, 90),
+        "ready_after_stop_max_s": max(times) if times else None,
+        "finalize_phase_s": round(t_done - t_stop, 3),
+        "finalize_server_cpu_core_s": round(fin_cpu, 3),
+        "finalize_server_cpu_core_s_per_recording": round(fin_cpu / max(1, n), 3),
+        "finalize_machine_cpu_cores": round((busy1 - busy0) / max(1, total1 - total0) * NCPU, 3),
+    }
+    # ended_at (set when finalization starts) splits the wait in two: until the session's
+    # finalization starts (last segment uploaded), then the finalization itself.
+    from datetime import datetime
+    to_start = []
+    for i, r in rows.items():
+        if r.get("ended_at"):
+            ended = datetime.fromisoformat(r["ended_at"].replace("Z", "+00:00")).timestamp()
+            to_start.append(ended - wall_stop)
+    out["finalize_start_after_stop_median_s"] = percentile(to_start, 50)
+    out["finalize_start_after_stop_max_s"] = max(to_start) if to_start else None
+    ready_rows = [r for r in rows.values() if r["status"] == "ready"]
+    out["recording_duration_s_median"] = percentile([r["duration_s"] for r in ready_rows], 50)
+    out["segments_median"] = percentile([r["segment_count"] for r in ready_rows], 50)
+    out["mp4"] = sum(1 for r in ready_rows if r.get("mp4_url"))
+    out["poster"] = sum(1 for r in ready_rows if r.get("poster_url"))
+    # "recording ready" log lines: finalize_s and its steps.
+    fin, steps = [], {}
+    try:
+        with open(f"{server.dir}/server.log", errors="replace") as f:
+            for line in f:
+                if "recording ready" not in line:
+                    continue
+                try:
+                    d = json.loads(line)
+                except ValueError:
+                    continue
+                fields = d.get("fields", d)
+                if "finalize_s" in fields:
+                    fin.append(float(fields["finalize_s"]))
+                st = fields.get("steps")
+                if isinstance(st, str):
+                    try:
+                        st = json.loads(st)
+                    except ValueError:
+                        st = None
+                for k, v in (st or {}).items():
+                    steps.setdefault(k, []).append(float(v))
+    except OSError:
+        pass
+    out["finalize_median_s"] = percentile(fin, 50)
+    out["finalize_max_s"] = max(fin) if fin else None
+    out["finalize_steps_median_s"] = {k: round(percentile(v, 50), 4) for k, v in steps.items()}
+    out["finalize_steps_max_s"] = {k: round(max(v), 4) for k, v in steps.items()}
+    # Uploads: segments and their bytes in storage, time per upload from the histogram.
+    seg_files, seg_bytes = tree_bytes(server.objects_root(), ".ts")
+    mp4_files, mp4_bytes = tree_bytes(server.objects_root(), ".mp4")
+    count = m1.get("recording_upload_seconds_count", 0)
+    total_s = m1.get("recording_upload_seconds_sum", 0)
+    out.update({
+        "segments_uploaded_total": m1.get("recording_segments_uploaded_total"),
+        "segments_uploaded_after_stop": (m1.get("recording_segments_uploaded_total", 0)
+                                         - m0.get("recording_segments_uploaded_total", 0)),
+        "upload_failures_total": m1.get("recording_upload_failures_total", 0),
+        "segment_objects": seg_files, "segment_bytes": seg_bytes,
+        "mp4_objects": mp4_files, "mp4_bytes": mp4_bytes,
+        "upload_count": count, "upload_seconds_sum": round(total_s, 4),
+        "upload_mean_s": round(total_s / count, 4) if count else None,
+        "upload_mib_per_s_per_upload": (round(seg_bytes / total_s / 2**20, 1)
+                                        if total_s and count == seg_files else None),
+        "live_ingest_mib_per_s": round(seg_bytes / 2**20 / max(1e-9, args.duration), 3),
+        "upload_queue_depth_max": max((s[1] for s in upload_samples), default=None),
+        "upload_oldest_age_max_s": max((s[2] for s in upload_samples), default=None),
+        "upload_buckets": {k: v for k, v in m1.items() if k.startswith("recording_upload_seconds_bucket")},
+    })
+    return out
 
 
 def fmt_s(v):
@@ -850,13 +1092,13 @@ def med(values):
 
 
 def select_runs(runs, noise_max):
-    """Successful runs; noisy ones (other processes busy during the run) only for a (server, N)
-    that has no clean run."""
+    """Successful runs; noisy ones (other processes busy during the run) only for a (server, N,
+    record) that has no clean run."""
     ok = [r for r in runs if "error" not in r]
     for r in ok:
         r.setdefault("noisy", r.get("other_cpu_cores", 0) > noise_max)
-    clean = {(r["server"], r["n"]) for r in ok if not r["noisy"]}
-    return [r for r in ok if not r["noisy"] or (r["server"], r["n"]) not in clean]
+    clean = {(r["server"], r["n"], r.get("record", False)) for r in ok if not r["noisy"]}
+    return [r for r in ok if not r["noisy"] or (r["server"], r["n"], r.get("record", False)) not in clean]
 
 
 def summarize(runs):
@@ -920,6 +1162,67 @@ def print_table(rows, file=sys.stdout):
               f"{f2(r['delay_median_s'])}x | {f2(r['delay_p90_s'])}x | |", file=file)
 
 
+def recording_rows(runs):
+    """One row per recorded run: time to ready, finalization, uploads."""
+    rows = []
+    for r in runs:
+        rec = r.get("recording")
+        if not rec or r["server"] != "wemaster":
+            continue
+        rows.append({"n": r["n"], "duration_s": r["duration_s"], "storage": r.get("storage"),
+                     **{k: rec.get(k) for k in (
+                         "ready", "stopped", "ready_after_stop_median_s", "ready_after_stop_p90_s",
+                         "ready_after_stop_max_s", "finalize_start_after_stop_median_s",
+                         "finalize_median_s", "finalize_max_s", "finalize_steps_median_s",
+                         "finalize_server_cpu_core_s_per_recording", "segment_bytes",
+                         "upload_count", "upload_mean_s", "upload_mib_per_s_per_upload",
+                         "live_ingest_mib_per_s", "upload_queue_depth_max",
+                         "upload_oldest_age_max_s", "upload_failures_total", "mp4", "poster")}})
+    return rows
+
+
+def print_summary(doc, file=sys.stdout):
+    summary = doc["summary"]
+    if isinstance(summary, list):  # results from before --record
+        summary = {"no_record": summary}
+    for mode, rows in summary.items():
+        if rows:
+            print(f"\n{'recording on' if mode == 'record' else 'recording off'}:\n", file=file)
+            print_table(rows, file=file)
+    if "record" in summary and "no_record" in summary:
+        on = {row["n"]: row for row in summary["record"]}
+        print("\nrecording cost (CPU/stream and RSS/stream, on - off):\n", file=file)
+        print("| N | server | CPU/stream off | on | delta (points) | RSS/stream off | on | delta (MiB) |", file=file)
+        print("|" + "---|" * 8, file=file)
+        for row in summary["no_record"]:
+            for kind in ("wemaster", "nginx"):
+                a, b = row[kind], on.get(row["n"], {}).get(kind)
+                if not (a["runs"] and b and b["runs"]):
+                    continue
+                dc = None if a["cpu_per_stream_pct"] is None else b["cpu_per_stream_pct"] - a["cpu_per_stream_pct"]
+                dr = None if a["rss_per_stream_mib"] is None else b["rss_per_stream_mib"] - a["rss_per_stream_mib"]
+                print(f"| {row['n']} | {kind} | {f2(a['cpu_per_stream_pct'])} | {f2(b['cpu_per_stream_pct'])} | "
+                      f"{f2(dc, '{:+.2f}')} | {f2(a['rss_per_stream_mib'])} | {f2(b['rss_per_stream_mib'])} | "
+                      f"{f2(dr, '{:+.2f}')} |", file=file)
+    rec = doc.get("recording_summary") or []
+    if rec:
+        print("\nWeMaster recordings: time from publisher stop to `ready`, finalization, uploads:\n", file=file)
+        print("| N | live s | storage | ready | ready median / p90 / max (s) | finalize start (s) | "
+              "finalize median / max (s) | finalize CPU/rec (core-s) | upload mean (s) | MiB/s per upload | "
+              "ingest MiB/s | queue max | oldest max (s) |", file=file)
+        print("|" + "---|" * 13, file=file)
+        for r in rec:
+            print(f"| {r['n']} | {r['duration_s']:g} | {r['storage']} | {r['ready']}/{r['stopped']} | "
+                  f"{f2(r['ready_after_stop_median_s'])} / {f2(r['ready_after_stop_p90_s'])} / "
+                  f"{f2(r['ready_after_stop_max_s'])} | {f2(r['finalize_start_after_stop_median_s'])} | "
+                  f"{f2(r['finalize_median_s'])} / {f2(r['finalize_max_s'])} | "
+                  f"{f2(r['finalize_server_cpu_core_s_per_recording'])} | {f2(r['upload_mean_s'], '{:.4f}')} | "
+                  f"{f2(r['upload_mib_per_s_per_upload'], '{:.0f}')} | {f2(r['live_ingest_mib_per_s'], '{:.3f}')} | "
+                  f"{f2(r['upload_queue_depth_max'], '{:.0f}')} | {f2(r['upload_oldest_age_max_s'])} |", file=file)
+            if r.get("finalize_steps_median_s"):
+                print(f"  steps (median s): {r['finalize_steps_median_s']}", file=file)
+
+
 def summarize_files(files, noise_max):
     by_poll = {}
     for f in files:
@@ -927,13 +1230,18 @@ def summarize_files(files, noise_max):
             d = json.load(fh)
         for r in d.get("runs", []):
             r["_file"] = os.path.basename(f)
-            by_poll.setdefault(r.get("poll_ms"), []).append(r)
-    for poll, runs in sorted(by_poll.items(), key=lambda x: x[0] or 0):
+            # WeMaster on S3 apart (nginx and WeMaster on local storage side by side).
+            store = "s3" if r.get("storage") == "s3" else "local"
+            by_poll.setdefault((r.get("poll_ms"), r.get("record", False), store), []).append(r)
+    for (poll, record, store), runs in sorted(by_poll.items(), key=lambda x: (x[0][0] or 0, x[0][1], x[0][2])):
         sel = select_runs(runs, noise_max)
         dropped = len([r for r in runs if "error" not in r]) - len(sel)
-        print(f"\nplaylist poll every {poll:g} ms: {len(sel)} runs "
+        print(f"\nplaylist poll every {poll:g} ms, recording {'on' if record else 'off'}"
+              f"{', WeMaster on S3' if store == 's3' else ''}: {len(sel)} runs "
               f"({dropped} noisy runs left out) from {sorted({r['_file'] for r in runs})}\n")
         print_table(summarize(sel))
+        if record:
+            print_summary({"summary": {}, "recording_summary": recording_rows(sel)})
 
 
 def main():
@@ -966,6 +1274,15 @@ def main():
     ap.add_argument("--profile-servers", default="wemaster nginx")
     ap.add_argument("--perf-callgraph", choices=["fp", "dwarf"], default="fp",
                     help="perf record -g (frame pointers) or --call-graph dwarf (slower, deeper)")
+    ap.add_argument("--record", default="no",
+                    help="recording modes run (\"no\", \"yes\" or \"no yes\"): WeMaster streams with "
+                         "record false/true, nginx with record off / record all (FLV)")
+    ap.add_argument("--storage", choices=["local", "s3"], default="local",
+                    help="WeMaster's storage backend (s3: a private s3s-fs per run)")
+    ap.add_argument("--s3s-fs", default=os.path.expanduser("~/.cargo/bin/s3s-fs"))
+    ap.add_argument("--ready-timeout", type=float, default=180,
+                    help="seconds to wait for every recording to be ready after the stop")
+    ap.add_argument("--ready-poll-ms", type=float, default=50)
     ap.add_argument("--results-dir", required=True)
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--keep", action="store_true")
@@ -981,6 +1298,9 @@ def main():
         return
     args = ap.parse_args()
     args.profile_servers = args.profile_servers.split()
+    args.record_modes = [m == "yes" for m in args.record.replace(",", " ").split()]
+    if not args.record_modes or any(m not in ("yes", "no") for m in args.record.replace(",", " ").split()):
+        ap.error("--record: \"no\", \"yes\" or \"no yes\"")
     args.perf_suffix = "" if args.perf_callgraph == "fp" else "-dwarf"
     os.makedirs(args.results_dir, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -1011,16 +1331,18 @@ def main():
         for n in ns:
             reps = args.runs_max_n if n == max_n and args.runs_max_n > args.runs else args.runs
             for rep in range(reps):
+              for record in args.record_modes:
                 order = servers if rep % 2 == 0 else list(reversed(servers))
                 for kind in order:
                     # A run during which other processes used the machine is kept but marked
                     # noisy, and done again (at most --noise-retries times).
                     for attempt in range(1 + args.noise_retries):
                         try:
-                            r = run_one(args, kind, n, rep)
+                            r = run_one(args, kind, n, rep, record)
                         except Exception as e:  # noqa: BLE001
-                            log(f"run failed: {kind} N={n} rep={rep}: {e}")
-                            doc["runs"].append({"server": kind, "n": n, "rep": rep, "error": str(e)})
+                            log(f"run failed: {kind} N={n} rep={rep} record={record}: {e}")
+                            doc["runs"].append({"server": kind, "n": n, "rep": rep, "record": record,
+                                                "error": str(e)})
                             save()
                             break
                         r["attempt"] = attempt
@@ -1030,7 +1352,10 @@ def main():
                             break
                         log(f"  noisy run (other processes used {r['other_cpu_cores']:.2f} cores)"
                             + (": again" if attempt < args.noise_retries else ": kept, marked noisy"))
-        doc["summary"] = summarize(select_runs(doc["runs"], args.noise_max))
+        sel = select_runs(doc["runs"], args.noise_max)
+        doc["summary"] = {("record" if m else "no_record"): summarize([r for r in sel if r.get("record", False) == m])
+                          for m in args.record_modes}
+        doc["recording_summary"] = recording_rows(sel)
         save()
     if args.profile != "no":
         doc["profile"] = profile(args)
@@ -1038,8 +1363,7 @@ def main():
     doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     save()
     if doc.get("summary"):
-        print()
-        print_table(doc["summary"])
+        print_summary(doc)
     print(f"\nresults: {out_path}")
 
 

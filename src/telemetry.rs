@@ -78,5 +78,6 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub fn render_metrics() -> String {
     let handle = metrics_handle();
     metrics_process::Collector::default().collect();
+    crate::recordings::recorder::refresh_queue_metrics();
     handle.render()
 }

@@ -143,7 +143,8 @@ struct Active {
 }
 
 enum WorkerMsg {
-    Segment(SegmentRow, PathBuf),
+    /// A segment to upload, with its [`UPLOAD_QUEUE`] ticket.
+    Segment(SegmentRow, PathBuf, u64),
     Info(StreamInfo),
     Finish,
 }
@@ -155,8 +156,8 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
         Ok(recovered) => {
             for (id, stream, dir, pending) in recovered {
                 let (wtx, wrx) = mpsc::unbounded_channel();
-                for (seg, path) in pending {
-                    let _ = wtx.send(WorkerMsg::Segment(seg, path));
+                for (seg, path, ticket) in pending {
+                    let _ = wtx.send(WorkerMsg::Segment(seg, path, ticket));
                 }
                 let _ = wtx.send(WorkerMsg::Finish);
                 workers.spawn(worker(ctx.clone(), id, stream, dir, wrx, true));
@@ -278,8 +279,8 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
                     lost: false,
                 };
                 a.next_seq += 1;
-                queue_gauge(1.0);
-                let _ = a.worker.send(WorkerMsg::Segment(seg, target));
+                let ticket = UPLOAD_QUEUE.push();
+                let _ = a.worker.send(WorkerMsg::Segment(seg, target, ticket));
             }
             RecorderMsg::Info { session_id, info } => {
                 if let Some(a) = active.get(&session_id) {
@@ -304,8 +305,52 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
     while workers.join_next().await.is_some() {}
 }
 
-fn queue_gauge(delta: f64) {
-    metrics::gauge!("recording_upload_queue_depth").increment(delta);
+/// The segments waiting for upload, over every recording, by when they were queued: the queue
+/// depth and the age of the oldest entry (`recording_upload_oldest_age_seconds`, computed when
+/// metrics are rendered, so it keeps growing while an upload is stuck in its retries).
+pub(crate) struct UploadQueue {
+    // ticket -> when it was queued; tickets grow with time, so the first entry is the oldest.
+    pending: std::sync::Mutex<(u64, std::collections::BTreeMap<u64, Instant>)>,
+}
+
+pub(crate) static UPLOAD_QUEUE: UploadQueue = UploadQueue::new();
+
+impl UploadQueue {
+    const fn new() -> UploadQueue {
+        UploadQueue {
+            pending: std::sync::Mutex::new((0, std::collections::BTreeMap::new())),
+        }
+    }
+
+    /// A segment joins the queue; the ticket leaves it with [`UploadQueue::pop`].
+    pub(crate) fn push(&self) -> u64 {
+        let mut g = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 += 1;
+        let ticket = g.0;
+        g.1.insert(ticket, Instant::now());
+        metrics::gauge!("recording_upload_queue_depth").set(g.1.len() as f64);
+        ticket
+    }
+
+    /// The segment left the queue (uploaded, or left for the next start).
+    pub(crate) fn pop(&self, ticket: u64) {
+        let mut g = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        g.1.remove(&ticket);
+        metrics::gauge!("recording_upload_queue_depth").set(g.1.len() as f64);
+    }
+
+    /// Seconds the oldest queued segment has waited (0 when the queue is empty).
+    pub(crate) fn oldest_age(&self) -> f64 {
+        let g = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        g.1.values()
+            .next()
+            .map_or(0.0, |t| t.elapsed().as_secs_f64())
+    }
+}
+
+/// Refresh `recording_upload_oldest_age_seconds` (called before metrics are rendered).
+pub fn refresh_queue_metrics() {
+    metrics::gauge!("recording_upload_oldest_age_seconds").set(UPLOAD_QUEUE.oldest_age());
 }
 
 /// Why new recordings cannot start now, if they cannot.
@@ -412,7 +457,6 @@ async fn worker(
     recovered: bool,
 ) {
     let mut info: Option<StreamInfo> = None;
-    let mut oldest: Option<Instant> = None;
     while let Some(msg) = rx.recv().await {
         match msg {
             WorkerMsg::Info(i) => {
@@ -428,8 +472,7 @@ async fn worker(
                 .await;
                 info = Some(i);
             }
-            WorkerMsg::Segment(seg, path) => {
-                oldest.get_or_insert_with(Instant::now);
+            WorkerMsg::Segment(seg, path, ticket) => {
                 let seq = seg.seq;
                 // The row first: from now on the segment is in the durable upload queue.
                 // At shutdown the row may be missing: recovery re-reads the spool then.
@@ -439,12 +482,12 @@ async fn worker(
                     })
                     .await;
                     if stored.is_none() {
-                        queue_gauge(-1.0);
+                        UPLOAD_QUEUE.pop(ticket);
                         continue;
                     }
                 }
                 let uploaded = upload_segment(&ctx, id, &seg.name, &path).await;
-                queue_gauge(-1.0);
+                UPLOAD_QUEUE.pop(ticket);
                 if !uploaded {
                     // Shutdown while storage is down: the next start uploads it.
                     continue;
@@ -456,8 +499,6 @@ async fn worker(
                 if let Err(e) = write_playlist(&ctx, id, false).await {
                     tracing::warn!(recording_id = %id, error = %e, "cannot update the recording playlist");
                 }
-                metrics::gauge!("recording_upload_oldest_age_seconds")
-                    .set(oldest.take().map_or(0.0, |t| t.elapsed().as_secs_f64()));
             }
             WorkerMsg::Finish => {
                 if ctx.shutdown.is_cancelled() && pending_uploads(&ctx, id).await {
@@ -524,6 +565,13 @@ pub(crate) async fn write_playlist(ctx: &Ctx, id: Uuid, final_: bool) -> anyhow:
 
 async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: Option<StreamInfo>) {
     let started = Instant::now();
+    // Seconds spent in each step, for the log line and the `recording.ready` event.
+    let mut steps = serde_json::Map::new();
+    let mut lap = Instant::now();
+    let mut step = |name: &str| {
+        steps.insert(format!("{name}_s"), json!(lap.elapsed().as_secs_f64()));
+        lap = Instant::now();
+    };
     let _ = store::set_processing(&ctx.db, id).await;
     let segments = match store::segments(&ctx.db, id).await {
         Ok(s) => s,
@@ -533,6 +581,7 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
         }
     };
     let stored: Vec<&SegmentRow> = segments.iter().filter(|s| s.uploaded && !s.lost).collect();
+    step("db");
     if stored.is_empty() {
         let reason = "no media was recorded";
         let _ = store::set_failed(&ctx.db, id, reason).await;
@@ -568,6 +617,7 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
         Some(n) => f.size_bytes += n as i64,
         None => return,
     }
+    step("playlist");
     // Every segment locally, in order (a recovered recording may miss some: fetch them).
     let mut inputs = Vec::new();
     for s in &stored {
@@ -580,7 +630,8 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
         }
         inputs.push(path);
     }
-    f.mp4_size_bytes = make_mp4(ctx, id, dir, &inputs, f.duration_ms).await;
+    step("fetch");
+    f.mp4_size_bytes = make_mp4(ctx, id, dir, &inputs, f.duration_ms, &mut step).await;
     f.size_bytes += f.mp4_size_bytes.unwrap_or(0);
     if let Some(first) = inputs.first() {
         if let Some(n) = make_poster(ctx, id, dir, first).await {
@@ -588,11 +639,14 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
             f.size_bytes += n;
         }
     }
+    step("poster");
     if let Err(e) = store::set_ready(&ctx.db, id, &f).await {
         tracing::error!(recording_id = %id, error = %e, "cannot mark the recording ready");
         return;
     }
+    step("ready");
     let took = started.elapsed().as_secs_f64();
+    let steps = serde_json::Value::Object(steps);
     metrics::histogram!("recording_finalize_seconds").record(took);
     event(
         ctx,
@@ -601,10 +655,10 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
         "recording.ready",
         json!({"duration_s": f.duration_ms as f64 / 1000.0, "size_bytes": f.size_bytes,
                "segments": f.segment_count, "mp4": f.mp4_size_bytes.is_some(),
-               "finalize_s": took}),
+               "finalize_s": took, "steps": steps}),
     )
     .await;
-    tracing::info!(recording_id = %id, duration_ms = f.duration_ms, finalize_s = took, "recording ready");
+    tracing::info!(recording_id = %id, duration_ms = f.duration_ms, finalize_s = took, %steps, "recording ready");
     let _ = tokio::fs::remove_dir_all(dir).await;
 }
 
@@ -622,6 +676,7 @@ async fn make_mp4(
     dir: &Path,
     inputs: &[PathBuf],
     duration_ms: i64,
+    step: &mut impl FnMut(&str),
 ) -> Option<i64> {
     let output = dir.join("recording.mp4");
     let template = ctx.templates.get("vod-mp4").ok()?;
@@ -635,6 +690,7 @@ async fn make_mp4(
         wemaster_media::vod::run_to_eos(&description, &inputs, timeout)
     })
     .await;
+    step("mp4_remux");
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -647,7 +703,9 @@ async fn make_mp4(
             return None;
         }
     }
-    store_file(ctx, id, "recording.mp4", &output, "video/mp4").await
+    let stored = store_file(ctx, id, "recording.mp4", &output, "video/mp4").await;
+    step("mp4_store");
+    stored
 }
 
 async fn make_poster(ctx: &Ctx, id: Uuid, dir: &Path, first: &Path) -> Option<i64> {
@@ -698,7 +756,7 @@ async fn store_file(
     .map(|meta| meta.size as i64)
 }
 
-type Recovered = (Uuid, Uuid, PathBuf, Vec<(SegmentRow, PathBuf)>);
+type Recovered = (Uuid, Uuid, PathBuf, Vec<(SegmentRow, PathBuf, u64)>);
 
 /// Unfinished recordings of a previous process: the segments still to upload (rows without
 /// `uploaded_at` whose spool file exists; the others are marked lost).
@@ -713,8 +771,7 @@ async fn recover(config: &RecorderConfig, ctx: &Ctx) -> anyhow::Result<Vec<Recov
             }
             let path = dir.join(&seg.name);
             if path.exists() {
-                queue_gauge(1.0);
-                pending.push((seg, path));
+                pending.push((seg, path, UPLOAD_QUEUE.push()));
             } else {
                 tracing::warn!(recording_id = %rec.id, segment = %seg.name, "segment lost before upload");
                 store::mark_lost(&ctx.db, rec.id, seg.seq).await?;
@@ -724,4 +781,29 @@ async fn recover(config: &RecorderConfig, ctx: &Ctx) -> anyhow::Result<Vec<Recov
         out.push((rec.id, rec.live_stream_id, dir, pending));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oldest_age_grows_while_a_segment_waits_and_follows_the_oldest() {
+        let q = UploadQueue::new();
+        assert_eq!(q.oldest_age(), 0.0);
+        let first = q.push();
+        std::thread::sleep(Duration::from_millis(200));
+        let second = q.push();
+        let a = q.oldest_age();
+        assert!(a >= 0.2, "{a}");
+        // Still waiting (an upload stuck in its retries): the age keeps growing.
+        std::thread::sleep(Duration::from_millis(20));
+        let with_first = q.oldest_age();
+        assert!(with_first >= a + 0.02, "{with_first}");
+        // The oldest leaves: the age is now the second's, 200 ms younger.
+        q.pop(first);
+        assert!(q.oldest_age() < with_first);
+        q.pop(second);
+        assert_eq!(q.oldest_age(), 0.0);
+    }
 }

@@ -815,6 +815,19 @@ async fn a_stalled_s3_loses_no_segment_and_does_not_disturb_the_live_stream() {
             .await
             .unwrap();
     assert!(waiting >= 1, "no segment waiting while S3 was frozen");
+    // ...and the metric says how long the oldest has waited: it grows while the upload is
+    // stuck in its retries (it used to be set only after a successful upload, so it stayed at
+    // the last upload's few milliseconds for the whole outage).
+    let metrics = live.app.get("/metrics").await.text().await.unwrap();
+    let age: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("recording_upload_oldest_age_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("recording_upload_oldest_age_seconds is exported");
+    assert!(
+        age >= 2.0,
+        "the oldest waiting segment is {age} s old after S3 was frozen for 5 s"
+    );
     assert!(
         std::process::Command::new("kill")
             .args(["-CONT", &pid])
