@@ -124,6 +124,7 @@ pub struct RecordingSettings {
     pub max_spool_bytes: u64,
     pub min_free_bytes: u64,
     pub upload_concurrency: usize,
+    pub finalize_concurrency: usize,
     pub retention_days: u32,
     pub retention_interval_s: u64,
     pub replay_redirect: bool,
@@ -522,6 +523,12 @@ impl Settings {
         if !(1..=64).contains(&self.recordings.upload_concurrency) {
             return Err(err(
                 "recordings.upload_concurrency",
+                "must be between 1 and 64",
+            ));
+        }
+        if !(1..=64).contains(&self.recordings.finalize_concurrency) {
+            return Err(err(
+                "recordings.finalize_concurrency",
                 "must be between 1 and 64",
             ));
         }

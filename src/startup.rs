@@ -104,6 +104,7 @@ impl Application {
                 max_spool_bytes: settings.recordings.max_spool_bytes,
                 min_free_bytes: settings.recordings.min_free_bytes,
                 upload_concurrency: settings.recordings.upload_concurrency,
+                finalize_concurrency: settings.recordings.finalize_concurrency,
             },
             pool.clone(),
             redis.clone(),

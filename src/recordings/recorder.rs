@@ -78,6 +78,8 @@ pub struct RecorderConfig {
     pub min_free_bytes: u64,
     /// Upload concurrency over all recordings.
     pub upload_concurrency: usize,
+    /// MP4 remuxes and posters running at once, over all recordings (CPU-bound work).
+    pub finalize_concurrency: usize,
 }
 
 /// The sending side, held by the live supervisor. Unbounded on purpose: the supervisor must
@@ -107,6 +109,7 @@ pub(crate) struct Ctx {
     pub storage: Storage,
     pub templates: TemplateSet,
     pub uploads: Arc<Semaphore>,
+    pub extras: Arc<Semaphore>,
     pub shutdown: CancellationToken,
 }
 
@@ -127,6 +130,7 @@ pub fn start(
         storage,
         templates,
         uploads: Arc::new(Semaphore::new(config.upload_concurrency.max(1))),
+        extras: Arc::new(Semaphore::new(config.finalize_concurrency.max(1))),
         shutdown,
     };
     let handle = tokio::spawn(run(config, ctx, rx));
@@ -164,6 +168,35 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot recover unfinished recordings"),
+    }
+    // Ready recordings whose MP4 and poster a stopped process did not get to.
+    match store::missing_extras(&ctx.db).await {
+        Ok(recs) => {
+            for rec in recs {
+                let names: Vec<String> = match store::segments(&ctx.db, rec.id).await {
+                    Ok(s) => s
+                        .into_iter()
+                        .filter(|s| s.uploaded && !s.lost)
+                        .map(|s| s.name)
+                        .collect(),
+                    Err(_) => continue,
+                };
+                let dir = config.spool_dir.join(rec.id.to_string());
+                let ctx = ctx.clone();
+                workers.spawn(async move {
+                    make_extras(
+                        &ctx,
+                        rec.id,
+                        rec.live_stream_id,
+                        &dir,
+                        &names,
+                        rec.duration_ms,
+                    )
+                    .await;
+                });
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot list recordings waiting for their MP4"),
     }
     let mut active: HashMap<Uuid, Active> = HashMap::new();
     while let Some(msg) = rx.recv().await {
@@ -618,35 +651,15 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
         None => return,
     }
     step("playlist");
-    // Every segment locally, in order (a recovered recording may miss some: fetch them).
-    let mut inputs = Vec::new();
-    for s in &stored {
-        let path = dir.join(&s.name);
-        if !path.exists() {
-            if let Err(e) = fetch_to(ctx, &object_key(id, &s.name), &path).await {
-                tracing::warn!(recording_id = %id, error = %e, "segment not available for the MP4");
-                continue;
-            }
-        }
-        inputs.push(path);
-    }
-    step("fetch");
-    f.mp4_size_bytes = make_mp4(ctx, id, dir, &inputs, f.duration_ms, &mut step).await;
-    f.size_bytes += f.mp4_size_bytes.unwrap_or(0);
-    if let Some(first) = inputs.first() {
-        if let Some(n) = make_poster(ctx, id, dir, first).await {
-            f.has_poster = true;
-            f.size_bytes += n;
-        }
-    }
-    step("poster");
+    // The replay is complete now: every segment is stored and the VOD playlist names them all.
+    // `ready` does not wait for the MP4 and the poster (CPU-bound, linear in the lesson's
+    // length, and queued behind other recordings' at a burst of lessons ending together).
     if let Err(e) = store::set_ready(&ctx.db, id, &f).await {
         tracing::error!(recording_id = %id, error = %e, "cannot mark the recording ready");
         return;
     }
     step("ready");
     let took = started.elapsed().as_secs_f64();
-    let steps = serde_json::Value::Object(steps);
     metrics::histogram!("recording_finalize_seconds").record(took);
     event(
         ctx,
@@ -654,11 +667,70 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
         live_stream_id,
         "recording.ready",
         json!({"duration_s": f.duration_ms as f64 / 1000.0, "size_bytes": f.size_bytes,
-               "segments": f.segment_count, "mp4": f.mp4_size_bytes.is_some(),
-               "finalize_s": took, "steps": steps}),
+               "segments": f.segment_count, "finalize_s": took,
+               "steps": serde_json::Value::Object(steps.clone())}),
     )
     .await;
-    tracing::info!(recording_id = %id, duration_ms = f.duration_ms, finalize_s = took, %steps, "recording ready");
+    tracing::info!(recording_id = %id, duration_ms = f.duration_ms, finalize_s = took, "recording ready");
+    let names: Vec<String> = stored.iter().map(|s| s.name.clone()).collect();
+    make_extras(ctx, id, live_stream_id, dir, &names, f.duration_ms).await;
+}
+
+/// The MP4 and the poster of a ready recording, one recording at a time per
+/// `finalize_concurrency` permit; then the spool copy goes.
+async fn make_extras(
+    ctx: &Ctx,
+    id: Uuid,
+    live_stream_id: Uuid,
+    dir: &Path,
+    names: &[String],
+    duration_ms: i64,
+) {
+    let Ok(_permit) = ctx.extras.acquire().await else {
+        return;
+    };
+    let started = Instant::now();
+    let mut steps = serde_json::Map::new();
+    let mut lap = Instant::now();
+    let mut step = |name: &str| {
+        steps.insert(format!("{name}_s"), json!(lap.elapsed().as_secs_f64()));
+        lap = Instant::now();
+    };
+    // Every segment locally, in order (a recovered recording may miss some: fetch them).
+    let mut inputs = Vec::new();
+    for name in names {
+        let path = dir.join(name);
+        if !path.exists() {
+            let _ = tokio::fs::create_dir_all(dir).await;
+            if let Err(e) = fetch_to(ctx, &object_key(id, name), &path).await {
+                tracing::warn!(recording_id = %id, error = %e, "segment not available for the MP4");
+                continue;
+            }
+        }
+        inputs.push(path);
+    }
+    step("fetch");
+    let mp4 = make_mp4(ctx, id, dir, &inputs, duration_ms, &mut step).await;
+    let mut poster = None;
+    if let Some(first) = inputs.first() {
+        poster = make_poster(ctx, id, dir, first).await;
+    }
+    step("poster");
+    if let Err(e) = store::set_extras(&ctx.db, id, mp4, poster).await {
+        tracing::error!(recording_id = %id, error = %e, "cannot record the MP4 and poster");
+    }
+    let took = started.elapsed().as_secs_f64();
+    let steps = serde_json::Value::Object(steps);
+    metrics::histogram!("recording_extras_seconds").record(took);
+    event(
+        ctx,
+        id,
+        live_stream_id,
+        "recording.processed",
+        json!({"mp4": mp4.is_some(), "poster": poster.is_some(), "took_s": took, "steps": steps}),
+    )
+    .await;
+    tracing::info!(recording_id = %id, took_s = took, %steps, "recording MP4 and poster done");
     let _ = tokio::fs::remove_dir_all(dir).await;
 }
 

@@ -383,3 +383,42 @@ pub async fn record_event(
 
 /// The Redis pub/sub channel recording events are published on.
 pub const EVENTS_CHANNEL: &str = "wm:events:recording";
+
+/// The MP4 (its size) and the poster (its size), made after `ready`; their bytes are added to
+/// the recording's size.
+pub async fn set_extras(
+    db: &PgPool,
+    id: Uuid,
+    mp4_size_bytes: Option<i64>,
+    poster_size_bytes: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE recordings SET mp4_size_bytes = $2::bigint, has_poster = $3,
+                  size_bytes = size_bytes + coalesce($2::bigint, 0) + coalesce($4::bigint, 0),
+                  updated_at = now()
+           WHERE id = $1"#,
+        id,
+        mp4_size_bytes,
+        poster_size_bytes.is_some(),
+        poster_size_bytes,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Ready recordings whose MP4 and poster were never made (the process stopped in between).
+pub async fn missing_extras(db: &PgPool) -> Result<Vec<RecordingRow>, sqlx::Error> {
+    sqlx::query_as!(
+        RecordingRow,
+        r#"SELECT id, live_stream_id, owner_id, session_id, status, failure_reason, visibility,
+                  started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count,
+                  video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, created_at
+           FROM recordings
+           WHERE status = 'ready' AND mp4_size_bytes IS NULL AND NOT has_poster
+             AND deleted_at IS NULL AND ready_at > now() - interval '7 days'
+           ORDER BY id"#
+    )
+    .fetch_all(db)
+    .await
+}

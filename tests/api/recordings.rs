@@ -30,7 +30,8 @@ impl Live {
         v["items"].as_array().unwrap().clone()
     }
 
-    /// Wait for exactly one recording of the stream to be `ready` (panics on `failed`).
+    /// Wait for exactly one recording of the stream to be `ready` with its MP4 and poster made
+    /// (they follow `ready`); panics on `failed`.
     async fn wait_ready(&self, timeout: Duration) -> Value {
         let start = Instant::now();
         loop {
@@ -39,7 +40,9 @@ impl Live {
                 assert_ne!(r["status"], "failed", "{r}");
                 if r["status"] == "ready" {
                     assert_eq!(recs.len(), 1, "one recording per session: {recs:?}");
-                    return r.clone();
+                    if !r["mp4_url"].is_null() && !r["poster_url"].is_null() {
+                        return r.clone();
+                    }
                 }
             }
             assert!(
@@ -498,7 +501,12 @@ async fn retention_deletes_expired_recordings_and_their_objects() {
     let kinds: Vec<&str> = kinds.iter().map(|k| k.0.as_str()).collect();
     assert_eq!(
         kinds,
-        ["recording.started", "recording.ready", "recording.deleted"]
+        [
+            "recording.started",
+            "recording.ready",
+            "recording.processed",
+            "recording.deleted"
+        ]
     );
     // Students cannot run it.
     let student = live
@@ -700,7 +708,7 @@ async fn sigkill_mid_lesson_then_restart_gives_a_ready_recording_of_what_was_rec
             .await
             .unwrap();
         let rec = list["items"][0].clone();
-        if rec["status"] == "ready" {
+        if rec["status"] == "ready" && !rec["mp4_url"].is_null() {
             break rec;
         }
         assert_ne!(rec["status"], "failed", "{rec}");
