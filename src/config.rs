@@ -66,6 +66,7 @@ impl Serialize for Secret {
 pub struct Settings {
     pub http: HttpSettings,
     pub rtmp: RtmpSettings,
+    pub whip: WhipSettings,
     pub live: LiveSettings,
     pub log: LogSettings,
     pub database: DatabaseSettings,
@@ -149,6 +150,19 @@ pub struct RtmpSettings {
     pub max_message_bytes: usize,
     pub idle_timeout_s: u64,
     pub max_connections: usize,
+}
+
+/// WHIP (WebRTC) ingest: `POST /whip/{live_stream_id}`, media on one UDP port.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhipSettings {
+    /// The UDP socket every WHIP session's media arrives on.
+    pub udp_listen: SocketAddr,
+    /// Addresses put in SDP answers as host candidates (the socket's port); empty = the bound
+    /// address, or 127.0.0.1 when bound to 0.0.0.0 (local clients only).
+    pub public_ips: Vec<std::net::IpAddr>,
+    /// ICE servers advertised to clients in `Link` headers (`stun:`/`turn:` URLs).
+    pub ice_servers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -400,6 +414,8 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("http.cors_allowed_origins")
+                .with_list_parse_key("whip.public_ips")
+                .with_list_parse_key("whip.ice_servers")
                 .with_list_parse_key("auth.require_totp_for")
                 .source(Some(env_map)),
         );

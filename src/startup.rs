@@ -78,6 +78,12 @@ impl Application {
         let mut settings = settings;
         let playback = crate::playback::PlaybackSigner::new(&settings.playback.secret);
         settings.rtmp.listen = rtmp_listener.local_addr()?;
+        let whip_socket = tokio::net::UdpSocket::bind(settings.whip.udp_listen)
+            .await
+            .with_context(|| {
+                format!("cannot bind whip.udp_listen = {}", settings.whip.udp_listen)
+            })?;
+        settings.whip.udp_listen = whip_socket.local_addr()?;
         let shutdown = CancellationToken::new();
         let live_views = LiveRegistry::default();
         let live_config = LiveConfig {
@@ -133,6 +139,12 @@ impl Application {
             recorder,
             shutdown.child_token(),
         )?;
+        let whip = crate::live::whip::WhipIngest::start(
+            whip_socket,
+            &settings.whip,
+            publish_requests.clone(),
+            shutdown.child_token(),
+        )?;
         let mail_sender = crate::email::spawn_sender(
             settings.email.clone(),
             pool.clone(),
@@ -152,6 +164,7 @@ impl Application {
             oidc,
             live,
             live_views,
+            whip,
             playback,
             jitsi,
             pipelines,

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod rtmp;
 pub mod ts;
 pub mod vod;
+pub mod whip;
 
 /// Initialise GStreamer once per process. Safe to call repeatedly.
 pub fn init() -> Result<(), gstreamer::glib::Error> {

@@ -20,6 +20,7 @@ pub mod payments;
 pub mod range;
 pub mod recordings;
 pub mod wellknown;
+pub mod whip;
 
 use std::{
     collections::HashMap,
@@ -91,6 +92,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api_v1())
         .merge(wellknown::router())
+        .merge(whip::router())
         .split_for_parts();
     doc
 }
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api_v1())
         .merge(wellknown::router())
+        .merge(whip::router())
         .split_for_parts();
     Router::new()
         .merge(api)
@@ -146,11 +149,15 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(
-            origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
-        )
+        let list: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+            .collect();
+        // WHIP is published from pages on any origin; its credential is the stream key in a
+        // header (never a cookie), so its routes are open to every origin.
+        AllowOrigin::predicate(move |origin, parts| {
+            parts.uri.path().starts_with("/whip/") || list.contains(origin)
+        })
     };
     CorsLayer::new()
         .allow_origin(allow)

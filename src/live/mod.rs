@@ -17,3 +17,4 @@ pub mod model;
 pub mod runtime;
 pub mod store;
 pub mod supervisor;
+pub mod whip;

@@ -4,7 +4,7 @@
 //! lesson, including reconnects inside the stream's reconnect window.
 //!
 //! ```text
-//!  rtmp::serve --PublishRequest--> supervisor --auth task (DB)--> Authorized
+//!  rtmp::serve / whip --PublishRequest--> supervisor --auth task (DB)--> Authorized
 //!                                     |  grant: frames channel + kick token
 //!                                     v
 //!                          media::live::spawn_publisher (TS packager task)
@@ -438,7 +438,7 @@ impl<B: LiveBackend> Supervisor<B> {
                     reconnect_window: stream.reconnect_window,
                     ending: Ending::Window,
                     evicted: VecDeque::new(),
-                    last_protocol: "rtmp",
+                    last_protocol: req.protocol,
                     timeline_end_ms: 0,
                     recorded: stream.record,
                 },
@@ -515,16 +515,16 @@ impl<B: LiveBackend> Supervisor<B> {
             kick: kick.clone(),
             stats,
             connected_at: Instant::now(),
-            protocol: "rtmp",
+            protocol: req.protocol,
             last_bytes: 0,
             bitrate_bps: 0,
         });
-        session.last_protocol = "rtmp";
+        session.last_protocol = req.protocol;
         let session_id = session.id;
         self.emit(
             stream_id,
             EventKind::Connected,
-            json!({"session_id": session_id, "protocol": "rtmp", "peer": req.peer.to_string(),
+            json!({"session_id": session_id, "protocol": req.protocol, "peer": req.peer.to_string(),
                    "replaced_publisher": replaced.is_some(), "reconnect": !new_session}),
             Some(StatusChange::Active),
         );

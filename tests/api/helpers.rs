@@ -155,6 +155,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     settings.media.pipelines_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines");
     settings.http.shutdown_grace_s = 2;
     settings.rtmp.listen = "127.0.0.1:0".parse().unwrap();
+    settings.whip.udp_listen = "127.0.0.1:0".parse().unwrap();
     // Fixed keys so a test can presign with a second handle on the same storage.
     settings.storage.local.signing_key =
         wemaster::config::Secret::new("test-signing-key-0123456789abcdef0123456789");

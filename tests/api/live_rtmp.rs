@@ -112,7 +112,7 @@ impl Live {
     }
 
     /// Wait until `cond` holds for the playlist, or panic after `timeout`.
-    async fn wait_playlist(
+    pub(crate) async fn wait_playlist(
         &self,
         timeout: Duration,
         what: &str,
@@ -213,7 +213,7 @@ fn media_sequence(playlist: &str) -> u64 {
 }
 
 /// ffprobe the segment: the codecs it decodes.
-async fn probe_segment(live: &Live, uri: &str) -> Vec<String> {
+pub(crate) async fn probe_segment(live: &Live, uri: &str) -> Vec<String> {
     let r = live
         .app
         .get(&format!("/hls/live/{}/{uri}", live.id()))

@@ -11,6 +11,7 @@ mod health;
 mod identity;
 mod live_rtmp;
 mod live_streams;
+mod live_whip;
 mod objects;
 mod oidc;
 mod payments;

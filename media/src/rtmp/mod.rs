@@ -94,6 +94,8 @@ pub struct PublishRequest {
     /// The publish name with any `?query` suffix removed. A secret: do not log it.
     pub stream_key: String,
     pub peer: SocketAddr,
+    /// The ingest protocol, for events and the API: `"rtmp"` or `"whip"`.
+    pub protocol: &'static str,
     pub reply: oneshot::Sender<Result<PublishGrant, RefuseReason>>,
 }
 

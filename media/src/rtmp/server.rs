@@ -355,6 +355,7 @@ async fn decide(
         app,
         stream_key,
         peer,
+        protocol: "rtmp",
         reply,
     };
     tokio::select! {

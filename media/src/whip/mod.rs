@@ -1,0 +1,205 @@
+//! WHIP ingest (RFC 9725): a browser or OBS POSTs an SDP offer, we answer as an ICE-lite peer
+//! with our UDP candidates, and the session's media becomes the same [`MediaFrame`]s an RTMP
+//! publish produces.
+//!
+//! Layout:
+//! - [`negotiate`]: sans-IO — offer text in, a ready `str0m::Rtc` and the answer out, or a
+//!   [`WhipError`] saying why the offer is unusable. Nothing is registered until it succeeds, so
+//!   a refused offer leaves nothing behind.
+//! - [`h264`]: Annex B access units → FLV/AVCC video frames with sequence headers.
+//! - [`audio`]: Opus → AAC in GStreamer (HLS/TS carries AAC).
+//! - `server`: [`WhipServer`], one UDP socket and one task owning every session's `Rtc`
+//!   (packets are routed with `Rtc::accepts`), driving `poll_output`, turning media into frames.
+//!
+//! The HTTP route (in the service) authorises the stream key, calls [`negotiate`], obtains a
+//! [`crate::rtmp::PublishGrant`] from the supervisor and hands both to [`WhipServer::start`].
+
+pub mod audio;
+pub mod h264;
+mod server;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
+
+use str0m::{Candidate, Rtc, change::SdpOffer, crypto::CryptoProvider};
+
+pub use server::WhipServer;
+
+/// Why an offer cannot be used. Each variant says which HTTP status it becomes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WhipError {
+    /// 400: not SDP str0m can parse.
+    #[error("malformed SDP offer: {0}")]
+    MalformedSdp(String),
+    /// 400: no audio or video m-line.
+    #[error("the SDP offer has no media")]
+    NoMedia,
+    /// 406: media we cannot ingest (no H.264 video, VP8 without transcoding, ...).
+    #[error("{0}")]
+    Unsupported(String),
+    /// 503: the WHIP server is not running or is shutting down.
+    #[error("the WHIP server is not available")]
+    Unavailable,
+}
+
+impl WhipError {
+    /// Stable machine code for problem+json.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WhipError::MalformedSdp(_) => "malformed_sdp",
+            WhipError::NoMedia => "no_media",
+            WhipError::Unsupported(_) => "unsupported_codec",
+            WhipError::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// An accepted offer: the peer connection, not yet attached to the socket.
+pub struct Negotiated {
+    pub(crate) rtc: Rtc,
+    pub(crate) has_audio: bool,
+    /// The SDP answer (with our candidates) to send back.
+    pub answer: String,
+    pub(crate) created: Instant,
+}
+
+fn crypto() -> Arc<CryptoProvider> {
+    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    P.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags()))
+        .clone()
+}
+
+/// The m-line sections of an SDP: (kind, section text).
+fn sections(sdp: &str) -> Vec<(&str, String)> {
+    let mut out: Vec<(&str, String)> = Vec::new();
+    for line in sdp.lines() {
+        if let Some(rest) = line.strip_prefix("m=") {
+            let kind = rest.split(' ').next().unwrap_or("");
+            out.push((kind, String::new()));
+        } else if let Some((_, s)) = out.last_mut() {
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
+    out
+}
+
+/// Accept `offer` for ingest: H.264 video (required) and Opus audio (optional).
+/// `candidates` are the addresses put in the answer (our UDP socket as clients reach it).
+pub fn negotiate(offer: &str, candidates: &[SocketAddr]) -> Result<Negotiated, WhipError> {
+    let parsed =
+        SdpOffer::from_sdp_string(offer).map_err(|e| WhipError::MalformedSdp(e.to_string()))?;
+    let secs = sections(offer);
+    if secs.is_empty() {
+        return Err(WhipError::NoMedia);
+    }
+    let has = |kind: &str, codec: &str| {
+        secs.iter().any(|(k, s)| {
+            *k == kind
+                && s.lines()
+                    .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_lowercase().contains(codec))
+        })
+    };
+    if !secs.iter().any(|(k, _)| *k == "video") {
+        return Err(WhipError::Unsupported(
+            "a video track is required (H.264); audio-only publishing is not supported".into(),
+        ));
+    }
+    if !has("video", "h264/90000") {
+        let offered = if has("video", "vp8/") {
+            "VP8"
+        } else if has("video", "vp9/") {
+            "VP9"
+        } else if has("video", "av1") {
+            "AV1"
+        } else {
+            "no known codec"
+        };
+        return Err(WhipError::Unsupported(format!(
+            "video must be H.264 (offered: {offered}); VP8/VP9/AV1 are not transcoded on this server"
+        )));
+    }
+    let now = Instant::now();
+    let mut rtc = Rtc::builder()
+        .set_crypto_provider(crypto())
+        .set_ice_lite(true)
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_opus(true, false)
+        .build(now);
+    for addr in candidates {
+        let c = Candidate::host(*addr, "udp")
+            .map_err(|e| WhipError::Unsupported(format!("bad local candidate {addr}: {e}")))?;
+        rtc.add_local_candidate(c);
+    }
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(parsed)
+        .map_err(|e| WhipError::MalformedSdp(e.to_string()))?
+        .to_sdp_string();
+    let answer_secs = sections(&answer);
+    let answered = |kind: &str, codec: &str| {
+        answer_secs.iter().any(|(k, s)| {
+            *k == kind
+                && s.lines()
+                    .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_lowercase().contains(codec))
+        })
+    };
+    if !answered("video", "h264/90000") {
+        return Err(WhipError::Unsupported(
+            "no H.264 configuration in the offer can be received (packetization-mode=1 is required)"
+                .into(),
+        ));
+    }
+    let has_audio = answered("audio", "opus/48000");
+    Ok(Negotiated {
+        rtc,
+        has_audio,
+        answer,
+        created: now,
+    })
+}
+
+/// The addresses to advertise for a socket bound at `bound`: the configured public IPs, else
+/// the bound IP, else loopback (a warning case: only local clients can reach it).
+pub fn candidate_addrs(bound: SocketAddr, public_ips: &[IpAddr]) -> Vec<SocketAddr> {
+    if !public_ips.is_empty() {
+        return public_ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, bound.port()))
+            .collect();
+    }
+    let ip = if bound.ip().is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        bound.ip()
+    };
+    vec![SocketAddr::new(ip, bound.port())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_malformed_sdp() {
+        let e = negotiate("hello", &["127.0.0.1:9".parse().unwrap()]).err();
+        assert!(matches!(e, Some(WhipError::MalformedSdp(_))), "{e:?}");
+    }
+
+    #[test]
+    fn unbound_sockets_advertise_public_ips_first() {
+        let b: SocketAddr = "0.0.0.0:8189".parse().unwrap();
+        assert_eq!(
+            candidate_addrs(b, &["203.0.113.5".parse().unwrap()]),
+            vec!["203.0.113.5:8189".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            candidate_addrs(b, &[]),
+            vec!["127.0.0.1:8189".parse::<SocketAddr>().unwrap()]
+        );
+    }
+}
