@@ -1070,3 +1070,47 @@ async fn a_graceful_shutdown_mid_lesson_finalizes_the_recording() {
     assert!(segments >= 2);
     assert!(mp4.is_some_and(|n| n > 0));
 }
+
+#[tokio::test]
+async fn a_full_spool_refuses_new_recordings_but_the_lesson_stays_live() {
+    // A limit the spool is always at: every new session is refused a recording.
+    let app = spawn_app_with(|s| s.recordings.max_spool_bytes = 0).await;
+    let live = Live::on(app, 0, "public").await;
+    assert!(
+        wait_child(
+            ffmpeg_publish(&live.rtmp_url(), 4, false),
+            Duration::from_secs(60)
+        )
+        .await
+        .success()
+    );
+    // Live HLS was served all the same (the ended playlist is still there).
+    let playlist = live.playlist().await.expect("the live playlist exists");
+    assert!(!segment_uris(&playlist).is_empty(), "{playlist}");
+    assert!(live.recordings().await.is_empty(), "nothing recorded");
+    let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
+    let start = Instant::now();
+    let payload: Value = loop {
+        let row: Option<(Value,)> =
+            sqlx::query_as("SELECT payload FROM recording_events WHERE kind = 'recording.refused'")
+                .fetch_optional(&db)
+                .await
+                .unwrap();
+        if let Some((p,)) = row {
+            break p;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no recording.refused event"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(payload["reason"], "spool_limit");
+    let metrics = live.app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("recordings_refused_total") && !l.ends_with(" 0")),
+        "recordings_refused_total counts it"
+    );
+}
