@@ -822,16 +822,35 @@ pub struct PaidOrder {
     pub user_id: Uuid,
 }
 
-/// NOT IMPLEMENTED: the enrollment a confirmed paid order creates (`source = 'order'`,
-/// `order_id` set). Payments land later; until then paid courses open only through a
-/// teacher's or admin's grant. A refund is [`end_enrollment`] with
-/// [`EnrollmentStatus::Refunded`].
-pub async fn enroll_paid(
-    _conn: &mut PgConnection,
-    order: &PaidOrder,
-) -> anyhow::Result<Enrollment> {
-    anyhow::bail!(
-        "enroll_paid is not implemented (order {}): payments are not built yet",
-        order.order_id
+/// The enrollment a confirmed paid order creates (`source = 'order'`, `order_id` set), in the
+/// payments transaction that writes the order's ledger entries: either both happen or neither.
+/// An existing enrollment (left, refunded, or granted) becomes active and points at the order.
+pub async fn enroll_paid(conn: &mut PgConnection, order: &PaidOrder) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO enrollments (id, course_id, user_id, status, source, order_id)
+           VALUES ($1, $2, $3, 'active', 'order', $4)
+           ON CONFLICT ON CONSTRAINT enrollments_course_user_key DO UPDATE
+             SET status = 'active', source = 'order', order_id = EXCLUDED.order_id,
+                 updated_at = now()"#,
+        Uuid::now_v7(),
+        order.course_id,
+        order.user_id,
+        order.order_id,
     )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A fully refunded order ends the enrollment it created (`refunded`); other enrollments
+/// (granted meanwhile, or from another order) are left alone.
+pub async fn refund_paid(conn: &mut PgConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE enrollments SET status = 'refunded', updated_at = now()
+           WHERE order_id = $1 AND source = 'order' AND status = 'active'"#,
+        order_id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }

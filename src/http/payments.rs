@@ -171,8 +171,11 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<(T, Value)
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
-    /// `wallet_topup` (course orders are created through the courses API).
+    /// `wallet_topup`, or `course` (with `course_id`; the amount must be the course's price).
     pub kind: String,
+    /// The course bought, for `course` orders.
+    #[serde(default)]
+    pub course_id: Option<Uuid>,
     pub amount: Money,
     /// `sandbox`, `stripe`, `alipay`, `wechatpay` (or `wallet`, for course orders).
     pub provider: String,
@@ -224,12 +227,7 @@ async fn create_order(
     }
     let kind = match req.kind.as_str() {
         "wallet_topup" => OrderKind::WalletTopup,
-        "course" => {
-            return Err(ApiError::Unprocessable(
-                "course_orders_unavailable",
-                "course orders are created through the courses API".into(),
-            ));
-        }
+        "course" => course_order(&state, &user, &req).await?,
         _ => {
             return Err(InvalidInput {
                 field: "kind",
@@ -238,7 +236,7 @@ async fn create_order(
             .into());
         }
     };
-    if req.amount.amount > settings.max_topup {
+    if matches!(kind, OrderKind::WalletTopup) && req.amount.amount > settings.max_topup {
         return Err(InvalidInput {
             field: "amount",
             reason: "is larger than the largest top-up",
@@ -277,6 +275,59 @@ async fn create_order(
         }
     }
     Ok(answer)
+}
+
+/// A course order: the course must be published and paid, the amount its price, and the buyer
+/// not already enrolled.
+async fn course_order(
+    state: &AppState,
+    user: &AuthUser,
+    req: &CreateOrder,
+) -> Result<OrderKind, ApiError> {
+    let course_id = req.course_id.ok_or(InvalidInput {
+        field: "course_id",
+        reason: "is required for course orders",
+    })?;
+    let mut conn = state.db.acquire().await?;
+    let course = crate::courses::store::get_course(&mut conn, course_id)
+        .await?
+        .filter(|c| c.visibility.as_str() == "published")
+        .ok_or(ApiError::NotFound("course"))?;
+    if course.price.amount == 0 {
+        return Err(ApiError::Unprocessable(
+            "course_is_free",
+            "this course is free: enroll directly".into(),
+        ));
+    }
+    if course.price.amount != req.amount.amount
+        || course.price.currency != req.amount.currency.as_str()
+    {
+        return Err(ApiError::Unprocessable(
+            "amount_mismatch",
+            format!(
+                "the course costs {} {} (minor units)",
+                course.price.amount, course.price.currency
+            ),
+        ));
+    }
+    let enrolled: Option<String> = sqlx::query_scalar!(
+        "SELECT status FROM enrollments WHERE course_id = $1 AND user_id = $2",
+        course_id,
+        user.id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if enrolled.as_deref() == Some("active") {
+        return Err(ApiError::Conflict(
+            "already_enrolled",
+            "you are already enrolled in this course".into(),
+        ));
+    }
+    Ok(OrderKind::Course {
+        course_id,
+        payee_id: course.owner_id,
+        platform_fee_bps: state.settings.payments.platform_fee_bps,
+    })
 }
 
 fn provider_enabled(state: &AppState, provider: &str) -> bool {

@@ -169,6 +169,9 @@ mod tests {
 #[serde(deny_unknown_fields)]
 pub struct PaymentSettings {
     pub currency: String,
+    /// The platform's share of a course sale, in basis points (1000 = 10 %); the rest is the
+    /// teacher's earnings.
+    pub platform_fee_bps: i32,
     pub order_ttl_s: u64,
     pub max_topup: i64,
     pub refund_hold_s: u64,

@@ -322,12 +322,22 @@ pub async fn confirm(
 /// itself. A course order enrolls the buyer: the courses module plugs its enrollment in here
 /// (`courses::enroll_paid(conn, order.user_id, course_id, order.id)`); until it does, course
 /// orders cannot be created through the API.
-pub async fn fulfil(_conn: &mut PgConnection, order: &Order) -> Result<(), PaymentError> {
-    match order.kind.as_str() {
-        "wallet_topup" => Ok(()),
+pub async fn fulfil(conn: &mut PgConnection, order: &Order) -> Result<(), PaymentError> {
+    match (order.kind.as_str(), order.product_id) {
+        ("wallet_topup", _) => Ok(()),
+        ("course", Some(course_id)) => crate::courses::store::enroll_paid(
+            conn,
+            &crate::courses::store::PaidOrder {
+                order_id: order.id,
+                course_id,
+                user_id: order.user_id,
+            },
+        )
+        .await
+        .map_err(PaymentError::Db),
         _ => Err(PaymentError::Unprocessable(
-            "course_orders_unavailable",
-            "course enrollment is not wired to payments yet".into(),
+            "unknown_order_kind",
+            format!("order {} has no product to deliver", order.id),
         )),
     }
 }

@@ -304,8 +304,18 @@ async fn on_refunded(conn: &mut PgConnection, order: &orders::Order) -> Result<(
            WHERE id = $1"#,
         order.id
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    // A course bought and fully refunded: the access it gave ends with it.
+    if order.kind == "course" {
+        let refunded: Option<String> =
+            sqlx::query_scalar!("SELECT status FROM orders WHERE id = $1", order.id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if refunded.as_deref() == Some("refunded") {
+            crate::courses::store::refund_paid(conn, order.id).await?;
+        }
+    }
     Ok(())
 }
 

@@ -1187,3 +1187,121 @@ async fn the_reconciliation_job_expires_stale_pending_orders() {
         .unwrap();
     assert!(listed["items"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_student_buys_a_paid_course_from_the_wallet_and_a_full_refund_ends_the_access() {
+    let app = app_with(|_| {}).await;
+    let (teacher_id, teacher) = app
+        .user_with(&unique_email("seller"), PW, &[Role::Teacher])
+        .await;
+    let (student_id, student) = app
+        .user_with(&unique_email("buyer"), PW, &[Role::Student])
+        .await;
+    let (_, admin) = app
+        .user_with(&unique_email("admin"), PW, &[Role::Admin])
+        .await;
+    let course: Value = app
+        .client
+        .post(app.url("/api/v1/courses"))
+        .bearer_auth(&teacher)
+        .json(
+            &json!({"title": "Paid algebra", "price": {"amount": 9900, "currency": "CNY"},
+                      "visibility": "published"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cid = course["id"].as_str().unwrap().to_string();
+    let lesson: Value = app
+        .client
+        .post(app.url(&format!("/api/v1/courses/{cid}/lessons")))
+        .bearer_auth(&teacher)
+        .json(
+            &json!({"title": "One", "kind": "broadcast", "starts_at": "2026-12-01T09:00:00Z",
+                      "duration_minutes": 45, "time_zone": "UTC"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lid = lesson["id"].as_str().unwrap().to_string();
+    let playback = |token: String| {
+        let client = app.client.clone();
+        let url = app.url(&format!("/api/v1/lessons/{lid}/playback"));
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(playback(student.clone()).await, StatusCode::FORBIDDEN);
+
+    // The wrong price, and not enough money, are refused; nothing is enrolled.
+    let wrong = json!({"kind": "course", "course_id": cid, "provider": "wallet",
+                       "amount": {"amount": 100, "currency": "CNY"}});
+    assert_problem(
+        post(&app, "/api/v1/orders", &student, None, &wrong).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "amount_mismatch",
+    )
+    .await;
+    let buy = json!({"kind": "course", "course_id": cid, "provider": "wallet",
+                     "amount": {"amount": 9900, "currency": "CNY"}});
+    assert_problem(
+        post(&app, "/api/v1/orders", &student, Some("buy-1"), &buy).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "insufficient_funds",
+    )
+    .await;
+
+    // With money in the wallet the order is paid at once, and the student is enrolled.
+    let pool = pool(&app).await;
+    fund(&pool, student_id, 10_000).await;
+    let r = post(&app, "/api/v1/orders", &student, Some("buy-2"), &buy).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let order: Value = r.json().await.unwrap();
+    assert_eq!(order["status"], "paid", "{order}");
+    assert_eq!(playback(student.clone()).await, StatusCode::OK);
+    assert_eq!(wallet_of(&app, &student).await["balance"]["amount"], 100);
+    // Buying again is refused: already enrolled.
+    assert_problem(
+        post(&app, "/api/v1/orders", &student, Some("buy-3"), &buy).await,
+        StatusCode::CONFLICT,
+        "already_enrolled",
+    )
+    .await;
+    // The teacher earned the price less the platform fee (10 %).
+    let (earned,): (i64,) = sqlx::query_as(
+        "SELECT posted FROM ledger_accounts WHERE owner_id = $1 AND kind = 'teacher_earnings'",
+    )
+    .bind(teacher_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(earned, 8910);
+
+    // A full refund to the wallet ends the enrollment the order created.
+    let id = order["id"].as_str().unwrap();
+    let refund = json!({"order_id": id, "destination": "wallet", "reason": "changed mind"});
+    let r = post(
+        &app,
+        "/api/v1/refunds",
+        &admin,
+        Some("refund-course"),
+        &refund,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    assert_eq!(playback(student.clone()).await, StatusCode::FORBIDDEN);
+    assert_eq!(wallet_of(&app, &student).await["balance"]["amount"], 10_000);
+    assert_ledger_sound(&app).await;
+}
