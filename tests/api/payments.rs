@@ -506,11 +506,21 @@ async fn orders_refuse_floats_other_currencies_and_unknown_providers() {
         "provider_unavailable",
     )
     .await;
+    // A course order names its course, and the course must exist.
     let course = json!({"kind": "course", "amount": {"amount": 100, "currency": "CNY"}, "provider": "wallet"});
-    assert_problem(
+    let body = assert_problem(
         post(&app, "/api/v1/orders", &token, None, &course).await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "course_orders_unavailable",
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(body["field"], "course_id");
+    let unknown = json!({"kind": "course", "course_id": Uuid::now_v7(),
+                         "amount": {"amount": 100, "currency": "CNY"}, "provider": "wallet"});
+    assert_problem(
+        post(&app, "/api/v1/orders", &token, None, &unknown).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
     )
     .await;
 }
