@@ -21,7 +21,9 @@
 #   --record no|yes|"no yes" [BENCH_RECORD]  recording: WeMaster streams created with record
 #                                            false/true (true: reconnect_window_s 0, and after the
 #                                            run every publisher is stopped and the time to `ready`
-#                                            measured), nginx with `record off` / `record all` (FLV)
+#                                            measured, then the time to the MP4, `mp4_url`: since
+#                                            27d631a `ready` comes first), nginx with `record off` /
+#                                            `record all` (FLV)
 #   --storage local|s3     [BENCH_STORAGE]   WeMaster's storage backend; s3 = a private s3s-fs per
 #                                            run ($BENCH_S3S_FS, default ~/.cargo/bin/s3s-fs;
 #                                            cargo install s3s-fs --version 0.14.1 --features binary)
