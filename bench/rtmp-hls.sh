@@ -163,7 +163,9 @@ ensure_database wemaster_bench
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/wemaster_bench"
 start_private_redis
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-export WEMASTER__AUTH__JWT_SECRET_FILE; WEMASTER__AUTH__JWT_SECRET_FILE=$(secret_file jwt)
+# Token signing keys (Ed25519, made on first start) in our own data dir (auth.keys_dir since
+# the identity merge; the former auth.jwt_secret_file is refused as an unknown field).
+export WEMASTER__AUTH__KEYS_DIR="$DATA/keys"
 "$BIN" migrate >/dev/null
 EMAIL=bench@example.com
 PASSWORD_FILE=$(secret_file bench-password)

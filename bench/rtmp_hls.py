@@ -255,8 +255,8 @@ class Wemaster:
                 "WEMASTER__LOG__FORMAT": "json",
             }
         )
-        if not (env.get("WEMASTER__AUTH__JWT_SECRET") or env.get("WEMASTER__AUTH__JWT_SECRET_FILE")):
-            env["WEMASTER__AUTH__JWT_SECRET"] = secrets.token_urlsafe(32)
+        if not env.get("WEMASTER__AUTH__KEYS_DIR"):
+            env["WEMASTER__AUTH__KEYS_DIR"] = f"{self.dir}/keys"
         self.logf = open(f"{self.dir}/server.log", "wb")
         self.proc = subprocess.Popen(
             [self.args.wemaster_bin, "serve"],
