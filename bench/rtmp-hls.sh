@@ -21,7 +21,9 @@
 #   --record no|yes|"no yes" [BENCH_RECORD]  recording: WeMaster streams created with record
 #                                            false/true (true: reconnect_window_s 0, and after the
 #                                            run every publisher is stopped and the time to `ready`
-#                                            measured), nginx with `record off` / `record all` (FLV)
+#                                            measured, then the time to the MP4, `mp4_url`: since
+#                                            27d631a `ready` comes first), nginx with `record off` /
+#                                            `record all` (FLV)
 #   --storage local|s3     [BENCH_STORAGE]   WeMaster's storage backend; s3 = a private s3s-fs per
 #                                            run ($BENCH_S3S_FS, default ~/.cargo/bin/s3s-fs;
 #                                            cargo install s3s-fs --version 0.14.1 --features binary)
@@ -161,7 +163,9 @@ ensure_database wemaster_bench
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/wemaster_bench"
 start_private_redis
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-export WEMASTER__AUTH__JWT_SECRET_FILE; WEMASTER__AUTH__JWT_SECRET_FILE=$(secret_file jwt)
+# Token signing keys (Ed25519, made on first start) in our own data dir (auth.keys_dir since
+# the identity merge; the former auth.jwt_secret_file is refused as an unknown field).
+export WEMASTER__AUTH__KEYS_DIR="$DATA/keys"
 "$BIN" migrate >/dev/null
 EMAIL=bench@example.com
 PASSWORD_FILE=$(secret_file bench-password)

@@ -255,8 +255,8 @@ class Wemaster:
                 "WEMASTER__LOG__FORMAT": "json",
             }
         )
-        if not (env.get("WEMASTER__AUTH__JWT_SECRET") or env.get("WEMASTER__AUTH__JWT_SECRET_FILE")):
-            env["WEMASTER__AUTH__JWT_SECRET"] = secrets.token_urlsafe(32)
+        if not env.get("WEMASTER__AUTH__KEYS_DIR"):
+            env["WEMASTER__AUTH__KEYS_DIR"] = f"{self.dir}/keys"
         self.logf = open(f"{self.dir}/server.log", "wb")
         self.proc = subprocess.Popen(
             [self.args.wemaster_bin, "serve"],
@@ -813,6 +813,9 @@ def run_one(args, kind, n, rep, record=False):
         log(f"  ready after stop: median {fmt_s(rec['ready_after_stop_median_s'])} "
             f"p90 {fmt_s(rec['ready_after_stop_p90_s'])} max {fmt_s(rec['ready_after_stop_max_s'])} "
             f"({rec['ready']}/{n} ready); finalize median {fmt_s(rec.get('finalize_median_s'))}; "
+            f"MP4 after stop: median {fmt_s(rec.get('mp4_after_stop_median_s'))} "
+            f"p90 {fmt_s(rec.get('mp4_after_stop_p90_s'))} max {fmt_s(rec.get('mp4_after_stop_max_s'))} "
+            f"({len(rec.get('mp4_after_stop_s') or [])}/{n}); "
             f"upload {rec.get('upload_mean_s')} s/segment, {rec.get('upload_mib_per_s_per_upload')} MiB/s per upload")
     return result
 
@@ -858,7 +861,9 @@ def nginx_recording_phase(server, pubs):
 
 def recording_phase(args, server, pubs, upload_samples):
     """WeMaster: stop every publisher at once, then poll each stream's recording until it is
-    `ready` (or failed, or --ready-timeout); time to ready, finalization CPU, upload figures."""
+    `ready` (or failed, or --ready-timeout) and then until its MP4 is there (`mp4_url`, or the
+    "MP4 and poster done" log line without one); time to ready, time to MP4, finalization CPU,
+    upload figures. Since 27d631a `ready` (final VOD playlist) comes before the MP4 and poster."""
     m0 = server.metrics()
     pids = server.pids()
     ticks0 = cpu_ticks(pids)
@@ -866,28 +871,50 @@ def recording_phase(args, server, pubs, upload_samples):
     t_stop, wall_stop, exited = stop_publishers(pubs)
     n = len(server.streams)
     ready_at, status, rows = {}, {}, {}
+    mp4_at, extras_at = {}, {}
+    ready_cpu = ready_busy = None
     deadline = t_stop + args.ready_timeout
     # One list request per poll (the streams of this run are the newest recordings; the
     # per-stream form GET /api/v1/recordings?live_stream_id= answers the same).
-    while len(ready_at) < n and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         try:
             recs = server.recordings()
         except OSError:
             recs = {}
         now = time.monotonic()
         for i, r in recs.items():
-            if i in ready_at:
-                continue
-            status[i] = r["status"]
-            if r["status"] in ("ready", "failed"):
-                ready_at[i] = now - t_stop
+            if i not in ready_at:
+                status[i] = r["status"]
+                if r["status"] in ("ready", "failed"):
+                    ready_at[i] = now - t_stop
+                    rows[i] = r
+            if r["status"] == "ready":
                 rows[i] = r
+                if r.get("mp4_url") and i not in mp4_at:
+                    mp4_at[i] = now - t_stop
+                if (r.get("mp4_url") or r.get("poster_url")) and i not in extras_at:
+                    extras_at[i] = now - t_stop
+        if len(ready_at) >= n and ready_cpu is None:
+            ready_cpu, ready_busy = cpu_ticks(pids), system_busy_ticks()
+        if len(ready_at) >= n:
+            # Done when every ready recording has its MP4, or its extras ended without one.
+            waiting = [i for i in ready_at if rows[i]["status"] == "ready" and i not in mp4_at]
+            if waiting:
+                done = extras_done_ids(server)
+                waiting = [i for i in waiting if str(rows[i]["id"]) not in done]
+            if not waiting:
+                break
         time.sleep(args.ready_poll_ms / 1000.0)
     t_done = time.monotonic()
-    fin_cpu = (cpu_ticks(pids) - ticks0) / CLK_TCK
+    end_ticks = cpu_ticks(pids)
     busy1, total1 = system_busy_ticks()
+    if ready_cpu is None:
+        ready_cpu, ready_busy = end_ticks, (busy1, total1)
+    fin_cpu = (ready_cpu - ticks0) / CLK_TCK
+    all_cpu = (end_ticks - ticks0) / CLK_TCK
     m1 = server.metrics()
     times = [ready_at[i] for i in ready_at if rows[i]["status"] == "ready"]
+    mp4_times = list(mp4_at.values())
     out = {
         "stopped": n,
         "ready": len(times),
@@ -898,10 +925,20 @@ def recording_phase(args, server, pubs, upload_samples):
         "ready_after_stop_median_s": percentile(times, 50),
         "ready_after_stop_p90_s": percentile(times, 90),
         "ready_after_stop_max_s": max(times) if times else None,
+        # Time to the MP4: the first poll showing mp4_url (the MP4 stored, DB updated).
+        "mp4_after_stop_s": sorted(round(t, 3) for t in mp4_times),
+        "mp4_after_stop_median_s": percentile(mp4_times, 50),
+        "mp4_after_stop_p90_s": percentile(mp4_times, 90),
+        "mp4_after_stop_max_s": max(mp4_times) if mp4_times else None,
+        "extras_after_stop_max_s": max(extras_at.values()) if extras_at else None,
         "finalize_phase_s": round(t_done - t_stop, 3),
+        # CPU from the stop to the last `ready`, and to the last MP4 (everything).
         "finalize_server_cpu_core_s": round(fin_cpu, 3),
         "finalize_server_cpu_core_s_per_recording": round(fin_cpu / max(1, n), 3),
-        "finalize_machine_cpu_cores": round((busy1 - busy0) / max(1, total1 - total0) * NCPU, 3),
+        "finalize_machine_cpu_cores": round((ready_busy[0] - busy0) / max(1, ready_busy[1] - total0) * NCPU, 3),
+        "processing_server_cpu_core_s": round(all_cpu, 3),
+        "processing_server_cpu_core_s_per_recording": round(all_cpu / max(1, n), 3),
+        "processing_machine_cpu_cores": round((busy1 - busy0) / max(1, total1 - total0) * NCPU, 3),
     }
     # ended_at (set when finalization starts) splits the wait in two: until the session's
     # finalization starts (last segment uploaded), then the finalization itself.
@@ -942,6 +979,23 @@ def recording_phase(args, server, pubs, upload_samples):
                     steps.setdefault(k, []).append(float(v))
     except OSError:
         pass
+    # "recording MP4 and poster done" log lines (since 27d631a): took_s and its steps.
+    took, xsteps = [], {}
+    for fields in log_lines(server, "recording MP4 and poster done"):
+        if "took_s" in fields:
+            took.append(float(fields["took_s"]))
+        st = fields.get("steps")
+        if isinstance(st, str):
+            try:
+                st = json.loads(st)
+            except ValueError:
+                st = None
+        for k, v in (st or {}).items():
+            xsteps.setdefault(k, []).append(float(v))
+    out["extras_median_s"] = percentile(took, 50)
+    out["extras_max_s"] = max(took) if took else None
+    out["extras_steps_median_s"] = {k: round(percentile(v, 50), 4) for k, v in xsteps.items()}
+    out["extras_steps_max_s"] = {k: round(max(v), 4) for k, v in xsteps.items()}
     out["finalize_median_s"] = percentile(fin, 50)
     out["finalize_max_s"] = max(fin) if fin else None
     out["finalize_steps_median_s"] = {k: round(percentile(v, 50), 4) for k, v in steps.items()}
@@ -968,6 +1022,29 @@ def recording_phase(args, server, pubs, upload_samples):
         "upload_buckets": {k: v for k, v in m1.items() if k.startswith("recording_upload_seconds_bucket")},
     })
     return out
+
+
+def log_lines(server, message):
+    """The fields of the server's JSON log lines whose message contains `message`."""
+    out = []
+    try:
+        with open(f"{server.dir}/server.log", errors="replace") as f:
+            for line in f:
+                if message not in line:
+                    continue
+                try:
+                    d = json.loads(line)
+                except ValueError:
+                    continue
+                out.append(d.get("fields", d))
+    except OSError:
+        pass
+    return out
+
+
+def extras_done_ids(server):
+    """Recording ids whose MP4/poster work has ended (with or without an MP4)."""
+    return {str(f.get("recording_id")) for f in log_lines(server, "recording MP4 and poster done")}
 
 
 def fmt_s(v):
@@ -1177,7 +1254,10 @@ def recording_rows(runs):
                          "finalize_server_cpu_core_s_per_recording", "segment_bytes",
                          "upload_count", "upload_mean_s", "upload_mib_per_s_per_upload",
                          "live_ingest_mib_per_s", "upload_queue_depth_max",
-                         "upload_oldest_age_max_s", "upload_failures_total", "mp4", "poster")}})
+                         "upload_oldest_age_max_s", "upload_failures_total", "mp4", "poster",
+                         "mp4_after_stop_median_s", "mp4_after_stop_p90_s", "mp4_after_stop_max_s",
+                         "extras_median_s", "extras_steps_median_s",
+                         "processing_server_cpu_core_s_per_recording")}})
     return rows
 
 
@@ -1219,6 +1299,14 @@ def print_summary(doc, file=sys.stdout):
                   f"{f2(r['finalize_server_cpu_core_s_per_recording'])} | {f2(r['upload_mean_s'], '{:.4f}')} | "
                   f"{f2(r['upload_mib_per_s_per_upload'], '{:.0f}')} | {f2(r['live_ingest_mib_per_s'], '{:.3f}')} | "
                   f"{f2(r['upload_queue_depth_max'], '{:.0f}')} | {f2(r['upload_oldest_age_max_s'])} |", file=file)
+            if r.get("mp4_after_stop_median_s") is not None:
+                print(f"  MP4 after stop median / p90 / max (s): {f2(r['mp4_after_stop_median_s'])} / "
+                      f"{f2(r['mp4_after_stop_p90_s'])} / {f2(r['mp4_after_stop_max_s'])}; "
+                      f"MP4+poster per recording median {f2(r.get('extras_median_s'))} s; "
+                      f"CPU to the last MP4 {f2(r.get('processing_server_cpu_core_s_per_recording'))} core-s/rec",
+                      file=file)
+            if r.get("extras_steps_median_s"):
+                print(f"  MP4/poster steps (median s): {r['extras_steps_median_s']}", file=file)
             if r.get("finalize_steps_median_s"):
                 print(f"  steps (median s): {r['finalize_steps_median_s']}", file=file)
 
