@@ -44,7 +44,7 @@ fn view(
 }
 
 /// The `token` query parameter, if any.
-fn token_param(query: Option<&str>) -> Option<String> {
+pub(crate) fn token_param(query: Option<&str>) -> Option<String> {
     query
         .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token"))
         .map(|(_, v)| v.into_owned())

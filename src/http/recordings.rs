@@ -436,11 +436,9 @@ async fn storage_repair(
     Ok(Json(report))
 }
 
+/// The `token` query parameter (bounded in size), as the live routes read it.
 fn token_param(query: Option<&str>) -> Option<String> {
-    query
-        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token"))
-        .map(|(_, v)| v.into_owned())
-        .filter(|t| t.len() <= 2048)
+    super::hls::token_param(query).filter(|t| t.len() <= 2048)
 }
 
 /// The recording if it may be played with this token.

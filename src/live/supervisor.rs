@@ -705,7 +705,8 @@ fn end_reason(r: &EndReason) -> String {
     }
 }
 
-fn video_codec_name(c: VideoCodec) -> String {
+/// Codec names as the API shows them (`h264`, `aac`).
+pub(crate) fn video_codec_name(c: VideoCodec) -> String {
     match c {
         VideoCodec::H264 => "h264".into(),
         VideoCodec::Hevc => "hevc".into(),
@@ -715,7 +716,7 @@ fn video_codec_name(c: VideoCodec) -> String {
     }
 }
 
-fn audio_codec_name(c: AudioCodec) -> String {
+pub(crate) fn audio_codec_name(c: AudioCodec) -> String {
     match c {
         AudioCodec::Aac => "aac".into(),
         AudioCodec::Mp3 => "mp3".into(),

@@ -13,7 +13,7 @@ pub mod store;
 
 use std::fmt::Write as _;
 
-use wemaster_media::rtmp::{AudioCodec, StreamInfo, VideoCodec};
+use wemaster_media::rtmp::StreamInfo;
 
 use store::SegmentRow;
 
@@ -68,22 +68,13 @@ pub fn render_playlist(segments: &[SegmentRow], query: Option<&str>, final_: boo
     out
 }
 
-/// Codec names as the API shows them (`h264`, `aac`).
+/// Codec names as the API shows them (`h264`, `aac`), as live streams show them.
 pub fn codec_names(info: &StreamInfo) -> (Option<String>, Option<String>) {
-    let video = info.video_codec.map(|c| match c {
-        VideoCodec::H264 => "h264".to_string(),
-        VideoCodec::Hevc => "hevc".into(),
-        VideoCodec::Av1 => "av1".into(),
-        VideoCodec::Vp9 => "vp9".into(),
-        VideoCodec::Other(x) => format!("other({x:#x})"),
-    });
-    let audio = info.audio_codec.map(|c| match c {
-        AudioCodec::Aac => "aac".to_string(),
-        AudioCodec::Mp3 => "mp3".into(),
-        AudioCodec::Opus => "opus".into(),
-        AudioCodec::Other(x) => format!("other({x:#x})"),
-    });
-    (video, audio)
+    use crate::live::supervisor::{audio_codec_name, video_codec_name};
+    (
+        info.video_codec.map(video_codec_name),
+        info.audio_codec.map(audio_codec_name),
+    )
 }
 
 #[cfg(test)]
