@@ -30,6 +30,24 @@ impl Live {
         v["items"].as_array().unwrap().clone()
     }
 
+    /// `POST /api/v1/recordings/{id}/playback-token` as the teacher.
+    async fn playback_token(&self, rec: &Value) -> Value {
+        let id = rec["id"].as_str().unwrap();
+        self.app
+            .client
+            .post(
+                self.app
+                    .url(&format!("/api/v1/recordings/{id}/playback-token")),
+            )
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Wait for exactly one recording of the stream to be `ready` with its MP4 and poster made
     /// (they follow `ready`); panics on `failed`.
     async fn wait_ready(&self, timeout: Duration) -> Value {
@@ -51,6 +69,23 @@ impl Live {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Wait until at least `n` segments of the database's recordings are in storage; returns how many.
+async fn wait_uploaded(db: &sqlx::PgPool, n: i64, timeout: Duration) -> i64 {
+    let start = Instant::now();
+    loop {
+        let (got,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM recording_segments WHERE uploaded_at IS NOT NULL")
+                .fetch_one(db)
+                .await
+                .unwrap();
+        if got >= n {
+            return got;
+        }
+        assert!(start.elapsed() < timeout, "{got} of {n} segments uploaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -309,20 +344,7 @@ async fn private_recordings_need_a_token_on_every_replay_request() {
         live.app.client.get(mp4).send().await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
-    let t: Value = live
-        .app
-        .client
-        .post(live.app.url(&format!(
-            "/api/v1/recordings/{}/playback-token",
-            rec["id"].as_str().unwrap()
-        )))
-        .bearer_auth(&live.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t = live.playback_token(&rec).await;
     let with_token = t["hls_url"].as_str().unwrap();
     let playlist = live
         .app
@@ -654,22 +676,7 @@ async fn sigkill_mid_lesson_then_restart_gives_a_ready_recording_of_what_was_rec
     );
     // Wait until a few segments are recorded, then kill the server without warning.
     let db = sqlx::PgPool::connect(&database_url).await.unwrap();
-    let start = Instant::now();
-    let recorded = loop {
-        let (n,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM recording_segments WHERE uploaded_at IS NOT NULL")
-                .fetch_one(&db)
-                .await
-                .unwrap();
-        if n >= 3 {
-            break n;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "nothing recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let recorded = wait_uploaded(&db, 3, Duration::from_secs(30)).await;
     server.kill9();
     let _ = publisher.kill();
     let _ = publisher.wait();
@@ -771,27 +778,8 @@ async fn a_stalled_s3_loses_no_segment_and_does_not_disturb_the_live_stream() {
     let live = Live::on(app, 0, "public").await;
     let publisher = ffmpeg_publish(&live.rtmp_url(), 14, true);
     // Let the first segments reach S3, then freeze it for ~5 s while the lesson goes on.
-    let start = Instant::now();
-    loop {
-        let recs = live.recordings().await;
-        if recs.first().is_some_and(|r| r["status"] == "recording") {
-            let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
-            let (n,): (i64,) = sqlx::query_as(
-                "SELECT count(*) FROM recording_segments WHERE uploaded_at IS NOT NULL",
-            )
-            .fetch_one(&db)
-            .await
-            .unwrap();
-            if n >= 1 {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing uploaded"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
+    wait_uploaded(&db, 1, Duration::from_secs(20)).await;
     let pid = s3.id().to_string();
     assert!(
         std::process::Command::new("kill")
@@ -816,7 +804,6 @@ async fn a_stalled_s3_loses_no_segment_and_does_not_disturb_the_live_stream() {
         "the live playlist went on while S3 was frozen ({live_before} -> {live_after})"
     );
     // The freeze was felt: closed segments wait in the spool for their upload.
-    let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
     let (waiting,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM recording_segments WHERE uploaded_at IS NULL")
             .fetch_one(&db)
@@ -999,20 +986,7 @@ async fn replay_can_redirect_to_presigned_storage_urls() {
         live.app.client.get(mp4).send().await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
-    let t: Value = live
-        .app
-        .client
-        .post(live.app.url(&format!(
-            "/api/v1/recordings/{}/playback-token",
-            rec["id"].as_str().unwrap()
-        )))
-        .bearer_auth(&live.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t = live.playback_token(&rec).await;
     let r = live
         .app
         .client
@@ -1041,22 +1015,7 @@ async fn a_graceful_shutdown_mid_lesson_finalizes_the_recording() {
     let live = Live::start(60).await;
     let mut publisher = ffmpeg_publish(&live.rtmp_url(), 30, true);
     let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
-    let start = Instant::now();
-    loop {
-        let (n,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM recording_segments WHERE uploaded_at IS NOT NULL")
-                .fetch_one(&db)
-                .await
-                .unwrap();
-        if n >= 2 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "nothing recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_uploaded(&db, 2, Duration::from_secs(30)).await;
     // Stop the server while the teacher is still live (and inside a 60 s window).
     live.app.stop().await;
     let _ = publisher.kill();
