@@ -80,6 +80,7 @@ pub struct Settings {
     pub media: MediaSettings,
     pub jitsi: JitsiSettings,
     pub payments: crate::payments::PaymentSettings,
+    pub chat: crate::chat::ChatSettings,
 }
 
 /// Jitsi Meet integration (meeting lessons): see `docs/courses.md`.

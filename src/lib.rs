@@ -10,6 +10,7 @@ pub mod api_tokens;
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod courses;

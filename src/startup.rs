@@ -39,6 +39,8 @@ pub struct Application {
     publish_requests: tokio::sync::mpsc::Sender<wemaster_media::rtmp::PublishRequest>,
     /// The email outbox sender (stops with the shutdown token).
     mail_sender: tokio::task::JoinHandle<()>,
+    /// The chat persister: awaited so a batch in flight commits and hands the lease over.
+    chat_persister: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -152,6 +154,19 @@ impl Application {
             shutdown.child_token(),
         )?;
         let jitsi = crate::meetings::Jitsi::new(&settings.jitsi).context("jitsi settings")?;
+        let chat_shutdown = shutdown.child_token();
+        let chat = crate::chat::hub::Hub::start(
+            redis.clone(),
+            settings.chat.keys(),
+            chat_shutdown.clone(),
+        );
+        let chat_persister = crate::chat::persist::spawn(
+            pool.clone(),
+            redis.clone(),
+            settings.chat.keys(),
+            settings.chat.persist_batch,
+            shutdown.child_token(),
+        );
         let state = AppState::new(Inner {
             settings,
             db: pool,
@@ -167,6 +182,8 @@ impl Application {
             whip,
             playback,
             jitsi,
+            chat,
+            chat_shutdown,
             pipelines,
             missing_elements,
         });
@@ -179,6 +196,7 @@ impl Application {
             recorder_task,
             publish_requests,
             mail_sender,
+            chat_persister,
         })
     }
 
@@ -216,6 +234,7 @@ impl Application {
             recorder_task,
             publish_requests,
             mail_sender,
+            chat_persister,
         } = self;
         let grace = Duration::from_secs(state.settings.http.shutdown_grace_s);
         let addr = listener.local_addr()?;
@@ -258,6 +277,7 @@ impl Application {
             let _ = rtmp.await;
             let _ = supervisor.await;
             let _ = mail_sender.await;
+            let _ = chat_persister.await;
         })
         .await;
         // With the supervisor gone, the recorder finalizes the recordings of the sessions that

@@ -44,6 +44,10 @@ pub struct Inner {
     pub playback: crate::playback::PlaybackSigner,
     /// Signs Jitsi meeting tokens.
     pub jitsi: crate::meetings::Jitsi,
+    /// This node's chat hub (subscriptions, fan-out, acks).
+    pub chat: crate::chat::hub::Hub,
+    /// Cancelled at shutdown: chat connections close with 1001 "going away".
+    pub chat_shutdown: tokio_util::sync::CancellationToken,
     /// Pipeline templates loaded at start.
     pub pipelines: TemplateSet,
     /// Elements the templates need that GStreamer cannot create (empty when healthy).

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod chat;
 pub mod courses;
 pub mod error;
 pub mod extract;
@@ -85,6 +86,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(recordings::router())
         .merge(courses::router())
         .merge(payments::router())
+        .merge(chat::router())
 }
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).

@@ -162,6 +162,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     settings.auth.keys_dir = dir.path().join("keys");
     // Rate-limit counters are per app: tests share one Redis and one client IP (127.0.0.1).
     settings.auth.limits.key_prefix = format!("wm:rl:test-{}:", uuid::Uuid::new_v4().simple());
+    // Chat streams and pub/sub are per app too (each app has its own database).
+    settings.chat.key_prefix = format!("wm:chat:test-{}:", uuid::Uuid::new_v4().simple());
     // Mail goes to the test SMTP server scripts/test starts (aiosmtpd), polled quickly.
     settings.email.smtp_host = "127.0.0.1".into();
     settings.email.smtp_port = smtp_port();

@@ -4,6 +4,7 @@ mod helpers;
 
 mod access;
 mod auth;
+mod chat;
 mod cli;
 mod courses;
 mod errors;

@@ -1,0 +1,923 @@
+//! One WebSocket connection: a task that owns the socket, reads client frames, writes what the
+//! hub queues for it, pings, and cleans up (hub registration, presence) when it ends.
+//!
+//! Every frame is handled to completion before the next is read; the hub's queue for this
+//! connection fills meanwhile and is drained in between. Per subscription the connection keeps
+//! the last `seq` it sent: history sent on subscribe and live events overlap by design (the hub
+//! subscription is made first), and the overlap is skipped by `seq`.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use futures::{SinkExt, StreamExt};
+use redis::AsyncCommands;
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use yawc::{Frame, HttpWebSocket, OpCode, close::CloseCode};
+
+use super::{
+    Canonical, ChannelName, ChatError, ChatText, ClientFrame, ClientId, MessageView,
+    PROTOCOL_VERSION,
+    access::{self, ChannelAccess},
+    hub::{ConnId, Hub, Out, Waiter, Wire},
+    persist::{self, Entry, Op},
+    store,
+};
+use crate::{courses::policy::Caller, state::AppState};
+
+/// How long a channel access decision is trusted before it is asked again (bans and lost
+/// enrollments also revoke at once through `Revoke` events).
+const ACCESS_TTL: Duration = Duration::from_secs(30);
+/// Typing indicators: at most one per channel per this interval.
+const TYPING_INTERVAL: Duration = Duration::from_secs(2);
+
+struct Sub {
+    display: String,
+    channel_id: Uuid,
+    last_seq: i64,
+}
+
+pub struct Conn {
+    id: ConnId,
+    caller: Caller,
+    state: AppState,
+    hub: Hub,
+    subs: HashMap<Canonical, Sub>,
+    access: HashMap<ChannelName, (ChannelAccess, Instant)>,
+    /// Writes waiting for their outcome, by client id.
+    pending: HashMap<String, Instant>,
+    typing: HashMap<Canonical, Instant>,
+    window: (Instant, u32),
+    last_seen: Instant,
+}
+
+type Ws = HttpWebSocket;
+
+enum Flow {
+    Continue,
+    Close(CloseCode, &'static str),
+}
+
+/// Serve one upgraded connection until it closes.
+pub async fn serve(mut ws: Ws, state: AppState, caller: Caller, shutdown: CancellationToken) {
+    let settings = state.settings.chat.clone();
+    let hub = state.chat.clone();
+    let id = hub.next_conn_id();
+    let (tx, mut rx) = mpsc::channel(settings.outbound_queue.max(8));
+    if !hub
+        .register(id, caller.id, tx, settings.max_connections_per_user)
+        .await
+    {
+        let _ = ws
+            .send(Frame::close(
+                CloseCode::Policy,
+                "too many connections for this user",
+            ))
+            .await;
+        return;
+    }
+    metrics::counter!("chat_connections_total").increment(1);
+    let mut conn = Conn {
+        id,
+        caller,
+        state,
+        hub: hub.clone(),
+        subs: HashMap::new(),
+        access: HashMap::new(),
+        pending: HashMap::new(),
+        typing: HashMap::new(),
+        window: (Instant::now(), 0),
+        last_seen: Instant::now(),
+    };
+    let hello = json!({
+        "type": "hello", "protocol": PROTOCOL_VERSION, "user_id": caller.id,
+        "heartbeat_s": settings.ping_interval_s, "max_frame_bytes": settings.max_frame_bytes,
+        "recall_window_s": settings.recall_window_s,
+    });
+    let mut flow = match ws.send(Frame::text(hello.to_string())).await {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::Close(CloseCode::Normal, ""),
+    };
+    // Everyone hears their own notifications.
+    if matches!(flow, Flow::Continue) {
+        let own = ChannelName::User(caller.id);
+        let _ = conn.subscribe(&mut ws, own, None).await;
+        conn.online().await;
+    }
+    let mut ping = tokio::time::interval(Duration::from_secs(settings.ping_interval_s.max(1)));
+    ping.tick().await;
+    let mut acks = tokio::time::interval(Duration::from_secs(1));
+    let idle = Duration::from_secs(settings.idle_timeout_s.max(2));
+    while let Flow::Continue = flow {
+        flow = tokio::select! {
+            frame = ws.next() => match frame {
+                None => Flow::Close(CloseCode::Normal, ""),
+                Some(f) => {
+                    conn.last_seen = Instant::now();
+                    conn.on_frame(&mut ws, f).await
+                }
+            },
+            out = rx.recv() => match out {
+                Some(out) => conn.on_out(&mut ws, out).await,
+                // The hub dropped us: we could not keep up.
+                None => Flow::Close(CloseCode::Again, "too slow: reconnect and resume"),
+            },
+            _ = ping.tick() => {
+                if conn.last_seen.elapsed() > idle {
+                    Flow::Close(CloseCode::Away, "idle timeout")
+                } else {
+                    conn.refresh_presence().await;
+                    send(&mut ws, Frame::ping(Vec::new())).await
+                }
+            },
+            _ = acks.tick() => conn.expire_acks(&mut ws).await,
+            () = shutdown.cancelled() => Flow::Close(CloseCode::Away, "server shutting down"),
+        };
+    }
+    if let Flow::Close(code, reason) = flow {
+        let _ = ws.send(Frame::close(code, reason)).await;
+    }
+    hub.unregister(id).await;
+    conn.leave_all().await;
+}
+
+async fn send(ws: &mut Ws, frame: Frame) -> Flow {
+    match ws.send(frame).await {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::Close(CloseCode::Normal, ""),
+    }
+}
+
+async fn send_json(ws: &mut Ws, v: serde_json::Value) -> Flow {
+    send(ws, Frame::text(v.to_string())).await
+}
+
+async fn error(
+    ws: &mut Ws,
+    client_id: Option<&str>,
+    e: ChatError,
+    detail: impl Into<String>,
+) -> Flow {
+    metrics::counter!("chat_errors_total", "code" => e.code()).increment(1);
+    send_json(
+        ws,
+        json!({"type": "error", "client_id": client_id, "code": e.code(), "detail": detail.into()}),
+    )
+    .await
+}
+
+impl Conn {
+    fn settings(&self) -> &super::ChatSettings {
+        &self.state.settings.chat
+    }
+
+    fn keys(&self) -> super::Keys {
+        self.state.settings.chat.keys()
+    }
+
+    async fn on_frame(&mut self, ws: &mut Ws, frame: Frame) -> Flow {
+        match frame.opcode() {
+            OpCode::Text => {}
+            OpCode::Close => return Flow::Close(CloseCode::Normal, ""),
+            // Pings are answered by yawc; pongs only prove the client is alive.
+            OpCode::Ping | OpCode::Pong => return Flow::Continue,
+            _ => return error(ws, None, ChatError::BadFrame, "frames are JSON text").await,
+        }
+        if !self.within_frame_rate() {
+            return error(
+                ws,
+                None,
+                ChatError::RateLimited,
+                "too many frames; slow down",
+            )
+            .await;
+        }
+        let parsed: Result<ClientFrame, _> = serde_json::from_slice(frame.payload());
+        let f = match parsed {
+            Ok(f) => f,
+            Err(e) => {
+                let v: Option<serde_json::Value> = serde_json::from_slice(frame.payload()).ok();
+                let client_id = v
+                    .as_ref()
+                    .and_then(|v| v.get("client_id"))
+                    .and_then(|c| c.as_str())
+                    .map(str::to_owned);
+                let code = if v.as_ref().and_then(|v| v.get("type")).is_some()
+                    && e.to_string().contains("unknown variant")
+                {
+                    ChatError::UnknownType
+                } else {
+                    ChatError::BadFrame
+                };
+                return error(ws, client_id.as_deref(), code, e.to_string()).await;
+            }
+        };
+        let result = match f {
+            ClientFrame::Subscribe { channel, since_seq } => match ChannelName::parse(&channel) {
+                Ok(name) => self.subscribe(ws, name, since_seq).await,
+                Err(e) => return error(ws, None, ChatError::Invalid, e.to_string()).await,
+            },
+            ClientFrame::Unsubscribe { channel } => self.unsubscribe(ws, &channel).await,
+            ClientFrame::Send {
+                channel,
+                client_id,
+                body,
+            } => self.send_message(ws, &channel, &client_id, &body).await,
+            ClientFrame::Recall {
+                client_id,
+                message_id,
+            } => self.recall(ws, &client_id, message_id).await,
+            ClientFrame::Read { channel, seq } => self.read(ws, &channel, seq).await,
+            ClientFrame::Typing { channel } => self.typing(ws, &channel).await,
+            ClientFrame::Presence { channel } => self.presence(ws, &channel).await,
+            ClientFrame::Ping { nonce } => {
+                return send_json(ws, json!({"type": "pong", "nonce": nonce})).await;
+            }
+        };
+        match result {
+            Ok(flow) => flow,
+            Err(e) => {
+                tracing::warn!(error = %e, "chat: frame failed");
+                error(ws, None, ChatError::Unavailable, "try again").await
+            }
+        }
+    }
+
+    fn within_frame_rate(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window.0) >= Duration::from_secs(10) {
+            self.window = (now, 0);
+        }
+        self.window.1 += 1;
+        self.window.1 <= self.settings().frames_per_10s
+    }
+
+    /// Per user, all connections and nodes together: a fixed 10 s window in Redis.
+    async fn within_message_rate(&self) -> anyhow::Result<bool> {
+        let window = OffsetDateTime::now_utc().unix_timestamp() / 10;
+        let key = self.keys().rate(self.caller.id, window);
+        let mut c = self.state.redis.conn();
+        let (n,): (u64,) = redis::pipe()
+            .incr(&key, 1u64)
+            .expire(&key, 20)
+            .ignore()
+            .query_async(&mut c)
+            .await?;
+        Ok(n <= self.settings().messages_per_10s)
+    }
+
+    async fn decide(&mut self, name: ChannelName) -> anyhow::Result<ChannelAccess> {
+        if let Some((a, at)) = self.access.get(&name)
+            && at.elapsed() < ACCESS_TTL
+        {
+            return Ok(*a);
+        }
+        let mut db = self.state.db.acquire().await?;
+        let a = access::decide(&mut db, self.caller, name).await?;
+        // Only grants are cached (revocations arrive as `Revoke` events and clear the cache);
+        // a refusal is asked again, so an unban or a new enrollment works at once.
+        if a.read {
+            self.access.insert(name, (a, Instant::now()));
+        }
+        Ok(a)
+    }
+
+    async fn subscribe(
+        &mut self,
+        ws: &mut Ws,
+        name: ChannelName,
+        since_seq: Option<i64>,
+    ) -> anyhow::Result<Flow> {
+        let display = name.to_string();
+        let a = self.decide(name).await?;
+        if !a.read {
+            return Ok(error(
+                ws,
+                None,
+                ChatError::Forbidden,
+                format!("no access to {display}"),
+            )
+            .await);
+        }
+        let canonical = name.canonical(self.caller.id);
+        let mut db = self.state.db.acquire().await?;
+        let channel =
+            store::ensure_channel(&mut db, name, self.caller.id, a.course_id, a.lesson_id).await?;
+        // Live delivery first, then the history: the two overlap, never leave a gap.
+        self.hub.subscribe(self.id, canonical.clone()).await;
+        let read_seq = store::join(&mut db, self.caller.id, channel.id).await?;
+        let latest = store::channel_by_name(&mut db, &canonical)
+            .await?
+            .map_or(channel.last_seq, |c| c.last_seq);
+        let max = self.settings().resume_max_messages;
+        let mut sent = latest;
+        let backlog = match since_seq {
+            Some(s) if s >= 0 && latest - s <= max => {
+                store::after(&mut db, channel.id, s, max).await?
+            }
+            _ => Vec::new(),
+        };
+        drop(db);
+        let too_old = since_seq.is_some_and(|s| s < 0 || latest - s > max);
+        let flow = send_json(
+            ws,
+            json!({"type": "subscribed", "channel": display, "seq": latest, "read_seq": read_seq,
+                   "muted": channel.muted, "slow_mode_s": channel.slow_mode_s}),
+        )
+        .await;
+        if !matches!(flow, Flow::Continue) {
+            return Ok(flow);
+        }
+        if too_old {
+            let f = send_json(
+                ws,
+                json!({"type": "reset", "channel": display, "seq": latest,
+                       "detail": "too far behind: reload the history"}),
+            )
+            .await;
+            if !matches!(f, Flow::Continue) {
+                return Ok(f);
+            }
+        }
+        for m in &backlog {
+            sent = sent.max(m.seq);
+            let f = send(
+                ws,
+                Frame::text(super::hub::message_frame(&display, m).to_string()),
+            )
+            .await;
+            if !matches!(f, Flow::Continue) {
+                return Ok(f);
+            }
+        }
+        self.subs.insert(
+            canonical.clone(),
+            Sub {
+                display: display.clone(),
+                channel_id: channel.id,
+                last_seq: sent,
+            },
+        );
+        if matches!(name, ChannelName::Lesson(_) | ChannelName::Course(_)) {
+            self.announce(&canonical, true).await;
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn unsubscribe(&mut self, ws: &mut Ws, channel: &str) -> anyhow::Result<Flow> {
+        let name = match ChannelName::parse(channel) {
+            Ok(n) => n,
+            Err(e) => return Ok(error(ws, None, ChatError::Invalid, e.to_string()).await),
+        };
+        let canonical = name.canonical(self.caller.id);
+        if self.subs.remove(&canonical).is_some() {
+            self.hub.unsubscribe(self.id, canonical.clone()).await;
+            if !canonical.is_dm() {
+                self.announce(&canonical, false).await;
+            }
+        }
+        Ok(send_json(
+            ws,
+            json!({"type": "unsubscribed", "channel": channel, "reason": "requested"}),
+        )
+        .await)
+    }
+
+    async fn send_message(
+        &mut self,
+        ws: &mut Ws,
+        channel: &str,
+        client_id: &str,
+        body: &str,
+    ) -> anyhow::Result<Flow> {
+        let cid = match ClientId::parse(client_id) {
+            Ok(c) => c,
+            Err(e) => return Ok(error(ws, None, ChatError::Invalid, e.to_string()).await),
+        };
+        let cid_s = Some(cid.as_str());
+        let name = match ChannelName::parse(channel) {
+            Ok(n) => n,
+            Err(e) => return Ok(error(ws, cid_s, ChatError::Invalid, e.to_string()).await),
+        };
+        let text = match ChatText::parse(body, self.settings().max_body_chars) {
+            Ok(t) => t,
+            Err(e) => return Ok(error(ws, cid_s, ChatError::Invalid, e.to_string()).await),
+        };
+        // A retry of something already stored is acknowledged again, whatever else changed.
+        let mut db = self.state.db.acquire().await?;
+        if let Some((ch, m)) = store::by_client_id(&mut db, self.caller.id, cid.as_str()).await? {
+            return Ok(self.ack(ws, cid.as_str(), &ch, &m).await);
+        }
+        drop(db);
+        if self.pending.contains_key(cid.as_str()) {
+            // Same frame again while the first is in flight: its ack answers both.
+            return Ok(Flow::Continue);
+        }
+        let a = self.decide(name).await?;
+        if !a.write {
+            return Ok(error(
+                ws,
+                cid_s,
+                ChatError::Forbidden,
+                format!("cannot write to {channel}"),
+            )
+            .await);
+        }
+        let mut db = self.state.db.acquire().await?;
+        let ch =
+            store::ensure_channel(&mut db, name, self.caller.id, a.course_id, a.lesson_id).await?;
+        if !a.moderate {
+            if ch.muted {
+                return Ok(error(ws, cid_s, ChatError::Muted, "the room is muted").await);
+            }
+            if store::is_muted(&mut db, ch.id, self.caller.id).await? {
+                return Ok(
+                    error(ws, cid_s, ChatError::Muted, "you are muted in this channel").await,
+                );
+            }
+        }
+        drop(db);
+        if !self.within_message_rate().await? {
+            return Ok(error(
+                ws,
+                cid_s,
+                ChatError::RateLimited,
+                "too many messages; slow down",
+            )
+            .await);
+        }
+        if !a.moderate && ch.slow_mode_s > 0 {
+            let key = self.keys().slow(ch.id, self.caller.id);
+            let mut c = self.state.redis.conn();
+            let set: bool = redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("NX")
+                .arg("EX")
+                .arg(ch.slow_mode_s)
+                .query_async::<Option<String>>(&mut c)
+                .await?
+                .is_some();
+            if !set {
+                return Ok(error(
+                    ws,
+                    cid_s,
+                    ChatError::SlowMode,
+                    format!("slow mode: one message every {} s", ch.slow_mode_s),
+                )
+                .await);
+            }
+        }
+        let entry = Entry {
+            op: Op::Send,
+            channel: ch.name.0.clone(),
+            sender: Some(self.caller.id),
+            client_id: cid.as_str().to_owned(),
+            kind: None,
+            html: text.html(),
+            body: text.as_str().to_owned(),
+            data: None,
+            message: None,
+        };
+        self.enqueue(ws, entry).await
+    }
+
+    async fn enqueue(&mut self, ws: &mut Ws, entry: Entry) -> anyhow::Result<Flow> {
+        let cid = entry.client_id.clone();
+        self.hub
+            .expect(self.caller.id, cid.clone(), Waiter::Conn(self.id))
+            .await;
+        if let Err(e) = persist::enqueue(&self.state.redis, &self.keys(), &entry).await {
+            self.hub.forget(self.caller.id, cid.clone()).await;
+            tracing::warn!(error = %e, "chat: cannot queue a message");
+            return Ok(error(
+                ws,
+                Some(&cid),
+                ChatError::Unavailable,
+                "cannot queue the message; retry",
+            )
+            .await);
+        }
+        self.pending.insert(cid, Instant::now());
+        Ok(Flow::Continue)
+    }
+
+    async fn recall(
+        &mut self,
+        ws: &mut Ws,
+        client_id: &str,
+        message: Uuid,
+    ) -> anyhow::Result<Flow> {
+        let cid = match ClientId::parse(client_id) {
+            Ok(c) => c,
+            Err(e) => return Ok(error(ws, None, ChatError::Invalid, e.to_string()).await),
+        };
+        let cid_s = Some(cid.as_str());
+        let mut db = self.state.db.acquire().await?;
+        if let Some((ch, m)) = store::by_client_id(&mut db, self.caller.id, cid.as_str()).await? {
+            return Ok(self.ack(ws, cid.as_str(), &ch, &m).await);
+        }
+        let found = store::message(&mut db, message).await?;
+        drop(db);
+        let Some((_, canonical, m)) = found else {
+            return Ok(error(ws, cid_s, ChatError::NotFound, "no such message").await);
+        };
+        let Some(name) = channel_of(&canonical, self.caller.id) else {
+            return Ok(error(ws, cid_s, ChatError::NotFound, "no such message").await);
+        };
+        let a = self.decide(name).await?;
+        if !a.read {
+            return Ok(error(ws, cid_s, ChatError::NotFound, "no such message").await);
+        }
+        let own = m.sender_id == Some(self.caller.id);
+        let window = time::Duration::seconds(self.settings().recall_window_s as i64);
+        if !a.moderate {
+            if !own {
+                return Ok(error(
+                    ws,
+                    cid_s,
+                    ChatError::Forbidden,
+                    "only the sender or a moderator can remove it",
+                )
+                .await);
+            }
+            if OffsetDateTime::now_utc() - m.created_at > window {
+                return Ok(error(
+                    ws,
+                    cid_s,
+                    ChatError::RecallExpired,
+                    "the recall window is over",
+                )
+                .await);
+            }
+        }
+        if m.deleted || m.kind != "text" {
+            return Ok(error(ws, cid_s, ChatError::NotFound, "already removed").await);
+        }
+        if !self.within_message_rate().await? {
+            return Ok(error(
+                ws,
+                cid_s,
+                ChatError::RateLimited,
+                "too many messages; slow down",
+            )
+            .await);
+        }
+        let entry = Entry {
+            op: Op::Remove,
+            channel: canonical.0.clone(),
+            sender: Some(self.caller.id),
+            client_id: cid.as_str().to_owned(),
+            kind: None,
+            body: String::new(),
+            html: String::new(),
+            data: None,
+            message: Some(message),
+        };
+        self.enqueue(ws, entry).await
+    }
+
+    async fn read(&mut self, ws: &mut Ws, channel: &str, seq: i64) -> anyhow::Result<Flow> {
+        let Some((canonical, channel_id)) = self.subscribed(channel) else {
+            return Ok(error(
+                ws,
+                None,
+                ChatError::NotSubscribed,
+                format!("subscribe to {channel} first"),
+            )
+            .await);
+        };
+        let mut db = self.state.db.acquire().await?;
+        let read_seq = store::mark_read(&mut db, self.caller.id, channel_id, seq).await?;
+        drop(db);
+        let _ = super::hub::publish(
+            &self.state.redis,
+            &self.keys(),
+            &Wire::Read {
+                channel: canonical.0,
+                user_id: self.caller.id,
+                seq: read_seq,
+            },
+        )
+        .await;
+        Ok(Flow::Continue)
+    }
+
+    async fn typing(&mut self, ws: &mut Ws, channel: &str) -> anyhow::Result<Flow> {
+        let Some((canonical, _)) = self.subscribed(channel) else {
+            return Ok(error(
+                ws,
+                None,
+                ChatError::NotSubscribed,
+                format!("subscribe to {channel} first"),
+            )
+            .await);
+        };
+        if canonical.as_str().starts_with("user:") {
+            return Ok(error(
+                ws,
+                None,
+                ChatError::Forbidden,
+                "notification channels are read-only",
+            )
+            .await);
+        }
+        if self
+            .typing
+            .get(&canonical)
+            .is_some_and(|t| t.elapsed() < TYPING_INTERVAL)
+        {
+            return Ok(Flow::Continue);
+        }
+        self.typing.insert(canonical.clone(), Instant::now());
+        let _ = super::hub::publish(
+            &self.state.redis,
+            &self.keys(),
+            &Wire::Typing {
+                channel: canonical.0,
+                user_id: self.caller.id,
+            },
+        )
+        .await;
+        Ok(Flow::Continue)
+    }
+
+    async fn presence(&mut self, ws: &mut Ws, channel: &str) -> anyhow::Result<Flow> {
+        let Some((canonical, _)) = self.subscribed(channel) else {
+            return Ok(error(
+                ws,
+                None,
+                ChatError::NotSubscribed,
+                format!("subscribe to {channel} first"),
+            )
+            .await);
+        };
+        let now = now_ms();
+        let mut c = self.state.redis.conn();
+        let users: Vec<String> = c
+            .zrangebyscore_limit(
+                self.keys().presence(canonical.as_str()),
+                now,
+                "+inf",
+                0,
+                5000,
+            )
+            .await?;
+        Ok(send_json(
+            ws,
+            json!({"type": "presence", "channel": channel, "user_ids": users}),
+        )
+        .await)
+    }
+
+    /// The subscription a frame names, if the connection holds it.
+    fn subscribed(&self, channel: &str) -> Option<(Canonical, Uuid)> {
+        let name = ChannelName::parse(channel).ok()?;
+        let canonical = name.canonical(self.caller.id);
+        let sub = self.subs.get(&canonical)?;
+        Some((canonical, sub.channel_id))
+    }
+
+    async fn ack(
+        &mut self,
+        ws: &mut Ws,
+        client_id: &str,
+        channel: &Canonical,
+        m: &MessageView,
+    ) -> Flow {
+        self.pending.remove(client_id);
+        metrics::counter!("chat_acks_total").increment(1);
+        send_json(
+            ws,
+            json!({"type": "ack", "client_id": client_id,
+                   "channel": channel.display_for(self.caller.id), "message": m}),
+        )
+        .await
+    }
+
+    async fn on_out(&mut self, ws: &mut Ws, out: Out) -> Flow {
+        match out {
+            Out::Message {
+                channel,
+                seq,
+                frame,
+            } => {
+                let Some(sub) = self.subs.get(&channel) else {
+                    return Flow::Continue;
+                };
+                if seq <= sub.last_seq {
+                    return Flow::Continue;
+                }
+                if seq > sub.last_seq + 1 {
+                    // Something was missed (only after a lost Redis subscription): fill the gap
+                    // from the database, in order, before this one.
+                    if let Some(flow) = self.catch_up(ws, &channel, seq - 1).await {
+                        return flow;
+                    }
+                }
+                if let Some(sub) = self.subs.get_mut(&channel) {
+                    sub.last_seq = seq;
+                }
+                send(ws, Frame::text(frame.to_string())).await
+            }
+            Out::Frame(f) => send(ws, Frame::text(f.to_string())).await,
+            Out::Outcome(wire) => match &*wire {
+                Wire::Stored {
+                    channel,
+                    client_id,
+                    message,
+                    ..
+                }
+                | Wire::Duplicate {
+                    channel,
+                    client_id,
+                    message,
+                    ..
+                } => {
+                    self.ack(ws, client_id, &Canonical(channel.clone()), message)
+                        .await
+                }
+                Wire::Rejected {
+                    client_id, code, ..
+                } => {
+                    self.pending.remove(client_id.as_str());
+                    let e = if code == "not_found" || code == "gone" {
+                        ChatError::NotFound
+                    } else {
+                        ChatError::Unavailable
+                    };
+                    error(ws, Some(client_id), e, format!("refused: {code}")).await
+                }
+                _ => Flow::Continue,
+            },
+            Out::Revoked { channel, frame } => {
+                self.subs.remove(&channel);
+                self.access.clear();
+                send(ws, Frame::text(frame.to_string())).await
+            }
+            Out::Resync => {
+                let channels: Vec<Canonical> = self.subs.keys().cloned().collect();
+                for ch in channels {
+                    if let Some(flow) = self.catch_up(ws, &ch, i64::MAX).await {
+                        return flow;
+                    }
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Send what the database has after the subscription's last `seq`, up to `upto`.
+    async fn catch_up(&mut self, ws: &mut Ws, channel: &Canonical, upto: i64) -> Option<Flow> {
+        let sub = self.subs.get(channel)?;
+        let (id, from, display) = (sub.channel_id, sub.last_seq, sub.display.clone());
+        let max = self.settings().resume_max_messages;
+        let missed = async {
+            let mut db = self.state.db.acquire().await?;
+            anyhow::Ok(store::after(&mut db, id, from, max).await?)
+        }
+        .await;
+        let missed = match missed {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "chat: cannot catch up");
+                return None;
+            }
+        };
+        for m in missed.into_iter().filter(|m| m.seq <= upto) {
+            let f = send(
+                ws,
+                Frame::text(super::hub::message_frame(&display, &m).to_string()),
+            )
+            .await;
+            if let Some(sub) = self.subs.get_mut(channel) {
+                sub.last_seq = m.seq;
+            }
+            if !matches!(f, Flow::Continue) {
+                return Some(f);
+            }
+        }
+        None
+    }
+
+    /// Writes whose outcome never came: tell the client to retry (same client id: safe).
+    async fn expire_acks(&mut self, ws: &mut Ws) -> Flow {
+        let limit = Duration::from_secs(self.settings().ack_timeout_s);
+        let late: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, t)| t.elapsed() > limit)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for cid in late {
+            self.pending.remove(&cid);
+            self.hub.forget(self.caller.id, cid.clone()).await;
+            let f = error(
+                ws,
+                Some(&cid),
+                ChatError::AckTimeout,
+                "not confirmed in time; resend with the same client_id",
+            )
+            .await;
+            if !matches!(f, Flow::Continue) {
+                return f;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Present in a room: a sorted-set entry that expires unless refreshed, and an event.
+    async fn announce(&self, channel: &Canonical, online: bool) {
+        let key = self.keys().presence(channel.as_str());
+        let mut c = self.state.redis.conn();
+        let expiry = now_ms() + 3 * 1000 * self.settings().ping_interval_s as i64;
+        let r: redis::RedisResult<()> = if online {
+            redis::pipe()
+                .zadd(&key, self.caller.id.to_string(), expiry)
+                .ignore()
+                .expire(&key, 3600)
+                .ignore()
+                .query_async(&mut c)
+                .await
+        } else {
+            c.zrem(&key, self.caller.id.to_string()).await
+        };
+        if r.is_ok() {
+            let _ = super::hub::publish(
+                &self.state.redis,
+                &self.keys(),
+                &Wire::Presence {
+                    channel: channel.0.clone(),
+                    user_id: self.caller.id,
+                    online,
+                },
+            )
+            .await;
+        }
+    }
+
+    async fn refresh_presence(&self) {
+        let expiry = now_ms() + 3 * 1000 * self.settings().ping_interval_s as i64;
+        let mut pipe = redis::pipe();
+        for ch in self
+            .subs
+            .keys()
+            .filter(|c| c.as_str().starts_with("lesson:") || c.as_str().starts_with("course:"))
+        {
+            pipe.zadd(
+                self.keys().presence(ch.as_str()),
+                self.caller.id.to_string(),
+                expiry,
+            )
+            .ignore();
+        }
+        pipe.set_ex(
+            self.keys().online(self.caller.id),
+            1,
+            3 * self.settings().ping_interval_s,
+        )
+        .ignore();
+        let mut c = self.state.redis.conn();
+        let _: redis::RedisResult<()> = pipe.query_async(&mut c).await;
+    }
+
+    async fn online(&self) {
+        let mut c = self.state.redis.conn();
+        let _: redis::RedisResult<()> = c
+            .set_ex(
+                self.keys().online(self.caller.id),
+                1,
+                3 * self.settings().ping_interval_s,
+            )
+            .await;
+    }
+
+    async fn leave_all(&mut self) {
+        let rooms: Vec<Canonical> = self
+            .subs
+            .keys()
+            .filter(|c| c.as_str().starts_with("lesson:") || c.as_str().starts_with("course:"))
+            .cloned()
+            .collect();
+        for ch in rooms {
+            self.announce(&ch, false).await;
+        }
+    }
+}
+
+/// The channel a stored channel name is, as `me` names it.
+pub fn channel_of(canonical: &Canonical, me: Uuid) -> Option<ChannelName> {
+    if let Some((a, b)) = canonical.dm_members() {
+        return (a == me || b == me).then(|| ChannelName::Dm(if a == me { b } else { a }));
+    }
+    ChannelName::parse(canonical.as_str()).ok()
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}

@@ -1,0 +1,625 @@
+//! The node's hub: one task owning this node's chat subscriptions. It listens to
+//! `wm:chat:events` (Redis pub/sub, every node) and hands each event to the local connections
+//! subscribed to its channel, and acks (or refusals) to the connection that sent the write.
+//!
+//! Connections talk to it over a command channel; it talks to them over each connection's
+//! bounded queue. A connection whose queue is full is too slow to keep up: the hub drops it
+//! (its task sees its queue closed and closes the socket) rather than buffer without bound or
+//! slow everyone else down.
+//!
+//! A message frame for a lesson or course room is serialized once per node and shared by all
+//! its subscribers (`Arc<str>`); only DMs, whose channel name depends on the reader, are
+//! rendered per connection.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Canonical, Keys, MessageView};
+use crate::cache::Redis;
+
+/// What goes over `wm:chat:events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Wire {
+    /// Stored by the persister: fan out, and ack its sender.
+    Stored {
+        channel: String,
+        sender: Option<Uuid>,
+        client_id: String,
+        message: MessageView,
+    },
+    /// A retried write, stored before: ack its sender only.
+    Duplicate {
+        channel: String,
+        sender: Option<Uuid>,
+        client_id: String,
+        message: MessageView,
+    },
+    /// A write that can never be stored: an error to its sender.
+    Rejected {
+        channel: String,
+        sender: Option<Uuid>,
+        client_id: String,
+        code: String,
+    },
+    Typing {
+        channel: String,
+        user_id: Uuid,
+    },
+    Read {
+        channel: String,
+        user_id: Uuid,
+        seq: i64,
+    },
+    Presence {
+        channel: String,
+        user_id: Uuid,
+        online: bool,
+    },
+    /// The user lost access to the channel (banned, left the course): their connections drop
+    /// the subscription.
+    Revoke {
+        channel: String,
+        user_id: Uuid,
+        reason: String,
+    },
+    /// Room settings changed (mute, slow mode): subscribers are told.
+    Room {
+        channel: String,
+        muted: bool,
+        slow_mode_s: i32,
+    },
+}
+
+/// Publish an ephemeral event to every node.
+pub async fn publish(redis: &Redis, keys: &Keys, wire: &Wire) -> redis::RedisResult<()> {
+    let mut c = redis.conn();
+    redis::cmd("PUBLISH")
+        .arg(keys.events())
+        .arg(serde_json::to_string(wire).expect("wire events serialize"))
+        .query_async::<i64>(&mut c)
+        .await
+        .map(|_| ())
+}
+
+pub type ConnId = u64;
+
+/// What the hub hands a connection.
+#[derive(Debug)]
+pub enum Out {
+    /// A message of a subscribed channel, rendered for this connection (`seq` for de-duplication
+    /// against the history it was sent on subscribe).
+    Message {
+        channel: Canonical,
+        seq: i64,
+        frame: Arc<str>,
+    },
+    /// Any other frame, sent as is.
+    Frame(Arc<str>),
+    /// The outcome of this connection's write (`Stored`, `Duplicate` or `Rejected`).
+    Outcome(Arc<Wire>),
+    /// The user lost access to a channel.
+    Revoked { channel: Canonical, frame: Arc<str> },
+    /// Events may have been missed (the hub's Redis subscription was re-established): catch up
+    /// every subscription from the database.
+    Resync,
+}
+
+/// Who waits for the outcome of a write.
+pub enum Waiter {
+    Conn(ConnId),
+    Once(oneshot::Sender<Arc<Wire>>),
+}
+
+enum Cmd {
+    Register {
+        conn: ConnId,
+        user: Uuid,
+        out: mpsc::Sender<Out>,
+        max_per_user: usize,
+        reply: oneshot::Sender<bool>,
+    },
+    Unregister {
+        conn: ConnId,
+    },
+    Subscribe {
+        conn: ConnId,
+        channel: Canonical,
+        reply: oneshot::Sender<()>,
+    },
+    Unsubscribe {
+        conn: ConnId,
+        channel: Canonical,
+    },
+    Expect {
+        user: Uuid,
+        client_id: String,
+        waiter: Waiter,
+    },
+    Forget {
+        user: Uuid,
+        client_id: String,
+    },
+}
+
+/// Handle on the hub (cheap to clone).
+#[derive(Clone)]
+pub struct Hub {
+    tx: mpsc::Sender<Cmd>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Hub {
+    /// Start the hub: its task and its Redis subscription.
+    pub fn start(redis: Redis, keys: Keys, shutdown: CancellationToken) -> Hub {
+        let (tx, rx) = mpsc::channel(4096);
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        tokio::spawn(subscribe_loop(
+            redis,
+            keys.events(),
+            events_tx,
+            shutdown.clone(),
+        ));
+        tokio::spawn(
+            State {
+                conns: HashMap::new(),
+                subs: HashMap::new(),
+                users: HashMap::new(),
+                waiters: HashMap::new(),
+            }
+            .run(rx, events_rx, shutdown),
+        );
+        Hub {
+            tx,
+            next_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Register a connection; `false` when the user has too many on this node.
+    pub async fn register(
+        &self,
+        conn: ConnId,
+        user: Uuid,
+        out: mpsc::Sender<Out>,
+        max_per_user: usize,
+    ) -> bool {
+        let (reply, rx) = oneshot::channel();
+        let _ = self
+            .tx
+            .send(Cmd::Register {
+                conn,
+                user,
+                out,
+                max_per_user,
+                reply,
+            })
+            .await;
+        rx.await.unwrap_or(false)
+    }
+
+    pub async fn unregister(&self, conn: ConnId) {
+        let _ = self.tx.send(Cmd::Unregister { conn }).await;
+    }
+
+    /// Subscribe; resolves once the hub delivers the channel's events to this connection, so
+    /// history read afterwards overlaps (never misses) what is delivered live.
+    pub async fn subscribe(&self, conn: ConnId, channel: Canonical) {
+        let (reply, rx) = oneshot::channel();
+        let _ = self
+            .tx
+            .send(Cmd::Subscribe {
+                conn,
+                channel,
+                reply,
+            })
+            .await;
+        let _ = rx.await;
+    }
+
+    pub async fn unsubscribe(&self, conn: ConnId, channel: Canonical) {
+        let _ = self.tx.send(Cmd::Unsubscribe { conn, channel }).await;
+    }
+
+    /// Route the outcome of `user`'s write `client_id` to `waiter`.
+    pub async fn expect(&self, user: Uuid, client_id: String, waiter: Waiter) {
+        let _ = self
+            .tx
+            .send(Cmd::Expect {
+                user,
+                client_id,
+                waiter,
+            })
+            .await;
+    }
+
+    pub async fn forget(&self, user: Uuid, client_id: String) {
+        let _ = self.tx.send(Cmd::Forget { user, client_id }).await;
+    }
+}
+
+struct ConnEntry {
+    user: Uuid,
+    out: mpsc::Sender<Out>,
+    channels: HashSet<Canonical>,
+}
+
+struct State {
+    conns: HashMap<ConnId, ConnEntry>,
+    subs: HashMap<Canonical, HashSet<ConnId>>,
+    /// Connections per user on this node.
+    users: HashMap<Uuid, usize>,
+    waiters: HashMap<(Uuid, String), Waiter>,
+}
+
+/// Pub/sub input of the hub.
+enum Input {
+    Event(Wire),
+    /// The subscription was (re-)established after a loss: events may have been missed.
+    Resubscribed,
+}
+
+impl State {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Cmd>,
+        mut events: mpsc::Receiver<Input>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                Some(cmd) = cmds.recv() => self.command(cmd),
+                Some(input) = events.recv() => match input {
+                    Input::Event(w) => self.event(w),
+                    Input::Resubscribed => {
+                        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+                        for id in ids {
+                            self.deliver(id, Out::Resync);
+                        }
+                    }
+                },
+                () = shutdown.cancelled() => break,
+                else => break,
+            }
+            metrics::gauge!("chat_connections").set(self.conns.len() as f64);
+        }
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Register {
+                conn,
+                user,
+                out,
+                max_per_user,
+                reply,
+            } => {
+                let n = self.users.entry(user).or_default();
+                if *n >= max_per_user {
+                    let _ = reply.send(false);
+                    return;
+                }
+                *n += 1;
+                self.conns.insert(
+                    conn,
+                    ConnEntry {
+                        user,
+                        out,
+                        channels: HashSet::new(),
+                    },
+                );
+                let _ = reply.send(true);
+            }
+            Cmd::Unregister { conn } => self.drop_conn(conn),
+            Cmd::Subscribe {
+                conn,
+                channel,
+                reply,
+            } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.channels.insert(channel.clone());
+                    self.subs.entry(channel).or_default().insert(conn);
+                }
+                let _ = reply.send(());
+            }
+            Cmd::Unsubscribe { conn, channel } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.channels.remove(&channel);
+                }
+                self.unsub(conn, &channel);
+            }
+            Cmd::Expect {
+                user,
+                client_id,
+                waiter,
+            } => {
+                self.waiters.insert((user, client_id), waiter);
+            }
+            Cmd::Forget { user, client_id } => {
+                self.waiters.remove(&(user, client_id));
+            }
+        }
+    }
+
+    fn unsub(&mut self, conn: ConnId, channel: &Canonical) {
+        if let Some(set) = self.subs.get_mut(channel) {
+            set.remove(&conn);
+            if set.is_empty() {
+                self.subs.remove(channel);
+            }
+        }
+    }
+
+    fn drop_conn(&mut self, conn: ConnId) {
+        let Some(entry) = self.conns.remove(&conn) else {
+            return;
+        };
+        for ch in &entry.channels {
+            self.unsub(conn, ch);
+        }
+        if let Some(n) = self.users.get_mut(&entry.user) {
+            *n -= 1;
+            if *n == 0 {
+                self.users.remove(&entry.user);
+            }
+        }
+        self.waiters
+            .retain(|_, w| !matches!(w, Waiter::Conn(c) if *c == conn));
+    }
+
+    /// Queue `out` for `conn`; a full queue disconnects it (too slow).
+    fn deliver(&mut self, conn: ConnId, out: Out) {
+        let Some(entry) = self.conns.get(&conn) else {
+            return;
+        };
+        match entry.out.try_send(out) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::info!(conn, user = %entry.user, "chat: connection too slow; dropped");
+                metrics::counter!("chat_slow_consumers_total").increment(1);
+                self.drop_conn(conn);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => self.drop_conn(conn),
+        }
+    }
+
+    fn subscribers(&self, channel: &Canonical) -> Vec<ConnId> {
+        self.subs
+            .get(channel)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn event(&mut self, wire: Wire) {
+        match wire {
+            Wire::Stored {
+                ref channel,
+                sender,
+                ref client_id,
+                ref message,
+            } => {
+                let ch = Canonical(channel.clone());
+                let seq = message.seq;
+                let shared = (!ch.is_dm()).then(|| message_frame(channel, message));
+                for conn in self.subscribers(&ch) {
+                    let frame = match &shared {
+                        Some(f) => f.clone(),
+                        None => {
+                            let user = self.conns.get(&conn).map(|c| c.user).unwrap_or_default();
+                            message_frame(&ch.display_for(user), message)
+                        }
+                    };
+                    self.deliver(
+                        conn,
+                        Out::Message {
+                            channel: ch.clone(),
+                            seq,
+                            frame,
+                        },
+                    );
+                }
+                metrics::counter!("chat_messages_delivered_total")
+                    .increment(self.subs.get(&ch).map_or(0, |s| s.len()) as u64);
+                if let Some(sender) = sender {
+                    let key = (sender, client_id.clone());
+                    self.resolve(key, wire);
+                }
+            }
+            Wire::Duplicate {
+                sender: Some(sender),
+                ref client_id,
+                ..
+            }
+            | Wire::Rejected {
+                sender: Some(sender),
+                ref client_id,
+                ..
+            } => {
+                let key = (sender, client_id.clone());
+                self.resolve(key, wire);
+            }
+            Wire::Duplicate { .. } | Wire::Rejected { .. } => {}
+            Wire::Typing {
+                ref channel,
+                user_id,
+            } => {
+                let ch = Canonical(channel.clone());
+                for conn in self.subscribers(&ch) {
+                    let Some(c) = self.conns.get(&conn) else {
+                        continue;
+                    };
+                    if c.user == user_id {
+                        continue;
+                    }
+                    let frame = serde_json::json!({
+                        "type": "typing", "channel": ch.display_for(c.user), "user_id": user_id,
+                    });
+                    self.deliver(conn, Out::Frame(frame.to_string().into()));
+                }
+            }
+            Wire::Read {
+                ref channel,
+                user_id,
+                seq,
+            } => self.broadcast(channel, |display| {
+                serde_json::json!({"type": "read", "channel": display, "user_id": user_id, "seq": seq})
+            }),
+            Wire::Presence {
+                ref channel,
+                user_id,
+                online,
+            } => self.broadcast(channel, |display| {
+                serde_json::json!({"type": "presence", "channel": display, "user_id": user_id,
+                                   "online": online})
+            }),
+            Wire::Room {
+                ref channel,
+                muted,
+                slow_mode_s,
+            } => self.broadcast(channel, |display| {
+                serde_json::json!({"type": "room", "channel": display, "muted": muted,
+                                   "slow_mode_s": slow_mode_s})
+            }),
+            Wire::Revoke {
+                ref channel,
+                user_id,
+                ref reason,
+            } => {
+                let ch = Canonical(channel.clone());
+                for conn in self.subscribers(&ch) {
+                    let Some(c) = self.conns.get_mut(&conn) else {
+                        continue;
+                    };
+                    if c.user != user_id {
+                        continue;
+                    }
+                    c.channels.remove(&ch);
+                    let frame = serde_json::json!({
+                        "type": "unsubscribed", "channel": ch.display_for(user_id), "reason": reason,
+                    });
+                    self.unsub(conn, &ch);
+                    self.deliver(
+                        conn,
+                        Out::Revoked {
+                            channel: ch.clone(),
+                            frame: frame.to_string().into(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// One frame per subscriber (DM names differ per reader; other channels share one frame).
+    fn broadcast(&mut self, channel: &str, frame: impl Fn(String) -> serde_json::Value) {
+        let ch = Canonical(channel.to_owned());
+        let shared: Option<Arc<str>> =
+            (!ch.is_dm()).then(|| frame(channel.to_owned()).to_string().into());
+        for conn in self.subscribers(&ch) {
+            let f = match &shared {
+                Some(f) => f.clone(),
+                None => {
+                    let user = self.conns.get(&conn).map(|c| c.user).unwrap_or_default();
+                    frame(ch.display_for(user)).to_string().into()
+                }
+            };
+            self.deliver(conn, Out::Frame(f));
+        }
+    }
+
+    fn resolve(&mut self, key: (Uuid, String), wire: Wire) {
+        match self.waiters.remove(&key) {
+            Some(Waiter::Conn(conn)) => self.deliver(conn, Out::Outcome(Arc::new(wire))),
+            Some(Waiter::Once(tx)) => {
+                let _ = tx.send(Arc::new(wire));
+            }
+            None => {}
+        }
+    }
+}
+
+/// `{"type":"message","channel":...,"message":{...}}`
+pub fn message_frame(display: &str, message: &MessageView) -> Arc<str> {
+    #[derive(Serialize)]
+    struct F<'a> {
+        r#type: &'static str,
+        channel: &'a str,
+        message: &'a MessageView,
+    }
+    serde_json::to_string(&F {
+        r#type: "message",
+        channel: display,
+        message,
+    })
+    .expect("frames serialize")
+    .into()
+}
+
+/// Keep a Redis subscription to `wm:chat:events` and feed the hub; re-subscribe after any loss
+/// (and tell the hub, which has its connections catch up from the database).
+async fn subscribe_loop(
+    redis: Redis,
+    channel: String,
+    tx: mpsc::Sender<Input>,
+    shutdown: CancellationToken,
+) {
+    let mut first = true;
+    while !shutdown.is_cancelled() {
+        let pubsub = async {
+            let mut ps = redis.client().get_async_pubsub().await?;
+            ps.subscribe(&channel).await?;
+            redis::RedisResult::Ok(ps)
+        };
+        let ps = match pubsub.await {
+            Ok(ps) => ps,
+            Err(e) => {
+                tracing::warn!(error = %e, "chat hub: cannot subscribe to Redis; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                continue;
+            }
+        };
+        if !first {
+            tracing::info!("chat hub: Redis subscription re-established");
+            let _ = tx.send(Input::Resubscribed).await;
+        }
+        first = false;
+        let mut stream = ps.into_on_message();
+        loop {
+            let msg = tokio::select! {
+                m = stream.next() => m,
+                () = shutdown.cancelled() => return,
+            };
+            let Some(msg) = msg else { break };
+            let Ok(payload) = msg.get_payload::<String>() else {
+                continue;
+            };
+            match serde_json::from_str::<Wire>(&payload) {
+                Ok(w) => {
+                    if tx.send(Input::Event(w)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "chat hub: unreadable event ignored"),
+            }
+        }
+        tracing::warn!("chat hub: Redis subscription lost");
+    }
+}

@@ -1,0 +1,610 @@
+//! Chat over HTTP: the WebSocket endpoint `GET /api/v1/ws` (protocol in docs/chat.md), and the
+//! REST side of the same channels — joined channels with unread counts, history pages, read
+//! markers, removing a message, and moderation (room mute and slow mode, muting a user,
+//! banning from a course's chat).
+//!
+//! Channel names travel in paths as clients write them (`lesson:<id>`, `dm:<user id>`, ...).
+//! Every route decides access with `chat::access` (the course policy for rooms): a caller who
+//! may not read a channel gets 404, so channel ids cannot be probed.
+
+use std::time::Duration;
+
+use axum::{
+    extract::State,
+    http::{StatusCode, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    error::{ApiError, Problem},
+    extract::{AuthUser, Json, Path, Query},
+};
+use crate::{
+    chat::{
+        self, ChannelName, ClientId, MessageView,
+        access::{self, ChannelAccess},
+        hub::{Waiter, Wire},
+        persist::{self, Entry, Op},
+        store::{self, Anchor, ChannelSummary},
+    },
+    courses::policy::Caller,
+    state::AppState,
+    users::{InvalidInput, Role},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(websocket))
+        .routes(routes!(list_channels))
+        .routes(routes!(history))
+        .routes(routes!(mark_read))
+        .routes(routes!(remove_message))
+        .routes(routes!(update_room))
+        .routes(routes!(mute_user, unmute_user))
+        .routes(routes!(ban_user, unban_user))
+}
+
+fn caller(user: &AuthUser) -> Caller {
+    Caller {
+        id: user.id,
+        is_admin: user.has_role(Role::Admin),
+    }
+}
+
+const NOT_FOUND: ApiError = ApiError::NotFound("channel");
+
+/// Parse the channel and decide the caller's access; 404 unless they may read it.
+async fn open(
+    state: &AppState,
+    user: &AuthUser,
+    channel: &str,
+) -> Result<(ChannelName, ChannelAccess), ApiError> {
+    let name = ChannelName::parse(channel)?;
+    let mut db = state.db.acquire().await?;
+    let a = access::decide(&mut db, caller(user), name).await?;
+    if !a.read {
+        return Err(NOT_FOUND);
+    }
+    Ok((name, a))
+}
+
+async fn moderated(
+    state: &AppState,
+    user: &AuthUser,
+    channel: &str,
+) -> Result<(ChannelName, ChannelAccess, store::Channel), ApiError> {
+    let (name, a) = open(state, user, channel).await?;
+    if !a.moderate {
+        return Err(ApiError::Forbidden(
+            "only the course's teachers, assistants and admins moderate its chat".into(),
+        ));
+    }
+    let mut db = state.db.acquire().await?;
+    let ch = store::ensure_channel(&mut db, name, user.id, a.course_id, a.lesson_id).await?;
+    Ok((name, a, ch))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct WsParams {
+    /// The access token, for clients that cannot set headers (browsers).
+    #[allow(dead_code)]
+    token: Option<String>,
+    /// Protocol version the client speaks (1).
+    v: Option<u32>,
+}
+
+/// The chat WebSocket. Authenticate with `Authorization: Bearer <access token>` or
+/// `?token=<access token>`; `?v=1` names the protocol version. Frames are JSON text, described
+/// in docs/chat.md; permessage-deflate is negotiated when the client offers it.
+#[utoipa::path(get, path = "/ws", tag = "chat", params(WsParams),
+    security(("bearer" = [])),
+    responses((status = 101, description = "Switching protocols"),
+              (status = 400, body = Problem), (status = 401, body = Problem)))]
+async fn websocket(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
+    let mut parts = parts;
+    let query: WsParams = serde_urlencoded_query(parts.uri.query())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(v) = query.v
+        && v != chat::PROTOCOL_VERSION
+    {
+        return Err(ApiError::BadRequestCode(
+            "unsupported_protocol",
+            format!(
+                "this server speaks chat protocol {}",
+                chat::PROTOCOL_VERSION
+            ),
+        ));
+    }
+    // `?token=` stands in for the header (browsers cannot set headers on WebSockets); the query
+    // never reaches the logs (they name the route template only).
+    if parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .is_none()
+        && let Some(token) = token_param(parts.uri.query())
+        && let Ok(v) = axum::http::HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        parts.headers.insert(axum::http::header::AUTHORIZATION, v);
+    }
+    let user = <AuthUser as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+        &mut parts, &state,
+    )
+    .await?;
+    let upgrade =
+        <yawc::IncomingUpgrade as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+            &mut parts, &state,
+        )
+        .await
+        .map_err(|_| {
+            ApiError::BadRequestCode(
+                "websocket_required",
+                "this route speaks WebSocket: send an upgrade request".into(),
+            )
+        })?;
+    let s = &state.settings.chat;
+    let options = yawc::Options::default()
+        .with_balanced_compression()
+        .with_max_payload_read(s.max_frame_bytes)
+        .with_max_read_buffer(s.max_frame_bytes)
+        .with_utf8();
+    let (response, fut) = upgrade
+        .upgrade(options)
+        .map_err(|e| ApiError::BadRequest(format!("WebSocket upgrade failed: {e}")))?;
+    let shutdown = state.chat_shutdown.clone();
+    let who = caller(&user);
+    tokio::spawn(async move {
+        match fut.await {
+            Ok(ws) => chat::conn::serve(ws, state, who, shutdown).await,
+            Err(e) => tracing::debug!(error = %e, "chat: upgrade did not complete"),
+        }
+    });
+    Ok(response.map(axum::body::Body::new).into_response())
+}
+
+fn serde_urlencoded_query(q: Option<&str>) -> Result<WsParams, String> {
+    let mut out = WsParams {
+        token: None,
+        v: None,
+    };
+    for (k, v) in url::form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
+        match &*k {
+            "token" => out.token = Some(v.into_owned()),
+            "v" => out.v = Some(v.parse().map_err(|_| "v must be a number".to_string())?),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn token_param(q: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(q?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .filter(|t| !t.is_empty() && t.len() < 4096)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelList {
+    pub items: Vec<ChannelSummary>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// The caller's channels (every channel they subscribed to or wrote in), most active first,
+/// with unread counts.
+#[utoipa::path(get, path = "/chat/channels", tag = "chat",
+    security(("bearer" = [])),
+    responses((status = 200, body = ChannelList), (status = 401, body = Problem)))]
+async fn list_channels(
+    user: AuthUser,
+    State(state): State<AppState>,
+) -> Result<Json<ChannelList>, ApiError> {
+    let mut db = state.db.acquire().await?;
+    let items = store::joined(&mut db, user.id).await?;
+    Ok(Json(ChannelList {
+        items,
+        next_cursor: None,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct HistoryParams {
+    /// Messages older than this message id.
+    before: Option<Uuid>,
+    /// Messages newer than this message id.
+    after: Option<Uuid>,
+    /// Messages around this message id (it included).
+    around: Option<Uuid>,
+    /// 1 to 100 (default 50).
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessagePage {
+    /// Oldest first.
+    pub items: Vec<MessageView>,
+    /// The id to pass as `before` (or `after`, for an `after` page) for the next page; null at
+    /// the end.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// A page of a channel's history, oldest first: the newest messages, or `before`, `after` or
+/// `around` a message id.
+#[utoipa::path(get, path = "/chat/channels/{channel}/messages", tag = "chat",
+    params(("channel" = String, Path, description = "lesson:<id>, course:<id>, dm:<user id> or user:<own id>"), HistoryParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = MessagePage), (status = 401, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn history(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    Query(p): Query<HistoryParams>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(InvalidInput {
+            field: "limit",
+            reason: "must be 1 to 100",
+        }
+        .into());
+    }
+    let anchors = [p.before, p.after, p.around].iter().flatten().count();
+    if anchors > 1 {
+        return Err(InvalidInput {
+            field: "before",
+            reason: "give at most one of before, after and around",
+        }
+        .into());
+    }
+    let (name, _) = open(&state, &user, &channel).await?;
+    let mut db = state.db.acquire().await?;
+    let Some(ch) = store::channel_by_name(&mut db, &name.canonical(user.id)).await? else {
+        return Ok(Json(MessagePage {
+            items: vec![],
+            next_cursor: None,
+        }));
+    };
+    let seq_of = async |db: &mut sqlx::PgConnection, id: Uuid| -> Result<i64, ApiError> {
+        match store::message(db, id).await? {
+            Some((cid, _, m)) if cid == ch.id => Ok(m.seq),
+            _ => Err(ApiError::NotFound("message")),
+        }
+    };
+    let (anchor, forward) = if let Some(id) = p.before {
+        (Anchor::Before(seq_of(&mut db, id).await?), false)
+    } else if let Some(id) = p.after {
+        (Anchor::After(seq_of(&mut db, id).await?), true)
+    } else if let Some(id) = p.around {
+        (Anchor::Around(seq_of(&mut db, id).await?), false)
+    } else {
+        (Anchor::Latest, false)
+    };
+    let (items, more) = store::history(&mut db, ch.id, anchor, limit).await?;
+    let next_cursor = match (more, forward) {
+        (false, _) => None,
+        (true, true) => items.last().map(|m| m.id.to_string()),
+        (true, false) => items.first().map(|m| m.id.to_string()),
+    };
+    Ok(Json(MessagePage { items, next_cursor }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct ReadBody {
+    /// Read up to this sequence number (markers never move back).
+    seq: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct ReadMarker {
+    read_seq: i64,
+}
+
+/// Move the caller's "read up to" marker in a channel.
+#[utoipa::path(post, path = "/chat/channels/{channel}/read", tag = "chat",
+    params(("channel" = String, Path)), request_body = ReadBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = ReadMarker), (status = 401, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn mark_read(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    Json(body): Json<ReadBody>,
+) -> Result<Json<ReadMarker>, ApiError> {
+    let (name, a) = open(&state, &user, &channel).await?;
+    let mut db = state.db.acquire().await?;
+    let ch = store::ensure_channel(&mut db, name, user.id, a.course_id, a.lesson_id).await?;
+    let read_seq = store::mark_read(&mut db, user.id, ch.id, body.seq).await?;
+    let _ = chat::hub::publish(
+        &state.redis,
+        &state.settings.chat.keys(),
+        &Wire::Read {
+            channel: ch.name.0,
+            user_id: user.id,
+            seq: read_seq,
+        },
+    )
+    .await;
+    Ok(Json(ReadMarker { read_seq }))
+}
+
+/// Remove a message: its sender within the recall window, or a moderator of the room at any
+/// time. Every subscriber gets the tombstone; history keeps the message's place, emptied.
+#[utoipa::path(delete, path = "/chat/messages/{id}", tag = "chat",
+    params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = MessageView, description = "The tombstone event"),
+              (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn remove_message(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<MessageView>, ApiError> {
+    let mut db = state.db.acquire().await?;
+    let found = store::message(&mut db, id).await?;
+    drop(db);
+    let Some((_, canonical, m)) = found else {
+        return Err(ApiError::NotFound("message"));
+    };
+    let name = chat::conn::channel_of(&canonical, user.id).ok_or(ApiError::NotFound("message"))?;
+    let mut db = state.db.acquire().await?;
+    let a = access::decide(&mut db, caller(&user), name).await?;
+    drop(db);
+    if !a.read || m.deleted || m.kind != "text" {
+        return Err(ApiError::NotFound("message"));
+    }
+    if !a.moderate {
+        if m.sender_id != Some(user.id) {
+            return Err(ApiError::Forbidden(
+                "only the sender or a moderator can remove a message".into(),
+            ));
+        }
+        let window = time::Duration::seconds(state.settings.chat.recall_window_s as i64);
+        if OffsetDateTime::now_utc() - m.created_at > window {
+            return Err(ApiError::Unprocessable(
+                "recall_expired",
+                "the recall window is over".into(),
+            ));
+        }
+    }
+    let client_id = ClientId::parse(&format!("rm-{}", Uuid::new_v4().simple()))?;
+    let entry = Entry {
+        op: Op::Remove,
+        channel: canonical.0.clone(),
+        sender: Some(user.id),
+        client_id: client_id.as_str().to_owned(),
+        kind: None,
+        body: String::new(),
+        html: String::new(),
+        data: None,
+        message: Some(id),
+    };
+    let wire = write_and_wait(&state, user.id, entry).await?;
+    match &*wire {
+        Wire::Stored { message, .. } | Wire::Duplicate { message, .. } => Ok(Json(message.clone())),
+        _ => Err(ApiError::NotFound("message")),
+    }
+}
+
+/// Queue a write and wait for the persister's outcome.
+async fn write_and_wait(
+    state: &AppState,
+    user: Uuid,
+    entry: Entry,
+) -> Result<std::sync::Arc<Wire>, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state
+        .chat
+        .expect(user, entry.client_id.clone(), Waiter::Once(tx))
+        .await;
+    persist::enqueue(&state.redis, &state.settings.chat.keys(), &entry)
+        .await
+        .map_err(|_| ApiError::Unavailable("redis"))?;
+    let wait = Duration::from_secs(state.settings.chat.ack_timeout_s);
+    match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(w)) => Ok(w),
+        _ => {
+            state.chat.forget(user, entry.client_id.clone()).await;
+            Err(ApiError::Unavailable("chat persister"))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct RoomPatch {
+    /// Only moderators may post while the room is muted.
+    muted: Option<bool>,
+    /// Minimum seconds between two messages of one (non-moderator) user; 0 turns it off.
+    slow_mode_s: Option<i32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct RoomSettings {
+    channel: String,
+    muted: bool,
+    slow_mode_s: i32,
+}
+
+/// Mute a whole room or set slow mode (moderators of lesson rooms and course channels).
+#[utoipa::path(patch, path = "/chat/channels/{channel}/room", tag = "chat",
+    params(("channel" = String, Path)), request_body = RoomPatch,
+    security(("bearer" = [])),
+    responses((status = 200, body = RoomSettings), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 422, body = Problem)))]
+async fn update_room(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    Json(patch): Json<RoomPatch>,
+) -> Result<Json<RoomSettings>, ApiError> {
+    if patch.slow_mode_s.is_some_and(|s| !(0..=3600).contains(&s)) {
+        return Err(InvalidInput {
+            field: "slow_mode_s",
+            reason: "must be 0 to 3600",
+        }
+        .into());
+    }
+    let (_, _, ch) = moderated(&state, &user, &channel).await?;
+    let mut db = state.db.acquire().await?;
+    let (muted, slow_mode_s) =
+        store::set_room(&mut db, ch.id, patch.muted, patch.slow_mode_s).await?;
+    let _ = chat::hub::publish(
+        &state.redis,
+        &state.settings.chat.keys(),
+        &Wire::Room {
+            channel: ch.name.0.clone(),
+            muted,
+            slow_mode_s,
+        },
+    )
+    .await;
+    Ok(Json(RoomSettings {
+        channel,
+        muted,
+        slow_mode_s,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct MuteBody {
+    /// Muted for this many seconds; absent: until unmuted.
+    duration_s: Option<i64>,
+}
+
+/// Mute a user in a channel (moderators).
+#[utoipa::path(put, path = "/chat/channels/{channel}/mutes/{user_id}", tag = "chat",
+    params(("channel" = String, Path), ("user_id" = Uuid, Path)), request_body = MuteBody,
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn mute_user(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path((channel, target)): Path<(String, Uuid)>,
+    Json(body): Json<MuteBody>,
+) -> Result<StatusCode, ApiError> {
+    if body
+        .duration_s
+        .is_some_and(|d| !(1..=31_536_000).contains(&d))
+    {
+        return Err(InvalidInput {
+            field: "duration_s",
+            reason: "must be 1 to 31536000",
+        }
+        .into());
+    }
+    let (_, _, ch) = moderated(&state, &user, &channel).await?;
+    let until = body
+        .duration_s
+        .map(|d| OffsetDateTime::now_utc() + time::Duration::seconds(d));
+    let mut db = state.db.acquire().await?;
+    store::mute(&mut db, ch.id, target, until, user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Unmute a user in a channel (moderators).
+#[utoipa::path(delete, path = "/chat/channels/{channel}/mutes/{user_id}", tag = "chat",
+    params(("channel" = String, Path), ("user_id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn unmute_user(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path((channel, target)): Path<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let (_, _, ch) = moderated(&state, &user, &channel).await?;
+    let mut db = state.db.acquire().await?;
+    store::unmute(&mut db, ch.id, target).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+struct BanBody {
+    #[serde(default)]
+    reason: String,
+}
+
+/// Ban a user from a course's chat: its channel and every lesson room (moderators of a room of
+/// the course). Their open subscriptions end at once.
+#[utoipa::path(put, path = "/chat/channels/{channel}/bans/{user_id}", tag = "chat",
+    params(("channel" = String, Path), ("user_id" = Uuid, Path)), request_body = BanBody,
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn ban_user(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path((channel, target)): Path<(String, Uuid)>,
+    Json(body): Json<BanBody>,
+) -> Result<StatusCode, ApiError> {
+    if body.reason.chars().count() > 500 {
+        return Err(InvalidInput {
+            field: "reason",
+            reason: "at most 500 characters",
+        }
+        .into());
+    }
+    let (_, a, _) = moderated(&state, &user, &channel).await?;
+    let course = a.course_id.ok_or(ApiError::Unprocessable(
+        "not_a_course_channel",
+        "bans apply to course channels and lesson rooms".into(),
+    ))?;
+    if target == user.id {
+        return Err(ApiError::Unprocessable(
+            "cannot_ban_self",
+            "moderators cannot ban themselves".into(),
+        ));
+    }
+    let mut db = state.db.acquire().await?;
+    store::ban(&mut db, course, target, user.id, &body.reason).await?;
+    let lessons = sqlx::query_scalar!("SELECT id FROM lessons WHERE course_id = $1", course)
+        .fetch_all(&mut *db)
+        .await?;
+    drop(db);
+    let channels = std::iter::once(format!("course:{course}"))
+        .chain(lessons.into_iter().map(|l| format!("lesson:{l}")));
+    for channel in channels {
+        let _ = chat::hub::publish(
+            &state.redis,
+            &state.settings.chat.keys(),
+            &Wire::Revoke {
+                channel,
+                user_id: target,
+                reason: "banned".into(),
+            },
+        )
+        .await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lift a ban from a course's chat (moderators).
+#[utoipa::path(delete, path = "/chat/channels/{channel}/bans/{user_id}", tag = "chat",
+    params(("channel" = String, Path), ("user_id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn unban_user(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path((channel, target)): Path<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let (_, a, _) = moderated(&state, &user, &channel).await?;
+    let course = a.course_id.ok_or(ApiError::Unprocessable(
+        "not_a_course_channel",
+        "bans apply to course channels and lesson rooms".into(),
+    ))?;
+    let mut db = state.db.acquire().await?;
+    store::unban(&mut db, course, target).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
