@@ -1190,6 +1190,38 @@ async fn ending_a_lesson_completes_its_live_session_and_keeps_encoders_out() {
     let exit = wait_child(publisher, Duration::from_secs(15)).await;
     assert!(!exit.success(), "the publisher was cut off");
     assert_eq!(status(lid.clone()).await, "ended");
+    // The session is complete: the live playlist has ended, and the recording becomes a replay.
+    let start = Instant::now();
+    let played = loop {
+        let p = json_of(
+            app.get_auth(&format!("/api/v1/lessons/{lid}/playback"), &student)
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        if !p["replays"].as_array().unwrap().is_empty() {
+            break p;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no replay: {p}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let playlist = app
+        .client
+        .get(played["live"]["hls_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    let replay = app
+        .client
+        .get(played["replays"][0]["hls_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::OK);
     let (_, stream_status, events) = live_stream_of(&app, &stream).await;
     assert_eq!(stream_status, "disabled");
     assert!(
