@@ -79,8 +79,17 @@ pub struct Settings {
     pub recordings: RecordingSettings,
     pub media: MediaSettings,
     pub jitsi: JitsiSettings,
+    pub courses: CourseSettings,
     pub payments: crate::payments::PaymentSettings,
     pub chat: crate::chat::ChatSettings,
+}
+
+/// Courses (see `docs/courses.md`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CourseSettings {
+    /// Largest cover image accepted, in bytes.
+    pub cover_max_bytes: usize,
 }
 
 /// Jitsi Meet integration (meeting lessons): see `docs/courses.md`.
@@ -563,6 +572,18 @@ impl Settings {
         }
         if self.recordings.retention_interval_s == 0 {
             return Err(err("recordings.retention_interval_s", "must be at least 1"));
+        }
+        if !(1024..=50 * 1024 * 1024).contains(&self.courses.cover_max_bytes) {
+            return Err(err(
+                "courses.cover_max_bytes",
+                "must be between 1 KiB and 50 MiB",
+            ));
+        }
+        if self.payments.payout_hold_s < 60 {
+            return Err(err("payments.payout_hold_s", "must be at least 60"));
+        }
+        if self.payments.payout_min_amount < 1 {
+            return Err(err("payments.payout_min_amount", "must be at least 1"));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| err("log.level", format!("not a valid filter: {e}")))?;

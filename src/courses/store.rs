@@ -2,8 +2,9 @@
 //! `&mut PgConnection`, so callers choose a pooled connection or a transaction.
 //!
 //! A lesson's status is not stored: it is derived from its live stream in the query
-//! (`active` stream → `live`; a session that ended (`live_stream.idle` event) → `ended`;
-//! otherwise `scheduled`), so it follows the live stream's events without a listener.
+//! (`active` stream → `live`; ended by a teacher (`ended_at`) or a session that ended
+//! (`live_stream.idle` event) → `ended`; otherwise `scheduled`), so it follows the live
+//! stream's events without a listener. Deleted lessons (`deleted_at`) are in no query.
 
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -28,6 +29,8 @@ pub struct Course {
     pub visibility: CourseVisibility,
     pub tags: Vec<String>,
     pub language: String,
+    /// The cover image's object key, if it has one.
+    pub cover_key: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -44,6 +47,7 @@ struct CourseRow {
     visibility: String,
     tags: Vec<String>,
     language: String,
+    cover_key: Option<String>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -72,6 +76,7 @@ impl TryFrom<CourseRow> for Course {
                 .map_err(|e| decode("courses", "visibility", e))?,
             tags: r.tags,
             language: r.language,
+            cover_key: r.cover_key,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -114,7 +119,7 @@ pub async fn create_course(
                                 price_amount, currency, visibility, tags, language)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
            RETURNING id, owner_id, title, summary, description, description_html, price_amount,
-                     currency, visibility, tags, language, created_at, updated_at"#,
+                     currency, visibility, tags, language, cover_key, created_at, updated_at"#,
         Uuid::now_v7(),
         new.owner_id,
         new.title,
@@ -136,7 +141,7 @@ pub async fn get_course(conn: &mut PgConnection, id: Uuid) -> Result<Option<Cour
     sqlx::query_as!(
         CourseRow,
         r#"SELECT id, owner_id, title, summary, description, description_html, price_amount,
-                  currency, visibility, tags, language, created_at, updated_at
+                  currency, visibility, tags, language, cover_key, created_at, updated_at
            FROM courses WHERE id = $1"#,
         id,
     )
@@ -167,7 +172,7 @@ pub async fn update_course(
                updated_at = now()
            WHERE id = $1
            RETURNING id, owner_id, title, summary, description, description_html, price_amount,
-                     currency, visibility, tags, language, created_at, updated_at"#,
+                     currency, visibility, tags, language, cover_key, created_at, updated_at"#,
         id,
         patch.title.as_deref(),
         patch.summary.as_deref(),
@@ -183,6 +188,67 @@ pub async fn update_course(
     .await?
     .map(Course::try_from)
     .transpose()
+}
+
+/// Set (or, with `None`, remove) a course's cover; returns the previous key, or `None` when
+/// there is no such course.
+pub async fn set_cover(
+    conn: &mut PgConnection,
+    id: Uuid,
+    key: Option<&str>,
+) -> Result<Option<Option<String>>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"UPDATE courses c SET cover_key = $2, updated_at = now()
+           FROM (SELECT cover_key FROM courses WHERE id = $1 FOR UPDATE) old
+           WHERE c.id = $1 RETURNING old.cover_key"#,
+        id,
+        key,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Whether any order (whatever its state) was ever placed for the course: such a course is
+/// archived, never deleted (the database refuses through `orders_course_id_fkey`).
+pub async fn has_orders(conn: &mut PgConnection, course: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM orders WHERE course_id = $1) AS "exists!""#,
+        course
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Lock a course row for the rest of the transaction (deletion).
+pub async fn lock_course(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query_scalar!("SELECT id FROM courses WHERE id = $1 FOR UPDATE", id)
+            .fetch_optional(conn)
+            .await?
+            .is_some(),
+    )
+}
+
+/// The live streams of every lesson of a course (deleted lessons included).
+pub async fn lesson_streams(
+    conn: &mut PgConnection,
+    course: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT live_stream_id FROM lessons WHERE course_id = $1 ORDER BY id",
+        course
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Delete a course row; its members, lessons and enrollments go with it (ON DELETE CASCADE).
+/// Refused by the database when an order points at it.
+pub async fn delete_course(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!("DELETE FROM courses WHERE id = $1", id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// Catalogue order.
@@ -261,7 +327,7 @@ pub async fn catalogue(
     let rows = sqlx::query_as!(
         CourseRow,
         r#"SELECT id, owner_id, title, summary, description, description_html, price_amount,
-                  currency, visibility, tags, language, created_at, updated_at
+                  currency, visibility, tags, language, cover_key, created_at, updated_at
            FROM courses
            WHERE visibility = 'published'
              AND ($1::text IS NULL OR search @@ websearch_to_tsquery('simple', $1))
@@ -319,7 +385,7 @@ pub async fn teaching(
     let rows = sqlx::query_as!(
         CourseRow,
         r#"SELECT id, owner_id, title, summary, description, description_html, price_amount,
-                  currency, visibility, tags, language, created_at, updated_at
+                  currency, visibility, tags, language, cover_key, created_at, updated_at
            FROM courses c
            WHERE (owner_id = $1
                   OR EXISTS (SELECT 1 FROM course_members m WHERE m.course_id = c.id AND m.user_id = $1))
@@ -347,8 +413,8 @@ pub async fn enrolled(
     let rows = sqlx::query_as!(
         CourseRow,
         r#"SELECT c.id, c.owner_id, c.title, c.summary, c.description, c.description_html,
-                  c.price_amount, c.currency, c.visibility, c.tags, c.language, c.created_at,
-                  c.updated_at
+                  c.price_amount, c.currency, c.visibility, c.tags, c.language, c.cover_key,
+                  c.created_at, c.updated_at
            FROM enrollments e JOIN courses c ON c.id = e.course_id
            WHERE e.user_id = $1 AND e.status = 'active'
              AND ($2::uuid IS NULL OR c.id < $2)
@@ -562,20 +628,35 @@ pub async fn end_enrollment(
     .transpose()
 }
 
-/// Enrollments of a course (every status), oldest first.
+/// One line of a course's roster, as its teachers see it.
+#[derive(Debug, Clone)]
+pub struct RosterEntry {
+    pub enrollment: Enrollment,
+    pub display_name: String,
+    /// The order that paid for it (`source = order`).
+    pub order_id: Option<Uuid>,
+    /// Who granted it (`source = grant`).
+    pub granted_by: Option<Uuid>,
+}
+
+/// Enrollments of a course, every status unless `status` is given, oldest first.
 pub async fn list_enrollments(
     conn: &mut PgConnection,
     course: Uuid,
+    status: Option<EnrollmentStatus>,
     cursor: Option<Uuid>,
     limit: PageLimit,
-) -> Result<Page<Enrollment>, sqlx::Error> {
+) -> Result<Page<RosterEntry>, sqlx::Error> {
     let fetch = i64::try_from(limit.get() + 1).unwrap_or(i64::MAX);
-    let rows = sqlx::query_as!(
-        EnrollmentRow,
-        r#"SELECT id, course_id, user_id, status, source, created_at, updated_at
-           FROM enrollments WHERE course_id = $1 AND ($2::uuid IS NULL OR id > $2)
-           ORDER BY id LIMIT $3"#,
+    let rows = sqlx::query!(
+        r#"SELECT e.id, e.course_id, e.user_id, e.status, e.source, e.created_at, e.updated_at,
+                  e.order_id, e.granted_by, u.display_name
+           FROM enrollments e JOIN users u ON u.id = e.user_id
+           WHERE e.course_id = $1 AND ($2::text IS NULL OR e.status = $2)
+             AND ($3::uuid IS NULL OR e.id > $3)
+           ORDER BY e.id LIMIT $4"#,
         course,
+        status.map(EnrollmentStatus::as_str),
         cursor,
         fetch,
     )
@@ -583,11 +664,27 @@ pub async fn list_enrollments(
     .await?;
     let mut items = rows
         .into_iter()
-        .map(Enrollment::try_from)
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|r| {
+            Ok(RosterEntry {
+                enrollment: EnrollmentRow {
+                    id: r.id,
+                    course_id: r.course_id,
+                    user_id: r.user_id,
+                    status: r.status,
+                    source: r.source,
+                    created_at: r.created_at,
+                    updated_at: r.updated_at,
+                }
+                .try_into()?,
+                display_name: r.display_name,
+                order_id: r.order_id,
+                granted_by: r.granted_by,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let next_cursor = if items.len() > limit.get() {
         items.truncate(limit.get());
-        items.last().map(|e| e.id)
+        items.last().map(|e| e.enrollment.id)
     } else {
         None
     };
@@ -608,6 +705,8 @@ pub struct Lesson {
     pub live_stream_id: Uuid,
     pub room_name: String,
     pub status: LessonStatus,
+    /// When a teacher ended it (`POST /lessons/{id}/end`).
+    pub ended_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -624,6 +723,7 @@ struct LessonRow {
     live_stream_id: Uuid,
     room_name: String,
     status: String,
+    ended_at: Option<OffsetDateTime>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -646,6 +746,7 @@ impl TryFrom<LessonRow> for Lesson {
                 .status
                 .parse()
                 .map_err(|e| decode("lessons", "status", e))?,
+            ended_at: r.ended_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -711,7 +812,7 @@ pub async fn update_lesson(
                time_zone = COALESCE($6, time_zone),
                free_preview = COALESCE($7, free_preview),
                updated_at = now()
-           WHERE id = $1"#,
+           WHERE id = $1 AND deleted_at IS NULL"#,
         id,
         patch.title.as_deref(),
         patch.kind.map(LessonKind::as_str),
@@ -725,18 +826,43 @@ pub async fn update_lesson(
     Ok(done.rows_affected() > 0)
 }
 
+/// Soft-delete a lesson: it vanishes from every query; returns its live stream (`None` when
+/// there was no such lesson, or it was deleted already).
+pub async fn delete_lesson(conn: &mut PgConnection, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "UPDATE lessons SET deleted_at = now(), updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL RETURNING live_stream_id",
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Mark a lesson ended (the first time only: `ended_at` keeps the first end).
+pub async fn end_lesson(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE lessons SET ended_at = coalesce(ended_at, now()), updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 pub async fn get_lesson(conn: &mut PgConnection, id: Uuid) -> Result<Option<Lesson>, sqlx::Error> {
     sqlx::query_as!(
         LessonRow,
         r#"SELECT l.id, l.course_id, l.title, l.kind, l.starts_at, l.duration_minutes, l.time_zone,
-                  l.free_preview, l.live_stream_id, l.room_name, l.created_at, l.updated_at,
+                  l.free_preview, l.live_stream_id, l.room_name, l.ended_at, l.created_at, l.updated_at,
                   CASE WHEN s.status = 'active' THEN 'live'
+                       WHEN l.ended_at IS NOT NULL THEN 'ended'
                        WHEN EXISTS (SELECT 1 FROM live_stream_events e
                                     WHERE e.live_stream_id = l.live_stream_id
                                       AND e.kind = 'live_stream.idle') THEN 'ended'
                        ELSE 'scheduled' END AS "status!"
            FROM lessons l JOIN live_streams s ON s.id = l.live_stream_id
-           WHERE l.id = $1"#,
+           WHERE l.id = $1 AND l.deleted_at IS NULL"#,
         id,
     )
     .fetch_optional(conn)
@@ -753,14 +879,15 @@ pub async fn list_lessons(
     sqlx::query_as!(
         LessonRow,
         r#"SELECT l.id, l.course_id, l.title, l.kind, l.starts_at, l.duration_minutes, l.time_zone,
-                  l.free_preview, l.live_stream_id, l.room_name, l.created_at, l.updated_at,
+                  l.free_preview, l.live_stream_id, l.room_name, l.ended_at, l.created_at, l.updated_at,
                   CASE WHEN s.status = 'active' THEN 'live'
+                       WHEN l.ended_at IS NOT NULL THEN 'ended'
                        WHEN EXISTS (SELECT 1 FROM live_stream_events e
                                     WHERE e.live_stream_id = l.live_stream_id
                                       AND e.kind = 'live_stream.idle') THEN 'ended'
                        ELSE 'scheduled' END AS "status!"
            FROM lessons l JOIN live_streams s ON s.id = l.live_stream_id
-           WHERE l.course_id = $1
+           WHERE l.course_id = $1 AND l.deleted_at IS NULL
            ORDER BY l.starts_at, l.id
            LIMIT 500"#,
         course,

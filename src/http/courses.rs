@@ -1,5 +1,6 @@
-//! `/api/v1/courses`, `/api/v1/courses/{id}/lessons`, `/api/v1/courses/{id}/enrollments` and
-//! `/api/v1/lessons/{id}` (with `/playback` and `/meeting-token`): see `docs/courses.md`.
+//! `/api/v1/courses` (with `/cover`), `/api/v1/courses/{id}/lessons`,
+//! `/api/v1/courses/{id}/enrollments` and `/api/v1/lessons/{id}` (with `/end`, `/playback` and
+//! `/meeting-token`): see `docs/courses.md`.
 //!
 //! Visibility: a draft course (and its lessons) is visible only to its teachers and admins;
 //! to anyone else it answers 404, so ids do not leak. Editing needs the owner, a co-teacher or
@@ -28,10 +29,16 @@ use crate::{
         store::{self, Course, Enrollment, EnrollmentSource, Lesson},
     },
     live::{
+        events::{self as live_events, LiveStreamEvent},
         keys::StreamKey,
-        model::{NewLiveStream, PageLimit, ReconnectWindow, Title, Visibility},
+        model::{
+            LiveStreamId, NewLiveStream, PageLimit, ReconnectWindow, StreamStatus, Title,
+            Visibility,
+        },
+        store::{self as live_store, Deleted, Scope, Transition},
     },
     state::AppState,
+    storage::{ObjectKey, PresignMethod, PutOptions},
     users::{InvalidInput, Role},
 };
 
@@ -40,12 +47,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_catalogue, create_course))
         .routes(routes!(list_teaching))
         .routes(routes!(list_enrolled))
-        .routes(routes!(get_course, update_course))
+        .routes(routes!(get_course, update_course, delete_course))
+        .routes(routes!(get_cover, put_cover, delete_cover))
         .routes(routes!(put_member, delete_member))
         .routes(routes!(list_lessons, create_lesson))
         .routes(routes!(list_enrollments, enroll))
         .routes(routes!(leave_course))
-        .routes(routes!(get_lesson, update_lesson))
+        .routes(routes!(get_lesson, update_lesson, delete_lesson))
+        .routes(routes!(end_lesson))
         .routes(routes!(lesson_playback))
         .routes(routes!(meeting_token))
 }
@@ -112,6 +121,11 @@ pub struct CourseResponse {
     pub visibility: CourseVisibility,
     pub tags: Vec<String>,
     pub language: String,
+    /// The cover image, or null. Published and archived courses: a stable public URL
+    /// (`/api/v1/courses/{id}/cover?v=...`, a new `v` for each new cover). Drafts: a presigned
+    /// storage URL valid for an hour (drafts are shown only to their teachers).
+    #[schema(required = true)]
+    pub cover_url: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -120,23 +134,68 @@ pub struct CourseResponse {
     pub updated_at: OffsetDateTime,
 }
 
-impl From<Course> for CourseResponse {
-    fn from(c: Course) -> Self {
-        CourseResponse {
-            id: c.id,
-            owner_id: c.owner_id,
-            title: c.title,
-            summary: c.summary,
-            description: c.description,
-            description_html: c.description_html,
-            price: c.price,
-            visibility: c.visibility,
-            tags: c.tags,
-            language: c.language,
-            created_at: c.created_at,
-            updated_at: c.updated_at,
-        }
+/// How long the presigned cover URL of a draft stays valid.
+const DRAFT_COVER_URL_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The version of a cover in its public URL: the random part of its key, so that a new cover
+/// gets a new URL (caches keep the old one for the old URL only).
+fn cover_version(key: &str) -> &str {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let stem = name.split('.').next().unwrap_or(name);
+    stem.strip_prefix("cover-").unwrap_or(stem)
+}
+
+async fn cover_url(state: &AppState, c: &Course) -> Option<String> {
+    let key = c.cover_key.as_deref()?;
+    if c.visibility == CourseVisibility::Draft {
+        let key = ObjectKey::parse(key).ok()?;
+        return state
+            .storage
+            .presign(PresignMethod::Get, &key, DRAFT_COVER_URL_TTL)
+            .await
+            .map_err(|e| tracing::warn!(error = %e, course_id = %c.id, "cover not presigned"))
+            .ok()
+            .map(|u| u.to_string());
     }
+    let base = state
+        .settings
+        .http
+        .public_url
+        .as_str()
+        .trim_end_matches('/');
+    Some(format!(
+        "{base}/api/v1/courses/{}/cover?v={}",
+        c.id,
+        cover_version(key)
+    ))
+}
+
+/// A course as the API shows it (the cover URL needs the storage, hence async).
+async fn present(state: &AppState, c: Course) -> CourseResponse {
+    let cover_url = cover_url(state, &c).await;
+    CourseResponse {
+        id: c.id,
+        owner_id: c.owner_id,
+        title: c.title,
+        summary: c.summary,
+        description: c.description,
+        description_html: c.description_html,
+        price: c.price,
+        visibility: c.visibility,
+        tags: c.tags,
+        language: c.language,
+        cover_url,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+    }
+}
+
+async fn present_all(state: &AppState, courses: Vec<Course>) -> Vec<CourseResponse> {
+    let mut out = Vec::with_capacity(courses.len());
+    for c in courses {
+        out.push(present(state, c).await);
+    }
+    out
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -204,7 +263,8 @@ async fn create_course(
     };
     let mut conn = state.db.acquire().await?;
     let course = store::create_course(&mut conn, &new).await?;
-    Ok((StatusCode::CREATED, Json(course.into())))
+    drop(conn);
+    Ok((StatusCode::CREATED, Json(present(&state, course).await)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -255,8 +315,9 @@ async fn list_catalogue(
     };
     let mut conn = state.db.acquire().await?;
     let (items, next) = store::catalogue(&mut conn, &filter, sort, cursor, limit).await?;
+    drop(conn);
     Ok(Json(CourseList {
-        items: items.into_iter().map(Into::into).collect(),
+        items: present_all(&state, items).await,
         next_cursor: next.map(|c| c.encode()),
     }))
 }
@@ -282,8 +343,9 @@ async fn list_teaching(
     let limit = PageLimit::parse(q.limit)?;
     let mut conn = state.db.acquire().await?;
     let page = store::teaching(&mut conn, user.id, q.cursor, limit).await?;
+    drop(conn);
     Ok(Json(CourseList {
-        items: page.items.into_iter().map(Into::into).collect(),
+        items: present_all(&state, page.items).await,
         next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }
@@ -300,8 +362,9 @@ async fn list_enrolled(
     let limit = PageLimit::parse(q.limit)?;
     let mut conn = state.db.acquire().await?;
     let page = store::enrolled(&mut conn, user.id, q.cursor, limit).await?;
+    drop(conn);
     Ok(Json(CourseList {
-        items: page.items.into_iter().map(Into::into).collect(),
+        items: present_all(&state, page.items).await,
         next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }
@@ -363,7 +426,8 @@ async fn get_course(
 ) -> Result<Json<CourseResponse>, ApiError> {
     let mut conn = state.db.acquire().await?;
     let s = standing(&mut conn, id, user.as_ref(), false).await?;
-    Ok(Json(s.course.into()))
+    drop(conn);
+    Ok(Json(present(&state, s.course).await))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -424,7 +488,262 @@ async fn update_course(
     let course = store::update_course(&mut conn, id, &patch)
         .await?
         .ok_or(COURSE_NOT_FOUND)?;
-    Ok(Json(course.into()))
+    drop(conn);
+    Ok(Json(present(&state, course).await))
+}
+
+/// Delete a course (its owner and admins). Only a course that nothing was ever sold for: one
+/// with an order, whatever its state, answers 409 `course_has_orders` and is archived instead
+/// (`PATCH {"visibility": "archived"}`: out of the catalogue, closed to new students, open to
+/// those enrolled). Deleting removes the course, its members, lessons and (free or granted)
+/// enrollments and its cover; each lesson's live stream is deleted (a running session ends);
+/// the recordings stay with their owner under `/api/v1/recordings`.
+#[utoipa::path(delete, path = "/courses/{id}", tag = "courses",
+    security(("bearer" = ["teacher", "admin"])),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem),
+              (status = 409, body = Problem, description = "course_has_orders: archive it instead")))]
+async fn delete_course(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    user.require_any(&[Role::Teacher, Role::Admin])?;
+    let mut tx = state.db.begin().await?;
+    let s = standing(&mut tx, id, Some(&user), false).await?;
+    if !user.owns(s.course.owner_id) {
+        return Err(ApiError::Forbidden(
+            "only the course owner and admins delete a course".into(),
+        ));
+    }
+    let has_orders = || {
+        ApiError::Conflict(
+            "course_has_orders",
+            "this course has orders: archive it instead (visibility \"archived\")".into(),
+        )
+    };
+    if !store::lock_course(&mut tx, id).await? {
+        return Err(COURSE_NOT_FOUND);
+    }
+    if store::has_orders(&mut tx, id).await? {
+        return Err(has_orders());
+    }
+    let streams = store::lesson_streams(&mut tx, id).await?;
+    let events = delete_streams(&mut tx, &streams, user.id).await?;
+    match store::delete_course(&mut tx, id).await {
+        Ok(_) => {}
+        // An order placed since the check: the foreign key refuses, as it should.
+        Err(sqlx::Error::Database(d)) if d.constraint() == Some("orders_course_id_fkey") => {
+            return Err(has_orders());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tx.commit().await?;
+    after_streams_deleted(&state, events).await;
+    if let Some(key) = s.course.cover_key.as_deref() {
+        delete_object(&state, key).await;
+    }
+    tracing::info!(course_id = %id, user_id = %user.id, lessons = streams.len(), "course deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Soft-delete live streams (lessons' streams) in the caller's transaction; the events to
+/// publish once it commits.
+async fn delete_streams(
+    conn: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+    actor: Uuid,
+) -> Result<Vec<LiveStreamEvent>, ApiError> {
+    let mut events = Vec::new();
+    for id in ids {
+        let id = LiveStreamId(*id);
+        if let Deleted::Now(_) = live_store::delete(conn, id, Scope::All).await? {
+            events.push(
+                live_events::store_event(
+                    conn,
+                    id,
+                    live_events::EventKind::Deleted,
+                    serde_json::json!({"actor_id": actor}),
+                )
+                .await?,
+            );
+        }
+    }
+    Ok(events)
+}
+
+/// After the commit: publish the deletions and end the streams' sessions now (the key no
+/// longer opens them).
+async fn after_streams_deleted(state: &AppState, events: Vec<LiveStreamEvent>) {
+    for e in events {
+        live_events::publish_or_log(&state.redis, &e).await;
+        state.live.kick(e.live_stream_id, "deleted").await;
+    }
+}
+
+/// Best effort: a leftover object costs storage, not correctness.
+async fn delete_object(state: &AppState, key: &str) {
+    if let Ok(key) = ObjectKey::parse(key)
+        && let Err(e) = state.storage.delete(&key).await
+    {
+        tracing::warn!(error = %e, key = %key.as_str(), "old course cover not deleted");
+    }
+}
+
+/// Upload the course's cover image: the image itself as the body, PNG, JPEG or WebP (judged by
+/// its bytes, not its `Content-Type`), at most `courses.cover_max_bytes` (5 MiB by default).
+/// Replaces the previous cover, whose object is deleted. The owner, co-teachers and admins.
+#[utoipa::path(put, path = "/courses/{id}/cover", tag = "courses",
+    request_body(content = Vec<u8>, content_type = "image/jpeg"),
+    security(("bearer" = ["teacher", "admin"])),
+    responses((status = 200, body = CourseResponse), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 413, body = Problem),
+              (status = 415, body = Problem, description = "not a PNG, JPEG or WebP image")))]
+async fn put_cover(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<CourseResponse>, ApiError> {
+    user.require_any(&[Role::Teacher, Role::Admin])?;
+    let mut conn = state.db.acquire().await?;
+    let s = standing(&mut conn, id, Some(&user), false).await?;
+    if !s.can_edit(Some(&user)) {
+        return Err(ApiError::Forbidden(
+            "only the course's teachers and admins change its cover".into(),
+        ));
+    }
+    drop(conn);
+    let body =
+        super::upload::read_capped(&headers, body, state.settings.courses.cover_max_bytes).await?;
+    let Some((content_type, ext)) = super::upload::sniff_image(&body) else {
+        return Err(ApiError::UnsupportedMediaType(
+            "a cover is a PNG, JPEG or WebP image".into(),
+        ));
+    };
+    let key = ObjectKey::parse(format!(
+        "courses/{id}/cover-{}.{ext}",
+        hex::encode(crate::auth::random_bytes(8))
+    ))
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cover key: {e}")))?;
+    state
+        .storage
+        .put_bytes(
+            &key,
+            body,
+            &PutOptions {
+                content_type: Some(content_type.into()),
+                cache_control: Some("public, max-age=86400".into()),
+            },
+        )
+        .await?;
+    let mut conn = state.db.acquire().await?;
+    let Some(old) = store::set_cover(&mut conn, id, Some(key.as_str())).await? else {
+        // Deleted meanwhile: take the new object back out.
+        drop(conn);
+        delete_object(&state, key.as_str()).await;
+        return Err(COURSE_NOT_FOUND);
+    };
+    let course = store::get_course(&mut conn, id)
+        .await?
+        .ok_or(COURSE_NOT_FOUND)?;
+    drop(conn);
+    if let Some(old) = old {
+        delete_object(&state, &old).await;
+    }
+    Ok(Json(present(&state, course).await))
+}
+
+/// Remove the course's cover (its object is deleted). 204, also when there was none.
+#[utoipa::path(delete, path = "/courses/{id}/cover", tag = "courses",
+    security(("bearer" = ["teacher", "admin"])),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem)))]
+async fn delete_cover(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    user.require_any(&[Role::Teacher, Role::Admin])?;
+    let mut conn = state.db.acquire().await?;
+    let s = standing(&mut conn, id, Some(&user), false).await?;
+    if !s.can_edit(Some(&user)) {
+        return Err(ApiError::Forbidden(
+            "only the course's teachers and admins change its cover".into(),
+        ));
+    }
+    let old = store::set_cover(&mut conn, id, None)
+        .await?
+        .ok_or(COURSE_NOT_FOUND)?;
+    drop(conn);
+    if let Some(old) = old {
+        delete_object(&state, &old).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The course's cover image, to whoever may see the course: everyone for published and
+/// archived courses (cacheable by shared caches for a day; the URL in `cover_url` changes with
+/// each new cover), the course's teachers and admins for drafts (a bearer token is optional).
+#[utoipa::path(get, path = "/courses/{id}/cover", tag = "courses",
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "the image (image/png, image/jpeg or image/webp)",
+               content_type = "image/*", body = Vec<u8>),
+              (status = 404, body = Problem, description = "no such course, or it has no cover")))]
+async fn get_cover(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<Uuid>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header;
+    let mut conn = state.db.acquire().await?;
+    let s = standing(&mut conn, id, user.as_ref(), false).await?;
+    drop(conn);
+    let key = s
+        .course
+        .cover_key
+        .as_deref()
+        .and_then(|k| ObjectKey::parse(k).ok())
+        .ok_or(ApiError::NotFound("cover"))?;
+    let object = match state.storage.get(&key, None).await {
+        Ok(o) => o,
+        Err(crate::storage::StorageError::NotFound(_)) => return Err(ApiError::NotFound("cover")),
+        Err(e) => return Err(e.into()),
+    };
+    let public = s.course.visibility != CourseVisibility::Draft;
+    let mut r = axum::response::Response::new(axum::body::Body::from_stream(object.body));
+    let h = r.headers_mut();
+    let content_type = object
+        .meta
+        .content_type
+        .as_deref()
+        .filter(|t| t.starts_with("image/"))
+        .unwrap_or("application/octet-stream");
+    for (name, value) in [
+        (header::CONTENT_TYPE, content_type.to_string()),
+        (header::CONTENT_LENGTH, object.meta.size.to_string()),
+        (
+            header::CACHE_CONTROL,
+            if public {
+                "public, max-age=86400".into()
+            } else {
+                "private, no-store".into()
+            },
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
+    ] {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    if let Some(etag) = object.meta.etag.as_deref()
+        && let Ok(v) = header::HeaderValue::from_str(etag)
+    {
+        h.insert(header::ETAG, v);
+    }
+    Ok(r)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -801,6 +1120,96 @@ async fn update_lesson(
     Ok(Json(lesson_response(&state, lesson, &s, Some(&user), None)))
 }
 
+/// Delete a lesson (the course's owner, co-teachers, admins). The lesson disappears from the
+/// course (the row is kept, marked deleted); its live stream is deleted, so a running session
+/// ends now and its key stops working; its recordings stay with the stream's owner under
+/// `/api/v1/recordings`. 204; 404 when it does not exist (or no longer).
+#[utoipa::path(delete, path = "/lessons/{id}", tag = "courses",
+    security(("bearer" = ["teacher", "admin"])),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem)))]
+async fn delete_lesson(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    user.require_any(&[Role::Teacher, Role::Admin])?;
+    let mut tx = state.db.begin().await?;
+    let (_, s) = lesson_standing(&mut tx, id, Some(&user)).await?;
+    if !s.can_edit(Some(&user)) {
+        return Err(ApiError::Forbidden(
+            "only the course's teachers and admins delete lessons".into(),
+        ));
+    }
+    let stream = store::delete_lesson(&mut tx, id)
+        .await?
+        .ok_or(LESSON_NOT_FOUND)?;
+    let events = delete_streams(&mut tx, &[stream], user.id).await?;
+    tx.commit().await?;
+    after_streams_deleted(&state, events).await;
+    tracing::info!(lesson_id = %id, user_id = %user.id, "lesson deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// End a lesson (the course's owner, co-teachers, admins): its status becomes `ended`, a
+/// running live session is completed now (the playlist ends, the recording is finalized) and
+/// the lesson's live stream is disabled, so an encoder that reconnects on its own (OBS does)
+/// cannot start it again. To go live again, enable the stream
+/// (`POST /api/v1/live-streams/{live_stream_id}/enable`); the lesson then shows `live` while it
+/// plays. Idempotent.
+#[utoipa::path(post, path = "/lessons/{id}/end", tag = "courses",
+    security(("bearer" = ["teacher", "admin"])),
+    responses((status = 200, body = LessonResponse), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn end_lesson(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<LessonResponse>, ApiError> {
+    user.require_any(&[Role::Teacher, Role::Admin])?;
+    let mut tx = state.db.begin().await?;
+    let (lesson, s) = lesson_standing(&mut tx, id, Some(&user)).await?;
+    if !s.can_edit(Some(&user)) {
+        return Err(ApiError::Forbidden(
+            "only the course's teachers and admins end lessons".into(),
+        ));
+    }
+    if !store::end_lesson(&mut tx, id).await? {
+        return Err(LESSON_NOT_FOUND);
+    }
+    let stream = LiveStreamId(lesson.live_stream_id);
+    let event = match live_store::transition(
+        &mut tx,
+        stream,
+        Scope::All,
+        &[StreamStatus::Idle, StreamStatus::Active],
+        StreamStatus::Disabled,
+    )
+    .await?
+    {
+        Transition::Changed(_) => Some(
+            live_events::store_event(
+                &mut tx,
+                stream,
+                live_events::EventKind::Disabled,
+                serde_json::json!({"actor_id": user.id, "reason": "lesson_ended", "lesson_id": id}),
+            )
+            .await?,
+        ),
+        Transition::Unchanged(_) | Transition::NotFound => None,
+    };
+    tx.commit().await?;
+    if let Some(e) = &event {
+        live_events::publish_or_log(&state.redis, e).await;
+    }
+    // Ends the running session now, even when the stream was disabled already.
+    state.live.kick(stream.0, "disabled").await;
+    tracing::info!(lesson_id = %id, user_id = %user.id, "lesson ended");
+    let mut conn = state.db.acquire().await?;
+    let (lesson, s) = lesson_standing(&mut conn, id, Some(&user)).await?;
+    Ok(Json(lesson_response(&state, lesson, &s, Some(&user), None)))
+}
+
 /// An enrollment as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EnrollmentResponse {
@@ -833,26 +1242,55 @@ impl From<Enrollment> for EnrollmentResponse {
     }
 }
 
+/// One line of a course's roster.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RosterEntry {
+    #[serde(flatten)]
+    pub enrollment: EnrollmentResponse,
+    /// The student's display name.
+    pub display_name: String,
+    /// The order that paid for it (`source = order`); its refunds are under
+    /// `/api/v1/refunds?order_id=` (staff).
+    #[schema(required = true)]
+    pub order_id: Option<Uuid>,
+    /// Who granted it (`source = grant`).
+    #[schema(required = true)]
+    pub granted_by: Option<Uuid>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EnrollmentList {
-    pub items: Vec<EnrollmentResponse>,
+    pub items: Vec<RosterEntry>,
     #[schema(required = true)]
     pub next_cursor: Option<Uuid>,
 }
 
-/// The enrollments of a course (its teachers and admins).
-#[utoipa::path(get, path = "/courses/{id}/enrollments", tag = "courses", params(PageQuery),
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RosterQuery {
+    /// `active`, `left` or `refunded` (default: every state).
+    status: Option<String>,
+    cursor: Option<Uuid>,
+    /// 1 to 100, default 20.
+    limit: Option<i64>,
+}
+
+/// The roster of a course: every enrollment with its state (`active`, `left` — the student
+/// left —, `refunded` — the order that paid for it was refunded in full), how it came
+/// (`free`, `grant`, `order`), oldest first. The course's teachers, assistants and admins.
+#[utoipa::path(get, path = "/courses/{id}/enrollments", tag = "courses", params(RosterQuery),
     security(("bearer" = ["teacher", "admin"])),
     responses((status = 200, body = EnrollmentList), (status = 401, body = Problem),
-              (status = 403, body = Problem), (status = 404, body = Problem)))]
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn list_enrollments(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<Uuid>,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<RosterQuery>,
 ) -> Result<Json<EnrollmentList>, ApiError> {
     user.require_any(&[Role::Teacher, Role::Admin])?;
     let limit = PageLimit::parse(q.limit)?;
+    let status: Option<EnrollmentStatus> = q.status.as_deref().map(str::parse).transpose()?;
     let mut conn = state.db.acquire().await?;
     let s = standing(&mut conn, id, Some(&user), false).await?;
     if !s.can_see_drafts(Some(&user)) {
@@ -860,9 +1298,18 @@ async fn list_enrollments(
             "only the course's teachers and admins see its enrollments".into(),
         ));
     }
-    let page = store::list_enrollments(&mut conn, id, q.cursor, limit).await?;
+    let page = store::list_enrollments(&mut conn, id, status, q.cursor, limit).await?;
     Ok(Json(EnrollmentList {
-        items: page.items.into_iter().map(Into::into).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|r| RosterEntry {
+                enrollment: r.enrollment.into(),
+                display_name: r.display_name,
+                order_id: r.order_id,
+                granted_by: r.granted_by,
+            })
+            .collect(),
         next_cursor: page.next_cursor,
     }))
 }

@@ -3,9 +3,8 @@
 //! password and need a login session (not an API token).
 
 use axum::{
-    body::Bytes,
     extract::State,
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -120,20 +119,12 @@ async fn upload_avatar(
     State(state): State<AppState>,
     user: AuthUser,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Json<User>, ApiError> {
-    if body.len() > AVATAR_MAX_BYTES {
-        return Err(ApiError::PayloadTooLarge);
-    }
+    // Read up to the avatar cap (not the smaller JSON body limit), 413 problem+json beyond.
+    let body = super::upload::read_capped(&headers, body, AVATAR_MAX_BYTES).await?;
     // Trust the bytes, not the header: the content type stored is the one the magic says.
-    let (content_type, ext) = if body.starts_with(b"\x89PNG\r\n\x1a\n") {
-        ("image/png", "png")
-    } else if body.starts_with(&[0xff, 0xd8, 0xff]) {
-        ("image/jpeg", "jpg")
-    } else if body.len() > 12 && &body[0..4] == b"RIFF" && &body[8..12] == b"WEBP" {
-        ("image/webp", "webp")
-    } else {
-        let _ = headers.get(header::CONTENT_TYPE);
+    let Some((content_type, ext)) = super::upload::sniff_image(&body) else {
         return Err(ApiError::UnsupportedMediaType(
             "an avatar is a PNG, JPEG or WebP image".into(),
         ));

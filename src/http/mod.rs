@@ -20,6 +20,7 @@ pub mod oidc;
 pub mod payments;
 pub mod range;
 pub mod recordings;
+pub mod upload;
 pub mod wellknown;
 pub mod whip;
 

@@ -1,8 +1,10 @@
-//! Payments API: orders, the wallet and its transactions, refunds, provider callbacks, and the
-//! admin views. Money-moving POSTs (`/orders`, `/refunds`) honour `Idempotency-Key`.
+//! Payments API: orders, the wallet and its transactions, refunds, teachers' earnings and
+//! payouts, provider callbacks, and the admin views. Money-moving POSTs (`/orders`, `/refunds`,
+//! the payout requests and decisions) honour `Idempotency-Key`.
 //!
-//! Access: a user sees their own orders, refunds and wallet; admins and ops see all (filter by
-//! `user_id`). Refunds are created by admins and ops. Callbacks are public and verified by
+//! Access: a user sees their own orders, refunds and wallet, a teacher their earnings and
+//! payouts; admins and ops see all (filter by `user_id` / `teacher_id`). Refunds are created by
+//! admins and ops; payouts are decided by admins. Callbacks are public and verified by
 //! signature (400 `invalid_callback` when not).
 
 use std::sync::LazyLock;
@@ -31,6 +33,7 @@ use crate::{
     payments::{
         Currency, Money, PaymentError, events, idempotency, ledger,
         orders::{self, NewOrder, Order, OrderKind},
+        payouts::{self, Earnings, NewPayout, Payout},
         providers::{self, VerifyError},
         reconcile,
         refunds::{self, Destination, NewRefund, Refund},
@@ -50,6 +53,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(webhook))
         .routes(routes!(admin_transactions))
         .routes(routes!(admin_reconcile))
+        .routes(routes!(admin_events))
+        .routes(routes!(get_earnings))
+        .routes(routes!(earnings_transactions))
+        .routes(routes!(create_payout, list_payouts))
+        .routes(routes!(get_payout))
+        .routes(routes!(cancel_payout))
+        .routes(routes!(approve_payout))
+        .routes(routes!(reject_payout))
+        .routes(routes!(pay_payout))
 }
 
 impl From<PaymentError> for ApiError {
@@ -450,7 +462,8 @@ async fn get_wallet(
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct TransactionParams {
-    /// Transfer kind: topup, purchase, refund, refund_settle, reversal, adjustment.
+    /// Transfer kind: topup, purchase, refund, refund_settle, reversal, adjustment, payout,
+    /// payout_settle.
     pub kind: Option<String>,
     /// pending, posted, voided.
     pub state: Option<String>,
@@ -628,6 +641,7 @@ async fn admin_transactions(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReconcileReport {
     pub orders_expired: u64,
+    pub payouts_expired: u64,
     pub holds_voided: u64,
     pub keys_purged: u64,
     pub ledger_mismatches: usize,
@@ -644,6 +658,7 @@ async fn admin_reconcile(
     let r = reconcile::run_once(&state.db, state.settings.payments.idempotency_ttl_h).await?;
     Ok(Json(ReconcileReport {
         orders_expired: r.orders_expired,
+        payouts_expired: r.payouts_expired,
         holds_voided: r.holds_voided,
         keys_purged: r.keys_purged,
         ledger_mismatches: r.ledger_mismatches,
@@ -796,6 +811,442 @@ async fn get_refund(
         .filter(|r| r.user_id == user.id || is_staff(&user))
         .ok_or(ApiError::NotFound("refund"))?;
     Ok(Json(r))
+}
+
+// ------------------------------------------------------------------------------------------
+// Earnings and payouts
+
+/// The caller's earnings as a teacher: settled, held (payout requests and refunds in flight),
+/// available to withdraw, and paid out (approved or sent).
+#[utoipa::path(get, path = "/earnings", tag = "payments",
+    security(("bearer" = ["teacher"])),
+    responses((status = 200, body = Earnings), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn get_earnings(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Earnings>, ApiError> {
+    user.require_any(&[Role::Teacher])?;
+    let currency = Currency::try_from(state.settings.payments.currency.clone())?;
+    let mut conn = state.db.acquire().await?;
+    Ok(Json(
+        payouts::earnings(&mut conn, user.id, &currency).await?,
+    ))
+}
+
+/// The movements of the caller's earnings account (sales, refunds, payouts), newest first;
+/// `?format=csv` exports the page.
+#[utoipa::path(get, path = "/earnings/transactions", tag = "payments", params(TransactionParams),
+    security(("bearer" = ["teacher"])),
+    responses((status = 200, body = TransactionList), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn earnings_transactions(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(mut q): Query<TransactionParams>,
+) -> Result<Response, ApiError> {
+    user.require_any(&[Role::Teacher])?;
+    let currency = Currency::try_from(state.settings.payments.currency.clone())?;
+    let mut conn = state.db.acquire().await?;
+    let account = ledger::account(
+        &mut conn,
+        &ledger::AccountRef::TeacherEarnings(user.id),
+        &currency,
+    )
+    .await?;
+    q.user_id = None;
+    q.account_kind = None;
+    let (items, next) = transactions(&mut conn, &q, Some(account)).await?;
+    Ok(transactions_response(
+        items,
+        next,
+        q.format.as_deref() == Some("csv"),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePayout {
+    /// What to withdraw (at most the available earnings; at least `payments.payout_min_amount`).
+    pub amount: Money,
+    /// `bank_transfer`, `alipay` or `wechatpay`.
+    pub method: String,
+    /// Where to send it: an account number, an Alipay login, ...
+    pub destination: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Ask for a payout of earnings (teachers). The amount is held on the earnings at once (422
+/// `insufficient_earnings` when it is not available) until an admin approves or rejects it,
+/// the teacher cancels it, or it expires (`payments.payout_hold_s`). Honours
+/// `Idempotency-Key`.
+#[utoipa::path(post, path = "/payouts", tag = "payments", request_body = CreatePayout,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first answer for the same key and body")),
+    security(("bearer" = ["teacher"])),
+    responses((status = 201, body = Payout), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn create_payout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Answer, ApiError> {
+    user.require_any(&[Role::Teacher])?;
+    let (req, raw): (CreatePayout, Value) = parse_body(&body)?;
+    let settings = &state.settings.payments;
+    crate::payments::positive(&req.amount, "amount")?;
+    if req.amount.currency.as_str() != settings.currency {
+        return Err(InvalidInput {
+            field: "amount.currency",
+            reason: "is not the platform's currency",
+        }
+        .into());
+    }
+    let new = NewPayout {
+        teacher_id: user.id,
+        amount: req.amount,
+        method: req.method,
+        destination: req.destination,
+        note: req.note,
+        hold_ttl: time::Duration::seconds(settings.payout_hold_s as i64),
+    };
+    new.validate(settings.payout_min_amount)?;
+    idempotent(&state, &user, "POST /payouts", &headers, &raw, move |conn| {
+        Box::pin(async move {
+            let p = payouts::request(conn, new).await?;
+            tracing::info!(payout_id = %p.id, teacher_id = %p.teacher_id, amount = p.amount.amount, "payout requested");
+            let body = serde_json::to_value(p).map_err(anyhow::Error::from)?;
+            Ok((StatusCode::CREATED, body))
+        })
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PayoutListParams {
+    /// Admins and ops: one teacher's payouts.
+    pub teacher_id: Option<Uuid>,
+    /// pending, approved, paid, rejected, cancelled, expired.
+    pub status: Option<String>,
+    pub cursor: Option<Uuid>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayoutList {
+    pub items: Vec<Payout>,
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Payouts, newest first: a teacher's own; admins and ops see everyone's (`?teacher_id=`).
+#[utoipa::path(get, path = "/payouts", tag = "payments", params(PayoutListParams),
+    security(("bearer" = ["teacher", "admin", "ops"])),
+    responses((status = 200, body = PayoutList), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn list_payouts(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<PayoutListParams>,
+) -> Result<Json<PayoutList>, ApiError> {
+    user.require_any(&[Role::Teacher, Role::Admin, Role::Ops])?;
+    let limit = PageLimit::parse(q.limit)?.get() as i64;
+    let teacher = if is_staff(&user) {
+        q.teacher_id
+    } else {
+        Some(user.id)
+    };
+    let mut conn = state.db.acquire().await?;
+    let items = payouts::list(&mut conn, teacher, q.status.as_deref(), q.cursor, limit + 1).await?;
+    let (items, next_cursor) = page(items, limit, |p| p.id);
+    Ok(Json(PayoutList { items, next_cursor }))
+}
+
+#[utoipa::path(get, path = "/payouts/{id}", tag = "payments",
+    params(("id" = Uuid, Path, description = "payout id")),
+    security(("bearer" = ["teacher", "admin", "ops"])),
+    responses((status = 200, body = Payout), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem)))]
+async fn get_payout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Payout>, ApiError> {
+    user.require_any(&[Role::Teacher, Role::Admin, Role::Ops])?;
+    let mut conn = state.db.acquire().await?;
+    let p = payouts::get(&mut conn, id)
+        .await?
+        .filter(|p| p.teacher_id == user.id || is_staff(&user))
+        .ok_or(ApiError::NotFound("payout"))?;
+    Ok(Json(p))
+}
+
+/// A payout transition, guarded by `Idempotency-Key` like every money-moving POST.
+async fn payout_action<F>(
+    state: &AppState,
+    user: &AuthUser,
+    route: &str,
+    headers: &HeaderMap,
+    raw: &Value,
+    action: F,
+) -> Result<Answer, ApiError>
+where
+    F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<Payout, PaymentError>>
+        + Send
+        + 'static,
+{
+    idempotent(state, user, route, headers, raw, move |conn| {
+        Box::pin(async move {
+            let p = action(conn).await?;
+            tracing::info!(payout_id = %p.id, status = %p.status, "payout changed");
+            let body = serde_json::to_value(p).map_err(anyhow::Error::from)?;
+            Ok((StatusCode::OK, body))
+        })
+    })
+    .await
+}
+
+/// Withdraw one's pending payout request (the teacher): its hold is released.
+#[utoipa::path(post, path = "/payouts/{id}/cancel", tag = "payments",
+    params(("id" = Uuid, Path, description = "payout id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "replays the first answer")),
+    security(("bearer" = ["teacher"])),
+    responses((status = 200, body = Payout), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem, description = "payout_not_pending")))]
+async fn cancel_payout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Answer, ApiError> {
+    user.require_any(&[Role::Teacher])?;
+    let teacher = user.id;
+    payout_action(
+        &state,
+        &user,
+        "POST /payouts/{id}/cancel",
+        &headers,
+        &json!({"payout_id": id}),
+        move |conn| Box::pin(payouts::cancel(conn, id, teacher)),
+    )
+    .await
+}
+
+/// Approve a pending payout (admins): its hold is posted, earnings → payouts payable; pay it
+/// out, then record it with `/paid`. 409 `payout_not_pending`, `payout_expired`.
+#[utoipa::path(post, path = "/admin/payouts/{id}/approve", tag = "payments",
+    params(("id" = Uuid, Path, description = "payout id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "replays the first answer")),
+    security(("bearer" = ["admin"])),
+    responses((status = 200, body = Payout), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn approve_payout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Answer, ApiError> {
+    user.require_any(&[Role::Admin])?;
+    let admin = user.id;
+    payout_action(
+        &state,
+        &user,
+        "POST /admin/payouts/{id}/approve",
+        &headers,
+        &json!({"payout_id": id}),
+        move |conn| Box::pin(payouts::approve(conn, id, admin)),
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectPayout {
+    /// Why (shown to the teacher).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Reject a pending payout (admins): its hold is voided, the earnings are available again.
+#[utoipa::path(post, path = "/admin/payouts/{id}/reject", tag = "payments", request_body = RejectPayout,
+    params(("id" = Uuid, Path, description = "payout id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "replays the first answer for the same key and body")),
+    security(("bearer" = ["admin"])),
+    responses((status = 200, body = Payout), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn reject_payout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Answer, ApiError> {
+    user.require_any(&[Role::Admin])?;
+    let (req, mut raw): (RejectPayout, Value) = if body.is_empty() {
+        (
+            RejectPayout {
+                reason: String::new(),
+            },
+            json!({}),
+        )
+    } else {
+        parse_body(&body)?
+    };
+    if req.reason.chars().count() > 500 {
+        return Err(InvalidInput {
+            field: "reason",
+            reason: "must be at most 500 characters",
+        }
+        .into());
+    }
+    raw["payout_id"] = json!(id);
+    let admin = user.id;
+    payout_action(
+        &state,
+        &user,
+        "POST /admin/payouts/{id}/reject",
+        &headers,
+        &raw,
+        move |conn| Box::pin(async move { payouts::reject(conn, id, admin, &req.reason).await }),
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayPayout {
+    /// The provider's reference of the money sent (bank transfer id, Alipay order number...).
+    pub reference: String,
+}
+
+/// Record that an approved payout was sent (admins): payouts payable → provider clearing of
+/// the payout's method. 409 `payout_not_approved`.
+#[utoipa::path(post, path = "/admin/payouts/{id}/paid", tag = "payments", request_body = PayPayout,
+    params(("id" = Uuid, Path, description = "payout id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "replays the first answer for the same key and body")),
+    security(("bearer" = ["admin"])),
+    responses((status = 200, body = Payout), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
+              (status = 422, body = Problem)))]
+async fn pay_payout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Answer, ApiError> {
+    user.require_any(&[Role::Admin])?;
+    let (req, mut raw): (PayPayout, Value) = parse_body(&body)?;
+    let reference = req.reference.trim().to_string();
+    if reference.is_empty()
+        || reference.chars().count() > 200
+        || reference.chars().any(char::is_control)
+    {
+        return Err(InvalidInput {
+            field: "reference",
+            reason: "must be 1 to 200 printable characters",
+        }
+        .into());
+    }
+    raw["payout_id"] = json!(id);
+    payout_action(
+        &state,
+        &user,
+        "POST /admin/payouts/{id}/paid",
+        &headers,
+        &raw,
+        move |conn| Box::pin(async move { payouts::mark_paid(conn, id, &reference).await }),
+    )
+    .await
+}
+
+// ------------------------------------------------------------------------------------------
+// Admin: provider events
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventListParams {
+    /// sandbox, stripe, alipay, wechatpay.
+    pub provider: Option<String>,
+    /// applied, already_applied, ignored, or why it was not applied: unknown_order,
+    /// amount_mismatch, merchant_mismatch, ... (a replay is not stored again).
+    pub outcome: Option<String>,
+    pub order_id: Option<Uuid>,
+    pub refund_id: Option<Uuid>,
+    pub cursor: Option<Uuid>,
+    pub limit: Option<i64>,
+}
+
+/// A verified provider callback as stored (one per provider event id).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderEvent {
+    pub id: Uuid,
+    pub provider: String,
+    /// The provider's event id (what de-duplicates it).
+    pub event_id: String,
+    pub event_type: String,
+    pub order_id: Option<Uuid>,
+    pub refund_id: Option<Uuid>,
+    /// What became of it.
+    pub outcome: String,
+    /// The event as the provider sent it (after verification and, for WeChat Pay, decryption).
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderEventList {
+    pub items: Vec<ProviderEvent>,
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Provider callbacks received (admins and ops), newest first: the audit trail of every
+/// verified event and what was done with it.
+#[utoipa::path(get, path = "/admin/payments/events", tag = "payments", params(EventListParams),
+    security(("bearer" = ["admin", "ops"])),
+    responses((status = 200, body = ProviderEventList), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn admin_events(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<EventListParams>,
+) -> Result<Json<ProviderEventList>, ApiError> {
+    user.require_any(&[Role::Admin, Role::Ops])?;
+    let limit = PageLimit::parse(q.limit)?.get() as i64;
+    let mut conn = state.db.acquire().await?;
+    let rows = sqlx::query!(
+        r#"SELECT id, provider, event_id, event_type, order_id, refund_id, outcome, payload,
+                  received_at
+             FROM payment_events
+            WHERE ($1::text IS NULL OR provider = $1) AND ($2::text IS NULL OR outcome = $2)
+              AND ($3::uuid IS NULL OR order_id = $3) AND ($4::uuid IS NULL OR refund_id = $4)
+              AND ($5::uuid IS NULL OR id < $5)
+            ORDER BY id DESC LIMIT $6"#,
+        q.provider,
+        q.outcome,
+        q.order_id,
+        q.refund_id,
+        q.cursor,
+        limit + 1
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let items = rows
+        .into_iter()
+        .map(|r| ProviderEvent {
+            id: r.id,
+            provider: r.provider,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            order_id: r.order_id,
+            refund_id: r.refund_id,
+            outcome: r.outcome,
+            payload: r.payload,
+            received_at: r.received_at,
+        })
+        .collect();
+    let (items, next_cursor) = page(items, limit, |e: &ProviderEvent| e.id);
+    Ok(Json(ProviderEventList { items, next_cursor }))
 }
 
 // ------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ pub enum AccountRef {
     PlatformRevenue,
     ProviderClearing(String),
     RefundsPayable,
+    /// Approved teacher payouts not yet sent (the platform owes them).
+    PayoutsPayable,
 }
 
 impl AccountRef {
@@ -36,6 +38,7 @@ impl AccountRef {
             AccountRef::PlatformRevenue => ("platform_revenue", None, None),
             AccountRef::ProviderClearing(p) => ("provider_clearing", None, Some(p.as_str())),
             AccountRef::RefundsPayable => ("refunds_payable", None, None),
+            AccountRef::PayoutsPayable => ("payouts_payable", None, None),
         }
     }
 }
@@ -130,6 +133,10 @@ pub enum TransferKind {
     RefundSettle,
     Reversal,
     Adjustment,
+    /// A teacher's payout request: a hold earnings -> payouts payable.
+    Payout,
+    /// A payout sent: payouts payable -> provider clearing.
+    PayoutSettle,
 }
 
 impl TransferKind {
@@ -141,6 +148,8 @@ impl TransferKind {
             TransferKind::RefundSettle => "refund_settle",
             TransferKind::Reversal => "reversal",
             TransferKind::Adjustment => "adjustment",
+            TransferKind::Payout => "payout",
+            TransferKind::PayoutSettle => "payout_settle",
         }
     }
 }
@@ -334,11 +343,14 @@ pub async fn reverse(
     .await
 }
 
-/// Void every pending transfer whose hold has expired; returns how many.
+/// Void every pending transfer whose hold has expired; returns how many. Payout holds are left
+/// to [`super::payouts::expire_stale`], which moves the payout's status with them (the database
+/// refuses one without the other).
 pub async fn void_expired(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let r = sqlx::query!(
         "UPDATE ledger_transfers SET state = 'voided'
-          WHERE state = 'pending' AND expires_at IS NOT NULL AND expires_at <= now()"
+          WHERE state = 'pending' AND expires_at IS NOT NULL AND expires_at <= now()
+            AND kind <> 'payout'"
     )
     .execute(conn)
     .await?;

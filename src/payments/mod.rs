@@ -4,7 +4,9 @@
 //! Layout: [`ledger`] (accounts, transfers, holds), [`orders`] (orders and what confirming a
 //! payment writes), [`providers`] (callback verification for sandbox, Stripe, Alipay and WeChat
 //! Pay v3, sans-IO), [`events`] (applying verified callbacks exactly once), [`refunds`],
-//! [`idempotency`] (`Idempotency-Key`), [`reconcile`] (expiry of stale orders and holds).
+//! [`idempotency`] (`Idempotency-Key`), [`payouts`] (teacher earnings withdrawn through
+//! requests an admin decides), [`reconcile`] (expiry of stale orders, holds and payout
+//! requests).
 //! The database schema and its triggers are in `migrations/20261127000002_payments.sql`;
 //! docs/payments.md tells the whole story.
 
@@ -12,6 +14,7 @@ pub mod events;
 pub mod idempotency;
 pub mod ledger;
 pub mod orders;
+pub mod payouts;
 pub mod providers;
 pub mod reconcile;
 pub mod refunds;
@@ -175,6 +178,10 @@ pub struct PaymentSettings {
     pub order_ttl_s: u64,
     pub max_topup: i64,
     pub refund_hold_s: u64,
+    /// How long a payout request waits for an admin before its hold expires.
+    pub payout_hold_s: u64,
+    /// The smallest payout a teacher may ask for, in minor units.
+    pub payout_min_amount: i64,
     pub idempotency_ttl_h: u64,
     pub reconcile_interval_s: u64,
     pub webhook_tolerance_s: i64,

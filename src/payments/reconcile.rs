@@ -1,23 +1,26 @@
-//! The reconciliation job: expires pending orders past their deadline, voids expired holds,
-//! purges old idempotency keys, and checks the ledger (balances equal the sum of transfers;
-//! posted legs sum to zero per currency) — logging loudly if it ever does not.
+//! The reconciliation job: expires pending orders past their deadline, expires payout requests
+//! nobody decided in time, voids expired holds, purges old idempotency keys, and checks the
+//! ledger (balances equal the sum of transfers; posted legs sum to zero per currency) — logging
+//! loudly if it ever does not.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::{idempotency, ledger, orders};
+use super::{idempotency, ledger, orders, payouts};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
     pub orders_expired: u64,
+    pub payouts_expired: u64,
     pub holds_voided: u64,
     pub keys_purged: u64,
     pub ledger_mismatches: usize,
 }
 
 pub async fn run_once(pool: &PgPool, idempotency_ttl_h: u64) -> Result<Report, sqlx::Error> {
+    let payouts_expired = payouts::expire_stale(pool).await?;
     let mut conn = pool.acquire().await?;
     let orders_expired = orders::expire_stale(&mut conn).await?;
     let holds_voided = ledger::void_expired(&mut conn).await?;
@@ -28,6 +31,7 @@ pub async fn run_once(pool: &PgPool, idempotency_ttl_h: u64) -> Result<Report, s
     }
     Ok(Report {
         orders_expired,
+        payouts_expired,
         holds_voided,
         keys_purged,
         ledger_mismatches: mismatched.len() + unbalanced.len(),

@@ -836,6 +836,29 @@ async fn an_avatar_is_stored_and_served_through_a_signed_url() {
         "unsupported_media_type",
     )
     .await;
+    // The cap is the avatar's 2 MiB, not the 1 MiB JSON body limit; beyond it, a problem.
+    let mut big = png.clone();
+    big.resize(1536 * 1024, 7);
+    let r = app
+        .client
+        .put(app.url("/api/v1/me/avatar"))
+        .bearer_auth(at(&t))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut huge = png.clone();
+    huge.resize(2 * 1024 * 1024 + 1, 7);
+    let r = app
+        .client
+        .put(app.url("/api/v1/me/avatar"))
+        .bearer_auth(at(&t))
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     let r = app
         .send(
             Method::PATCH,
