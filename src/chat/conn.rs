@@ -33,13 +33,18 @@ use crate::{courses::policy::Caller, state::AppState};
 /// How long a channel access decision is trusted before it is asked again (bans and lost
 /// enrollments also revoke at once through `Revoke` events).
 const ACCESS_TTL: Duration = Duration::from_secs(30);
+/// Each subscription's access is asked again this often (enrollments that end by refund or
+/// expiry, course deletion, role changes); leaving a course and bans revoke at once.
+const RECHECK: Duration = Duration::from_secs(300);
 /// Typing indicators: at most one per channel per this interval.
 const TYPING_INTERVAL: Duration = Duration::from_secs(2);
 
 struct Sub {
+    name: ChannelName,
     display: String,
     channel_id: Uuid,
     last_seq: i64,
+    checked_at: Instant,
 }
 
 pub struct Conn {
@@ -132,7 +137,10 @@ pub async fn serve(mut ws: Ws, state: AppState, caller: Caller, shutdown: Cancel
                     Flow::Close(CloseCode::Away, "idle timeout")
                 } else {
                     conn.refresh_presence().await;
-                    send(&mut ws, Frame::ping(Vec::new())).await
+                    match conn.recheck(&mut ws).await {
+                        Flow::Continue => send(&mut ws, Frame::ping(Vec::new())).await,
+                        f => f,
+                    }
                 }
             },
             _ = acks.tick() => conn.expire_acks(&mut ws).await,
@@ -358,9 +366,11 @@ impl Conn {
         self.subs.insert(
             canonical.clone(),
             Sub {
+                name,
                 display: display.clone(),
                 channel_id: channel.id,
                 last_seq: sent,
+                checked_at: Instant::now(),
             },
         );
         if matches!(name, ChannelName::Lesson(_) | ChannelName::Course(_)) {
@@ -770,6 +780,44 @@ impl Conn {
                 Flow::Continue
             }
         }
+    }
+
+    /// Ask again whether subscriptions older than [`RECHECK`] may still be read; drop those that
+    /// may not (`unsubscribed`, reason `access_revoked`).
+    async fn recheck(&mut self, ws: &mut Ws) -> Flow {
+        let due: Vec<(Canonical, ChannelName)> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.checked_at.elapsed() >= RECHECK)
+            .map(|(c, s)| (c.clone(), s.name))
+            .collect();
+        for (canonical, name) in due {
+            self.access.remove(&name);
+            let Ok(a) = self.decide(name).await else {
+                continue;
+            };
+            if a.read {
+                if let Some(s) = self.subs.get_mut(&canonical) {
+                    s.checked_at = Instant::now();
+                }
+                continue;
+            }
+            let display = self
+                .subs
+                .remove(&canonical)
+                .map(|s| s.display)
+                .unwrap_or_default();
+            self.hub.unsubscribe(self.id, canonical).await;
+            let f = send_json(
+                ws,
+                json!({"type": "unsubscribed", "channel": display, "reason": "access_revoked"}),
+            )
+            .await;
+            if !matches!(f, Flow::Continue) {
+                return f;
+            }
+        }
+        Flow::Continue
     }
 
     /// Send what the database has after the subscription's last `seq`, up to `upto`.

@@ -411,6 +411,41 @@ impl Keys {
     }
 }
 
+/// `user` lost access to `course` (left it, was removed from its staff): their connections drop
+/// the course channel and its lesson rooms at once. Best effort: subscriptions are also
+/// re-checked every few minutes.
+pub async fn revoke_course(
+    db: &mut sqlx::PgConnection,
+    redis: &crate::cache::Redis,
+    keys: &Keys,
+    course: Uuid,
+    user: Uuid,
+    reason: &str,
+) {
+    let lessons = match sqlx::query_scalar!("SELECT id FROM lessons WHERE course_id = $1", course)
+        .fetch_all(db)
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "chat: cannot list lessons to revoke");
+            Vec::new()
+        }
+    };
+    let channels = std::iter::once(format!("course:{course}"))
+        .chain(lessons.into_iter().map(|l| format!("lesson:{l}")));
+    for channel in channels {
+        let wire = hub::Wire::Revoke {
+            channel,
+            user_id: user,
+            reason: reason.to_owned(),
+        };
+        if let Err(e) = hub::publish(redis, keys, &wire).await {
+            tracing::warn!(error = %e, "chat: cannot publish a revocation");
+        }
+    }
+}
+
 /// Consumer group of the persister.
 pub const GROUP: &str = "persist";
 

@@ -567,24 +567,8 @@ async fn ban_user(
     }
     let mut db = state.db.acquire().await?;
     store::ban(&mut db, course, target, user.id, &body.reason).await?;
-    let lessons = sqlx::query_scalar!("SELECT id FROM lessons WHERE course_id = $1", course)
-        .fetch_all(&mut *db)
-        .await?;
-    drop(db);
-    let channels = std::iter::once(format!("course:{course}"))
-        .chain(lessons.into_iter().map(|l| format!("lesson:{l}")));
-    for channel in channels {
-        let _ = chat::hub::publish(
-            &state.redis,
-            &state.settings.chat.keys(),
-            &Wire::Revoke {
-                channel,
-                user_id: target,
-                reason: "banned".into(),
-            },
-        )
-        .await;
-    }
+    let keys = state.settings.chat.keys();
+    chat::revoke_course(&mut db, &state.redis, &keys, course, target, "banned").await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -823,6 +823,9 @@ async fn delete_member(
         ));
     }
     store::remove_member(&mut conn, id, member).await?;
+    // Their moderator rights in the course's chat end now (they may still read it as a student).
+    let keys = state.settings.chat.keys();
+    crate::chat::revoke_course(&mut conn, &state.redis, &keys, id, member, "access_revoked").await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1386,6 +1389,8 @@ async fn leave_course(
     let e = store::end_enrollment(&mut conn, id, user.id, EnrollmentStatus::Left)
         .await?
         .ok_or(ApiError::NotFound("enrollment"))?;
+    let keys = state.settings.chat.keys();
+    crate::chat::revoke_course(&mut conn, &state.redis, &keys, id, user.id, "left_course").await;
     Ok(Json(e.into()))
 }
 

@@ -1021,3 +1021,34 @@ async fn raw_handshake(addr: std::net::SocketAddr, path: &str, extra: &str) -> (
         .unwrap_or(0);
     (status, text)
 }
+
+#[tokio::test]
+async fn leaving_the_course_ends_the_students_subscriptions_at_once() {
+    let class = Class::new(|_| {}).await;
+    let room = class.room();
+    let mut student = Client::connect(class.app.addr, &class.student.1).await;
+    assert_eq!(student.subscribe(&room, None).await["type"], "subscribed");
+    ok(
+        class
+            .app
+            .send(
+                Method::POST,
+                &format!("/api/v1/courses/{}/leave", class.course),
+                Some(&class.student.1),
+                Some(&json!({})),
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let gone = student.next_of("unsubscribed").await;
+    assert_eq!(gone["channel"], room);
+    assert_eq!(gone["reason"], "left_course");
+    let mut teacher = Client::connect(class.app.addr, &class.teacher.1).await;
+    teacher.say(&room, "after", "not for former students").await;
+    student.silent("message", Duration::from_millis(500)).await;
+    assert_eq!(
+        student.say(&room, "s1", "still here?").await["code"],
+        "forbidden"
+    );
+}
