@@ -13,6 +13,7 @@ mod identity;
 mod live_rtmp;
 mod live_streams;
 mod live_whip;
+mod notifications;
 mod objects;
 mod oidc;
 mod payments;
