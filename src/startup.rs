@@ -178,6 +178,12 @@ impl Application {
             settings.notifications.clone(),
             shutdown.child_token(),
         );
+        crate::chat::attachments::spawn_cleanup(
+            pool.clone(),
+            storage.clone(),
+            Duration::from_secs(60),
+            shutdown.child_token(),
+        );
         let state = AppState::new(Inner {
             settings,
             db: pool,

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod access;
+mod attachments;
 mod auth;
 mod chat;
 mod cli;
@@ -17,5 +18,6 @@ mod notifications;
 mod objects;
 mod oidc;
 mod payments;
+mod reactions;
 mod recordings;
 mod storage;
