@@ -1,5 +1,5 @@
 //! Chat attachments against the real server, PostgreSQL, Redis and object storage: a presigned
-//! upload, a message that claims it once, an authorized download, a thumbnail, and the cleanup
+//! upload (to S3), a message that claims it once, an authorized download, a thumbnail, and the cleanup
 //! of uploads nobody used.
 
 use reqwest::{Method, StatusCode};
@@ -12,6 +12,21 @@ use crate::{
 };
 
 const PNG: &[u8] = include_bytes!("fixtures/gradient.png");
+
+/// Object storage on a fresh bucket of the test S3 server (scripts/test).
+fn on_s3(s: &mut wemaster::config::Settings) {
+    let var = |n: &str| {
+        std::env::var(n).unwrap_or_else(|_| panic!("{n} is not set: run through scripts/test"))
+    };
+    s.storage.backend = wemaster::config::StorageBackend::S3;
+    s.storage.s3.endpoint = var("WEMASTER_TEST_S3_ENDPOINT");
+    s.storage.s3.bucket = format!("chat-{}", uuid::Uuid::new_v4().simple());
+    s.storage.s3.access_key_id = var("WEMASTER_TEST_S3_ACCESS_KEY");
+    s.storage.s3.secret_access_key =
+        wemaster::config::Secret::new(var("WEMASTER_TEST_S3_SECRET_KEY"));
+    s.storage.s3.force_path_style = true;
+    s.storage.s3.create_bucket = true;
+}
 
 async fn new_upload(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
     app.send(
@@ -68,6 +83,7 @@ async fn download(app: &TestApp, path: &str, token: &str) -> (StatusCode, Vec<u8
 #[tokio::test]
 async fn an_uploaded_image_is_attached_once_downloaded_by_the_room_and_thumbnailed() {
     let class = Class::new(|s| {
+        on_s3(s);
         s.chat.thumbnail_px = 32;
         s.chat.attachment_max_bytes = 100_000;
     })

@@ -292,3 +292,36 @@ async fn a_lesson_going_live_notifies_its_students_once_per_live_session() {
     student.silent("message", Duration::from_millis(1500)).await;
     stranger.silent("message", Duration::from_millis(100)).await;
 }
+
+#[tokio::test]
+async fn a_ready_replay_is_mailed_to_offline_students_once() {
+    let class = Class::new(|_| {}).await;
+    let app = &class.app;
+    let email = email_of(app, &class.student.1).await;
+    let mut db = PgConnection::connect(&app.database_url).await.unwrap();
+    let stream: Uuid = sqlx::query_scalar("SELECT live_stream_id FROM lessons WHERE id = $1")
+        .bind(Uuid::parse_str(&class.lesson).unwrap())
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let recording = Uuid::now_v7();
+    let mut redis = redis::Client::open(env_or_explain("REDIS_URL"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // As the recorder publishes it, twice (a retried publication).
+    for _ in 0..2 {
+        let event = json!({"id": Uuid::now_v7(), "recording_id": recording,
+                           "live_stream_id": stream, "kind": "recording.ready", "payload": {}});
+        let _: i64 = redis
+            .publish(
+                wemaster::recordings::store::EVENTS_CHANNEL,
+                event.to_string(),
+            )
+            .await
+            .unwrap();
+    }
+    let mails = settled_mail(&email, 1).await;
+    assert_eq!(with(&mails, "Subject: Replay ready: Live one"), 1);
+}
