@@ -82,6 +82,7 @@ pub struct Settings {
     pub courses: CourseSettings,
     pub payments: crate::payments::PaymentSettings,
     pub chat: crate::chat::ChatSettings,
+    pub notifications: crate::notifications::NotificationSettings,
 }
 
 /// Courses (see `docs/courses.md`).

@@ -19,6 +19,7 @@ pub mod email;
 pub mod http;
 pub mod live;
 pub mod meetings;
+pub mod notifications;
 pub mod oidc;
 pub mod payments;
 pub mod playback;

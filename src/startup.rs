@@ -167,6 +167,23 @@ impl Application {
             settings.chat.persist_batch,
             shutdown.child_token(),
         );
+        let notifier = crate::notifications::Notifier::new(
+            pool.clone(),
+            redis.clone(),
+            settings.chat.keys(),
+            mailer.clone(),
+        );
+        crate::notifications::spawn(
+            notifier.clone(),
+            settings.notifications.clone(),
+            shutdown.child_token(),
+        );
+        crate::chat::attachments::spawn_cleanup(
+            pool.clone(),
+            storage.clone(),
+            Duration::from_secs(60),
+            shutdown.child_token(),
+        );
         let state = AppState::new(Inner {
             settings,
             db: pool,
@@ -183,6 +200,7 @@ impl Application {
             playback,
             jitsi,
             chat,
+            notifier,
             chat_shutdown,
             pipelines,
             missing_elements,

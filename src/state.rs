@@ -46,6 +46,8 @@ pub struct Inner {
     pub jitsi: crate::meetings::Jitsi,
     /// This node's chat hub (subscriptions, fan-out, acks).
     pub chat: crate::chat::hub::Hub,
+    /// Sends system notifications (chat notice or email, per the user's choice).
+    pub notifier: crate::notifications::Notifier,
     /// Cancelled at shutdown: chat connections close with 1001 "going away".
     pub chat_shutdown: tokio_util::sync::CancellationToken,
     /// Pipeline templates loaded at start.

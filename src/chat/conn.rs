@@ -235,11 +235,21 @@ impl Conn {
                 channel,
                 client_id,
                 body,
-            } => self.send_message(ws, &channel, &client_id, &body).await,
+                attachment_id,
+            } => {
+                self.send_message(ws, &channel, &client_id, &body, attachment_id)
+                    .await
+            }
             ClientFrame::Recall {
                 client_id,
                 message_id,
             } => self.recall(ws, &client_id, message_id).await,
+            ClientFrame::React {
+                client_id,
+                message_id,
+                emoji,
+                on,
+            } => self.react(ws, &client_id, message_id, &emoji, on).await,
             ClientFrame::Read { channel, seq } => self.read(ws, &channel, seq).await,
             ClientFrame::Typing { channel } => self.typing(ws, &channel).await,
             ClientFrame::Presence { channel } => self.presence(ws, &channel).await,
@@ -404,6 +414,7 @@ impl Conn {
         channel: &str,
         client_id: &str,
         body: &str,
+        attachment: Option<Uuid>,
     ) -> anyhow::Result<Flow> {
         let cid = match ClientId::parse(client_id) {
             Ok(c) => c,
@@ -413,6 +424,11 @@ impl Conn {
         let name = match ChannelName::parse(channel) {
             Ok(n) => n,
             Err(e) => return Ok(error(ws, cid_s, ChatError::Invalid, e.to_string()).await),
+        };
+        // A file may go without words: its name is the body then.
+        let body = match attachment {
+            Some(_) if body.trim().is_empty() => "📎",
+            _ => body,
         };
         let text = match ChatText::parse(body, self.settings().max_body_chars) {
             Ok(t) => t,
@@ -483,6 +499,40 @@ impl Conn {
                 .await);
             }
         }
+        let data = match attachment {
+            None => None,
+            Some(id) => {
+                let s = self.settings();
+                match super::attachments::claim(
+                    &self.state.db,
+                    &self.state.storage,
+                    self.caller.id,
+                    id,
+                    cid.as_str(),
+                    ch.name.as_str(),
+                    s.thumbnail_px,
+                )
+                .await
+                {
+                    Ok(a) => Some(json!({
+                        "attachment": super::attachments::AttachmentData::from(&a)
+                    })),
+                    Err(super::attachments::ClaimError::Db(e)) => return Err(e.into()),
+                    Err(super::attachments::ClaimError::NotFound) => {
+                        return Ok(error(ws, cid_s, ChatError::NotFound, "no such upload").await);
+                    }
+                    Err(e) => {
+                        return Ok(error(
+                            ws,
+                            cid_s,
+                            ChatError::Invalid,
+                            format!("attachment_id: {e}"),
+                        )
+                        .await);
+                    }
+                }
+            }
+        };
         let entry = Entry {
             op: Op::Send,
             channel: ch.name.0.clone(),
@@ -491,7 +541,7 @@ impl Conn {
             kind: None,
             html: text.html(),
             body: text.as_str().to_owned(),
-            data: None,
+            data,
             message: None,
         };
         self.enqueue(ws, entry).await
@@ -590,6 +640,78 @@ impl Conn {
             message: Some(message),
         };
         self.enqueue(ws, entry).await
+    }
+
+    /// A reaction is stored at once (no stream: it has no sequence number, and setting it
+    /// twice is harmless), then published to every node. The ack holds the emoji's count.
+    async fn react(
+        &mut self,
+        ws: &mut Ws,
+        client_id: &str,
+        message: Uuid,
+        emoji: &str,
+        on: bool,
+    ) -> anyhow::Result<Flow> {
+        let cid = match ClientId::parse(client_id) {
+            Ok(c) => c,
+            Err(e) => return Ok(error(ws, None, ChatError::Invalid, e.to_string()).await),
+        };
+        let cid_s = Some(cid.as_str());
+        let emoji = match super::emoji::Emoji::parse(emoji) {
+            Ok(e) => e,
+            Err(e) => return Ok(error(ws, cid_s, ChatError::Invalid, e.to_string()).await),
+        };
+        let mut db = self.state.db.acquire().await?;
+        let found = store::message(&mut db, message).await?;
+        drop(db);
+        let Some((_, canonical, m)) = found else {
+            return Ok(error(ws, cid_s, ChatError::NotFound, "no such message").await);
+        };
+        let Some(name) = channel_of(&canonical, self.caller.id) else {
+            return Ok(error(ws, cid_s, ChatError::NotFound, "no such message").await);
+        };
+        let a = self.decide(name).await?;
+        if !a.read {
+            return Ok(error(ws, cid_s, ChatError::NotFound, "no such message").await);
+        }
+        if !a.write {
+            return Ok(error(ws, cid_s, ChatError::Forbidden, "you cannot react here").await);
+        }
+        if m.deleted || m.kind != "text" {
+            return Ok(error(ws, cid_s, ChatError::NotFound, "no such message").await);
+        }
+        if !self.within_message_rate().await? {
+            return Ok(error(
+                ws,
+                cid_s,
+                ChatError::RateLimited,
+                "too many messages; slow down",
+            )
+            .await);
+        }
+        let mut db = self.state.db.acquire().await?;
+        let count = store::react(&mut db, message, self.caller.id, emoji.as_str(), on).await?;
+        drop(db);
+        let display = canonical.display_for(self.caller.id);
+        let _ = super::hub::publish(
+            &self.state.redis,
+            &self.keys(),
+            &Wire::Reaction {
+                channel: canonical.0,
+                message_id: message,
+                emoji: emoji.as_str().to_owned(),
+                count,
+                user_id: self.caller.id,
+                on,
+            },
+        )
+        .await;
+        Ok(send_json(
+            ws,
+            json!({"type": "ack", "client_id": cid.as_str(), "channel": display,
+                   "reaction": {"message_id": message, "emoji": emoji.as_str(), "count": count, "on": on}}),
+        )
+        .await)
     }
 
     async fn read(&mut self, ws: &mut Ws, channel: &str, seq: i64) -> anyhow::Result<Flow> {
@@ -827,7 +949,9 @@ impl Conn {
         let max = self.settings().resume_max_messages;
         let missed = async {
             let mut db = self.state.db.acquire().await?;
-            anyhow::Ok(store::after(&mut db, id, from, max).await?)
+            let mut missed = store::after(&mut db, id, from, max).await?;
+            store::with_reactions(&mut db, &mut missed, self.caller.id).await?;
+            anyhow::Ok(missed)
         }
         .await;
         let missed = match missed {

@@ -81,6 +81,15 @@ pub enum Wire {
         muted: bool,
         slow_mode_s: i32,
     },
+    /// A reaction set or cleared, with the emoji's new count on the message.
+    Reaction {
+        channel: String,
+        message_id: Uuid,
+        emoji: String,
+        count: i64,
+        user_id: Uuid,
+        on: bool,
+    },
 }
 
 /// Publish an ephemeral event to every node.
@@ -494,6 +503,17 @@ impl State {
             } => self.broadcast(channel, |display| {
                 serde_json::json!({"type": "room", "channel": display, "muted": muted,
                                    "slow_mode_s": slow_mode_s})
+            }),
+            Wire::Reaction {
+                ref channel,
+                message_id,
+                ref emoji,
+                count,
+                user_id,
+                on,
+            } => self.broadcast(channel, |display| {
+                serde_json::json!({"type": "reaction", "channel": display, "message_id": message_id,
+                                   "emoji": emoji, "count": count, "user_id": user_id, "on": on})
             }),
             Wire::Revoke {
                 ref channel,

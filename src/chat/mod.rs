@@ -21,7 +21,9 @@
 //! stored twice.
 
 pub mod access;
+pub mod attachments;
 pub mod conn;
+pub mod emoji;
 pub mod hub;
 pub mod notify;
 pub mod persist;
@@ -65,6 +67,14 @@ pub struct ChatSettings {
     pub ack_timeout_s: u64,
     /// Prefix of the chat's Redis keys and pub/sub channel.
     pub key_prefix: String,
+    /// Largest attachment (bytes).
+    pub attachment_max_bytes: u64,
+    /// Content types attachments may have (a subset of `attachments::KNOWN_TYPES`).
+    pub attachment_types: Vec<String>,
+    /// An upload no message claimed within this many seconds is deleted.
+    pub attachment_ttl_s: u64,
+    /// Width of image thumbnails (pixels).
+    pub thumbnail_px: u32,
 }
 
 impl ChatSettings {
@@ -289,6 +299,17 @@ pub struct MessageView {
     pub created_at: OffsetDateTime,
     pub deleted: bool,
     pub deleted_by: Option<Uuid>,
+    /// Reactions, one entry per emoji (in history pages and resumes; a new message has none).
+    #[serde(default)]
+    pub reactions: Vec<ReactionCount>,
+}
+
+/// How many reacted to a message with one emoji, and whether the reader did.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: i64,
+    pub me: bool,
 }
 
 /// Frames a client sends (`type` tags them). Unknown types are refused with an error frame.
@@ -305,7 +326,11 @@ pub enum ClientFrame {
     Send {
         channel: String,
         client_id: String,
+        #[serde(default)]
         body: String,
+        /// An upload of the sender's (`POST /api/v1/chat/uploads`) to attach.
+        #[serde(default)]
+        attachment_id: Option<Uuid>,
     },
     Recall {
         client_id: String,
@@ -320,6 +345,13 @@ pub enum ClientFrame {
     },
     Presence {
         channel: String,
+    },
+    /// Add (`on: true`) or take back a reaction.
+    React {
+        client_id: String,
+        message_id: Uuid,
+        emoji: String,
+        on: bool,
     },
     /// Application-level ping for browsers (which cannot send WebSocket pings).
     Ping {

@@ -103,6 +103,7 @@ impl From<Row> for MessageView {
             created_at: r.created_at,
             deleted: r.deleted_at.is_some(),
             deleted_by: r.deleted_by,
+            reactions: Vec::new(),
         }
     }
 }
@@ -527,6 +528,7 @@ pub async fn apply(conn: &mut PgConnection, w: &Write) -> Result<Outcome, sqlx::
                     created_at,
                     deleted: false,
                     deleted_by: None,
+                    reactions: Vec::new(),
                 },
             ))
         }
@@ -587,8 +589,78 @@ pub async fn apply(conn: &mut PgConnection, w: &Write) -> Result<Outcome, sqlx::
                     created_at,
                     deleted: false,
                     deleted_by: None,
+                    reactions: Vec::new(),
                 },
             ))
         }
     }
+}
+
+/// Set (`on`) or clear `user`'s reaction `emoji` on a message; returns how many users now
+/// react with that emoji. Setting twice or clearing twice changes nothing (retries are safe).
+pub async fn react(
+    conn: &mut PgConnection,
+    message: Uuid,
+    user: Uuid,
+    emoji: &str,
+    on: bool,
+) -> Result<i64, sqlx::Error> {
+    if on {
+        sqlx::query!(
+            "INSERT INTO chat_reactions (message_id, user_id, emoji) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            message,
+            user,
+            emoji
+        )
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        sqlx::query!(
+            "DELETE FROM chat_reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
+            message,
+            user,
+            emoji
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM chat_reactions WHERE message_id = $1 AND emoji = $2"#,
+        message,
+        emoji
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Fill `reactions` of `messages` as `me` sees them (counts per emoji, first used first).
+pub async fn with_reactions(
+    conn: &mut PgConnection,
+    messages: &mut [MessageView],
+    me: Uuid,
+) -> Result<(), sqlx::Error> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
+    let rows = sqlx::query!(
+        r#"SELECT message_id, emoji, count(*) AS "count!", bool_or(user_id = $2) AS "me!"
+           FROM chat_reactions WHERE message_id = ANY($1)
+           GROUP BY message_id, emoji ORDER BY message_id, min(created_at)"#,
+        &ids,
+        me
+    )
+    .fetch_all(conn)
+    .await?;
+    for r in rows {
+        if let Some(m) = messages.iter_mut().find(|m| m.id == r.message_id) {
+            m.reactions.push(super::ReactionCount {
+                emoji: r.emoji,
+                count: r.count,
+                me: r.me,
+            });
+        }
+    }
+    Ok(())
 }

@@ -36,6 +36,8 @@ pub enum MailKind {
     VerifyEmail,
     PasswordReset,
     SecurityAlert,
+    /// A system notification (lesson starting, live now, replay ready, payment confirmed).
+    Notification,
 }
 
 impl MailKind {
@@ -44,6 +46,7 @@ impl MailKind {
             MailKind::VerifyEmail => "verify_email",
             MailKind::PasswordReset => "password_reset",
             MailKind::SecurityAlert => "security_alert",
+            MailKind::Notification => "notification",
         }
     }
 }
@@ -74,6 +77,12 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "zh-CN.security_alert.subject",
     "zh-CN.security_alert.txt",
     "zh-CN.security_alert.html",
+    "en.notification.subject",
+    "en.notification.txt",
+    "en.notification.html",
+    "zh-CN.notification.subject",
+    "zh-CN.notification.txt",
+    "zh-CN.notification.html",
 );
 
 /// A rendered mail.
@@ -309,6 +318,7 @@ mod tests {
             MailKind::VerifyEmail,
             MailKind::PasswordReset,
             MailKind::SecurityAlert,
+            MailKind::Notification,
         ] {
             for locale in [Locale::En, Locale::ZhCn] {
                 let r = m
@@ -316,7 +326,8 @@ mod tests {
                         kind,
                         locale,
                         serde_json::json!({"name": "<b>Li</b>", "link": "https://x.example/a?token=1&b=2",
-                                           "hours": 24, "minutes": 30, "event": "x"}),
+                                           "hours": 24, "minutes": 30, "event": "x",
+                                           "title": "<b>Li</b>", "text": "<b>Li</b>"}),
                     )
                     .unwrap();
                 assert!(!r.subject.is_empty() && !r.subject.contains('\n'));

@@ -350,6 +350,7 @@ async fn start_session(
     )
     .await?;
     tracing::info!(%user_id, method, "login");
+    state.notifier.new_login(user_id, tokens.session_id);
     Ok(tokens)
 }
 
@@ -633,40 +634,21 @@ async fn confirm_password_reset(
         Event::by(user_id, "user.password_reset").ip(client.0.ip.as_deref()),
     )
     .await?;
-    security_alert(&state, &mut tx, &found.user, "password_reset").await?;
     tx.commit().await?;
-    state.mailer.wake();
+    security_alert(&state, found.user.id, "password_reset");
     state.sessions.revoke_all(user_id, "password_reset").await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Queue a security alert mail (password changed, two-factor on/off ...).
-pub(crate) async fn security_alert(
-    state: &AppState,
-    conn: &mut sqlx::PgConnection,
-    user: &User,
-    event: &str,
-) -> Result<(), ApiError> {
-    let text = match (event, user.locale) {
-        ("password_changed", Locale::En) => "your password was changed",
-        ("password_changed", Locale::ZhCn) => "您的密码已更改",
-        ("password_reset", Locale::En) => "your password was reset",
-        ("password_reset", Locale::ZhCn) => "您的密码已重置",
-        ("two_factor_enabled", Locale::En) => "two-factor authentication was turned on",
-        ("two_factor_enabled", Locale::ZhCn) => "已开启两步验证",
-        ("two_factor_disabled", Locale::En) => "two-factor authentication was turned off",
-        ("two_factor_disabled", Locale::ZhCn) => "已关闭两步验证",
-        (other, _) => other,
-    };
-    state
-        .mailer
-        .queue(
-            conn,
-            &user.email,
-            MailKind::SecurityAlert,
-            user.locale,
-            json!({"name": user.display_name, "event": text}),
-        )
-        .await?;
-    Ok(())
+/// A security alert (password changed, two-factor on/off, new API token ...): a notice or a
+/// mail per the user's choice (`notifications`), sent after the change committed and never
+/// failing it. `what` is one of `notifications::Event::Security`'s.
+pub(crate) fn security_alert(state: &AppState, user: Uuid, what: &'static str) {
+    state.notifier.spawn(
+        user,
+        crate::notifications::Event::Security {
+            what,
+            occurrence: Uuid::now_v7(),
+        },
+    );
 }

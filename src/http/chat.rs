@@ -47,6 +47,50 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_room))
         .routes(routes!(mute_user, unmute_user))
         .routes(routes!(ban_user, unban_user))
+        .routes(routes!(create_upload))
+        .routes(routes!(get_attachment))
+        .routes(routes!(get_thumbnail))
+        .routes(routes!(emoji_manifest))
+        .routes(routes!(emoji_sticker))
+}
+
+/// Static assets change only with a release: a day in caches.
+const ASSET_CACHE: &str = "public, max-age=86400";
+
+/// The emoji and sticker set: `emoji` (the reactions allowed) and `stickers` (files under
+/// `/api/v1/chat/emoji/`). Public, cacheable.
+#[utoipa::path(get, path = "/chat/emoji", tag = "chat", security(()),
+    responses((status = 200, content_type = "application/json", description = "the manifest")))]
+async fn emoji_manifest() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json"),
+            (axum::http::header::CACHE_CONTROL, ASSET_CACHE),
+        ],
+        chat::emoji::MANIFEST,
+    )
+        .into_response()
+}
+
+/// A sticker image (SVG) of the set. Public, cacheable.
+#[utoipa::path(get, path = "/chat/emoji/stickers/{file}", tag = "chat", security(()),
+    params(("file" = String, Path, description = "a file named by the manifest")),
+    responses((status = 200, content_type = "image/svg+xml"), (status = 404, body = Problem)))]
+async fn emoji_sticker(Path(file): Path<String>) -> Result<Response, ApiError> {
+    let svg = chat::emoji::sticker(&file).ok_or(ApiError::NotFound("sticker"))?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, ASSET_CACHE),
+            // SVG can carry script: never run it in our origin.
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+        ],
+        svg,
+    )
+        .into_response())
 }
 
 fn caller(user: &AuthUser) -> Caller {
@@ -286,7 +330,8 @@ async fn history(
     } else {
         (Anchor::Latest, false)
     };
-    let (items, more) = store::history(&mut db, ch.id, anchor, limit).await?;
+    let (mut items, more) = store::history(&mut db, ch.id, anchor, limit).await?;
+    store::with_reactions(&mut db, &mut items, user.id).await?;
     let next_cursor = match (more, forward) {
         (false, _) => None,
         (true, true) => items.last().map(|m| m.id.to_string()),
@@ -591,4 +636,158 @@ async fn unban_user(
     let mut db = state.db.acquire().await?;
     store::unban(&mut db, course, target).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct NewUpload {
+    /// The file's name as shown (no path).
+    name: String,
+    /// One of `chat.attachment_types`.
+    content_type: String,
+    /// Exact size in bytes, at most `chat.attachment_max_bytes`.
+    size_bytes: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct Upload {
+    /// Pass as `attachment_id` in a `send` frame once the file is uploaded.
+    id: Uuid,
+    /// PUT the bytes here (with the same `Content-Type`) before `expires_at`.
+    upload_url: String,
+    method: &'static str,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: OffsetDateTime,
+}
+
+/// Start an attachment: a presigned upload URL into object storage. The upload is unused until
+/// a `send` frame names it; after `chat.attachment_ttl_s` it is deleted.
+#[utoipa::path(post, path = "/chat/uploads", tag = "chat", security(("bearer" = [])),
+    request_body = NewUpload,
+    responses((status = 201, body = Upload), (status = 401, body = Problem),
+              (status = 413, body = Problem), (status = 422, body = Problem)))]
+async fn create_upload(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Json(req): Json<NewUpload>,
+) -> Result<(StatusCode, Json<Upload>), ApiError> {
+    let s = &state.settings.chat;
+    let name = chat::attachments::parse_name(&req.name)?;
+    if !s.attachment_types.iter().any(|t| *t == req.content_type)
+        || chat::attachments::extension(&req.content_type).is_none()
+    {
+        return Err(InvalidInput {
+            field: "content_type",
+            reason: "is not a type chat attachments may have",
+        }
+        .into());
+    }
+    if req.size_bytes <= 0 {
+        return Err(InvalidInput {
+            field: "size_bytes",
+            reason: "must be positive",
+        }
+        .into());
+    }
+    if req.size_bytes as u64 > s.attachment_max_bytes {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let ttl = Duration::from_secs(s.attachment_ttl_s);
+    let mut db = state.db.acquire().await?;
+    let a = chat::attachments::create(
+        &mut db,
+        user.id,
+        &name,
+        &req.content_type,
+        req.size_bytes,
+        ttl,
+    )
+    .await?;
+    let url = state
+        .storage
+        .presign(
+            crate::storage::PresignMethod::Put,
+            &chat::attachments::object_key(a.id, &a.content_type),
+            ttl,
+        )
+        .await
+        .map_err(anyhow::Error::from)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Upload {
+            id: a.id,
+            upload_url: url.to_string(),
+            method: "PUT",
+            expires_at: a.expires_at,
+        }),
+    ))
+}
+
+/// An attachment's object, for readers of the channel its message is in: a redirect (307) to
+/// a presigned GET valid for 5 minutes. 404 for anyone else, and for unclaimed uploads.
+#[utoipa::path(get, path = "/chat/attachments/{id}", tag = "chat", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 307), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn get_attachment(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    attachment_redirect(&state, &user, id, false).await
+}
+
+/// An image attachment's thumbnail (JPEG), on the same terms.
+#[utoipa::path(get, path = "/chat/attachments/{id}/thumbnail", tag = "chat", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 307), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn get_thumbnail(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    attachment_redirect(&state, &user, id, true).await
+}
+
+async fn attachment_redirect(
+    state: &AppState,
+    user: &AuthUser,
+    id: Uuid,
+    thumbnail: bool,
+) -> Result<Response, ApiError> {
+    const GONE: ApiError = ApiError::NotFound("attachment");
+    let mut db = state.db.acquire().await?;
+    let a = chat::attachments::get(&mut db, id).await?.ok_or(GONE)?;
+    let channel = a.channel.clone().ok_or(GONE)?;
+    let name = chat::conn::channel_of(&chat::Canonical(channel), user.id).ok_or(GONE)?;
+    if !access::decide(&mut db, caller(user), name).await?.read {
+        return Err(GONE);
+    }
+    if thumbnail && !a.has_thumbnail {
+        return Err(GONE);
+    }
+    let key = if thumbnail {
+        chat::attachments::thumb_key(a.id)
+    } else {
+        chat::attachments::object_key(a.id, &a.content_type)
+    };
+    let url = state
+        .storage
+        .presign(
+            crate::storage::PresignMethod::Get,
+            &key,
+            Duration::from_secs(300),
+        )
+        .await
+        .map_err(anyhow::Error::from)?;
+    Ok((
+        StatusCode::TEMPORARY_REDIRECT,
+        [
+            (axum::http::header::LOCATION, url.to_string()),
+            (
+                axum::http::header::CACHE_CONTROL,
+                "private, no-store".into(),
+            ),
+        ],
+    )
+        .into_response())
 }

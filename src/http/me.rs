@@ -22,6 +22,7 @@ use crate::{
     api_tokens::{self, ApiToken},
     audit::{self, Event},
     auth::{self, SessionInfo, mfa},
+    notifications,
     state::AppState,
     storage::{ObjectKey, PresignMethod, PutOptions},
     users::{self, DisplayName, InvalidInput, Locale, Password, Role, User},
@@ -40,6 +41,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(disable_totp))
         .routes(routes!(list_api_tokens, create_api_token))
         .routes(routes!(revoke_api_token))
+        .routes(routes!(
+            get_notification_preferences,
+            put_notification_preferences
+        ))
 }
 
 /// Fill `avatar_url` (a presigned GET, a week long).
@@ -209,9 +214,8 @@ async fn change_password(
         Event::by(user.id, "user.password_changed").ip(client.0.ip.as_deref()),
     )
     .await?;
-    security_alert(&state, &mut tx, &found.user, "password_changed").await?;
     tx.commit().await?;
-    state.mailer.wake();
+    security_alert(&state, found.user.id, "password_changed");
     state
         .sessions
         .revoke_all(user.id, "password_change")
@@ -412,12 +416,8 @@ async fn confirm_totp(
         Event::by(user.id, "user.two_factor_enabled").ip(client.0.ip.as_deref()),
     )
     .await?;
-    let u = users::find_by_id(&mut tx, user.id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
-    security_alert(&state, &mut tx, &u, "two_factor_enabled").await?;
     tx.commit().await?;
-    state.mailer.wake();
+    security_alert(&state, user.id, "two_factor_enabled");
     Ok(Json(RecoveryCodes {
         recovery_codes: codes,
     }))
@@ -474,9 +474,8 @@ async fn disable_totp(
         Event::by(user.id, "user.two_factor_disabled").ip(client.0.ip.as_deref()),
     )
     .await?;
-    security_alert(&state, &mut tx, &found.user, "two_factor_disabled").await?;
     tx.commit().await?;
-    state.mailer.wake();
+    security_alert(&state, found.user.id, "two_factor_disabled");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -567,6 +566,7 @@ async fn create_api_token(
     )
     .await?;
     tx.commit().await?;
+    security_alert(&state, user.id, "api_token_created");
     Ok((StatusCode::CREATED, Json(CreatedApiToken { token, secret })))
 }
 
@@ -590,4 +590,50 @@ async fn revoke_api_token(
     .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct NotificationPreferences {
+    /// One entry per kind (`lesson_starting`, `live_now`, `replay_ready`, `payment_confirmed`,
+    /// `security`). In a PUT, kinds left out keep their choice.
+    items: Vec<notifications::Preference>,
+}
+
+/// Which notifications the caller gets, per kind: in the chat channel `user:<id>` (`in_app`)
+/// and/or by email when not connected.
+#[utoipa::path(get, path = "/me/notification-preferences", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = NotificationPreferences), (status = 401, body = Problem)))]
+async fn get_notification_preferences(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<NotificationPreferences>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    Ok(Json(NotificationPreferences {
+        items: notifications::preferences(&mut conn, user.id).await?,
+    }))
+}
+
+/// Choose channels per kind. Security alerts cannot be turned off entirely: `security` with
+/// both `in_app` and `email` false is refused (422).
+#[utoipa::path(put, path = "/me/notification-preferences", tag = "me", security(("bearer" = [])),
+    request_body = NotificationPreferences,
+    responses((status = 200, body = NotificationPreferences), (status = 401, body = Problem),
+              (status = 422, body = Problem)))]
+async fn put_notification_preferences(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(req): Json<NotificationPreferences>,
+) -> Result<Json<NotificationPreferences>, ApiError> {
+    let mut tx = state.db.begin().await?;
+    notifications::set_preferences(&mut tx, user.id, &req.items)
+        .await
+        .map_err(|e| match e {
+            notifications::SetError::SecurityOff => {
+                ApiError::from(notifications::SECURITY_NEEDS_A_CHANNEL)
+            }
+            notifications::SetError::Db(e) => e.into(),
+        })?;
+    let items = notifications::preferences(&mut tx, user.id).await?;
+    tx.commit().await?;
+    Ok(Json(NotificationPreferences { items }))
 }

@@ -1352,6 +1352,13 @@ async fn webhook(
         Some(Ok(ev)) => ev,
     };
     let outcome = events::apply(&state.db, &state.settings.payments, &provider, &event).await?;
+    if let (
+        events::Outcome::Applied,
+        crate::payments::providers::EventKind::PaymentSucceeded { order_ref, .. },
+    ) = (&outcome, &event.kind)
+    {
+        state.notifier.payment_confirmed(order_ref);
+    }
     Ok(match provider.as_str() {
         "alipay" => ([(header::CONTENT_TYPE, "text/plain")], "success").into_response(),
         "wechatpay" => StatusCode::NO_CONTENT.into_response(),

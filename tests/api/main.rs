@@ -3,6 +3,7 @@
 mod helpers;
 
 mod access;
+mod attachments;
 mod auth;
 mod chat;
 mod cli;
@@ -13,8 +14,10 @@ mod identity;
 mod live_rtmp;
 mod live_streams;
 mod live_whip;
+mod notifications;
 mod objects;
 mod oidc;
 mod payments;
+mod reactions;
 mod recordings;
 mod storage;
