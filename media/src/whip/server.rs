@@ -400,6 +400,15 @@ impl Session {
                         if !d.contiguous {
                             self.want_keyframe = true;
                         }
+                        tracing::trace!(
+                            rtp = d.time.numer(),
+                            dts,
+                            bytes = d.data.len(),
+                            keyframe = d.is_keyframe(),
+                            contiguous = d.contiguous,
+                            seq = ?d.seq_range,
+                            "WHIP video frame"
+                        );
                         if codec == Codec::H264 {
                             self.h264(&d.data, dts);
                         } else {
