@@ -10,9 +10,11 @@
 #   --duration 40          [BENCH_DURATION]   seconds per run
 #   --skip 10              [BENCH_SKIP]       seconds skipped before the steady CPU window
 #   --runs 3               [BENCH_RUNS]       runs per (protocol, N), interleaved
-#   --protocols "whip rtmp" [BENCH_PROTOCOLS]
+#   --protocols "whip rtmp" [BENCH_PROTOCOLS] also "chromium": headless Chromium, N = 1 only,
+#                                             for the time to first segment a browser gets
 #   --quiet-wait 300       [BENCH_QUIET_WAIT] seconds to wait for a quiet machine before a run
 #   --no-build                                use the existing release binary
+#   --bin PATH             [BENCH_BIN]        measure this wemaster binary (implies --no-build)
 #   --keep                                    keep the servers' temp dirs
 #
 # Content: the RTMP bench's input (bench/rtmp-hls.sh: 720p30 H.264 High 2.5 Mbps, 2 s GOP,
@@ -43,6 +45,8 @@ RUNS=${BENCH_RUNS:-3}
 PROTOCOLS=${BENCH_PROTOCOLS:-"whip rtmp"}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-300}
 BUILD=1
+BIN=${BENCH_BIN:-}
+[ -n "$BIN" ] && BUILD=0
 KEEP=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -53,6 +57,7 @@ while [ $# -gt 0 ]; do
     --protocols) PROTOCOLS=$2; shift 2 ;;
     --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --bin) BIN=$2; BUILD=0; shift 2 ;;
     --keep) KEEP=(--keep); shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -63,7 +68,7 @@ install_packages ffmpeg python3 python3-venv curl "${RUNTIME_PACKAGES[@]}"
 
 # --- wemaster -------------------------------------------------------------------------------
 ensure_rust
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wemaster"
+BIN=${BIN:-"${CARGO_TARGET_DIR:-$ROOT/target}/release/wemaster"}
 if [ "$BUILD" = 1 ]; then
   log "building wemaster (release)"
   cargo build --release --bin wemaster
@@ -102,6 +107,11 @@ if ! "$VENV/bin/python" -c 'import aiortc' 2>/dev/null; then
   log "installing aiortc $AIORTC_VERSION (the WHIP publisher) into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --only-binary=:all: "aiortc==$AIORTC_VERSION"
+fi
+if [[ " $PROTOCOLS " == *" chromium "* ]]; then
+  install_packages chromium
+  "$VENV/bin/python" -c 'import websockets' 2>/dev/null ||
+    "$VENV/bin/pip" install -q --only-binary=:all: "websockets==15.0.1"
 fi
 
 # --- PostgreSQL, Redis, user (as bench/rtmp-hls.sh) -----------------------------------------

@@ -9,7 +9,10 @@ PostgreSQL, Redis, a user and a venv with aiortc. Reuses bench/rtmp_hls.py's ser
 
 One *run* = one protocol, N publishers, D seconds, a fresh wemaster:
   whip: N `bench/whip_publish.py` (aiortc, the file's H.264 and Opus packets sent as they are);
-  rtmp: N `ffmpeg -re -stream_loop -1 -i input.flv -c copy -f flv` (the RTMP bench's publisher).
+  rtmp: N `ffmpeg -re -stream_loop -1 -i input.flv -c copy -f flv` (the RTMP bench's publisher);
+  chromium (N = 1 only): headless Chromium through tests/whip/chromium.py, H.264 720p30 from its
+  fake camera (other content: its time to first segment shows what a browser, which answers
+  keyframe requests, gets; aiortc passing a file through cannot make a keyframe on request).
 CPU = utime+stime of the wemaster process over the steady window (after --skip), per stream.
 For WHIP, time to first segment = the first segment's appearance in the playlist (polled every
 --poll-ms) minus the moment just before the POST (CLOCK_MONOTONIC in both processes); also
@@ -76,6 +79,35 @@ class WhipPublisher:
         return self.proc
 
 
+class ChromiumPublisher(WhipPublisher):
+    """Headless Chromium (fake camera, H.264 720p30 asked) through tests/whip/chromium.py; its
+    steps mapped onto WhipPublisher's events (the POST time comes from the page's clock)."""
+
+    def __init__(self, args, url, key, seconds):
+        self.events = {}
+        script = os.path.join(os.path.dirname(__file__), "..", "tests", "whip", "chromium.py")
+        self.proc = subprocess.Popen(
+            [args.python, script, "--url", url, "--key", key, "--codec", "h264",
+             "--seconds", str(seconds + 30)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.err = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if e.get("step") == "answer" and "t_post" in e:
+                t0 = e["t_post"]
+                self.events["posted"] = {"t": t0}
+                self.events["answer"] = {"t": t0 + e.get("postMs", 0) / 1000}
+                if e.get("state") == "connected":
+                    self.events["connected"] = {"t": t0 + e.get("connectedMs", 0) / 1000}
+
+
 def run_one(args, proto, n, rep):
     workdir = tempfile.mkdtemp(prefix=f"wm-bench-whip-{proto}-", dir=args.tmp)
     # A free UDP port for WHIP media (others may run the same benchmark or tests).
@@ -98,10 +130,11 @@ def run_one(args, proto, n, rep):
             p.start()
             pollers.append(p)
         for i in range(n):
-            if proto == "whip":
+            if proto in ("whip", "chromium"):
                 sid, key = server.streams[i]
                 url = f"http://127.0.0.1:{server.http_port}/whip/{sid}"
-                pubs.append(WhipPublisher(args, url, key))
+                pubs.append(WhipPublisher(args, url, key) if proto == "whip"
+                            else ChromiumPublisher(args, url, key, args.duration))
             else:
                 pubs.append(Publisher(args, server.publish_url(i)))
         samples = []
@@ -141,7 +174,7 @@ def run_one(args, proto, n, rep):
             "segment_duration_median_s": percentile(
                 [d for p in pollers for (_, d, _) in p.seen.values()], 50),
         })
-        if proto == "whip":
+        if proto != "rtmp":
             to_first, to_answer, to_connected = [], [], []
             for pub_, pol in zip(pubs, pollers):
                 posted = pub_.events.get("posted")
@@ -187,7 +220,7 @@ def med(v):
 
 def summarize(runs):
     rows = []
-    for proto in ("whip", "rtmp"):
+    for proto in ("whip", "chromium", "rtmp"):
         for n in sorted({r["n"] for r in runs if r["protocol"] == proto}):
             rs = [r for r in runs if r["protocol"] == proto and r["n"] == n]
             row = {"protocol": proto, "n": n, "runs": len(rs),
@@ -195,15 +228,15 @@ def summarize(runs):
                    "cpu_per_stream_pct_all": [r["cpu_per_stream_pct"] for r in rs],
                    "other_cpu_cores_median": med([r["other_cpu_cores"] for r in rs]),
                    "publishers_died": sum(r["publishers_died"] for r in rs)}
-            if proto == "whip":
+            if proto != "rtmp":
                 for k in ("post_to_answer_s", "post_to_connected_s", "post_to_first_segment_s"):
-                    row[k.replace("_s", "") + "_median_s"] = med([x for r in rs for x in r[k]])
-                    row[k.replace("_s", "") + "_max_s"] = max(
-                        (x for r in rs for x in r[k]), default=None)
+                    row[k[:-2] + "_median_s"] = med([x for r in rs for x in r.get(k, [])])
+                    row[k[:-2] + "_max_s"] = max(
+                        (x for r in rs for x in r.get(k, [])), default=None)
             rows.append(row)
     for row in rows:
         ref = next((r for r in rows if r["protocol"] == "rtmp" and r["n"] == row["n"]), None)
-        if row["protocol"] == "whip" and ref and ref["cpu_per_stream_pct_median"]:
+        if row["protocol"] != "rtmp" and ref and ref["cpu_per_stream_pct_median"]:
             row["cpu_vs_rtmp"] = round(
                 row["cpu_per_stream_pct_median"] / ref["cpu_per_stream_pct_median"], 2)
     return rows
@@ -256,6 +289,8 @@ def main():
         # Interleave protocols and sizes so drift in the machine's load hits all of them.
         for n in [int(x) for x in args.streams.split()]:
             for proto in args.protocols.split():
+                if proto == "chromium" and n > 1:
+                    continue  # one browser is what 2 cores can encode in real time
                 try:
                     doc["runs"].append(run_one(args, proto, n, rep))
                 except Exception as e:  # noqa: BLE001
