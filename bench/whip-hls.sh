@@ -10,8 +10,10 @@
 #   --duration 40          [BENCH_DURATION]   seconds per run
 #   --skip 10              [BENCH_SKIP]       seconds skipped before the steady CPU window
 #   --runs 3               [BENCH_RUNS]       runs per (protocol, N), interleaved
-#   --protocols "whip rtmp" [BENCH_PROTOCOLS] also "chromium": headless Chromium, N = 1 only,
-#                                             for the time to first segment a browser gets
+#   --protocols "whip rtmp" [BENCH_PROTOCOLS] also "chromium" / "chromium-vp8": headless
+#                                             Chromium (H.264 / VP8 transcoded), N = 1 only: the
+#                                             time to first segment a browser gets, the transcode
+#                                             cost
 #   --quiet-wait 300       [BENCH_QUIET_WAIT] seconds to wait for a quiet machine before a run
 #   --no-build                                use the existing release binary
 #   --bin PATH             [BENCH_BIN]        measure this wemaster binary (implies --no-build)
@@ -108,7 +110,7 @@ if ! "$VENV/bin/python" -c 'import aiortc' 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --only-binary=:all: "aiortc==$AIORTC_VERSION"
 fi
-if [[ " $PROTOCOLS " == *" chromium "* ]]; then
+if [[ " $PROTOCOLS " == *" chromium"* ]]; then
   install_packages chromium
   "$VENV/bin/python" -c 'import websockets' 2>/dev/null ||
     "$VENV/bin/pip" install -q --only-binary=:all: "websockets==15.0.1"

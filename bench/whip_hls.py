@@ -12,7 +12,9 @@ One *run* = one protocol, N publishers, D seconds, a fresh wemaster:
   rtmp: N `ffmpeg -re -stream_loop -1 -i input.flv -c copy -f flv` (the RTMP bench's publisher);
   chromium (N = 1 only): headless Chromium through tests/whip/chromium.py, H.264 720p30 from its
   fake camera (other content: its time to first segment shows what a browser, which answers
-  keyframe requests, gets; aiortc passing a file through cannot make a keyframe on request).
+  keyframe requests, gets; aiortc passing a file through cannot make a keyframe on request);
+  chromium-vp8 (N = 1 only): the same in VP8, so the server's CPU includes the VP8 -> H.264
+  transcode of a 720p stream.
 CPU = utime+stime of the wemaster process over the steady window (after --skip), per stream.
 For WHIP, time to first segment = the first segment's appearance in the playlist (polled every
 --poll-ms) minus the moment just before the POST (CLOCK_MONOTONIC in both processes); also
@@ -83,7 +85,7 @@ class ChromiumPublisher(WhipPublisher):
     """Headless Chromium (fake camera, H.264 720p30 asked) through tests/whip/chromium.py; its
     steps mapped onto WhipPublisher's events (the POST time comes from the page's clock)."""
 
-    def __init__(self, args, url, key, seconds):
+    def __init__(self, args, url, key, seconds, codec="h264"):
         self.events = {}
         script = os.path.join(os.path.dirname(__file__), "..", "tests", "whip", "chromium.py")
         self.proc = subprocess.Popen(
@@ -130,11 +132,12 @@ def run_one(args, proto, n, rep):
             p.start()
             pollers.append(p)
         for i in range(n):
-            if proto in ("whip", "chromium"):
+            if proto != "rtmp":
                 sid, key = server.streams[i]
                 url = f"http://127.0.0.1:{server.http_port}/whip/{sid}"
                 pubs.append(WhipPublisher(args, url, key) if proto == "whip"
-                            else ChromiumPublisher(args, url, key, args.duration))
+                            else ChromiumPublisher(args, url, key, args.duration,
+                                                   "vp8" if proto == "chromium-vp8" else "h264"))
             else:
                 pubs.append(Publisher(args, server.publish_url(i)))
         samples = []
@@ -220,7 +223,7 @@ def med(v):
 
 def summarize(runs):
     rows = []
-    for proto in ("whip", "chromium", "rtmp"):
+    for proto in ("whip", "chromium", "chromium-vp8", "rtmp"):
         for n in sorted({r["n"] for r in runs if r["protocol"] == proto}):
             rs = [r for r in runs if r["protocol"] == proto and r["n"] == n]
             row = {"protocol": proto, "n": n, "runs": len(rs),
@@ -289,7 +292,7 @@ def main():
         # Interleave protocols and sizes so drift in the machine's load hits all of them.
         for n in [int(x) for x in args.streams.split()]:
             for proto in args.protocols.split():
-                if proto == "chromium" and n > 1:
+                if proto.startswith("chromium") and n > 1:
                     continue  # one browser is what 2 cores can encode in real time
                 try:
                     doc["runs"].append(run_one(args, proto, n, rep))
