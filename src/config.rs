@@ -174,6 +174,9 @@ pub struct WhipSettings {
     pub public_ips: Vec<std::net::IpAddr>,
     /// ICE servers advertised to clients in `Link` headers (`stun:`/`turn:` URLs).
     pub ice_servers: Vec<String>,
+    /// Accept VP8 (what browsers prefer) and transcode it to H.264 with the `whip-vp8-h264`
+    /// pipeline; false refuses VP8-only offers with 406.
+    pub transcode_vp8: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -144,6 +144,8 @@ impl Application {
         let whip = crate::live::whip::WhipIngest::start(
             whip_socket,
             &settings.whip,
+            Duration::from_secs_f64(settings.live.segment_duration_s),
+            &pipelines,
             publish_requests.clone(),
             shutdown.child_token(),
         )?;

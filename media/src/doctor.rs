@@ -18,11 +18,11 @@ pub fn debian_package_of(element: &str) -> Option<&'static str> {
         "queue" | "queue2" | "tee" | "fakesink" | "fakesrc" | "filesink" | "filesrc"
         | "identity" | "capsfilter" | "multiqueue" | "valve" => "libgstreamer1.0-0",
         "appsrc" | "appsink" | "videoconvert" | "videoscale" | "videorate" | "audioconvert"
-        | "audioresample" | "opusdec" | "opusenc" | "vp8dec" | "decodebin" | "uridecodebin"
-        | "playbin" | "videotestsrc" | "audiotestsrc" => "gstreamer1.0-plugins-base",
+        | "audioresample" | "opusdec" | "opusenc" | "decodebin" | "uridecodebin" | "playbin"
+        | "videotestsrc" | "audiotestsrc" => "gstreamer1.0-plugins-base",
         "flvdemux" | "flvmux" | "aacparse" | "mpegaudioparse" | "splitmuxsink" | "splitmuxsrc"
         | "multifilesink" | "mp4mux" | "qtmux" | "qtdemux" | "jpegenc" | "rtph264depay"
-        | "rtpopusdepay" | "rtpvp8depay" | "vp8enc" => "gstreamer1.0-plugins-good",
+        | "rtpopusdepay" | "rtpvp8depay" | "vp8enc" | "vp8dec" => "gstreamer1.0-plugins-good",
         "h264parse" | "h265parse" | "av1parse" | "mpegtsmux" | "tsdemux" | "hlssink2"
         | "hlssink" | "webrtcbin" | "fdkaacenc" | "voaacenc" => "gstreamer1.0-plugins-bad",
         "x264enc" => "gstreamer1.0-plugins-ugly",

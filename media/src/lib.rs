@@ -11,6 +11,7 @@ pub mod live;
 pub mod packager;
 pub mod pipeline;
 pub mod rtmp;
+pub mod sps;
 pub mod ts;
 pub mod vod;
 pub mod whip;

@@ -78,7 +78,7 @@ fn ice_links(state: &AppState) -> Vec<HeaderValue> {
         (status = 401, description = "missing or wrong stream key", body = super::error::Problem),
         (status = 403, description = "the live stream is disabled", body = super::error::Problem),
         (status = 404, description = "no such live stream", body = super::error::Problem),
-        (status = 406, description = "no usable codec (H.264 video is required)", body = super::error::Problem),
+        (status = 406, description = "no usable codec (H.264, or VP8 when transcoding is on)", body = super::error::Problem),
         (status = 415, description = "not application/sdp", body = super::error::Problem),
     ))]
 async fn publish(
@@ -120,7 +120,11 @@ async fn publish(
     let Ok(offer) = std::str::from_utf8(&body) else {
         return whip_error(WhipError::MalformedSdp("not UTF-8".into()));
     };
-    let negotiated = match wemaster_media::whip::negotiate(offer, &state.whip.candidates) {
+    let negotiated = match wemaster_media::whip::negotiate(
+        offer,
+        &state.whip.candidates,
+        state.whip.allow_vp8,
+    ) {
         Ok(n) => n,
         Err(e) => {
             tracing::info!(live_stream_id = %id, %peer, error = %e, "WHIP offer refused");

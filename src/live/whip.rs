@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wemaster_media::{
+    pipeline::TemplateSet,
     rtmp::{PublishGrant, PublishRequest, RefuseReason},
-    whip::{WhipServer, candidate_addrs},
+    whip::{WhipOptions, WhipServer, candidate_addrs},
 };
 
 use crate::config::WhipSettings;
@@ -20,13 +21,20 @@ pub struct WhipIngest {
     /// Host candidates put in every answer.
     pub candidates: Vec<SocketAddr>,
     pub ice_servers: Vec<String>,
+    /// VP8-only offers are accepted (and transcoded).
+    pub allow_vp8: bool,
     publish: mpsc::Sender<PublishRequest>,
 }
+
+/// The template that turns a VP8 session into H.264.
+pub const VP8_TEMPLATE: &str = "whip-vp8-h264";
 
 impl WhipIngest {
     pub fn start(
         socket: tokio::net::UdpSocket,
         settings: &WhipSettings,
+        segment_duration: std::time::Duration,
+        pipelines: &TemplateSet,
         publish: mpsc::Sender<PublishRequest>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<WhipIngest> {
@@ -35,12 +43,34 @@ impl WhipIngest {
         if settings.public_ips.is_empty() && bound.ip().is_unspecified() {
             tracing::warn!(%bound, "whip.public_ips is empty: WHIP answers advertise 127.0.0.1 only");
         }
-        let (server, _task) = WhipServer::spawn(socket, candidates[0], shutdown)?;
+        let vp8_pipeline = if settings.transcode_vp8 {
+            // A missing or broken template turns VP8 off (406) rather than failing the start:
+            // H.264 publishers are unaffected. `wemaster doctor` reports missing elements.
+            match pipelines
+                .get(VP8_TEMPLATE)
+                .and_then(|t| t.render(&Default::default()))
+            {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::error!(error = %e, "WHIP VP8 transcoding is off");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let allow_vp8 = vp8_pipeline.is_some();
+        let options = WhipOptions {
+            segment_duration,
+            vp8_pipeline,
+        };
+        let (server, _task) = WhipServer::spawn(socket, candidates[0], options, shutdown)?;
         tracing::info!(%bound, ?candidates, "WHIP media listening (UDP)");
         Ok(WhipIngest {
             server,
             candidates,
             ice_servers: settings.ice_servers.clone(),
+            allow_vp8,
             publish,
         })
     }

@@ -143,6 +143,13 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawn with settings adjusted by `tweak` (after the test defaults are applied).
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    // WEMASTER_TEST_LOG=wemaster=debug,wemaster_media=debug: the apps' logs on the test output.
+    if let Ok(filter) = std::env::var("WEMASTER_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
     let mut settings = base_settings();
     let (database_url, _) = fresh_database().await;
     let dir = tempfile::tempdir().unwrap();

@@ -256,10 +256,12 @@ pub(crate) async fn probe_segment(live: &Live, uri: &str) -> Vec<String> {
     codecs.sort();
     codecs.dedup();
     // And it decodes from start to end without an error (a segment starts on a keyframe).
+    // `-fps_mode vfr`: WebRTC video has a variable frame rate, and the null muxer's default
+    // (passthrough on a 1/r_frame_rate clock) reports two close frames as a DTS error.
     let decode = Command::new("ffmpeg")
         .args(["-v", "error", "-nostdin", "-i"])
         .arg(&path)
-        .args(["-f", "null", "-"])
+        .args(["-fps_mode", "vfr", "-f", "null", "-"])
         .output()
         .unwrap();
     assert!(

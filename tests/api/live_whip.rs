@@ -1,16 +1,24 @@
-//! WHIP (RFC 9725) ingest end to end with an independent WebRTC stack: aiortc (PyPI, installed
-//! by scripts/test into .data/venv-test) publishes H.264 + Opus → live HLS that ffprobe decodes
-//! as H.264 + AAC → DELETE ends the session → the recording becomes ready. And the refusals.
+//! WHIP (RFC 9725) ingest end to end with two independent WebRTC stacks:
+//! - headless Chromium (Debian's `chromium`, fake camera and microphone) publishing through
+//!   tests/whip/publisher.html, driven over the DevTools protocol by tests/whip/chromium.py:
+//!   H.264 passed through, and VP8 transcoded to H.264;
+//! - aiortc (PyPI) publishing H.264 + Opus, and a client that vanishes without DELETE.
+//!
+//! Each goes to live HLS that ffprobe decodes as H.264 + AAC, DELETE ends the session, the
+//! recording becomes ready. And the refusals. scripts/test installs chromium, and aiortc and
+//! websockets into .data/venv-test.
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use tokio::sync::mpsc;
 
+use crate::helpers::spawn_app_with;
 use crate::live_rtmp::{Live, probe_segment, segment_uris};
 
 fn python() -> String {
@@ -42,6 +50,114 @@ async fn aiortc_publish(url: String, key: String, extra: &'static [&'static str]
     })
     .await
     .unwrap()
+}
+
+/// A publisher script running in the background; its JSON step lines as they come.
+struct Publisher {
+    child: Child,
+    rx: mpsc::UnboundedReceiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Publisher {
+    fn spawn(script: &str, url: String, key: String, extra: &[&str]) -> Publisher {
+        let mut child = Command::new(python())
+            .arg(format!(
+                "{}/tests/whip/{script}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .args(["--url", &url, "--key", &key])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the publisher starts (scripts/test installs its packages)");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Publisher {
+            child,
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Headless Chromium through the publisher page.
+    fn chromium(live: &Live, extra: &[&str]) -> Publisher {
+        Publisher::spawn("chromium.py", whip_url(live), key(live), extra)
+    }
+
+    /// Wait for step `name` (panics if the script ends without it).
+    async fn step(&mut self, name: &str) -> Value {
+        if let Some(s) = self.seen.iter().find(|s| s["step"] == name) {
+            return s.clone();
+        }
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(120), self.rx.recv()).await;
+            match next {
+                Ok(Some(s)) => {
+                    self.seen.push(s.clone());
+                    if s["step"] == name {
+                        return s;
+                    }
+                }
+                _ => panic!("no {name} step; steps: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Wait for the script to exit.
+    async fn finish(mut self) {
+        let start = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!("the publisher did not exit; steps: {:?}", self.seen);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        // A failed test must not leave a browser behind (the script cleans up on exit).
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Poll the stream until its `active_session` satisfies `cond`.
+async fn wait_active(live: &Live, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let s = live.stream_json().await;
+        if cond(&s["active_session"]) {
+            return s["active_session"].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `#EXTINF` durations of a playlist.
+fn durations(playlist: &str) -> Vec<f64> {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|l| l.trim_end_matches(',').parse::<f64>().unwrap())
+        .collect()
 }
 
 fn whip_url(live: &Live) -> String {
@@ -187,13 +303,23 @@ async fn whip_refuses_bad_requests_with_problem_json_and_leaves_nothing_behind()
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "malformed_sdp", "{body}");
 
-    // VP8 only: refused with a reason (no transcoding), by a real offer from aiortc.
-    let steps = aiortc_publish(url.clone(), key(&live), &["--video-codec", "vp8"]).await;
-    let answer = step(&steps, "answer");
-    assert_eq!(answer["status"], 406, "{steps:?}");
+    // A VP9-only offer (aiortc offers VP8 or H.264: rewrite its VP8 as VP9) names what it
+    // offered and what would be accepted.
+    let r = post(
+        url.clone(),
+        Some(key(&live)),
+        "application/sdp",
+        VP9_ONLY_OFFER,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
+    problem(&r);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "unsupported_codec", "{body}");
+    let detail = body["detail"].as_str().unwrap();
     assert!(
-        answer["body"].as_str().unwrap().contains("H.264"),
-        "{answer}"
+        detail.contains("VP9") && detail.contains("H.264 or VP8"),
+        "{detail}"
     );
 
     // Nothing went live through any of these.
@@ -231,4 +357,175 @@ async fn whip_refuses_bad_requests_with_problem_json_and_leaves_nothing_behind()
     let r = post(url.clone(), Some(key(&live)), "application/sdp", "v=0").await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     problem(&r);
+}
+
+/// A browser-like offer whose only video codec is VP9 (from Chromium's, trimmed).
+const VP9_ONLY_OFFER: &str = concat!(
+    "v=0\r\n",
+    "o=- 8644468542669769949 2 IN IP4 127.0.0.1\r\n",
+    "s=-\r\n",
+    "t=0 0\r\n",
+    "a=group:BUNDLE 0 1\r\n",
+    "a=msid-semantic: WMS\r\n",
+    "m=video 9 UDP/TLS/RTP/SAVPF 98\r\n",
+    "c=IN IP4 0.0.0.0\r\n",
+    "a=rtcp:9 IN IP4 0.0.0.0\r\n",
+    "a=ice-ufrag:iU6E\r\n",
+    "a=ice-pwd:vF2/TKbGXlU2IEikzS7YSueg\r\n",
+    "a=fingerprint:sha-256 6E:DC:01:31:16:EF:C3:C2:F8:E3:3C:5C:0B:06:4D:FA:24:0A:2E:DC:F5:76:2A:8C:AF:7B:AE:A7:10:39:EB:BC\r\n",
+    "a=setup:actpass\r\n",
+    "a=mid:0\r\n",
+    "a=sendonly\r\n",
+    "a=rtcp-mux\r\n",
+    "a=rtpmap:98 VP9/90000\r\n",
+    "a=fmtp:98 profile-id=0\r\n",
+    "a=ssrc:90811480 cname:gGY11OVftwvaG2yt\r\n",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n",
+    "c=IN IP4 0.0.0.0\r\n",
+    "a=rtcp:9 IN IP4 0.0.0.0\r\n",
+    "a=ice-ufrag:iU6E\r\n",
+    "a=ice-pwd:vF2/TKbGXlU2IEikzS7YSueg\r\n",
+    "a=fingerprint:sha-256 6E:DC:01:31:16:EF:C3:C2:F8:E3:3C:5C:0B:06:4D:FA:24:0A:2E:DC:F5:76:2A:8C:AF:7B:AE:A7:10:39:EB:BC\r\n",
+    "a=setup:actpass\r\n",
+    "a=mid:1\r\n",
+    "a=sendonly\r\n",
+    "a=rtcp-mux\r\n",
+    "a=rtpmap:111 opus/48000/2\r\n",
+    "a=ssrc:1081506905 cname:gGY11OVftwvaG2yt\r\n",
+);
+
+#[tokio::test]
+async fn with_vp8_transcoding_off_a_vp8_offer_is_refused_with_a_reason() {
+    let app = spawn_app_with(|s| s.whip.transcode_vp8 = false).await;
+    let live = Live::on(app, 0, "public").await;
+    // A real VP8-only offer, from aiortc.
+    let steps = aiortc_publish(whip_url(&live), key(&live), &["--video-codec", "vp8"]).await;
+    let answer = step(&steps, "answer");
+    assert_eq!(answer["status"], 406, "{steps:?}");
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["code"], "unsupported_codec", "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("VP8") && detail.contains("transcoding is turned off"),
+        "{detail}"
+    );
+    assert!(live.stream_json().await["active_session"].is_null());
+    assert!(live.playlist().await.is_none());
+}
+
+#[tokio::test]
+async fn headless_chromium_publishes_h264_over_whip_and_its_recording_is_ready() {
+    let live = Live::start(0).await;
+    let mut chromium = Publisher::chromium(&live, &["--codec", "h264", "--seconds", "11"]);
+
+    let answer = chromium.step("answer").await;
+    assert_eq!(answer["status"], 201, "{answer}");
+    assert_eq!(answer["state"], "connected", "{answer}");
+    assert!(
+        answer["location"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("/whip/{}/sessions/", live.id())),
+        "{answer}"
+    );
+    // While live: the picture size comes from the SPS, the frame rate from the SPS or measured.
+    let active = wait_active(&live, "the picture size", |a| {
+        a["width"].is_number() && a["frame_rate"].is_number()
+    })
+    .await;
+    assert_eq!(active["protocol"], "whip", "{active}");
+    assert_eq!(active["video_codec"], "h264", "{active}");
+    assert_eq!(active["audio_codec"], "aac", "{active}");
+    let fps = active["frame_rate"].as_f64().unwrap();
+    assert!((5.0..=61.0).contains(&fps), "{active}");
+
+    let published = chromium.step("published").await;
+    assert_eq!(published["state"], "connected", "{published}");
+    let video = &published["stats"]["video"];
+    assert_eq!(video["codec"], "video/H264", "{published}");
+    // The size announced is the size the browser encodes (the page keeps the resolution).
+    assert_eq!(
+        (&active["width"], &active["height"]),
+        (&video["width"], &video["height"]),
+        "{active} vs {published}"
+    );
+    assert_eq!(chromium.step("delete").await["status"], 204);
+    chromium.finish().await;
+
+    let playlist = live
+        .wait_playlist(Duration::from_secs(20), "ENDLIST after DELETE", |p| {
+            p.contains("#EXT-X-ENDLIST")
+        })
+        .await;
+    let segments = segment_uris(&playlist);
+    assert!(segments.len() >= 3, "{playlist}");
+    // Browsers send keyframes only when asked: the server asks when a segment is due, so
+    // segments keep to the 2 s target (the last one ends when the publisher does).
+    let d = durations(&playlist);
+    for x in &d[..d.len() - 1] {
+        assert!((1.9..=2.8).contains(x), "segment of {x} s:\n{playlist}");
+    }
+    assert_eq!(probe_segment(&live, &segments[0]).await, ["aac", "h264"]);
+    assert_eq!(
+        probe_segment(&live, &segments[segments.len() - 2]).await,
+        ["aac", "h264"]
+    );
+
+    let rec = wait_recording_ready(&live, Duration::from_secs(60)).await;
+    assert!(rec["duration_s"].as_f64().unwrap() > 6.0, "{rec}");
+    assert_eq!(rec["video_codec"], "h264", "{rec}");
+    let stream = live.stream_json().await;
+    assert_eq!(stream["status"], "idle", "{stream}");
+}
+
+#[tokio::test]
+async fn headless_chromium_publishing_vp8_is_transcoded_to_h264() {
+    let live = Live::start(0).await;
+    let mut chromium = Publisher::chromium(
+        &live,
+        &[
+            "--codec",
+            "vp8",
+            "--seconds",
+            "9",
+            "--width",
+            "640",
+            "--height",
+            "480",
+        ],
+    );
+    let answer = chromium.step("answer").await;
+    assert_eq!(answer["status"], 201, "{answer}");
+    assert_eq!(answer["state"], "connected", "{answer}");
+    let active = wait_active(&live, "the picture size", |a| a["width"].is_number()).await;
+    assert_eq!(active["video_codec"], "h264", "{active}");
+
+    let published = chromium.step("published").await;
+    let video = &published["stats"]["video"];
+    assert_eq!(video["codec"], "video/VP8", "{published}");
+    assert_eq!(
+        (&active["width"], &active["height"]),
+        (&video["width"], &video["height"]),
+        "{active} vs {published}"
+    );
+    assert_eq!(chromium.step("delete").await["status"], 204);
+    chromium.finish().await;
+
+    let playlist = live
+        .wait_playlist(Duration::from_secs(20), "ENDLIST after DELETE", |p| {
+            p.contains("#EXT-X-ENDLIST")
+        })
+        .await;
+    let segments = segment_uris(&playlist);
+    assert!(segments.len() >= 3, "{playlist}");
+    // The transcoder makes a keyframe every segment duration.
+    let d = durations(&playlist);
+    for x in &d[..d.len() - 1] {
+        assert!((1.9..=2.5).contains(x), "segment of {x} s:\n{playlist}");
+    }
+    for uri in [&segments[0], &segments[segments.len() - 2]] {
+        assert_eq!(probe_segment(&live, uri).await, ["aac", "h264"]);
+    }
+    let rec = wait_recording_ready(&live, Duration::from_secs(60)).await;
+    assert_eq!(rec["video_codec"], "h264", "{rec}");
 }

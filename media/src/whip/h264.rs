@@ -6,6 +6,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::rtmp::{VideoCodec, VideoFrame};
+use crate::sps::{self, SpsInfo};
 
 const NAL_IDR: u8 = 5;
 const NAL_SPS: u8 = 7;
@@ -68,6 +69,8 @@ pub struct H264Framer {
     announced: Option<Vec<u8>>,
     /// `profile_idc`, `level_idc` of the current SPS.
     pub profile: Option<(u8, u8)>,
+    /// Picture size and frame rate of the current SPS, when it parses.
+    pub sps_info: Option<SpsInfo>,
 }
 
 impl H264Framer {
@@ -102,6 +105,7 @@ impl H264Framer {
             if let Some(config) = avc_config(sps, pps) {
                 if self.announced.as_ref() != Some(&config) {
                     self.profile = Some((sps[1], sps[3]));
+                    self.sps_info = sps::parse(sps);
                     let mut data = Vec::with_capacity(5 + config.len());
                     data.extend_from_slice(&[0x17, 0, 0, 0, 0]);
                     data.extend_from_slice(&config);

@@ -8,6 +8,7 @@
 //!   a refused offer leaves nothing behind.
 //! - [`h264`]: Annex B access units → FLV/AVCC video frames with sequence headers.
 //! - [`audio`]: Opus → AAC in GStreamer (HLS/TS carries AAC).
+//! - [`vp8`]: VP8 → H.264 in GStreamer, for browsers that only send VP8 (when allowed).
 //! - `server`: [`WhipServer`], one UDP socket and one task owning every session's `Rtc`
 //!   (packets are routed with `Rtc::accepts`), driving `poll_output`, turning media into frames.
 //!
@@ -17,6 +18,7 @@
 pub mod audio;
 pub mod h264;
 mod server;
+pub mod vp8;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -26,7 +28,16 @@ use std::{
 
 use str0m::{Candidate, Rtc, change::SdpOffer, crypto::CryptoProvider};
 
-pub use server::WhipServer;
+pub use server::{WhipOptions, WhipServer};
+
+/// The video codec a session receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestVideo {
+    /// Passed through to HLS as it is.
+    H264,
+    /// Transcoded to H.264 ([`vp8`]).
+    Vp8,
+}
 
 /// Why an offer cannot be used. Each variant says which HTTP status it becomes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,7 +48,7 @@ pub enum WhipError {
     /// 400: no audio or video m-line.
     #[error("the SDP offer has no media")]
     NoMedia,
-    /// 406: media we cannot ingest (no H.264 video, VP8 without transcoding, ...).
+    /// 406: media we cannot ingest (no H.264 video, VP8 with transcoding off, ...).
     #[error("{0}")]
     Unsupported(String),
     /// 503: the WHIP server is not running or is shutting down.
@@ -61,6 +72,8 @@ impl WhipError {
 pub struct Negotiated {
     pub(crate) rtc: Rtc,
     pub(crate) has_audio: bool,
+    /// H.264 whenever the offer has it; VP8 only when it has no H.264 and VP8 is allowed.
+    pub video: IngestVideo,
     /// The SDP answer (with our candidates) to send back.
     pub answer: String,
     pub(crate) created: Instant,
@@ -87,9 +100,14 @@ fn sections(sdp: &str) -> Vec<(&str, String)> {
     out
 }
 
-/// Accept `offer` for ingest: H.264 video (required) and Opus audio (optional).
-/// `candidates` are the addresses put in the answer (our UDP socket as clients reach it).
-pub fn negotiate(offer: &str, candidates: &[SocketAddr]) -> Result<Negotiated, WhipError> {
+/// Accept `offer` for ingest: H.264 video (or VP8 when `allow_vp8` and the offer has no
+/// H.264: it is transcoded) and Opus audio (optional). `candidates` are the addresses put in
+/// the answer (our UDP socket as clients reach it).
+pub fn negotiate(
+    offer: &str,
+    candidates: &[SocketAddr],
+    allow_vp8: bool,
+) -> Result<Negotiated, WhipError> {
     let parsed =
         SdpOffer::from_sdp_string(offer).map_err(|e| WhipError::MalformedSdp(e.to_string()))?;
     let secs = sections(offer);
@@ -105,29 +123,44 @@ pub fn negotiate(offer: &str, candidates: &[SocketAddr]) -> Result<Negotiated, W
     };
     if !secs.iter().any(|(k, _)| *k == "video") {
         return Err(WhipError::Unsupported(
-            "a video track is required (H.264); audio-only publishing is not supported".into(),
+            "a video track is required (H.264 or VP8); audio-only publishing is not supported"
+                .into(),
         ));
     }
-    if !has("video", "h264/90000") {
-        let offered = if has("video", "vp8/") {
-            "VP8"
-        } else if has("video", "vp9/") {
+    // H.264 passes through untouched: prefer it whenever it is offered, whatever the order.
+    let video = if has("video", "h264/90000") {
+        IngestVideo::H264
+    } else if has("video", "vp8/90000") {
+        if !allow_vp8 {
+            return Err(WhipError::Unsupported(
+                "video must be H.264 (offered: VP8); VP8 → H.264 transcoding is turned off on \
+                 this server (whip.transcode_vp8)"
+                    .into(),
+            ));
+        }
+        IngestVideo::Vp8
+    } else {
+        let offered = if has("video", "vp9/") {
             "VP9"
         } else if has("video", "av1") {
             "AV1"
+        } else if has("video", "h265/") {
+            "H.265"
         } else {
             "no known codec"
         };
+        let accepted = if allow_vp8 { "H.264 or VP8" } else { "H.264" };
         return Err(WhipError::Unsupported(format!(
-            "video must be H.264 (offered: {offered}); VP8/VP9/AV1 are not transcoded on this server"
+            "video must be {accepted} (offered: {offered})"
         )));
-    }
+    };
     let now = Instant::now();
     let mut rtc = Rtc::builder()
         .set_crypto_provider(crypto())
         .set_ice_lite(true)
         .clear_codecs()
-        .enable_h264(true)
+        .enable_h264(video == IngestVideo::H264)
+        .enable_vp8(video == IngestVideo::Vp8)
         .enable_opus(true, false)
         .build(now);
     for addr in candidates {
@@ -148,16 +181,26 @@ pub fn negotiate(offer: &str, candidates: &[SocketAddr]) -> Result<Negotiated, W
                     .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_lowercase().contains(codec))
         })
     };
-    if !answered("video", "h264/90000") {
-        return Err(WhipError::Unsupported(
-            "no H.264 configuration in the offer can be received (packetization-mode=1 is required)"
-                .into(),
-        ));
+    match video {
+        IngestVideo::H264 if !answered("video", "h264/90000") => {
+            return Err(WhipError::Unsupported(
+                "no H.264 configuration in the offer can be received (packetization-mode=1 is \
+                 required)"
+                    .into(),
+            ));
+        }
+        IngestVideo::Vp8 if !answered("video", "vp8/90000") => {
+            return Err(WhipError::Unsupported(
+                "the offered VP8 configuration cannot be received".into(),
+            ));
+        }
+        _ => {}
     }
     let has_audio = answered("audio", "opus/48000");
     Ok(Negotiated {
         rtc,
         has_audio,
+        video,
         answer,
         created: now,
     })
@@ -183,11 +226,83 @@ pub fn candidate_addrs(bound: SocketAddr, public_ips: &[IpAddr]) -> Vec<SocketAd
 #[cfg(test)]
 mod tests {
     use super::*;
+    use str0m::media::{Direction, MediaKind};
 
     #[test]
     fn garbage_is_malformed_sdp() {
-        let e = negotiate("hello", &["127.0.0.1:9".parse().unwrap()]).err();
+        let e = negotiate("hello", &["127.0.0.1:9".parse().unwrap()], true).err();
         assert!(matches!(e, Some(WhipError::MalformedSdp(_))), "{e:?}");
+    }
+
+    /// A publisher's offer made by str0m itself: video with `h264`/`vp8`, Opus audio.
+    fn offer(h264: bool, vp8: bool, vp9: bool) -> String {
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(crypto())
+            .clear_codecs()
+            .enable_vp8(vp8)
+            .enable_vp9(vp9)
+            .enable_h264(h264)
+            .enable_opus(true, false)
+            .build(Instant::now());
+        let mut api = rtc.sdp_api();
+        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, _pending) = api.apply().unwrap();
+        offer.to_sdp_string()
+    }
+
+    fn video_codecs(answer: &str) -> Vec<String> {
+        sections(answer)
+            .into_iter()
+            .filter(|(k, _)| *k == "video")
+            .flat_map(|(_, s)| {
+                s.lines()
+                    .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+                    .filter_map(|l| l.split(' ').nth(1))
+                    .map(|c| c.split('/').next().unwrap().to_ascii_uppercase())
+                    .filter(|c| c != "RTX")
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    const HERE: &str = "127.0.0.1:8189";
+
+    #[test]
+    fn h264_is_chosen_whenever_offered_even_after_vp8() {
+        let n = negotiate(&offer(true, true, false), &[HERE.parse().unwrap()], true).unwrap();
+        assert_eq!(n.video, IngestVideo::H264);
+        assert!(n.has_audio);
+        let codecs = video_codecs(&n.answer);
+        assert!(
+            !codecs.is_empty() && codecs.iter().all(|c| c == "H264"),
+            "{codecs:?}"
+        );
+    }
+
+    #[test]
+    fn vp8_only_is_accepted_for_transcoding_when_allowed() {
+        let n = negotiate(&offer(false, true, false), &[HERE.parse().unwrap()], true).unwrap();
+        assert_eq!(n.video, IngestVideo::Vp8);
+        assert_eq!(video_codecs(&n.answer), ["VP8"]);
+    }
+
+    #[test]
+    fn vp8_only_is_refused_with_the_reason_when_transcoding_is_off() {
+        let e = negotiate(&offer(false, true, false), &[HERE.parse().unwrap()], false).err();
+        let Some(WhipError::Unsupported(why)) = e else {
+            panic!("{e:?}")
+        };
+        assert!(why.contains("VP8") && why.contains("turned off"), "{why}");
+    }
+
+    #[test]
+    fn other_codecs_are_named_in_the_refusal() {
+        let e = negotiate(&offer(false, false, true), &[HERE.parse().unwrap()], true).err();
+        let Some(WhipError::Unsupported(why)) = e else {
+            panic!("{e:?}")
+        };
+        assert!(why.contains("VP9") && why.contains("H.264 or VP8"), "{why}");
     }
 
     #[test]

@@ -2,9 +2,15 @@
 //!
 //! ```text
 //!  UDP datagram --(Rtc::accepts)--> session.rtc.handle_input --> poll_output until Timeout
-//!       Transmit -> socket.try_send_to       Event::MediaData -> H264Framer / OpusToAac
+//!       Transmit -> socket.try_send_to       Event::MediaData -> H264Framer / Vp8ToH264 / OpusToAac
 //!  commands (start, end) and the earliest session deadline wake the loop too
 //! ```
+//!
+//! Keyframes (PLI): when the peer connects, every 500 ms until the first keyframe, after a
+//! packet loss gap, and — for H.264 passed through — when the open HLS segment has reached the
+//! segment duration and no keyframe came to cut it (browsers send keyframes only on request).
+//! The session follows the packager's rule (cut at the first keyframe at or past the target)
+//! to know when that is. VP8 needs no such request: the transcoder makes H.264 keyframes itself.
 //!
 //! A session ends when the client DELETEs it, its ICE connection drops (a client that
 //! vanished), the supervisor kicks it, or the server shuts down; exactly one
@@ -13,6 +19,7 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -25,13 +32,38 @@ use str0m::{
 use tokio::{net::UdpSocket, sync::mpsc, sync::oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Negotiated, WhipError, audio::OpusToAac, h264::H264Framer};
+use super::{
+    IngestVideo, Negotiated, WhipError,
+    audio::OpusToAac,
+    h264::H264Framer,
+    vp8::{self, Vp8ToH264},
+};
 use crate::rtmp::{AudioCodec, EndReason, MediaFrame, PublishGrant, StreamInfo, VideoCodec};
 
 /// While no keyframe arrived, ask again this often.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
 /// The loop wakes at least this often (kicks, keyframe retries).
 const MAX_SLEEP: Duration = Duration::from_millis(200);
+/// Video frames over which the frame rate is measured when the stream does not declare it.
+const RATE_FRAMES: u64 = 60;
+
+/// What every session of a [`WhipServer`] shares.
+#[derive(Debug, Clone)]
+pub struct WhipOptions {
+    /// The HLS segment duration: a keyframe is requested (H.264) or made (VP8) when one is due.
+    pub segment_duration: Duration,
+    /// The rendered `whip-vp8-h264` pipeline; `None` when VP8 is refused.
+    pub vp8_pipeline: Option<String>,
+}
+
+impl Default for WhipOptions {
+    fn default() -> Self {
+        WhipOptions {
+            segment_duration: Duration::from_secs(2),
+            vp8_pipeline: None,
+        }
+    }
+}
 
 enum Cmd {
     Start {
@@ -60,11 +92,12 @@ impl WhipServer {
     pub fn spawn(
         socket: UdpSocket,
         advertised: SocketAddr,
+        options: WhipOptions,
         shutdown: CancellationToken,
     ) -> std::io::Result<(WhipServer, tokio::task::JoinHandle<()>)> {
         let local = socket.local_addr()?;
         let (tx, rx) = mpsc::channel(256);
-        let handle = tokio::spawn(run(socket, advertised, rx, shutdown));
+        let handle = tokio::spawn(run(socket, advertised, options, rx, shutdown));
         Ok((WhipServer { tx, local }, handle))
     }
 
@@ -111,21 +144,100 @@ impl WhipServer {
     }
 }
 
+/// Where a session's video goes.
+enum VideoIn {
+    /// H.264 access units → FLV/AVCC frames, in the socket task.
+    H264(H264Framer),
+    /// VP8 frames → the transcoder (from the first VP8 keyframe on); `None` when it failed.
+    Vp8 {
+        transcoder: Option<Vp8ToH264>,
+        keyframe_seen: bool,
+    },
+}
+
 struct Session {
     rtc: str0m::Rtc,
     grant: PublishGrant,
     epoch: Instant,
     deadline: Instant,
     video_mid: Option<Mid>,
-    framer: H264Framer,
+    video: VideoIn,
     audio: Option<OpusToAac>,
-    info: StreamInfo,
+    /// The stream description sent as `Metadata` (shared with the VP8 transcoder's thread).
+    info: Arc<Mutex<StreamInfo>>,
     video_clock: Clock,
     audio_clock: Clock,
     got_keyframe: bool,
     last_keyframe_request: Option<Instant>,
     want_keyframe: bool,
+    segments: SegmentClock,
+    rate: RateMeter,
     dropped: u64,
+}
+
+/// The packager's segment cuts as the session sees them: a segment opens at a keyframe and is
+/// cut by the first keyframe at or past the target duration.
+#[derive(Debug)]
+struct SegmentClock {
+    target_ms: u64,
+    /// DTS of the open segment's first keyframe.
+    start_ms: Option<u64>,
+    /// A keyframe was requested for the open segment.
+    requested: bool,
+}
+
+impl SegmentClock {
+    fn new(target: Duration) -> SegmentClock {
+        SegmentClock {
+            target_ms: (target.as_millis() as u64).max(1),
+            start_ms: None,
+            requested: false,
+        }
+    }
+
+    /// A keyframe at `dts_ms` went to the packager.
+    fn keyframe(&mut self, dts_ms: u64) {
+        if self
+            .start_ms
+            .is_none_or(|s| dts_ms.saturating_sub(s) >= self.target_ms)
+        {
+            self.start_ms = Some(dts_ms);
+            self.requested = false;
+        }
+    }
+
+    /// Whether the open segment, now at `dts_ms`, needs a keyframe that was not asked for yet.
+    fn needs_keyframe(&self, dts_ms: u64) -> bool {
+        !self.requested
+            && self
+                .start_ms
+                .is_some_and(|s| dts_ms.saturating_sub(s) >= self.target_ms)
+    }
+}
+
+/// Frames per second measured over the first [`RATE_FRAMES`] video frames.
+#[derive(Debug, Default)]
+struct RateMeter {
+    first_ms: Option<u64>,
+    frames: u64,
+    done: bool,
+}
+
+impl RateMeter {
+    /// A video frame at `dts_ms`; the rate once, when enough frames were seen.
+    fn frame(&mut self, dts_ms: u64) -> Option<f64> {
+        if self.done {
+            return None;
+        }
+        let first = *self.first_ms.get_or_insert(dts_ms);
+        self.frames += 1;
+        if self.frames <= RATE_FRAMES || dts_ms <= first {
+            return None;
+        }
+        self.done = true;
+        let fps = (self.frames - 1) as f64 * 1000.0 / (dts_ms - first) as f64;
+        Some((fps * 100.0).round() / 100.0)
+    }
 }
 
 #[derive(Default)]
@@ -155,6 +267,85 @@ impl Session {
                     dropped = self.dropped,
                     "WHIP frame queue full: dropping frames"
                 );
+            }
+        }
+    }
+
+    /// Change the stream description and send it on as `Metadata`.
+    fn update_info(&mut self, change: impl FnOnce(&mut StreamInfo)) {
+        let info = match self.info.lock() {
+            Ok(mut i) => {
+                change(&mut i);
+                i.clone()
+            }
+            Err(_) => return,
+        };
+        self.send(MediaFrame::Metadata(info));
+    }
+
+    /// One H.264 access unit at `dts` (ms).
+    fn h264(&mut self, data: &[u8], dts: u64) {
+        let VideoIn::H264(framer) = &mut self.video else {
+            return;
+        };
+        let frames = framer.push(data, dts);
+        // New parameter sets (the first, or a resolution change): describe them.
+        let changed = frames
+            .iter()
+            .any(|f| f.sequence_header)
+            .then_some((framer.profile, framer.sps_info));
+        for f in frames {
+            if f.keyframe && !f.sequence_header {
+                self.got_keyframe = true;
+                self.segments.keyframe(f.dts_ms);
+            }
+            self.send(MediaFrame::Video(f));
+        }
+        if let Some((Some((p, l)), sps)) = changed {
+            self.update_info(|i| {
+                i.video_profile = Some(p);
+                i.video_level = Some(l);
+                if let Some(sps) = sps {
+                    i.width = Some(sps.width);
+                    i.height = Some(sps.height);
+                    if sps.frame_rate.is_some() {
+                        i.frame_rate = sps.frame_rate;
+                    }
+                }
+            });
+        }
+    }
+
+    /// One VP8 frame at `pts` (ms): to the transcoder, from the first keyframe on.
+    fn vp8(&mut self, data: &[u8], pts: u64, keyframe: bool) {
+        let VideoIn::Vp8 {
+            transcoder,
+            keyframe_seen,
+        } = &mut self.video
+        else {
+            return;
+        };
+        // The decoder cannot start on an interframe: wait for the keyframe asked for.
+        *keyframe_seen |= keyframe;
+        if !*keyframe_seen {
+            return;
+        }
+        if let Some(t) = transcoder {
+            t.push(data, pts);
+        }
+        if keyframe {
+            self.got_keyframe = true;
+            if let Some((w, h)) = vp8::keyframe_size(data) {
+                let known = self
+                    .info
+                    .lock()
+                    .is_ok_and(|i| i.width == Some(w) && i.height == Some(h));
+                if !known {
+                    self.update_info(|i| {
+                        i.width = Some(w);
+                        i.height = Some(h);
+                    });
+                }
             }
         }
     }
@@ -200,28 +391,32 @@ impl Session {
             Event::MediaData(d) => {
                 let arrival = d.network_time.saturating_duration_since(self.epoch);
                 let arrival_ms = arrival.as_millis() as u64;
-                match d.params.spec().codec {
-                    Codec::H264 => {
+                let codec = d.params.spec().codec;
+                match codec {
+                    Codec::H264 | Codec::Vp8 => {
                         let dts =
                             self.video_clock
                                 .at(d.time.numer(), d.time.denom() as u64, arrival_ms);
                         if !d.contiguous {
                             self.want_keyframe = true;
                         }
-                        let before = self.framer.profile;
-                        for f in self.framer.push(&d.data, dts) {
-                            if f.keyframe && !f.sequence_header {
-                                self.got_keyframe = true;
-                            }
-                            self.send(MediaFrame::Video(f));
+                        tracing::trace!(
+                            rtp = d.time.numer(),
+                            dts,
+                            bytes = d.data.len(),
+                            keyframe = d.is_keyframe(),
+                            contiguous = d.contiguous,
+                            seq = ?d.seq_range,
+                            "WHIP video frame"
+                        );
+                        if codec == Codec::H264 {
+                            self.h264(&d.data, dts);
+                        } else {
+                            self.vp8(&d.data, dts, d.is_keyframe());
                         }
-                        if self.framer.profile != before {
-                            if let Some((p, l)) = self.framer.profile {
-                                self.info.video_profile = Some(p);
-                                self.info.video_level = Some(l);
-                                let info = self.info.clone();
-                                self.send(MediaFrame::Metadata(info));
-                            }
+                        let declared = self.info.lock().is_ok_and(|i| i.frame_rate.is_some());
+                        if let Some(fps) = self.rate.frame(dts).filter(|_| !declared) {
+                            self.update_info(|i| i.frame_rate = Some(fps));
                         }
                     }
                     Codec::Opus => {
@@ -240,9 +435,12 @@ impl Session {
         None
     }
 
-    /// Ask for a keyframe when needed (start, loss, none yet), throttled.
+    /// Ask for a keyframe when needed (start, loss, none yet, a segment to cut), throttled.
     fn request_keyframe(&mut self, now: Instant) {
+        let segment_due = matches!(self.video, VideoIn::H264(_))
+            && self.segments.needs_keyframe(self.video_clock.last);
         let due = self.want_keyframe
+            || segment_due
             || (!self.got_keyframe
                 && self
                     .last_keyframe_request
@@ -258,17 +456,32 @@ impl Session {
             let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
             self.want_keyframe = false;
             self.last_keyframe_request = Some(now);
+            if segment_due {
+                self.segments.requested = true;
+            }
         }
     }
 
-    /// Send `End` after the audio transcoder drained (off the runtime: it blocks briefly).
+    /// Send `End` after the transcoders drained (off the runtime: they block briefly).
     fn finish(mut self, reason: EndReason) {
         self.rtc.disconnect();
         let audio = self.audio.take();
+        let video = match &mut self.video {
+            VideoIn::Vp8 { transcoder, .. } => transcoder.take(),
+            VideoIn::H264(_) => None,
+        };
         let frames = self.grant.frames.clone();
         tokio::spawn(async move {
-            if let Some(a) = audio {
-                let _ = tokio::task::spawn_blocking(move || a.finish()).await;
+            if audio.is_some() || video.is_some() {
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Some(v) = video {
+                        v.finish();
+                    }
+                    if let Some(a) = audio {
+                        a.finish();
+                    }
+                })
+                .await;
             }
             let _ = frames.send(MediaFrame::End(reason)).await;
         });
@@ -278,6 +491,7 @@ impl Session {
 async fn run(
     socket: UdpSocket,
     local: SocketAddr,
+    options: WhipOptions,
     mut rx: mpsc::Receiver<Cmd>,
     shutdown: CancellationToken,
 ) {
@@ -313,7 +527,7 @@ async fn run(
             }
             cmd = rx.recv() => match cmd {
                 Some(Cmd::Start { id, negotiated, grant, reply }) => {
-                    match start_session(negotiated, grant) {
+                    match start_session(negotiated, grant, &options) {
                         Ok(mut s) => {
                             if let Some(r) = s.drive(&socket) {
                                 s.finish(r);
@@ -373,7 +587,11 @@ async fn run(
     }
 }
 
-fn start_session(n: Negotiated, grant: PublishGrant) -> Result<Session, WhipError> {
+fn start_session(
+    n: Negotiated,
+    grant: PublishGrant,
+    options: &WhipOptions,
+) -> Result<Session, WhipError> {
     let audio = if n.has_audio {
         match OpusToAac::start(grant.frames.clone()) {
             Ok(a) => Some(a),
@@ -386,34 +604,103 @@ fn start_session(n: Negotiated, grant: PublishGrant) -> Result<Session, WhipErro
     } else {
         None
     };
-    let info = StreamInfo {
+    let info = Arc::new(Mutex::new(StreamInfo {
         video_codec: Some(VideoCodec::H264),
         audio_codec: audio.as_ref().map(|_| AudioCodec::Aac),
         audio_sample_rate: audio.as_ref().map(|_| 48_000),
         audio_channels: audio.as_ref().map(|_| 2),
-        encoder: Some("whip".into()),
+        encoder: Some(match n.video {
+            IngestVideo::H264 => "whip".into(),
+            IngestVideo::Vp8 => "whip (VP8 transcoded to H.264)".into(),
+        }),
         ..StreamInfo::default()
+    }));
+    let video = match n.video {
+        IngestVideo::H264 => VideoIn::H264(H264Framer::default()),
+        IngestVideo::Vp8 => {
+            // Negotiation refuses VP8 without a pipeline; a pipeline that fails to start
+            // refuses the session (nothing would reach HLS).
+            let description = options.vp8_pipeline.as_deref().ok_or_else(|| {
+                WhipError::Unsupported("VP8 → H.264 transcoding is turned off".into())
+            })?;
+            let t = Vp8ToH264::start(
+                description,
+                options.segment_duration,
+                grant.frames.clone(),
+                info.clone(),
+            )
+            .map_err(|e| {
+                tracing::error!(error = %e, "WHIP VP8 transcoder unavailable");
+                WhipError::Unavailable
+            })?;
+            VideoIn::Vp8 {
+                transcoder: Some(t),
+                keyframe_seen: false,
+            }
+        }
     };
+    let first = info.lock().map(|i| i.clone()).unwrap_or_default();
     let mut s = Session {
         rtc: n.rtc,
         grant,
         epoch: n.created,
         deadline: Instant::now(),
         video_mid: None,
-        framer: H264Framer::default(),
+        video,
         audio,
-        info: info.clone(),
+        info,
         video_clock: Clock::default(),
         audio_clock: Clock::default(),
         got_keyframe: false,
         last_keyframe_request: None,
         want_keyframe: true,
+        segments: SegmentClock::new(options.segment_duration),
+        rate: RateMeter::default(),
         dropped: 0,
     };
-    s.send(MediaFrame::Metadata(info));
+    s.send(MediaFrame::Metadata(first));
     if s.audio.is_some() {
         // Before any video: the packager decides at the first keyframe whether there is audio.
         s.send(MediaFrame::Audio(super::audio::aac_sequence_header(0)));
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_segment_clock_follows_the_packagers_cuts() {
+        let mut c = SegmentClock::new(Duration::from_secs(2));
+        assert!(
+            !c.needs_keyframe(5_000),
+            "nothing before the first keyframe"
+        );
+        c.keyframe(1_000);
+        assert!(!c.needs_keyframe(2_966));
+        assert!(c.needs_keyframe(3_000));
+        // An early keyframe (a loss recovery) does not cut: the segment still needs one.
+        c.keyframe(2_500);
+        assert_eq!(c.start_ms, Some(1_000));
+        c.requested = true;
+        assert!(!c.needs_keyframe(3_100), "asked once per segment");
+        c.keyframe(3_066);
+        assert_eq!(c.start_ms, Some(3_066));
+        assert!(!c.requested);
+        assert!(c.needs_keyframe(5_066));
+    }
+
+    #[test]
+    fn the_rate_is_measured_once_over_the_first_frames() {
+        let mut m = RateMeter::default();
+        let mut got = Vec::new();
+        for n in 0..200u64 {
+            if let Some(r) = m.frame(1_000 + n * 1000 / 30) {
+                got.push(r);
+            }
+        }
+        assert_eq!(got.len(), 1);
+        assert!((got[0] - 30.0).abs() < 0.2, "{got:?}");
+    }
 }
