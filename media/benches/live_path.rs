@@ -14,7 +14,7 @@
 //! without it a synthetic stream of the same shape is used. The socket and the HTTP side are
 //! not included (bench/rtmp_hls_callgrind.py counts the whole server).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -142,24 +142,19 @@ fn measured(
     conn: Connection,
     session: &[u8],
     reads: &[usize],
-    spool: &PathBuf,
+    spool: &Path,
 ) -> (u64, u64) {
     rt.block_on(replay(conn, session, reads, spool))
 }
 
 /// Replay the session through a connection and a publisher output; returns (frames, segments).
-async fn replay(
-    mut conn: Connection,
-    session: &[u8],
-    reads: &[usize],
-    spool: &PathBuf,
-) -> (u64, u64) {
+async fn replay(mut conn: Connection, session: &[u8], reads: &[usize], spool: &Path) -> (u64, u64) {
     let now = Instant::now();
     let (frames_tx, frames_rx) = mpsc::channel(512);
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(PublisherStats::default());
     let packager = PackagerConfig {
-        dir: spool.clone(),
+        dir: spool.to_path_buf(),
         segment_duration: Duration::from_secs(2),
         start_index: 0,
         timeline_start_ms: 0,

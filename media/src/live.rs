@@ -138,9 +138,9 @@ impl LiveOutput {
         account(&self.stats, &frame);
         let frame = match frame {
             MediaFrame::End(reason) => {
-                self.finish(reason);
-                return Err(self.stopped.clone().unwrap_or_else(|| Stopped {
-                    reason: EndReason::PublisherClosed,
+                self.finish(reason.clone());
+                return Err(self.stopped.clone().unwrap_or(Stopped {
+                    reason,
                     error: None,
                 }));
             }
@@ -189,11 +189,11 @@ impl LiveOutput {
             return;
         }
         let mut error = None;
-        if let Some(closed) = self.packager.finish() {
-            if let Err(e) = self.spool.close(&mut self.packager, closed, &self.events) {
-                self.spool.abandon();
-                error = Some(format!("cannot write to the spool: {e}"));
-            }
+        if let Some(closed) = self.packager.finish()
+            && let Err(e) = self.spool.close(&mut self.packager, closed, &self.events)
+        {
+            self.spool.abandon();
+            error = Some(format!("cannot write to the spool: {e}"));
         }
         self.stop(reason, error);
     }

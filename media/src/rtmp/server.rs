@@ -313,11 +313,11 @@ async fn drive(
             }
         }
 
-        if let Some(deadline) = conn.poll_timeout().map(Instant::from_std) {
-            if armed.is_none_or(|at| deadline < at) {
-                sleep.as_mut().reset(deadline);
-                armed = Some(deadline);
-            }
+        if let Some(deadline) = conn.poll_timeout().map(Instant::from_std)
+            && armed.is_none_or(|at| deadline < at)
+        {
+            sleep.as_mut().reset(deadline);
+            armed = Some(deadline);
         }
         let stop = publish.as_ref().map(|p| &p.stop);
         let mut buf = conn.read_buffer(READ_BUFFER).limit(READ_BUFFER);
