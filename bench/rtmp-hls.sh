@@ -27,6 +27,12 @@
 #   --storage local|s3     [BENCH_STORAGE]   WeMaster's storage backend; s3 = a private s3s-fs per
 #                                            run ($BENCH_S3S_FS, default ~/.cargo/bin/s3s-fs;
 #                                            cargo install s3s-fs --version 0.14.1 --features binary)
+#   --wemaster-ports RTMP,HTTP [BENCH_WEMASTER_PORTS]  fixed ports for WeMaster (default: free
+#                                            ones picked per run); --nginx-ports [BENCH_NGINX_PORTS]
+#   --callgrind yes        [BENCH_CALLGRIND]  instead of the matrix: WeMaster alone under
+#                                            valgrind --tool=callgrind, instruction counts over a
+#                                            steady window (bench/rtmp_hls_callgrind.py; its
+#                                            options after --, e.g. -- --streams 1 --window 20)
 #   --no-build                               use the existing target/release/wemaster
 #   --keep                                   keep the servers' temp dirs (logs, segments)
 #   -- ARGS                                  passed on to bench/rtmp_hls.py (e.g. -- --noise-max 0.5
@@ -65,6 +71,9 @@ PROFILE_SERVERS=${BENCH_PROFILE_SERVERS:-"wemaster nginx"}
 RECORD=${BENCH_RECORD:-no}
 STORAGE=${BENCH_STORAGE:-local}
 S3S_FS=${BENCH_S3S_FS:-$HOME/.cargo/bin/s3s-fs}
+WEMASTER_PORTS=${BENCH_WEMASTER_PORTS:-}
+NGINX_PORTS=${BENCH_NGINX_PORTS:-}
+CALLGRIND=${BENCH_CALLGRIND:-no}
 BUILD=1
 KEEP=()
 EXTRA=()
@@ -83,6 +92,9 @@ while [ $# -gt 0 ]; do
     --profile-servers) PROFILE_SERVERS=$2; shift 2 ;;
     --record) RECORD=$2; shift 2 ;;
     --storage) STORAGE=$2; shift 2 ;;
+    --wemaster-ports) WEMASTER_PORTS=$2; shift 2 ;;
+    --nginx-ports) NGINX_PORTS=$2; shift 2 ;;
+    --callgrind) CALLGRIND=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=(--keep); shift ;;
     --) shift; EXTRA=("$@"); break ;;
@@ -191,6 +203,15 @@ EOF
 log "machine: $meta"
 log "load now: $(uptime)"
 
+if [ "$CALLGRIND" = yes ]; then
+  command -v valgrind >/dev/null || install_packages valgrind
+  python3 "$BENCH/rtmp_hls_callgrind.py" \
+    --input "$INPUT" --wemaster-bin "$BIN" --pipelines-dir "$ROOT/pipelines" --email "$EMAIL" \
+    --poll-ms "$POLL_MS" --results-dir "$BENCH/results" ${WEMASTER_PORTS:+--ports "$WEMASTER_PORTS"} \
+    "${KEEP[@]}" "${EXTRA[@]}"
+  exit 0
+fi
+
 python3 "$BENCH/rtmp_hls.py" \
   --input "$INPUT" --wemaster-bin "$BIN" --pipelines-dir "$ROOT/pipelines" \
   --nginx-module "$NGINX_MODULE" --email "$EMAIL" \
@@ -199,4 +220,5 @@ python3 "$BENCH/rtmp_hls.py" \
   --quiet-wait "$QUIET_WAIT" --profile "$PROFILE" --perf-callgraph "$PERF_CALLGRAPH" \
   --profile-servers "$PROFILE_SERVERS" --record "$RECORD" --storage "$STORAGE" \
   --s3s-fs "$S3S_FS" --results-dir "$BENCH/results" \
+  ${WEMASTER_PORTS:+--wemaster-ports "$WEMASTER_PORTS"} ${NGINX_PORTS:+--nginx-ports "$NGINX_PORTS"} \
   --meta "$meta" "${KEEP[@]}" "${EXTRA[@]}"

@@ -189,6 +189,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+def ports(fixed):
+    """(rtmp, http): the fixed "RTMP,HTTP" pair if given, else two free ports."""
+    if fixed:
+        rtmp, http = (int(p) for p in fixed.split(","))
+        return rtmp, http
+    return free_port(), free_port()
+
+
 def wait_port(port, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -210,8 +218,7 @@ class Wemaster:
     def __init__(self, args, workdir):
         self.args = args
         self.dir = workdir
-        self.http_port = free_port()
-        self.rtmp_port = free_port()
+        self.rtmp_port, self.http_port = ports(getattr(args, "wemaster_ports", None))
         self.proc = None
         self.streams = []  # (id, key)
         self.token = None
@@ -409,8 +416,7 @@ class Nginx:
     def __init__(self, args, workdir):
         self.args = args
         self.dir = workdir
-        self.http_port = free_port()
-        self.rtmp_port = free_port()
+        self.rtmp_port, self.http_port = ports(getattr(args, "nginx_ports", None))
         self.proc = None
         self.streams = []
         self.record = False
@@ -1372,6 +1378,10 @@ def main():
                     help="seconds to wait for every recording to be ready after the stop")
     ap.add_argument("--ready-poll-ms", type=float, default=50)
     ap.add_argument("--results-dir", required=True)
+    ap.add_argument("--wemaster-ports", default=None, metavar="RTMP,HTTP",
+                    help="fixed ports for WeMaster (default: free ones per run)")
+    ap.add_argument("--nginx-ports", default=None, metavar="RTMP,HTTP",
+                    help="fixed ports for nginx (default: free ones per run)")
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--meta", default="{}", help="JSON merged into the results' machine block")

@@ -7,6 +7,8 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 /// One media segment as listed in a playlist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
@@ -35,6 +37,9 @@ pub struct LivePlaylist {
     ended: bool,
     /// Longest segment ever listed: target duration must not shrink (RFC 8216 §6.2.1).
     longest_ns: u64,
+    /// The playlist without a query, rendered once per change ([`LivePlaylist::rendered`]):
+    /// players poll it far more often than it changes (every segment).
+    cached: Option<Bytes>,
 }
 
 impl LivePlaylist {
@@ -48,11 +53,13 @@ impl LivePlaylist {
             pending_discontinuity: false,
             ended: false,
             longest_ns: 0,
+            cached: None,
         }
     }
 
     /// The next segment follows a break (a reconnect). No-op before the first segment.
     pub fn mark_discontinuity(&mut self) {
+        self.cached = None;
         if self.next_sequence > 0 {
             self.pending_discontinuity = true;
         }
@@ -61,6 +68,7 @@ impl LivePlaylist {
     /// Append a closed segment; returns the segments that slid out of the window (their files
     /// may be removed once players can no longer be fetching them).
     pub fn push(&mut self, uri: impl Into<String>, duration_ns: u64) -> Vec<Segment> {
+        self.cached = None;
         let seg = Segment {
             sequence: self.next_sequence,
             uri: uri.into(),
@@ -86,6 +94,7 @@ impl LivePlaylist {
 
     /// No more segments: the playlist gets `#EXT-X-ENDLIST`.
     pub fn end(&mut self) {
+        self.cached = None;
         self.ended = true;
     }
 
@@ -108,6 +117,17 @@ impl LivePlaylist {
     /// Is this URI listed now (a viewer may fetch it)?
     pub fn contains(&self, uri: &str) -> bool {
         self.segments.iter().any(|s| s.uri == uri)
+    }
+
+    /// The playlist as [`LivePlaylist::render`] gives it without a query, rendered once per
+    /// change and shared (a clone of the bytes per request).
+    pub fn rendered(&mut self) -> Bytes {
+        if let Some(bytes) = &self.cached {
+            return bytes.clone();
+        }
+        let bytes = Bytes::from(self.render(None));
+        self.cached = Some(bytes.clone());
+        bytes
     }
 
     /// Render the playlist. `query` (e.g. `token=...`) is appended to every segment URI so a
@@ -182,7 +202,10 @@ fn render(
         if s.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        let _ = writeln!(out, "#EXTINF:{:.3},", s.duration_ns as f64 / 1e9);
+        // Milliseconds, rounded half up, in integers (float formatting was a visible share
+        // of a playlist request).
+        let ms = (s.duration_ns + 500_000) / 1_000_000;
+        let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
         out.push_str(&s.uri);
         if let Some(q) = query {
             out.push(if s.uri.contains('?') { '&' } else { '?' });
@@ -255,6 +278,27 @@ mod tests {
         assert!(text.contains("#EXT-X-TARGETDURATION:3\n"), "{text}");
         assert!(text.ends_with("#EXT-X-ENDLIST\n"));
         assert!(p.is_ended());
+    }
+
+    #[test]
+    fn the_shared_rendering_follows_every_change() {
+        let mut p = LivePlaylist::new(2 * S, 2);
+        p.push("a.ts", 2_002_499_999);
+        let first = p.rendered();
+        assert_eq!(first, p.render(None).as_bytes());
+        assert!(p.render(None).contains("#EXTINF:2.002,\na.ts\n"));
+        assert_eq!(p.rendered(), first, "unchanged: the same bytes");
+        p.push("b.ts", 1_999_500_000);
+        assert!(p.rendered().ends_with(b"#EXTINF:2.000,\nb.ts\n"));
+        p.mark_discontinuity();
+        p.push("c.ts", 33_000_000);
+        assert!(
+            p.rendered()
+                .ends_with(b"#EXT-X-DISCONTINUITY\n#EXTINF:0.033,\nc.ts\n")
+        );
+        p.end();
+        assert!(p.rendered().ends_with(b"#EXT-X-ENDLIST\n"));
+        assert_eq!(p.rendered(), p.render(None).as_bytes());
     }
 
     #[test]

@@ -1,19 +1,22 @@
-//! One publisher's live output: frames from the ingest (RTMP today, WHIP later) → the
-//! [`Packager`] → MPEG-TS segments in the session's spool directory.
+//! One publisher's live output: frames from the ingest (RTMP, WHIP) → the [`Packager`] →
+//! MPEG-TS segments in the session's spool directory.
 //!
 //! ```text
-//!  frames (mpsc) --> publisher task: Packager (TS mux, cut at keyframes) --> segment-N.ts.part
-//!                                                                            | rename at the cut
-//!  PublisherEvent (mpsc) <-- Started / SegmentClosed{segment-N.ts} / Ended <-+
+//!  RTMP connection task ──frame──> LiveOutput (inline)  ─┐
+//!  WHIP ──frames (mpsc)──> spawn_publisher task ──> LiveOutput ─┤ Packager (TS mux, cut at
+//!                                                               │ keyframes) → segment-N.ts.part
+//!  PublisherEvent (mpsc) <── Started / SegmentClosed{segment-N.ts} / Ended ─┘ (renamed at the cut)
 //! ```
 //!
-//! The task is an ordinary async task: remuxing a frame is a few microseconds of copying, so
-//! it needs no thread of its own and no hop between threads. Writes go to the spool in
-//! 128 KiB pieces with plain `std::fs` calls: they land in the page cache in microseconds, and
-//! a thread hop per write would cost more than the write. A segment is written as
-//! `segment-N.ts.part` and renamed when it closes, so a crash leaves the unfinished segment
-//! recognisable and every `.ts` in the spool complete. The channel is bounded: a stalled disk
-//! slows the publisher's TCP, not our memory.
+//! [`LiveOutput`] is synchronous: remuxing a frame is a few microseconds of copying, so it
+//! needs no task or thread of its own. The RTMP connection task runs it inline, right after
+//! parsing the frame (no channel, no wake-up of another task per frame); WHIP, whose frames
+//! come out of its UDP task and an audio transcoder, hands them over a bounded channel to
+//! [`spawn_publisher`]. Writes go to the spool in 128 KiB pieces with plain `std::fs` calls:
+//! they land in the page cache in microseconds, and a thread hop per write would cost more than
+//! the write. A segment is written as `segment-N.ts.part` and renamed when it closes, so a crash
+//! leaves the unfinished segment recognisable and every `.ts` in the spool complete. Inline or
+//! behind the bounded channel, a stalled disk slows the publisher's TCP, not our memory.
 
 use std::{
     fs::File,
@@ -79,82 +82,210 @@ pub fn segment_name(index: u64) -> String {
     format!("segment-{index:08}.ts")
 }
 
-/// Run a publisher's packager until its frames end.
-pub fn spawn_publisher(
-    config: PackagerConfig,
-    frames: mpsc::Receiver<MediaFrame>,
+/// One publisher's output stage: its packager and spool files (the first output of a
+/// publisher; later ones — LL-HLS parts, WHEP — would hang off it and get the same frames).
+///
+/// Synchronous, so it runs wherever the frames are: inline in the RTMP connection task (no
+/// channel and no task wake-up per frame: the publisher's socket read, its parsing and its
+/// packaging are one step, and a slow disk slows the publisher's TCP directly), or behind
+/// [`spawn_publisher`]'s channel for ingests that produce frames in another task (WHIP).
+///
+/// Ends exactly once — on [`MediaFrame::End`], [`LiveOutput::finish`], a packaging or spool
+/// error, or when dropped — closing the open segment and sending [`PublisherEvent::Ended`].
+pub struct LiveOutput {
+    packager: Packager,
+    spool: Spool,
     events: mpsc::UnboundedSender<PublisherEvent>,
     stats: Arc<PublisherStats>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let (reason, error) = run(config, frames, &events, &stats).await;
-        let _ = events.send(PublisherEvent::Ended { reason, error });
-    })
+    /// Set once the output has ended (and `Ended` was sent).
+    stopped: Option<Stopped>,
 }
 
-async fn run(
-    config: PackagerConfig,
-    mut frames: mpsc::Receiver<MediaFrame>,
-    events: &mpsc::UnboundedSender<PublisherEvent>,
-    stats: &PublisherStats,
-) -> (EndReason, Option<String>) {
-    let mut packager = Packager::new(
-        config.segment_duration,
-        config.start_index,
-        config.timeline_start_ms,
-    );
-    let mut spool = Spool::new(config.dir);
-    let mut reason = EndReason::PublisherClosed;
-    while let Some(frame) = frames.recv().await {
-        account(stats, &frame);
+/// Why a [`LiveOutput`] takes no more frames.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stopped {
+    /// The end reason it reported (`PublisherEvent::Ended::reason`).
+    pub reason: EndReason,
+    /// The spool write error, if that is what ended it.
+    pub error: Option<String>,
+}
+
+impl LiveOutput {
+    pub fn new(
+        config: PackagerConfig,
+        events: mpsc::UnboundedSender<PublisherEvent>,
+        stats: Arc<PublisherStats>,
+    ) -> LiveOutput {
+        LiveOutput {
+            packager: Packager::new(
+                config.segment_duration,
+                config.start_index,
+                config.timeline_start_ms,
+            ),
+            spool: Spool::new(config.dir),
+            events,
+            stats,
+            stopped: None,
+        }
+    }
+
+    /// Take one frame ([`MediaFrame::End`] finishes). `Err` once the output has ended: the
+    /// ingest should close the publisher's connection.
+    pub fn push(&mut self, frame: MediaFrame) -> Result<(), Stopped> {
+        if let Some(stopped) = &self.stopped {
+            return Err(stopped.clone());
+        }
+        account(&self.stats, &frame);
         let frame = match frame {
-            MediaFrame::End(r) => {
-                reason = r;
-                break;
+            MediaFrame::End(reason) => {
+                self.finish(reason.clone());
+                return Err(self.stopped.clone().unwrap_or(Stopped {
+                    reason,
+                    error: None,
+                }));
             }
             MediaFrame::Metadata(info) => {
-                if let Ok(mut i) = stats.info.lock() {
+                if let Ok(mut i) = self.stats.info.lock() {
                     *i = Some(info);
                 }
-                continue;
+                return Ok(());
             }
             f => f,
         };
-        let step = match packager.push(frame) {
+        let step = match self.packager.push(frame) {
             Ok(step) => step,
             Err(e) => {
-                spool.abandon();
-                return (EndReason::ProtocolError(e.to_string()), None);
+                self.spool.abandon();
+                return Err(self.stop(EndReason::ProtocolError(e.to_string()), None));
             }
         };
         let result = match step {
-            Step::Continue if packager.wants_flush() => spool.write(&mut packager),
+            Step::Continue if self.packager.wants_flush() => self.spool.write(&mut self.packager),
             Step::Continue => Ok(()),
             Step::Started { index, has_audio } => {
-                let _ = events.send(PublisherEvent::Started { has_audio });
-                spool.open(index)
+                let _ = self.events.send(PublisherEvent::Started { has_audio });
+                self.spool.open(index)
             }
-            Step::Cut { closed, index } => {
-                spool.close(&mut packager, closed, events).and_then(|()| {
-                    packager.begin_next();
-                    spool.open(index)
-                })
-            }
+            Step::Cut { closed, index } => self
+                .spool
+                .close(&mut self.packager, closed, &self.events)
+                .and_then(|()| {
+                    self.packager.begin_next();
+                    self.spool.open(index)
+                }),
         };
         if let Err(e) = result {
-            spool.abandon();
-            return (reason, Some(format!("cannot write to the spool: {e}")));
+            self.spool.abandon();
+            let error = format!("cannot write to the spool: {e}");
+            return Err(self.stop(EndReason::PublisherClosed, Some(error)));
         }
+        Ok(())
     }
-    drop(frames);
-    // The publisher is gone: the open segment ends at its last frame.
-    if let Some(closed) = packager.finish() {
-        if let Err(e) = spool.close(&mut packager, closed, events) {
-            spool.abandon();
-            return (reason, Some(format!("cannot write to the spool: {e}")));
+
+    /// The publisher is gone (`reason`): close the open segment at its last frame and send
+    /// `Ended`. No-op once ended.
+    pub fn finish(&mut self, reason: EndReason) {
+        if self.stopped.is_some() {
+            return;
         }
+        let mut error = None;
+        if let Some(closed) = self.packager.finish()
+            && let Err(e) = self.spool.close(&mut self.packager, closed, &self.events)
+        {
+            self.spool.abandon();
+            error = Some(format!("cannot write to the spool: {e}"));
+        }
+        self.stop(reason, error);
     }
-    (reason, None)
+
+    /// Whether the output has ended.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.is_some()
+    }
+
+    fn stop(&mut self, reason: EndReason, error: Option<String>) -> Stopped {
+        let stopped = Stopped { reason, error };
+        let _ = self.events.send(PublisherEvent::Ended {
+            reason: stopped.reason.clone(),
+            error: stopped.error.clone(),
+        });
+        self.stopped = Some(stopped.clone());
+        stopped
+    }
+}
+
+impl Drop for LiveOutput {
+    /// An output dropped without an end (its task was aborted, a panic) still closes its
+    /// segment and reports `Ended`, so the session never waits for it.
+    fn drop(&mut self) {
+        self.finish(EndReason::PublisherClosed);
+    }
+}
+
+impl std::fmt::Debug for LiveOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveOutput")
+            .field("segment", &self.packager.current_index())
+            .field("stopped", &self.stopped)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a granted publish finds its [`LiveOutput`]: an ingest that can run it inline takes it
+/// ([`OutputSlot::take`]) before its first frame; otherwise [`spawn_publisher`]'s task takes it
+/// when the first frame arrives on the grant's channel.
+#[derive(Clone, Default)]
+pub struct OutputSlot(Arc<Mutex<Option<LiveOutput>>>);
+
+impl OutputSlot {
+    pub fn new(output: LiveOutput) -> OutputSlot {
+        OutputSlot(Arc::new(Mutex::new(Some(output))))
+    }
+
+    /// The output, if nobody took it yet.
+    pub fn take(&self) -> Option<LiveOutput> {
+        self.0.lock().ok().and_then(|mut o| o.take())
+    }
+}
+
+impl std::fmt::Debug for OutputSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let full = self.0.lock().map(|o| o.is_some()).unwrap_or(false);
+        f.debug_tuple("OutputSlot")
+            .field(&if full { "waiting" } else { "taken" })
+            .finish()
+    }
+}
+
+/// Feed the output in `slot` from a channel, for ingests that produce frames in another task
+/// (WHIP). The task takes the output when the first frame arrives — unless the ingest took it
+/// to run inline (RTMP), then it only waits for the channel to close. A channel closed without
+/// [`MediaFrame::End`] ends the output as [`EndReason::PublisherClosed`]; an output that ends
+/// (error) drops the receiver, which the sender sees as closed.
+pub fn spawn_publisher(
+    mut frames: mpsc::Receiver<MediaFrame>,
+    slot: OutputSlot,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut output: Option<LiveOutput> = None;
+        while let Some(frame) = frames.recv().await {
+            let out = match &mut output {
+                Some(out) => out,
+                None => match slot.take() {
+                    Some(out) => output.insert(out),
+                    // The ingest runs it inline: nothing for this task to do.
+                    None => return,
+                },
+            };
+            if out.push(frame).is_err() {
+                return;
+            }
+        }
+        drop(frames);
+        if let Some(mut out) = output.or_else(|| slot.take()) {
+            out.finish(EndReason::PublisherClosed);
+        }
+    })
 }
 
 fn account(stats: &PublisherStats, frame: &MediaFrame) {
@@ -238,5 +369,149 @@ impl Spool {
             drop(file);
             let _ = std::fs::remove_file(part);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::rtmp::{VideoCodec, VideoFrame};
+
+    fn video(dts_ms: u64, keyframe: bool, header: bool) -> MediaFrame {
+        let body = if header {
+            vec![
+                0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0, 4, 0x67, 0x64, 0, 0x1F, 1, 0, 2,
+                0x68, 0xEE,
+            ]
+        } else {
+            let kind = if keyframe { 0x65 } else { 0x41 };
+            vec![
+                if keyframe { 0x17 } else { 0x27 },
+                1,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                3,
+                kind,
+                1,
+                2,
+            ]
+        };
+        MediaFrame::Video(VideoFrame {
+            dts_ms,
+            cts_ms: 0,
+            keyframe,
+            sequence_header: header,
+            codec: VideoCodec::H264,
+            data: Bytes::from(body),
+        })
+    }
+
+    fn output(dir: &Path) -> (LiveOutput, mpsc::UnboundedReceiver<PublisherEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let config = PackagerConfig {
+            dir: dir.to_path_buf(),
+            segment_duration: Duration::from_millis(100),
+            start_index: 0,
+            timeline_start_ms: 0,
+        };
+        (LiveOutput::new(config, tx, Arc::default()), rx)
+    }
+
+    fn drain(rx: &mut mpsc::UnboundedReceiver<PublisherEvent>) -> Vec<PublisherEvent> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn an_inline_output_writes_segments_and_ends_once() {
+        let dir = std::env::temp_dir().join(format!("live-inline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (mut out, mut rx) = output(&dir);
+        out.push(video(0, true, true)).unwrap();
+        for i in 0..10 {
+            out.push(video(i * 40, i % 3 == 0, false)).unwrap();
+        }
+        out.finish(EndReason::Kicked);
+        out.finish(EndReason::PublisherClosed); // no-op
+        assert!(out.push(video(500, true, false)).is_err());
+        drop(out); // no second Ended
+        let events = drain(&mut rx);
+        assert!(matches!(
+            events[0],
+            PublisherEvent::Started { has_audio: false }
+        ));
+        let closed: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                PublisherEvent::SegmentClosed { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closed.len(), 4, "3 cuts and the last segment: {events:?}");
+        for path in &closed {
+            let bytes = std::fs::read(path).unwrap();
+            assert!(!bytes.is_empty() && bytes.len() % 188 == 0 && bytes[0] == 0x47);
+        }
+        let ended: Vec<_> = events
+            .iter()
+            .filter(|e| matches!(e, PublisherEvent::Ended { .. }))
+            .collect();
+        assert_eq!(
+            ended,
+            [&PublisherEvent::Ended {
+                reason: EndReason::Kicked,
+                error: None
+            }]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn the_channel_task_runs_the_output_unless_the_ingest_took_it() {
+        let dir = std::env::temp_dir().join(format!("live-channel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Behind the channel (WHIP): the task takes the output at the first frame.
+        let (out, mut rx) = output(&dir);
+        let slot = OutputSlot::new(out);
+        let (tx, frames) = mpsc::channel(8);
+        let task = spawn_publisher(frames, slot.clone());
+        tx.send(video(0, true, true)).await.unwrap();
+        tx.send(video(0, true, false)).await.unwrap();
+        drop(tx); // closed without End: PublisherClosed
+        task.await.unwrap();
+        assert!(slot.take().is_none());
+        let events = drain(&mut rx);
+        assert!(matches!(
+            events.last(),
+            Some(PublisherEvent::Ended {
+                reason: EndReason::PublisherClosed,
+                error: None
+            })
+        ));
+        // Taken by the ingest (RTMP): the task leaves it alone and ends with the channel.
+        let (out, mut rx) = output(&dir);
+        let slot = OutputSlot::new(out);
+        let (tx, frames) = mpsc::channel(8);
+        let task = spawn_publisher(frames, slot.clone());
+        let mut inline = slot.take().unwrap();
+        drop(tx);
+        task.await.unwrap();
+        assert!(drain(&mut rx).is_empty());
+        inline
+            .push(MediaFrame::End(EndReason::Timeout))
+            .unwrap_err();
+        assert_eq!(
+            drain(&mut rx),
+            [PublisherEvent::Ended {
+                reason: EndReason::Timeout,
+                error: None
+            }]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use crate::rtmp::{AudioCodec, AudioFrame, MediaFrame, VideoCodec, VideoFrame, flv};
-use crate::ts::{AdtsParams, AvcParams, TsMuxer, avcc_to_annexb};
+use crate::ts::{AdtsParams, AnnexB, AvcParams, TsMuxer};
 
 /// Frames held while waiting for the first keyframe before the oldest are dropped.
 const MAX_PENDING: usize = 2_000;
@@ -76,6 +76,7 @@ pub struct Packager {
     segment_start_ms: u64,
     last_video_ms: u64,
     frame_interval_ms: u64,
+    /// Annex B copy of a frame with more NAL units than [`AnnexB`] holds (rare; empty otherwise).
     scratch: Vec<u8>,
 }
 
@@ -98,7 +99,7 @@ impl Packager {
             segment_start_ms: 0,
             last_video_ms: 0,
             frame_interval_ms: 33,
-            scratch: Vec::with_capacity(256 * 1024),
+            scratch: Vec::new(),
         }
     }
 
@@ -261,9 +262,9 @@ impl Packager {
         }
         let avc = self.avc.as_ref().ok_or(PackError::NoVideoConfig)?;
         let nals = v.data.get(tag.payload_offset..).unwrap_or_default();
-        self.scratch.clear();
-        avcc_to_annexb(&mut self.scratch, nals, avc, v.keyframe).map_err(PackError::Video)?;
-        let dts = self.timeline_signed(v.dts_ms);
+        // Straight from the publisher's frame into TS packets: no Annex B copy in between.
+        let au = AnnexB::new(nals, avc, v.keyframe, &mut self.scratch).map_err(PackError::Video)?;
+        let dts = self.timeline_start_ms as i64 + (v.dts_ms as i64 - self.first_dts_ms as i64);
         let muxer = self.muxer.as_mut().expect("segment open");
         let out = if new_segment {
             muxer.write_tables(&mut self.next);
@@ -271,7 +272,7 @@ impl Packager {
         } else {
             &mut self.out
         };
-        muxer.write_video(out, dts, v.cts_ms, v.keyframe, &self.scratch);
+        muxer.write_video_parts(out, dts, v.cts_ms, v.keyframe, au.parts());
         Ok(())
     }
 
@@ -304,10 +305,7 @@ impl Packager {
         if raw.is_empty() || raw.len() > 8_000 {
             return;
         }
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&adts.header(raw.len()));
-        self.scratch.extend_from_slice(raw);
-        muxer.write_audio(&mut self.out, dts, &self.scratch);
+        muxer.write_audio_parts(&mut self.out, dts, &[&adts.header(raw.len()), raw]);
     }
 }
 

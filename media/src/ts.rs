@@ -108,22 +108,31 @@ impl TsMuxer {
         keyframe: bool,
         annexb: &[u8],
     ) {
+        self.write_video_parts(out, dts_ms, cts_ms, keyframe, &[annexb]);
+    }
+
+    /// [`TsMuxer::write_video`] with the access unit given as pieces, in order (see
+    /// [`AnnexB`]): the payload goes straight from the publisher's frame into the packets.
+    pub fn write_video_parts(
+        &mut self,
+        out: &mut Vec<u8>,
+        dts_ms: i64,
+        cts_ms: i32,
+        keyframe: bool,
+        parts: &[&[u8]],
+    ) {
         let dts = to_90k(dts_ms);
         // A negative composition offset would put PTS before DTS, which no decoder accepts.
         let pts = (dts + u64::from(cts_ms.max(0) as u32) * 90) & MASK_33;
         let pcr = dts.wrapping_sub(PCR_DELAY_90K) & MASK_33;
-        let header = pes_header(
-            STREAM_ID_VIDEO,
-            pts,
-            (pts != dts).then_some(dts),
-            annexb.len(),
-        );
+        let len = parts.iter().map(|p| p.len()).sum();
+        let header = PesHeader::new(STREAM_ID_VIDEO, pts, (pts != dts).then_some(dts), len);
         packetize(
             out,
             PID_VIDEO,
             &mut self.cc_video,
-            &header,
-            annexb,
+            header.bytes(),
+            parts,
             Some(pcr),
             keyframe,
         );
@@ -131,14 +140,20 @@ impl TsMuxer {
 
     /// One AAC frame with its ADTS header already in front.
     pub fn write_audio(&mut self, out: &mut Vec<u8>, dts_ms: i64, adts: &[u8]) {
+        self.write_audio_parts(out, dts_ms, &[adts]);
+    }
+
+    /// [`TsMuxer::write_audio`] with the frame as pieces (the ADTS header, the raw frame).
+    pub fn write_audio_parts(&mut self, out: &mut Vec<u8>, dts_ms: i64, parts: &[&[u8]]) {
         let pts = to_90k(dts_ms);
-        let header = pes_header(STREAM_ID_AUDIO, pts, None, adts.len());
+        let len = parts.iter().map(|p| p.len()).sum();
+        let header = PesHeader::new(STREAM_ID_AUDIO, pts, None, len);
         packetize(
             out,
             PID_AUDIO,
             &mut self.cc_audio,
-            &header,
-            adts,
+            header.bytes(),
+            parts,
             None,
             false,
         );
@@ -187,52 +202,71 @@ pub fn crc32_mpeg2(data: &[u8]) -> u32 {
     crc
 }
 
-/// A PES header for `payload_len` bytes. Video longer than a PES length can say uses 0
-/// ("unbounded"), which the standard allows for video in transport streams.
-fn pes_header(stream_id: u8, pts: u64, dts: Option<u64>, payload_len: usize) -> Vec<u8> {
-    let header_data = if dts.is_some() { 10 } else { 5 };
-    let pes_len = 3 + header_data + payload_len;
-    let pes_len = if pes_len > 0xFFFF { 0 } else { pes_len as u16 };
-    let mut h = Vec::with_capacity(19);
-    h.extend_from_slice(&[0x00, 0x00, 0x01, stream_id]);
-    h.extend_from_slice(&pes_len.to_be_bytes());
-    // '10', not scrambled, no priority, data aligned, no copyright, copy.
-    h.push(0x84);
-    h.push(if dts.is_some() { 0xC0 } else { 0x80 });
-    h.push(header_data as u8);
-    match dts {
-        Some(dts) => {
-            push_timestamp(&mut h, 0x3, pts);
-            push_timestamp(&mut h, 0x1, dts);
-        }
-        None => push_timestamp(&mut h, 0x2, pts),
-    }
-    h
+/// A PES header (at most 19 bytes, on the stack).
+struct PesHeader {
+    buf: [u8; 19],
+    len: usize,
 }
 
-fn push_timestamp(out: &mut Vec<u8>, prefix: u8, ts: u64) {
-    out.extend_from_slice(&[
+impl PesHeader {
+    /// The header for `payload_len` bytes. Video longer than a PES length can say uses 0
+    /// ("unbounded"), which the standard allows for video in transport streams.
+    fn new(stream_id: u8, pts: u64, dts: Option<u64>, payload_len: usize) -> PesHeader {
+        let header_data = if dts.is_some() { 10 } else { 5 };
+        let pes_len = 3 + header_data + payload_len;
+        let pes_len = if pes_len > 0xFFFF { 0 } else { pes_len as u16 };
+        let mut buf = [0u8; 19];
+        buf[..4].copy_from_slice(&[0x00, 0x00, 0x01, stream_id]);
+        buf[4..6].copy_from_slice(&pes_len.to_be_bytes());
+        // '10', not scrambled, no priority, data aligned, no copyright, copy.
+        buf[6] = 0x84;
+        buf[7] = if dts.is_some() { 0xC0 } else { 0x80 };
+        buf[8] = header_data as u8;
+        match dts {
+            Some(dts) => {
+                buf[9..14].copy_from_slice(&timestamp(0x3, pts));
+                buf[14..19].copy_from_slice(&timestamp(0x1, dts));
+            }
+            None => buf[9..14].copy_from_slice(&timestamp(0x2, pts)),
+        }
+        PesHeader {
+            buf,
+            len: 9 + header_data,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+fn timestamp(prefix: u8, ts: u64) -> [u8; 5] {
+    [
         (prefix << 4) | (((ts >> 29) & 0x0E) as u8) | 1,
         (ts >> 22) as u8,
         (((ts >> 14) & 0xFE) as u8) | 1,
         (ts >> 7) as u8,
         (((ts << 1) & 0xFE) as u8) | 1,
-    ]);
+    ]
 }
 
-/// Split a PES (header + payload) into 188-byte packets. The first packet carries the PCR and
-/// the random-access flag when asked; the last is padded with adaptation-field stuffing.
+/// Split a PES (header + payload pieces) into 188-byte packets. The first packet carries the
+/// PCR and the random-access flag when asked; the last is padded with adaptation-field
+/// stuffing. Each payload byte is copied once, from its piece into the output.
 fn packetize(
     out: &mut Vec<u8>,
     pid: u16,
     cc: &mut u8,
     header: &[u8],
-    payload: &[u8],
+    parts: &[&[u8]],
     pcr: Option<u64>,
     random_access: bool,
 ) {
-    let total = header.len() + payload.len();
+    let total = header.len() + parts.iter().map(|p| p.len()).sum::<usize>();
     out.reserve(total.div_ceil(184) * PACKET_SIZE);
+    // The bytes left of the piece being copied, then the pieces after it.
+    let mut current = header;
+    let mut next = parts.iter();
     let mut written = 0;
     let mut first = true;
     while written < total {
@@ -283,19 +317,22 @@ fn packetize(
                 out.resize(out.len() + (len - used), 0xFF);
             }
         }
-        // The chunk may straddle the PES header and the payload.
+        // The chunk may straddle the PES header and several pieces.
         let mut need = chunk;
-        if written < header.len() {
-            let n = need.min(header.len() - written);
-            out.extend_from_slice(&header[written..written + n]);
-            written += n;
+        while need > 0 {
+            if current.is_empty() {
+                match next.next() {
+                    Some(part) => current = part,
+                    None => break,
+                }
+                continue;
+            }
+            let n = need.min(current.len());
+            out.extend_from_slice(&current[..n]);
+            current = &current[n..];
             need -= n;
         }
-        if need > 0 {
-            let off = written - header.len();
-            out.extend_from_slice(&payload[off..off + need]);
-            written += need;
-        }
+        written += chunk;
         first = false;
     }
 }
@@ -344,7 +381,6 @@ pub fn avcc_to_annexb(
     params: &AvcParams,
     keyframe: bool,
 ) -> Result<(), FlvError> {
-    const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
     let size = params.nal_length_size;
     let truncated = || FlvError::Truncated {
         what: "NAL unit",
@@ -380,6 +416,93 @@ pub fn avcc_to_annexb(
         out.extend_from_slice(nal);
     }
     Ok(())
+}
+
+/// An access unit in Annex B form as pieces pointing into the publisher's AVCC frame (what
+/// [`avcc_to_annexb`] writes, without copying it): the AUD, SPS/PPS before a keyframe that does
+/// not carry its own, then a start code and each NAL unit (the publisher's AUDs dropped).
+/// Frames with more NAL units than fit on the stack are copied into `spill` instead.
+pub struct AnnexB<'a> {
+    parts: [&'a [u8]; ANNEXB_MAX_PARTS],
+    len: usize,
+}
+
+/// Pieces an [`AnnexB`] holds: AUD + parameter sets + 2 per NAL unit (x264 and OBS send one
+/// to a few slices per frame, plus an SEI now and then).
+const ANNEXB_MAX_PARTS: usize = 34;
+const START_CODE: [u8; 4] = [0, 0, 0, 1];
+const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
+
+impl<'a> AnnexB<'a> {
+    /// Split `data` (length-prefixed NAL units) as [`avcc_to_annexb`] converts it. When the
+    /// frame has too many NAL units for the stack, `spill` receives the converted copy and
+    /// the result is that one piece.
+    pub fn new(
+        data: &'a [u8],
+        params: &'a AvcParams,
+        keyframe: bool,
+        spill: &'a mut Vec<u8>,
+    ) -> Result<AnnexB<'a>, FlvError> {
+        let size = params.nal_length_size;
+        let truncated = || FlvError::Truncated {
+            what: "NAL unit",
+            len: data.len(),
+        };
+        let mut au = AnnexB {
+            parts: [&[]; ANNEXB_MAX_PARTS],
+            len: 0,
+        };
+        au.push(&AUD);
+        // Parameter sets go right after the AUD; the slot is filled once we know whether the
+        // frame carries its own.
+        let params_slot = au.len;
+        au.push(&[]);
+        let mut in_band_sps = false;
+        let mut pos = 0;
+        while pos < data.len() {
+            let len_bytes = data.get(pos..pos + size).ok_or_else(truncated)?;
+            let len = len_bytes
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            let nal = data
+                .get(pos + size..pos + size + len)
+                .ok_or_else(truncated)?;
+            pos += size + len;
+            let Some(&first) = nal.first() else { continue };
+            match first & 0x1F {
+                9 => continue,
+                7 => in_band_sps = true,
+                _ => {}
+            }
+            if au.len + 2 > ANNEXB_MAX_PARTS {
+                spill.clear();
+                avcc_to_annexb(spill, data, params, keyframe)?;
+                let spill: &'a Vec<u8> = spill;
+                let mut au = AnnexB {
+                    parts: [&[]; ANNEXB_MAX_PARTS],
+                    len: 0,
+                };
+                au.push(spill);
+                return Ok(au);
+            }
+            au.push(&START_CODE);
+            au.push(nal);
+        }
+        if keyframe && !in_band_sps {
+            au.parts[params_slot] = &params.parameter_sets;
+        }
+        Ok(au)
+    }
+
+    fn push(&mut self, part: &'a [u8]) {
+        self.parts[self.len] = part;
+        self.len += 1;
+    }
+
+    /// The pieces, in order (some may be empty).
+    pub fn parts(&self) -> &[&'a [u8]] {
+        &self.parts[..self.len]
+    }
 }
 
 /// What an ADTS header needs from the AudioSpecificConfig.
@@ -579,6 +702,54 @@ mod tests {
         // A NAL length past the end is an error, not a panic.
         assert!(avcc_to_annexb(&mut out, &[0, 0, 0, 9, 0x41], &params, false).is_err());
         assert!(AvcParams::from_record(&avc_record()[..9]).is_err());
+    }
+
+    #[test]
+    fn annexb_pieces_mux_to_the_same_packets_as_the_copied_access_unit() {
+        let params = AvcParams::from_record(&avc_record()).unwrap();
+        // An AUD (dropped), an SEI, two slices of sizes around packet boundaries; with and
+        // without in-band SPS; and one frame with more NAL units than the stack holds.
+        let mut frames: Vec<(Vec<u8>, bool)> = Vec::new();
+        for (sizes, keyframe) in [
+            (vec![2usize, 30, 170, 400], true),
+            (vec![5, 183, 1], false),
+            (vec![1; 40], true),
+        ] {
+            let mut avcc = vec![0, 0, 0, 2, 0x09, 0xF0];
+            for (i, n) in sizes.into_iter().enumerate() {
+                avcc.extend_from_slice(&(n as u32).to_be_bytes());
+                let kind = if i == 0 { 0x06 } else { 0x65 };
+                avcc.push(kind);
+                avcc.extend((1..n).map(|b| (b * 7) as u8));
+            }
+            frames.push((avcc, keyframe));
+        }
+        let mut sps = vec![0, 0, 0, 5, 0x67, 1, 2, 3, 4];
+        sps.extend_from_slice(&frames[0].0[6..]);
+        frames.push((sps, true));
+        for (avcc, keyframe) in &frames {
+            let mut annexb = Vec::new();
+            avcc_to_annexb(&mut annexb, avcc, &params, *keyframe).unwrap();
+            let mut spill = Vec::new();
+            let au = AnnexB::new(avcc, &params, *keyframe, &mut spill).unwrap();
+            assert_eq!(au.parts().concat(), annexb);
+            let (mut a, mut b) = (TsMuxer::new(true), TsMuxer::new(true));
+            let (mut copied, mut pieces) = (Vec::new(), Vec::new());
+            a.write_video(&mut copied, 1_000, 40, *keyframe, &annexb);
+            b.write_video_parts(&mut pieces, 1_000, 40, *keyframe, au.parts());
+            assert_eq!(copied, pieces);
+        }
+        // Broken lengths are still an error, not a panic.
+        let mut spill = Vec::new();
+        assert!(AnnexB::new(&[0, 0, 0, 9, 0x41], &params, false, &mut spill).is_err());
+        // Audio as pieces (ADTS header, raw frame) equals the copied frame.
+        let (mut a, mut b) = (TsMuxer::new(true), TsMuxer::new(true));
+        let (mut copied, mut pieces) = (Vec::new(), Vec::new());
+        let header = [0xFF, 0xF1, 0x50, 0x80, 0x2F, 0x5F, 0xFC];
+        let raw = [0x21u8; 371];
+        a.write_audio(&mut copied, 500, &[&header[..], &raw[..]].concat());
+        b.write_audio_parts(&mut pieces, 500, &[&header, &raw]);
+        assert_eq!(copied, pieces);
     }
 
     #[test]

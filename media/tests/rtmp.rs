@@ -69,6 +69,8 @@ impl TestServer {
                         let grant = PublishGrant {
                             frames: frames_tx,
                             kick: kick.clone(),
+                            // No inline output: the frames come out of the channel.
+                            output: Default::default(),
                         };
                         if request.reply.send(Ok(grant)).is_ok() {
                             let _ = publishes_tx.send(Publish { frames, kick });

@@ -1,7 +1,9 @@
 //! Live HLS: `/hls/live/{live_stream_id}/index.m3u8` and its segments.
 //!
 //! The playlist is rendered from the live session's in-memory [`LivePlaylist`] (the truth of
-//! what exists); segments are files in the session's spool directory, served only while the
+//! what exists), once per change for public streams (players poll it far more often than it
+//! changes; each request gets a clone of the same bytes); segments are files in the session's
+//! spool directory, served only while the
 //! playlist lists them (or just slid out of it). Playlists are not cached (`no-cache`: they
 //! change every segment); segments never change (`immutable`). CORS comes from the global
 //! layer so browser players on other origins work.
@@ -15,6 +17,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use bytes::Bytes;
 use uuid::Uuid;
 
 use super::{error::ApiError, extract::Path};
@@ -91,7 +94,7 @@ async fn playlist(
         )
     });
     let (body, ended) = {
-        let p = view
+        let mut p = view
             .playlist
             .lock()
             .map_err(|_| anyhow::anyhow!("playlist lock poisoned"))?;
@@ -99,7 +102,12 @@ async fn playlist(
             // Live but no segment closed yet: players retry on 404 while a stream starts.
             return Err(ApiError::NotFound("live playlist (no segment yet)"));
         }
-        (p.render(token_query.as_deref()), p.is_ended())
+        // Public streams share one rendering per playlist change; a token is per viewer.
+        let body = match &token_query {
+            Some(q) => Bytes::from(p.render(Some(q))),
+            None => p.rendered(),
+        };
+        (body, p.is_ended())
     };
     let cache = if ended {
         "public, max-age=60"

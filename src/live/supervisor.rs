@@ -7,7 +7,9 @@
 //!  rtmp::serve / whip --PublishRequest--> supervisor --auth task (DB)--> Authorized
 //!                                     |  grant: frames channel + kick token
 //!                                     v
-//!                          media::live::spawn_publisher (TS packager task)
+//!                          media::live::LiveOutput (TS packager: inline in the RTMP
+//!                                     |  connection task; behind spawn_publisher's channel
+//!                                     |  for WHIP)
 //!                                     |  PublisherEvent (segment closed, ended)
 //!                                     v
 //!                          supervisor: playlist (LiveView, read by the HLS routes),
@@ -33,7 +35,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use wemaster_media::{
     hls::LivePlaylist,
-    live::{PackagerConfig, PublisherEvent, PublisherStats, spawn_publisher},
+    live::{
+        LiveOutput, OutputSlot, PackagerConfig, PublisherEvent, PublisherStats, spawn_publisher,
+    },
     rtmp::{AudioCodec, EndReason, PublishGrant, PublishRequest, RefuseReason, VideoCodec},
 };
 
@@ -493,7 +497,10 @@ impl<B: LiveBackend> Supervisor<B> {
         let (events_tx, mut events_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(PublisherStats::default());
         let kick = CancellationToken::new();
-        spawn_publisher(packager, frames_rx, events_tx, stats.clone());
+        // The packager: taken by the RTMP connection and run inline there; behind the frame
+        // channel for WHIP (the task takes it when the first frame arrives).
+        let output = OutputSlot::new(LiveOutput::new(packager, events_tx, stats.clone()));
+        spawn_publisher(frames_rx, output.clone());
         let tx = self.tx.clone();
         tokio::spawn(async move {
             while let Some(event) = events_rx.recv().await {
@@ -533,6 +540,7 @@ impl<B: LiveBackend> Supervisor<B> {
             .send(Ok(PublishGrant {
                 frames: frames_tx,
                 kick: kick.clone(),
+                output,
             }))
             .is_err()
         {

@@ -192,14 +192,38 @@ impl Connection {
     /// Hand over bytes read from the peer at `now`. Call [`Connection::poll`] until it returns
     /// `Ok(None)` before feeding more: that is what keeps the unparsed input bounded.
     pub fn feed(&mut self, data: &[u8], now: Instant) {
-        self.now = now;
         if matches!(self.state, State::Done) {
+            self.now = now;
             return;
         }
-        self.bytes_received += data.len() as u64;
         self.input.extend_from_slice(data);
+        self.received(data.len(), now);
+    }
+
+    /// Where to read the peer's next bytes directly (saves [`Connection::feed`]'s copy): the
+    /// unparsed input, with room for at least `additional` more bytes. Append at most that
+    /// many, then call [`Connection::commit_read`] with the count; the same rule as for `feed`
+    /// applies (poll until `Ok(None)` first).
+    pub fn read_buffer(&mut self, additional: usize) -> &mut BytesMut {
+        self.input.reserve(additional);
+        &mut self.input
+    }
+
+    /// `n` bytes were appended to [`Connection::read_buffer`] at `now`.
+    pub fn commit_read(&mut self, n: usize, now: Instant) {
+        if matches!(self.state, State::Done) {
+            self.now = now;
+            self.input.clear();
+            return;
+        }
+        self.received(n, now);
+    }
+
+    fn received(&mut self, n: usize, now: Instant) {
+        self.now = now;
+        self.bytes_received += n as u64;
         if let Some(window) = self.ack_window {
-            self.unacked += data.len() as u64;
+            self.unacked += n as u64;
             if self.unacked >= u64::from(window) {
                 self.unacked = 0;
                 let ack = RtmpMessage::Acknowledgement {

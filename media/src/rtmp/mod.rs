@@ -27,10 +27,11 @@
 //!
 //! Flow per connection: handshake (bounded by [`RtmpConfig::handshake_timeout`]) → `connect` →
 //! `createStream` → `publish` → a [`PublishRequest`] to the authority (the service), which answers
-//! with a [`PublishGrant`] or a [`RefuseReason`] → frames flow into [`PublishGrant::frames`]
-//! (awaited, so a slow consumer backpressures the publisher's TCP) until the publisher leaves,
-//! goes silent, misbehaves, is kicked or the server shuts down; then exactly one
-//! [`MediaFrame::End`] is sent.
+//! with a [`PublishGrant`] or a [`RefuseReason`] → frames flow into the grant's inline
+//! [`crate::live::LiveOutput`] (the service's packager, run in the connection task) or, without
+//! one, into [`PublishGrant::frames`] (awaited, so a slow consumer backpressures the publisher's
+//! TCP) until the publisher leaves, goes silent, misbehaves, is kicked or the server shuts down;
+//! then the output is finished, or exactly one [`MediaFrame::End`] is sent.
 
 pub mod amf0;
 pub mod chunk;
@@ -108,6 +109,21 @@ pub struct PublishGrant {
     /// Cancel to drop the publisher (replaced by a new one, stream disabled); the connection then
     /// closes and [`EndReason::Kicked`] is sent.
     pub kick: CancellationToken,
+    /// The publisher's output stage, for an ingest that runs it inline. The RTMP server takes
+    /// it (if there is one) and calls it with each frame in the connection task instead of
+    /// sending frames on `frames`; an empty slot means "use the channel".
+    pub output: crate::live::OutputSlot,
+}
+
+impl PublishGrant {
+    /// A grant whose frames all go to `frames` (no inline output).
+    pub fn new(frames: mpsc::Sender<MediaFrame>, kick: CancellationToken) -> PublishGrant {
+        PublishGrant {
+            frames,
+            kick,
+            output: Default::default(),
+        }
+    }
 }
 
 /// Why a publish was refused. The publisher receives an `onStatus` error with

@@ -2,14 +2,28 @@
 //! socket and the sans-IO [`Connection`], asks the authority about publishes and forwards frames.
 //!
 //! A connection task ends on: peer EOF/reset, `deleteStream`, a protocol error, a deadline of the
-//! core (handshake, publish, silence), a refusal, a kick, a closed frame receiver, or shutdown.
-//! Whatever the cause, a granted publish gets exactly one [`MediaFrame::End`] (best effort
-//! within [`END_SEND_TIMEOUT`]; the frame sender is dropped right after, closing the channel).
+//! core (handshake, publish, silence), a refusal, a kick, a closed frame receiver (or an ended
+//! output), or shutdown. Whatever the cause, a granted publish ends exactly once: its inline
+//! output is finished, or it gets one [`MediaFrame::End`] (best effort within
+//! [`END_SEND_TIMEOUT`]; the frame sender is dropped right after, closing the channel).
+//!
+//! Per read of a publishing connection the task does: one `recv` into the core's input buffer
+//! (no copy), parse, and for each frame a call of the inline [`LiveOutput`] (no channel send,
+//! no other task woken). Shutdown and kick are watched by a small task per publish that raises
+//! a flag ([`StopSignal`]), and the silence deadline is one timer armed for the whole publish:
+//! polling either costs an atomic load, where re-creating cancellation futures and a timer at
+//! every read cost more than the parsing (callgrind, docs/benchmarks.md).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BufMut;
+use futures::task::AtomicWaker;
 use metrics::{counter, gauge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,6 +35,7 @@ use tracing::Instrument;
 
 use super::connection::{Connection, Output};
 use super::{EndReason, MediaFrame, PublishGrant, PublishRequest, RefuseReason, RtmpConfig};
+use crate::live::LiveOutput;
 
 /// Socket read size: one read is parsed completely before the next, bounding unparsed input.
 const READ_BUFFER: usize = 64 * 1024;
@@ -136,13 +151,19 @@ async fn run_connection(
     let _active = ActiveGuard::new();
     let _ = io.set_nodelay(true);
     let mut conn = Connection::new(&config, now());
-    let mut grant: Option<PublishGrant> = None;
+    let mut publish: Option<Publish> = None;
     let closed = drive(
-        &mut io, peer, &config, &mut conn, &requests, &shutdown, &mut grant,
+        &mut io,
+        peer,
+        &config,
+        &mut conn,
+        &requests,
+        &shutdown,
+        &mut publish,
     )
     .await;
 
-    let published = grant.is_some();
+    let published = publish.is_some();
     match &closed {
         Closed::Refused(reason) => {
             counter!("rtmp_refused_total", "reason" => reason.as_str()).increment(1);
@@ -168,11 +189,16 @@ async fn run_connection(
             drop(io);
         }
     }
-    if let Some(grant) = grant {
+    if let Some(Publish { grant, output, .. }) = publish {
         let reason = match closed {
             Closed::End { reason, .. } => reason,
             Closed::Refused(_) => EndReason::PublisherClosed,
         };
+        if let Some(mut output) = output {
+            // Closes the last segment (a no-op if the output already ended).
+            output.finish(reason);
+            return;
+        }
         let end = MediaFrame::End(reason);
         match tokio::time::timeout(END_SEND_TIMEOUT, grant.frames.send(end)).await {
             Ok(Ok(())) => {}
@@ -180,6 +206,15 @@ async fn run_connection(
             Err(_) => tracing::warn!("frame channel full: End not delivered, channel closed"),
         }
     }
+}
+
+/// A granted publish, as the connection task holds it.
+struct Publish {
+    grant: PublishGrant,
+    /// The grant's output, run inline; `None`: frames go to `grant.frames`.
+    output: Option<LiveOutput>,
+    /// Shutdown or kick, raised by the watcher task.
+    stop: StopSignal,
 }
 
 /// The connection loop: drain the core's outputs, then wait for input, a deadline, a kick or
@@ -191,11 +226,16 @@ async fn drive(
     conn: &mut Connection,
     requests: &mpsc::Sender<PublishRequest>,
     shutdown: &CancellationToken,
-    grant: &mut Option<PublishGrant>,
+    publish: &mut Option<Publish>,
 ) -> Closed {
-    let mut buf = vec![0u8; READ_BUFFER];
     // Registered once: a read only adds to it.
     let bytes_received = counter!("rtmp_bytes_received_total");
+    // One timer for the core's deadline, re-armed only when it fires or the deadline moves
+    // earlier: while media flows the silence deadline moves later at every message, and the
+    // core re-checks the real deadline when the timer fires.
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     loop {
         loop {
             let output = match conn.poll() {
@@ -216,14 +256,19 @@ async fn drive(
                 }
                 Output::PublishRequested { app, stream_key } => {
                     match decide(app, stream_key, peer, conn, requests, shutdown).await {
-                        Decision::Granted(granted) => {
+                        Decision::Granted(grant) => {
+                            let output = grant.output.take();
+                            let stop = StopSignal::watch(shutdown.clone(), grant.kick.clone());
+                            *publish = Some(Publish {
+                                grant,
+                                output,
+                                stop,
+                            });
                             if let Err(error) = conn.accept_publish(now()) {
                                 // The grant still gets its End.
-                                *grant = Some(granted);
                                 return Closed::end(error.end_reason());
                             }
                             tracing::info!(%peer, "RTMP publish started");
-                            *grant = Some(granted);
                         }
                         Decision::Refused(reason) => {
                             if conn.refuse_publish(reason).is_ok() {
@@ -239,14 +284,22 @@ async fn drive(
                     }
                 }
                 Output::Frame(frame) => {
-                    let Some(granted) = grant.as_ref() else {
+                    let Some(publish) = publish.as_mut() else {
                         continue;
                     };
+                    if let Some(reason) = publish.stop.get() {
+                        return Closed::end(reason);
+                    }
+                    if let Some(output) = publish.output.as_mut() {
+                        if let Err(stopped) = output.push(frame) {
+                            return output_stopped(stopped);
+                        }
+                        continue;
+                    }
                     tokio::select! {
                         biased;
-                        _ = shutdown.cancelled() => return Closed::end(EndReason::Shutdown),
-                        _ = granted.kick.cancelled() => return Closed::end(EndReason::Kicked),
-                        sent = granted.frames.send(frame) => {
+                        reason = publish.stop.wait() => return Closed::end(reason),
+                        sent = publish.grant.frames.send(frame) => {
                             if sent.is_err() {
                                 return Closed::End {
                                     reason: EndReason::Kicked,
@@ -260,13 +313,18 @@ async fn drive(
             }
         }
 
-        let deadline = conn.poll_timeout().map(Instant::from_std);
-        let kick = grant.as_ref().map(|g| g.kick.clone());
+        if let Some(deadline) = conn.poll_timeout().map(Instant::from_std)
+            && armed.is_none_or(|at| deadline < at)
+        {
+            sleep.as_mut().reset(deadline);
+            armed = Some(deadline);
+        }
+        let stop = publish.as_ref().map(|p| &p.stop);
+        let mut buf = conn.read_buffer(READ_BUFFER).limit(READ_BUFFER);
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return Closed::end(EndReason::Shutdown),
-            _ = cancelled(kick) => return Closed::end(EndReason::Kicked),
-            read = io.read(&mut buf) => match read {
+            reason = stopped(shutdown, stop) => return Closed::end(reason),
+            read = io.read_buf(&mut buf) => match read {
                 Ok(0) => {
                     return Closed::End {
                         reason: EndReason::PublisherClosed,
@@ -275,7 +333,7 @@ async fn drive(
                 }
                 Ok(n) => {
                     bytes_received.increment(n as u64);
-                    conn.feed(&buf[..n], now());
+                    conn.commit_read(n, now());
                 }
                 Err(error) => {
                     return Closed::End {
@@ -284,7 +342,8 @@ async fn drive(
                     };
                 }
             },
-            _ = sleep_until(deadline) => {
+            () = &mut sleep, if armed.is_some() => {
+                armed = None;
                 if let Err(error) = conn.handle_timeout(now()) {
                     return Closed::End {
                         reason: error.end_reason(),
@@ -296,10 +355,93 @@ async fn drive(
     }
 }
 
-async fn cancelled(token: Option<CancellationToken>) {
-    match token {
-        Some(token) => token.cancelled().await,
-        None => std::future::pending().await,
+/// The inline output ended by itself (the packager refused the stream, the spool failed).
+fn output_stopped(stopped: crate::live::Stopped) -> Closed {
+    match (stopped.reason, stopped.error) {
+        (reason @ EndReason::ProtocolError(_), _) => Closed::end(reason),
+        (_, Some(error)) => Closed::End {
+            reason: EndReason::Kicked,
+            detail: format!("live output failed: {error}"),
+        },
+        (reason, None) => Closed::end(reason),
+    }
+}
+
+/// Before a grant only shutdown stops the connection; after it the publish's [`StopSignal`].
+async fn stopped(shutdown: &CancellationToken, stop: Option<&StopSignal>) -> EndReason {
+    match stop {
+        Some(stop) => stop.wait().await,
+        None => {
+            shutdown.cancelled().await;
+            EndReason::Shutdown
+        }
+    }
+}
+
+/// Shutdown or kick of one publish as a flag: a watcher task awaits the two tokens once and
+/// raises it; the connection loop checks it with an atomic load (and registers its waker)
+/// instead of polling two cancellation futures (each a mutex round trip) at every read.
+struct StopSignal {
+    inner: Arc<StopInner>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct StopInner {
+    /// 0: running, 1: shutdown, 2: kicked.
+    state: AtomicU8,
+    waker: AtomicWaker,
+}
+
+impl StopSignal {
+    fn watch(shutdown: CancellationToken, kick: CancellationToken) -> StopSignal {
+        let inner = Arc::new(StopInner::default());
+        let raise = inner.clone();
+        let watcher = tokio::spawn(async move {
+            let state = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => 1,
+                () = kick.cancelled() => 2,
+            };
+            raise.state.store(state, Ordering::Release);
+            raise.waker.wake();
+        });
+        StopSignal { inner, watcher }
+    }
+
+    fn get(&self) -> Option<EndReason> {
+        match self.inner.state.load(Ordering::Acquire) {
+            0 => None,
+            1 => Some(EndReason::Shutdown),
+            _ => Some(EndReason::Kicked),
+        }
+    }
+
+    fn wait(&self) -> StopWait<'_> {
+        StopWait(self)
+    }
+}
+
+impl Drop for StopSignal {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+struct StopWait<'a>(&'a StopSignal);
+
+impl Future for StopWait<'_> {
+    type Output = EndReason;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<EndReason> {
+        if let Some(reason) = self.0.get() {
+            return Poll::Ready(reason);
+        }
+        self.0.inner.waker.register(cx.waker());
+        match self.0.get() {
+            Some(reason) => Poll::Ready(reason),
+            None => Poll::Pending,
+        }
     }
 }
 
