@@ -5,6 +5,7 @@ mod helpers;
 mod access;
 mod auth;
 mod chat;
+mod chat_scale;
 mod cli;
 mod courses;
 mod errors;
