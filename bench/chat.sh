@@ -167,9 +167,9 @@ for run in $(seq 1 "$RUNS"); do
   python3 - "$out" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1])); l = r["latency_ms"]; s = r["server"]
-print("  %d conns, p50 %.1f ms, p99 %.1f ms, max %.1f ms, lost %d, dup %d, cpu %.0f%%, %.1f KiB/conn"
-      % (r["connections"] - r["failed"], l["p50"], l["p99"], l["max"], r["lost"], r["duplicated"],
-         s["cpu_publish_pct"], s["rss_per_connection_kib"]))
+print("  %d conns, %d closed early, p50 %s ms, p99 %s ms, max %s ms, lost %d, dup %d, cpu %.0f%%, %.1f KiB/conn"
+      % (r["connections"] - r["failed"], r["closed_early"], l["p50"], l["p99"], l["max"], r["lost"],
+         r["duplicated"], s["cpu_publish_pct"], s["rss_per_connection_kib"]))
 EOF
 done
 

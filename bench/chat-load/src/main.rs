@@ -200,12 +200,19 @@ async fn listen(mut ws: TcpWebSocket, record: bool, mut stop: watch::Receiver<bo
             h.closed = true;
             break;
         };
-        if !record || f.opcode() != OpCode::Text {
-            if f.opcode() == OpCode::Close {
+        match f.opcode() {
+            OpCode::Close => {
                 h.closed = true;
                 break;
             }
-            continue;
+            // yawc queues its automatic pong until the next write, and a listener never
+            // writes: answer at once, or the server's idle timeout closes the connection.
+            OpCode::Ping => {
+                let _ = ws.send(Frame::pong(f.payload().to_vec())).await;
+                continue;
+            }
+            OpCode::Text if record => {}
+            _ => continue,
         }
         let Ok(v) = serde_json::from_slice::<Incoming>(f.payload()) else {
             continue;
@@ -310,9 +317,13 @@ async fn main() -> Result<()> {
             (i, tokens[i % tokens.len()].clone(), room)
         })
         .collect();
-    let opened: Vec<(usize, Result<TcpWebSocket>)> = stream::iter(plan)
+    // Each connection is read (and its pings answered) from the moment it is open: opening
+    // 10,000 takes longer than the server's idle timeout.
+    let opened: Vec<(usize, Result<tokio::task::JoinHandle<Heard>>)> = stream::iter(plan)
         .map(|(i, token, room)| {
             let ws_url = ws_url.clone();
+            let stop_rx = stop_rx.clone();
+            let record = i < args.room_size;
             async move {
                 let mut last = Err(anyhow::anyhow!("not tried"));
                 for _ in 0..3 {
@@ -322,7 +333,7 @@ async fn main() -> Result<()> {
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                (i, last)
+                (i, last.map(|ws| tokio::spawn(listen(ws, record, stop_rx))))
             }
         })
         .buffer_unordered(args.concurrency)
@@ -333,10 +344,7 @@ async fn main() -> Result<()> {
     let mut listeners = Vec::new();
     for (i, r) in opened {
         match r {
-            Ok(ws) => listeners.push((
-                i < args.room_size,
-                tokio::spawn(listen(ws, i < args.room_size, stop_rx.clone())),
-            )),
+            Ok(task) => listeners.push((i < args.room_size, task)),
             Err(e) => {
                 if failed < 5 {
                     eprintln!("connection {i} failed: {e:#}");
