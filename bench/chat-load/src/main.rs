@@ -394,6 +394,9 @@ async fn main() -> Result<()> {
         }
         (seqs, errors)
     });
+    // Client ids are unique per user for good: a retried id is acknowledged with the message
+    // first stored under it (an earlier run's), so each run has its own.
+    let run = &course[course.len() - 12..];
     let pub0 = proc_stats(args.server_pid);
     let pub_started = Instant::now();
     let total = (args.rate * args.duration_s as f64).round() as u64;
@@ -401,7 +404,7 @@ async fn main() -> Result<()> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     for n in 0..total {
         tick.tick().await;
-        let frame = json!({"type": "send", "channel": room, "client_id": format!("b-{n}"),
+        let frame = json!({"type": "send", "channel": room, "client_id": format!("{run}-{n}"),
                            "body": format!("{n} {}", now_us())});
         sink.send(Frame::text(frame.to_string())).await?;
     }
