@@ -416,7 +416,16 @@ impl State {
 
     fn event(&mut self, wire: Wire) {
         match wire {
+            // A duplicate is fanned out again too: the persister that stored it may have died
+            // between its commit and its `PUBLISH`, and the node that re-reads the entry finds
+            // it stored. Connections skip what they already have by `seq`.
             Wire::Stored {
+                ref channel,
+                sender,
+                ref client_id,
+                ref message,
+            }
+            | Wire::Duplicate {
                 ref channel,
                 sender,
                 ref client_id,
@@ -449,12 +458,7 @@ impl State {
                     self.resolve(key, wire);
                 }
             }
-            Wire::Duplicate {
-                sender: Some(sender),
-                ref client_id,
-                ..
-            }
-            | Wire::Rejected {
+            Wire::Rejected {
                 sender: Some(sender),
                 ref client_id,
                 ..
@@ -462,7 +466,7 @@ impl State {
                 let key = (sender, client_id.clone());
                 self.resolve(key, wire);
             }
-            Wire::Duplicate { .. } | Wire::Rejected { .. } => {}
+            Wire::Rejected { .. } => {}
             Wire::Typing {
                 ref channel,
                 user_id,

@@ -20,7 +20,7 @@ const PW: &str = "a fine passphrase";
 
 /// A chat client: the WebSocket plus what it has seen, with typed waits.
 pub(crate) struct Client {
-    ws: yawc::TcpWebSocket,
+    pub(crate) ws: yawc::TcpWebSocket,
     pub hello: Value,
 }
 

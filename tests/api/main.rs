@@ -6,6 +6,7 @@ mod access;
 mod attachments;
 mod auth;
 mod chat;
+mod chat_scale;
 mod cli;
 mod courses;
 mod errors;
