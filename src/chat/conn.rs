@@ -364,11 +364,7 @@ impl Conn {
         }
         for m in &backlog {
             sent = sent.max(m.seq);
-            let f = send(
-                ws,
-                Frame::text(super::hub::message_frame(&display, m).to_string()),
-            )
-            .await;
+            let f = send(ws, Frame::text(super::hub::message_frame(&display, m))).await;
             if !matches!(f, Flow::Continue) {
                 return Ok(f);
             }
@@ -855,9 +851,9 @@ impl Conn {
                 if let Some(sub) = self.subs.get_mut(&channel) {
                     sub.last_seq = seq;
                 }
-                send(ws, Frame::text(frame.to_string())).await
+                send(ws, Frame::text(frame)).await
             }
-            Out::Frame(f) => send(ws, Frame::text(f.to_string())).await,
+            Out::Frame(f) => send(ws, Frame::text(f)).await,
             Out::Outcome(wire) => match &*wire {
                 Wire::Stored {
                     channel,
@@ -890,7 +886,7 @@ impl Conn {
             Out::Revoked { channel, frame } => {
                 self.subs.remove(&channel);
                 self.access.clear();
-                send(ws, Frame::text(frame.to_string())).await
+                send(ws, Frame::text(frame)).await
             }
             Out::Resync => {
                 let channels: Vec<Canonical> = self.subs.keys().cloned().collect();
@@ -962,11 +958,7 @@ impl Conn {
             }
         };
         for m in missed.into_iter().filter(|m| m.seq <= upto) {
-            let f = send(
-                ws,
-                Frame::text(super::hub::message_frame(&display, &m).to_string()),
-            )
-            .await;
+            let f = send(ws, Frame::text(super::hub::message_frame(&display, &m))).await;
             if let Some(sub) = self.subs.get_mut(channel) {
                 sub.last_seq = m.seq;
             }

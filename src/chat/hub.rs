@@ -8,7 +8,7 @@
 //! slow everyone else down.
 //!
 //! A message frame for a lesson or course room is serialized once per node and shared by all
-//! its subscribers (`Arc<str>`); only DMs, whose channel name depends on the reader, are
+//! its subscribers (`Bytes`: every socket writes the same buffer, no copy per subscriber); only DMs, whose channel name depends on the reader, are
 //! rendered per connection.
 
 use std::{
@@ -20,6 +20,7 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -105,6 +106,9 @@ pub async fn publish(redis: &Redis, keys: &Keys, wire: &Wire) -> redis::RedisRes
 
 pub type ConnId = u64;
 
+/// Largest room (local listeners) whose joins and leaves are broadcast as `presence` events.
+pub const PRESENCE_EVENTS_MAX: usize = 200;
+
 /// What the hub hands a connection.
 #[derive(Debug)]
 pub enum Out {
@@ -113,14 +117,14 @@ pub enum Out {
     Message {
         channel: Canonical,
         seq: i64,
-        frame: Arc<str>,
+        frame: Bytes,
     },
     /// Any other frame, sent as is.
-    Frame(Arc<str>),
+    Frame(Bytes),
     /// The outcome of this connection's write (`Stored`, `Duplicate` or `Rejected`).
     Outcome(Arc<Wire>),
     /// The user lost access to a channel.
-    Revoked { channel: Canonical, frame: Arc<str> },
+    Revoked { channel: Canonical, frame: Bytes },
     /// Events may have been missed (the hub's Redis subscription was re-established): catch up
     /// every subscription from the database.
     Resync,
@@ -496,10 +500,18 @@ impl State {
                 ref channel,
                 user_id,
                 online,
-            } => self.broadcast(channel, |display| {
-                serde_json::json!({"type": "presence", "channel": display, "user_id": user_id,
-                                   "online": online})
-            }),
+            } => {
+                // Joins and leaves are announced in rooms of up to PRESENCE_EVENTS_MAX local
+                // listeners; a lecture hall filling up would otherwise cost n² frames (2,000
+                // joins × 2,000 listeners). Big rooms ask with a `presence` frame instead.
+                let size = self.subs.get(&Canonical(channel.clone())).map_or(0, |s| s.len());
+                if size <= PRESENCE_EVENTS_MAX {
+                    self.broadcast(channel, |display| {
+                        serde_json::json!({"type": "presence", "channel": display,
+                                           "user_id": user_id, "online": online})
+                    })
+                }
+            }
             Wire::Room {
                 ref channel,
                 muted,
@@ -552,7 +564,7 @@ impl State {
     /// One frame per subscriber (DM names differ per reader; other channels share one frame).
     fn broadcast(&mut self, channel: &str, frame: impl Fn(String) -> serde_json::Value) {
         let ch = Canonical(channel.to_owned());
-        let shared: Option<Arc<str>> =
+        let shared: Option<Bytes> =
             (!ch.is_dm()).then(|| frame(channel.to_owned()).to_string().into());
         for conn in self.subscribers(&ch) {
             let f = match &shared {
@@ -578,7 +590,7 @@ impl State {
 }
 
 /// `{"type":"message","channel":...,"message":{...}}`
-pub fn message_frame(display: &str, message: &MessageView) -> Arc<str> {
+pub fn message_frame(display: &str, message: &MessageView) -> Bytes {
     #[derive(Serialize)]
     struct F<'a> {
         r#type: &'static str,

@@ -1163,6 +1163,27 @@ async fn ending_a_lesson_completes_its_live_session_and_keeps_encoders_out() {
     let stream = lesson["live_stream_id"].as_str().unwrap().to_string();
     let publisher = ffmpeg_publish(&rtmp(&lesson), 60, true);
     wait_status(lid.clone(), "live").await;
+    // A recording with no segment has nothing to replay: wait for the first one (on a loaded
+    // machine it can take a few seconds after the stream goes live).
+    let play = json_of(
+        app.get_auth(&format!("/api/v1/lessons/{lid}/playback"), &teacher)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let live_url = play["live"]["hls_url"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    loop {
+        let r = app.client.get(&live_url).send().await.unwrap();
+        if r.status().is_success() && r.text().await.unwrap().contains("#EXTINF") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no first segment"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_problem(
         app.send(
             Method::POST,
