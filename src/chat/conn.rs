@@ -161,6 +161,12 @@ async fn send(ws: &mut Ws, frame: Frame) -> Flow {
     }
 }
 
+/// The refusal of a frame that needs a subscription to `channel` (read, typing, presence).
+async fn not_subscribed(ws: &mut Ws, channel: &str) -> Flow {
+    let detail = format!("subscribe to {channel} first");
+    error(ws, None, ChatError::NotSubscribed, detail).await
+}
+
 async fn send_json(ws: &mut Ws, v: serde_json::Value) -> Flow {
     send(ws, Frame::text(v.to_string())).await
 }
@@ -711,14 +717,9 @@ impl Conn {
     }
 
     async fn read(&mut self, ws: &mut Ws, channel: &str, seq: i64) -> anyhow::Result<Flow> {
-        let Some((canonical, channel_id)) = self.subscribed(channel) else {
-            return Ok(error(
-                ws,
-                None,
-                ChatError::NotSubscribed,
-                format!("subscribe to {channel} first"),
-            )
-            .await);
+        let (canonical, channel_id) = match self.subscribed(channel) {
+            Some(s) => s,
+            None => return Ok(not_subscribed(ws, channel).await),
         };
         let mut db = self.state.db.acquire().await?;
         let read_seq = store::mark_read(&mut db, self.caller.id, channel_id, seq).await?;
@@ -737,14 +738,9 @@ impl Conn {
     }
 
     async fn typing(&mut self, ws: &mut Ws, channel: &str) -> anyhow::Result<Flow> {
-        let Some((canonical, _)) = self.subscribed(channel) else {
-            return Ok(error(
-                ws,
-                None,
-                ChatError::NotSubscribed,
-                format!("subscribe to {channel} first"),
-            )
-            .await);
+        let (canonical, _) = match self.subscribed(channel) {
+            Some(s) => s,
+            None => return Ok(not_subscribed(ws, channel).await),
         };
         if canonical.as_str().starts_with("user:") {
             return Ok(error(
@@ -776,14 +772,9 @@ impl Conn {
     }
 
     async fn presence(&mut self, ws: &mut Ws, channel: &str) -> anyhow::Result<Flow> {
-        let Some((canonical, _)) = self.subscribed(channel) else {
-            return Ok(error(
-                ws,
-                None,
-                ChatError::NotSubscribed,
-                format!("subscribe to {channel} first"),
-            )
-            .await);
+        let (canonical, _) = match self.subscribed(channel) {
+            Some(s) => s,
+            None => return Ok(not_subscribed(ws, channel).await),
         };
         let now = now_ms();
         let mut c = self.state.redis.conn();
