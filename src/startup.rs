@@ -1,7 +1,7 @@
 //! The application: connects its dependencies, binds its listeners and serves until a shutdown
 //! signal. Tests build it with port 0 and read the bound address back.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -128,10 +128,14 @@ impl Application {
             Duration::from_secs(settings.recordings.retention_interval_s),
             shutdown.child_token(),
         );
+        let gateways = Arc::new(
+            crate::payments::gateway::Gateways::new(&settings.payments, &settings.http.public_url)
+                .context("payments: provider API credentials")?,
+        );
         crate::payments::reconcile::spawn(
             pool.clone(),
-            settings.payments.idempotency_ttl_h,
-            Duration::from_secs(settings.payments.reconcile_interval_s),
+            settings.payments.clone(),
+            gateways.clone(),
             shutdown.child_token(),
         );
         let (live, publish_requests, supervisor) = supervisor::start(
@@ -203,6 +207,7 @@ impl Application {
             jitsi,
             chat,
             notifier,
+            gateways,
             chat_shutdown,
             pipelines,
             missing_elements,

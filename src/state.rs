@@ -48,6 +48,8 @@ pub struct Inner {
     pub chat: crate::chat::hub::Hub,
     /// Sends system notifications (chat notice or email, per the user's choice).
     pub notifier: crate::notifications::Notifier,
+    /// Outbound calls to payment providers (those with API credentials configured).
+    pub gateways: Arc<crate::payments::gateway::Gateways>,
     /// Cancelled at shutdown: chat connections close with 1001 "going away".
     pub chat_shutdown: tokio_util::sync::CancellationToken,
     /// Pipeline templates loaded at start.

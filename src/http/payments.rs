@@ -46,6 +46,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_order, list_orders))
         .routes(routes!(get_order))
+        .routes(routes!(start_order_payment))
         .routes(routes!(get_wallet))
         .routes(routes!(wallet_transactions))
         .routes(routes!(create_refund, list_refunds))
@@ -199,6 +200,17 @@ pub struct PaymentInstructions {
     pub provider: String,
     /// Our order reference at the provider (`out_trade_no`, `metadata.order_id`).
     pub reference: String,
+    /// What the payer needs, from the provider, for providers with API credentials:
+    /// `{"client_secret", "payment_intent"}` (Stripe), `{"qr_code"}` (Alipay), `{"code_url"}`
+    /// (WeChat Pay). Absent when nothing was asked of the provider (sandbox, wallet,
+    /// callbacks-only configuration) or, with `error`, when it could not be reached —
+    /// `POST /orders/{id}/payment` asks again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub instructions: Option<Value>,
+    /// Why `instructions` are missing: `provider_unavailable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -212,6 +224,8 @@ fn order_response(order: Order) -> OrderResponse {
     let payment = PaymentInstructions {
         provider: order.provider.clone(),
         reference: order.id.simple().to_string(),
+        instructions: None,
+        error: None,
     };
     OrderResponse { order, payment }
 }
@@ -276,6 +290,27 @@ async fn create_order(
         })
     })
     .await?;
+    let mut answer = answer;
+    if state.gateways.can_call(&req.provider) && answer.status == StatusCode::CREATED {
+        // Outside the order's transaction: the order exists whatever the provider does; a
+        // replay (same Idempotency-Key) resumes the same payment (provider-side idempotency).
+        if let Some(id) = answer.body["id"]
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+        {
+            let (instructions, error) = match payment_instructions(&state, id).await {
+                Ok(i) => (i, None),
+                Err(e) => {
+                    tracing::warn!(order = %id, error = %e, "starting the payment at the provider failed");
+                    (Value::Null, Some("provider_unavailable"))
+                }
+            };
+            answer.body["payment"]["instructions"] = instructions;
+            if let Some(e) = error {
+                answer.body["payment"]["error"] = e.into();
+            }
+        }
+    }
     if !answer.replayed && req.provider == "sandbox" {
         if let (Some(id), Some(amount)) = (
             answer.body["id"]
@@ -423,6 +458,71 @@ async fn get_order(
         .filter(|o| o.user_id == user.id || is_staff(&user))
         .ok_or(ApiError::NotFound("order"))?;
     Ok(Json(order_response(order)))
+}
+
+/// Start or resume an order's payment at its provider.
+async fn payment_instructions(
+    state: &AppState,
+    id: Uuid,
+) -> Result<Value, crate::payments::gateway::GatewayError> {
+    let order = {
+        let mut conn = state
+            .db
+            .acquire()
+            .await
+            .map_err(|e| crate::payments::gateway::GatewayError::Transport(e.to_string()))?;
+        orders::get(&mut conn, id)
+            .await
+            .map_err(|e| crate::payments::gateway::GatewayError::Transport(e.to_string()))?
+    };
+    match order {
+        Some(o) if o.status == "pending" => {
+            crate::payments::remote::start_payment(&state.db, &state.gateways, &o).await
+        }
+        _ => Ok(Value::Null),
+    }
+}
+
+/// Ask the provider again for what the payer needs (after `payment.error` in the order's
+/// answer, or to resume a payment on another device). Only for the order's owner, while it is
+/// pending, and for providers with API credentials (409 `provider_not_callable` otherwise).
+#[utoipa::path(post, path = "/orders/{id}/payment", tag = "payments",
+    params(("id" = Uuid, Path, description = "order id")), security(("bearer" = [])),
+    responses((status = 200, body = PaymentInstructions), (status = 401, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
+async fn start_order_payment(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<PaymentInstructions>, ApiError> {
+    let order = orders::get(&mut *state.db.acquire().await?, id)
+        .await?
+        .filter(|o| o.user_id == user.id)
+        .ok_or(ApiError::NotFound("order"))?;
+    if order.status != "pending" {
+        return Err(ApiError::Conflict(
+            "order_not_payable",
+            format!("the order is {}", order.status),
+        ));
+    }
+    if !state.gateways.can_call(&order.provider) {
+        return Err(ApiError::Conflict(
+            "provider_not_callable",
+            format!("provider {} is paid without a call from us", order.provider),
+        ));
+    }
+    let instructions = crate::payments::remote::start_payment(&state.db, &state.gateways, &order)
+        .await
+        .map_err(|e| {
+            tracing::warn!(order = %id, error = %e, "starting the payment at the provider failed");
+            ApiError::Unavailable("payment provider")
+        })?;
+    Ok(Json(PaymentInstructions {
+        provider: order.provider.clone(),
+        reference: order.id.simple().to_string(),
+        instructions: Some(instructions),
+        error: None,
+    }))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -640,6 +740,15 @@ async fn admin_transactions(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReconcileReport {
+    /// Pending orders asked about at their provider, and what became of them.
+    pub orders_checked: u64,
+    pub orders_paid: u64,
+    pub orders_closed: u64,
+    /// Pending refunds asked about, and how many reached a final state.
+    pub refunds_checked: u64,
+    pub refunds_resolved: u64,
+    /// Provider calls that failed (retried at the next run).
+    pub provider_errors: u64,
     pub orders_expired: u64,
     pub payouts_expired: u64,
     pub holds_voided: u64,
@@ -655,8 +764,14 @@ async fn admin_reconcile(
     user: AuthUser,
 ) -> Result<Json<ReconcileReport>, ApiError> {
     user.require_any(&[Role::Admin, Role::Ops])?;
-    let r = reconcile::run_once(&state.db, state.settings.payments.idempotency_ttl_h).await?;
+    let r = reconcile::run_once(&state.db, &state.settings.payments, &state.gateways).await?;
     Ok(Json(ReconcileReport {
+        orders_checked: r.providers.orders_checked,
+        orders_paid: r.providers.orders_paid,
+        orders_closed: r.providers.orders_closed,
+        refunds_checked: r.providers.refunds_checked,
+        refunds_resolved: r.providers.refunds_resolved,
+        provider_errors: r.providers.provider_errors,
         orders_expired: r.orders_expired,
         payouts_expired: r.payouts_expired,
         holds_voided: r.holds_voided,
@@ -739,6 +854,31 @@ async fn create_refund(
         },
     )
     .await?;
+    let mut answer = answer;
+    if !answer.replayed
+        && answer.body["status"] == "pending"
+        && answer.body["provider"]
+            .as_str()
+            .is_some_and(|p| state.gateways.can_call(p))
+    {
+        if let Some(id) = answer.body["id"]
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+        {
+            // After the commit: the refund and its hold exist whatever the provider answers; a
+            // final answer is applied now, anything else is left to reconciliation.
+            crate::payments::remote::submit_refund(
+                &state.db,
+                &state.gateways,
+                &state.settings.payments,
+                id,
+            )
+            .await?;
+            if let Some(now) = refunds::get(&mut *state.db.acquire().await?, id).await? {
+                answer.body = serde_json::to_value(now).map_err(anyhow::Error::from)?;
+            }
+        }
+    }
     if !answer.replayed
         && answer.body["provider"] == "sandbox"
         && answer.body["status"] == "pending"
@@ -1408,7 +1548,7 @@ mod sandbox {
     pub fn payment(state: &AppState, order_id: Uuid, amount: i64, currency: &str) {
         let ty = match state.settings.payments.sandbox.outcome.as_str() {
             "succeed" => "payment_intent.succeeded",
-            "fail" => "payment_intent.payment_failed",
+            "fail" => "payment_intent.canceled",
             _ => return,
         };
         send(

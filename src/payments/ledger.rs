@@ -270,6 +270,59 @@ pub async fn post(conn: &mut PgConnection, id: Uuid) -> Result<Resolved, Payment
     resolve(conn, id, "posted").await
 }
 
+/// Post a hold even when it has expired: an expired hold cannot be posted (PostgreSQL refuses),
+/// so it is voided and an identical posted transfer `replacement` is recorded in its place, in
+/// the caller's transaction. For money that did move after we stopped waiting for it (a
+/// provider's refund confirmed after the hold's deadline).
+pub async fn post_late(
+    conn: &mut PgConnection,
+    id: Uuid,
+    replacement: Uuid,
+) -> Result<Resolved, PaymentError> {
+    let expired = sqlx::query_scalar!(
+        r#"SELECT coalesce(expires_at <= now(), false) AS "expired!" FROM ledger_transfers
+            WHERE id = $1 AND state = 'pending' FOR UPDATE"#,
+        id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if expired != Some(true) {
+        return post(conn, id).await;
+    }
+    void(conn, id).await?;
+    sqlx::query!(
+        r#"INSERT INTO ledger_transfers
+             (id, kind, currency, state, resolved_at, order_id, refund_id, reverses, description)
+           SELECT $2, kind, currency, 'posted', now(), order_id, refund_id, reverses,
+                  description || ' (posted after its hold expired)'
+             FROM ledger_transfers WHERE id = $1"#,
+        id,
+        replacement
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(PaymentError::from_db)?;
+    let legs = sqlx::query!(
+        "SELECT account_id, amount FROM ledger_legs WHERE transfer_id = $1 ORDER BY account_id",
+        id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for l in legs {
+        sqlx::query!(
+            "INSERT INTO ledger_legs (id, transfer_id, account_id, amount) VALUES ($1, $2, $3, $4)",
+            Uuid::now_v7(),
+            replacement,
+            l.account_id,
+            l.amount
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(PaymentError::from_db)?;
+    }
+    Ok(Resolved::Done)
+}
+
 /// Void a pending transfer (its holds are released).
 pub async fn void(conn: &mut PgConnection, id: Uuid) -> Result<Resolved, PaymentError> {
     resolve(conn, id, "voided").await
@@ -350,7 +403,7 @@ pub async fn void_expired(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let r = sqlx::query!(
         "UPDATE ledger_transfers SET state = 'voided'
           WHERE state = 'pending' AND expires_at IS NOT NULL AND expires_at <= now()
-            AND kind <> 'payout'"
+            AND kind NOT IN ('payout', 'refund')"
     )
     .execute(conn)
     .await?;

@@ -11,6 +11,7 @@
 //! docs/payments.md tells the whole story.
 
 pub mod events;
+pub mod gateway;
 pub mod idempotency;
 pub mod ledger;
 pub mod orders;
@@ -18,6 +19,7 @@ pub mod payouts;
 pub mod providers;
 pub mod reconcile;
 pub mod refunds;
+pub mod remote;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -184,6 +186,9 @@ pub struct PaymentSettings {
     pub payout_min_amount: i64,
     pub idempotency_ttl_h: u64,
     pub reconcile_interval_s: u64,
+    /// Reconciliation asks providers about open orders and refunds only once they are this
+    /// old (the callback usually comes first).
+    pub reconcile_min_age_s: u64,
     pub webhook_tolerance_s: i64,
     pub sandbox: SandboxSettings,
     pub stripe: StripeSettings,
@@ -208,6 +213,9 @@ pub struct StripeSettings {
     pub webhook_secret: crate::config::Secret,
     /// Connected account id expected in events (empty: events must carry none).
     pub account: String,
+    /// The API secret key (`sk_…`); empty: no outbound calls (callbacks only).
+    pub secret_key: crate::config::Secret,
+    pub api_base: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -218,6 +226,10 @@ pub struct AlipaySettings {
     pub seller_id: String,
     /// Alipay's public key (base64 DER as the console shows it, or PEM).
     pub public_key: String,
+    /// The app's private key (PKCS#8 or PKCS#1, base64 DER or PEM) that signs our requests;
+    /// empty: no outbound calls (notifications only).
+    pub app_private_key: crate::config::Secret,
+    pub gateway_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -230,4 +242,9 @@ pub struct WechatPaySettings {
     pub platform_serial: String,
     /// The platform public key (base64 DER or PEM) named by `platform_serial`.
     pub platform_public_key: String,
+    /// The merchant API certificate's serial number and private key (`apiclient_key.pem`)
+    /// that sign our requests; empty key: no outbound calls (callbacks only).
+    pub merchant_serial: String,
+    pub merchant_private_key: crate::config::Secret,
+    pub api_base: String,
 }

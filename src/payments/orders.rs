@@ -354,12 +354,78 @@ pub async fn fail(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error
 }
 
 /// Expire pending orders past their deadline; returns how many.
-pub async fn expire_stale(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+///
+/// Orders of `asked` providers are left to [`super::reconcile`], which closes them at the
+/// provider first (an order expired here while its payment is still open there could be paid
+/// after we gave up on it).
+pub async fn expire_stale(conn: &mut PgConnection, asked: &[&str]) -> Result<u64, sqlx::Error> {
+    let asked: Vec<String> = asked.iter().map(|p| p.to_string()).collect();
     let r = sqlx::query!(
         "UPDATE orders SET status = 'expired', updated_at = now()
-          WHERE status = 'pending' AND expires_at <= now()"
+          WHERE status = 'pending' AND expires_at <= now() AND provider <> ALL($1)",
+        &asked
     )
     .execute(conn)
     .await?;
     Ok(r.rows_affected())
+}
+
+/// Remember the provider's payment id of a pending order (Stripe's PaymentIntent, known when
+/// the payment is started, before anything is paid).
+pub async fn set_provider_ref(
+    conn: &mut PgConnection,
+    id: Uuid,
+    provider_ref: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE orders SET provider_ref = $2, updated_at = now()
+          WHERE id = $1 AND status = 'pending' AND provider_ref IS DISTINCT FROM $2",
+        id,
+        provider_ref
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Pending orders of `providers` at least `min_age` old, least recently checked first; they
+/// are marked checked now (so a slow provider does not keep the same ones at the head).
+pub async fn take_for_check(
+    conn: &mut PgConnection,
+    providers: &[&str],
+    min_age: time::Duration,
+    limit: i64,
+) -> Result<Vec<Order>, sqlx::Error> {
+    let providers: Vec<String> = providers.iter().map(|p| p.to_string()).collect();
+    let cutoff = OffsetDateTime::now_utc() - min_age;
+    Ok(sqlx::query_as!(
+        OrderRow,
+        r#"UPDATE orders SET checked_at = now()
+            WHERE id IN (SELECT id FROM orders
+                          WHERE status = 'pending' AND provider = ANY($1) AND created_at <= $2
+                          ORDER BY checked_at NULLS FIRST, created_at LIMIT $3
+                          FOR UPDATE SKIP LOCKED)
+        RETURNING id, user_id, kind, product_id, payee_id, platform_fee_bps, amount, currency,
+                  provider, provider_ref, status, refunded_amount, expires_at, paid_at, created_at"#,
+        &providers,
+        cutoff,
+        limit
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(Order::from)
+    .collect())
+}
+
+/// Expire one pending order past its deadline (after its provider closed the payment).
+pub async fn expire(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query!(
+        "UPDATE orders SET status = 'expired', updated_at = now()
+          WHERE id = $1 AND status = 'pending' AND expires_at <= now()",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }

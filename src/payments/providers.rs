@@ -141,7 +141,9 @@ pub fn parse_stripe_event(body: &[u8]) -> Result<VerifiedEvent, VerifyError> {
             merchant: v["account"].as_str().map(str::to_string),
             provider_ref: str_at(obj, "/id")?,
         },
-        "payment_intent.payment_failed" | "payment_intent.canceled" => EventKind::PaymentFailed {
+        // Only a cancelled PaymentIntent is final: after `payment_failed` (a declined card)
+        // it returns to `requires_payment_method` and the payer may try another card.
+        "payment_intent.canceled" => EventKind::PaymentFailed {
             order_ref: str_at(obj, "/metadata/order_id")?,
         },
         "refund.created" | "refund.updated" | "charge.refund.updated" => {

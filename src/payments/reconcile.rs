@@ -1,17 +1,27 @@
-//! The reconciliation job: expires pending orders past their deadline, expires payout requests
-//! nobody decided in time, voids expired holds, purges old idempotency keys, and checks the
-//! ledger (balances equal the sum of transfers; posted legs sum to zero per currency) — logging
-//! loudly if it ever does not.
+//! The reconciliation job: asks providers about open orders and refunds (see
+//! [`super::remote::check_open`]: paid ones are applied, closed ones cancelled, unpaid ones past
+//! their deadline closed at the provider and expired, refunds resolved or re-submitted),
+//! expires pending orders of providers it cannot ask, expires payout requests nobody decided
+//! in time, voids expired holds, purges old idempotency keys, and checks the ledger (balances
+//! equal the sum of transfers; posted legs sum to zero per currency) — logging loudly if it
+//! ever does not.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::{idempotency, ledger, orders, payouts};
+use super::{
+    PaymentSettings,
+    gateway::Gateways,
+    idempotency, ledger, orders, payouts,
+    remote::{self, CheckReport},
+};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
+    /// What asking the providers found.
+    pub providers: CheckReport,
     pub orders_expired: u64,
     pub payouts_expired: u64,
     pub holds_voided: u64,
@@ -19,17 +29,31 @@ pub struct Report {
     pub ledger_mismatches: usize,
 }
 
-pub async fn run_once(pool: &PgPool, idempotency_ttl_h: u64) -> Result<Report, sqlx::Error> {
+pub async fn run_once(
+    pool: &PgPool,
+    settings: &PaymentSettings,
+    gateways: &Gateways,
+) -> Result<Report, sqlx::Error> {
+    let providers = match remote::check_open(pool, gateways, settings).await {
+        Ok(r) => r,
+        Err(super::PaymentError::Db(e)) => return Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "asking providers about open payments failed");
+            CheckReport::default()
+        }
+    };
     let payouts_expired = payouts::expire_stale(pool).await?;
     let mut conn = pool.acquire().await?;
-    let orders_expired = orders::expire_stale(&mut conn).await?;
+    let orders_expired =
+        orders::expire_stale(&mut conn, &gateways.callable()).await? + providers.orders_expired;
     let holds_voided = ledger::void_expired(&mut conn).await?;
-    let keys_purged = idempotency::purge(&mut conn, idempotency_ttl_h).await?;
+    let keys_purged = idempotency::purge(&mut conn, settings.idempotency_ttl_h).await?;
     let (mismatched, unbalanced) = ledger::audit(&mut conn).await?;
     if !mismatched.is_empty() || !unbalanced.is_empty() {
         tracing::error!(?mismatched, ?unbalanced, "ledger audit failed");
     }
     Ok(Report {
+        providers,
         orders_expired,
         payouts_expired,
         holds_voided,
@@ -38,7 +62,13 @@ pub async fn run_once(pool: &PgPool, idempotency_ttl_h: u64) -> Result<Report, s
     })
 }
 
-pub fn spawn(pool: PgPool, idempotency_ttl_h: u64, every: Duration, stop: CancellationToken) {
+pub fn spawn(
+    pool: PgPool,
+    settings: PaymentSettings,
+    gateways: Arc<Gateways>,
+    stop: CancellationToken,
+) {
+    let every = Duration::from_secs(settings.reconcile_interval_s);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
         loop {
@@ -46,7 +76,7 @@ pub fn spawn(pool: PgPool, idempotency_ttl_h: u64, every: Duration, stop: Cancel
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match run_once(&pool, idempotency_ttl_h).await {
+            match run_once(&pool, &settings, &gateways).await {
                 Ok(r) if r != Report::default() => tracing::info!(?r, "payments reconciliation"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "payments reconciliation failed"),

@@ -237,7 +237,14 @@ pub async fn resolve(
     }
     let hold = ledger::transfer_id(&format!("refund:{id}"));
     if succeeded {
-        ledger::post(conn, hold).await?;
+        // The provider has the last word: money it refunded after our hold's deadline is
+        // still booked (the hold is re-posted, see ledger::post_late).
+        ledger::post_late(
+            conn,
+            hold,
+            ledger::transfer_id(&format!("refund:{id}:late")),
+        )
+        .await?;
         let currency = Currency::try_from(r.currency)?;
         let payable = ledger::account(conn, &AccountRef::RefundsPayable, &currency).await?;
         let clearing = ledger::account(
@@ -396,4 +403,72 @@ pub async fn list(
     .into_iter()
     .map(Refund::from)
     .collect())
+}
+
+/// Remember the provider's id of a refund (Stripe's `re_…`) for later queries.
+pub async fn set_provider_ref(
+    conn: &mut PgConnection,
+    id: Uuid,
+    provider_ref: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE refunds SET provider_ref = $2 WHERE id = $1 AND provider_ref IS DISTINCT FROM $2",
+        id,
+        provider_ref
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A pending refund to a provider, as reconciliation sees it.
+pub struct OpenRefund {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub provider: String,
+    pub amount: i64,
+    pub reason: String,
+    pub provider_ref: Option<String>,
+    /// Its hold's deadline has passed.
+    pub overdue: bool,
+}
+
+/// Pending refunds to a provider at least `min_age` old, least recently checked first (marked
+/// checked now).
+pub async fn take_for_check(
+    conn: &mut PgConnection,
+    min_age: time::Duration,
+    limit: i64,
+) -> Result<Vec<OpenRefund>, sqlx::Error> {
+    let cutoff = OffsetDateTime::now_utc() - min_age;
+    let rows = sqlx::query!(
+        r#"WITH picked AS (
+             UPDATE refunds SET checked_at = now()
+              WHERE id IN (SELECT id FROM refunds
+                            WHERE status = 'pending' AND destination = 'original' AND created_at <= $1
+                            ORDER BY checked_at NULLS FIRST, created_at LIMIT $2
+                            FOR UPDATE SKIP LOCKED)
+          RETURNING id, order_id, amount, reason, provider_ref)
+           SELECT p.id AS "id!", p.order_id AS "order_id!", p.amount AS "amount!",
+                  p.reason AS "reason!", p.provider_ref, o.provider AS "provider!",
+                  coalesce(t.expires_at <= now(), false) AS "overdue!"
+             FROM picked p JOIN orders o ON o.id = p.order_id
+             LEFT JOIN ledger_transfers t ON t.refund_id = p.id AND t.kind = 'refund'"#,
+        cutoff,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| OpenRefund {
+            id: r.id,
+            order_id: r.order_id,
+            provider: r.provider,
+            amount: r.amount,
+            reason: r.reason,
+            provider_ref: r.provider_ref,
+            overdue: r.overdue,
+        })
+        .collect())
 }

@@ -18,6 +18,7 @@ mod live_whip;
 mod notifications;
 mod objects;
 mod oidc;
+mod payment_gateways;
 mod payments;
 mod reactions;
 mod recordings;

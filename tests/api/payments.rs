@@ -338,7 +338,12 @@ async fn holds_reserve_funds_and_post_void_or_expire_once() {
     ledger::record(&mut tx, &hold(h3, 100, -1)).await.unwrap();
     tx.commit().await.unwrap();
     assert!(ledger::post(&mut conn, h3).await.is_err());
-    let r = wemaster::payments::reconcile::run_once(&pool, 48)
+    let gateways = wemaster::payments::gateway::Gateways::new(
+        &app.settings.payments,
+        &app.settings.http.public_url,
+    )
+    .unwrap();
+    let r = wemaster::payments::reconcile::run_once(&pool, &app.settings.payments, &gateways)
         .await
         .unwrap();
     assert_eq!((r.holds_voided, r.ledger_mismatches), (1, 0));
@@ -1806,7 +1811,12 @@ async fn payout_requests_expire_and_the_database_keeps_payouts_and_holds_in_agre
     let mut conn = pool.acquire().await.unwrap();
     assert_eq!(ledger::void_expired(&mut conn).await.unwrap(), 0);
     drop(conn);
-    let r = wemaster::payments::reconcile::run_once(&pool, 48)
+    let gateways = wemaster::payments::gateway::Gateways::new(
+        &app.settings.payments,
+        &app.settings.http.public_url,
+    )
+    .unwrap();
+    let r = wemaster::payments::reconcile::run_once(&pool, &app.settings.payments, &gateways)
         .await
         .unwrap();
     assert_eq!((r.payouts_expired, r.ledger_mismatches), (1, 0));
