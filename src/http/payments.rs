@@ -570,7 +570,8 @@ pub struct TransactionParams {
     pub order_id: Option<Uuid>,
     /// Admin view only: the account owner.
     pub user_id: Option<Uuid>,
-    /// Admin view only: account kind (user_wallet, teacher_earnings, platform_revenue, ...).
+    /// Admin view only: account kind (user_wallet, teacher_earnings, teacher_receivable,
+    /// platform_revenue, ...).
     pub account_kind: Option<String>,
     /// `csv` for a CSV export of the page.
     pub format: Option<String>,
@@ -605,10 +606,11 @@ pub struct TransactionList {
     pub next_cursor: Option<Uuid>,
 }
 
+/// Legs of `accounts` (all accounts when `None`) matching the filters, newest first.
 async fn transactions(
     conn: &mut PgConnection,
     q: &TransactionParams,
-    account_id: Option<Uuid>,
+    accounts: Option<&[Uuid]>,
 ) -> Result<(Vec<Transaction>, Option<Uuid>), ApiError> {
     let limit = PageLimit::parse(q.limit)?.get() as i64;
     let rows = sqlx::query!(
@@ -618,12 +620,12 @@ async fn transactions(
              FROM ledger_legs l
              JOIN ledger_transfers t ON t.id = l.transfer_id
              JOIN ledger_accounts a ON a.id = l.account_id
-            WHERE ($1::uuid IS NULL OR l.account_id = $1)
+            WHERE ($1::uuid[] IS NULL OR l.account_id = ANY($1))
               AND ($2::text IS NULL OR t.kind = $2) AND ($3::text IS NULL OR t.state = $3)
               AND ($4::uuid IS NULL OR t.order_id = $4) AND ($5::uuid IS NULL OR a.owner_id = $5)
               AND ($6::text IS NULL OR a.kind = $6) AND ($7::uuid IS NULL OR l.id < $7)
             ORDER BY l.id DESC LIMIT $8"#,
-        account_id,
+        accounts,
         q.kind,
         q.state,
         q.order_id,
@@ -664,8 +666,11 @@ fn transactions_response(
     if !csv {
         return Json(TransactionList { items, next_cursor }).into_response();
     }
-    let mut out =
-        String::from("id,created_at,kind,state,amount,currency,order_id,refund_id,description\n");
+    // `account_kind` last, so the columns before it keep their places: the earnings export
+    // mixes the earnings and the receivable.
+    let mut out = String::from(
+        "id,created_at,kind,state,amount,currency,order_id,refund_id,description,account_kind\n",
+    );
     for t in &items {
         let created = t
             .created_at
@@ -673,7 +678,7 @@ fn transactions_response(
             .unwrap_or_default();
         let desc = t.description.replace('"', "\"\"");
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},\"{}\"\n",
+            "{},{},{},{},{},{},{},{},\"{}\",{}\n",
             t.id,
             created,
             t.kind,
@@ -682,7 +687,8 @@ fn transactions_response(
             t.amount.currency.as_str(),
             t.order_id.map(|u| u.to_string()).unwrap_or_default(),
             t.refund_id.map(|u| u.to_string()).unwrap_or_default(),
-            desc
+            desc,
+            t.account_kind
         ));
     }
     let mut r = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
@@ -712,7 +718,7 @@ async fn wallet_transactions(
     .await?;
     q.user_id = None;
     q.account_kind = None;
-    let (items, next) = transactions(&mut conn, &q, Some(account)).await?;
+    let (items, next) = transactions(&mut conn, &q, Some(&[account])).await?;
     Ok(transactions_response(
         items,
         next,
@@ -973,8 +979,9 @@ async fn get_earnings(
     ))
 }
 
-/// The movements of the caller's earnings account (sales, refunds, payouts), newest first;
-/// `?format=csv` exports the page.
+/// The movements of the caller's earnings and receivable accounts (sales, refunds, payouts,
+/// clawbacks and their repayment; `account_kind` tells which), newest first; `?format=csv`
+/// exports the page.
 #[utoipa::path(get, path = "/earnings/transactions", tag = "payments", params(TransactionParams),
     security(("bearer" = ["teacher"])),
     responses((status = 200, body = TransactionList), (status = 401, body = Problem),
@@ -987,15 +994,23 @@ async fn earnings_transactions(
     user.require_any(&[Role::Teacher])?;
     let currency = Currency::try_from(state.settings.payments.currency.clone())?;
     let mut conn = state.db.acquire().await?;
-    let account = ledger::account(
+    let earnings = ledger::account(
         &mut conn,
         &ledger::AccountRef::TeacherEarnings(user.id),
         &currency,
     )
     .await?;
+    // The receivable too: a refund clawed back after a payout, and the part of a sale that
+    // repaid it, explain why the earnings moved less than the price.
+    let receivable = ledger::account(
+        &mut conn,
+        &ledger::AccountRef::TeacherReceivable(user.id),
+        &currency,
+    )
+    .await?;
     q.user_id = None;
     q.account_kind = None;
-    let (items, next) = transactions(&mut conn, &q, Some(account)).await?;
+    let (items, next) = transactions(&mut conn, &q, Some(&[earnings, receivable])).await?;
     Ok(transactions_response(
         items,
         next,

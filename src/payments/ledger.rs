@@ -28,6 +28,9 @@ pub enum AccountRef {
     RefundsPayable,
     /// Approved teacher payouts not yet sent (the platform owes them).
     PayoutsPayable,
+    /// What a teacher owes the platform (course refunds their earnings could not cover): zero
+    /// or below, the one account besides provider clearing allowed under zero.
+    TeacherReceivable(Uuid),
 }
 
 impl AccountRef {
@@ -39,6 +42,7 @@ impl AccountRef {
             AccountRef::ProviderClearing(p) => ("provider_clearing", None, Some(p.as_str())),
             AccountRef::RefundsPayable => ("refunds_payable", None, None),
             AccountRef::PayoutsPayable => ("payouts_payable", None, None),
+            AccountRef::TeacherReceivable(u) => ("teacher_receivable", Some(*u), None),
         }
     }
 }
@@ -122,6 +126,37 @@ pub async fn balance(conn: &mut PgConnection, account_id: Uuid) -> Result<Balanc
         posted: r.posted,
         held: r.pending_out,
     })
+}
+
+/// Lock accounts for the rest of the transaction and read their balances, so that amounts
+/// computed from them (what a refund may take from earnings, what a sale repays) cannot be
+/// raced. Rows are locked in id order, the order [`record`] and the hold triggers update them
+/// in: a caller that locks every account its transfer moves before recording it keeps the
+/// global lock order (no deadlocks). `FOR NO KEY UPDATE`, the lock an UPDATE takes, so the
+/// foreign-key checks of other transactions' legs are not blocked.
+pub async fn lock(
+    conn: &mut PgConnection,
+    accounts: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Balance>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT id, posted, pending_out FROM ledger_accounts WHERE id = ANY($1)
+          ORDER BY id FOR NO KEY UPDATE",
+        accounts
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.id,
+                Balance {
+                    posted: r.posted,
+                    held: r.pending_out,
+                },
+            )
+        })
+        .collect())
 }
 
 /// Kinds of transfer (the `kind` column).

@@ -5,9 +5,11 @@
 //! payment writes), [`providers`] (callback verification for sandbox, Stripe, Alipay and WeChat
 //! Pay v3, sans-IO), [`events`] (applying verified callbacks exactly once), [`refunds`],
 //! [`idempotency`] (`Idempotency-Key`), [`payouts`] (teacher earnings withdrawn through
-//! requests an admin decides), [`reconcile`] (expiry of stale orders, holds and payout
-//! requests).
-//! The database schema and its triggers are in `migrations/20261127000002_payments.sql`;
+//! requests an admin decides), [`teacher_share`] (a course's teacher share between earnings
+//! and the receivable: clawback and repayment), [`reconcile`] (expiry of stale orders, holds
+//! and payout requests).
+//! The database schema and its triggers are in `migrations/20261127000002_payments.sql` (and
+//! the later payments migrations);
 //! docs/payments.md tells the whole story.
 
 pub mod events;
@@ -20,6 +22,7 @@ pub mod providers;
 pub mod reconcile;
 pub mod refunds;
 pub mod remote;
+pub mod teacher_share;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

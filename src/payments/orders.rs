@@ -2,7 +2,8 @@
 //! ledger entries (and, for a course, the enrollment) in one transaction.
 //!
 //! Kinds: `wallet_topup` (provider clearing → the user's wallet) and `course` (provider clearing
-//! or the user's wallet → platform revenue (fee) + the teacher's earnings, plus the enrollment).
+//! or the user's wallet → platform revenue (fee) + the teacher's share, plus the enrollment).
+//! The share repays what the teacher owes first ([`teacher_share`]), the rest is earnings.
 //! Course orders are created by the courses module with [`create`] and
 //! [`OrderKind::Course`]; [`fulfil`] is where it enrolls the buyer.
 
@@ -15,6 +16,7 @@ use uuid::Uuid;
 use super::{
     Currency, Money, PaymentError,
     ledger::{self, AccountRef, NewTransfer, Recorded, Settlement, TransferKind},
+    teacher_share,
 };
 
 /// Providers an order can be paid through. `wallet` pays from the buyer's wallet at once.
@@ -273,9 +275,13 @@ pub async fn confirm(
         ("course", Some(payee), Some(bps)) => {
             let fee = amount * i64::from(bps) / 10_000;
             let revenue = ledger::account(conn, &AccountRef::PlatformRevenue, &currency).await?;
-            let earnings =
-                ledger::account(conn, &AccountRef::TeacherEarnings(payee), &currency).await?;
-            let mut legs = vec![(source, -amount), (earnings, amount - fee)];
+            // The teacher's share repays what they owe first (refunds clawed back after a
+            // payout), the rest lands on their earnings: one transfer.
+            let mut legs = vec![(source, -amount)];
+            legs.extend(
+                teacher_share::sale_legs(conn, payee, &currency, amount - fee, &[source, revenue])
+                    .await?,
+            );
             if fee > 0 {
                 legs.push((revenue, fee));
             }

@@ -421,8 +421,8 @@ pub async fn list(
     .collect())
 }
 
-/// A teacher's earnings: posted, held (pending payouts and refunds in flight), and the totals
-/// paid out and waiting.
+/// A teacher's earnings: posted, held (pending payouts and refunds in flight), the totals
+/// paid out and waiting, and what they owe.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Earnings {
     /// Settled earnings still on the account.
@@ -433,6 +433,10 @@ pub struct Earnings {
     pub available: Money,
     /// Approved payouts not sent yet, plus those sent.
     pub paid_out: Money,
+    /// What the teacher owes the platform (zero when nothing): course refunds taken back after
+    /// the earnings were paid out or held. The next sales repay it before earning anything.
+    /// A refund still in flight counts once it succeeds.
+    pub owed: Money,
 }
 
 pub async fn earnings(
@@ -442,6 +446,10 @@ pub async fn earnings(
 ) -> Result<Earnings, sqlx::Error> {
     let account = ledger::account(conn, &AccountRef::TeacherEarnings(teacher), currency).await?;
     let b = ledger::balance(conn, account).await?;
+    let receivable =
+        ledger::account(conn, &AccountRef::TeacherReceivable(teacher), currency).await?;
+    // The settled debt: what the next sales repay (teacher_share::split_sale).
+    let owed = (-ledger::balance(conn, receivable).await?.posted).max(0);
     let paid_out = sqlx::query_scalar!(
         r#"SELECT coalesce(sum(amount), 0)::bigint AS "total!" FROM payouts
             WHERE teacher_id = $1 AND currency = $2 AND status IN ('approved', 'paid')"#,
@@ -455,5 +463,6 @@ pub async fn earnings(
         held: Money::new(b.held, currency.clone()),
         available: Money::new(b.available(), currency.clone()),
         paid_out: Money::new(paid_out, currency.clone()),
+        owed: Money::new(owed, currency.clone()),
     })
 }

@@ -6,11 +6,14 @@
 //! by the database as well as here.
 //!
 //! Ledger: to the original provider, a pending hold moves the money from where the payment put
-//! it (the wallet for a top-up; revenue and earnings for a course) to refunds payable; on the
-//! provider's success it is posted and settled (refunds payable → provider clearing); on
-//! failure it is voided. To the wallet (course orders, or anything paid from the wallet), one
-//! posted transfer back into the wallet, succeeded at once. Enrollment on a course refund: the
-//! courses module decides in [`on_refunded`] (see docs/payments.md).
+//! it (the wallet for a top-up; revenue and the teacher's share for a course) to refunds
+//! payable; on the provider's success it is posted and settled (refunds payable → provider
+//! clearing); on failure it is voided. To the wallet (course orders, or anything paid from the
+//! wallet), one posted transfer back into the wallet, succeeded at once. A course's teacher
+//! share comes from the available earnings and, for the rest, the teacher's receivable (a debt
+//! their next sales repay; [`teacher_share`]), so a refund after a payout still succeeds.
+//! Enrollment on a course refund: the courses module decides in [`on_refunded`] (see
+//! docs/payments.md).
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -21,7 +24,7 @@ use uuid::Uuid;
 use super::{
     Currency, Money, PaymentError,
     ledger::{self, AccountRef, NewTransfer, Settlement, TransferKind},
-    orders,
+    orders, teacher_share,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
@@ -78,10 +81,13 @@ async fn reversal_legs(
         }
         ("course", Some(payee), Some(bps)) => {
             let fee = amount * i64::from(bps) / 10_000;
-            let earnings = ledger::account(conn, &AccountRef::TeacherEarnings(payee), &c).await?;
-            legs.push((earnings, -(amount - fee)));
+            let revenue = ledger::account(conn, &AccountRef::PlatformRevenue, &c).await?;
+            // The teacher's share comes back from what is available on their earnings, the
+            // rest becomes their debt (the receivable): the student's refund never waits on
+            // the teacher's balance.
+            let others = if fee > 0 { vec![to, revenue] } else { vec![to] };
+            legs.extend(teacher_share::refund_legs(conn, payee, &c, amount - fee, &others).await?);
             if fee > 0 {
-                let revenue = ledger::account(conn, &AccountRef::PlatformRevenue, &c).await?;
                 legs.push((revenue, -fee));
             }
         }
@@ -237,20 +243,31 @@ pub async fn resolve(
     }
     let hold = ledger::transfer_id(&format!("refund:{id}"));
     if succeeded {
-        // The provider has the last word: money it refunded after our hold's deadline is
-        // still booked (the hold is re-posted, see ledger::post_late).
-        ledger::post_late(
-            conn,
-            hold,
-            ledger::transfer_id(&format!("refund:{id}:late")),
-        )
-        .await?;
         let currency = Currency::try_from(r.currency)?;
         let payable = ledger::account(conn, &AccountRef::RefundsPayable, &currency).await?;
         let clearing = ledger::account(
             conn,
             &AccountRef::ProviderClearing(r.provider.clone()),
             &currency,
+        )
+        .await?;
+        // Every account of the hold and of the settlement, locked up front in id order: posting
+        // first and locking the provider's clearing afterwards could deadlock with a sale
+        // through the same provider (which locks clearing, earnings and revenue in id order).
+        let mut accounts = sqlx::query_scalar!(
+            "SELECT account_id FROM ledger_legs WHERE transfer_id = $1",
+            hold
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        accounts.extend([payable, clearing]);
+        ledger::lock(conn, &accounts).await?;
+        // The provider has the last word: money it refunded after our hold's deadline is
+        // still booked (the hold is re-posted, see ledger::post_late).
+        ledger::post_late(
+            conn,
+            hold,
+            ledger::transfer_id(&format!("refund:{id}:late")),
         )
         .await?;
         let mut settle = NewTransfer::simple(
