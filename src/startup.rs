@@ -132,12 +132,6 @@ impl Application {
             crate::payments::gateway::Gateways::new(&settings.payments, &settings.http.public_url)
                 .context("payments: provider API credentials")?,
         );
-        crate::payments::reconcile::spawn(
-            pool.clone(),
-            settings.payments.clone(),
-            gateways.clone(),
-            shutdown.child_token(),
-        );
         let (live, publish_requests, supervisor) = supervisor::start(
             live_config,
             PgLiveBackend::new(pool.clone(), redis.clone()),
@@ -178,6 +172,14 @@ impl Application {
             redis.clone(),
             settings.chat.keys(),
             mailer.clone(),
+        );
+        let paid_notifier = notifier.clone();
+        crate::payments::reconcile::spawn(
+            pool.clone(),
+            settings.payments.clone(),
+            gateways.clone(),
+            Arc::new(move |order: uuid::Uuid| paid_notifier.payment_confirmed(&order.to_string())),
+            shutdown.child_token(),
         );
         crate::notifications::spawn(
             notifier.clone(),

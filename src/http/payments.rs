@@ -770,7 +770,15 @@ async fn admin_reconcile(
     user: AuthUser,
 ) -> Result<Json<ReconcileReport>, ApiError> {
     user.require_any(&[Role::Admin, Role::Ops])?;
-    let r = reconcile::run_once(&state.db, &state.settings.payments, &state.gateways).await?;
+    let notifier = state.notifier.clone();
+    let on_paid = move |order: Uuid| notifier.payment_confirmed(&order.to_string());
+    let r = reconcile::run_once(
+        &state.db,
+        &state.settings.payments,
+        &state.gateways,
+        &on_paid,
+    )
+    .await?;
     Ok(Json(ReconcileReport {
         orders_checked: r.providers.orders_checked,
         orders_paid: r.providers.orders_paid,

@@ -33,8 +33,9 @@ pub async fn run_once(
     pool: &PgPool,
     settings: &PaymentSettings,
     gateways: &Gateways,
+    on_paid: &remote::OnPaid,
 ) -> Result<Report, sqlx::Error> {
-    let providers = match remote::check_open(pool, gateways, settings).await {
+    let providers = match remote::check_open(pool, gateways, settings, on_paid).await {
         Ok(r) => r,
         Err(super::PaymentError::Db(e)) => return Err(e),
         Err(e) => {
@@ -66,6 +67,7 @@ pub fn spawn(
     pool: PgPool,
     settings: PaymentSettings,
     gateways: Arc<Gateways>,
+    on_paid: Arc<remote::OnPaid>,
     stop: CancellationToken,
 ) {
     let every = Duration::from_secs(settings.reconcile_interval_s);
@@ -76,7 +78,7 @@ pub fn spawn(
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match run_once(&pool, &settings, &gateways).await {
+            match run_once(&pool, &settings, &gateways, &*on_paid).await {
                 Ok(r) if r != Report::default() => tracing::info!(?r, "payments reconciliation"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "payments reconciliation failed"),

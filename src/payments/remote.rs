@@ -147,11 +147,15 @@ pub struct CheckReport {
     pub provider_errors: u64,
 }
 
+/// What to do when asking found an order paid (notify the buyer, as a callback would).
+pub type OnPaid = dyn Fn(Uuid) + Send + Sync;
+
 /// Ask providers about open orders and refunds old enough to have had their callback.
 pub async fn check_open(
     pool: &PgPool,
     gateways: &Gateways,
     settings: &PaymentSettings,
+    on_paid: &OnPaid,
 ) -> Result<CheckReport, PaymentError> {
     let mut rep = CheckReport::default();
     let min_age = time::Duration::seconds(settings.reconcile_min_age_s as i64);
@@ -162,7 +166,7 @@ pub async fn check_open(
     };
     for order in open {
         rep.orders_checked += 1;
-        if let Err(e) = check_order(pool, gateways, settings, &order, &mut rep).await {
+        if let Err(e) = check_order(pool, gateways, settings, &order, &mut rep, on_paid).await {
             rep.provider_errors += 1;
             tracing::warn!(order = %order.id, provider = %order.provider, error = %e,
                            "cannot reconcile order with its provider");
@@ -203,6 +207,7 @@ async fn check_order(
     settings: &PaymentSettings,
     order: &Order,
     rep: &mut CheckReport,
+    on_paid: &OnPaid,
 ) -> Result<(), CheckError> {
     let remote = gateways
         .query_payment(&order.provider, &order_ref(order))
@@ -253,6 +258,7 @@ async fn check_order(
     if outcome == events::Outcome::Applied {
         if paid {
             rep.orders_paid += 1;
+            on_paid(order.id);
         } else {
             rep.orders_closed += 1;
         }

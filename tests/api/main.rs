@@ -20,6 +20,7 @@ mod objects;
 mod oidc;
 mod payment_gateways;
 mod payments;
+mod payments_model;
 mod reactions;
 mod recordings;
 mod storage;

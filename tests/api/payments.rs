@@ -343,9 +343,10 @@ async fn holds_reserve_funds_and_post_void_or_expire_once() {
         &app.settings.http.public_url,
     )
     .unwrap();
-    let r = wemaster::payments::reconcile::run_once(&pool, &app.settings.payments, &gateways)
-        .await
-        .unwrap();
+    let r =
+        wemaster::payments::reconcile::run_once(&pool, &app.settings.payments, &gateways, &|_| {})
+            .await
+            .unwrap();
     assert_eq!((r.holds_voided, r.ledger_mismatches), (1, 0));
     assert_eq!(
         ledger::balance(&mut conn, wallet).await.unwrap(),
@@ -1795,9 +1796,10 @@ async fn payout_requests_expire_and_the_database_keeps_payouts_and_holds_in_agre
         &app.settings.http.public_url,
     )
     .unwrap();
-    let r = wemaster::payments::reconcile::run_once(&pool, &app.settings.payments, &gateways)
-        .await
-        .unwrap();
+    let r =
+        wemaster::payments::reconcile::run_once(&pool, &app.settings.payments, &gateways, &|_| {})
+            .await
+            .unwrap();
     assert_eq!((r.payouts_expired, r.ledger_mismatches), (1, 0));
     let p: Value = app
         .get_auth(&format!("/api/v1/payouts/{}", stale.id), &teacher)
