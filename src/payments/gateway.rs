@@ -593,6 +593,24 @@ impl Gateways {
         GatewayError::NotConfigured(provider.to_string())
     }
 
+    fn stripe_client(&self) -> Result<&Stripe, GatewayError> {
+        self.stripe
+            .as_ref()
+            .ok_or_else(|| Self::not_configured("stripe"))
+    }
+
+    fn alipay_client(&self) -> Result<&Alipay, GatewayError> {
+        self.alipay
+            .as_ref()
+            .ok_or_else(|| Self::not_configured("alipay"))
+    }
+
+    fn wechat_client(&self) -> Result<&Wechat, GatewayError> {
+        self.wechat
+            .as_ref()
+            .ok_or_else(|| Self::not_configured("wechatpay"))
+    }
+
     /// Start (or, called again, resume) a payment.
     pub async fn start_payment(
         &self,
@@ -601,10 +619,7 @@ impl Gateways {
     ) -> Result<Started, GatewayError> {
         match provider {
             "stripe" => {
-                let s = self
-                    .stripe
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let s = self.stripe_client()?;
                 let pi = match &order.provider_ref {
                     Some(id) => {
                         self.stripe_get(s, &format!("/v1/payment_intents/{id}"))
@@ -629,10 +644,7 @@ impl Gateways {
                 })
             }
             "alipay" => {
-                let a = self
-                    .alipay
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let a = self.alipay_client()?;
                 let r = self
                     .alipay_call(
                         a,
@@ -659,17 +671,13 @@ impl Gateways {
                 })
             }
             "wechatpay" => {
-                let w = self
-                    .wechat
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let w = self.wechat_client()?;
                 let body = json!({
                     "appid": w.appid,
                     "mchid": w.mchid,
                     "description": order.description,
                     "out_trade_no": order.reference(),
-                    "time_expire": order.expires_at.format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
+                    "time_expire": wechat_time(order.expires_at),
                     "notify_url": w.notify_url,
                     "amount": {"total": order.amount, "currency": order.currency},
                 });
@@ -696,10 +704,7 @@ impl Gateways {
     ) -> Result<RemotePayment, GatewayError> {
         match provider {
             "stripe" => {
-                let s = self
-                    .stripe
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let s = self.stripe_client()?;
                 // Without a PaymentIntent id nothing was ever created there to be paid.
                 let Some(id) = &order.provider_ref else {
                     return Ok(RemotePayment::NotFound);
@@ -710,10 +715,7 @@ impl Gateways {
                 stripe_payment_state(&pi, &s.account)
             }
             "alipay" => {
-                let a = self
-                    .alipay
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let a = self.alipay_client()?;
                 let r = self
                     .alipay_call(
                         a,
@@ -725,10 +727,7 @@ impl Gateways {
                 alipay_payment_state(&r, &a.merchant)
             }
             "wechatpay" => {
-                let w = self
-                    .wechat
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let w = self.wechat_client()?;
                 let path = format!(
                     "/v3/pay/transactions/out-trade-no/{}?mchid={}",
                     order.reference(),
@@ -753,10 +752,7 @@ impl Gateways {
     ) -> Result<(), GatewayError> {
         match provider {
             "stripe" => {
-                let s = self
-                    .stripe
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let s = self.stripe_client()?;
                 let Some(id) = &order.provider_ref else {
                     return Ok(());
                 };
@@ -770,10 +766,7 @@ impl Gateways {
                 .map(|_| ())
             }
             "alipay" => {
-                let a = self
-                    .alipay
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let a = self.alipay_client()?;
                 let r = self
                     .alipay_call(
                         a,
@@ -790,10 +783,7 @@ impl Gateways {
                 }
             }
             "wechatpay" => {
-                let w = self
-                    .wechat
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let w = self.wechat_client()?;
                 let path = format!(
                     "/v3/pay/transactions/out-trade-no/{}/close",
                     order.reference()
@@ -819,10 +809,7 @@ impl Gateways {
     ) -> Result<RemoteRefund, GatewayError> {
         match provider {
             "stripe" => {
-                let s = self
-                    .stripe
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let s = self.stripe_client()?;
                 let pi = order
                     .provider_ref
                     .as_deref()
@@ -841,10 +828,7 @@ impl Gateways {
                 stripe_refund_state(&r)
             }
             "alipay" => {
-                let a = self
-                    .alipay
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let a = self.alipay_client()?;
                 let r = self
                     .alipay_call(
                         a,
@@ -879,10 +863,7 @@ impl Gateways {
                 }
             }
             "wechatpay" => {
-                let w = self
-                    .wechat
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let w = self.wechat_client()?;
                 let body = json!({
                     "out_trade_no": order.reference(),
                     "out_refund_no": refund.reference(),
@@ -916,20 +897,14 @@ impl Gateways {
     ) -> Result<RemoteRefund, GatewayError> {
         match provider {
             "stripe" => {
-                let s = self
-                    .stripe
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let s = self.stripe_client()?;
                 let Some(id) = &refund.provider_ref else {
                     return Ok(RemoteRefund::NotFound);
                 };
                 stripe_refund_state(&self.stripe_get(s, &format!("/v1/refunds/{id}")).await?)
             }
             "alipay" => {
-                let a = self
-                    .alipay
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let a = self.alipay_client()?;
                 let r = self
                     .alipay_call(
                         a,
@@ -958,10 +933,7 @@ impl Gateways {
                 })
             }
             "wechatpay" => {
-                let w = self
-                    .wechat
-                    .as_ref()
-                    .ok_or_else(|| Self::not_configured(provider))?;
+                let w = self.wechat_client()?;
                 let path = format!("/v3/refund/domestic/refunds/{}", refund.reference());
                 let (status, r) = self.wechat_call(w, "GET", &path, None).await?;
                 match status {
@@ -1153,6 +1125,15 @@ fn beijing(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// WeChat Pay's time format: `yyyy-MM-DDTHH:mm:ss+08:00` (RFC 3339 without fractions or `Z`).
+pub fn wechat_time(t: OffsetDateTime) -> String {
+    t.to_offset(UtcOffset::from_hms(8, 0, 0).expect("valid offset"))
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]+08:00"
+        ))
+        .unwrap_or_default()
+}
+
 fn transport(e: reqwest::Error) -> GatewayError {
     // Never the URL with its query: it may carry identifiers; the error kind is enough.
     GatewayError::Transport(e.without_url().to_string())
@@ -1255,6 +1236,8 @@ mod tests {
         .unwrap();
         let get = |k: &str| params.iter().find(|(n, _)| n == k).unwrap().1.clone();
         assert_eq!(get("timestamp"), "2026-09-21 22:13:20"); // 14:13:20 UTC + 8 h
+        assert_eq!(wechat_time(now), "2026-09-21T22:13:20+08:00");
+        assert_eq!(beijing(now), "2026-09-21 22:13:20");
         let mut signed: Vec<_> = params.iter().filter(|(k, _)| k != "sign").collect();
         signed.sort();
         let content = signed

@@ -136,6 +136,9 @@ pub async fn submit_refund(
     Ok(())
 }
 
+/// Failed calls to one provider after which a reconciliation run stops asking it.
+const MAX_FAILURES_PER_RUN: u32 = 3;
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CheckReport {
     pub orders_checked: u64,
@@ -164,10 +167,20 @@ pub async fn check_open(
         let mut conn = pool.acquire().await?;
         orders::take_for_check(&mut conn, &callable, min_age, 200).await?
     };
+    // A provider that keeps failing is left alone for the rest of this run: with a 10 s timeout
+    // per call, 200 calls to a dead provider would hold the job for half an hour.
+    let mut failures: std::collections::HashMap<String, u32> = Default::default();
+    let given_up = |f: &std::collections::HashMap<String, u32>, p: &str| {
+        f.get(p).copied().unwrap_or(0) >= MAX_FAILURES_PER_RUN
+    };
     for order in open {
+        if given_up(&failures, &order.provider) {
+            continue;
+        }
         rep.orders_checked += 1;
         if let Err(e) = check_order(pool, gateways, settings, &order, &mut rep, on_paid).await {
             rep.provider_errors += 1;
+            *failures.entry(order.provider.clone()).or_default() += 1;
             tracing::warn!(order = %order.id, provider = %order.provider, error = %e,
                            "cannot reconcile order with its provider");
         }
@@ -177,12 +190,16 @@ pub async fn check_open(
         refunds::take_for_check(&mut conn, min_age, 200).await?
     };
     for r in open {
+        if given_up(&failures, &r.provider) {
+            continue;
+        }
         rep.refunds_checked += 1;
         match check_refund(pool, gateways, settings, &r).await {
             Ok(true) => rep.refunds_resolved += 1,
             Ok(false) => {}
             Err(e) => {
                 rep.provider_errors += 1;
+                *failures.entry(r.provider.clone()).or_default() += 1;
                 tracing::warn!(refund = %r.id, provider = %r.provider, error = %e,
                                "cannot reconcile refund with its provider");
             }
