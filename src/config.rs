@@ -152,6 +152,9 @@ pub struct HttpSettings {
     pub upload_limit_bytes: u64,
     pub shutdown_grace_s: u64,
     pub cors_allowed_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or CIDR ranges). The
+    /// client's address is the right-most hop not in this list; empty: the TCP peer, always.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -428,6 +431,7 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("http.cors_allowed_origins")
+                .with_list_parse_key("http.trusted_proxies")
                 .with_list_parse_key("whip.public_ips")
                 .with_list_parse_key("whip.ice_servers")
                 .with_list_parse_key("auth.require_totp_for")

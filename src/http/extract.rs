@@ -188,8 +188,8 @@ impl<P: Policy + Send + Sync> FromRequestParts<AppState> for Authorized<P> {
     }
 }
 
-/// Where the request came from: the peer address (no proxy headers are trusted) and the
-/// `User-Agent`.
+/// Where the request came from: the client's address (the TCP peer, or what trusted proxies
+/// say, see [`client_ip`]) and the `User-Agent`.
 #[derive(Debug, Clone)]
 pub struct Client(pub ClientInfo);
 
@@ -199,19 +199,117 @@ impl Client {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+/// The client's address behind `trusted` reverse proxies: when the peer is one of them, the
+/// `X-Forwarded-For` hops are read from the right (each proxy appends the address it got the
+/// request from) and the first one that is not a trusted proxy is the client. Everything left
+/// of it was written by the client and is not believed. A malformed hop stops the walk at the
+/// last trusted address; a request from an untrusted peer is that peer, whatever it claims.
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    forwarded_for: &[&str],
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let mut client = peer.to_canonical();
+    if !is_trusted(&client) {
+        return client;
+    }
+    let hops = forwarded_for
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.into_iter().rev() {
+        let Ok(ip) = hop.parse::<std::net::IpAddr>() else {
+            break;
+        };
+        client = ip.to_canonical();
+        if !is_trusted(&client) {
+            break;
+        }
+    }
+    client
+}
+
+impl FromRequestParts<AppState> for Client {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let trusted = &state.settings.http.trusted_proxies;
         let ip = parts
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+            .map(|c| {
+                let forwarded: Vec<&str> = if trusted.is_empty() {
+                    Vec::new()
+                } else {
+                    parts
+                        .headers
+                        .get_all("x-forwarded-for")
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .collect()
+                };
+                client_ip(c.0.ip(), &forwarded, trusted).to_string()
+            });
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(300).collect());
         Ok(Client(ClientInfo { ip, user_agent }))
+    }
+}
+
+#[cfg(test)]
+mod client_ip_tests {
+    use super::client_ip;
+
+    fn nets(v: &[&str]) -> Vec<ipnet::IpNet> {
+        v.iter()
+            .map(|s| {
+                s.parse()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let peer = "10.0.0.5".parse().unwrap();
+        let ip = |xff: &[&str], trusted: &[&str]| client_ip(peer, xff, &nets(trusted)).to_string();
+        // No trusted proxies: the peer, whatever the header says.
+        assert_eq!(ip(&["203.0.113.7"], &[]), "10.0.0.5");
+        assert_eq!(ip(&["203.0.113.7"], &["192.168.0.0/16"]), "10.0.0.5");
+        // Behind one trusted proxy.
+        assert_eq!(ip(&["203.0.113.7"], &["10.0.0.0/8"]), "203.0.113.7");
+        // A client forging a hop: the right-most untrusted one counts.
+        assert_eq!(
+            ip(&["1.2.3.4, 203.0.113.7"], &["10.0.0.0/8"]),
+            "203.0.113.7"
+        );
+        // Two proxies (two headers or one list), both trusted.
+        assert_eq!(
+            ip(&["203.0.113.7", "10.0.0.9"], &["10.0.0.0/8"]),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            ip(&["198.51.100.1, 203.0.113.7, 10.0.0.9"], &["10.0.0.0/8"]),
+            "203.0.113.7"
+        );
+        // Garbage stops the walk at the last trusted address.
+        assert_eq!(ip(&["203.0.113.7, bogus"], &["10.0.0.0/8"]), "10.0.0.5");
+        // No header from a trusted proxy: the proxy itself.
+        assert_eq!(ip(&[], &["10.0.0.0/8"]), "10.0.0.5");
+        // IPv4-mapped IPv6 peers are their IPv4 address.
+        let mapped = "::ffff:10.0.0.5".parse().unwrap();
+        assert_eq!(
+            client_ip(mapped, &["2001:db8::1"], &nets(&["10.0.0.5"])).to_string(),
+            "2001:db8::1"
+        );
     }
 }

@@ -250,6 +250,61 @@ async fn sessions_are_listed_and_revoked_by_their_user() {
     );
 }
 
+/// The address a session records: the TCP peer, or the client named by a trusted proxy's
+/// `X-Forwarded-For` (right-most untrusted hop; what the client itself wrote is not believed).
+#[tokio::test]
+async fn client_addresses_come_from_trusted_proxies_only() {
+    async fn session_ip(app: &TestApp, email: &str, xff: &str) -> String {
+        let r = app
+            .client
+            .post(app.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", xff)
+            .json(&json!({"email": email, "password": PW}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let login: Value = r.json().await.unwrap();
+        let list: Value = app
+            .get_auth("/api/v1/me/sessions", at(&login))
+            .await
+            .json()
+            .await
+            .unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["current"] == true)
+            .unwrap()["ip"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+    // The tests reach the server from 127.0.0.1: as if through a proxy there.
+    let behind = spawn_app_with(|s| {
+        s.http.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let email = unique_email("proxied");
+    register(&behind, &email, "en").await;
+    assert_eq!(
+        session_ip(&behind, &email, "203.0.113.7").await,
+        "203.0.113.7"
+    );
+    assert_eq!(
+        session_ip(&behind, &email, "198.51.100.9, 203.0.113.8").await,
+        "203.0.113.8"
+    );
+    let direct = spawn_app().await;
+    let email = unique_email("direct");
+    register(&direct, &email, "en").await;
+    assert_eq!(
+        session_ip(&direct, &email, "203.0.113.7").await,
+        "127.0.0.1"
+    );
+}
+
 #[tokio::test]
 async fn access_tokens_are_eddsa_with_a_published_kid_and_foreign_keys_are_refused() {
     use base64::Engine;
