@@ -42,6 +42,44 @@ pub fn extension(content_type: &str) -> Option<&'static str> {
         .map(|(_, e)| *e)
 }
 
+/// Whether the first bytes of a file are what its declared type says. Attachments are served
+/// with the declared type, so a file that is not what it claims (an HTML page declared
+/// `image/png`, an executable declared `application/pdf`) is refused before any message carries
+/// it. `head` is the first 512 bytes (or the whole file when shorter).
+pub fn content_matches(declared: &str, head: &[u8]) -> bool {
+    let at = |off: usize, magic: &[u8]| {
+        head.len() >= off + magic.len() && &head[off..off + magic.len()] == magic
+    };
+    match declared {
+        "image/png" => at(0, b"\x89PNG\r\n\x1a\n"),
+        "image/jpeg" => at(0, &[0xff, 0xd8, 0xff]),
+        "image/webp" => at(0, b"RIFF") && at(8, b"WEBP"),
+        "image/gif" => at(0, b"GIF87a") || at(0, b"GIF89a"),
+        "application/pdf" => at(0, b"%PDF-"),
+        // A local file header, or the end record of an empty archive.
+        "application/zip" => at(0, b"PK\x03\x04") || at(0, b"PK\x05\x06"),
+        // An ID3v2 tag, or an MPEG audio frame sync (11 bits set).
+        "audio/mpeg" => {
+            at(0, b"ID3") || (head.len() >= 2 && head[0] == 0xff && head[1] & 0xe0 == 0xe0)
+        }
+        // ISO BMFF: the first box is `ftyp`.
+        "video/mp4" => at(4, b"ftyp"),
+        // Text: UTF-8 (a multi-byte character may be cut at the 512th byte) without NUL or
+        // other control characters than tab, newline, carriage return and form feed.
+        "text/plain" => {
+            let valid = match std::str::from_utf8(head) {
+                Ok(_) => true,
+                Err(e) => e.error_len().is_none() && head.len() - e.valid_up_to() < 4,
+            };
+            valid
+                && !head
+                    .iter()
+                    .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c))
+        }
+        _ => false,
+    }
+}
+
 pub fn is_image(content_type: &str) -> bool {
     content_type.starts_with("image/")
 }
@@ -139,6 +177,8 @@ pub enum ClaimError {
     Expired,
     #[error("the file was not uploaded (or not with the declared size)")]
     NotUploaded,
+    #[error("the file is not of its declared type")]
+    WrongType,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -173,6 +213,20 @@ pub async fn claim(
     match storage.head(&key).await {
         Ok(meta) if meta.size as i64 == a.size_bytes => {}
         _ => return Err(ClaimError::NotUploaded),
+    }
+    let head = match storage
+        .get(
+            &key,
+            (a.size_bytes > 0)
+                .then(|| crate::storage::ByteRange::FromTo(0, (a.size_bytes.min(512) - 1) as u64)),
+        )
+        .await
+    {
+        Ok(obj) => obj.bytes().await.map_err(|_| ClaimError::NotUploaded)?,
+        Err(_) => return Err(ClaimError::NotUploaded),
+    };
+    if !content_matches(&a.content_type, &head) {
+        return Err(ClaimError::WrongType);
     }
     drop(conn);
     let has_thumbnail = if is_image(&a.content_type) {
@@ -335,4 +389,44 @@ pub async fn cleanup(db: &PgPool, storage: &Storage) -> anyhow::Result<usize> {
         .await?;
     }
     Ok(expired.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_matches;
+
+    #[test]
+    fn files_must_be_what_they_claim() {
+        assert!(content_matches(
+            "image/png",
+            b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"
+        ));
+        assert!(!content_matches(
+            "image/png",
+            b"<html><script>alert(1)</script>"
+        ));
+        assert!(content_matches(
+            "image/jpeg",
+            &[0xff, 0xd8, 0xff, 0xe0, 0, 0x10]
+        ));
+        assert!(content_matches("image/webp", b"RIFF\x10\0\0\0WEBPVP8 "));
+        assert!(!content_matches("image/webp", b"RIFF\x10\0\0\0WAVEfmt "));
+        assert!(content_matches("image/gif", b"GIF89a\x01\0"));
+        assert!(content_matches("application/pdf", b"%PDF-1.7\n"));
+        assert!(!content_matches("application/pdf", b"MZ\x90\0"));
+        assert!(content_matches("application/zip", b"PK\x03\x04\x14\0"));
+        assert!(content_matches("audio/mpeg", b"ID3\x04\0"));
+        assert!(content_matches("audio/mpeg", &[0xff, 0xfb, 0x90, 0x64]));
+        assert!(content_matches("video/mp4", b"\0\0\0\x20ftypisom"));
+        assert!(content_matches(
+            "text/plain",
+            "Notes: 二次方程\r\n\tx² = 4\n".as_bytes()
+        ));
+        // A multi-byte character cut by the 512-byte window is still text.
+        assert!(content_matches("text/plain", &"二".as_bytes()[..2]));
+        assert!(!content_matches("text/plain", b"ELF\0\x02\x01"));
+        assert!(!content_matches("text/plain", &[0xc3, 0x28]));
+        assert!(!content_matches("application/x-unknown", b"anything"));
+        assert!(!content_matches("image/png", b""));
+    }
 }

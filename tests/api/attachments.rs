@@ -212,6 +212,24 @@ async fn uploads_are_limited_checked_and_deleted_when_unused() {
     .await;
     assert_eq!(reply(&mut c, "n-1").await["code"], "invalid");
 
+    // Not what it claims to be (attachments are served with the declared type): refused.
+    let html = b"<html><script>document.cookie</script></html>";
+    let fake = upload(app, token, "cat.png", "image/png", html).await;
+    c.send(
+        json!({"type": "send", "channel": room, "client_id": "f-1", "body": "",
+                  "attachment_id": fake["id"]}),
+    )
+    .await;
+    let refused = reply(&mut c, "f-1").await;
+    assert_eq!(refused["code"], "invalid", "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not of its declared type"),
+        "{refused}"
+    );
+
     // Uploaded, unused, expired: the cleanup deletes the object and the upload.
     let up = upload(app, token, "notes.txt", "text/plain", b"hello").await;
     let mut db = PgConnection::connect(&app.database_url).await.unwrap();
