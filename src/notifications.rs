@@ -656,6 +656,14 @@ pub fn spawn(
             if let Err(e) = lessons_starting(&notifier, settings.lesson_starting_min).await {
                 tracing::warn!(error = %e, "lesson-starting notifications failed");
             }
+            match missed_events(&notifier).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    events = n,
+                    "notified live/recording events the listener missed"
+                ),
+                Err(e) => tracing::warn!(error = %e, "catching up on missed events failed"),
+            }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
                 () = shutdown.cancelled() => break,
@@ -709,8 +717,37 @@ struct HeardEvent {
     recording_id: Option<Uuid>,
 }
 
-/// Listen to `live_stream.active` and `recording.ready` (Redis pub/sub, best effort: an event
-/// published while no node listens is not notified).
+/// Events the Redis listener did not handle (published while no node listened, or lost with a
+/// subscription): `live_stream.active` of the last 30 minutes (older ones are no longer
+/// news) and `recording.ready` of the last day, at least 10 s old (the listener's turn first),
+/// 100 per pass. Returns how many were handled.
+pub async fn missed_events(n: &Notifier) -> anyhow::Result<usize> {
+    let missed = sqlx::query_as!(
+        HeardEvent,
+        r#"SELECT e.id AS "id!", e.kind AS "kind!", e.live_stream_id AS "live_stream_id!",
+                  e.recording_id
+             FROM (SELECT id, kind, live_stream_id, NULL::uuid AS recording_id, created_at
+                     FROM live_stream_events
+                    WHERE kind = 'live_stream.active' AND created_at > now() - interval '30 minutes'
+                   UNION ALL
+                   SELECT id, kind, live_stream_id, recording_id, created_at
+                     FROM recording_events
+                    WHERE kind = 'recording.ready' AND created_at > now() - interval '1 day') e
+            WHERE e.created_at < now() - interval '10 seconds'
+              AND NOT EXISTS (SELECT 1 FROM notification_sources s WHERE s.event_id = e.id)
+            ORDER BY e.created_at LIMIT 100"#
+    )
+    .fetch_all(&n.db)
+    .await?;
+    let count = missed.len();
+    for ev in missed {
+        heard(n, ev).await?;
+    }
+    Ok(count)
+}
+
+/// Listen to `live_stream.active` and `recording.ready` (Redis pub/sub; what it misses,
+/// [`missed_events`] finds in the events tables).
 async fn listen(n: Notifier, shutdown: CancellationToken) {
     let channels = [
         crate::live::events::CHANNEL,
@@ -758,8 +795,9 @@ async fn listen(n: Notifier, shutdown: CancellationToken) {
 }
 
 async fn heard(n: &Notifier, ev: HeardEvent) -> anyhow::Result<()> {
+    let ev_id = ev.id;
     let Some(l) = lesson_by_stream(&n.db, ev.live_stream_id).await? else {
-        return Ok(());
+        return mark_handled(n, ev_id).await;
     };
     let event = match (ev.kind.as_str(), ev.recording_id) {
         ("live_stream.active", _) => Event::LiveNow {
@@ -776,11 +814,23 @@ async fn heard(n: &Notifier, ev: HeardEvent) -> anyhow::Result<()> {
             lesson: l.title,
             course: l.course_title,
         },
-        _ => return Ok(()),
+        _ => return mark_handled(n, ev_id).await,
     };
     for user in audience(&n.db, l.course_id, false).await? {
         n.notify(user, &event).await;
     }
+    mark_handled(n, ev_id).await
+}
+
+/// Remember that an event's notifications went out (every recipient was tried; each one's
+/// delivery is deduplicated by the log anyway).
+async fn mark_handled(n: &Notifier, event_id: Uuid) -> anyhow::Result<()> {
+    sqlx::query!(
+        "INSERT INTO notification_sources (event_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        event_id
+    )
+    .execute(&n.db)
+    .await?;
     Ok(())
 }
 

@@ -294,6 +294,34 @@ async fn a_lesson_going_live_notifies_its_students_once_per_live_session() {
 }
 
 #[tokio::test]
+async fn a_lesson_that_went_live_while_no_node_listened_is_still_announced_once() {
+    let class = Class::new(|s| s.notifications.scan_interval_s = 1).await;
+    let app = &class.app;
+    let mut student = Client::connect(app.addr, &class.student.1).await;
+    let mut db = PgConnection::connect(&app.database_url).await.unwrap();
+    let stream: Uuid = sqlx::query_scalar("SELECT live_stream_id FROM lessons WHERE id = $1")
+        .bind(Uuid::parse_str(&class.lesson).unwrap())
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    // Recorded by the live runtime, but its Redis message reached nobody.
+    sqlx::query(
+        "INSERT INTO live_stream_events (id, live_stream_id, kind, created_at)
+         VALUES ($1, $2, 'live_stream.active', now() - interval '15 seconds')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(stream)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let n = next_notice(&mut student).await;
+    assert_eq!(n["data"]["kind"], "live_now");
+    assert_eq!(n["data"]["lesson_id"], json!(class.lesson));
+    // The scan runs every second: nobody hears of it twice.
+    student.silent("message", Duration::from_millis(2500)).await;
+}
+
+#[tokio::test]
 async fn a_ready_replay_is_mailed_to_offline_students_once() {
     let class = Class::new(|_| {}).await;
     let app = &class.app;
