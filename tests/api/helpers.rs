@@ -179,9 +179,21 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     settings.email.retry_max_s = 1;
     tweak(&mut settings);
     let storage_root = settings.storage.local.root.clone();
-    let app = Application::build(settings.clone())
-        .await
-        .expect("application builds");
+    // The port was free when picked, but another socket (an outgoing connection's ephemeral
+    // port) may take it before the server binds it: pick another (nothing was started yet).
+    let mut attempts = 0;
+    let app = loop {
+        match Application::build(settings.clone()).await {
+            Ok(app) => break app,
+            Err(e) if attempts < 5 && format!("{e:#}").contains("cannot listen on http.listen") => {
+                attempts += 1;
+                let port = free_port();
+                settings.http.listen = format!("127.0.0.1:{port}").parse().unwrap();
+                settings.http.public_url = format!("http://127.0.0.1:{port}").parse().unwrap();
+            }
+            Err(e) => panic!("application builds: {e:?}"),
+        }
+    };
     let addr = app.local_addr();
     let rtmp_addr = app.rtmp_addr();
     let shutdown = app.shutdown_token();
