@@ -63,31 +63,26 @@ async fn apply_refund_state(
     refund_id: Uuid,
     state: &RemoteRefund,
 ) -> Result<Option<events::Outcome>, PaymentError> {
-    let (kind, provider_ref) = match state {
-        RemoteRefund::Succeeded { provider_ref } => (
-            EventKind::RefundSucceeded {
-                refund_ref: refund_id.to_string(),
-            },
-            provider_ref,
-        ),
-        RemoteRefund::Failed { reason } => (
-            EventKind::RefundFailed {
-                refund_ref: refund_id.to_string(),
-                reason: reason.clone(),
-            },
-            &None,
-        ),
-        RemoteRefund::Pending { provider_ref } => {
-            if let Some(r) = provider_ref {
-                refunds::set_provider_ref(&mut *pool.acquire().await?, refund_id, r).await?;
-            }
-            return Ok(None);
-        }
-        RemoteRefund::NotFound => return Ok(None),
-    };
-    if let Some(r) = provider_ref {
+    // The provider's id of the refund, whenever it gives one (later queries use it).
+    if let RemoteRefund::Succeeded {
+        provider_ref: Some(r),
+    }
+    | RemoteRefund::Pending {
+        provider_ref: Some(r),
+    } = state
+    {
         refunds::set_provider_ref(&mut *pool.acquire().await?, refund_id, r).await?;
     }
+    let kind = match state {
+        RemoteRefund::Succeeded { .. } => EventKind::RefundSucceeded {
+            refund_ref: refund_id.to_string(),
+        },
+        RemoteRefund::Failed { reason } => EventKind::RefundFailed {
+            refund_ref: refund_id.to_string(),
+            reason: reason.clone(),
+        },
+        RemoteRefund::Pending { .. } | RemoteRefund::NotFound => return Ok(None),
+    };
     let event = VerifiedEvent {
         event_id: format!("wemaster:refund:{refund_id}"),
         event_type: "wemaster.refund_state".into(),
