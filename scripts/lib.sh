@@ -113,3 +113,29 @@ secret_file() {
   fi
   echo "$f"
 }
+
+# ensure_node: Node.js and npm, from Debian's packages when missing. The web app builds with
+# Debian 12's Node 18.19 as well as newer ones.
+ensure_node() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    install_packages nodejs npm
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 18 ] || die "Node.js 18 or newer is needed to build the web app (found $(node --version))"
+}
+
+# build_web: install the web app's packages when the lockfile changed (npm ci), then build it
+# into web/dist (type check + Vite). The server embeds web/dist (release) or reads it (debug).
+build_web() {
+  ensure_node
+  (
+    cd "$ROOT/web"
+    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+      log "installing the web app's packages (npm ci)"
+      npm ci --no-audit --no-fund --loglevel=error
+    fi
+    log "building the web app"
+    npm run --silent build
+  )
+}

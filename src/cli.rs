@@ -44,6 +44,8 @@ enum Command {
     Config,
     /// Check GStreamer and every element the pipeline templates use.
     Doctor,
+    /// Print the OpenAPI document (the web app's API types are generated from it).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -65,6 +67,18 @@ enum AdminCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        return match crate::http::openapi().to_pretty_json() {
+            Ok(doc) => {
+                println!("{doc}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let sources = Sources {
         file: cli.config.clone(),
         env: None,
@@ -148,6 +162,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Config => print!("{}", settings.to_redacted_toml()),
         Command::Doctor => return doctor(&settings),
+        // Answered in main(), before logging starts (stdout is the document).
+        Command::Openapi => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -134,7 +134,7 @@ impl Application {
         );
         let (live, publish_requests, supervisor) = supervisor::start(
             live_config,
-            PgLiveBackend::new(pool.clone(), redis.clone()),
+            PgLiveBackend::new(pool.clone(), redis.clone(), playback.clone()),
             live_views.clone(),
             recorder,
             shutdown.child_token(),

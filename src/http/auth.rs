@@ -5,7 +5,11 @@
 //! Every answer to a login is the same for an unknown email and a wrong password, and costs the
 //! same argon2 work; failures are counted per account and per IP ([`crate::ratelimit`]).
 
-use axum::{extract::State, http::StatusCode};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -16,6 +20,7 @@ use uuid::Uuid;
 use super::{
     error::{ApiError, Problem},
     extract::{AuthUser, Client, Json},
+    session_cookie::{self, CookieRefresh},
 };
 use crate::{
     audit::{self, Event},
@@ -195,12 +200,18 @@ async fn verify_email(
 pub struct LoginRequest {
     email: String,
     password: String,
+    /// Browser mode: the refresh token is set as an `HttpOnly` cookie (with a CSRF cookie)
+    /// instead of being returned; see docs/identity.md.
+    #[serde(default)]
+    cookie: bool,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     access_token: String,
-    refresh_token: String,
+    /// Absent in browser mode (`cookie: true`): it is in the `wm_refresh` cookie instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
     /// Always `Bearer`.
     token_type: &'static str,
     /// Seconds until the access token expires.
@@ -211,10 +222,22 @@ impl From<IssuedTokens> for TokenResponse {
     fn from(t: IssuedTokens) -> Self {
         TokenResponse {
             access_token: t.access_token,
-            refresh_token: t.refresh_token,
+            refresh_token: Some(t.refresh_token),
             token_type: "Bearer",
             expires_in: t.expires_in,
         }
+    }
+}
+
+impl TokenResponse {
+    /// Browser mode: move the refresh token out of the body into the session cookies.
+    pub(crate) fn into_cookies(mut self, state: &AppState, headers: &mut HeaderMap) -> Self {
+        if let Some(rt) = self.refresh_token.take() {
+            let csrf = auth::random_token("");
+            let ttl = state.settings.auth.session_absolute_ttl_s;
+            session_cookie::append(headers, session_cookie::set(&rt, &csrf, ttl));
+        }
+        self
     }
 }
 
@@ -238,6 +261,12 @@ pub enum LoginResponse {
     Mfa(MfaChallenge),
 }
 
+impl MfaChallenge {
+    pub(crate) fn challenge_token(&self) -> &str {
+        &self.challenge_token
+    }
+}
+
 const MFA_PREFIX: &str = "wm:auth:mfa:";
 const MFA_MAX_TRIES: u64 = 5;
 
@@ -251,7 +280,7 @@ async fn login(
     State(state): State<AppState>,
     client: Client,
     Json(req): Json<LoginRequest>,
-) -> Result<Json<LoginResponse>, ApiError> {
+) -> Result<(HeaderMap, Json<LoginResponse>), ApiError> {
     // Bound the work an attacker can make argon2 do before any check.
     if req.password.len() > 4 * Password::MAX_CHARS || req.email.len() > 254 {
         return Err(ApiError::InvalidCredentials);
@@ -285,9 +314,14 @@ async fn login(
         }
     };
     state.limiter.login_succeeded(&account).await?;
-    Ok(Json(
-        complete_login(&state, &mut conn, found, "password", &client).await?,
-    ))
+    let mut headers = HeaderMap::new();
+    let answer = match complete_login(&state, &mut conn, found, "password", &client).await? {
+        LoginResponse::Tokens(t) if req.cookie => {
+            LoginResponse::Tokens(t.into_cookies(&state, &mut headers))
+        }
+        other => other,
+    };
+    Ok((headers, Json(answer)))
 }
 
 /// After the first factor (a password, an OpenID provider): a two-factor challenge when the
@@ -361,6 +395,9 @@ pub struct MfaLoginRequest {
     code: Option<String>,
     /// ... or one of the recovery codes.
     recovery_code: Option<String>,
+    /// Browser mode, as in `/auth/login`.
+    #[serde(default)]
+    cookie: bool,
 }
 
 /// Second login step: the challenge of `/auth/login` and a TOTP or recovery code.
@@ -371,7 +408,7 @@ async fn login_mfa(
     State(state): State<AppState>,
     client: Client,
     Json(req): Json<MfaLoginRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<(HeaderMap, Json<TokenResponse>), ApiError> {
     if req.challenge_token.len() > 64 {
         return Err(ApiError::InvalidCredentials);
     }
@@ -430,28 +467,76 @@ async fn login_mfa(
         return Err(ApiError::InvalidCredentials);
     }
     let tokens = start_session(&state, &mut conn, user_id, method, &client).await?;
-    Ok(Json(tokens.into()))
+    let mut headers = HeaderMap::new();
+    let mut answer = TokenResponse::from(tokens);
+    if req.cookie {
+        answer = answer.into_cookies(&state, &mut headers);
+    }
+    Ok((headers, Json(answer)))
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct RefreshRequest {
-    refresh_token: String,
+    /// The refresh token; leave it out in browser mode, where it comes from the `wm_refresh`
+    /// cookie and the `X-CSRF-Token` header must repeat the `wm_csrf` cookie.
+    refresh_token: Option<String>,
 }
 
 /// Exchange a refresh token for a new pair; the old one stops working. Presenting a used
-/// refresh token again revokes its whole session.
+/// refresh token again revokes its whole session. In browser mode the new refresh token is set
+/// as a cookie again, and a refused refresh clears the cookies.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", security(()), request_body = RefreshRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
+    responses((status = 200, body = TokenResponse), (status = 401, body = Problem),
+              (status = 403, body = Problem, description = "csrf_failed: a cookie refresh without the matching X-CSRF-Token header")))]
 async fn refresh(
     State(state): State<AppState>,
     client: Client,
+    request_headers: HeaderMap,
     Json(req): Json<RefreshRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
-    if req.refresh_token.len() > 256 {
+) -> Result<Response, ApiError> {
+    let mut headers = HeaderMap::new();
+    let (token, cookie_mode) = match req.refresh_token.as_deref() {
+        Some(t) => (t, false),
+        None => match session_cookie::refresh_token(&request_headers) {
+            CookieRefresh::Token(t) => (t, true),
+            CookieRefresh::NoCookie => {
+                return Err(ApiError::Unauthorized("no refresh token".into()));
+            }
+            CookieRefresh::CsrfMismatch => {
+                return Err(ApiError::ForbiddenCode(
+                    "csrf_failed",
+                    "a cookie refresh needs the X-CSRF-Token header matching the wm_csrf cookie"
+                        .into(),
+                ));
+            }
+        },
+    };
+    match refresh_tokens(&state, &client, token).await {
+        Ok(tokens) if cookie_mode => {
+            let answer = TokenResponse::from(tokens).into_cookies(&state, &mut headers);
+            Ok((headers, Json(answer)).into_response())
+        }
+        Ok(tokens) => Ok(Json(TokenResponse::from(tokens)).into_response()),
+        // A refused cookie is cleared, so the page stops trying it on every load.
+        Err(e @ ApiError::Unauthorized(_)) if cookie_mode => {
+            let mut resp = e.into_response();
+            session_cookie::append(resp.headers_mut(), session_cookie::clear());
+            Ok(resp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn refresh_tokens(
+    state: &AppState,
+    client: &Client,
+    refresh_token: &str,
+) -> Result<IssuedTokens, ApiError> {
+    if refresh_token.len() > 256 {
         return Err(ApiError::Unauthorized("invalid refresh token".into()));
     }
-    match state.sessions.refresh(&req.refresh_token).await? {
-        RefreshOutcome::Rotated(tokens) => Ok(Json(tokens.into())),
+    match state.sessions.refresh(refresh_token).await? {
+        RefreshOutcome::Rotated(tokens) => Ok(tokens),
         RefreshOutcome::Refused => Err(ApiError::Unauthorized(
             "refresh token is unknown, used or expired".into(),
         )),
@@ -484,7 +569,10 @@ async fn refresh(
 #[utoipa::path(post, path = "/auth/logout", tag = "auth",
     security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem)))]
-async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<StatusCode, ApiError> {
+async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<(StatusCode, HeaderMap), ApiError> {
     let sid = user.session()?;
     if state.sessions.revoke(user.id, sid, "logout").await? {
         let mut conn = state.db.acquire().await?;
@@ -496,7 +584,10 @@ async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<StatusC
         .await?;
     }
     tracing::info!(user_id = %user.id, "logout");
-    Ok(StatusCode::NO_CONTENT)
+    // Browser mode: the cookies go with the session.
+    let mut headers = HeaderMap::new();
+    session_cookie::append(&mut headers, session_cookie::clear());
+    Ok((StatusCode::NO_CONTENT, headers))
 }
 
 #[derive(Deserialize, ToSchema)]

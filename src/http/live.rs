@@ -49,6 +49,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_stream, list_streams))
         .routes(routes!(get_stream, update_stream, delete_stream))
         .routes(routes!(reset_stream_key))
+        .routes(routes!(publish_token))
         .routes(routes!(disable_stream))
         .routes(routes!(enable_stream))
         .routes(routes!(complete_stream))
@@ -573,6 +574,57 @@ async fn complete_stream(
     let stream = store::get(&mut conn, id, scope).await?.ok_or(NOT_FOUND)?;
     drop(conn);
     Ok(Json(respond_live(&state, stream, None).await))
+}
+
+/// A short-lived credential to publish to one stream without its key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublishTokenResponse {
+    /// Present it as a WHIP bearer token (or as the RTMP stream name) instead of the stream
+    /// key; it opens only this stream.
+    pub token: String,
+    /// Start publishing before this; a publish already running is not cut at expiry.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    /// The WHIP endpoint to POST the SDP offer to.
+    pub whip_url: String,
+}
+
+/// How long a publish token may wait before its publish starts.
+const PUBLISH_TOKEN_TTL: time::Duration = time::Duration::minutes(10);
+
+/// A publish token: lets the owner (or an admin) go live from the browser without seeing or
+/// replacing the stream key their encoder keeps using (docs/live.md, "Publish tokens").
+#[utoipa::path(post, path = "/live-streams/{id}/publish-token", tag = "live streams",
+    params(("id" = Uuid, Path, description = "live stream id")),
+    security(("bearer" = ["teacher", "admin"])),
+    responses((status = 200, body = PublishTokenResponse),
+              (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem)))]
+async fn publish_token(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<PublishTokenResponse>, ApiError> {
+    let scope = scope_of(&user)?;
+    let id = LiveStreamId(id);
+    let mut conn = state.db.acquire().await?;
+    store::get(&mut conn, id, scope).await?.ok_or(NOT_FOUND)?;
+    drop(conn);
+    let expires_at = OffsetDateTime::now_utc() + PUBLISH_TOKEN_TTL;
+    let token = crate::live::publish_token::sign(&state.playback, id.0, expires_at);
+    let base = state
+        .settings
+        .http
+        .public_url
+        .as_str()
+        .trim_end_matches('/');
+    tracing::info!(live_stream_id = %id, user_id = %user.id, "publish token issued");
+    Ok(Json(PublishTokenResponse {
+        token,
+        expires_at,
+        whip_url: format!("{base}/whip/{}", id.0),
+    }))
 }
 
 /// A signed, expiring playback token for a stream's live HLS.

@@ -34,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(upload_avatar))
         .routes(routes!(change_password))
         .routes(routes!(resend_verification))
-        .routes(routes!(list_sessions))
+        .routes(routes!(list_sessions, revoke_all_sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(enrol_totp))
         .routes(routes!(confirm_totp))
@@ -287,6 +287,23 @@ async fn list_sessions(
         items: state.sessions.list(user.id, current).await?,
         next_cursor: None,
     }))
+}
+
+/// Sign out everywhere: revoke every session of the caller, this one included.
+#[utoipa::path(delete, path = "/me/sessions", tag = "me", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+async fn revoke_all_sessions(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<StatusCode, ApiError> {
+    let ended = state.sessions.revoke_all(user.id, "user").await?;
+    let mut conn = state.db.acquire().await?;
+    audit::record(
+        &mut conn,
+        Event::by(user.id, "session.revoked_all").detail(json!({"sessions": ended.len()})),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Revoke one of the caller's sessions; its tokens stop working on every node at once.

@@ -20,7 +20,10 @@ pub mod oidc;
 pub mod payments;
 pub mod range;
 pub mod recordings;
+pub mod session_cookie;
 pub mod upload;
+pub mod users;
+pub mod web;
 pub mod wellknown;
 pub mod whip;
 
@@ -88,6 +91,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(courses::router())
         .merge(payments::router())
         .merge(chat::router())
+        .merge(users::router())
 }
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).
@@ -116,7 +120,7 @@ pub fn router(state: AppState) -> Router {
         .merge(recordings::replay_router())
         .merge(courses::asap_router(&state.settings.jitsi.asap_key_path))
         .merge(objects::router(settings.upload_limit_bytes))
-        .fallback(route_not_found)
+        .fallback(web::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.body_limit_bytes,
@@ -127,10 +131,6 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(cors(settings))
         .with_state(state)
-}
-
-async fn route_not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::RouteNotFound(format!("{method} {}", uri.path()))
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -14,7 +14,7 @@
 
 use axum::{
     extract::State,
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
@@ -155,9 +155,45 @@ pub enum CallbackResponse {
 async fn callback(
     State(state): State<AppState>,
     client: Client,
+    headers: HeaderMap,
     Path(provider): Path<String>,
     Query(q): Query<CallbackQuery>,
-) -> Result<Json<CallbackResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    let answer = finish_callback(&state, &client, provider, q).await;
+    // A browser navigation (the web app's provider buttons) comes back into the app: the
+    // session as cookies (browser mode), a two-factor challenge or an error in the login page.
+    let navigation = headers
+        .get("sec-fetch-mode")
+        .is_some_and(|v| v.as_bytes() == b"navigate");
+    if !navigation {
+        return answer.map(|a| Json(a).into_response());
+    }
+    let mut out = HeaderMap::new();
+    let to = match answer {
+        Ok(CallbackResponse::Login(LoginResponse::Tokens(t))) => {
+            t.into_cookies(&state, &mut out);
+            "/courses".to_string()
+        }
+        Ok(CallbackResponse::Login(LoginResponse::Mfa(m))) => {
+            format!("/login?mfa={}", m.challenge_token())
+        }
+        Ok(CallbackResponse::Link(l)) => format!("/me?linked={}", l.provider),
+        Err(e) => format!("/login?oidc_error={}", e.code()),
+    };
+    out.insert(
+        header::LOCATION,
+        HeaderValue::from_str(&to).map_err(anyhow::Error::from)?,
+    );
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok((StatusCode::SEE_OTHER, out).into_response())
+}
+
+async fn finish_callback(
+    state: &AppState,
+    client: &Client,
+    provider: String,
+    q: CallbackQuery,
+) -> Result<CallbackResponse, ApiError> {
     if let Some(error) = q.error {
         return Err(ApiError::Unauthorized(format!(
             "the provider refused the sign-in: {}",
@@ -188,10 +224,10 @@ async fn callback(
             None => link(&mut tx, &identity, link_to, Some(link_to)).await?,
         }
         tx.commit().await?;
-        return Ok(Json(CallbackResponse::Link(Linked {
+        return Ok(CallbackResponse::Link(Linked {
             linked: true,
             provider,
-        })));
+        }));
     }
     let user_id = match linked {
         Some(id) => id,
@@ -206,7 +242,7 @@ async fn callback(
         .ok_or(ApiError::InvalidCredentials)?;
     let method = format!("oidc:{provider}");
     let answer = complete_login(&state, &mut conn, found, &method, &client).await?;
-    Ok(Json(CallbackResponse::Login(answer)))
+    Ok(CallbackResponse::Login(answer))
 }
 
 async fn link(

@@ -26,6 +26,7 @@ use crate::{
     live::{
         keys::StreamKey,
         model::{LiveStreamId, StreamStatus},
+        publish_token,
         store::{self, Scope},
     },
     state::AppState,
@@ -68,7 +69,8 @@ fn ice_links(state: &AppState) -> Vec<HeaderValue> {
 }
 
 /// Start publishing to a live stream over WebRTC (WHIP, RFC 9725). The bearer token is the
-/// stream's key, not an access token.
+/// stream's key, or a publish token from `POST /api/v1/live-streams/{id}/publish-token` (the
+/// web app's go-live), not an access token.
 #[utoipa::path(post, path = "/whip/{live_stream_id}", tag = "live", security(()),
     params(("live_stream_id" = Uuid, Path)),
     request_body(content = String, content_type = "application/sdp", description = "SDP offer"),
@@ -198,6 +200,28 @@ async fn check_key(state: &AppState, id: LiveStreamId, key: Option<&str>) -> Res
         )
     };
     let mut conn = state.db.acquire().await.map_err(unavailable)?;
+    // A publish token (the web app's go-live) opens only the stream it names.
+    let token_opens = key
+        .and_then(|k| publish_token::verify(&state.playback, k, time::OffsetDateTime::now_utc()))
+        .is_some_and(|opened| opened == id.0);
+    if token_opens {
+        return match store::get(&mut conn, id, Scope::All)
+            .await
+            .map_err(unavailable)?
+        {
+            None => Err(problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "live stream not found",
+            )),
+            Some(s) if s.status == StreamStatus::Disabled => Err(problem(
+                StatusCode::FORBIDDEN,
+                "stream_disabled",
+                "this live stream is disabled",
+            )),
+            Some(_) => Ok(()),
+        };
+    }
     if let Some(key) = key.and_then(|k| StreamKey::parse(k).ok()) {
         if let Some(s) = store::find_by_stream_key(&mut conn, &key)
             .await

@@ -35,10 +35,12 @@ struct Event {
 pub struct PgLiveBackend {
     db: PgPool,
     events: mpsc::UnboundedSender<Event>,
+    /// Checks publish tokens (the web app's go-live), accepted beside stream keys.
+    signer: crate::playback::PlaybackSigner,
 }
 
 impl PgLiveBackend {
-    pub fn new(db: PgPool, redis: Redis) -> PgLiveBackend {
+    pub fn new(db: PgPool, redis: Redis, signer: crate::playback::PlaybackSigner) -> PgLiveBackend {
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let pool = db.clone();
         tokio::spawn(async move {
@@ -46,7 +48,11 @@ impl PgLiveBackend {
                 write_event(&pool, &redis, e).await;
             }
         });
-        PgLiveBackend { db, events: tx }
+        PgLiveBackend {
+            db,
+            events: tx,
+            signer,
+        }
     }
 }
 
@@ -87,19 +93,28 @@ impl LiveBackend for PgLiveBackend {
         if app != RTMP_APP {
             return Err(RefuseReason::WrongApp);
         }
-        let Ok(key) = StreamKey::parse(&stream_key) else {
+        let publish_token = super::publish_token::verify(
+            &self.signer,
+            &stream_key,
+            time::OffsetDateTime::now_utc(),
+        );
+        let key = StreamKey::parse(&stream_key).ok();
+        if publish_token.is_none() && key.is_none() {
             return Err(RefuseReason::UnknownKey);
-        };
+        }
         let mut conn = self.db.acquire().await.map_err(|e| {
             tracing::error!(error = %e, "cannot check a stream key: database unavailable");
             RefuseReason::Busy
         })?;
-        let stream = store::find_by_stream_key(&mut conn, &key)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot check a stream key");
-                RefuseReason::Busy
-            })?;
+        let found = match (publish_token, key) {
+            (Some(id), _) => store::get(&mut conn, LiveStreamId(id), store::Scope::All).await,
+            (None, Some(key)) => store::find_by_stream_key(&mut conn, &key).await,
+            (None, None) => unreachable!("refused above"),
+        };
+        let stream = found.map_err(|e| {
+            tracing::error!(error = %e, "cannot check a stream key");
+            RefuseReason::Busy
+        })?;
         match stream {
             None => Err(RefuseReason::UnknownKey),
             Some(s) if s.status == StreamStatus::Disabled => Err(RefuseReason::Disabled),

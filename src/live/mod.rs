@@ -14,6 +14,7 @@ pub mod backend;
 pub mod events;
 pub mod keys;
 pub mod model;
+pub mod publish_token;
 pub mod runtime;
 pub mod store;
 pub mod supervisor;

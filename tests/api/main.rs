@@ -24,3 +24,4 @@ mod payments_model;
 mod reactions;
 mod recordings;
 mod storage;
+mod web;

@@ -1,0 +1,206 @@
+//! The web app (web/, built by Vite into web/dist) served from the same port as the API.
+//!
+//! Release builds embed web/dist in the binary (one file still carries everything); debug builds
+//! read it from disk, so `npm run build` is enough to see a change in a running test server.
+//! Every path that is not the API's or the media's answers the app's `index.html` (deep links
+//! and reloads work); hashed files under `/assets/` are immutable, `index.html` is revalidated
+//! on every load so a deploy is seen at once.
+//!
+//! Pages get a strict Content-Security-Policy: scripts only from our origin (Vite emits no
+//! inline script), media and workers from `blob:` (hls.js feeds MediaSource through blob URLs),
+//! no framing. Text assets are gzipped once per process and kept (they are immutable).
+
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    io::Write,
+    sync::{Arc, LazyLock, Mutex},
+};
+
+use axum::{
+    body::Body,
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use rust_embed::RustEmbed;
+
+use super::error::ApiError;
+
+#[derive(RustEmbed)]
+#[folder = "web/dist"]
+#[allow_missing = true]
+struct Dist;
+
+/// Path prefixes that belong to the server, never to the app: an unknown path below them is a
+/// problem+json 404, not the app's page.
+const SERVER_PREFIXES: &[&str] = &[
+    "/api/",
+    "/hls/",
+    "/whip/",
+    "/whep/",
+    "/objects/",
+    "/.well-known/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+/// Content-Security-Policy of the app's pages (see the module comment).
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data: blob: https: http:; media-src 'self' blob:; worker-src 'self' blob:; \
+    connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; \
+    form-action 'self'; frame-ancestors 'none'";
+
+/// The fallback of the whole router: the app for page paths, a problem for everything else.
+pub async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let path = uri.path();
+    let is_page_method = method == Method::GET || method == Method::HEAD;
+    if !is_page_method
+        || SERVER_PREFIXES
+            .iter()
+            .any(|p| path.starts_with(p) || path == p.trim_end_matches('/'))
+    {
+        return ApiError::RouteNotFound(format!("{method} {path}")).into_response();
+    }
+    let file = path.trim_start_matches('/');
+    if !file.is_empty() && !file.ends_with('/') {
+        if let Some(found) = Dist::get(file) {
+            let immutable = file.starts_with("assets/");
+            return asset(file, found, immutable, &headers);
+        }
+        // A missing hashed asset is a 404: answering index.html would hand HTML to a <script>.
+        if file.starts_with("assets/") {
+            return ApiError::RouteNotFound(format!("{method} {path}")).into_response();
+        }
+    }
+    match Dist::get("index.html") {
+        Some(index) => asset("index.html", index, false, &headers),
+        None => not_built(),
+    }
+}
+
+fn asset(name: &str, file: rust_embed::EmbeddedFile, immutable: bool, req: &HeaderMap) -> Response {
+    let mime = mime_guess::from_path(name).first_or_octet_stream();
+    let is_html = mime.essence_str() == "text/html";
+    let compressible = is_html
+        || matches!(mime.type_(), mime_guess::mime::TEXT)
+        || matches!(
+            mime.essence_str(),
+            "application/javascript" | "application/json" | "image/svg+xml"
+        );
+    let gzip_ok = compressible
+        && req
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..12]));
+    let mut headers = HeaderMap::new();
+    let content_type = if mime.type_() == mime_guess::mime::TEXT
+        || mime.essence_str() == "application/javascript"
+    {
+        format!("{}; charset=utf-8", mime.essence_str())
+    } else {
+        mime.essence_str().to_string()
+    };
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if immutable {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        }),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    if compressible {
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    security_headers(&mut headers, is_html);
+    if req
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    let body = if gzip_ok {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        Body::from(gzipped(name, &etag, &file.data))
+    } else {
+        Body::from(match file.data {
+            Cow::Borrowed(b) => bytes::Bytes::from_static(b),
+            Cow::Owned(v) => bytes::Bytes::from(v),
+        })
+    };
+    (StatusCode::OK, headers, body).into_response()
+}
+
+/// Headers every app response carries; pages also get the CSP.
+fn security_headers(headers: &mut HeaderMap, page: bool) {
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        "referrer-policy",
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    if page {
+        headers.insert("content-security-policy", HeaderValue::from_static(CSP));
+        headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        headers.insert(
+            "permissions-policy",
+            HeaderValue::from_static(
+                "camera=(self), microphone=(self), display-capture=(self), geolocation=()",
+            ),
+        );
+        headers.insert(
+            "cross-origin-opener-policy",
+            HeaderValue::from_static("same-origin"),
+        );
+    }
+}
+
+/// gzip of a file, computed once per (name, content) and kept: the app's files never change
+/// while the process runs (release) or change with their hash (debug rebuilds).
+fn gzipped(name: &str, etag: &str, data: &[u8]) -> bytes::Bytes {
+    static CACHE: LazyLock<Mutex<HashMap<String, Arc<bytes::Bytes>>>> =
+        LazyLock::new(Default::default);
+    let key = format!("{name}{etag}");
+    if let Some(hit) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return (**hit).clone();
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let out = enc
+        .write_all(data)
+        .and_then(|_| enc.finish())
+        .map(bytes::Bytes::from)
+        .unwrap_or_else(|_| bytes::Bytes::copy_from_slice(data));
+    CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, Arc::new(out.clone()));
+    out
+}
+
+/// Built without web/dist (a server-only build): say how to get the app instead of a blank page.
+fn not_built() -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    (
+        StatusCode::NOT_FOUND,
+        headers,
+        "The web app is not built into this server. Build it with `scripts/run` (or `cd web && npm ci && npm run build`, then rebuild the server). The API is at /api/v1 and its documentation at /api/docs.\n",
+    )
+        .into_response()
+}

@@ -1,0 +1,392 @@
+//! The web app: how `wemaster serve` serves it (deep links, caching, security headers), the
+//! browser session mode of the auth API (refresh cookie + CSRF), and the classroom end to end in
+//! Debian's Chromium driven by Playwright (`web/e2e/classroom.mjs`): a teacher going live from
+//! the browser (WHIP) or with ffmpeg (RTMP), a student buying, watching, chatting, reloading and
+//! watching the replay. `scripts/test` builds web/dist before these run.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use reqwest::{Method, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with, unique_email};
+
+const PW: &str = "a long passphrase for tests";
+
+fn web_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web")
+}
+
+/// The built app must be there: the tests read it from disk (debug builds do not embed it).
+fn require_dist() {
+    assert!(
+        web_dir().join("dist/index.html").exists(),
+        "web/dist is not built: run the tests with scripts/test (or `cd web && npm ci && npm run build`)"
+    );
+}
+
+fn header_of(r: &reqwest::Response, name: header::HeaderName) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn app_routes_answer_the_index_page_with_a_strict_csp_and_no_cache() {
+    require_dist();
+    let app = spawn_app().await;
+    for path in [
+        "/",
+        "/courses",
+        "/lessons/0198c3e2-0000-7000-8000-000000000000",
+        "/me/wallet",
+        "/studio/x",
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert!(
+            header_of(&r, header::CONTENT_TYPE).starts_with("text/html"),
+            "{path}"
+        );
+        assert_eq!(header_of(&r, header::CACHE_CONTROL), "no-cache", "{path}");
+        let csp = header_of(&r, "content-security-policy".parse().unwrap());
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(
+            header_of(&r, "x-content-type-options".parse().unwrap()),
+            "nosniff"
+        );
+        let body = r.text().await.unwrap();
+        assert!(body.contains("<div id=\"root\">"), "{path}: {body}");
+        // Vite emits no inline script: the CSP would block it.
+        assert!(
+            !body.contains("<script>") && body.contains("type=\"module\""),
+            "{body}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hashed_assets_are_immutable_gzipped_and_a_missing_one_is_a_404() {
+    require_dist();
+    let app = spawn_app().await;
+    let index = app.get("/").await.text().await.unwrap();
+    let script = index
+        .split("src=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("index.html names its script");
+    assert!(script.starts_with("/assets/"), "{script}");
+    let r = app
+        .client
+        .get(app.url(script))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        header_of(&r, header::CACHE_CONTROL),
+        "public, max-age=31536000, immutable"
+    );
+    assert!(header_of(&r, header::CONTENT_TYPE).contains("javascript"));
+    assert_eq!(header_of(&r, header::CONTENT_ENCODING), "gzip");
+    let etag = header_of(&r, header::ETAG);
+    let again = app
+        .client
+        .get(app.url(script))
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    // A missing hashed file must not be answered with the HTML page.
+    assert_problem(
+        app.get("/assets/nothing-here.js").await,
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+    )
+    .await;
+    // Server paths keep their meaning.
+    assert_problem(
+        app.get("/api/v1/nothing-here").await,
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+    )
+    .await;
+    assert_problem(
+        app.get("/hls/nothing").await,
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+    )
+    .await;
+    app.stop().await;
+}
+
+fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
+    cookies.iter().find_map(|c| {
+        c.strip_prefix(&format!("{name}="))
+            .and_then(|rest| rest.split(';').next())
+            .map(str::to_string)
+    })
+}
+
+#[tokio::test]
+async fn browser_mode_keeps_the_refresh_token_in_an_http_only_cookie_with_csrf() {
+    let app = spawn_app().await;
+    let email = unique_email("cookie");
+    app.register(&email, PW).await;
+    let r = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": email, "password": PW, "cookie": true}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookies = set_cookies(&r);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["access_token"].is_string());
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    let refresh_cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("wm_refresh="))
+        .unwrap();
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/api/v1/auth/refresh",
+    ] {
+        assert!(refresh_cookie.contains(attr), "{refresh_cookie}");
+    }
+    let refresh = cookie_value(&cookies, "wm_refresh").unwrap();
+    let csrf = cookie_value(&cookies, "wm_csrf").unwrap();
+
+    let call = |cookie: String, csrf_header: Option<String>| {
+        let mut req = app
+            .client
+            .post(app.url("/api/v1/auth/refresh"))
+            .header(header::COOKIE, cookie)
+            .json(&json!({}));
+        if let Some(h) = csrf_header {
+            req = req.header("x-csrf-token", h);
+        }
+        req.send()
+    };
+    // Without the CSRF header (what a cross-site form could send): refused.
+    let r = call(format!("wm_refresh={refresh}; wm_csrf={csrf}"), None)
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::FORBIDDEN, "csrf_failed").await;
+    let r = call(
+        format!("wm_refresh={refresh}; wm_csrf={csrf}"),
+        Some("forged".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // With it: a new access token and a rotated cookie.
+    let r = call(
+        format!("wm_refresh={refresh}; wm_csrf={csrf}"),
+        Some(csrf.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let rotated = set_cookies(&r);
+    let body: Value = r.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap().to_string();
+    assert!(body.get("refresh_token").is_none());
+    let new_refresh = cookie_value(&rotated, "wm_refresh").unwrap();
+    assert_ne!(new_refresh, refresh);
+    let me = app.get_auth("/api/v1/me", &access).await;
+    assert_eq!(me.status(), StatusCode::OK);
+
+    // Logout ends the session and clears both cookies.
+    let r = app
+        .send(Method::POST, "/api/v1/auth/logout", Some(&access), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let cleared = set_cookies(&r);
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("wm_refresh=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    let new_csrf = cookie_value(&rotated, "wm_csrf").unwrap();
+    let r = call(
+        format!("wm_refresh={new_refresh}; wm_csrf={new_csrf}"),
+        Some(new_csrf.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A refused cookie is cleared so the page stops presenting it.
+    assert!(
+        set_cookies(&r)
+            .iter()
+            .any(|c| c.starts_with("wm_refresh=;"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sign_out_everywhere_ends_every_session_of_the_user() {
+    let app = spawn_app().await;
+    let email = unique_email("everywhere");
+    app.register(&email, PW).await;
+    let a = app.login(&email, PW).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = app.login(&email, PW).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .send(Method::DELETE, "/api/v1/me/sessions", Some(&a), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for t in [&a, &b] {
+        assert_eq!(
+            app.get_auth("/api/v1/me", t).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn profiles_answer_display_names_only_to_signed_in_users() {
+    let app = spawn_app().await;
+    let (id, token) = app
+        .user_with(
+            &unique_email("profile"),
+            PW,
+            &[wemaster::users::Role::Student],
+        )
+        .await;
+    let r = app.get(&format!("/api/v1/users/profiles?ids={id}")).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app
+        .get_auth(
+            &format!("/api/v1/users/profiles?ids={id},{}", uuid::Uuid::now_v7()),
+            &token,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["items"], json!([{"id": id, "display_name": "Test"}]));
+    let many = (0..101)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let r = app
+        .get_auth(&format!("/api/v1/users/profiles?ids={many}"), &token)
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+/// A published paid course with one broadcast lesson, made by a teacher through the API.
+async fn course_with_lesson(app: &TestApp, teacher: &str) -> (String, Value) {
+    let course: Value = app
+        .send(
+            Method::POST,
+            "/api/v1/courses",
+            Some(teacher),
+            Some(&json!({"title": "Calligraphy for beginners", "summary": "Brush, ink and the first strokes",
+                         "description": "Eight live lessons.", "price": {"amount": 9900, "currency": "CNY"},
+                         "visibility": "published", "tags": ["art"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let course_id = course["id"].as_str().expect("course created").to_string();
+    let starts = time::OffsetDateTime::now_utc() + time::Duration::minutes(2);
+    let lesson: Value = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/courses/{course_id}/lessons"),
+            Some(teacher),
+            Some(&json!({"title": "The first stroke", "kind": "broadcast",
+                         "starts_at": starts.format(&time::format_description::well_known::Rfc3339).unwrap(),
+                         "duration_minutes": 45, "time_zone": "Asia/Shanghai"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(lesson["id"].is_string(), "{lesson}");
+    (course_id, lesson)
+}
+
+/// Run the Playwright scenario; its output goes to the test's output.
+async fn run_classroom(mode: &str, extra: &[(&str, String)]) {
+    require_dist();
+    // Short access tokens, so the scenario sees one expire and be refreshed.
+    let app = spawn_app_with(|s| s.auth.access_token_ttl_s = 12).await;
+    let teacher_email = unique_email("teacher-web");
+    let (_, teacher) = app
+        .user_with(&teacher_email, PW, &[wemaster::users::Role::Teacher])
+        .await;
+    let (course_id, lesson) = course_with_lesson(&app, &teacher).await;
+    let rtmp_url = format!(
+        "rtmp://{}/live/{}",
+        app.rtmp_addr,
+        lesson["stream_key"].as_str().unwrap()
+    );
+    let screenshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/web");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(web_dir().join("e2e/classroom.mjs"))
+        .current_dir(web_dir())
+        .env("WM_BASE", &app.base)
+        .env("WM_MODE", mode)
+        .env("WM_TEACHER_EMAIL", &teacher_email)
+        .env("WM_TEACHER_PASSWORD", PW)
+        .env("WM_COURSE_ID", &course_id)
+        .env("WM_LESSON_ID", lesson["id"].as_str().unwrap())
+        .env("WM_RTMP_URL", rtmp_url)
+        .env("WM_ACCESS_TTL_S", "12")
+        .env("WM_SCREENSHOTS", screenshots)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let status = tokio::time::timeout(Duration::from_secs(300), cmd.status())
+        .await
+        .expect("the classroom scenario finishes within 5 minutes")
+        .expect("node runs (scripts/test installs it)");
+    assert!(
+        status.success(),
+        "the classroom scenario failed ({status}): see its output above"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn classroom_in_the_browser_with_a_whip_teacher() {
+    run_classroom("whip", &[]).await;
+}
+
+#[tokio::test]
+async fn classroom_in_the_browser_with_an_ffmpeg_rtmp_teacher() {
+    run_classroom("rtmp", &[]).await;
+}

@@ -1,0 +1,164 @@
+// The classroom end to end, as a teacher and a student would do it (docs/web.md, "Tests"):
+//   teacher logs in → opens the lesson → goes live (WM_MODE=whip: from the browser with the fake
+//   camera; rtmp: ffmpeg publishes with the stream key, like OBS) → a student registers in
+//   another browser context, buys the course with the sandbox provider, opens the classroom and
+//   the video plays ≥ 10 s → the student chats, the teacher sees it → the student reloads: still
+//   signed in, the chat resumes without duplicates → the access token expires and is refreshed
+//   unnoticed → the teacher ends the lesson → the student's page becomes the replay, which plays
+//   and seeks.
+import { spawn } from 'node:child_process';
+import {
+  assertAccessible, assertPlays, assertTranslated, context, env, launch, log, login, PHONE, screenshot, videoTime, watch,
+} from './lib.mjs';
+
+const mode = env('WM_MODE');
+const lessonId = env('WM_LESSON_ID');
+const courseId = env('WM_COURSE_ID');
+const accessTtl = Number(process.env.WM_ACCESS_TTL_S ?? '0');
+const shots = mode === 'whip'; // one set of screenshots is enough
+
+const browser = await launch();
+let ffmpeg = null;
+const errors = [];
+try {
+  // ---- teacher ----
+  const teacherCtx = await context(browser, { locale: 'en-US' });
+  const teacher = await teacherCtx.newPage();
+  errors.push(...watch(teacher, 'teacher'));
+  await login(teacher, env('WM_TEACHER_EMAIL'), env('WM_TEACHER_PASSWORD'));
+  log('teacher signed in');
+  await teacher.goto(`/lessons/${lessonId}`);
+  await teacher.waitForSelector('.teacher');
+  if (mode === 'whip') {
+    // The fake camera feeds the preview; go live over WHIP with a publish token.
+    await teacher.waitForFunction(() => {
+      const v = document.querySelector('video.preview');
+      return v && v.srcObject && v.videoWidth > 0;
+    });
+    if (shots) await screenshot(teacher, 'teacher-preview-en');
+    await teacher.click('.golive button.button:not(.button-danger)');
+  } else {
+    const args = ['-hide_banner', '-loglevel', 'error', '-re',
+      '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25',
+      '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+      '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '50', '-pix_fmt', 'yuv420p',
+      '-c:a', 'aac', '-b:a', '96k', '-f', 'flv', env('WM_RTMP_URL')];
+    ffmpeg = spawn('ffmpeg', args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    log('ffmpeg publishing over RTMP');
+  }
+  await teacher.waitForSelector('[data-lesson-status=live]', { timeout: 45_000 });
+  await teacher.waitForFunction(() => document.querySelector('[data-testid=health-state]')?.textContent === 'On air', null, { timeout: 30_000 });
+  log('lesson is live');
+  if (shots) await screenshot(teacher, 'teacher-live-en');
+
+  // ---- student: register, buy, watch ----
+  const studentCtx = await context(browser, { locale: 'zh-CN' });
+  const student = await studentCtx.newPage();
+  errors.push(...watch(student, 'student'));
+  const email = `student-${Date.now()}-${mode}@example.com`;
+  await student.goto('/register');
+  await assertTranslated(student, 'register (zh-CN)');
+  await student.fill('input[name=display_name]', '小明');
+  await student.fill('input[name=email]', email);
+  await student.fill('input[name=password]', 'correct horse battery staple');
+  await student.click('form button[type=submit]');
+  await student.waitForURL(/\/courses$/);
+  await student.waitForSelector('.card');
+  await assertTranslated(student, 'catalogue (zh-CN)');
+  if (shots) {
+    await screenshot(student, 'catalogue-zh');
+    await assertAccessible(student, 'catalogue');
+  }
+  await student.goto(`/courses/${courseId}`);
+  await student.waitForSelector('.checkout');
+  await assertTranslated(student, 'course (zh-CN)');
+  if (shots) {
+    await screenshot(student, 'course-checkout-zh');
+    await assertAccessible(student, 'course page');
+  }
+  await student.check('input[name=provider][value=sandbox]');
+  await student.click('.checkout > button.button');
+  // The sandbox calls back like a provider; the page polls the order, then shows the lessons.
+  await student.waitForSelector('.pill-ok', { timeout: 30_000 });
+  log('student bought the course');
+  await student.goto(`/lessons/${lessonId}`);
+  await assertPlays(student, 10, 'student live');
+  await assertTranslated(student, 'classroom (zh-CN)');
+  if (shots) {
+    await screenshot(student, 'classroom-live-zh');
+    await assertAccessible(student, 'classroom (live)');
+  }
+
+  // ---- chat both ways ----
+  const hello = `你好，老师！ ${mode}`;
+  await student.fill('.chat-form input', hello);
+  await student.press('.chat-form input', 'Enter');
+  await teacher.waitForFunction((t) => document.querySelector('[data-testid=chat-list]')?.innerText.includes(t), hello);
+  log('teacher saw the student message');
+  const reply = `Welcome! (${mode})`;
+  await teacher.fill('.chat-form input', reply);
+  await teacher.press('.chat-form input', 'Enter');
+  await student.waitForFunction((t) => document.querySelector('[data-testid=chat-list]')?.innerText.includes(t), reply);
+
+  // ---- reload: same session, chat resumes without duplicates ----
+  await student.reload();
+  await student.waitForSelector('.chat[data-status=subscribed]');
+  await student.waitForFunction((t) => document.querySelector('[data-testid=chat-list]')?.innerText.includes(t), reply);
+  const count = await student.evaluate((t) => document.querySelector('[data-testid=chat-list]').innerText.split(t).length - 1, hello);
+  if (count !== 1) throw new Error(`after a reload the message shows ${count} times`);
+  await assertPlays(student, 3, 'student after reload');
+  log('reload kept the session; chat resumed without duplicates');
+
+  // ---- the access token expires; the next call refreshes it unnoticed ----
+  if (accessTtl > 0) {
+    await student.waitForTimeout((accessTtl + 2) * 1000);
+    const after = `after expiry ${mode}`;
+    await student.fill('.chat-form input', after);
+    await student.press('.chat-form input', 'Enter');
+    await teacher.waitForFunction((t) => document.querySelector('[data-testid=chat-list]')?.innerText.includes(t), after);
+    await student.goto(`/courses/${courseId}`); // an API call with an expired token
+    await student.waitForSelector('.pill-ok');
+    if (/\/login/.test(student.url())) throw new Error('sent to /login after the access token expired');
+    log('expired access token was refreshed without the user noticing');
+    await student.goto(`/lessons/${lessonId}`);
+    await student.waitForSelector('.player[data-state=playing]', { timeout: 45_000 });
+  }
+
+  if (shots) {
+    // The classroom on a phone, in portrait.
+    const phone = await context(browser, { locale: 'zh-CN', viewport: PHONE });
+    const p = await phone.newPage();
+    await p.goto('/courses');
+    await p.waitForSelector('.card');
+    await screenshot(p, 'catalogue-phone-zh');
+    await phone.close();
+  }
+
+  // ---- the teacher ends the lesson; the student's page becomes the replay ----
+  await teacher.click('.teacher-actions .button-danger');
+  await teacher.waitForSelector('[data-lesson-status=ended]', { timeout: 30_000 });
+  log('teacher ended the lesson');
+  await student.waitForSelector('[data-lesson-status=ended]', { timeout: 30_000 });
+  await student.waitForSelector('.player', { timeout: 90_000 });
+  await assertPlays(student, 2, 'student replay');
+  const duration = await student.evaluate(() => document.querySelector('video.player-video').duration);
+  if (!(duration > 8)) throw new Error(`replay is ${duration} s long`);
+  const target = Math.max(1, duration / 2);
+  await student.evaluate((t) => {
+    document.querySelector('video.player-video').currentTime = t;
+  }, target);
+  await student.waitForFunction((t) => document.querySelector('video.player-video').currentTime > t + 0.5, target, { timeout: 20_000 });
+  log(`replay seeks: ${duration.toFixed(1)} s long, jumped to ${target.toFixed(1)}, at ${(await videoTime(student)).toFixed(1)}`);
+  if (shots) await screenshot(student, 'classroom-replay-zh');
+
+  // ---- English renders too ----
+  await student.selectOption('[data-testid=language]', 'en');
+  await assertTranslated(student, 'classroom (en)');
+  if (shots) await screenshot(student, 'classroom-replay-en');
+
+  if (errors.length) throw new Error(errors.join('\n'));
+  console.log('classroom scenario passed');
+} finally {
+  ffmpeg?.kill('SIGKILL');
+  await browser.close();
+}

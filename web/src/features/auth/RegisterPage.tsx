@@ -1,0 +1,81 @@
+import { useState, type FormEvent } from 'react';
+import { Link, useLocation, useSearch } from 'wouter';
+import { useI18n } from '../../lib/i18n';
+import { login } from '../../lib/session';
+
+export function RegisterPage() {
+  const { t, locale } = useI18n();
+  const [, navigate] = useLocation();
+  const next = new URLSearchParams(useSearch()).get('next');
+  const [form, setForm] = useState({ email: '', password: '', display_name: '' });
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const set = (k: keyof typeof form) => (e: React.ChangeEvent<HTMLInputElement>) =>
+    setForm({ ...form, [k]: e.target.value });
+
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const r = await fetch('/api/v1/auth/register', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...form, email: form.email.trim(), locale }),
+      });
+      if (!r.ok) {
+        const p = (await r.json().catch(() => ({}))) as { detail?: string };
+        setError(r.status === 429 ? t('auth.rateLimited') : (p.detail ?? `HTTP ${r.status}`));
+        return;
+      }
+      // Signed in at once; the mailed link confirms the address later.
+      const l = await login(form.email.trim(), form.password);
+      const to = next && next.startsWith('/') && !next.startsWith('//') ? next : '/courses';
+      navigate(l.kind === 'ok' ? to : '/login', { replace: true });
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section className="page narrow">
+      <h1>{t('auth.register.title')}</h1>
+      <form onSubmit={submit} className="form" noValidate>
+        <label>
+          {t('auth.displayName')}
+          <input name="display_name" autoComplete="name" required value={form.display_name} onChange={set('display_name')} />
+        </label>
+        <label>
+          {t('auth.email')}
+          <input name="email" type="email" autoComplete="email" required value={form.email} onChange={set('email')} />
+        </label>
+        <label>
+          {t('auth.password')}
+          <input
+            name="password"
+            type="password"
+            autoComplete="new-password"
+            minLength={8}
+            maxLength={128}
+            required
+            value={form.password}
+            onChange={set('password')}
+            aria-describedby="password-hint"
+          />
+          <small id="password-hint">{t('auth.register.passwordHint')}</small>
+        </label>
+        {error && (
+          <p className="form-error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" className="button" disabled={busy}>
+          {t('auth.register.submit')}
+        </button>
+      </form>
+      <p>
+        {t('auth.register.haveAccount')} <Link href="/login">{t('nav.login')}</Link>
+      </p>
+    </section>
+  );
+}

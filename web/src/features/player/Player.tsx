@@ -1,0 +1,234 @@
+// The video player: hls.js (loaded on demand, so the catalogue does not pay for it) or the
+// browser's own HLS, driven through the state machine in machine.ts. Controls are real
+// buttons with labels; the state is exposed as data-state for tests and styling.
+import { useCallback, useEffect, useReducer, useRef, useState } from 'react';
+import type Hls from 'hls.js';
+import { useI18n } from '../../lib/i18n';
+import { initial, reduce, shouldAutoRetry } from './machine';
+
+export interface PlayerProps {
+  src: string;
+  live: boolean;
+  poster?: string | null;
+  title: string;
+  /** Called when a live playlist ends (the teacher stopped). */
+  onEnded?: () => void;
+}
+
+interface Level {
+  index: number;
+  height: number;
+}
+
+export function Player({ src, live, poster, title, onEnded }: PlayerProps) {
+  const { t, duration } = useI18n();
+  const video = useRef<HTMLVideoElement>(null);
+  const box = useRef<HTMLDivElement>(null);
+  const hlsRef = useRef<Hls | null>(null);
+  const [state, dispatch] = useReducer(reduce, initial);
+  const [muted, setMuted] = useState(true);
+  const [volume, setVolume] = useState(1);
+  const [time, setTime] = useState({ current: 0, total: 0 });
+  const [levels, setLevels] = useState<Level[]>([]);
+  const [level, setLevel] = useState(-1);
+  const onEndedRef = useRef(onEnded);
+  onEndedRef.current = onEnded;
+
+  // (Re)attach the source; a retry bumps `attempt` and attaches again. (Not derived from the
+  // state: leaving `loading` must not tear hls.js down.)
+  const [attempt, setAttempt] = useState(0);
+  const retry = useCallback(() => {
+    dispatch({ type: 'retry' });
+    setAttempt((a) => a + 1);
+  }, []);
+  useEffect(() => {
+    dispatch({ type: 'load', src, live });
+  }, [src, live]);
+
+  useEffect(() => {
+    const v = video.current;
+    if (!v) return;
+    let cancelled = false;
+    let hls: Hls | null = null;
+    (async () => {
+      const { default: HlsCtor } = await import('hls.js');
+      if (cancelled) return;
+      if (HlsCtor.isSupported()) {
+        hls = new HlsCtor({ lowLatencyMode: true, backBufferLength: live ? 30 : 90 });
+        hlsRef.current = hls;
+        hls.on(HlsCtor.Events.MANIFEST_PARSED, (_e, data) => {
+          setLevels(data.levels.map((l, index) => ({ index, height: l.height })));
+        });
+        hls.on(HlsCtor.Events.ERROR, (_e, data) => {
+          if (data.fatal) dispatch({ type: 'fatal', detail: data.details });
+        });
+        hls.loadSource(src);
+        hls.attachMedia(v);
+      } else if (v.canPlayType('application/vnd.apple.mpegurl')) {
+        v.src = src;
+      } else {
+        dispatch({ type: 'fatal', detail: 'HLS is not supported by this browser' });
+        return;
+      }
+      // Autoplay is allowed muted; the viewer unmutes with one click.
+      v.muted = true;
+      v.play().catch(() => dispatch({ type: 'pause' }));
+    })();
+    return () => {
+      cancelled = true;
+      hls?.destroy();
+      if (hlsRef.current === hls) hlsRef.current = null;
+    };
+  }, [src, live, attempt]);
+
+  // Fatal errors recover by themselves a few times (a live edge not there yet, a blip).
+  useEffect(() => {
+    if (!shouldAutoRetry(state)) return;
+    const id = setTimeout(retry, 1500);
+    return () => clearTimeout(id);
+  }, [state, retry]);
+
+  useEffect(() => {
+    if (state.kind === 'ended') onEndedRef.current?.();
+  }, [state.kind]);
+
+  const onTimeUpdate = useCallback(() => {
+    const v = video.current;
+    if (!v) return;
+    setTime({ current: v.currentTime, total: Number.isFinite(v.duration) ? v.duration : 0 });
+    const hls = hlsRef.current;
+    const target = hls?.levels?.[hls.currentLevel]?.details?.targetduration ?? 2;
+    dispatch({
+      type: 'timeupdate',
+      latency: hls ? hls.latency : null,
+      targetLatency: hls?.targetLatency ?? 3 * target,
+      targetDuration: target,
+    });
+  }, []);
+
+  const v = video.current;
+  const playing = state.kind === 'playing' && !state.paused;
+  const toggle = () => {
+    if (!v) return;
+    if (v.paused) void v.play();
+    else v.pause();
+  };
+  const goLive = () => {
+    const hls = hlsRef.current;
+    if (v && hls?.liveSyncPosition) v.currentTime = hls.liveSyncPosition;
+    void v?.play();
+  };
+  const fullscreen = () => {
+    if (document.fullscreenElement) void document.exitFullscreen();
+    else void box.current?.requestFullscreen?.();
+  };
+  const pip = () => {
+    if (!v) return;
+    if (document.pictureInPictureElement) void document.exitPictureInPicture();
+    else void v.requestPictureInPicture?.();
+  };
+
+  return (
+    <div className="player" ref={box} data-state={state.kind}>
+      <video
+        ref={video}
+        className="player-video"
+        poster={poster ?? undefined}
+        playsInline
+        aria-label={title}
+        onCanPlay={() => dispatch({ type: 'canplay' })}
+        onPlaying={() => dispatch({ type: 'playing' })}
+        onPause={() => dispatch({ type: 'pause' })}
+        onWaiting={() => dispatch({ type: 'waiting', at: Date.now() })}
+        onEnded={() => dispatch({ type: 'ended' })}
+        onTimeUpdate={onTimeUpdate}
+        onVolumeChange={(e) => {
+          setMuted(e.currentTarget.muted);
+          setVolume(e.currentTarget.volume);
+        }}
+        onClick={toggle}
+      />
+      {live && state.kind !== 'ended' && <span className="badge badge-live">{t('classroom.live')}</span>}
+      {state.kind === 'stalled' && <div className="player-overlay" role="status">{t('player.stalled')}</div>}
+      {state.kind === 'error' && (
+        <div className="player-overlay" role="alert">
+          <p>{t('player.error', { detail: state.detail })}</p>
+          <button type="button" onClick={retry}>
+            {t('common.retry')}
+          </button>
+        </div>
+      )}
+      <div className="player-controls">
+        <button type="button" onClick={toggle} aria-label={playing ? t('player.pause') : t('player.play')}>
+          {playing ? '❚❚' : '▶'}
+        </button>
+        <button
+          type="button"
+          onClick={() => v && (v.muted = !v.muted)}
+          aria-label={muted ? t('player.unmute') : t('player.mute')}
+        >
+          {muted ? '🔇' : '🔊'}
+        </button>
+        <input
+          type="range"
+          min={0}
+          max={1}
+          step={0.05}
+          value={muted ? 0 : volume}
+          aria-label={t('player.volume')}
+          onChange={(e) => {
+            if (!v) return;
+            v.volume = Number(e.target.value);
+            v.muted = v.volume === 0;
+          }}
+          className="player-volume"
+        />
+        {!live && time.total > 0 && (
+          <input
+            type="range"
+            className="player-seek"
+            min={0}
+            max={time.total}
+            step={0.1}
+            value={time.current}
+            aria-label={t('player.seek')}
+            aria-valuetext={`${duration(time.current)} / ${duration(time.total)}`}
+            onChange={(e) => v && (v.currentTime = Number(e.target.value))}
+          />
+        )}
+        <span className="player-time" aria-hidden="true">
+          {live ? '' : `${duration(time.current)} / ${duration(time.total)}`}
+        </span>
+        {live && state.kind === 'playing' && state.behindLive && (
+          <button type="button" className="player-golive" onClick={goLive}>
+            {t('classroom.goToLive')}
+          </button>
+        )}
+        {levels.length > 1 && (
+          <select
+            aria-label={t('player.quality')}
+            value={level}
+            onChange={(e) => {
+              const n = Number(e.target.value);
+              setLevel(n);
+              if (hlsRef.current) hlsRef.current.currentLevel = n;
+            }}
+          >
+            <option value={-1}>{t('player.auto')}</option>
+            {levels.map((l) => (
+              <option key={l.index} value={l.index}>
+                {l.height}p
+              </option>
+            ))}
+          </select>
+        )}
+        <button type="button" onClick={pip} aria-label={t('player.pip')}>
+          ⧉
+        </button>
+        <button type="button" onClick={fullscreen} aria-label={t('player.fullscreen')}>
+          ⛶
+        </button>
+      </div>
+    </div>
+  );
+}
