@@ -486,7 +486,8 @@ pub struct RefreshRequest {
 /// refresh token again revokes its whole session. In browser mode the new refresh token is set
 /// as a cookie again, and a refused refresh clears the cookies.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", security(()), request_body = RefreshRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = Problem),
+    responses((status = 200, body = TokenResponse), (status = 400, body = Problem, description = "no refresh token in the body nor a cookie"),
+              (status = 401, body = Problem),
               (status = 403, body = Problem, description = "csrf_failed: a cookie refresh without the matching X-CSRF-Token header")))]
 async fn refresh(
     State(state): State<AppState>,
@@ -499,8 +500,11 @@ async fn refresh(
         Some(t) => (t, false),
         None => match session_cookie::refresh_token(&request_headers) {
             CookieRefresh::Token(t) => (t, true),
+            // Neither mode: a malformed request (not an anonymous caller of a private route).
             CookieRefresh::NoCookie => {
-                return Err(ApiError::Unauthorized("no refresh token".into()));
+                return Err(ApiError::BadRequest(
+                    "refresh_token is required (or, in browser mode, the wm_refresh cookie)".into(),
+                ));
             }
             CookieRefresh::CsrfMismatch => {
                 return Err(ApiError::ForbiddenCode(

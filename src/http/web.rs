@@ -19,12 +19,14 @@ use std::{
 
 use axum::{
     body::Body,
+    extract::State,
     http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
 use rust_embed::RustEmbed;
 
 use super::error::ApiError;
+use crate::state::AppState;
 
 #[derive(RustEmbed)]
 #[folder = "web/dist"]
@@ -45,14 +47,51 @@ const SERVER_PREFIXES: &[&str] = &[
     "/metrics",
 ];
 
-/// Content-Security-Policy of the app's pages (see the module comment).
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data: blob: https: http:; media-src 'self' blob:; worker-src 'self' blob:; \
-    connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; \
-    form-action 'self'; frame-ancestors 'none'";
+/// Content-Security-Policy of the app's pages (see the module comment). `storage` is the object
+/// Content-Security-Policy of the app's pages (see the module comment). `storage` is the object
+/// store's origin when it is not ours (S3): chat attachments are PUT there by the page.
+pub fn csp(storage: Option<&str>) -> String {
+    let extra = storage.map(|o| format!(" {o}")).unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; \
+         img-src 'self' data: blob: https: http:; media-src 'self' blob:{extra}; \
+         worker-src 'self' blob:; connect-src 'self'{extra}; font-src 'self'; object-src 'none'; \
+         base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// The origin presigned storage URLs point at, when it is another one than ours.
+fn storage_origin(settings: &crate::config::StorageSettings) -> Option<String> {
+    use crate::config::StorageBackend;
+    if settings.backend != StorageBackend::S3 {
+        return None;
+    }
+    let s3 = &settings.s3;
+    if s3.endpoint.is_empty() {
+        return Some(if s3.force_path_style {
+            format!("https://s3.{}.amazonaws.com", s3.region)
+        } else {
+            format!("https://{}.s3.{}.amazonaws.com", s3.bucket, s3.region)
+        });
+    }
+    let url = url::Url::parse(&s3.endpoint).ok()?;
+    let host = url.host_str()?;
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Some(if s3.force_path_style {
+        format!("{}://{host}{port}", url.scheme())
+    } else {
+        format!("{}://{}.{host}{port}", url.scheme(), s3.bucket)
+    })
+}
 
 /// The fallback of the whole router: the app for page paths, a problem for everything else.
-pub async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+pub async fn fallback(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let csp = csp(storage_origin(&state.settings.storage).as_deref());
     let path = uri.path();
     let is_page_method = method == Method::GET || method == Method::HEAD;
     if !is_page_method
@@ -66,7 +105,7 @@ pub async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response 
     if !file.is_empty() && !file.ends_with('/') {
         if let Some(found) = Dist::get(file) {
             let immutable = file.starts_with("assets/");
-            return asset(file, found, immutable, &headers);
+            return asset(file, found, immutable, &headers, &csp);
         }
         // A missing hashed asset is a 404: answering index.html would hand HTML to a <script>.
         if file.starts_with("assets/") {
@@ -74,12 +113,18 @@ pub async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response 
         }
     }
     match Dist::get("index.html") {
-        Some(index) => asset("index.html", index, false, &headers),
+        Some(index) => asset("index.html", index, false, &headers, &csp),
         None => not_built(),
     }
 }
 
-fn asset(name: &str, file: rust_embed::EmbeddedFile, immutable: bool, req: &HeaderMap) -> Response {
+fn asset(
+    name: &str,
+    file: rust_embed::EmbeddedFile,
+    immutable: bool,
+    req: &HeaderMap,
+    csp: &str,
+) -> Response {
     let mime = mime_guess::from_path(name).first_or_octet_stream();
     let is_html = mime.essence_str() == "text/html";
     let compressible = is_html
@@ -121,7 +166,7 @@ fn asset(name: &str, file: rust_embed::EmbeddedFile, immutable: bool, req: &Head
     if compressible {
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
-    security_headers(&mut headers, is_html);
+    security_headers(&mut headers, is_html.then_some(csp));
     if req
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -142,7 +187,7 @@ fn asset(name: &str, file: rust_embed::EmbeddedFile, immutable: bool, req: &Head
 }
 
 /// Headers every app response carries; pages also get the CSP.
-fn security_headers(headers: &mut HeaderMap, page: bool) {
+fn security_headers(headers: &mut HeaderMap, page_csp: Option<&str>) {
     headers.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
@@ -151,8 +196,10 @@ fn security_headers(headers: &mut HeaderMap, page: bool) {
         "referrer-policy",
         HeaderValue::from_static("strict-origin-when-cross-origin"),
     );
-    if page {
-        headers.insert("content-security-policy", HeaderValue::from_static(CSP));
+    if let Some(csp) = page_csp {
+        if let Ok(v) = HeaderValue::from_str(csp) {
+            headers.insert("content-security-policy", v);
+        }
         headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
         headers.insert(
             "permissions-policy",
@@ -203,4 +250,40 @@ fn not_built() -> Response {
         "The web app is not built into this server. Build it with `scripts/run` (or `cd web && npm ci && npm run build`, then rebuild the server). The API is at /api/v1 and its documentation at /api/docs.\n",
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csp_lets_pages_reach_an_s3_store_and_nothing_else() {
+        let mut settings = crate::config::Settings::load(&crate::config::Sources {
+            file: None,
+            env: Some(vec![]),
+        })
+        .expect("defaults load")
+        .storage;
+        assert_eq!(storage_origin(&settings), None);
+        settings.backend = crate::config::StorageBackend::S3;
+        settings.s3.endpoint = "http://127.0.0.1:59000".into();
+        settings.s3.bucket = "lessons".into();
+        settings.s3.force_path_style = true;
+        assert_eq!(
+            storage_origin(&settings).as_deref(),
+            Some("http://127.0.0.1:59000")
+        );
+        settings.s3.force_path_style = false;
+        settings.s3.endpoint = "https://s3.example.com".into();
+        assert_eq!(
+            storage_origin(&settings).as_deref(),
+            Some("https://lessons.s3.example.com")
+        );
+        let policy = csp(Some("https://lessons.s3.example.com"));
+        assert!(
+            policy.contains("connect-src 'self' https://lessons.s3.example.com;"),
+            "{policy}"
+        );
+        assert!(csp(None).contains("connect-src 'self';"));
+    }
 }

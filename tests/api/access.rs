@@ -57,13 +57,16 @@ async fn every_route_answers_401_403_or_passes_as_it_declares() {
     let app = spawn_app().await;
     let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
     let mut callers: Vec<(&str, Option<String>)> = vec![("anonymous", None)];
+    let mut emails = vec![];
     for (name, role) in [
         ("student", Role::Student),
         ("teacher", Role::Teacher),
         ("admin", Role::Admin),
     ] {
-        let (_, token) = app.user_with(&unique_email(name), PW, &[role]).await;
+        let email = unique_email(name);
+        let (_, token) = app.user_with(&email, PW, &[role]).await;
         callers.push((name, Some(token)));
+        emails.push(email);
     }
 
     let mut ops = Vec::new();
@@ -75,13 +78,22 @@ async fn every_route_answers_401_403_or_passes_as_it_declares() {
             ops.push((path.clone(), method.to_uppercase(), op.clone()));
         }
     }
-    // Logging out ends the caller's session: walk it last.
-    ops.sort_by_key(|(p, _, _)| p.ends_with("/logout"));
+    // Logging out and signing out everywhere end the caller's sessions: walk them last, each
+    // with fresh sessions.
+    let ends_sessions =
+        |p: &str, m: &str| p.ends_with("/logout") || (p == "/api/v1/me/sessions" && m == "DELETE");
+    ops.sort_by_key(|(p, m, _)| ends_sessions(p, m));
     assert!(ops.len() >= 30, "the walk found only {} routes", ops.len());
 
     let id = uuid::Uuid::now_v7().to_string();
     let mut walked = 0;
     for (path, method, op) in &ops {
+        if ends_sessions(path, method) {
+            for (i, email) in emails.iter().enumerate() {
+                let tokens = app.login(email, PW).await;
+                callers[i + 1].1 = Some(tokens["access_token"].as_str().unwrap().to_string());
+            }
+        }
         let what = format!("{method} {path}");
         let decl = declared(op, &what);
         let url = path

@@ -100,6 +100,18 @@ try {
   await teacher.press('.chat-form input', 'Enter');
   await student.waitForFunction((t) => document.querySelector('[data-testid=chat-list]')?.innerText.includes(t), reply);
 
+  // ---- an attachment: uploaded to storage, carried by a message, shown to the teacher ----
+  if (mode === 'whip') {
+    // A real 2×2 PNG (the server checks the file's first bytes against its declared type).
+    const png = Buffer.from(
+      'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==',
+      'base64',
+    );
+    await student.setInputFiles('.chat-form input[type=file]', { name: 'board.png', mimeType: 'image/png', buffer: png });
+    await teacher.waitForFunction(() => document.querySelector('[data-testid=chat-list]')?.innerText.includes('board.png'));
+    log('teacher saw the attachment');
+  }
+
   // ---- reload: same session, chat resumes without duplicates ----
   await student.reload();
   await student.waitForSelector('.chat[data-status=subscribed]');

@@ -6,6 +6,7 @@ import { useI18n } from '../../lib/i18n';
 import { cachedName, lookupName } from '../../lib/profiles';
 import { ChatClient, type ChatMessage } from './client';
 import { chatUrl, openSocket } from './socket';
+import { Attachment, uploadAttachment, type AttachmentData } from './Attachment';
 
 const QUICK_REACTIONS = ['👍', '❤️', '😂', '🎉'];
 
@@ -48,6 +49,21 @@ export function ChatPanel({ channel, me, moderate }: { channel: string; me: stri
     () => client.getSnapshot(),
   );
   const [text, setText] = useState('');
+  const [uploading, setUploading] = useState(false);
+  const [uploadError, setUploadError] = useState<string | null>(null);
+  const attach = async (file: File | undefined) => {
+    if (!file) return;
+    setUploading(true);
+    setUploadError(null);
+    try {
+      client.send(text.trim(), await uploadAttachment(file));
+      setText('');
+    } catch (e) {
+      setUploadError(e instanceof Error ? e.message : String(e));
+    } finally {
+      setUploading(false);
+    }
+  };
   const list = useRef<HTMLOListElement>(null);
   const visible = snap.messages.filter((m) => m.kind === 'text' || m.kind === 'notice');
   // Follow the newest message unless the reader scrolled up.
@@ -99,7 +115,12 @@ export function ChatPanel({ channel, me, moderate }: { channel: string; me: stri
               {m.deleted ? (
                 <p className="muted">{t('chat.removed')}</p>
               ) : (
-                <div className="chat-body" dangerouslySetInnerHTML={{ __html: m.html }} />
+                <>
+                  <div className="chat-body" dangerouslySetInnerHTML={{ __html: m.html }} />
+                  {(m.data as { attachment?: AttachmentData } | null)?.attachment && (
+                    <Attachment a={(m.data as { attachment: AttachmentData }).attachment} />
+                  )}
+                </>
               )}
               {!m.deleted && m.kind === 'text' && (
                 <div className="chat-actions">
@@ -161,10 +182,28 @@ export function ChatPanel({ channel, me, moderate }: { channel: string; me: stri
             onFocus={() => client.markRead()}
             autoComplete="off"
           />
-          <button type="submit" className="button">
-            {t('chat.send')}
+          <label className="icon-button attach" title={t('chat.attach')}>
+            <span aria-hidden="true">📎</span>
+            <span className="sr-only">{t('chat.attach')}</span>
+            <input
+              type="file"
+              className="sr-only"
+              disabled={uploading}
+              onChange={(e) => {
+                void attach(e.target.files?.[0]);
+                e.target.value = '';
+              }}
+            />
+          </label>
+          <button type="submit" className="button" disabled={uploading}>
+            {uploading ? t('chat.sending') : t('chat.send')}
           </button>
         </form>
+      )}
+      {uploadError && (
+        <p className="form-error" role="alert">
+          {t('chat.failed', { detail: uploadError })}
+        </p>
       )}
       {snap.error && snap.error !== 'signed_out' && (
         <p className="form-error" role="alert">

@@ -34,6 +34,7 @@ export type ChatStatus = 'idle' | 'connecting' | 'resuming' | 'subscribed' | 'cl
 export interface PendingSend {
   client_id: string;
   body: string;
+  attachment_id?: string;
   error?: string;
 }
 
@@ -122,9 +123,9 @@ export class ChatClient {
   }
 
   /** Queue a message; it is sent now, or after the resume when the socket is down. */
-  send(body: string): string {
+  send(body: string, attachmentId?: string): string {
     const client_id = (this.opts.newClientId ?? defaultClientId)();
-    this.pending.set(client_id, { client_id, body });
+    this.pending.set(client_id, { client_id, body, ...(attachmentId ? { attachment_id: attachmentId } : {}) });
     this.transmitSend(client_id);
     this.emit();
     return client_id;
@@ -150,7 +151,8 @@ export class ChatClient {
   private transmitSend(client_id: string) {
     const p = this.pending.get(client_id);
     if (p && this.status === 'subscribed') {
-      this.frame({ type: 'send', channel: this.opts.channel, client_id, body: p.body });
+      const attachment = p.attachment_id ? { attachment_id: p.attachment_id } : {};
+      this.frame({ type: 'send', channel: this.opts.channel, client_id, body: p.body, ...attachment });
     }
   }
 
@@ -234,13 +236,11 @@ export class ChatClient {
         this.merge([f.message as ChatMessage]);
         this.emit();
         break;
-      case 'ack': {
-        const id = f.client_id as string;
-        if (this.pending.delete(id) && f.message) this.merge([f.message as ChatMessage]);
-        else if (f.message) this.merge([f.message as ChatMessage]);
+      case 'ack':
+        this.pending.delete(f.client_id as string);
+        if (f.message) this.merge([f.message as ChatMessage]);
         this.emit();
         break;
-      }
       case 'reaction':
         this.applyReaction(f);
         this.emit();

@@ -81,6 +81,13 @@ export default function ClassroomPage({ id }: { id: string }) {
         </Link>
       </div>
     );
+  } else if (l.status === 'live' && !live) {
+    // Live, and the signed playback URL is on its way.
+    stage = (
+      <div className="stage stage-waiting" role="status">
+        <p>{t('common.loading')}</p>
+      </div>
+    );
   } else if (l.status === 'live' && live) {
     stage = (
       <Player
