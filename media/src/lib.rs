@@ -5,8 +5,12 @@
 //! Today it holds the pipeline templates ([`pipeline`]) and the GStreamer environment checks
 //! ([`doctor`]); RTMP/WHIP ingest and the live pipeline runner build on them.
 
+pub mod codec;
 pub mod doctor;
+pub mod flv;
+pub mod frame;
 pub mod hls;
+pub mod ingest;
 pub mod live;
 pub mod packager;
 pub mod pipeline;

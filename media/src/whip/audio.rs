@@ -16,7 +16,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
-use crate::rtmp::{AudioCodec, AudioFrame, MediaFrame};
+use crate::codec::AudioCodec;
+use crate::frame::{AudioFrame, MediaFrame};
 
 /// AudioSpecificConfig of AAC-LC (object type 2), 48 kHz (index 3), 2 channels.
 pub const AAC_ASC: [u8; 2] = [0x11, 0x90];

@@ -5,7 +5,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::rtmp::{VideoCodec, VideoFrame};
+use crate::codec::VideoCodec;
+use crate::frame::VideoFrame;
 use crate::sps::{self, SpsInfo};
 
 const NAL_IDR: u8 = 5;

@@ -13,7 +13,7 @@
 //!   (packets are routed with `Rtc::accepts`), driving `poll_output`, turning media into frames.
 //!
 //! The HTTP route (in the service) authorises the stream key, calls [`negotiate`], obtains a
-//! [`crate::rtmp::PublishGrant`] from the supervisor and hands both to [`WhipServer::start`].
+//! [`crate::ingest::PublishGrant`] from the supervisor and hands both to [`WhipServer::start`].
 
 pub mod audio;
 pub mod h264;

@@ -27,7 +27,7 @@ use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
 use super::h264::H264Framer;
-use crate::rtmp::{MediaFrame, StreamInfo};
+use crate::frame::{MediaFrame, StreamInfo};
 
 /// The size a VP8 keyframe announces (RFC 6386 §9.1), `None` for interframes or garbage.
 pub fn keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
