@@ -247,6 +247,18 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
+    /// Segments `0.ts`, `1.ts`, … of `duration_ns` each, numbered from 0.
+    fn segments(n: u64, duration_ns: u64) -> Vec<Segment> {
+        (0..n)
+            .map(|i| Segment {
+                sequence: i,
+                uri: format!("{i}.ts"),
+                duration_ns,
+                discontinuity: false,
+            })
+            .collect()
+    }
+
     #[test]
     fn a_live_playlist_slides_and_counts_sequence() {
         let mut p = LivePlaylist::new(2 * S, 3);
@@ -334,14 +346,8 @@ mod tests {
 
     #[test]
     fn vod_lists_everything_with_type_and_endlist() {
-        let segs: Vec<Segment> = (0..3)
-            .map(|i| Segment {
-                sequence: i,
-                uri: format!("{i}.ts"),
-                duration_ns: 2 * S,
-                discontinuity: i == 2,
-            })
-            .collect();
+        let mut segs = segments(3, 2 * S);
+        segs[2].discontinuity = true;
         let text = render_vod(&segs, None);
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
         assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\n2.ts"));
@@ -351,15 +357,7 @@ mod tests {
 
     #[test]
     fn an_event_list_grows_without_endlist() {
-        let segs: Vec<Segment> = (0..2)
-            .map(|i| Segment {
-                sequence: i,
-                uri: format!("{i}.ts"),
-                duration_ns: 2 * S,
-                discontinuity: false,
-            })
-            .collect();
-        let text = render_event(&segs, Some("token=t"));
+        let text = render_event(&segments(2, 2 * S), Some("token=t"));
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"));
         assert!(text.ends_with("#EXTINF:2.000,\n1.ts?token=t\n"), "{text}");
         assert!(!text.contains("ENDLIST"));
@@ -367,21 +365,11 @@ mod tests {
 
     #[test]
     fn target_duration_is_the_longest_extinf_rounded_to_the_nearest_second() {
-        let list = |ns: u64| {
-            render_vod(
-                &[Segment {
-                    sequence: 0,
-                    uri: "a.ts".into(),
-                    duration_ns: ns,
-                    discontinuity: false,
-                }],
-                None,
-            )
-        };
+        let list = |ns: u64| render_vod(&segments(1, ns), None);
         assert!(list(2_003_000_000).contains("#EXT-X-TARGETDURATION:2\n"));
         assert!(list(2_500_000_000).contains("#EXT-X-TARGETDURATION:3\n"));
         // Written as 2.500, which rounds to 3: the target follows what is written.
-        assert!(list(2_499_600_000).contains("#EXTINF:2.500,\n"));
+        assert!(list(2_499_600_000).contains("#EXTINF:2.500,\n0.ts"));
         assert!(list(2_499_600_000).contains("#EXT-X-TARGETDURATION:3\n"));
         assert!(list(0).contains("#EXT-X-TARGETDURATION:1\n"));
     }

@@ -20,6 +20,12 @@
 //! aggregate message) at a time and yield at most a handful of outputs, AMF messages are limited to
 //! [`MAX_AMF_MESSAGE_BYTES`] and decoded with a depth limit, and at most [`MAX_STREAMS`] streams
 //! may be created.
+//!
+//! Why one file of ~1,100 lines: it is one state machine. The states, the commands that move
+//! between them and the media handling that runs while `Publishing` share the connection's
+//! buffers, deadline and stream info, and the bounds above are checked by reading them together.
+//! The parts that stand alone live beside it (`chunk`, `amf0`, `timestamps`, [`crate::flv`],
+//! [`crate::codec`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};

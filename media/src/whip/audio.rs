@@ -6,7 +6,7 @@
 //! ```
 //!
 //! The output format is fixed (AAC-LC, 48 kHz, stereo), so the AudioSpecificConfig is known
-//! before the first encoded frame: [`AAC_SEQUENCE_HEADER`] can go to the packager at the start,
+//! before the first encoded frame: [`aac_sequence_header`] can go to the packager at the start,
 //! before the first video keyframe decides whether the stream has audio. The appsink callback
 //! runs on a GStreamer streaming thread: it only `try_send`s (never blocks, never panics). The
 //! pipeline's life (build, push, drain, `Null`) is [`AppPipeline`]'s.

@@ -1,6 +1,6 @@
 //! WHIP ingest (RFC 9725): a browser or OBS POSTs an SDP offer, we answer as an ICE-lite peer
-//! with our UDP candidates, and the session's media becomes the same [`MediaFrame`]s an RTMP
-//! publish produces.
+//! with our UDP candidates, and the session's media becomes the same
+//! [`crate::frame::MediaFrame`]s an RTMP publish produces.
 //!
 //! Layout:
 //! - [`negotiate`]: sans-IO — offer text in, a ready `str0m::Rtc` and the answer out, or a
