@@ -1,4 +1,6 @@
-//! HLS media playlists (RFC 8216), sans-IO: the live sliding window and the VOD list.
+//! HLS media playlists (RFC 8216), sans-IO: the live sliding window, and the lists of a
+//! recording (an EVENT playlist while it grows, VOD once it is complete). Every playlist the
+//! server writes is rendered here, by one writer.
 //!
 //! The playlist is the truth of what viewers may fetch, so it is owned here in Rust rather
 //! than by a GStreamer sink: a reconnect continues the same playlist (media sequence keeps
@@ -154,6 +156,16 @@ impl LivePlaylist {
 
 /// A complete VOD playlist (`#EXT-X-PLAYLIST-TYPE:VOD`, `#EXT-X-ENDLIST`).
 pub fn render_vod(segments: &[Segment], query: Option<&str>) -> String {
+    render_list(segments, query, Kind::Vod)
+}
+
+/// A playlist that only grows (`#EXT-X-PLAYLIST-TYPE:EVENT`, no `#EXT-X-ENDLIST`): a recording
+/// while it is being made. The same list becomes [`render_vod`]'s when it is complete.
+pub fn render_event(segments: &[Segment], query: Option<&str>) -> String {
+    render_list(segments, query, Kind::Event)
+}
+
+fn render_list(segments: &[Segment], query: Option<&str>, kind: Kind) -> String {
     let longest = segments.iter().map(|s| s.duration_ns).max().unwrap_or(0);
     let first = segments.first().map_or(0, |s| s.sequence);
     render(
@@ -161,7 +173,7 @@ pub fn render_vod(segments: &[Segment], query: Option<&str>) -> String {
         first,
         0,
         target_seconds(longest),
-        Kind::Vod,
+        kind,
         query,
     )
 }
@@ -170,12 +182,20 @@ pub fn render_vod(segments: &[Segment], query: Option<&str>) -> String {
 enum Kind {
     Live,
     LiveEnded,
+    Event,
     Vod,
 }
 
-/// `EXT-X-TARGETDURATION`: the longest segment rounded to the nearest second, at least 1.
+/// A segment's `#EXTINF` in milliseconds, as written (rounded half up).
+fn extinf_ms(ns: u64) -> u64 {
+    (ns + 500_000) / 1_000_000
+}
+
+/// `EXT-X-TARGETDURATION` for a longest segment of `ns` (RFC 8216 §4.3.3.1): the longest
+/// `#EXTINF` as written, rounded to the nearest integer, at least 1. Every `#EXTINF` rounded to
+/// the nearest integer is then at most the target, as the RFC requires.
 fn target_seconds(ns: u64) -> u64 {
-    (ns + 500_000_000).div_euclid(1_000_000_000).max(1)
+    ((extinf_ms(ns) + 500) / 1000).max(1)
 }
 
 fn render(
@@ -194,8 +214,10 @@ fn render(
     if disc_seq > 0 {
         let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{disc_seq}");
     }
-    if kind == Kind::Vod {
-        out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+    match kind {
+        Kind::Vod => out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n"),
+        Kind::Event => out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n"),
+        Kind::Live | Kind::LiveEnded => {}
     }
     for s in segments {
         // EXT-X-DISCONTINUITY-SEQUENCE counts only the tags that slid out; listed ones stay.
@@ -204,7 +226,7 @@ fn render(
         }
         // Milliseconds, rounded half up, in integers (float formatting was a visible share
         // of a playlist request).
-        let ms = (s.duration_ns + 500_000) / 1_000_000;
+        let ms = extinf_ms(s.duration_ns);
         let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
         out.push_str(&s.uri);
         if let Some(q) = query {
@@ -213,7 +235,7 @@ fn render(
         }
         out.push('\n');
     }
-    if kind != Kind::Live {
+    if matches!(kind, Kind::LiveEnded | Kind::Vod) {
         out.push_str("#EXT-X-ENDLIST\n");
     }
     out
@@ -224,6 +246,18 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000_000;
+
+    /// Segments `0.ts`, `1.ts`, … of `duration_ns` each, numbered from 0.
+    fn segments(n: u64, duration_ns: u64) -> Vec<Segment> {
+        (0..n)
+            .map(|i| Segment {
+                sequence: i,
+                uri: format!("{i}.ts"),
+                duration_ns,
+                discontinuity: false,
+            })
+            .collect()
+    }
 
     #[test]
     fn a_live_playlist_slides_and_counts_sequence() {
@@ -312,18 +346,31 @@ mod tests {
 
     #[test]
     fn vod_lists_everything_with_type_and_endlist() {
-        let segs: Vec<Segment> = (0..3)
-            .map(|i| Segment {
-                sequence: i,
-                uri: format!("{i}.ts"),
-                duration_ns: 2 * S,
-                discontinuity: i == 2,
-            })
-            .collect();
+        let mut segs = segments(3, 2 * S);
+        segs[2].discontinuity = true;
         let text = render_vod(&segs, None);
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
         assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\n2.ts"));
         assert!(text.ends_with("#EXT-X-ENDLIST\n"));
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:0\n"));
+    }
+
+    #[test]
+    fn an_event_list_grows_without_endlist() {
+        let text = render_event(&segments(2, 2 * S), Some("token=t"));
+        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"));
+        assert!(text.ends_with("#EXTINF:2.000,\n1.ts?token=t\n"), "{text}");
+        assert!(!text.contains("ENDLIST"));
+    }
+
+    #[test]
+    fn target_duration_is_the_longest_extinf_rounded_to_the_nearest_second() {
+        let list = |ns: u64| render_vod(&segments(1, ns), None);
+        assert!(list(2_003_000_000).contains("#EXT-X-TARGETDURATION:2\n"));
+        assert!(list(2_500_000_000).contains("#EXT-X-TARGETDURATION:3\n"));
+        // Written as 2.500, which rounds to 3: the target follows what is written.
+        assert!(list(2_499_600_000).contains("#EXTINF:2.500,\n0.ts"));
+        assert!(list(2_499_600_000).contains("#EXT-X-TARGETDURATION:3\n"));
+        assert!(list(0).contains("#EXT-X-TARGETDURATION:1\n"));
     }
 }

@@ -31,8 +31,8 @@ use std::{
 
 use tokio::sync::mpsc;
 
+use crate::frame::{EndReason, MediaFrame, StreamInfo};
 use crate::packager::{Closed, Packager, Step};
-use crate::rtmp::{EndReason, MediaFrame, StreamInfo};
 
 /// Where and how a publisher's segments are written.
 #[derive(Debug, Clone)]
@@ -377,7 +377,8 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::rtmp::{VideoCodec, VideoFrame};
+    use crate::codec::VideoCodec;
+    use crate::frame::VideoFrame;
 
     fn video(dts_ms: u64, keyframe: bool, header: bool) -> MediaFrame {
         let body = if header {

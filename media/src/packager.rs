@@ -16,7 +16,9 @@
 
 use std::time::Duration;
 
-use crate::rtmp::{AudioCodec, AudioFrame, MediaFrame, VideoCodec, VideoFrame, flv};
+use crate::codec::{AudioCodec, CodecError, VideoCodec};
+use crate::flv;
+use crate::frame::{AudioFrame, MediaFrame, VideoFrame};
 use crate::ts::{AdtsParams, AnnexB, AvcParams, TsMuxer};
 
 /// Frames held while waiting for the first keyframe before the oldest are dropped.
@@ -30,7 +32,7 @@ pub enum PackError {
     #[error("unsupported video codec {0:?}: H.264 is required")]
     UnsupportedVideo(VideoCodec),
     #[error("invalid H.264 data: {0}")]
-    Video(flv::FlvError),
+    Video(CodecError),
     #[error("H.264 frames before any decoder configuration")]
     NoVideoConfig,
 }

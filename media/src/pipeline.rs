@@ -1,9 +1,15 @@
-//! Pipeline templates: GStreamer launch descriptions kept as files under `pipelines/` so ops can
-//! tune a pipeline without a rebuild.
+//! GStreamer pipelines: their templates (here) and running them ([`appsrc`]).
 //!
-//! A template is `gst-launch-1.0` syntax with `{placeholder}`s filled in per session. Lines
-//! starting with `#` are comments. The template set is loaded once at start and checked by
-//! `wemaster doctor` (every element it names must be installed).
+//! Pipeline templates are GStreamer launch descriptions kept as files under `pipelines/` so ops
+//! can tune a pipeline without a rebuild. A template is `gst-launch-1.0` syntax with
+//! `{placeholder}`s filled in per session. Lines starting with `#` are comments. The template
+//! set is loaded once at start and checked by `wemaster doctor` (every element it names must be
+//! installed).
+//!
+//! - [`appsrc`]: a running `appsrc ! … ! appsink` pipeline (WHIP's transcoders).
+//! - [`crate::vod`] runs the one-shot jobs on finished recordings (MP4, poster).
+
+pub mod appsrc;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

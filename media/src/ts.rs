@@ -17,7 +17,7 @@
 //! - Timestamps: 90 kHz, offset by [`TIMESTAMP_OFFSET_90K`] so that the PCR can run behind the
 //!   DTS without going negative; wrapped at 33 bits.
 
-use crate::rtmp::flv::FlvError;
+use crate::codec::{self, CodecError};
 
 pub const PACKET_SIZE: usize = 188;
 pub const PID_PAT: u16 = 0x0000;
@@ -346,12 +346,12 @@ pub struct AvcParams {
 }
 
 impl AvcParams {
-    pub fn from_record(record: &[u8]) -> Result<AvcParams, FlvError> {
-        let truncated = || FlvError::Truncated {
+    pub fn from_record(record: &[u8]) -> Result<AvcParams, CodecError> {
+        let truncated = || CodecError::Truncated {
             what: "AVCDecoderConfigurationRecord",
             len: record.len(),
         };
-        let config = crate::rtmp::flv::parse_avc_config(record)?;
+        let config = codec::parse_avc_config(record)?;
         let mut pos = 5;
         let mut parameter_sets = Vec::new();
         for mask in [0x1F, 0xFF] {
@@ -380,9 +380,9 @@ pub fn avcc_to_annexb(
     data: &[u8],
     params: &AvcParams,
     keyframe: bool,
-) -> Result<(), FlvError> {
+) -> Result<(), CodecError> {
     let size = params.nal_length_size;
-    let truncated = || FlvError::Truncated {
+    let truncated = || CodecError::Truncated {
         what: "NAL unit",
         len: data.len(),
     };
@@ -442,9 +442,9 @@ impl<'a> AnnexB<'a> {
         params: &'a AvcParams,
         keyframe: bool,
         spill: &'a mut Vec<u8>,
-    ) -> Result<AnnexB<'a>, FlvError> {
+    ) -> Result<AnnexB<'a>, CodecError> {
         let size = params.nal_length_size;
-        let truncated = || FlvError::Truncated {
+        let truncated = || CodecError::Truncated {
             what: "NAL unit",
             len: data.len(),
         };
@@ -515,14 +515,14 @@ pub struct AdtsParams {
 }
 
 impl AdtsParams {
-    pub fn from_config(asc: &[u8]) -> Result<AdtsParams, FlvError> {
-        let config = crate::rtmp::flv::parse_aac_config(asc)?;
+    pub fn from_config(asc: &[u8]) -> Result<AdtsParams, CodecError> {
+        let config = codec::parse_aac_config(asc)?;
         let index = [
             96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
         ]
         .iter()
         .position(|&r| r == config.sample_rate)
-        .ok_or(FlvError::InvalidSampleRate(15))?;
+        .ok_or(CodecError::InvalidSampleRate(15))?;
         let profile = match config.object_type {
             1..=4 => config.object_type - 1,
             _ => 1,

@@ -11,61 +11,36 @@ pub mod retention;
 pub mod scan;
 pub mod store;
 
-use std::fmt::Write as _;
-
-use wemaster_media::rtmp::StreamInfo;
+use wemaster_media::{hls, rtmp::StreamInfo};
 
 use store::SegmentRow;
 
 /// The recording's HLS playlist from its segments: those stored, in order, stopping at the
 /// first one not stored yet (lost ones are skipped, with a discontinuity). `query` (a playback
 /// token) is carried into every segment URI. `final_` makes it a VOD playlist with ENDLIST;
-/// otherwise it is an EVENT playlist that grows.
+/// otherwise it is an EVENT playlist that grows. Rendered by the media crate's one playlist
+/// writer ([`hls`]), which sets the target duration by RFC 8216's rule.
 pub fn render_playlist(segments: &[SegmentRow], query: Option<&str>, final_: bool) -> String {
-    let listed: Vec<&SegmentRow> = segments
-        .iter()
-        .take_while(|s| s.uploaded || s.lost)
-        .collect();
-    let longest = listed
-        .iter()
-        .filter(|s| !s.lost)
-        .map(|s| s.duration_ms)
-        .max()
-        .unwrap_or(0);
-    let target = (i64::from(longest) + 999) / 1000;
-    let mut out = String::with_capacity(64 + listed.len() * 48);
-    out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
-    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", target.max(1));
-    out.push_str("#EXT-X-MEDIA-SEQUENCE:0\n");
-    out.push_str(if final_ {
-        "#EXT-X-PLAYLIST-TYPE:VOD\n"
-    } else {
-        "#EXT-X-PLAYLIST-TYPE:EVENT\n"
-    });
+    let mut listed = Vec::with_capacity(segments.len());
     let mut gap = false;
-    for s in listed {
+    for s in segments.iter().take_while(|s| s.uploaded || s.lost) {
         if s.lost {
             gap = true;
             continue;
         }
-        if s.discontinuity || gap {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
-            gap = false;
-        }
-        let _ = writeln!(out, "#EXTINF:{:.3},", f64::from(s.duration_ms) / 1000.0);
-        match query {
-            Some(q) => {
-                let _ = writeln!(out, "{}?{q}", s.name);
-            }
-            None => {
-                let _ = writeln!(out, "{}", s.name);
-            }
-        }
+        let after_gap = std::mem::take(&mut gap);
+        listed.push(hls::Segment {
+            sequence: listed.len() as u64,
+            uri: s.name.clone(),
+            duration_ns: u64::try_from(s.duration_ms).unwrap_or(0) * 1_000_000,
+            discontinuity: s.discontinuity || after_gap,
+        });
     }
     if final_ {
-        out.push_str("#EXT-X-ENDLIST\n");
+        hls::render_vod(&listed, query)
+    } else {
+        hls::render_event(&listed, query)
     }
-    out
 }
 
 /// Codec names as the API shows them (`h264`, `aac`), as live streams show them.
@@ -113,7 +88,9 @@ mod tests {
             "after a segment not stored yet"
         );
         assert!(p.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !p.contains("ENDLIST"));
-        assert!(p.contains("#EXT-X-TARGETDURATION:3"));
+        // The longest listed is 2.003 s: RFC 8216 §4.3.3.1 rounds it to the nearest second (it
+        // was rounded up to 3 before the media crate's writer rendered this playlist).
+        assert!(p.contains("#EXT-X-TARGETDURATION:2\n"), "{p}");
         let done = render_playlist(&segs[..4], None, true);
         assert!(done.ends_with("segment-00000003.ts\n#EXT-X-ENDLIST\n"));
         assert!(done.contains("#EXT-X-PLAYLIST-TYPE:VOD"));

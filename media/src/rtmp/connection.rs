@@ -20,6 +20,12 @@
 //! aggregate message) at a time and yield at most a handful of outputs, AMF messages are limited to
 //! [`MAX_AMF_MESSAGE_BYTES`] and decoded with a depth limit, and at most [`MAX_STREAMS`] streams
 //! may be created.
+//!
+//! Why one file of ~1,100 lines: it is one state machine. The states, the commands that move
+//! between them and the media handling that runs while `Publishing` share the connection's
+//! buffers, deadline and stream info, and the bounds above are checked by reading them together.
+//! The parts that stand alone live beside it (`chunk`, `amf0`, `timestamps`, [`crate::flv`],
+//! [`crate::codec`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -31,13 +37,14 @@ use rml_rtmp::messages::{PeerBandwidthLimitType, RtmpMessage, UserControlEventTy
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 
+use super::RtmpConfig;
 use super::amf0::{self, AmfError};
 use super::chunk::{ChunkError, ChunkReader, Message};
-use super::flv::{self, VideoPacket};
 use super::timestamps::{Stamp, Timeline, Track};
-use super::{
-    AudioFrame, EndReason, MediaFrame, RefuseReason, RtmpConfig, StreamInfo, VideoCodec, VideoFrame,
-};
+use crate::codec::{self, VideoCodec};
+use crate::flv::{self, VideoPacket};
+use crate::frame::{AudioFrame, EndReason, MediaFrame, StreamInfo, VideoFrame};
+use crate::ingest::RefuseReason;
 
 /// Chunk size we send with (announced to the peer after `connect`).
 pub const OUTBOUND_CHUNK_SIZE: u32 = 4096;
@@ -316,12 +323,8 @@ impl Connection {
                 self.state.name()
             )));
         };
-        self.send_status(
-            stream_id,
-            "error",
-            reason.status_code(),
-            reason.description(),
-        )?;
+        let (code, description) = super::refusal_status(reason);
+        self.send_status(stream_id, "error", code, description)?;
         self.state = State::Done;
         self.deadline = None;
         Ok(())
@@ -736,7 +739,7 @@ impl Connection {
         stamp.dts_ms
     }
 
-    fn malformed(&mut self, kind: &'static str, error: flv::FlvError) {
+    fn malformed(&mut self, kind: &'static str, error: codec::CodecError) {
         self.malformed_media += 1;
         if self.malformed_media == 1 {
             tracing::warn!(kind, %error, "malformed media message dropped (further ones at debug)");
@@ -776,8 +779,8 @@ impl Connection {
             if sequence_header {
                 let record = data.get(tag.payload_offset..).unwrap_or_default();
                 let config = match tag.codec {
-                    VideoCodec::H264 => flv::parse_avc_config(record).ok(),
-                    VideoCodec::Hevc => flv::parse_hevc_config(record).ok(),
+                    VideoCodec::H264 => codec::parse_avc_config(record).ok(),
+                    VideoCodec::Hevc => codec::parse_hevc_config(record).ok(),
                     _ => None,
                 };
                 if let Some(config) = config {
@@ -826,7 +829,7 @@ impl Connection {
             info.audio_codec = Some(tag.codec);
             if tag.sequence_header && tag.codec == super::AudioCodec::Aac {
                 let asc = data.get(tag.payload_offset..).unwrap_or_default();
-                if let Ok(config) = flv::parse_aac_config(asc) {
+                if let Ok(config) = codec::parse_aac_config(asc) {
                     info.audio_sample_rate = Some(config.sample_rate);
                     if config.channels > 0 {
                         info.audio_channels = Some(config.channels);
@@ -1020,11 +1023,11 @@ fn apply_metadata(info: &mut StreamInfo, properties: HashMap<String, Amf0Value>)
             }
             "videocodecid" => set(
                 &mut info.video_codec,
-                codec_id(value).map(flv::video_codec_from_id),
+                codec_id(value).map(codec::video_codec_from_id),
             ),
             "audiocodecid" => set(
                 &mut info.audio_codec,
-                codec_id(value).map(flv::audio_codec_from_id),
+                codec_id(value).map(codec::audio_codec_from_id),
             ),
             "encoder" => {
                 if let Amf0Value::Utf8String(s) = value {
@@ -1038,7 +1041,7 @@ fn apply_metadata(info: &mut StreamInfo, properties: HashMap<String, Amf0Value>)
 
 fn codec_id(value: &Amf0Value) -> Option<u32> {
     match value {
-        Amf0Value::Utf8String(s) => flv::fourcc_from_str(s),
+        Amf0Value::Utf8String(s) => codec::fourcc_from_str(s),
         other => in_range(other, 0.0, f64::from(u32::MAX)).map(|n| n as u32),
     }
 }

@@ -33,8 +33,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::RtmpConfig;
 use super::connection::{Connection, Output};
-use super::{EndReason, MediaFrame, PublishGrant, PublishRequest, RefuseReason, RtmpConfig};
+use crate::frame::{EndReason, MediaFrame};
+use crate::ingest::{PublishGrant, PublishRequest, RefuseReason};
 use crate::live::LiveOutput;
 
 /// Socket read size: one read is parsed completely before the next, bounding unparsed input.

@@ -13,8 +13,10 @@ use rml_rtmp::sessions::{
 };
 use rml_rtmp::time::RtmpTimestamp;
 
+use super::RtmpConfig;
 use super::connection::{Connection, ConnectionError, Output};
-use super::{MediaFrame, RefuseReason, RtmpConfig};
+use crate::frame::MediaFrame;
+use crate::ingest::RefuseReason;
 
 /// Complete a real (digest) handshake against `conn`, as a client would.
 pub fn client_handshake(conn: &mut Connection, now: Instant) -> Result<(), String> {

@@ -5,7 +5,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::rtmp::{VideoCodec, VideoFrame};
+use crate::codec::VideoCodec;
+use crate::frame::VideoFrame;
 use crate::sps::{self, SpsInfo};
 
 const NAL_IDR: u8 = 5;
@@ -101,25 +102,24 @@ impl H264Framer {
                 }
             }
         }
-        if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
-            if let Some(config) = avc_config(sps, pps) {
-                if self.announced.as_ref() != Some(&config) {
-                    self.profile = Some((sps[1], sps[3]));
-                    self.sps_info = sps::parse(sps);
-                    let mut data = Vec::with_capacity(5 + config.len());
-                    data.extend_from_slice(&[0x17, 0, 0, 0, 0]);
-                    data.extend_from_slice(&config);
-                    out.push(VideoFrame {
-                        dts_ms,
-                        cts_ms: 0,
-                        keyframe: true,
-                        sequence_header: true,
-                        codec: VideoCodec::H264,
-                        data: Bytes::from(data),
-                    });
-                    self.announced = Some(config);
-                }
-            }
+        if let (Some(sps), Some(pps)) = (&self.sps, &self.pps)
+            && let Some(config) = avc_config(sps, pps)
+            && self.announced.as_ref() != Some(&config)
+        {
+            self.profile = Some((sps[1], sps[3]));
+            self.sps_info = sps::parse(sps);
+            let mut data = Vec::with_capacity(5 + config.len());
+            data.extend_from_slice(&[0x17, 0, 0, 0, 0]);
+            data.extend_from_slice(&config);
+            out.push(VideoFrame {
+                dts_ms,
+                cts_ms: 0,
+                keyframe: true,
+                sequence_header: true,
+                codec: VideoCodec::H264,
+                data: Bytes::from(data),
+            });
+            self.announced = Some(config);
         }
         if body.is_empty() || self.announced.is_none() {
             return out;

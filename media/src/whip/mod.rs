@@ -1,6 +1,6 @@
 //! WHIP ingest (RFC 9725): a browser or OBS POSTs an SDP offer, we answer as an ICE-lite peer
-//! with our UDP candidates, and the session's media becomes the same [`MediaFrame`]s an RTMP
-//! publish produces.
+//! with our UDP candidates, and the session's media becomes the same
+//! [`crate::frame::MediaFrame`]s an RTMP publish produces.
 //!
 //! Layout:
 //! - [`negotiate`]: sans-IO — offer text in, a ready `str0m::Rtc` and the answer out, or a
@@ -13,7 +13,7 @@
 //!   (packets are routed with `Rtc::accepts`), driving `poll_output`, turning media into frames.
 //!
 //! The HTTP route (in the service) authorises the stream key, calls [`negotiate`], obtains a
-//! [`crate::rtmp::PublishGrant`] from the supervisor and hands both to [`WhipServer::start`].
+//! [`crate::ingest::PublishGrant`] from the supervisor and hands both to [`WhipServer::start`].
 
 pub mod audio;
 pub mod h264;

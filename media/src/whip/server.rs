@@ -38,7 +38,9 @@ use super::{
     h264::H264Framer,
     vp8::{self, Vp8ToH264},
 };
-use crate::rtmp::{AudioCodec, EndReason, MediaFrame, PublishGrant, StreamInfo, VideoCodec};
+use crate::codec::{AudioCodec, VideoCodec};
+use crate::frame::{EndReason, MediaFrame, StreamInfo};
+use crate::ingest::PublishGrant;
 
 /// While no keyframe arrived, ask again this often.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(500);

@@ -14,7 +14,8 @@
 //! publisher is only asked for VP8 keyframes (PLI) at the start and after a loss.
 //!
 //! The appsink callback runs on a GStreamer streaming thread: it only `try_send`s (a full queue
-//! drops the frame, as the socket task does), never blocks, never panics.
+//! drops the frame, as the socket task does), never blocks, never panics. The pipeline's life
+//! (build, push, drain, `Null`) is [`AppPipeline`]'s.
 
 use std::{
     sync::{Arc, Mutex},
@@ -22,12 +23,14 @@ use std::{
 };
 
 use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
 use super::h264::H264Framer;
-use crate::rtmp::{MediaFrame, StreamInfo};
+use crate::frame::{MediaFrame, StreamInfo};
+use crate::pipeline::appsrc::AppPipeline;
+
+/// How long [`Vp8ToH264::finish`] waits for the frames in flight (the encoder holds a few).
+const DRAIN: Duration = Duration::from_millis(1000);
 
 /// The size a VP8 keyframe announces (RFC 6386 §9.1), `None` for interframes or garbage.
 pub fn keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
@@ -42,8 +45,7 @@ pub fn keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
 
 /// A running VP8 → H.264 pipeline.
 pub struct Vp8ToH264 {
-    pipeline: gst::Pipeline,
-    src: gst_app::AppSrc,
+    pipeline: AppPipeline,
     segment_ms: u64,
     /// Input time at or after which the next frame is encoded as a keyframe.
     next_keyframe_ms: Option<u64>,
@@ -59,69 +61,39 @@ impl Vp8ToH264 {
         frames: mpsc::Sender<MediaFrame>,
         info: Arc<Mutex<StreamInfo>>,
     ) -> Result<Vp8ToH264, String> {
-        gst::init().map_err(|e| e.to_string())?;
-        let pipeline = gst::parse::launch(description)
-            .map_err(|e| format!("cannot build the VP8 → H.264 pipeline: {e}"))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| "the VP8 → H.264 template is not a pipeline".to_string())?;
-        let src = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or("the VP8 → H.264 template has no `appsrc name=src`")?;
-        let sink = pipeline
-            .by_name("sink")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or("the VP8 → H.264 template has no `appsink name=sink`")?;
         let mut framer = H264Framer::default();
         let mut last_ms = 0u64;
         let mut dropped = 0u64;
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let Ok(sample) = sink.pull_sample() else {
-                        return Err(gst::FlowError::Eos);
-                    };
-                    let Some(buffer) = sample.buffer() else {
-                        return Ok(gst::FlowSuccess::Ok);
-                    };
-                    let Ok(map) = buffer.map_readable() else {
-                        return Ok(gst::FlowSuccess::Ok);
-                    };
-                    // x264enc with tune=zerolatency has no B-frames: DTS = PTS. It shifts
-                    // timestamps by 1000 h (so DTS never goes negative) and its segment with
-                    // them: the running time is the input's time.
-                    let running = sample
-                        .segment()
-                        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
-                        .and_then(|s| buffer.pts().and_then(|p| s.to_running_time(p)));
-                    let ms = running.map_or(last_ms, |t| t.mseconds()).max(last_ms);
-                    last_ms = ms;
-                    let before = framer.profile;
-                    for f in framer.push(&map, ms) {
-                        if frames.try_send(MediaFrame::Video(f)).is_err() {
-                            dropped += 1;
-                            if dropped % 100 == 1 {
-                                tracing::warn!(dropped, "WHIP frame queue full: dropping video");
-                            }
-                        }
+        let on_sample = move |sample: &gst::Sample, buffer: &gst::BufferRef, h264: &[u8]| {
+            // x264enc with tune=zerolatency has no B-frames: DTS = PTS. It shifts timestamps by
+            // 1000 h (so DTS never goes negative) and its segment with them: the running time
+            // is the input's time.
+            let running = sample
+                .segment()
+                .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+                .and_then(|s| buffer.pts().and_then(|p| s.to_running_time(p)));
+            let ms = running.map_or(last_ms, |t| t.mseconds()).max(last_ms);
+            last_ms = ms;
+            let before = framer.profile;
+            for f in framer.push(h264, ms) {
+                if frames.try_send(MediaFrame::Video(f)).is_err() {
+                    dropped += 1;
+                    if dropped % 100 == 1 {
+                        tracing::warn!(dropped, "WHIP frame queue full: dropping video");
                     }
-                    if framer.profile != before {
-                        if let (Some((p, l)), Ok(mut i)) = (framer.profile, info.lock()) {
-                            i.video_profile = Some(p);
-                            i.video_level = Some(l);
-                            let _ = frames.try_send(MediaFrame::Metadata(i.clone()));
-                        }
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| format!("cannot start the VP8 → H.264 pipeline: {e}"))?;
+                }
+            }
+            if framer.profile != before
+                && let (Some((p, l)), Ok(mut i)) = (framer.profile, info.lock())
+            {
+                i.video_profile = Some(p);
+                i.video_level = Some(l);
+                let _ = frames.try_send(MediaFrame::Metadata(i.clone()));
+            }
+        };
+        let pipeline = AppPipeline::start("VP8 → H.264", description, DRAIN, on_sample)?;
         Ok(Vp8ToH264 {
             pipeline,
-            src,
             segment_ms: (segment.as_millis() as u64).max(1),
             next_keyframe_ms: None,
         })
@@ -135,37 +107,24 @@ impl Vp8ToH264 {
                 .field("all-headers", true)
                 .field("count", 0u32)
                 .build();
-            self.src.send_event(gst::event::CustomDownstream::new(s));
+            self.pipeline
+                .send_event(gst::event::CustomDownstream::new(s));
             self.next_keyframe_ms = Some(pts_ms + self.segment_ms);
         }
-        let mut buffer = gst::Buffer::from_slice(vp8.to_vec());
-        if let Some(b) = buffer.get_mut() {
-            b.set_pts(gst::ClockTime::from_mseconds(pts_ms));
-        }
-        let _ = self.src.push_buffer(buffer);
+        self.pipeline.push(vp8, pts_ms);
     }
 
     /// Drain what is in flight (bounded) and stop. Blocking: call off the async runtime.
     pub fn finish(self) {
-        let _ = self.src.end_of_stream();
-        if let Some(bus) = self.pipeline.bus() {
-            let _ = bus.timed_pop_filtered(
-                gst::ClockTime::from_mseconds(1000),
-                &[gst::MessageType::Eos, gst::MessageType::Error],
-            );
-        }
-        let _ = self.pipeline.set_state(gst::State::Null);
-    }
-}
-
-impl Drop for Vp8ToH264 {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        self.pipeline.finish();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use gstreamer::prelude::*;
+    use gstreamer_app as gst_app;
+
     use super::*;
 
     #[test]

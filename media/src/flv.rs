@@ -1,4 +1,6 @@
-//! FLV tag bodies as carried in RTMP video (type 9) and audio (type 8) messages.
+//! FLV tag bodies: the payload format of every [`crate::frame::VideoFrame`] and
+//! [`crate::frame::AudioFrame`], whatever the ingest. RTMP carries them as they are in its video
+//! (type 9) and audio (type 8) messages; WHIP builds them from RTP payloads.
 //!
 //! Video: legacy `frame type (4 bits) | codec id (4 bits)`, for H.264 (codec id 7) followed by
 //! the AVC packet type (0 sequence header, 1 NALUs, 2 end of sequence) and a signed 24-bit
@@ -10,22 +12,12 @@
 //! AAC packet type (0 AudioSpecificConfig, 1 raw); enhanced audio (format 9): `packet type (4)`
 //! then a FourCC.
 //!
-//! Also: the AVCDecoderConfigurationRecord and HEVCDecoderConfigurationRecord (profile, level,
-//! NAL length size) and the AAC AudioSpecificConfig (object type, sample rate, channels).
+//! The decoder configuration records a sequence header carries are parsed in [`crate::codec`].
 //! Everything is bounds-checked; nothing allocates.
 
-use super::{AudioCodec, VideoCodec};
-
-/// Why a tag body could not be parsed. The frame is dropped (and counted), the stream goes on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FlvError {
-    #[error("{what} truncated: {len} bytes")]
-    Truncated { what: &'static str, len: usize },
-    #[error("unsupported {what} version {version}")]
-    UnsupportedVersion { what: &'static str, version: u8 },
-    #[error("invalid AudioSpecificConfig sample rate index {0}")]
-    InvalidSampleRate(u8),
-}
+use crate::codec::{
+    AVC1, AudioCodec, CodecError, HVC1, VideoCodec, audio_codec_from_id, video_codec_from_id,
+};
 
 /// What a video tag carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,53 +51,14 @@ impl VideoTag {
     }
 }
 
-const fn fourcc(s: &[u8; 4]) -> u32 {
-    u32::from_be_bytes(*s)
-}
-
-const AVC1: u32 = fourcc(b"avc1");
-const HVC1: u32 = fourcc(b"hvc1");
-const AV01: u32 = fourcc(b"av01");
-const VP09: u32 = fourcc(b"vp09");
-const MP4A: u32 = fourcc(b"mp4a");
-const OPUS: u32 = fourcc(b"Opus");
-const MP3: u32 = fourcc(b".mp3");
-
-/// Map a legacy codec id or a FourCC (as found in `onMetaData` `videocodecid`) to a codec.
-pub fn video_codec_from_id(id: u32) -> VideoCodec {
-    match id {
-        7 | AVC1 => VideoCodec::H264,
-        12 | HVC1 => VideoCodec::Hevc,
-        AV01 => VideoCodec::Av1,
-        VP09 => VideoCodec::Vp9,
-        other => VideoCodec::Other(other),
-    }
-}
-
-/// Map a legacy sound format or a FourCC (as in `onMetaData` `audiocodecid`) to a codec.
-pub fn audio_codec_from_id(id: u32) -> AudioCodec {
-    match id {
-        10 | MP4A => AudioCodec::Aac,
-        2 | 14 | MP3 => AudioCodec::Mp3,
-        OPUS => AudioCodec::Opus,
-        other => AudioCodec::Other(other),
-    }
-}
-
-/// Map a FourCC string from `onMetaData` (`"avc1"`) to a codec, if it is one.
-pub fn fourcc_from_str(s: &str) -> Option<u32> {
-    let b: [u8; 4] = s.as_bytes().try_into().ok()?;
-    Some(u32::from_be_bytes(b))
-}
-
 fn si24(b: &[u8]) -> i32 {
     // Sign-extend a big-endian 24-bit value.
     (i32::from_be_bytes([b[0], b[1], b[2], 0])) >> 8
 }
 
 /// Parse the head of a VIDEODATA body.
-pub fn parse_video(body: &[u8]) -> Result<VideoTag, FlvError> {
-    let truncated = FlvError::Truncated {
+pub fn parse_video(body: &[u8]) -> Result<VideoTag, CodecError> {
+    let truncated = CodecError::Truncated {
         what: "video tag",
         len: body.len(),
     };
@@ -190,8 +143,8 @@ pub struct AudioTag {
 }
 
 /// Parse the head of an AUDIODATA body.
-pub fn parse_audio(body: &[u8]) -> Result<AudioTag, FlvError> {
-    let truncated = FlvError::Truncated {
+pub fn parse_audio(body: &[u8]) -> Result<AudioTag, CodecError> {
+    let truncated = CodecError::Truncated {
         what: "audio tag",
         len: body.len(),
     };
@@ -224,121 +177,10 @@ pub fn parse_audio(body: &[u8]) -> Result<AudioTag, FlvError> {
     }
 }
 
-/// The fields of a decoder configuration record we use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VideoConfig {
-    /// `AVCProfileIndication` / `general_profile_idc`.
-    pub profile: u8,
-    /// `profile_compatibility` (H.264 constraint flags); 0 for HEVC.
-    pub compatibility: u8,
-    /// `AVCLevelIndication` / `general_level_idc`.
-    pub level: u8,
-    /// Bytes of each NAL unit length prefix (1, 2 or 4).
-    pub nal_length_size: u8,
-}
-
-/// Parse an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1).
-pub fn parse_avc_config(record: &[u8]) -> Result<VideoConfig, FlvError> {
-    let head = record.get(0..5).ok_or(FlvError::Truncated {
-        what: "AVCDecoderConfigurationRecord",
-        len: record.len(),
-    })?;
-    if head[0] != 1 {
-        return Err(FlvError::UnsupportedVersion {
-            what: "AVCDecoderConfigurationRecord",
-            version: head[0],
-        });
-    }
-    Ok(VideoConfig {
-        profile: head[1],
-        compatibility: head[2],
-        level: head[3],
-        nal_length_size: (head[4] & 0x03) + 1,
-    })
-}
-
-/// Parse the head of an HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3.1).
-pub fn parse_hevc_config(record: &[u8]) -> Result<VideoConfig, FlvError> {
-    let head = record.get(0..22).ok_or(FlvError::Truncated {
-        what: "HEVCDecoderConfigurationRecord",
-        len: record.len(),
-    })?;
-    if head[0] != 1 {
-        return Err(FlvError::UnsupportedVersion {
-            what: "HEVCDecoderConfigurationRecord",
-            version: head[0],
-        });
-    }
-    Ok(VideoConfig {
-        profile: head[1] & 0x1F,
-        compatibility: 0,
-        level: head[12],
-        nal_length_size: (head[21] & 0x03) + 1,
-    })
-}
-
-/// The fields of an AAC AudioSpecificConfig we use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AacConfig {
-    /// Audio object type (2 = AAC LC, 5 = HE-AAC/SBR, 29 = HE-AACv2).
-    pub object_type: u8,
-    pub sample_rate: u32,
-    /// Channel configuration (1 mono, 2 stereo, …; 0 = defined in the stream).
-    pub channels: u8,
-}
-
-const AAC_SAMPLE_RATES: [u32; 13] = [
-    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-];
-
-/// Parse an AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1), without extensions.
-pub fn parse_aac_config(data: &[u8]) -> Result<AacConfig, FlvError> {
-    let mut bits = Bits { data, pos: 0 };
-    let truncated = FlvError::Truncated {
-        what: "AudioSpecificConfig",
-        len: data.len(),
-    };
-    let mut object_type = bits.read(5).ok_or(truncated.clone())? as u8;
-    if object_type == 31 {
-        object_type = 32 + bits.read(6).ok_or(truncated.clone())? as u8;
-    }
-    let index = bits.read(4).ok_or(truncated.clone())? as u8;
-    let sample_rate = if index == 15 {
-        bits.read(24).ok_or(truncated.clone())?
-    } else {
-        *AAC_SAMPLE_RATES
-            .get(index as usize)
-            .ok_or(FlvError::InvalidSampleRate(index))?
-    };
-    let channels = bits.read(4).ok_or(truncated)? as u8;
-    Ok(AacConfig {
-        object_type,
-        sample_rate,
-        channels,
-    })
-}
-
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn read(&mut self, n: usize) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8)?;
-            let bit = (byte >> (7 - (self.pos % 8))) & 1;
-            v = (v << 1) | u32::from(bit);
-            self.pos += 1;
-        }
-        Some(v)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{AacConfig, parse_aac_config, parse_avc_config};
 
     #[test]
     fn h264_keyframe_sequence_header() {
@@ -404,20 +246,6 @@ mod tests {
     }
 
     #[test]
-    fn hevc_config_gives_profile_and_level() {
-        let mut record = [0u8; 23];
-        record[0] = 1;
-        record[1] = 0x01; // Main
-        record[12] = 93; // level 3.1
-        record[21] = 0x03;
-        let config = parse_hevc_config(&record).unwrap();
-        assert_eq!(
-            (config.profile, config.level, config.nal_length_size),
-            (1, 93, 4)
-        );
-    }
-
-    #[test]
     fn truncated_video_tags_are_errors() {
         assert!(parse_video(&[]).is_err());
         assert!(parse_video(&[0x17, 0x01, 0x00]).is_err());
@@ -456,31 +284,6 @@ mod tests {
     }
 
     #[test]
-    fn aac_config_with_explicit_rate_and_escape_object_type() {
-        // object type 2, index 15 → 24-bit rate 48000, channels 1
-        let mut bits: u64 = 2;
-        bits = (bits << 4) | 15;
-        bits = (bits << 24) | 48000;
-        bits = (bits << 4) | 1;
-        // 37 bits → left-align in 40 bits (5 bytes)
-        let v = bits << 3;
-        let bytes = &v.to_be_bytes()[3..];
-        let asc = parse_aac_config(bytes).unwrap();
-        assert_eq!(
-            (asc.object_type, asc.sample_rate, asc.channels),
-            (2, 48000, 1)
-        );
-        // object type 31 → 32 + 6 bits
-        let asc = parse_aac_config(&[0xF8, 0x02, 0x20, 0x00]).unwrap();
-        assert_eq!(asc.object_type, 32);
-        assert!(parse_aac_config(&[0x16]).is_err());
-        assert_eq!(
-            parse_aac_config(&[0x16, 0x90]),
-            Err(FlvError::InvalidSampleRate(13))
-        );
-    }
-
-    #[test]
     fn mp3_and_enhanced_opus_audio() {
         let tag = parse_audio(&[0x2F, 1, 2]).unwrap();
         assert_eq!(tag.codec, AudioCodec::Mp3);
@@ -490,16 +293,5 @@ mod tests {
         assert!(tag.sequence_header);
         assert!(parse_audio(&[0xA0]).is_err());
         assert!(parse_audio(&[]).is_err());
-    }
-
-    #[test]
-    fn metadata_codec_ids_and_fourccs() {
-        assert_eq!(video_codec_from_id(7), VideoCodec::H264);
-        assert_eq!(
-            video_codec_from_id(fourcc_from_str("hvc1").unwrap()),
-            VideoCodec::Hevc
-        );
-        assert_eq!(audio_codec_from_id(10), AudioCodec::Aac);
-        assert_eq!(fourcc_from_str("toolong"), None);
     }
 }

@@ -1,0 +1,101 @@
+//! Media frames: what every ingest (RTMP, WHIP) produces and every output (the live packager,
+//! the recorder) consumes, so that neither side knows the other's protocol.
+//!
+//! A publish is a stream of [`MediaFrame`]s: [`MediaFrame::Metadata`] whenever more is known
+//! about the stream ([`StreamInfo`]), video and audio frames whose bodies are FLV tag bodies
+//! ([`crate::flv`]) with monotonic millisecond timestamps, and exactly one [`MediaFrame::End`]
+//! saying why it ended ([`EndReason`]). Codecs are [`crate::codec`]'s.
+
+use bytes::Bytes;
+
+use crate::codec::{AudioCodec, VideoCodec};
+
+/// What a granted publish produces, in order, whatever the ingest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaFrame {
+    /// What is known about the stream: sent on `onMetaData` and again when a sequence header
+    /// adds to it (profile/level, sample rate, channels). Each one is the full picture so far.
+    Metadata(StreamInfo),
+    Video(VideoFrame),
+    Audio(AudioFrame),
+    /// The last frame of every granted publish, sent exactly once.
+    End(EndReason),
+}
+
+/// One FLV video tag body ([`crate::flv`]). Timestamps are repaired by the ingest (RTMP's 32-bit
+/// timestamps are unwrapped and their jumps bounded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoFrame {
+    /// Decode timestamp in ms: monotonic non-decreasing, continuous across the 32-bit wrap.
+    pub dts_ms: u64,
+    /// Composition time offset (PTS − DTS) in ms, from the tag (0 where the codec has none).
+    pub cts_ms: i32,
+    pub keyframe: bool,
+    /// AVCDecoderConfigurationRecord (or hvcC/av1C for enhanced RTMP) rather than coded frames.
+    pub sequence_header: bool,
+    pub codec: VideoCodec,
+    /// The FLV VIDEODATA body exactly as received (first byte = frame type / codec id).
+    pub data: Bytes,
+}
+
+/// One FLV audio tag body ([`crate::flv`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioFrame {
+    /// Decode timestamp in ms: monotonic non-decreasing, continuous across the 32-bit wrap.
+    pub dts_ms: u64,
+    /// AudioSpecificConfig (AAC packet type 0) rather than raw frames.
+    pub sequence_header: bool,
+    pub codec: AudioCodec,
+    /// The FLV AUDIODATA body exactly as received (first byte = sound format/rate/size/type).
+    pub data: Bytes,
+}
+
+/// Stream description: from RTMP's `onMetaData` or WHIP's negotiation, completed from the
+/// sequence headers. Every field is optional: encoders send what they like.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamInfo {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub frame_rate: Option<f64>,
+    pub video_codec: Option<VideoCodec>,
+    pub audio_codec: Option<AudioCodec>,
+    pub video_bitrate_kbps: Option<u32>,
+    pub audio_bitrate_kbps: Option<u32>,
+    pub audio_sample_rate: Option<u32>,
+    pub audio_channels: Option<u8>,
+    /// H.264 `profile_idc` (66 baseline, 77 main, 100 high) or HEVC `general_profile_idc`, from
+    /// the sequence header.
+    pub video_profile: Option<u8>,
+    /// H.264 `level_idc` (31 = 3.1) or HEVC `general_level_idc`, from the sequence header.
+    pub video_level: Option<u8>,
+    /// The `encoder` string (e.g. `Lavf59.27.100`, `obs-output module`), at most 256 chars.
+    pub encoder: Option<String>,
+}
+
+/// Why a granted publish ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// The publisher unpublished (RTMP `deleteStream`, WHIP `DELETE`) or closed its connection.
+    PublisherClosed,
+    /// [`crate::ingest::PublishGrant::kick`] was cancelled, or the frame receiver was dropped.
+    Kicked,
+    /// The publisher went silent: no media for RTMP's `idle_timeout`, or WHIP's ICE connection dropped.
+    Timeout,
+    /// The publisher sent something we refuse to parse (the reason is logged too).
+    ProtocolError(String),
+    /// The server is shutting down (the ingest server's shutdown token was cancelled).
+    Shutdown,
+}
+
+impl EndReason {
+    /// Stable label for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndReason::PublisherClosed => "publisher_closed",
+            EndReason::Kicked => "kicked",
+            EndReason::Timeout => "timeout",
+            EndReason::ProtocolError(_) => "protocol_error",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
