@@ -981,3 +981,39 @@ pub async fn refund_paid(conn: &mut PgConnection, order_id: Uuid) -> Result<(), 
     .await?;
     Ok(())
 }
+
+/// What a catalogue card shows beside the course itself: the teacher's name and the start of
+/// the next lesson that has not ended (none when nothing is scheduled). One query per page.
+pub struct CardFacts {
+    pub teacher_name: String,
+    pub next_lesson_at: Option<OffsetDateTime>,
+}
+
+pub async fn card_facts(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, CardFacts>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT c.id, u.display_name,
+                  (SELECT min(l.starts_at) FROM lessons l
+                    WHERE l.course_id = c.id AND l.deleted_at IS NULL AND l.ended_at IS NULL
+                      AND l.starts_at + make_interval(mins => l.duration_minutes) > now()) AS next_lesson_at
+             FROM courses c JOIN users u ON u.id = c.owner_id
+            WHERE c.id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.id,
+                CardFacts {
+                    teacher_name: r.display_name,
+                    next_lesson_at: r.next_lesson_at,
+                },
+            )
+        })
+        .collect())
+}

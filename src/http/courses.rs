@@ -126,6 +126,12 @@ pub struct CourseResponse {
     /// storage URL valid for an hour (drafts are shown only to their teachers).
     #[schema(required = true)]
     pub cover_url: Option<String>,
+    /// The owner's display name.
+    pub teacher_name: String,
+    /// When the next lesson that has not ended starts; null when none is scheduled.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    pub next_lesson_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -170,9 +176,22 @@ async fn cover_url(state: &AppState, c: &Course) -> Option<String> {
     ))
 }
 
-/// A course as the API shows it (the cover URL needs the storage, hence async).
+/// A course as the API shows it (the cover URL needs the storage, the card facts the database).
 async fn present(state: &AppState, c: Course) -> CourseResponse {
-    let cover_url = cover_url(state, &c).await;
+    present_all(state, vec![c])
+        .await
+        .pop()
+        .expect("one course in, one out")
+}
+
+fn present_one(
+    c: Course,
+    cover_url: Option<String>,
+    facts: Option<store::CardFacts>,
+) -> CourseResponse {
+    let (teacher_name, next_lesson_at) = facts
+        .map(|f| (f.teacher_name, f.next_lesson_at))
+        .unwrap_or_default();
     CourseResponse {
         id: c.id,
         owner_id: c.owner_id,
@@ -185,15 +204,33 @@ async fn present(state: &AppState, c: Course) -> CourseResponse {
         tags: c.tags,
         language: c.language,
         cover_url,
+        teacher_name,
+        next_lesson_at,
         created_at: c.created_at,
         updated_at: c.updated_at,
     }
 }
 
 async fn present_all(state: &AppState, courses: Vec<Course>) -> Vec<CourseResponse> {
+    let ids: Vec<Uuid> = courses.iter().map(|c| c.id).collect();
+    // The card facts are decoration: a failed read shows the courses without them.
+    let mut facts = match state.db.acquire().await {
+        Ok(mut conn) => store::card_facts(&mut conn, &ids)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the courses' card facts");
+                Default::default()
+            }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the courses' card facts");
+            Default::default()
+        }
+    };
     let mut out = Vec::with_capacity(courses.len());
     for c in courses {
-        out.push(present(state, c).await);
+        let cover_url = cover_url(state, &c).await;
+        let f = facts.remove(&c.id);
+        out.push(present_one(c, cover_url, f));
     }
     out
 }

@@ -1939,11 +1939,18 @@ export interface components {
             /** Format: uuid */
             id: string;
             language: string;
+            /**
+             * Format: date-time
+             * @description When the next lesson that has not ended starts; null when none is scheduled.
+             */
+            next_lesson_at: string | null;
             /** Format: uuid */
             owner_id: string;
             price: components["schemas"]["Money"];
             summary: string;
             tags: string[];
+            /** @description The owner's display name. */
+            teacher_name: string;
             title: string;
             /** Format: date-time */
             updated_at: string;

@@ -7,7 +7,7 @@ import { ErrorMessage, Loading } from '../../components/Status';
 import { Price } from './Price';
 
 export function CataloguePage() {
-  const { t } = useI18n();
+  const { t, dateTime } = useI18n();
   const [input, setInput] = useState('');
   const [q, setQ] = useState('');
   const courses = useInfiniteQuery({
@@ -52,9 +52,13 @@ export function CataloguePage() {
               </div>
               <div className="card-body">
                 <h2>{c.title}</h2>
+                {c.teacher_name && <p className="muted">{t('catalogue.by', { name: c.teacher_name })}</p>}
                 <p className="card-summary">{c.summary}</p>
                 <p className="card-meta">
                   <Price money={c.price} />
+                  {c.next_lesson_at && (
+                    <span className="muted">{t('catalogue.nextLesson', { when: dateTime(c.next_lesson_at) })}</span>
+                  )}
                 </p>
               </div>
             </Link>

@@ -41,6 +41,7 @@ export function CoursePage({ id }: { id: string }) {
         <div>
           <h1>{c.title}</h1>
           <p className="lead">{c.summary}</p>
+          {c.teacher_name && <p className="muted">{t('catalogue.by', { name: c.teacher_name })}</p>}
           <p>
             <Price money={c.price} />
           </p>
