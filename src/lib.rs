@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod courses;
 pub mod db;
+pub mod domain;
 pub mod email;
 pub mod http;
 pub mod live;

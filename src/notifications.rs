@@ -46,15 +46,7 @@ use crate::{
     users::{self, Locale},
 };
 
-/// The `[notifications]` configuration section.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotificationSettings {
-    /// Lessons starting within this many minutes are announced (once per lesson).
-    pub lesson_starting_min: u32,
-    /// How often the lesson-starting job looks (seconds).
-    pub scan_interval_s: u64,
-}
+use crate::config::NotificationSettings;
 
 /// The kinds a user chooses channels for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
