@@ -3,9 +3,13 @@
 //! This module is a leaf: it imports nothing from the rest of the crate, so config, every
 //! domain and the HTTP layer may all depend on it.
 
+mod page;
 mod role;
 
-pub use self::role::Role;
+pub use self::{
+    page::{Page, PageLimit},
+    role::Role,
+};
 
 /// Why an input was refused; HTTP answers 422 naming `field`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -22,7 +22,9 @@ pub mod providers;
 pub mod reconcile;
 pub mod refunds;
 pub mod remote;
+pub mod status;
 pub mod teacher_share;
+pub mod transactions;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
