@@ -89,7 +89,7 @@ impl fmt::Debug for Password {
 /// lowercased: a password matching one case-insensitively is refused.
 static COMMON_PASSWORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
     std::sync::LazyLock::new(|| {
-        include_str!("../assets/common-passwords.txt")
+        include_str!("../../assets/common-passwords.txt")
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
