@@ -25,6 +25,9 @@
 //! ([`spawn`]), and a job announces lessons starting within `notifications.lesson_starting_min`.
 //! A notification never fails the action that caused it: [`Notifier::spawn`] runs it in its
 //! own task and only logs a failure.
+//!
+//! Size: about 830 lines of code plus tests: the router, the event sources and the jobs of one
+//! feature; a split by source (lessons, live, payments, security) is the next step if it grows.
 
 use std::time::Duration;
 
@@ -46,15 +49,7 @@ use crate::{
     users::{self, Locale},
 };
 
-/// The `[notifications]` configuration section.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotificationSettings {
-    /// Lessons starting within this many minutes are announced (once per lesson).
-    pub lesson_starting_min: u32,
-    /// How often the lesson-starting job looks (seconds).
-    pub scan_interval_s: u64,
-}
+use crate::config::NotificationSettings;
 
 /// The kinds a user chooses channels for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -649,7 +644,7 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     let n = notifier.clone();
     let stop = shutdown.clone();
-    tokio::spawn(async move { listen(n, stop).await });
+    let listener = tokio::spawn(async move { listen(n, stop).await });
     tokio::spawn(async move {
         let every = Duration::from_secs(settings.scan_interval_s.max(1));
         loop {
@@ -669,6 +664,8 @@ pub fn spawn(
                 () = shutdown.cancelled() => break,
             }
         }
+        // The listener stops on the same token: the returned handle covers both tasks.
+        let _ = listener.await;
     })
 }
 

@@ -41,6 +41,9 @@ pub struct Application {
     mail_sender: tokio::task::JoinHandle<()>,
     /// The chat persister: awaited so a batch in flight commits and hands the lease over.
     chat_persister: tokio::task::JoinHandle<()>,
+    /// Periodic jobs (recording retention, payments reconciliation, notifications, attachment
+    /// clean-up): each stops on the shutdown token and is awaited, so none is cut mid-run.
+    workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -120,7 +123,7 @@ impl Application {
             pipelines.clone(),
             shutdown.child_token(),
         );
-        crate::recordings::retention::spawn(
+        let retention = crate::recordings::retention::spawn(
             pool.clone(),
             redis.clone(),
             storage.clone(),
@@ -174,19 +177,19 @@ impl Application {
             mailer.clone(),
         );
         let paid_notifier = notifier.clone();
-        crate::payments::reconcile::spawn(
+        let reconcile = crate::payments::reconcile::spawn(
             pool.clone(),
             settings.payments.clone(),
             gateways.clone(),
             Arc::new(move |order: uuid::Uuid| paid_notifier.payment_confirmed(&order.to_string())),
             shutdown.child_token(),
         );
-        crate::notifications::spawn(
+        let notifications = crate::notifications::spawn(
             notifier.clone(),
             settings.notifications.clone(),
             shutdown.child_token(),
         );
-        crate::chat::attachments::spawn_cleanup(
+        let attachment_cleanup = crate::chat::attachments::spawn_cleanup(
             pool.clone(),
             storage.clone(),
             Duration::from_secs(60),
@@ -224,6 +227,7 @@ impl Application {
             publish_requests,
             mail_sender,
             chat_persister,
+            workers: vec![retention, reconcile, notifications, attachment_cleanup],
         })
     }
 
@@ -262,6 +266,7 @@ impl Application {
             publish_requests,
             mail_sender,
             chat_persister,
+            workers,
         } = self;
         let grace = Duration::from_secs(state.settings.http.shutdown_grace_s);
         let addr = listener.local_addr()?;
@@ -305,6 +310,9 @@ impl Application {
             let _ = supervisor.await;
             let _ = mail_sender.await;
             let _ = chat_persister.await;
+            for worker in workers {
+                let _ = worker.await;
+            }
         })
         .await;
         // With the supervisor gone, the recorder finalizes the recordings of the sessions that

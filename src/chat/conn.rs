@@ -5,6 +5,10 @@
 //! connection fills meanwhile and is drained in between. Per subscription the connection keeps
 //! the last `seq` it sent: history sent on subscribe and live events overlap by design (the hub
 //! subscription is made first), and the overlap is skipped by `seq`.
+//!
+//! Size: over 800 lines: the connection task is one state machine (subscriptions, pending
+//! acks, rate state) whose frame handlers share it; the admission rules of a message are apart
+//! in `Conn::admit`, and the protocol types in `chat/mod.rs`.
 
 use std::{
     collections::HashMap,
@@ -38,6 +42,48 @@ const ACCESS_TTL: Duration = Duration::from_secs(30);
 const RECHECK: Duration = Duration::from_secs(300);
 /// Typing indicators: at most one per channel per this interval.
 const TYPING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Whether a new message may be stored ([`Conn::admit`]).
+enum Admission {
+    /// Yes, in this channel.
+    Admit(store::Channel),
+    /// No: one error frame says why.
+    Refuse(Refusal),
+}
+
+/// Why a new message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The caller may not write to the channel.
+    Forbidden,
+    /// A moderator muted the whole room.
+    RoomMuted,
+    /// A moderator muted the sender here.
+    SenderMuted,
+    /// Over `chat.messages_per_10s`.
+    RateLimited,
+    /// The channel's slow mode: one message every `every_s` seconds.
+    SlowMode { every_s: i32 },
+}
+
+impl Refusal {
+    /// The error frame's code and detail (`channel` as the client named it).
+    fn frame(self, channel: &str) -> (ChatError, String) {
+        match self {
+            Refusal::Forbidden => (ChatError::Forbidden, format!("cannot write to {channel}")),
+            Refusal::RoomMuted => (ChatError::Muted, "the room is muted".into()),
+            Refusal::SenderMuted => (ChatError::Muted, "you are muted in this channel".into()),
+            Refusal::RateLimited => (
+                ChatError::RateLimited,
+                "too many messages; slow down".into(),
+            ),
+            Refusal::SlowMode { every_s } => (
+                ChatError::SlowMode,
+                format!("slow mode: one message every {every_s} s"),
+            ),
+        }
+    }
+}
 
 struct Sub {
     name: ChannelName,
@@ -410,6 +456,50 @@ impl Conn {
         .await)
     }
 
+    /// The admission rules of a new message, in order: write access to the channel, the
+    /// room's and the sender's mutes (moderators pass), the sender's message rate, and slow mode
+    /// (moderators pass). Creates the channel's row on first use.
+    async fn admit(&mut self, name: ChannelName) -> anyhow::Result<Admission> {
+        let a = self.decide(name).await?;
+        if !a.write {
+            return Ok(Admission::Refuse(Refusal::Forbidden));
+        }
+        let mut db = self.state.db.acquire().await?;
+        let ch =
+            store::ensure_channel(&mut db, name, self.caller.id, a.course_id, a.lesson_id).await?;
+        if !a.moderate {
+            if ch.muted {
+                return Ok(Admission::Refuse(Refusal::RoomMuted));
+            }
+            if store::is_muted(&mut db, ch.id, self.caller.id).await? {
+                return Ok(Admission::Refuse(Refusal::SenderMuted));
+            }
+        }
+        drop(db);
+        if !self.within_message_rate().await? {
+            return Ok(Admission::Refuse(Refusal::RateLimited));
+        }
+        if !a.moderate && ch.slow_mode_s > 0 {
+            let key = self.keys().slow(ch.id, self.caller.id);
+            let mut c = self.state.redis.conn();
+            let set: bool = redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("NX")
+                .arg("EX")
+                .arg(ch.slow_mode_s)
+                .query_async::<Option<String>>(&mut c)
+                .await?
+                .is_some();
+            if !set {
+                return Ok(Admission::Refuse(Refusal::SlowMode {
+                    every_s: ch.slow_mode_s,
+                }));
+            }
+        }
+        Ok(Admission::Admit(ch))
+    }
+
     async fn send_message(
         &mut self,
         ws: &mut Ws,
@@ -446,61 +536,13 @@ impl Conn {
             // Same frame again while the first is in flight: its ack answers both.
             return Ok(Flow::Continue);
         }
-        let a = self.decide(name).await?;
-        if !a.write {
-            return Ok(error(
-                ws,
-                cid_s,
-                ChatError::Forbidden,
-                format!("cannot write to {channel}"),
-            )
-            .await);
-        }
-        let mut db = self.state.db.acquire().await?;
-        let ch =
-            store::ensure_channel(&mut db, name, self.caller.id, a.course_id, a.lesson_id).await?;
-        if !a.moderate {
-            if ch.muted {
-                return Ok(error(ws, cid_s, ChatError::Muted, "the room is muted").await);
+        let ch = match self.admit(name).await? {
+            Admission::Admit(ch) => ch,
+            Admission::Refuse(why) => {
+                let (code, detail) = why.frame(channel);
+                return Ok(error(ws, cid_s, code, detail).await);
             }
-            if store::is_muted(&mut db, ch.id, self.caller.id).await? {
-                return Ok(
-                    error(ws, cid_s, ChatError::Muted, "you are muted in this channel").await,
-                );
-            }
-        }
-        drop(db);
-        if !self.within_message_rate().await? {
-            return Ok(error(
-                ws,
-                cid_s,
-                ChatError::RateLimited,
-                "too many messages; slow down",
-            )
-            .await);
-        }
-        if !a.moderate && ch.slow_mode_s > 0 {
-            let key = self.keys().slow(ch.id, self.caller.id);
-            let mut c = self.state.redis.conn();
-            let set: bool = redis::cmd("SET")
-                .arg(&key)
-                .arg(1)
-                .arg("NX")
-                .arg("EX")
-                .arg(ch.slow_mode_s)
-                .query_async::<Option<String>>(&mut c)
-                .await?
-                .is_some();
-            if !set {
-                return Ok(error(
-                    ws,
-                    cid_s,
-                    ChatError::SlowMode,
-                    format!("slow mode: one message every {} s", ch.slow_mode_s),
-                )
-                .await);
-            }
-        }
+        };
         let data = match attachment {
             None => None,
             Some(id) => {

@@ -109,9 +109,6 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Prefix of API tokens (`wmt_` + 43 characters).
-pub const API_TOKEN_PREFIX: &str = "wmt_";
-
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
@@ -124,7 +121,7 @@ impl FromRequestParts<AppState> for AuthUser {
         }
         let token = bearer_token(parts)
             .ok_or_else(|| ApiError::Unauthorized("missing bearer access token".into()))?;
-        let user = if let Some(api) = token.strip_prefix(API_TOKEN_PREFIX) {
+        let user = if let Some(api) = token.strip_prefix(crate::api_tokens::API_TOKEN_PREFIX) {
             let found = crate::api_tokens::authenticate(&state.db, api)
                 .await?
                 .ok_or_else(|| {

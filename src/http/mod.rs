@@ -15,6 +15,7 @@ pub mod health;
 pub mod hls;
 pub mod live;
 pub mod me;
+pub mod meetings;
 pub mod objects;
 pub mod oidc;
 pub mod payments;
@@ -89,6 +90,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(live::router())
         .merge(recordings::router())
         .merge(courses::router())
+        .merge(meetings::router())
         .merge(payments::router())
         .merge(chat::router())
         .merge(users::router())
@@ -118,7 +120,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(hls::router())
         .merge(recordings::replay_router())
-        .merge(courses::asap_router(&state.settings.jitsi.asap_key_path))
+        .merge(meetings::asap_router(&state.settings.jitsi.asap_key_path))
         .merge(objects::router(settings.upload_limit_bytes))
         .fallback(web::fallback)
         .method_not_allowed_fallback(method_not_allowed)

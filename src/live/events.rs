@@ -14,8 +14,9 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::model::{LiveStreamId, Page, PageLimit};
+use super::model::LiveStreamId;
 use crate::cache::Redis;
+use crate::domain::{Page, PageLimit};
 
 /// The Redis pub/sub channel every live stream event is published on.
 pub const CHANNEL: &str = "wm:events:live_stream";
@@ -157,7 +158,7 @@ pub async fn list_events(
     limit: PageLimit,
 ) -> Result<Page<LiveStreamEvent>, sqlx::Error> {
     let fetch = i64::try_from(limit.get() + 1).unwrap_or(i64::MAX);
-    let mut items = sqlx::query_as!(
+    let items = sqlx::query_as!(
         LiveStreamEvent,
         r#"SELECT id, live_stream_id, kind, payload, created_at
            FROM live_stream_events
@@ -170,13 +171,7 @@ pub async fn list_events(
     )
     .fetch_all(conn)
     .await?;
-    let next_cursor = if items.len() > limit.get() {
-        items.truncate(limit.get());
-        items.last().map(|e| e.id)
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::cut(items, limit, |e| e.id))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use crate::domain::{Page, PageLimit};
 use crate::users::InvalidInput;
 
 /// The id of a live stream (UUID v7). A newtype so it cannot be swapped with a user id.
@@ -228,44 +229,6 @@ pub fn parse_retention_days(days: i64) -> Result<u16, InvalidInput> {
         })
 }
 
-/// Page size of list routes: 1 to 100, 20 when not given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageLimit(u8);
-
-impl PageLimit {
-    pub const MAX: u8 = 100;
-    pub const DEFAULT: PageLimit = PageLimit(20);
-
-    pub fn parse(limit: Option<i64>) -> Result<PageLimit, InvalidInput> {
-        match limit {
-            None => Ok(Self::DEFAULT),
-            Some(n) => match u8::try_from(n) {
-                Ok(v) if (1..=Self::MAX).contains(&v) => Ok(PageLimit(v)),
-                _ => Err(InvalidInput {
-                    field: "limit",
-                    reason: "must be between 1 and 100",
-                }),
-            },
-        }
-    }
-    pub fn get(self) -> usize {
-        self.0.into()
-    }
-}
-
-impl Default for PageLimit {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
-
-/// One page of a list and the cursor of the next (the last item's id), if there is one.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<Uuid>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,15 +259,6 @@ mod tests {
                 ReconnectWindow::parse(bad).unwrap_err().field,
                 "reconnect_window_s"
             );
-        }
-    }
-
-    #[test]
-    fn page_limits_default_to_20_and_stop_at_100() {
-        assert_eq!(PageLimit::parse(None).unwrap().get(), 20);
-        assert_eq!(PageLimit::parse(Some(100)).unwrap().get(), 100);
-        for bad in [0, 101, -5, 1 << 40] {
-            assert_eq!(PageLimit::parse(Some(bad)).unwrap_err().field, "limit");
         }
     }
 

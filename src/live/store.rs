@@ -165,17 +165,11 @@ pub async fn list(
     )
     .fetch_all(conn)
     .await?;
-    let mut items = rows
+    let items = rows
         .into_iter()
         .map(LiveStream::try_from)
         .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if items.len() > limit.get() {
-        items.truncate(limit.get());
-        items.last().map(|s| s.id.0)
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::cut(items, limit, |s| s.id.0))
 }
 
 /// Apply `patch` (fields left `None` stay as they are). `None` if not found in `scope`.

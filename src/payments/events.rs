@@ -2,15 +2,19 @@
 //! against the order (amount, currency, merchant), applied exactly once, in one short
 //! transaction with no outbound calls (so the provider gets its answer fast).
 
-use sqlx::PgPool;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
     PaymentError, PaymentSettings,
     orders::{self, Confirmed},
-    providers::{EventKind, VerifiedEvent},
+    providers::{EventKind, Provider, VerifiedEvent},
     refunds,
 };
+use crate::domain::{Page, PageLimit};
 
 /// What became of a callback (stored in `payment_events.outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,22 +39,6 @@ impl Outcome {
             Outcome::Rejected(why) => why,
             Outcome::Ignored => "ignored",
         }
-    }
-}
-
-/// The merchant we expect a provider's events to name.
-pub fn expected_merchant(settings: &PaymentSettings, provider: &str) -> Option<String> {
-    match provider {
-        "stripe" => Some(settings.stripe.account.clone()),
-        "alipay" => Some(format!(
-            "{}/{}",
-            settings.alipay.app_id, settings.alipay.seller_id
-        )),
-        "wechatpay" => Some(format!(
-            "{}/{}",
-            settings.wechatpay.mchid, settings.wechatpay.appid
-        )),
-        _ => None,
     }
 }
 
@@ -86,10 +74,11 @@ pub async fn apply(
         } => match order_by_ref(&mut tx, order_ref).await? {
             None => (Outcome::Rejected("unknown_order"), None, None),
             Some(order) => {
-                let merchant_ok = match expected_merchant(settings, provider) {
-                    Some(expected) => merchant.as_deref().unwrap_or("") == expected,
-                    None => true,
-                };
+                let merchant_ok =
+                    match Provider::parse(provider).and_then(|p| p.expected_merchant(settings)) {
+                        Some(expected) => merchant.as_deref().unwrap_or("") == expected,
+                        None => true,
+                    };
                 if order.provider != provider {
                     (Outcome::Rejected("provider_mismatch"), Some(order.id), None)
                 } else if *amount != order.amount.amount || currency != order.currency().as_str() {
@@ -173,4 +162,74 @@ async fn order_by_ref(
         Some(id) => orders::get(conn, id).await,
         None => Ok(None),
     }
+}
+
+/// A verified provider callback as stored (one per provider event id).
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct ProviderEvent {
+    pub id: Uuid,
+    pub provider: String,
+    /// The provider's event id (what de-duplicates it).
+    pub event_id: String,
+    pub event_type: String,
+    pub order_id: Option<Uuid>,
+    pub refund_id: Option<Uuid>,
+    /// What became of it.
+    pub outcome: String,
+    /// The event as the provider sent it (after verification and, for WeChat Pay, decryption).
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+/// Which stored callbacks: every filter is optional.
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    pub provider: Option<String>,
+    pub outcome: Option<String>,
+    pub order_id: Option<Uuid>,
+    pub refund_id: Option<Uuid>,
+    /// Events older than this one (the cursor).
+    pub before: Option<Uuid>,
+}
+
+/// Stored callbacks matching `f`, newest first.
+pub async fn list(
+    conn: &mut PgConnection,
+    f: &ListFilter,
+    limit: PageLimit,
+) -> Result<Page<ProviderEvent>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT id, provider, event_id, event_type, order_id, refund_id, outcome, payload,
+                  received_at
+             FROM payment_events
+            WHERE ($1::text IS NULL OR provider = $1) AND ($2::text IS NULL OR outcome = $2)
+              AND ($3::uuid IS NULL OR order_id = $3) AND ($4::uuid IS NULL OR refund_id = $4)
+              AND ($5::uuid IS NULL OR id < $5)
+            ORDER BY id DESC LIMIT $6"#,
+        f.provider,
+        f.outcome,
+        f.order_id,
+        f.refund_id,
+        f.before,
+        limit.fetch()
+    )
+    .fetch_all(conn)
+    .await?;
+    let items = rows
+        .into_iter()
+        .map(|r| ProviderEvent {
+            id: r.id,
+            provider: r.provider,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            order_id: r.order_id,
+            refund_id: r.refund_id,
+            outcome: r.outcome,
+            payload: r.payload,
+            received_at: r.received_at,
+        })
+        .collect();
+    Ok(Page::cut(items, limit, |e: &ProviderEvent| e.id))
 }

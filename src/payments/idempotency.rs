@@ -4,10 +4,69 @@
 //! same key + another body → 422 `idempotency_key_reused`. Work that fails rolls back the key
 //! too, so it can be retried. Rows are purged after `payments.idempotency_ttl_h` (≥ 24 h).
 
+use futures::future::BoxFuture;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
+
+use crate::users::InvalidInput;
+
+/// Parse an `Idempotency-Key` header value: 1 to 255 visible characters.
+pub fn parse_key(value: &str) -> Result<String, InvalidInput> {
+    if value.is_empty() || value.len() > 255 {
+        return Err(InvalidInput {
+            field: "Idempotency-Key",
+            reason: "must be 1 to 255 visible characters",
+        });
+    }
+    Ok(value.to_string())
+}
+
+/// What an idempotent run came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The work ran and committed (its answer stored under the key, when one was given).
+    Done { status: u16, body: Value },
+    /// The key was used before with the same request: its first answer, nothing ran.
+    Replayed { status: u16, body: Value },
+    /// The key was used before with a different request: nothing ran.
+    KeyReused,
+}
+
+/// Run `work` in one transaction guarded by `key` (when given): the key row, the work and its
+/// stored answer commit together, so a retry either replays the answer or runs again.
+/// `request` is the request's JSON: serde_json maps are sorted, so the same JSON however
+/// formatted hashes the same.
+pub async fn run<E, F>(
+    db: &PgPool,
+    user_id: Uuid,
+    route: &str,
+    key: Option<&str>,
+    request: &Value,
+    work: F,
+) -> Result<Outcome, E>
+where
+    E: From<sqlx::Error>,
+    F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<(u16, Value), E>>,
+{
+    let mut tx = db.begin().await?;
+    if let Some(key) = key {
+        let canonical = serde_json::to_vec(request).unwrap_or_default();
+        let hash = request_hash(route, &canonical);
+        match begin(&mut tx, user_id, route, key, &hash).await? {
+            Begin::New => {}
+            Begin::Replay(status, body) => return Ok(Outcome::Replayed { status, body }),
+            Begin::Mismatch => return Ok(Outcome::KeyReused),
+        }
+    }
+    let (status, body) = work(&mut tx).await?;
+    if let Some(key) = key {
+        finish(&mut tx, user_id, route, key, status, &body).await?;
+    }
+    tx.commit().await?;
+    Ok(Outcome::Done { status, body })
+}
 
 pub enum Begin {
     /// First use: do the work, then [`finish`].

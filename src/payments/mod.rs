@@ -22,12 +22,14 @@ pub mod providers;
 pub mod reconcile;
 pub mod refunds;
 pub mod remote;
+pub mod status;
 pub mod teacher_share;
+pub mod transactions;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::users::InvalidInput;
+use crate::{config::PaymentSettings, users::InvalidInput};
 
 /// An ISO 4217 currency code (three upper-case letters).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -170,84 +172,4 @@ mod tests {
         assert_eq!(format_major_units(8888), "88.88");
         assert_eq!(format_major_units(5), "0.05");
     }
-}
-
-/// `[payments]` settings (see config/default.toml for each key).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PaymentSettings {
-    pub currency: String,
-    /// The platform's share of a course sale, in basis points (1000 = 10 %); the rest is the
-    /// teacher's earnings.
-    pub platform_fee_bps: i32,
-    pub order_ttl_s: u64,
-    pub max_topup: i64,
-    pub refund_hold_s: u64,
-    /// How long a payout request waits for an admin before its hold expires.
-    pub payout_hold_s: u64,
-    /// The smallest payout a teacher may ask for, in minor units.
-    pub payout_min_amount: i64,
-    pub idempotency_ttl_h: u64,
-    pub reconcile_interval_s: u64,
-    /// Reconciliation asks providers about open orders and refunds only once they are this
-    /// old (the callback usually comes first).
-    pub reconcile_min_age_s: u64,
-    pub webhook_tolerance_s: i64,
-    pub sandbox: SandboxSettings,
-    pub stripe: StripeSettings,
-    pub alipay: AlipaySettings,
-    pub wechatpay: WechatPaySettings,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SandboxSettings {
-    pub enabled: bool,
-    pub secret: crate::config::Secret,
-    /// What the sandbox reports for a new payment or refund: "succeed", "fail" or "none".
-    pub outcome: String,
-    pub callback_delay_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StripeSettings {
-    pub enabled: bool,
-    pub webhook_secret: crate::config::Secret,
-    /// Connected account id expected in events (empty: events must carry none).
-    pub account: String,
-    /// The API secret key (`sk_…`); empty: no outbound calls (callbacks only).
-    pub secret_key: crate::config::Secret,
-    pub api_base: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlipaySettings {
-    pub enabled: bool,
-    pub app_id: String,
-    pub seller_id: String,
-    /// Alipay's public key (base64 DER as the console shows it, or PEM).
-    pub public_key: String,
-    /// The app's private key (PKCS#8 or PKCS#1, base64 DER or PEM) that signs our requests;
-    /// empty: no outbound calls (notifications only).
-    pub app_private_key: crate::config::Secret,
-    pub gateway_url: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct WechatPaySettings {
-    pub enabled: bool,
-    pub mchid: String,
-    pub appid: String,
-    pub apiv3_key: crate::config::Secret,
-    pub platform_serial: String,
-    /// The platform public key (base64 DER or PEM) named by `platform_serial`.
-    pub platform_public_key: String,
-    /// The merchant API certificate's serial number and private key (`apiclient_key.pem`)
-    /// that sign our requests; empty key: no outbound calls (callbacks only).
-    pub merchant_serial: String,
-    pub merchant_private_key: crate::config::Secret,
-    pub api_base: String,
 }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::{
     Currency, Money, PaymentError,
     ledger::{self, AccountRef, NewTransfer, Recorded, Settlement, TransferKind},
+    status::OrderStatus,
     teacher_share,
 };
 
@@ -33,6 +34,47 @@ pub enum OrderKind {
     },
 }
 
+/// The kind of an order for a course: the course must be published and paid, `amount` its
+/// price, and the buyer not already enrolled.
+pub async fn course_order(
+    conn: &mut PgConnection,
+    course_id: Uuid,
+    buyer: Uuid,
+    amount: &Money,
+    platform_fee_bps: i32,
+) -> Result<OrderKind, PaymentError> {
+    let course = crate::courses::store::get_course(conn, course_id)
+        .await?
+        .filter(|c| c.visibility == crate::courses::CourseVisibility::Published)
+        .ok_or(PaymentError::NotFound("course"))?;
+    if course.price.amount == 0 {
+        return Err(PaymentError::Unprocessable(
+            "course_is_free",
+            "this course is free: enroll directly".into(),
+        ));
+    }
+    if course.price.amount != amount.amount || course.price.currency != amount.currency.as_str() {
+        return Err(PaymentError::Unprocessable(
+            "amount_mismatch",
+            format!(
+                "the course costs {} {} (minor units)",
+                course.price.amount, course.price.currency
+            ),
+        ));
+    }
+    if crate::courses::store::is_actively_enrolled(conn, course_id, buyer).await? {
+        return Err(PaymentError::Conflict(
+            "already_enrolled",
+            "you are already enrolled in this course".into(),
+        ));
+    }
+    Ok(OrderKind::Course {
+        course_id,
+        payee_id: course.owner_id,
+        platform_fee_bps,
+    })
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Order {
     pub id: Uuid,
@@ -46,7 +88,8 @@ pub struct Order {
     /// The provider's payment id, once known.
     pub provider_ref: Option<String>,
     /// `pending`, `paid`, `expired`, `cancelled`, `refunded`, `partially_refunded`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: OrderStatus,
     /// Refunded or being refunded, in minor units.
     pub refunded: Money,
     #[serde(with = "time::serde::rfc3339")]
@@ -90,7 +133,7 @@ impl From<OrderRow> for Order {
             amount: Money::new(r.amount, currency.clone()),
             provider: r.provider,
             provider_ref: r.provider_ref,
-            status: r.status,
+            status: OrderStatus::from_db(&r.status),
             refunded: Money::new(r.refunded_amount, currency),
             expires_at: r.expires_at,
             paid_at: r.paid_at,
@@ -245,10 +288,12 @@ pub async fn confirm(
     let order = lock(conn, id)
         .await?
         .ok_or(PaymentError::NotFound("order"))?;
-    match order.status.as_str() {
-        "pending" | "expired" => {}
-        "paid" | "partially_refunded" | "refunded" => return Ok(Confirmed::AlreadyPaid),
-        other => {
+    match order.status {
+        OrderStatus::Pending | OrderStatus::Expired => {}
+        OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded => {
+            return Ok(Confirmed::AlreadyPaid);
+        }
+        other @ OrderStatus::Cancelled => {
             return Err(PaymentError::Conflict(
                 "order_not_payable",
                 format!("the order is {other}"),

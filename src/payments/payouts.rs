@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::{
     Currency, Money, PaymentError,
     ledger::{self, AccountRef, NewTransfer, Settlement, TransferKind},
+    status::PayoutStatus,
 };
 use crate::users::InvalidInput;
 
@@ -32,7 +33,8 @@ pub struct Payout {
     pub teacher_id: Uuid,
     pub amount: Money,
     /// `pending`, `approved`, `paid`, `rejected`, `cancelled`, `expired`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: PayoutStatus,
     /// `bank_transfer`, `alipay` or `wechatpay`.
     pub method: String,
     /// Where to send the money (account number, Alipay login, ...).
@@ -84,7 +86,7 @@ impl From<PayoutRow> for Payout {
             id: r.id,
             teacher_id: r.teacher_id,
             amount: Money::new(r.amount, Currency::from_db(r.currency)),
-            status: r.status,
+            status: PayoutStatus::from_db(&r.status),
             method: r.method,
             destination: r.destination,
             note: r.note,
@@ -231,7 +233,7 @@ pub async fn approve(
     admin: Uuid,
 ) -> Result<Payout, PaymentError> {
     let (p, expired) = lock(conn, id).await?;
-    if p.status != "pending" {
+    if p.status != PayoutStatus::Pending {
         return Err(not_pending(&p));
     }
     if expired {
@@ -241,7 +243,7 @@ pub async fn approve(
         ));
     }
     ledger::post(conn, p.hold_id).await?;
-    decide(conn, id, "approved", admin, None).await
+    decide(conn, id, PayoutStatus::Approved, admin, None).await
 }
 
 /// An admin rejects a pending payout: its hold is voided, the earnings are available again.
@@ -252,11 +254,11 @@ pub async fn reject(
     reason: &str,
 ) -> Result<Payout, PaymentError> {
     let (p, _) = lock(conn, id).await?;
-    if p.status != "pending" {
+    if p.status != PayoutStatus::Pending {
         return Err(not_pending(&p));
     }
     ledger::void(conn, p.hold_id).await?;
-    decide(conn, id, "rejected", admin, Some(reason)).await
+    decide(conn, id, PayoutStatus::Rejected, admin, Some(reason)).await
 }
 
 /// The teacher withdraws their pending request (404 for another teacher's payout).
@@ -269,17 +271,17 @@ pub async fn cancel(
     if p.teacher_id != teacher {
         return Err(PaymentError::NotFound("payout"));
     }
-    if p.status != "pending" {
+    if p.status != PayoutStatus::Pending {
         return Err(not_pending(&p));
     }
     ledger::void(conn, p.hold_id).await?;
-    decide(conn, id, "cancelled", teacher, None).await
+    decide(conn, id, PayoutStatus::Cancelled, teacher, None).await
 }
 
 async fn decide(
     conn: &mut PgConnection,
     id: Uuid,
-    status: &str,
+    status: PayoutStatus,
     by: Uuid,
     reason: Option<&str>,
 ) -> Result<Payout, PaymentError> {
@@ -287,7 +289,7 @@ async fn decide(
         "UPDATE payouts SET status = $2, decided_by = $3, decided_at = now(), reason = $4,
                 updated_at = now() WHERE id = $1",
         id,
-        status,
+        status.as_str(),
         by,
         reason
     )
@@ -304,7 +306,7 @@ pub async fn mark_paid(
     reference: &str,
 ) -> Result<Payout, PaymentError> {
     let (p, _) = lock(conn, id).await?;
-    if p.status != "approved" {
+    if p.status != PayoutStatus::Approved {
         return Err(PaymentError::Conflict(
             "payout_not_approved",
             format!("the payout is {}", p.status),

@@ -63,13 +63,14 @@ pub async fn run_once(
     })
 }
 
+/// Start the periodic reconciliation; it ends when `stop` is cancelled.
 pub fn spawn(
     pool: PgPool,
     settings: PaymentSettings,
     gateways: Arc<Gateways>,
     on_paid: Arc<remote::OnPaid>,
     stop: CancellationToken,
-) {
+) -> tokio::task::JoinHandle<()> {
     let every = Duration::from_secs(settings.reconcile_interval_s);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
@@ -84,5 +85,5 @@ pub fn spawn(
                 Err(e) => tracing::warn!(error = %e, "payments reconciliation failed"),
             }
         }
-    });
+    })
 }

@@ -24,7 +24,9 @@ use uuid::Uuid;
 use super::{
     Currency, Money, PaymentError,
     ledger::{self, AccountRef, NewTransfer, Settlement, TransferKind},
-    orders, teacher_share,
+    orders,
+    status::{OrderStatus, RefundStatus},
+    teacher_share,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
@@ -44,7 +46,8 @@ pub struct Refund {
     pub amount: Money,
     pub destination: String,
     /// `pending`, `succeeded`, `failed`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: RefundStatus,
     pub reason: String,
     pub failure_reason: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
@@ -107,7 +110,7 @@ pub async fn create(conn: &mut PgConnection, new: NewRefund) -> Result<Refund, P
     let order = orders::lock(conn, new.order_id)
         .await?
         .ok_or(PaymentError::NotFound("order"))?;
-    if !matches!(order.status.as_str(), "paid" | "partially_refunded") {
+    if !order.status.is_refundable() {
         return Err(PaymentError::Conflict(
             "order_not_refundable",
             format!("the order is {}", order.status),
@@ -238,7 +241,7 @@ pub async fn resolve(
     if r.provider != provider {
         return Err(PaymentError::NotFound("refund"));
     }
-    if r.status != "pending" {
+    if RefundStatus::from_db(&r.status) != RefundStatus::Pending {
         return Ok(false);
     }
     let hold = ledger::transfer_id(&format!("refund:{id}"));
@@ -309,7 +312,12 @@ async fn mark(
     sqlx::query!(
         "UPDATE refunds SET status = $2, failure_reason = $3, resolved_at = now() WHERE id = $1",
         id,
-        if succeeded { "succeeded" } else { "failed" },
+        if succeeded {
+            RefundStatus::Succeeded
+        } else {
+            RefundStatus::Failed
+        }
+        .as_str(),
         reason
     )
     .execute(conn)
@@ -336,7 +344,7 @@ async fn on_refunded(conn: &mut PgConnection, order: &orders::Order) -> Result<(
             sqlx::query_scalar!("SELECT status FROM orders WHERE id = $1", order.id)
                 .fetch_optional(&mut *conn)
                 .await?;
-        if refunded.as_deref() == Some("refunded") {
+        if refunded.as_deref().map(OrderStatus::from_db) == Some(OrderStatus::Refunded) {
             crate::courses::store::refund_paid(conn, order.id).await?;
         }
     }
@@ -371,7 +379,7 @@ impl From<RefundRow> for Refund {
                 r.provider
             },
             destination: r.destination,
-            status: r.status,
+            status: RefundStatus::from_db(&r.status),
             reason: r.reason,
             failure_reason: r.failure_reason,
             created_at: r.created_at,

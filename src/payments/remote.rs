@@ -15,6 +15,7 @@ use super::{
     orders::{self, Order},
     providers::{EventKind, VerifiedEvent},
     refunds,
+    status::RefundStatus,
 };
 
 pub fn order_ref(order: &Order) -> OrderRef {
@@ -108,7 +109,7 @@ pub async fn submit_refund(
         return Err(PaymentError::NotFound("order"));
     };
     drop(conn);
-    if refund.status != "pending" || !gateways.can_call(&order.provider) {
+    if refund.status != RefundStatus::Pending || !gateways.can_call(&order.provider) {
         return Ok(());
     }
     let r = RefundRef {

@@ -20,6 +20,9 @@
 //! `.part` file of the live packager) is lost. While storage is down, uploads retry with
 //! back-off (capped at 30 s) and the live stream goes on; the queue depth and the age of its
 //! oldest entry are metrics.
+//!
+//! Size: over 800 lines: one long-lived component (queue, spool accounting, upload retries,
+//! finalization) whose parts share its state; splitting it would pass that state around.
 
 use std::{
     collections::HashMap,

@@ -7,7 +7,7 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::live::model::{Page, PageLimit};
+use crate::domain::{Page, PageLimit};
 use crate::live::store::Scope;
 
 /// A recording as stored.
@@ -138,7 +138,7 @@ pub async fn list(
         Scope::OwnedBy(u) => Some(u),
     };
     let fetch = i64::try_from(limit.get() + 1).unwrap_or(i64::MAX);
-    let mut items = sqlx::query_as!(
+    let items = sqlx::query_as!(
         RecordingRow,
         r#"SELECT id, live_stream_id, owner_id, session_id, status, failure_reason, visibility,
                 started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count,
@@ -167,13 +167,7 @@ pub async fn list(
     )
     .fetch_all(conn)
     .await?;
-    let next_cursor = if items.len() > limit.get() {
-        items.truncate(limit.get());
-        items.last().map(|r| r.id)
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::cut(items, limit, |r| r.id))
 }
 
 pub async fn segments(db: &PgPool, id: Uuid) -> Result<Vec<SegmentRow>, sqlx::Error> {

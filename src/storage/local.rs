@@ -9,6 +9,9 @@
 //! and carry an HMAC-SHA256 of `METHOD\nkey\nexpires`; the HTTP layer checks them with
 //! [`LocalStore::verify_presigned`]. Content types are not stored: they follow from the key's
 //! extension ([`content_type_for`]), which is how the media server names what it writes anyway.
+//!
+//! Size: over 800 lines with its unit tests (about 300 of them, from line 545); the store
+//! itself is about 540.
 
 use std::{
     io,

@@ -10,13 +10,7 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Why an input was refused; HTTP answers 422 naming `field`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct InvalidInput {
-    pub field: &'static str,
-    pub reason: &'static str,
-}
+pub use crate::domain::{InvalidInput, Role};
 
 /// A syntactically plausible email address, trimmed, at most 254 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +89,7 @@ impl fmt::Debug for Password {
 /// lowercased: a password matching one case-insensitively is refused.
 static COMMON_PASSWORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
     std::sync::LazyLock::new(|| {
-        include_str!("../assets/common-passwords.txt")
+        include_str!("../../assets/common-passwords.txt")
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
@@ -136,60 +130,6 @@ impl FromStr for Locale {
                 reason: "must be en or zh-CN",
             }),
         }
-    }
-}
-
-/// What a user may do. A user holds one or more.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Student,
-    Teacher,
-    Admin,
-    Ops,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [Role::Student, Role::Teacher, Role::Admin, Role::Ops];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Student => "student",
-            Role::Teacher => "teacher",
-            Role::Admin => "admin",
-            Role::Ops => "ops",
-        }
-    }
-}
-
-impl FromStr for Role {
-    type Err = InvalidInput;
-    fn from_str(s: &str) -> Result<Role, InvalidInput> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or(InvalidInput {
-                field: "role",
-                reason: "must be one of student, teacher, admin, ops",
-            })
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

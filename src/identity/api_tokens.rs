@@ -9,6 +9,10 @@ use uuid::Uuid;
 
 use crate::{auth::token_hash, users::Role};
 
+/// Prefix of API tokens (`wmt_` + 43 characters); the bearer extractor tells them from access
+/// tokens by it.
+pub const API_TOKEN_PREFIX: &str = "wmt_";
+
 /// An API token as its owner sees it (never the secret, except once at creation).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiToken {
@@ -39,7 +43,7 @@ pub async fn create(
     scopes: &[Role],
     expires_at: Option<OffsetDateTime>,
 ) -> Result<(ApiToken, String), sqlx::Error> {
-    let secret = crate::auth::random_token(crate::http::extract::API_TOKEN_PREFIX);
+    let secret = crate::auth::random_token(API_TOKEN_PREFIX);
     let prefix: String = secret.chars().take(10).collect();
     let mut names: Vec<String> = scopes.iter().map(|r| r.as_str().to_string()).collect();
     names.sort();
@@ -120,7 +124,7 @@ pub async fn authenticate(
     if secret_tail.len() > 64 {
         return Ok(None);
     }
-    let secret = format!("{}{secret_tail}", crate::http::extract::API_TOKEN_PREFIX);
+    let secret = format!("{}{secret_tail}", API_TOKEN_PREFIX);
     let r = sqlx::query!(
         r#"UPDATE api_tokens t SET last_used_at = now()
            FROM users u
