@@ -390,3 +390,22 @@ async fn classroom_in_the_browser_with_a_whip_teacher() {
 async fn classroom_in_the_browser_with_an_ffmpeg_rtmp_teacher() {
     run_classroom("rtmp", &[]).await;
 }
+
+#[tokio::test]
+async fn the_checkout_offers_only_the_enabled_payment_providers() {
+    let app = spawn_app_with(|s| s.payments.stripe.enabled = false).await;
+    let r = app.get("/api/v1/payments/providers").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["items"], json!(["sandbox"]));
+    app.stop().await;
+    let app = spawn_app_with(|s| s.payments.sandbox.enabled = false).await;
+    let body: Value = app
+        .get("/api/v1/payments/providers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["items"], json!([]));
+    app.stop().await;
+}

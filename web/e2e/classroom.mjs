@@ -25,6 +25,8 @@ try {
   const teacherCtx = await context(browser, { locale: 'en-US' });
   const teacher = await teacherCtx.newPage();
   errors.push(...watch(teacher, 'teacher'));
+  await teacher.goto('/login');
+  if (shots) await assertAccessible(teacher, 'login');
   await login(teacher, env('WM_TEACHER_EMAIL'), env('WM_TEACHER_PASSWORD'));
   log('teacher signed in');
   await teacher.goto(`/lessons/${lessonId}`);
@@ -58,6 +60,7 @@ try {
   const email = `student-${Date.now()}-${mode}@example.com`;
   await student.goto('/register');
   await assertTranslated(student, 'register (zh-CN)');
+  if (shots) await assertAccessible(student, 'register');
   await student.fill('input[name=display_name]', '小明');
   await student.fill('input[name=email]', email);
   await student.fill('input[name=password]', 'correct horse battery staple');

@@ -15,6 +15,7 @@
 mod admin;
 mod orders;
 mod payouts;
+mod providers;
 mod refunds;
 mod wallet;
 mod webhooks;
@@ -46,6 +47,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(refunds::create_refund, refunds::list_refunds))
         .routes(routes!(refunds::get_refund))
         .routes(routes!(webhooks::webhook))
+        .routes(routes!(providers::list_providers))
         .routes(routes!(admin::admin_transactions))
         .routes(routes!(admin::admin_reconcile))
         .routes(routes!(admin::admin_events))

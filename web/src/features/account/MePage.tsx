@@ -3,7 +3,7 @@
 import { useState, type FormEvent } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useLocation } from 'wouter';
-import { api, must } from '../../api/client';
+import { api, apiFetch, must } from '../../api/client';
 import { useI18n, type Locale } from '../../lib/i18n';
 import type { MessageKey } from '../../lib/i18n/en';
 import { logout, reloadUser } from '../../lib/session';
@@ -34,6 +34,32 @@ function Profile() {
     <form className="form" onSubmit={save} aria-labelledby="me-profile">
       <h2 id="me-profile">{t('me.profile')}</h2>
       <p className="muted">{user?.email}</p>
+      <div className="avatar-row">
+        {user?.avatar_url && <img className="avatar" src={user.avatar_url} alt="" width={64} height={64} />}
+        <label>
+          {t('me.avatar')}
+          <input
+            type="file"
+            accept="image/png,image/jpeg,image/webp"
+            onChange={async (e) => {
+              const file = e.target.files?.[0];
+              if (!file) return;
+              const r = await apiFetch('/api/v1/me/avatar', {
+                method: 'PUT',
+                headers: { 'content-type': file.type },
+                body: file,
+              });
+              if (r.ok) {
+                await reloadUser();
+                setMsg(t('me.saved'));
+              } else {
+                const p = (await r.json().catch(() => ({}))) as { detail?: string };
+                setMsg(p.detail ?? `HTTP ${r.status}`);
+              }
+            }}
+          />
+        </label>
+      </div>
       <label>
         {t('auth.displayName')}
         <input value={name} onChange={(e) => setName(e.target.value)} autoComplete="name" />

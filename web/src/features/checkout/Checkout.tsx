@@ -6,6 +6,7 @@ import { useEffect, useState } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import { api, must, ApiProblem } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
+import { QrCode } from './QrCode';
 
 type Provider = 'wallet' | 'sandbox' | 'stripe' | 'alipay' | 'wechatpay';
 
@@ -29,6 +30,11 @@ export function Checkout({
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [idempotencyKey] = useState(newKey);
+  const enabled = useQuery({
+    queryKey: ['payment-providers'],
+    queryFn: async () => must(await api.GET('/api/v1/payments/providers')),
+    staleTime: Infinity,
+  });
   const wallet = useQuery({
     queryKey: ['wallet'],
     queryFn: async () => must(await api.GET('/api/v1/wallet')),
@@ -91,7 +97,7 @@ export function Checkout({
   };
 
   const balance = wallet.data?.balance;
-  const providers: Provider[] = ['wallet', 'sandbox'];
+  const providers: Provider[] = ['wallet', ...((enabled.data?.items ?? []) as Provider[])];
   return (
     <div className="checkout">
       <fieldset disabled={busy || orderId !== null}>
@@ -120,9 +126,10 @@ export function Checkout({
       ) : (
         <div role="status">
           {qr && (
-            <p>
-              {t('checkout.scanQr')}: <code>{qr}</code>
-            </p>
+            <figure className="qr-box">
+              <QrCode text={qr} label={t('checkout.scanQr')} />
+              <figcaption>{t('checkout.scanQr')}</figcaption>
+            </figure>
           )}
           <p>{t('checkout.waiting')}</p>
         </div>

@@ -223,10 +223,15 @@ export function Player({ src, live, poster, title, onEnded }: PlayerProps) {
           </select>
         )}
         <button type="button" onClick={pip} aria-label={t('player.pip')}>
-          ⧉
+          <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" fill="none" stroke="currentColor" strokeWidth="2">
+            <rect x="3" y="5" width="18" height="14" rx="2" />
+            <rect x="12" y="11" width="7" height="6" fill="currentColor" />
+          </svg>
         </button>
         <button type="button" onClick={fullscreen} aria-label={t('player.fullscreen')}>
-          ⛶
+          <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" fill="none" stroke="currentColor" strokeWidth="2">
+            <path d="M4 9V4h5M20 9V4h-5M4 15v5h5M20 15v5h-5" />
+          </svg>
         </button>
       </div>
     </div>

@@ -1,0 +1,28 @@
+//! `GET /payments/providers`: the payment providers this server takes, so that a checkout
+//! offers only those (the wallet, which needs no provider, is always there for course orders).
+
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{http::extract::Json, payments::providers::Provider, state::AppState};
+
+#[derive(Serialize, ToSchema)]
+pub struct ProviderList {
+    /// Enabled providers, among `sandbox`, `stripe`, `alipay`, `wechatpay`.
+    items: Vec<&'static str>,
+}
+
+/// The enabled payment providers.
+#[utoipa::path(get, path = "/payments/providers", tag = "payments", security(()),
+    responses((status = 200, body = ProviderList)))]
+pub(super) async fn list_providers(State(state): State<AppState>) -> Json<ProviderList> {
+    let settings = &state.settings.payments;
+    Json(ProviderList {
+        items: Provider::ALL
+            .into_iter()
+            .filter(|p| p.enabled(settings))
+            .map(Provider::as_str)
+            .collect(),
+    })
+}
