@@ -61,7 +61,8 @@ start_private_postgres
 start_private_redis
 psql "$DATABASE_URL_ADMIN" -qc "DROP DATABASE IF EXISTS wemaster_bench_web" -c "CREATE DATABASE wemaster_bench_web" >/dev/null
 WORK=$(mktemp -d)
-trap 'kill $SERVER_PID $FFMPEG_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+SERVER_PID=""; FFMPEG_PID=""
+trap 'kill $FFMPEG_PID $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 HTTP_PORT=18080
 RTMP_PORT=11935
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/wemaster_bench_web"

@@ -590,6 +590,19 @@ pub struct PublishTokenResponse {
     pub whip_url: String,
 }
 
+/// The stream `id` if the caller may manage it (404 otherwise, as if it did not exist).
+async fn managed_stream(
+    state: &AppState,
+    user: &AuthUser,
+    id: Uuid,
+) -> Result<LiveStreamId, ApiError> {
+    let scope = scope_of(user)?;
+    let id = LiveStreamId(id);
+    let mut conn = state.db.acquire().await?;
+    store::get(&mut conn, id, scope).await?.ok_or(NOT_FOUND)?;
+    Ok(id)
+}
+
 /// How long a publish token may wait before its publish starts.
 const PUBLISH_TOKEN_TTL: time::Duration = time::Duration::minutes(10);
 
@@ -606,19 +619,10 @@ async fn publish_token(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<PublishTokenResponse>, ApiError> {
-    let scope = scope_of(&user)?;
-    let id = LiveStreamId(id);
-    let mut conn = state.db.acquire().await?;
-    store::get(&mut conn, id, scope).await?.ok_or(NOT_FOUND)?;
-    drop(conn);
+    let id = managed_stream(&state, &user, id).await?;
     let expires_at = OffsetDateTime::now_utc() + PUBLISH_TOKEN_TTL;
     let token = crate::live::publish_token::sign(&state.playback, id.0, expires_at);
-    let base = state
-        .settings
-        .http
-        .public_url
-        .as_str()
-        .trim_end_matches('/');
+    let base = public_base(&state.settings);
     tracing::info!(live_stream_id = %id, user_id = %user.id, "publish token issued");
     Ok(Json(PublishTokenResponse {
         token,
@@ -653,22 +657,13 @@ async fn playback_token(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<PlaybackTokenResponse>, ApiError> {
-    let scope = scope_of(&user)?;
-    let id = LiveStreamId(id);
-    let mut conn = state.db.acquire().await?;
-    store::get(&mut conn, id, scope).await?.ok_or(NOT_FOUND)?;
-    drop(conn);
+    let id = managed_stream(&state, &user, id).await?;
     let expires_at = OffsetDateTime::now_utc()
         + time::Duration::seconds(state.settings.playback.token_ttl_s as i64);
     let token = state
         .playback
         .sign(&crate::playback::live_resource(id.0), expires_at);
-    let base = state
-        .settings
-        .http
-        .public_url
-        .as_str()
-        .trim_end_matches('/');
+    let base = public_base(&state.settings);
     let hls_url = format!("{base}/hls/live/{}/index.m3u8?token={}", id.0, token);
     Ok(Json(PlaybackTokenResponse {
         token,

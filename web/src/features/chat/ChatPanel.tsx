@@ -4,8 +4,7 @@ import { useEffect, useMemo, useRef, useState, useSyncExternalStore, type FormEv
 import { apiFetch } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
 import { cachedName, lookupName } from '../../lib/profiles';
-import { ChatClient, type ChatMessage } from './client';
-import { chatUrl, openSocket } from './socket';
+import { channelClient } from './socket';
 import { Attachment, uploadAttachment, type AttachmentData } from './Attachment';
 
 const QUICK_REACTIONS = ['👍', '❤️', '😂', '🎉'];
@@ -26,20 +25,7 @@ function Sender({ id, me }: { id: string | null; me: string }) {
 
 export function ChatPanel({ channel, me, moderate }: { channel: string; me: string; moderate: boolean }) {
   const { t, dateTime } = useI18n();
-  const client = useMemo(
-    () =>
-      new ChatClient({
-        channel,
-        url: chatUrl,
-        open: openSocket,
-        history: async () => {
-          const r = await apiFetch(`/api/v1/chat/channels/${encodeURIComponent(channel)}/messages?limit=50`);
-          if (!r.ok) throw new Error(`history: HTTP ${r.status}`);
-          return ((await r.json()) as { items: ChatMessage[] }).items;
-        },
-      }),
-    [channel],
-  );
+  const client = useMemo(() => channelClient(channel, 50), [channel]);
   useEffect(() => {
     void client.start();
     return () => client.stop();

@@ -29,7 +29,13 @@ function Countdown({ startsAt }: { startsAt: string }) {
   );
 }
 
+// The player's hls.js (187 KB gzipped) starts loading with the page, beside the lesson and
+// playback API calls, instead of after them (docs/benchmarks.md, "Web app": median time to
+// first frame 1031 → 907 ms in one pair of runs on a noisy machine).
+const preloadHls = () => void import('hls.js');
+
 export default function ClassroomPage({ id }: { id: string }) {
+  useEffect(preloadHls, []);
   const { t, dateTime } = useI18n();
   const session = useSession();
   const qc = useQueryClient();

@@ -2,10 +2,9 @@
 // the list was opened; a notice links to the page it is about.
 import { useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
 import { useLocation } from 'wouter';
-import { apiFetch } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
-import { ChatClient, type ChatMessage } from '../chat/client';
-import { chatUrl, openSocket } from '../chat/socket';
+import type { ChatMessage } from '../chat/client';
+import { channelClient } from '../chat/socket';
 
 function linkOf(m: ChatMessage): string | null {
   const d = (m.data ?? {}) as Record<string, string | undefined>;
@@ -23,19 +22,7 @@ export function NotificationBell({ userId }: { userId: string }) {
   const [, navigate] = useLocation();
   const [open, setOpen] = useState(false);
   const channel = `user:${userId}`;
-  const client = useMemo(
-    () =>
-      new ChatClient({
-        channel,
-        url: chatUrl,
-        open: openSocket,
-        history: async () => {
-          const r = await apiFetch(`/api/v1/chat/channels/${encodeURIComponent(channel)}/messages?limit=20`);
-          return r.ok ? ((await r.json()) as { items: ChatMessage[] }).items : [];
-        },
-      }),
-    [channel],
-  );
+  const client = useMemo(() => channelClient(channel, 20), [channel]);
   useEffect(() => {
     void client.start();
     return () => client.stop();
