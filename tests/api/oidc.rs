@@ -57,6 +57,12 @@ fn resolve(base: &str, location: &str) -> String {
 /// through the provider's forms as `login`, until the provider sends it back to the app's
 /// callback; returns the app's answer to the callback.
 async fn browse(app: &TestApp, start: &str, login: &str) -> reqwest::Response {
+    browse_with(app, start, login, false).await
+}
+
+/// [`browse`], the callback reached as a browser navigation (`Sec-Fetch-Mode: navigate`) when
+/// `navigate`, as the web app's provider buttons do.
+async fn browse_with(app: &TestApp, start: &str, login: &str, navigate: bool) -> reqwest::Response {
     let browser = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(Policy::none())
@@ -65,7 +71,11 @@ async fn browse(app: &TestApp, start: &str, login: &str) -> reqwest::Response {
     let mut url = start.to_string();
     for _ in 0..20 {
         if url.starts_with(&app.base) && url.contains("/callback") {
-            return browser.get(&url).send().await.unwrap();
+            let mut req = browser.get(&url);
+            if navigate {
+                req = req.header("sec-fetch-mode", "navigate");
+            }
+            return req.send().await.unwrap();
         }
         let r = browser.get(&url).send().await.unwrap();
         if r.status().is_redirection() {
@@ -271,4 +281,68 @@ async fn a_logged_in_user_links_a_provider_account_explicitly() {
     )
     .await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn a_browser_coming_back_from_the_provider_gets_a_cookie_session_and_the_app() {
+    let app = app_with_provider().await;
+    let location = app.get("/api/v1/auth/oidc/test/login").await.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let email = unique_email("oidc-browser");
+    let r = browse_with(&app, &location, &email, true).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/courses");
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let value = |name: &str| {
+        cookies
+            .iter()
+            .find_map(|c| c.strip_prefix(&format!("{name}=")))
+            .and_then(|rest| rest.split(';').next())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no {name} cookie in {cookies:?}"))
+    };
+    let refresh_cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("wm_refresh="))
+        .unwrap();
+    assert!(refresh_cookie.contains("HttpOnly"), "{refresh_cookie}");
+    // The page restores the session from the cookies, as after any browser login.
+    let (refresh, csrf) = (value("wm_refresh"), value("wm_csrf"));
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/refresh"))
+        .header("cookie", format!("wm_refresh={refresh}; wm_csrf={csrf}"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let tokens: Value = r.json().await.unwrap();
+    let me: Value = app
+        .get_auth("/api/v1/me", tokens["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], email);
+
+    // A failed sign-in comes back to the login page with the error's code.
+    let r = app
+        .client
+        .get(app.url("/api/v1/auth/oidc/test/callback?code=abc&state=forged-state-value"))
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = r.headers()["location"].to_str().unwrap();
+    assert!(to.starts_with("/login?oidc_error="), "{to}");
 }
