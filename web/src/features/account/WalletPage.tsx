@@ -73,18 +73,15 @@ export default function WalletPage() {
       {txs.data && txs.data.items.length === 0 && <p>{t('wallet.empty')}</p>}
       <table>
         <tbody>
-          {(txs.data?.items ?? []).map((x, i) => {
-            const row = x as unknown as { id?: string; created_at: string; amount: { amount: number; currency: string }; kind?: string; description?: string };
-            return (
-              <tr key={row.id ?? i}>
-                <td>
-                  <time dateTime={row.created_at}>{dateTime(row.created_at)}</time>
-                </td>
-                <td>{row.kind ?? row.description ?? ''}</td>
-                <td>{money(row.amount.amount, row.amount.currency)}</td>
-              </tr>
-            );
-          })}
+          {(txs.data?.items ?? []).map((x) => (
+            <tr key={x.id}>
+              <td>
+                <time dateTime={x.created_at}>{dateTime(x.created_at)}</time>
+              </td>
+              <td>{x.description || x.kind}</td>
+              <td>{money(x.amount.amount, x.amount.currency)}</td>
+            </tr>
+          ))}
         </tbody>
       </table>
     </section>
