@@ -199,7 +199,7 @@ pub enum Event {
     },
     Security {
         /// `new_login`, `password_changed`, `password_reset`, `two_factor_enabled`,
-        /// `two_factor_disabled`, `api_token_created`.
+        /// `two_factor_disabled`, `two_factor_failures`, `api_token_created`.
         what: &'static str,
         /// What makes this occurrence unique (a session, a token, an audit event).
         occurrence: Uuid,
@@ -358,6 +358,13 @@ fn security_text(what: &str, locale: Locale) -> &'static str {
         ("two_factor_enabled", Locale::ZhCn) => "已开启两步验证",
         ("two_factor_disabled", Locale::En) => "two-factor authentication was turned off",
         ("two_factor_disabled", Locale::ZhCn) => "已关闭两步验证",
+        ("two_factor_failures", Locale::En) => {
+            "wrong two-factor codes were entered for your account, so its codes are refused for \
+             a while; someone may know your password: if it was not you, change it now"
+        }
+        ("two_factor_failures", Locale::ZhCn) => {
+            "您的账号多次输入了错误的两步验证码，验证码暂时不再受理；可能有人知道您的密码：如非本人操作，请立即修改密码"
+        }
         ("api_token_created", Locale::En) => "a new API token was created",
         ("api_token_created", Locale::ZhCn) => "已创建新的 API 令牌",
         (_, Locale::En) => "a change to your account",

@@ -33,6 +33,10 @@ pub struct AuthLimits {
     pub login_failures_per_ip_hour: u64,
     pub login_free_failures: u64,
     pub login_max_delay_s: u64,
+    pub mfa_failures_per_account_hour: u64,
+    pub mfa_failures_per_ip_hour: u64,
+    pub mfa_free_failures: u64,
+    pub mfa_max_delay_s: u64,
     pub registrations_per_ip_hour: u64,
     pub mails_per_address_hour: u64,
     pub mails_per_ip_hour: u64,
@@ -72,6 +76,15 @@ impl AuthSettings {
         {
             return Err(err(
                 "auth.limits.login_failures_per_account_hour",
+                "must be between 1 and 100",
+            ));
+        }
+        if self.limits.mfa_failures_per_account_hour == 0
+            || self.limits.mfa_failures_per_account_hour > 100
+        {
+            // A 6-digit code: 100 guesses an hour is already a 1-in-3,333 chance per hour.
+            return Err(err(
+                "auth.limits.mfa_failures_per_account_hour",
                 "must be between 1 and 100",
             ));
         }

@@ -53,6 +53,75 @@ pub(crate) fn limited(r: anyhow::Result<Result<(), RetryAfter>>) -> Result<(), A
     }
 }
 
+/// A second factor as a request gives it: a TOTP code, else a recovery code, else none.
+#[derive(Clone, Copy)]
+pub(crate) enum SecondFactor<'a> {
+    Totp(&'a str),
+    RecoveryCode(&'a str),
+    Missing,
+}
+
+impl<'a> SecondFactor<'a> {
+    pub(crate) fn of(code: &'a Option<String>, recovery_code: &'a Option<String>) -> Self {
+        match (code, recovery_code) {
+            (Some(c), _) => SecondFactor::Totp(c),
+            (None, Some(r)) => SecondFactor::RecoveryCode(r),
+            (None, None) => SecondFactor::Missing,
+        }
+    }
+
+    fn method(self) -> &'static str {
+        match self {
+            SecondFactor::Totp(_) => "totp",
+            SecondFactor::RecoveryCode(_) => "recovery_code",
+            SecondFactor::Missing => "none",
+        }
+    }
+}
+
+/// Check `factor` for `user_id` (whose TOTP secret is `secret`) on behalf of route `context`,
+/// under the two-factor failure limits: 429 while the account or the IP is held back (before
+/// the code is even looked at, so the right one fails too); a wrong code is counted, audited
+/// (`auth.mfa_failed`) and, when it starts holding the account back, alerts its owner. A
+/// missing code is not a guess and counts for nothing. Every route that checks a code goes
+/// through here. Audit entries are written on `conn`: a caller in a transaction commits it on
+/// failure too.
+pub(crate) async fn check_second_factor(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    secret: &str,
+    factor: SecondFactor<'_>,
+    client: &Client,
+    context: &'static str,
+) -> Result<bool, ApiError> {
+    let account = user_id.to_string();
+    limited(state.limiter.mfa_allowed(&account, client.ip()).await)?;
+    let ok = match factor {
+        SecondFactor::Totp(code) => mfa::accept_code(conn, user_id, secret, code).await?,
+        SecondFactor::RecoveryCode(code) => mfa::use_recovery_code(conn, user_id, code).await?,
+        SecondFactor::Missing => return Ok(false),
+    };
+    if ok {
+        state.limiter.mfa_succeeded(&account).await?;
+        return Ok(true);
+    }
+    let failure = state.limiter.mfa_failed(&account, client.ip()).await?;
+    audit::record(
+        conn,
+        Event::by(user_id, "auth.mfa_failed")
+            .ip(client.0.ip.as_deref())
+            .detail(json!({"context": context, "method": factor.method(),
+                           "failures_this_hour": failure.count})),
+    )
+    .await?;
+    if failure.held_back {
+        tracing::warn!(%user_id, failures = failure.count, "two-factor failures: account held back");
+        security_alert(state, user_id, "two_factor_failures");
+    }
+    Ok(false)
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
     email: String,
@@ -403,7 +472,8 @@ pub struct MfaLoginRequest {
 /// Second login step: the challenge of `/auth/login` and a TOTP or recovery code.
 #[utoipa::path(post, path = "/auth/login/mfa", tag = "auth", security(()), request_body = MfaLoginRequest,
     responses((status = 200, body = TokenResponse),
-              (status = 401, body = Problem, description = "invalid_credentials: wrong code, or the challenge is unknown, used or expired")))]
+              (status = 401, body = Problem, description = "invalid_credentials: wrong code, or the challenge is unknown, used or expired"),
+              (status = 429, body = Problem, description = "rate_limited: too many wrong codes for this account or from this address (across challenges), with Retry-After")))]
 async fn login_mfa(
     State(state): State<AppState>,
     client: Client,
@@ -427,17 +497,11 @@ async fn login_mfa(
         .filter(|u| u.user.status == "active")
         .ok_or(ApiError::InvalidCredentials)?;
     let secret = found.totp_secret.ok_or(ApiError::InvalidCredentials)?;
-    let (ok, method) = match (&req.code, &req.recovery_code) {
-        (Some(code), _) => (
-            mfa::accept_code(&mut conn, user_id, &secret, code).await?,
-            "password+totp",
-        ),
-        (None, Some(code)) => (
-            mfa::use_recovery_code(&mut conn, user_id, code).await?,
-            "password+recovery_code",
-        ),
-        (None, None) => (false, "none"),
-    };
+    let factor = SecondFactor::of(&req.code, &req.recovery_code);
+    let ok = check_second_factor(
+        &state, &mut conn, user_id, &secret, factor, &client, "login",
+    )
+    .await?;
     if !ok {
         // A challenge allows a few tries, then it is gone and the password step starts again.
         let tries: u64 = redis
@@ -454,13 +518,12 @@ async fn login_mfa(
         if tries >= MFA_MAX_TRIES {
             let _: () = redis.del(&key).await.map_err(anyhow::Error::from)?;
         }
-        audit::record(
-            &mut conn,
-            Event::by(user_id, "auth.mfa_failed").ip(client.0.ip.as_deref()),
-        )
-        .await?;
         return Err(ApiError::InvalidCredentials);
     }
+    let method = match factor {
+        SecondFactor::RecoveryCode(_) => "password+recovery_code",
+        _ => "password+totp",
+    };
     // Single use: only the request that deletes the challenge gets a session.
     let deleted: u64 = redis.del(&key).await.map_err(anyhow::Error::from)?;
     if deleted != 1 {
@@ -674,7 +737,8 @@ pub struct PasswordResetConfirm {
 #[utoipa::path(post, path = "/auth/password-reset/confirm", tag = "auth", security(()), request_body = PasswordResetConfirm,
     responses((status = 204),
               (status = 403, body = Problem, description = "mfa_required: the account has two-factor; give a valid code"),
-              (status = 422, body = Problem, description = "validation_failed: the token, or the new password")))]
+              (status = 422, body = Problem, description = "validation_failed: the token, or the new password"),
+              (status = 429, body = Problem, description = "rate_limited: too many wrong two-factor codes, with Retry-After")))]
 async fn confirm_password_reset(
     State(state): State<AppState>,
     client: Client,
@@ -695,11 +759,17 @@ async fn confirm_password_reset(
         .await?
         .ok_or_else(invalid_link)?;
     if let Some(secret) = &found.totp_secret {
-        let ok = match (&req.code, &req.recovery_code) {
-            (Some(code), _) => mfa::accept_code(&mut tx, user_id, secret, code).await?,
-            (None, Some(code)) => mfa::use_recovery_code(&mut tx, user_id, code).await?,
-            (None, None) => false,
-        };
+        let factor = SecondFactor::of(&req.code, &req.recovery_code);
+        let ok = check_second_factor(
+            &state,
+            &mut tx,
+            user_id,
+            secret,
+            factor,
+            &client,
+            "password_reset",
+        )
+        .await?;
         if !ok {
             // Commit what was consumed (a recovery code, a TOTP step) but not the link.
             tx.commit().await?;

@@ -14,7 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    auth::{limited, queue_verification, security_alert},
+    auth::{SecondFactor, check_second_factor, limited, queue_verification, security_alert},
     error::{ApiError, Problem},
     extract::{AuthUser, Client, Json, Path},
 };
@@ -393,7 +393,8 @@ pub struct RecoveryCodes {
 #[utoipa::path(post, path = "/me/two-factor/confirm", tag = "me", security(("bearer" = [])), request_body = TotpCode,
     responses((status = 200, body = RecoveryCodes), (status = 401, body = Problem),
               (status = 409, body = Problem, description = "no enrolment pending, or already on"),
-              (status = 422, body = Problem, description = "the code is wrong")))]
+              (status = 422, body = Problem, description = "the code is wrong"),
+              (status = 429, body = Problem, description = "rate_limited: too many wrong codes, with Retry-After")))]
 async fn confirm_totp(
     State(state): State<AppState>,
     user: AuthUser,
@@ -414,7 +415,20 @@ async fn confirm_totp(
             "no two-factor enrolment is pending".into(),
         ));
     };
-    if !mfa::accept_code(&mut tx, user.id, &secret, &req.code).await? {
+    let code = SecondFactor::Totp(&req.code);
+    if !check_second_factor(
+        &state,
+        &mut tx,
+        user.id,
+        &secret,
+        code,
+        &client,
+        "enrolment",
+    )
+    .await?
+    {
+        // Keep the audit entry of the failure.
+        tx.commit().await?;
         return Err(InvalidInput {
             field: "code",
             reason: "is not the current code",
@@ -452,7 +466,8 @@ pub struct DisableTotp {
 /// Turn two-factor off (password and a code or recovery code).
 #[utoipa::path(post, path = "/me/two-factor/disable", tag = "me", security(("bearer" = [])), request_body = DisableTotp,
     responses((status = 204), (status = 401, body = Problem),
-              (status = 403, body = Problem, description = "reauthentication_failed or mfa_required")))]
+              (status = 403, body = Problem, description = "reauthentication_failed or mfa_required"),
+              (status = 429, body = Problem, description = "rate_limited: too many wrong two-factor codes for this account or from this address, with Retry-After")))]
 async fn disable_totp(
     State(state): State<AppState>,
     user: AuthUser,
@@ -465,11 +480,17 @@ async fn disable_totp(
         return Ok(StatusCode::NO_CONTENT);
     };
     let mut tx = state.db.begin().await?;
-    let ok = match (&req.code, &req.recovery_code) {
-        (Some(code), _) => mfa::accept_code(&mut tx, user.id, &secret, code).await?,
-        (None, Some(code)) => mfa::use_recovery_code(&mut tx, user.id, code).await?,
-        (None, None) => false,
-    };
+    let factor = SecondFactor::of(&req.code, &req.recovery_code);
+    let ok = check_second_factor(
+        &state,
+        &mut tx,
+        user.id,
+        &secret,
+        factor,
+        &client,
+        "disable_two_factor",
+    )
+    .await?;
     if !ok {
         tx.commit().await?;
         return Err(ApiError::ForbiddenCode(

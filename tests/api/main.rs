@@ -24,4 +24,5 @@ mod payments_model;
 mod reactions;
 mod recordings;
 mod storage;
+mod two_factor_limits;
 mod web;

@@ -62,8 +62,14 @@ pub fn check_code(secret_base32: &str, code: &str) -> anyhow::Result<Option<u64>
 
 /// The code of the current step (tests and tools; never sent anywhere).
 pub fn current_code(secret_base32: &str) -> anyhow::Result<String> {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
-    Ok(totp(secret_base32, "x")?.generate(now).to_string())
+    code_in(secret_base32, 0)
+}
+
+/// The code of the step `steps` away from the current one (tests: the next step's code is
+/// accepted as clock skew once the current one was used).
+pub fn code_in(secret_base32: &str, steps: i64) -> anyhow::Result<String> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() + steps * 30;
+    Ok(totp(secret_base32, "x")?.generate(now as u64).to_string())
 }
 
 /// Accept a TOTP code for a user with two-factor on (or being confirmed): true when valid for a

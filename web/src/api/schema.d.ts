@@ -4007,6 +4007,15 @@ export interface operations {
                     "application/json": components["schemas"]["Problem"];
                 };
             };
+            /** @description rate_limited: too many wrong codes for this account or from this address (across challenges), with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     logout: {
@@ -4202,6 +4211,15 @@ export interface operations {
             };
             /** @description validation_failed: the token, or the new password */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: too many wrong two-factor codes, with Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7345,6 +7363,15 @@ export interface operations {
                     "application/json": components["schemas"]["Problem"];
                 };
             };
+            /** @description rate_limited: too many wrong codes, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     disable_totp: {
@@ -7376,6 +7403,15 @@ export interface operations {
             };
             /** @description reauthentication_failed or mfa_required */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited: too many wrong two-factor codes for this account or from this address, with Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
