@@ -257,6 +257,16 @@ impl Conn {
             )
             .await;
         }
+        // As for HTTP bodies: no text may hold a NUL (PostgreSQL cannot store it).
+        if crate::domain::json_has_nul(frame.payload()) {
+            return error(
+                ws,
+                None,
+                ChatError::BadFrame,
+                "a string of the frame contains a NUL character (U+0000)",
+            )
+            .await;
+        }
         let parsed: Result<ClientFrame, _> = serde_json::from_slice(frame.payload());
         let f = match parsed {
             Ok(f) => f,

@@ -5,10 +5,12 @@
 
 mod page;
 mod role;
+mod text;
 
 pub use self::{
     page::{Page, PageLimit},
     role::Role,
+    text::json_has_nul,
 };
 
 /// Why an input was refused; HTTP answers 422 naming `field`.

@@ -10,19 +10,84 @@
 use std::marker::PhantomData;
 
 use axum::{
-    extract::{ConnectInfo, FromRequest, FromRequestParts},
-    http::{header, request::Parts},
+    body::Bytes,
+    extract::{ConnectInfo, FromRequest, FromRequestParts, Request},
+    http::{HeaderMap, StatusCode, header, request::Parts},
+    middleware::Next,
     response::{IntoResponse, Response},
 };
 use uuid::Uuid;
 
 use super::error::ApiError;
-use crate::{auth::sessions::ClientInfo, state::AppState, users::Role};
+use crate::{auth::sessions::ClientInfo, domain::json_has_nul, state::AppState, users::Role};
 
-/// `axum::Json` with problem+json rejections (400 malformed, 413 too large, 415 wrong type).
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON body with problem+json rejections: 415 without a JSON `Content-Type`, 413 past the
+/// route's body limit, 400 `bad_request` when a string holds a NUL character (see
+/// [`json_has_nul`]), 400 `malformed_json` when it is not JSON or not the JSON of `T`.
 pub struct Json<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected Content-Type: application/json".into(),
+            ));
+        }
+        let body = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(r.body_text())
+            }
+        })?;
+        if json_has_nul(&body) {
+            return Err(nul_refused("a string of the JSON body"));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&body)?;
+        Ok(Json(value))
+    }
+}
+
+/// `application/json` or any `application/*+json`, as `axum::Json` accepts.
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json")
+            || sub.len() > 5 && sub.to_ascii_lowercase().ends_with("+json"))
+}
+
+fn nul_refused(where_: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "{where_} contains a NUL character (U+0000), which no text may hold"
+    ))
+}
+
+/// Middleware: 400 `bad_request` for a request whose path or query holds a NUL character
+/// (`%00`), before any route parses it — every path and query parameter of every route, the
+/// ones read with `RawQuery` included. A raw NUL cannot reach here (the HTTP parser refuses it)
+/// and one round of percent-decoding is all axum does, so `%00` is exactly the NULs a handler
+/// would see (`%2500` is the text `%00`, not a NUL).
+pub async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    if uri.path().contains("%00") {
+        return nul_refused("the path").into_response();
+    }
+    if uri.query().is_some_and(|q| q.contains("%00")) {
+        return nul_refused("the query").into_response();
+    }
+    next.run(req).await
+}
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
@@ -308,5 +373,28 @@ mod client_ip_tests {
             client_ip(mapped, &["2001:db8::1"], &nets(&["10.0.0.5"])).to_string(),
             "2001:db8::1"
         );
+    }
+}
+
+#[cfg(test)]
+mod content_type_tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::is_json_content_type;
+
+    #[test]
+    fn json_content_types() {
+        let ct = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
+            is_json_content_type(&h)
+        };
+        assert!(ct("application/json"));
+        assert!(ct("Application/JSON; charset=utf-8"));
+        assert!(ct("application/merge-patch+json"));
+        assert!(!ct("text/json"));
+        assert!(!ct("application/jsonx"));
+        assert!(!ct("application/+json"));
+        assert!(!is_json_content_type(&HeaderMap::new()));
     }
 }

@@ -2,7 +2,8 @@
 //! handlers, and the middleware every request passes through.
 //!
 //! Middleware, outermost first: CORS → panic catcher (500 problem) → `observe` (request id,
-//! tracing span, access log, metrics) → route. Unknown routes answer 404 and wrong methods 405,
+//! tracing span, access log, metrics) → NUL refusal (400 for `%00` in the path or query, see
+//! [`extract::refuse_nul_in_uri`]) → route. Unknown routes answer 404 and wrong methods 405,
 //! both as problem+json, like every error.
 
 pub mod admin;
@@ -127,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.body_limit_bytes,
         ))
+        .layer(middleware::from_fn(extract::refuse_nul_in_uri))
         .layer(middleware::from_fn(observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,

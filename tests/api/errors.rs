@@ -1,7 +1,8 @@
 //! Every error is problem+json with a stable code; request ids travel through.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
+use wemaster::users::Role;
 
 use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
 
@@ -154,4 +155,83 @@ async fn cors_preflight_is_answered_for_browsers() {
         .await
         .unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
+}
+
+/// A NUL character in any text input is a 400 problem at the edge, never a 500 from
+/// PostgreSQL (which cannot store it): query, path, JSON body; public and private routes.
+#[tokio::test]
+async fn a_nul_character_anywhere_in_the_input_is_a_400_problem() {
+    let app = spawn_app().await;
+    let (_, token) = app
+        .user_with("nul@school.example", "a fine passphrase", &[Role::Admin])
+        .await;
+    for path in [
+        "/api/v1/courses?q=%00",
+        "/api/v1/courses?q=maths%00&limit=5",
+        "/api/v1/courses/%00",
+        "/api/v1/admin/users?email=%00",
+        "/api/v1/chat/channels/lesson:%00/messages",
+        "/api/v1/admin/audit-log?action=auth.%00",
+    ] {
+        let r = app.get_auth(path, &token).await;
+        let body = assert_problem(r, StatusCode::BAD_REQUEST, "bad_request").await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("NUL"),
+            "{path}: {body}"
+        );
+    }
+    // Without a token too: the public catalogue, and a login.
+    assert_problem(
+        app.get("/api/v1/courses?q=%00").await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/api/v1/auth/login",
+            json!({"email": "nul\u{0}@school.example", "password": "whatever it is"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/register",
+            json!({"email": "n@school.example", "password": "a fine passphrase",
+                   "display_name": "Li\u{0}Lei"}),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/me",
+            json!({"display_name": "Li\u{0}Lei"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/courses",
+            json!({"title": "T", "summary": "s", "tags": ["a\u{0}"]}),
+        ),
+    ] {
+        let r = app.send(method, path, Some(&token), Some(&body)).await;
+        let problem = assert_problem(r, StatusCode::BAD_REQUEST, "bad_request").await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("JSON body"),
+            "{path}: {problem}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn text_that_only_looks_like_a_nul_is_accepted() {
+    let app = spawn_app().await;
+    // `%2500` is the text "%00"; `\\u0000` in JSON is a backslash and the text "u0000".
+    let r = app.get("/api/v1/courses?q=%2500").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body(r#"{"email": "a\\u0000@school.example", "password": "whatever it is"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
 }
