@@ -284,25 +284,10 @@ impl Application {
             shutdown.child_token(),
         ));
         let pool = state.db.clone();
+        let limits = http::server::Limits::from_settings(&state.settings.http);
         let app = http::router(state);
         tracing::info!(%addr, "HTTP listening");
-        let stop = shutdown.clone();
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await });
-        let mut server = std::pin::pin!(server.into_future());
-        tokio::select! {
-            res = &mut server => res.context("HTTP server failed")?,
-            () = shutdown.cancelled() => {
-                tracing::info!(grace_s = grace.as_secs(), "shutting down: finishing in-flight requests");
-                match tokio::time::timeout(grace, &mut server).await {
-                    Ok(res) => res.context("HTTP server failed")?,
-                    Err(_) => tracing::warn!("grace period over: dropping the remaining connections"),
-                }
-            }
-        }
+        http::server::serve(listener, app, limits, shutdown.clone(), grace).await;
         // Publishers were told to stop by the same token; live sessions finish their last
         // segment and end their playlists (bounded inside the supervisor).
         let _ = tokio::time::timeout(grace + Duration::from_secs(10), async {

@@ -1,4 +1,5 @@
-//! `[http]`: the HTTP listener, body limits, CORS and trusted proxies.
+//! `[http]`: the HTTP listener, its connection limits and timeouts, body limits, CORS and
+//! trusted proxies.
 
 use std::net::SocketAddr;
 
@@ -15,6 +16,14 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     pub upload_limit_bytes: u64,
     pub shutdown_grace_s: u64,
+    /// Connections open at once (WebSockets included); past it a connection gets a 503.
+    pub max_connections: usize,
+    /// Time to send a whole request head, from its first byte (or the accept).
+    pub header_read_timeout_s: f64,
+    /// Time a connection with nothing in flight may stay idle.
+    pub keep_alive_timeout_s: f64,
+    /// Longest wait for the next chunk of a request body.
+    pub body_read_timeout_s: f64,
     pub cors_allowed_origins: Vec<String>,
     /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or CIDR ranges). The
     /// client's address is the right-most hop not in this list; empty: the TCP peer, always.
@@ -34,6 +43,18 @@ impl HttpSettings {
         }
         if self.upload_limit_bytes == 0 {
             return Err(err("http.upload_limit_bytes", "must be greater than 0"));
+        }
+        if self.max_connections == 0 {
+            return Err(err("http.max_connections", "must be greater than 0"));
+        }
+        for (key, v) in [
+            ("http.header_read_timeout_s", self.header_read_timeout_s),
+            ("http.keep_alive_timeout_s", self.keep_alive_timeout_s),
+            ("http.body_read_timeout_s", self.body_read_timeout_s),
+        ] {
+            if !(v > 0.0 && v <= 3600.0) {
+                return Err(err(key, "must be more than 0 and at most 3600 seconds"));
+            }
         }
         for origin in &self.cors_allowed_origins {
             if origin != "*" && !origin.parse::<Url>().is_ok_and(|u| u.origin().is_tuple()) {

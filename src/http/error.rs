@@ -54,6 +54,9 @@ pub enum ApiError {
     /// 413 `payload_too_large`.
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
+    /// 408 `request_timeout`: the request body stalled past `http.body_read_timeout_s`.
+    #[error("the request body stalled: no data within the body read timeout")]
+    RequestTimeout,
     /// 415 `unsupported_media_type`.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -94,6 +97,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(..) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -118,6 +122,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(code, _) => code,
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::Validation(_) => "validation_failed",

@@ -38,6 +38,8 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> 
         let body = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
+            } else if caused_by::<tower_http::timeout::TimeoutError>(&r) {
+                ApiError::RequestTimeout
             } else {
                 ApiError::BadRequest(r.body_text())
             }
@@ -65,6 +67,18 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
     kind.eq_ignore_ascii_case("application")
         && (sub.eq_ignore_ascii_case("json")
             || sub.len() > 5 && sub.to_ascii_lowercase().ends_with("+json"))
+}
+
+/// Is `E` somewhere in the chain of `err`'s causes?
+fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.is::<E>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn nul_refused(where_: &str) -> ApiError {

@@ -2,8 +2,9 @@
 //! handlers, and the middleware every request passes through.
 //!
 //! Middleware, outermost first: CORS → panic catcher (500 problem) → `observe` (request id,
-//! tracing span, access log, metrics) → NUL refusal (400 for `%00` in the path or query, see
-//! [`extract::refuse_nul_in_uri`]) → route. Unknown routes answer 404 and wrong methods 405,
+//! tracing span, access log, metrics) → early 413 (a `Content-Length` over the route's limit,
+//! before the body is read) → NUL refusal (400 for `%00` in the path or query, see
+//! [`extract::refuse_nul_in_uri`]) → route. Connection limits and timeouts are in [`server`]. Unknown routes answer 404 and wrong methods 405,
 //! both as problem+json, like every error.
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod oidc;
 pub mod payments;
 pub mod range;
 pub mod recordings;
+pub mod server;
 pub mod session_cookie;
 pub mod upload;
 pub mod users;
@@ -129,12 +131,53 @@ pub fn router(state: AppState) -> Router {
             settings.body_limit_bytes,
         ))
         .layer(middleware::from_fn(extract::refuse_nul_in_uri))
+        .layer(middleware::from_fn_with_state(
+            settings.body_limit_bytes,
+            refuse_announced_oversize,
+        ))
         .layer(middleware::from_fn(observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
         .layer(cors(settings))
         .with_state(state)
+}
+
+/// Routes that read their body themselves under a cap of their own, and refuse a
+/// `Content-Length` over it before reading (`upload::read_capped`, `RequestBodyLimitLayer`).
+const OWN_BODY_LIMIT: &[&str] = &[
+    "/objects/{*key}",
+    "/api/v1/me/avatar",
+    "/api/v1/courses/{id}/cover",
+];
+
+/// Middleware: 413 at once when `Content-Length` announces more than the route takes
+/// (`http.body_limit_bytes`), instead of waiting for a body that will be refused anyway — or
+/// that never comes. Bodies without a length are still capped as they are read.
+async fn refuse_announced_oversize(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let own_limit = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|p| OWN_BODY_LIMIT.contains(&p.as_str()));
+    if announced.is_some_and(|n| n > limit as u64) && !own_limit {
+        let mut resp = axum::response::IntoResponse::into_response(ApiError::PayloadTooLarge);
+        // The body was not read: the connection cannot carry another request.
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+        return resp;
+    }
+    next.run(req).await
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -11,6 +11,7 @@ mod cli;
 mod courses;
 mod errors;
 mod health;
+mod http_limits;
 mod identity;
 mod live_rtmp;
 mod live_streams;
