@@ -21,19 +21,29 @@ use uuid::Uuid;
 use super::error::ApiError;
 use crate::{auth::sessions::ClientInfo, domain::json_has_nul, state::AppState, users::Role};
 
-/// A JSON body with problem+json rejections: 415 without a JSON `Content-Type`, 413 past the
-/// route's body limit, 400 `bad_request` when a string holds a NUL character (see
-/// [`json_has_nul`]), 400 `malformed_json` when it is not JSON or not the JSON of `T`.
+/// A JSON body with problem+json rejections: 415 without a JSON `Content-Type` or in another
+/// charset than UTF-8, 413 past the route's body limit, 408 when it stalls, 400 `bad_request`
+/// when a string holds a NUL character (see [`json_has_nul`]), 400 `malformed_json` when it is
+/// not JSON or not the JSON of `T`.
 pub struct Json<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json_content_type(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType(
-                "expected Content-Type: application/json".into(),
-            ));
+        match json_content_type(req.headers()) {
+            JsonContentType::Utf8 => {}
+            JsonContentType::NotJson => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "expected Content-Type: application/json".into(),
+                ));
+            }
+            JsonContentType::OtherCharset => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "JSON must be UTF-8 (RFC 8259): drop the charset parameter or make it utf-8"
+                        .into(),
+                ));
+            }
         }
         let body = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -52,21 +62,48 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> 
     }
 }
 
-/// `application/json` or any `application/*+json`, as `axum::Json` accepts.
-fn is_json_content_type(headers: &HeaderMap) -> bool {
+/// What a request's `Content-Type` says of a JSON body.
+#[derive(Debug, PartialEq, Eq)]
+enum JsonContentType {
+    /// `application/json` or `application/*+json` (as `axum::Json` accepts), without a charset
+    /// or with `charset=utf-8`.
+    Utf8,
+    /// A JSON type in another charset: the bytes would be read as UTF-8 and mean something
+    /// else than the client meant (a UTF-16 body is not even valid UTF-8), so it is refused.
+    OtherCharset,
+    NotJson,
+}
+
+fn json_content_type(headers: &HeaderMap) -> JsonContentType {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
     else {
-        return false;
+        return JsonContentType::NotJson;
     };
-    let essence = value.split(';').next().unwrap_or("").trim();
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or("").trim();
     let Some((kind, sub)) = essence.split_once('/') else {
-        return false;
+        return JsonContentType::NotJson;
     };
-    kind.eq_ignore_ascii_case("application")
+    let json = kind.eq_ignore_ascii_case("application")
         && (sub.eq_ignore_ascii_case("json")
-            || sub.len() > 5 && sub.to_ascii_lowercase().ends_with("+json"))
+            || sub.len() > 5 && sub.to_ascii_lowercase().ends_with("+json"));
+    if !json {
+        return JsonContentType::NotJson;
+    }
+    for param in parts {
+        let Some((name, v)) = param.split_once('=') else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case("charset") {
+            let v = v.trim().trim_matches('"');
+            if !(v.eq_ignore_ascii_case("utf-8") || v.eq_ignore_ascii_case("utf8")) {
+                return JsonContentType::OtherCharset;
+            }
+        }
+    }
+    JsonContentType::Utf8
 }
 
 /// Is `E` somewhere in the chain of `err`'s causes?
@@ -129,7 +166,8 @@ pub enum Credential {
 }
 
 /// The caller, authenticated by a bearer access token (checked for key, algorithm, signature,
-/// issuer, audience, expiry and session revocation) or an API token. Roles are read from the
+/// issuer, audience, expiry, not-before, and that its session exists and is live) or an API
+/// token. Roles are read from the
 /// database at each request, so a role removed or an account disabled takes effect at once.
 /// Rejects with 401 and `WWW-Authenticate`.
 #[derive(Debug, Clone)]
@@ -216,9 +254,9 @@ impl FromRequestParts<AppState> for AuthUser {
         } else {
             let claims = state.tokens.verify(token).await?;
             let mut conn = state.db.acquire().await?;
-            let standing = crate::users::standing(&mut conn, claims.sub)
+            let standing = crate::users::standing(&mut conn, claims.sub, claims.sid)
                 .await?
-                .filter(|s| s.active)
+                .filter(|s| s.active && s.session_live)
                 .ok_or(ApiError::InvalidToken(crate::auth::TokenError::Revoked))?;
             AuthUser {
                 id: claims.sub,
@@ -394,21 +432,25 @@ mod client_ip_tests {
 mod content_type_tests {
     use axum::http::{HeaderMap, HeaderValue, header};
 
-    use super::is_json_content_type;
+    use super::{JsonContentType, json_content_type};
 
     #[test]
     fn json_content_types() {
+        use JsonContentType::*;
         let ct = |v: &'static str| {
             let mut h = HeaderMap::new();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
-            is_json_content_type(&h)
+            json_content_type(&h)
         };
-        assert!(ct("application/json"));
-        assert!(ct("Application/JSON; charset=utf-8"));
-        assert!(ct("application/merge-patch+json"));
-        assert!(!ct("text/json"));
-        assert!(!ct("application/jsonx"));
-        assert!(!ct("application/+json"));
-        assert!(!is_json_content_type(&HeaderMap::new()));
+        assert_eq!(ct("application/json"), Utf8);
+        assert_eq!(ct("Application/JSON; charset=utf-8"), Utf8);
+        assert_eq!(ct("application/json; charset=\"UTF-8\""), Utf8);
+        assert_eq!(ct("application/merge-patch+json"), Utf8);
+        assert_eq!(ct("application/json; charset=utf-16"), OtherCharset);
+        assert_eq!(ct("application/json;CHARSET=latin1"), OtherCharset);
+        assert_eq!(ct("text/json"), NotJson);
+        assert_eq!(ct("application/jsonx"), NotJson);
+        assert_eq!(ct("application/+json"), NotJson);
+        assert_eq!(json_content_type(&HeaderMap::new()), NotJson);
     }
 }

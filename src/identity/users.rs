@@ -347,15 +347,33 @@ pub async fn list(
 pub struct Standing {
     pub roles: Vec<Role>,
     pub active: bool,
+    /// The access token's session exists, belongs to the user, is not revoked and has not
+    /// passed its absolute lifetime. (A revocation reaches every node through Redis at once;
+    /// this also refuses a validly signed token naming a session that never existed.)
+    pub session_live: bool,
 }
 
-pub async fn standing(conn: &mut PgConnection, id: Uuid) -> Result<Option<Standing>, sqlx::Error> {
-    let r = sqlx::query!("SELECT roles, status FROM users WHERE id = $1", id)
-        .fetch_optional(conn)
-        .await?;
+/// The standing of user `id` calling with an access token of session `sid` (one query).
+pub async fn standing(
+    conn: &mut PgConnection,
+    id: Uuid,
+    sid: Uuid,
+) -> Result<Option<Standing>, sqlx::Error> {
+    let r = sqlx::query!(
+        r#"SELECT u.roles, u.status,
+                  EXISTS (SELECT 1 FROM sessions s
+                          WHERE s.id = $2 AND s.user_id = u.id AND s.revoked_at IS NULL
+                            AND s.expires_at > now()) AS "session_live!"
+           FROM users u WHERE u.id = $1"#,
+        id,
+        sid
+    )
+    .fetch_optional(conn)
+    .await?;
     Ok(r.map(|r| Standing {
         roles: roles_from_db(r.roles),
         active: r.status == "active",
+        session_live: r.session_live,
     }))
 }
 

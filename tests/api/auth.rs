@@ -222,3 +222,91 @@ async fn missing_forged_and_unsigned_tokens_are_refused() {
     )
     .await;
 }
+
+/// Tokens signed with the server's own key (as a thief of the key file, or a bug, would make
+/// them) still have to name a live session and be valid now.
+#[tokio::test]
+async fn a_validly_signed_token_is_refused_before_its_nbf_or_for_an_unknown_session() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    app.register("signed@school.example", "a fine passphrase")
+        .await;
+    let t = app
+        .login("signed@school.example", "a fine passphrase")
+        .await;
+    let real = t["access_token"].as_str().unwrap();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims: Value =
+        serde_json::from_slice(&b64.decode(real.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert!(claims["nbf"].is_i64(), "tokens carry nbf: {claims}");
+    let ring =
+        wemaster::auth::keys::KeyRing::load_or_generate(&app.settings.auth.keys_dir, "").unwrap();
+    let (kid, key) = ring.signing();
+    let sign = |c: &Value| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        h.kid = Some(kid.to_string());
+        jsonwebtoken::encode(&h, c, key).unwrap()
+    };
+    // The same claims signed again: accepted (the forgery below differs in one claim only).
+    assert_eq!(
+        app.get_auth("/api/v1/me", &sign(&claims)).await.status(),
+        StatusCode::OK
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut early = claims.clone();
+    early["nbf"] = json!(now + 600);
+    assert_problem(
+        app.get_auth("/api/v1/me", &sign(&early)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let mut unknown = claims.clone();
+    unknown["sid"] = json!(uuid::Uuid::now_v7());
+    assert_problem(
+        app.get_auth("/api/v1/me", &sign(&unknown)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn json_in_another_charset_than_utf8_is_a_415_problem() {
+    let app = spawn_app().await;
+    let body = r#"{"email": "a@school.example", "password": "whatever it is"}"#;
+    let post = |ct: &'static str| {
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    for ct in [
+        "application/json; charset=utf-16",
+        "application/json; charset=UTF-16LE",
+        "application/json;charset=iso-8859-1",
+        "application/json; charset=\"utf-32\"",
+    ] {
+        let r = post(ct).await.unwrap();
+        let problem = assert_problem(
+            r,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("UTF-8"),
+            "{ct}: {problem}"
+        );
+    }
+    for ct in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/json; charset=\"UTF-8\"",
+        "application/json;charset=utf8",
+    ] {
+        let r = post(ct).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{ct}");
+    }
+}

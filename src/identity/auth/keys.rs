@@ -140,7 +140,9 @@ fn pem_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Write a new Ed25519 key named after the current time (so it sorts last).
 pub fn generate(dir: &Path) -> anyhow::Result<PathBuf> {
-    let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+    // PKCS#8 v1 (RFC 8410), the form `openssl genpkey` writes and every tool reads; the v2
+    // form (with the public key) of `generate_pkcs8` is refused by OpenSSL 3.
+    let doc = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new())
         .map_err(|e| anyhow::anyhow!("generating an Ed25519 key: {e}"))?;
     let now = time::OffsetDateTime::now_utc();
     let kid = format!(
@@ -213,5 +215,37 @@ mod tests {
         let ring = KeyRing::load_or_generate(dir.path(), &first).unwrap();
         assert_eq!(ring.signing().0, first);
         assert!(KeyRing::load_or_generate(dir.path(), "missing").is_err());
+    }
+
+    #[test]
+    fn a_generated_key_is_standard_pkcs8_that_openssl_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = generate(dir.path()).unwrap();
+        let der = pem_to_der(&std::fs::read(&path).unwrap()).unwrap();
+        // RFC 8410 PrivateKeyInfo: version 0, id-Ed25519, the 32-byte seed; nothing else.
+        assert_eq!(der.len(), 48);
+        assert_eq!(hex::encode(&der[..16]), "302e020100300506032b657004220420");
+        let ring = KeyRing::load_or_generate(dir.path(), "").unwrap();
+        let x = &ring.jwks().keys[0].x;
+        let Ok(out) = std::process::Command::new("openssl")
+            .args(["pkey", "-in"])
+            .arg(&path)
+            .args(["-pubout", "-outform", "DER"])
+            .output()
+        else {
+            eprintln!("no openssl binary: its check is skipped");
+            return;
+        };
+        assert!(
+            out.status.success(),
+            "openssl pkey: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The public key OpenSSL derives is the one published in the JWK set.
+        let public = &out.stdout[out.stdout.len() - 32..];
+        assert_eq!(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public),
+            *x
+        );
     }
 }

@@ -6,7 +6,8 @@
 //!   generated there at first start); every key in the directory verifies, one signs; the public
 //!   halves are served as a JWK set.
 //! - [`tokens`]: short-lived access JWTs (EdDSA) checked for key, algorithm, `iss`, `aud`, `exp`,
-//!   `sub`, `sid` and session revocation (Redis, so every node sees it at the next request).
+//!   `nbf`, `sub`, `sid` and session revocation (Redis, so every node sees it at the next
+//!   request); the authorization extractor then checks that the session exists and is live.
 //! - [`sessions`]: one PostgreSQL row per login with idle and absolute lifetimes, opaque refresh
 //!   tokens stored hashed and rotated at each use; a reused refresh token revokes its session.
 //! - [`mfa`]: TOTP two-factor and recovery codes.

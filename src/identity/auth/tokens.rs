@@ -21,6 +21,10 @@ pub struct Claims {
     /// The session this token belongs to; revoking the session revokes its tokens.
     pub sid: Uuid,
     pub iat: i64,
+    /// Not before: signed as `iat`. Checked when present (tokens signed before it was added
+    /// have none, and lived an hour at most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     pub exp: i64,
 }
 
@@ -67,6 +71,7 @@ impl TokenService {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = 5;
         Ok(TokenService {
             keys: Arc::new(keys),
@@ -85,6 +90,7 @@ impl TokenService {
             sub: user_id,
             sid,
             iat: now,
+            nbf: Some(now),
             exp: now + self.settings.access_token_ttl_s as i64,
         };
         let (kid, key) = self.keys.signing();
@@ -93,8 +99,9 @@ impl TokenService {
         jsonwebtoken::encode(&header, &claims, key).context("signing access token")
     }
 
-    /// Check an access token: algorithm, key (`kid`), signature, `iss`, `aud`, `exp`, and
-    /// revocation of its session.
+    /// Check an access token: algorithm, key (`kid`), signature, `iss`, `aud`, `exp`, `nbf`,
+    /// and revocation of its session (Redis). That its session exists at all is checked with
+    /// the user's standing, in the same query ([`crate::users::standing`]).
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| TokenError::Invalid(format!("malformed: {e}")))?;
@@ -112,6 +119,9 @@ impl TokenService {
             jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
                 match e.kind() {
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                        TokenError::Invalid("not valid yet (nbf)".into())
+                    }
                     other => TokenError::Invalid(format!("{other:?}")),
                 }
             })?;
