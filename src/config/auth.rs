@@ -21,6 +21,9 @@ pub struct AuthSettings {
     pub password_reset_ttl_s: u64,
     pub mfa_challenge_ttl_s: u64,
     pub require_totp_for: Vec<Role>,
+    /// Password logins of an account wait for its address to be confirmed (403
+    /// `email_unverified` until the mailed link is followed).
+    pub require_verified_email: bool,
     pub limits: AuthLimits,
 }
 

@@ -34,6 +34,9 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MailKind {
     VerifyEmail,
+    /// To the owner of an address someone tried to register again (registration answers the
+    /// same either way, so the address's owner is told instead of the caller).
+    AccountExists,
     PasswordReset,
     SecurityAlert,
     /// A system notification (lesson starting, live now, replay ready, payment confirmed).
@@ -44,6 +47,7 @@ impl MailKind {
     pub fn as_str(self) -> &'static str {
         match self {
             MailKind::VerifyEmail => "verify_email",
+            MailKind::AccountExists => "account_exists",
             MailKind::PasswordReset => "password_reset",
             MailKind::SecurityAlert => "security_alert",
             MailKind::Notification => "notification",
@@ -65,6 +69,12 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "zh-CN.verify_email.subject",
     "zh-CN.verify_email.txt",
     "zh-CN.verify_email.html",
+    "en.account_exists.subject",
+    "en.account_exists.txt",
+    "en.account_exists.html",
+    "zh-CN.account_exists.subject",
+    "zh-CN.account_exists.txt",
+    "zh-CN.account_exists.html",
     "en.password_reset.subject",
     "en.password_reset.txt",
     "en.password_reset.html",
@@ -117,6 +127,16 @@ impl Mailer {
     }
 
     /// `<email.app_url>/<path>?token=<token>`.
+    /// A page of the web app (`path` without its leading slash).
+    pub fn page(&self, path: &str) -> String {
+        let mut url = self.app_url.clone();
+        url.set_path(&format!(
+            "{}/{path}",
+            self.app_url.path().trim_end_matches('/')
+        ));
+        url.to_string()
+    }
+
     pub fn link(&self, path: &str, token: &str) -> String {
         let mut url = self.app_url.clone();
         url.set_path(&format!(

@@ -1,4 +1,5 @@
-//! `/api/v1/auth/*`: registration, email verification, login (password, then a two-factor code
+//! `/api/v1/auth/*`: registration (the same answer whether or not the address has an account),
+//! email verification, login (password, then a two-factor code
 //! when the account has one), refresh with rotation and reuse detection, logout, and password
 //! reset by email. Account management of a logged-in user is in [`super::me`].
 //!
@@ -132,16 +133,28 @@ pub struct RegisterRequest {
     locale: Option<String>,
 }
 
-/// Create a student account; a verification link is mailed to the address.
+/// What registration answers: the same whether or not the address already had an account.
+#[derive(Serialize, ToSchema)]
+pub struct RegistrationAccepted {
+    /// The address as given (trimmed).
+    email: String,
+    /// Logins wait for the mailed link to be followed (`auth.require_verified_email`).
+    verification_required: bool,
+}
+
+/// Register a student account. The answer is the same whether or not the address already has
+/// an account, so that it tells nobody which addresses do: a new address gets its account and
+/// a verification link; an address with an account gets a mail telling its owner (log in, or
+/// reset the password) and nothing else changes.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", security(()), request_body = RegisterRequest,
-    responses((status = 201, body = User), (status = 409, body = Problem, description = "email_taken"),
+    responses((status = 202, body = RegistrationAccepted, description = "a mail is on its way to the address"),
               (status = 422, body = Problem, description = "validation_failed"),
               (status = 429, body = Problem, description = "rate_limited")))]
 async fn register(
     State(state): State<AppState>,
     client: Client,
     Json(req): Json<RegisterRequest>,
-) -> Result<(StatusCode, Json<User>), ApiError> {
+) -> Result<(StatusCode, Json<RegistrationAccepted>), ApiError> {
     let email = Email::parse(&req.email)?;
     let name = DisplayName::parse(&req.display_name)?;
     let password = Password::parse(req.password)?;
@@ -161,25 +174,88 @@ async fn register(
             )
             .await,
     )?;
+    // Hashed in both cases: the argon2 work would otherwise tell a taken address by its speed.
     let hash = auth::hash_password(password.expose().to_string()).await?;
     let mut tx = state.db.begin().await?;
-    let user =
-        users::create_user_with_locale(&mut tx, &email, &name, &hash, &[Role::Student], locale)
-            .await
-            .map_err(|e| match e {
-                CreateUserError::EmailTaken => ApiError::Conflict("email_taken", e.to_string()),
-                CreateUserError::Db(db) => db.into(),
-            })?;
-    queue_verification(&state, &mut tx, &user).await?;
+    match users::create_user_with_locale(&mut tx, &email, &name, &hash, &[Role::Student], locale)
+        .await
+    {
+        Ok(user) => {
+            queue_verification(&state, &mut tx, &user).await?;
+            audit::record(
+                &mut tx,
+                Event::by(user.id, "user.registered").ip(client.0.ip.as_deref()),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!(user_id = %user.id, "user registered");
+        }
+        Err(CreateUserError::EmailTaken) => {
+            // The failed insert ended the transaction.
+            tx.rollback().await?;
+            tell_owner_of_registration(&state, &client, email.as_str()).await?;
+        }
+        Err(CreateUserError::Db(db)) => return Err(db.into()),
+    }
+    state.mailer.wake();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RegistrationAccepted {
+            email: email.as_str().to_string(),
+            verification_required: state.settings.auth.require_verified_email,
+        }),
+    ))
+}
+
+/// Someone registered an address that has an account: mail its owner (at most
+/// `auth.limits.mails_per_address_hour`; past it nothing is sent, silently, since a 429 here
+/// would tell the caller what the answer hides) and audit `user.registration_repeated`.
+async fn tell_owner_of_registration(
+    state: &AppState,
+    client: &Client,
+    email: &str,
+) -> Result<(), ApiError> {
+    let limits = state.limiter.limits();
+    let mail = state
+        .limiter
+        .hit(
+            "mail-addr",
+            &email.to_lowercase(),
+            limits.mails_per_address_hour,
+        )
+        .await?
+        .is_ok();
+    let mut tx = state.db.begin().await?;
+    let Some(found) = users::find_by_email(&mut tx, email).await? else {
+        return Ok(());
+    };
+    let owner = found.user;
+    if mail {
+        state
+            .mailer
+            .queue(
+                &mut tx,
+                &owner.email,
+                MailKind::AccountExists,
+                owner.locale,
+                json!({"name": owner.display_name, "login_link": state.mailer.page("login"),
+                       "reset_link": state.mailer.page("reset-password")}),
+            )
+            .await?;
+    }
     audit::record(
         &mut tx,
-        Event::by(user.id, "user.registered").ip(client.0.ip.as_deref()),
+        Event {
+            action: "user.registration_repeated",
+            actor_id: None,
+            subject_user_id: Some(owner.id),
+            ip: client.0.ip.as_deref(),
+            detail: json!({"mailed": mail}),
+        },
     )
     .await?;
     tx.commit().await?;
-    state.mailer.wake();
-    tracing::info!(user_id = %user.id, "user registered");
-    Ok((StatusCode::CREATED, Json(user)))
+    Ok(())
 }
 
 /// Store a one-time token for `user` and queue the mail carrying its link.
@@ -343,7 +419,7 @@ const MFA_MAX_TRIES: u64 = 5;
 #[utoipa::path(post, path = "/auth/login", tag = "auth", security(()), request_body = LoginRequest,
     responses((status = 200, body = LoginResponse),
               (status = 401, body = Problem, description = "invalid_credentials"),
-              (status = 403, body = Problem, description = "totp_required: the account's role needs two-factor, which is off"),
+              (status = 403, body = Problem, description = "totp_required: the account's role needs two-factor, which is off; email_unverified: auth.require_verified_email is on and the address is not confirmed yet"),
               (status = 429, body = Problem, description = "rate_limited, with Retry-After")))]
 async fn login(
     State(state): State<AppState>,
@@ -383,6 +459,28 @@ async fn login(
         }
     };
     state.limiter.login_succeeded(&account).await?;
+    if state.settings.auth.require_verified_email && !found.user.email_verified {
+        // Mail the link again (within the per-address limit): a lost mail is no dead end.
+        let again = state
+            .limiter
+            .hit(
+                "mail-addr",
+                &account,
+                state.limiter.limits().mails_per_address_hour,
+            )
+            .await?
+            .is_ok();
+        if again {
+            let mut tx = state.db.begin().await?;
+            queue_verification(&state, &mut tx, &found.user).await?;
+            tx.commit().await?;
+            state.mailer.wake();
+        }
+        return Err(ApiError::ForbiddenCode(
+            "email_unverified",
+            "confirm your address first with the link mailed to it; logging in mails a new one (a few an hour at most)".into(),
+        ));
+    }
     let mut headers = HeaderMap::new();
     let answer = match complete_login(&state, &mut conn, found, "password", &client).await? {
         LoginResponse::Tokens(t) if req.cookie => {

@@ -1,9 +1,10 @@
 //! The audit log: security events in an append-only table (a trigger refuses UPDATE, DELETE and
 //! TRUNCATE). Actions are dotted names: `auth.login`, `auth.login_failed`, `auth.mfa_failed`,
-//! `auth.refresh_reuse`, `user.registered`, `user.email_verified`, `user.password_changed`,
-//! `user.password_reset_requested`, `user.password_reset`, `user.two_factor_enabled`,
-//! `user.two_factor_disabled`, `user.roles_changed`, `user.disabled`, `user.enabled`,
-//! `session.revoked`, `session.revoked_all`, `api_token.created`, `api_token.revoked`.
+//! `auth.refresh_reuse`, `user.registered`, `user.registration_repeated`, `user.email_verified`,
+//! `user.password_changed`, `user.password_reset_requested`, `user.password_reset`,
+//! `user.two_factor_enabled`, `user.two_factor_disabled`, `user.roles_changed`, `user.disabled`,
+//! `user.enabled`, `session.revoked`, `session.revoked_all`, `api_token.created`,
+//! `api_token.revoked`.
 //!
 //! Recording is part of the action: it runs on the caller's connection (in its transaction
 //! when it has one) and its failure fails the request, so no event goes unrecorded.

@@ -186,7 +186,8 @@ pub struct UserWithHash {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateUserError {
-    /// HTTP 409 `email_taken`.
+    /// Registration answers 202 as for a free address and mails the owner (no status tells
+    /// it apart); the admin CLI reports it.
     #[error("a user with this email already exists")]
     EmailTaken,
     #[error(transparent)]

@@ -4,7 +4,10 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, spawn_app, wemaster_bin};
+use crate::helpers::{
+    assert_problem, spawn_app, spawn_app_with, token_from_mail, unique_email, wait_for_mail,
+    wemaster_bin,
+};
 
 #[tokio::test]
 async fn admin_create_user_then_login_gives_a_working_token() {
@@ -80,18 +83,97 @@ async fn wrong_password_and_unknown_email_get_the_same_answer() {
     }
 }
 
+/// Registration does not tell who has an account: a taken address gets the very answer a free
+/// one gets, the account stays as it was, and its owner is mailed instead.
 #[tokio::test]
-async fn registering_an_email_twice_is_a_conflict() {
+async fn registering_a_taken_address_answers_as_a_free_one_and_mails_the_owner() {
     let app = spawn_app().await;
-    app.register("twice@school.example", "a fine passphrase")
-        .await;
+    let app = &app;
+    let register = |email: &str, password: &str| {
+        let body = json!({"email": email, "password": password, "display_name": "T"});
+        async move { app.post_json("/api/v1/auth/register", &body).await }
+    };
+    let owner = unique_email("taken");
+    let first = register(&owner, "a fine passphrase").await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+
+    let taken = register(&owner, "another passphrase").await;
+    let free_email = unique_email("free");
+    let free = register(&free_email, "another passphrase").await;
+    assert_eq!(taken.status(), free.status());
+    let (taken, free): (Value, Value) = (taken.json().await.unwrap(), free.json().await.unwrap());
+    assert_eq!(taken, first, "the same answer as when the account was made");
+    assert_eq!(
+        taken.as_object().unwrap().keys().collect::<Vec<_>>(),
+        free.as_object().unwrap().keys().collect::<Vec<_>>()
+    );
+    assert_eq!(free["email"], free_email.as_str());
+
+    // The account is untouched; its owner hears of the attempt (after the verification mail).
+    assert_eq!(
+        app.post_json(
+            "/api/v1/auth/login",
+            &json!({"email": owner, "password": "another passphrase"})
+        )
+        .await
+        .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    app.login(&owner, "a fine passphrase").await;
+    let mails = wait_for_mail(&owner, 2).await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("Subject: Someone tried to register with your address")),
+        "{mails:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_verification_required_a_login_waits_for_the_mailed_link() {
+    let app = spawn_app_with(|s| s.auth.require_verified_email = true).await;
+    let email = unique_email("unverified");
     let r = app
         .post_json(
             "/api/v1/auth/register",
-            &json!({"email": "TWICE@school.example", "password": "another passphrase", "display_name": "T"}),
+            &json!({"email": email, "password": "a fine passphrase", "display_name": "T"}),
         )
         .await;
-    assert_problem(r, StatusCode::CONFLICT, "email_taken").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["verification_required"],
+        true
+    );
+    let login = json!({"email": email, "password": "a fine passphrase"});
+    // The wrong password is refused as always: only the owner learns the address waits.
+    assert_problem(
+        app.post_json(
+            "/api/v1/auth/login",
+            &json!({"email": email, "password": "not the passphrase"}),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    assert_problem(
+        app.post_json("/api/v1/auth/login", &login).await,
+        StatusCode::FORBIDDEN,
+        "email_unverified",
+    )
+    .await;
+    // That login mailed the link again; either link confirms the address.
+    let mails = wait_for_mail(&email, 2).await;
+    let r = app
+        .post_json(
+            "/api/v1/auth/verify-email",
+            &json!({"token": token_from_mail(&mails[1])}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app.post_json("/api/v1/auth/login", &login).await;
+    assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test]

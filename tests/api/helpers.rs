@@ -242,16 +242,28 @@ impl TestApp {
             .expect("POST")
     }
 
-    /// Register a student through the API.
+    /// Register a student through the API; returns the account as `GET /me` shows it (read
+    /// from the database: registration's answer does not say whether an account was made).
     pub async fn register(&self, email: &str, password: &str) -> Value {
-        let r = self
-            .post_json(
-                "/api/v1/auth/register",
-                &json!({"email": email, "password": password, "display_name": "Test"}),
-            )
-            .await;
-        assert_eq!(r.status(), StatusCode::CREATED, "register {email}");
-        r.json().await.unwrap()
+        self.register_with(&json!({"email": email, "password": password, "display_name": "Test"}))
+            .await
+    }
+
+    /// Register with this request body (202 expected); returns the account made.
+    pub async fn register_with(&self, body: &Value) -> Value {
+        let r = self.post_json("/api/v1/auth/register", body).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "register {body}");
+        self.account(body["email"].as_str().unwrap()).await
+    }
+
+    /// The account of `email` as the API shows users, read from the database.
+    pub async fn account(&self, email: &str) -> Value {
+        let mut conn = PgConnection::connect(&self.database_url).await.unwrap();
+        let found = wemaster::users::find_by_email(&mut conn, email)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no account for {email}"));
+        serde_json::to_value(found.user).unwrap()
     }
 
     /// Log in; returns the token response.

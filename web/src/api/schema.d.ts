@@ -506,7 +506,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Create a student account; a verification link is mailed to the address. */
+        /**
+         * Register a student account. The answer is the same whether or not the address already has
+         *     an account, so that it tells nobody which addresses do: a new address gets its account and
+         *     a verification link; an address with an account gets a mail telling its owner (log in, or
+         *     reset the password) and nothing else changes.
+         */
         post: operations["register"];
         delete?: never;
         options?: never;
@@ -2827,6 +2832,13 @@ export interface components {
             /** @description 8 to 128 characters; the most common passwords are refused. */
             password: string;
         };
+        /** @description What registration answers: the same whether or not the address already had an account. */
+        RegistrationAccepted: {
+            /** @description The address as given (trimmed). */
+            email: string;
+            /** @description Logins wait for the mailed link to be followed (`auth.require_verified_email`). */
+            verification_required: boolean;
+        };
         RejectPayout: {
             /** @description Why (shown to the teacher). */
             reason?: string;
@@ -3957,7 +3969,7 @@ export interface operations {
                     "application/json": components["schemas"]["Problem"];
                 };
             };
-            /** @description totp_required: the account's role needs two-factor, which is off */
+            /** @description totp_required: the account's role needs two-factor, which is off; email_unverified: auth.require_verified_email is on and the address is not confirmed yet */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4291,21 +4303,13 @@ export interface operations {
             };
         };
         responses: {
-            201: {
+            /** @description a mail is on its way to the address */
+            202: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["User"];
-                };
-            };
-            /** @description email_taken */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["RegistrationAccepted"];
                 };
             };
             /** @description validation_failed */

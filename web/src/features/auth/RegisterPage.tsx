@@ -10,6 +10,7 @@ export function RegisterPage() {
   const [form, setForm] = useState({ email: '', password: '', display_name: '' });
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [sent, setSent] = useState<string | null>(null);
   const set = (k: keyof typeof form) => (e: React.ChangeEvent<HTMLInputElement>) =>
     setForm({ ...form, [k]: e.target.value });
 
@@ -28,14 +29,28 @@ export function RegisterPage() {
         setError(r.status === 429 ? t('auth.rateLimited') : (p.detail ?? `HTTP ${r.status}`));
         return;
       }
-      // Signed in at once; the mailed link confirms the address later.
+      // The answer is the same whether or not the address already had an account (the
+      // owner of a taken one is mailed instead). Signed in at once when the server allows it;
+      // otherwise (auth.require_verified_email, or a taken address) the mail says what next.
       const l = await login(form.email.trim(), form.password);
       const to = next && next.startsWith('/') && !next.startsWith('//') ? next : '/courses';
-      navigate(l.kind === 'ok' ? to : '/login', { replace: true });
+      if (l.kind === 'error') setSent(form.email.trim());
+      else navigate(l.kind === 'ok' ? to : '/login', { replace: true });
     } finally {
       setBusy(false);
     }
   };
+
+  if (sent)
+    return (
+      <section className="page narrow">
+        <h1>{t('auth.register.title')}</h1>
+        <p role="status">{t('auth.register.done', { email: sent })}</p>
+        <p>
+          <Link href="/login">{t('nav.login')}</Link>
+        </p>
+      </section>
+    );
 
   return (
     <section className="page narrow">
