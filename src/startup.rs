@@ -92,7 +92,7 @@ impl Application {
         let shutdown = CancellationToken::new();
         let live_views = LiveRegistry::default();
         let live_config = LiveConfig {
-            segment_duration: Duration::from_secs_f64(settings.live.segment_duration_s),
+            segments: settings.live.segment_limits(),
             window_segments: settings.live.window_segments,
             spool_dir: settings.media.spool_dir.clone(),
             frame_queue: settings.live.frame_queue,
@@ -116,6 +116,7 @@ impl Application {
                 min_free_bytes: settings.recordings.min_free_bytes,
                 upload_concurrency: settings.recordings.upload_concurrency,
                 finalize_concurrency: settings.recordings.finalize_concurrency,
+                segment_max: settings.live.segment_limits().max,
             },
             pool.clone(),
             redis.clone(),

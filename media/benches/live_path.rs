@@ -155,7 +155,10 @@ async fn replay(mut conn: Connection, session: &[u8], reads: &[usize], spool: &P
     let stats = Arc::new(PublisherStats::default());
     let packager = PackagerConfig {
         dir: spool.to_path_buf(),
-        segment_duration: Duration::from_secs(2),
+        segments: wemaster_media::packager::SegmentLimits {
+            target: Duration::from_secs(2),
+            max: Duration::from_secs(4),
+        },
         start_index: 0,
         timeline_start_ms: 0,
     };

@@ -118,6 +118,34 @@ pub fn parse_avc_config(record: &[u8]) -> Result<VideoConfig, CodecError> {
     })
 }
 
+/// Whether a length-prefixed (AVCC) H.264 access unit holds an IDR slice (NAL type 5), the
+/// only frame a decoder can start from. The FLV keyframe flag is not enough: GStreamer's
+/// `flvmux` sets it on every I-frame, IDR or not. A truncated unit answers from what was read.
+pub fn avc_has_idr(data: &[u8], nal_length_size: usize) -> bool {
+    nal_types(data, nal_length_size).any(|t| t & 0x1F == 5)
+}
+
+/// Whether a length-prefixed (HVCC) H.265 access unit holds an IRAP picture (NAL types
+/// 16..=23: BLA, IDR, CRA), where a decoder can start.
+pub fn hevc_has_irap(data: &[u8], nal_length_size: usize) -> bool {
+    nal_types(data, nal_length_size).any(|t| (16..=23).contains(&((t >> 1) & 0x3F)))
+}
+
+/// The first byte of each NAL unit of a length-prefixed access unit.
+fn nal_types(data: &[u8], size: usize) -> impl Iterator<Item = u8> + '_ {
+    let size = size.clamp(1, 4);
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        let len_bytes = data.get(pos..pos + size)?;
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let first = *data.get(pos + size)?;
+        pos = pos.saturating_add(size).saturating_add(len);
+        Some(first)
+    })
+}
+
 /// Parse the head of an HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3.1).
 pub fn parse_hevc_config(record: &[u8]) -> Result<VideoConfig, CodecError> {
     let head = record.get(0..22).ok_or(CodecError::Truncated {
@@ -199,6 +227,23 @@ impl Bits<'_> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_an_idr_slice_makes_an_h264_random_access_point() {
+        // SEI + non-IDR I slice (type 1): what flvmux flags as a keyframe.
+        let non_idr = [0, 0, 0, 2, 0x06, 0x05, 0, 0, 0, 3, 0x21, 0x88, 0x84];
+        // AUD + SPS + IDR slice, two-byte lengths.
+        let idr = [0, 2, 0x09, 0xF0, 0, 2, 0x67, 0x64, 0, 3, 0x65, 0x88, 0x84];
+        assert!(!avc_has_idr(&non_idr, 4));
+        assert!(avc_has_idr(&idr, 2));
+        // Truncated after the NAL header: the type that was read still counts.
+        assert!(avc_has_idr(&[0, 0, 0, 9, 0x65], 4));
+        assert!(!avc_has_idr(&[], 4));
+        // HEVC: a CRA (21) is an IRAP, a TRAIL_R (1) is not.
+        assert!(hevc_has_irap(&[0, 0, 0, 2, 21 << 1, 1], 4));
+        assert!(!hevc_has_irap(&[0, 0, 0, 2, 1 << 1, 1], 4));
+    }
+
     use super::*;
 
     #[test]

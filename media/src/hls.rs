@@ -6,10 +6,19 @@
 //! than by a GStreamer sink: a reconnect continues the same playlist (media sequence keeps
 //! counting, `#EXT-X-DISCONTINUITY` at the join), and the end writes `#EXT-X-ENDLIST`.
 //! Durations are kept in nanoseconds and rendered with millisecond precision.
+//!
+//! RFC 8216 rules kept here, by construction:
+//! - `EXT-X-TARGETDURATION` never changes in a playlist that is reloaded (§6.2.1): it is the
+//!   configured maximum segment duration, which the packager never exceeds, and every
+//!   `#EXTINF` rounded to the nearest second is at most it (§4.3.3.1).
+//! - `EXT-X-PROGRAM-DATE-TIME` on every segment that has one: the wall-clock arrival of its
+//!   first frame, so players can show the time and replays can line chat up with the picture.
+//! - Media sequence and discontinuity sequence only grow (§6.2.2).
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 /// One media segment as listed in a playlist.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,12 +30,16 @@ pub struct Segment {
     pub duration_ns: u64,
     /// A discontinuity precedes this segment (new publisher, new timestamps or encoder).
     pub discontinuity: bool,
+    /// When the segment's first frame arrived (`EXT-X-PROGRAM-DATE-TIME`); `None` for segments
+    /// recorded before the time was kept.
+    pub program_date_time: Option<OffsetDateTime>,
 }
 
 /// A live playlist with a sliding window.
 #[derive(Debug, Clone)]
 pub struct LivePlaylist {
-    /// Longest segment we intend to produce; `EXT-X-TARGETDURATION` never goes below it.
+    /// The longest segment the packager produces (its configured maximum):
+    /// `EXT-X-TARGETDURATION`, fixed for the playlist's life.
     target_duration_ns: u64,
     /// How many segments the playlist lists.
     window: usize,
@@ -37,7 +50,8 @@ pub struct LivePlaylist {
     /// The next segment pushed starts after a discontinuity.
     pending_discontinuity: bool,
     ended: bool,
-    /// Longest segment ever listed: target duration must not shrink (RFC 8216 §6.2.1).
+    /// Longest segment ever listed: a safety net should one exceed the target (the target
+    /// then grows rather than break the EXTINF rule; the packager prevents it).
     longest_ns: u64,
     /// The playlist without a query, rendered once per change ([`LivePlaylist::rendered`]):
     /// players poll it far more often than it changes (every segment).
@@ -69,13 +83,19 @@ impl LivePlaylist {
 
     /// Append a closed segment; returns the segments that slid out of the window (their files
     /// may be removed once players can no longer be fetching them).
-    pub fn push(&mut self, uri: impl Into<String>, duration_ns: u64) -> Vec<Segment> {
+    pub fn push(
+        &mut self,
+        uri: impl Into<String>,
+        duration_ns: u64,
+        program_date_time: Option<OffsetDateTime>,
+    ) -> Vec<Segment> {
         self.cached = None;
         let seg = Segment {
             sequence: self.next_sequence,
             uri: uri.into(),
             duration_ns,
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
+            program_date_time,
         };
         self.next_sequence += 1;
         self.longest_ns = self.longest_ns.max(duration_ns);
@@ -154,25 +174,28 @@ impl LivePlaylist {
     }
 }
 
-/// A complete VOD playlist (`#EXT-X-PLAYLIST-TYPE:VOD`, `#EXT-X-ENDLIST`).
-pub fn render_vod(segments: &[Segment], query: Option<&str>) -> String {
-    render_list(segments, query, Kind::Vod)
+/// A complete VOD playlist (`#EXT-X-PLAYLIST-TYPE:VOD`, `#EXT-X-ENDLIST`). `target_ns`: the
+/// packager's maximum segment duration (the target of the EVENT list it completes).
+pub fn render_vod(segments: &[Segment], query: Option<&str>, target_ns: u64) -> String {
+    render_list(segments, query, target_ns, Kind::Vod)
 }
 
 /// A playlist that only grows (`#EXT-X-PLAYLIST-TYPE:EVENT`, no `#EXT-X-ENDLIST`): a recording
-/// while it is being made. The same list becomes [`render_vod`]'s when it is complete.
-pub fn render_event(segments: &[Segment], query: Option<&str>) -> String {
-    render_list(segments, query, Kind::Event)
+/// while it is being made. The same list becomes [`render_vod`]'s when it is complete. Its
+/// target is `target_ns` (the packager's maximum), so it does not change as the list grows.
+pub fn render_event(segments: &[Segment], query: Option<&str>, target_ns: u64) -> String {
+    render_list(segments, query, target_ns, Kind::Event)
 }
 
-fn render_list(segments: &[Segment], query: Option<&str>, kind: Kind) -> String {
+fn render_list(segments: &[Segment], query: Option<&str>, target_ns: u64, kind: Kind) -> String {
+    // Recordings made before the maximum was enforced may hold longer segments.
     let longest = segments.iter().map(|s| s.duration_ns).max().unwrap_or(0);
     let first = segments.first().map_or(0, |s| s.sequence);
     render(
         &segments.iter().collect::<Vec<_>>(),
         first,
         0,
-        target_seconds(longest),
+        target_seconds(longest.max(target_ns)),
         kind,
         query,
     )
@@ -196,6 +219,19 @@ fn extinf_ms(ns: u64) -> u64 {
 /// the nearest integer is then at most the target, as the RFC requires.
 fn target_seconds(ns: u64) -> u64 {
     ((extinf_ms(ns) + 500) / 1000).max(1)
+}
+
+/// `2026-12-02T08:00:00.040Z`: UTC, milliseconds (ISO 8601, as RFC 8216 §4.3.2.6 asks).
+fn program_date_time(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let ms = at.millisecond();
+    // Whole milliseconds, always three digits: players parse it with Date.parse.
+    let at = at.replace_nanosecond(0).unwrap_or(at);
+    let base = at.format(&Rfc3339).unwrap_or_default();
+    match base.strip_suffix('Z') {
+        Some(b) => format!("{b}.{ms:03}Z"),
+        None => base,
+    }
 }
 
 fn render(
@@ -223,6 +259,11 @@ fn render(
         // EXT-X-DISCONTINUITY-SEQUENCE counts only the tags that slid out; listed ones stay.
         if s.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if let Some(at) = s.program_date_time {
+            out.push_str("#EXT-X-PROGRAM-DATE-TIME:");
+            out.push_str(&program_date_time(at));
+            out.push('\n');
         }
         // Milliseconds, rounded half up, in integers (float formatting was a visible share
         // of a playlist request).
@@ -255,6 +296,7 @@ mod tests {
                 uri: format!("{i}.ts"),
                 duration_ns,
                 discontinuity: false,
+                program_date_time: None,
             })
             .collect()
     }
@@ -263,7 +305,7 @@ mod tests {
     fn a_live_playlist_slides_and_counts_sequence() {
         let mut p = LivePlaylist::new(2 * S, 3);
         for i in 0..5 {
-            let evicted = p.push(format!("s{i}.ts"), 2 * S);
+            let evicted = p.push(format!("s{i}.ts"), 2 * S, None);
             if i < 3 {
                 assert!(evicted.is_empty());
             } else {
@@ -285,18 +327,18 @@ mod tests {
     fn a_reconnect_gives_one_discontinuity_that_is_counted_once_it_slides_out() {
         let mut p = LivePlaylist::new(2 * S, 2);
         p.mark_discontinuity(); // before any segment: nothing to mark
-        p.push("a.ts", 2 * S);
+        p.push("a.ts", 2 * S, None);
         p.mark_discontinuity();
-        p.push("b.ts", 2 * S);
+        p.push("b.ts", 2 * S, None);
         let text = p.render(None);
         assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
         assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\nb.ts"));
-        p.push("c.ts", 2 * S); // a.ts slides out; b keeps its tag
+        p.push("c.ts", 2 * S, None); // a.ts slides out; b keeps its tag
         assert!(
             p.render(None)
                 .contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\nb.ts")
         );
-        p.push("d.ts", 2 * S); // b.ts (with the discontinuity) slides out
+        p.push("d.ts", 2 * S, None); // b.ts (with the discontinuity) slides out
         let text = p.render(None);
         assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
         assert!(!text.contains("#EXT-X-DISCONTINUITY\n"));
@@ -305,8 +347,8 @@ mod tests {
     #[test]
     fn ending_writes_endlist_and_target_never_shrinks() {
         let mut p = LivePlaylist::new(2 * S, 5);
-        p.push("a.ts", 3_400_000_000);
-        p.push("b.ts", 2 * S);
+        p.push("a.ts", 3_400_000_000, None);
+        p.push("b.ts", 2 * S, None);
         p.end();
         let text = p.render(None);
         assert!(text.contains("#EXT-X-TARGETDURATION:3\n"), "{text}");
@@ -317,15 +359,15 @@ mod tests {
     #[test]
     fn the_shared_rendering_follows_every_change() {
         let mut p = LivePlaylist::new(2 * S, 2);
-        p.push("a.ts", 2_002_499_999);
+        p.push("a.ts", 2_002_499_999, None);
         let first = p.rendered();
         assert_eq!(first, p.render(None).as_bytes());
         assert!(p.render(None).contains("#EXTINF:2.002,\na.ts\n"));
         assert_eq!(p.rendered(), first, "unchanged: the same bytes");
-        p.push("b.ts", 1_999_500_000);
+        p.push("b.ts", 1_999_500_000, None);
         assert!(p.rendered().ends_with(b"#EXTINF:2.000,\nb.ts\n"));
         p.mark_discontinuity();
-        p.push("c.ts", 33_000_000);
+        p.push("c.ts", 33_000_000, None);
         assert!(
             p.rendered()
                 .ends_with(b"#EXT-X-DISCONTINUITY\n#EXTINF:0.033,\nc.ts\n")
@@ -338,8 +380,8 @@ mod tests {
     #[test]
     fn the_token_travels_to_every_segment() {
         let mut p = LivePlaylist::new(2 * S, 5);
-        p.push("a.ts", 2 * S);
-        p.push("b.ts?x=1", 2 * S);
+        p.push("a.ts", 2 * S, None);
+        p.push("b.ts?x=1", 2 * S, None);
         let text = p.render(Some("token=abc"));
         assert!(text.contains("a.ts?token=abc\n") && text.contains("b.ts?x=1&token=abc\n"));
     }
@@ -348,7 +390,7 @@ mod tests {
     fn vod_lists_everything_with_type_and_endlist() {
         let mut segs = segments(3, 2 * S);
         segs[2].discontinuity = true;
-        let text = render_vod(&segs, None);
+        let text = render_vod(&segs, None, 0);
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
         assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\n2.ts"));
         assert!(text.ends_with("#EXT-X-ENDLIST\n"));
@@ -357,7 +399,7 @@ mod tests {
 
     #[test]
     fn an_event_list_grows_without_endlist() {
-        let text = render_event(&segments(2, 2 * S), Some("token=t"));
+        let text = render_event(&segments(2, 2 * S), Some("token=t"), 2 * S);
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"));
         assert!(text.ends_with("#EXTINF:2.000,\n1.ts?token=t\n"), "{text}");
         assert!(!text.contains("ENDLIST"));
@@ -365,12 +407,44 @@ mod tests {
 
     #[test]
     fn target_duration_is_the_longest_extinf_rounded_to_the_nearest_second() {
-        let list = |ns: u64| render_vod(&segments(1, ns), None);
+        let list = |ns: u64| render_vod(&segments(1, ns), None, 0);
         assert!(list(2_003_000_000).contains("#EXT-X-TARGETDURATION:2\n"));
         assert!(list(2_500_000_000).contains("#EXT-X-TARGETDURATION:3\n"));
         // Written as 2.500, which rounds to 3: the target follows what is written.
         assert!(list(2_499_600_000).contains("#EXTINF:2.500,\n0.ts"));
         assert!(list(2_499_600_000).contains("#EXT-X-TARGETDURATION:3\n"));
         assert!(list(0).contains("#EXT-X-TARGETDURATION:1\n"));
+    }
+
+    #[test]
+    fn every_segment_carries_its_wall_clock_start_in_utc_milliseconds() {
+        let at = time::macros::datetime!(2026-12-02 09:00:00.04 +08:00);
+        let mut p = LivePlaylist::new(2 * S, 3);
+        p.push("a.ts", 2 * S, Some(at));
+        p.mark_discontinuity();
+        p.push("b.ts", 2 * S, Some(at + time::Duration::seconds(2)));
+        let text = p.render(None);
+        assert!(
+            text.contains(
+                "#EXT-X-PROGRAM-DATE-TIME:2026-12-02T01:00:00.040Z\n#EXTINF:2.000,\na.ts\n"
+            ),
+            "{text}"
+        );
+        // After a discontinuity the date follows the tag (it dates the next segment).
+        assert!(text.contains(
+            "#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2026-12-02T01:00:02.040Z\n#EXTINF"
+        ));
+        let whole = time::macros::datetime!(2026-12-02 01:00:05 UTC);
+        assert_eq!(program_date_time(whole), "2026-12-02T01:00:05.000Z");
+    }
+
+    #[test]
+    fn a_growing_recording_keeps_the_configured_target() {
+        let short = render_event(&segments(1, S), None, 4 * S);
+        let longer = render_event(&segments(3, 3_900_000_000), None, 4 * S);
+        assert!(short.contains("#EXT-X-TARGETDURATION:4\n"), "{short}");
+        assert!(longer.contains("#EXT-X-TARGETDURATION:4\n"), "{longer}");
+        // An old recording with longer segments still obeys the EXTINF rule.
+        assert!(render_vod(&segments(1, 9 * S), None, 4 * S).contains("#EXT-X-TARGETDURATION:9\n"));
     }
 }

@@ -26,21 +26,22 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
+use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::frame::{EndReason, MediaFrame, StreamInfo};
-use crate::packager::{Closed, Packager, Step};
+use crate::packager::{Closed, Packager, SegmentLimits, Step};
 
 /// Where and how a publisher's segments are written.
 #[derive(Debug, Clone)]
 pub struct PackagerConfig {
     /// The session's spool directory (exists).
     pub dir: PathBuf,
-    /// Target segment duration; segments are cut at the first keyframe at or past it.
-    pub segment_duration: Duration,
+    /// Segment lengths: cut at the first IDR at or past the target, never past the maximum
+    /// (the playlists' fixed `EXT-X-TARGETDURATION`).
+    pub segments: SegmentLimits,
     /// Index of the first segment (`segment-%08d.ts`); each publisher of a session starts a
     /// new range so names never collide across reconnects.
     pub start_index: u64,
@@ -61,6 +62,8 @@ pub enum PublisherEvent {
         duration_ns: u64,
         /// End of the segment on the session timeline, in ms.
         end_ms: u64,
+        /// When the segment's first frame arrived (`EXT-X-PROGRAM-DATE-TIME`).
+        started_at: OffsetDateTime,
     },
     Ended {
         reason: EndReason,
@@ -118,7 +121,7 @@ impl LiveOutput {
     ) -> LiveOutput {
         LiveOutput {
             packager: Packager::new(
-                config.segment_duration,
+                config.segments,
                 config.start_index,
                 config.timeline_start_ms,
             ),
@@ -306,10 +309,11 @@ fn account(stats: &PublisherStats, frame: &MediaFrame) {
     }
 }
 
-/// The open segment file and a reusable write buffer.
+/// The open segment file (with the arrival time of its first frame) and a reusable write
+/// buffer.
 struct Spool {
     dir: PathBuf,
-    open: Option<(File, PathBuf)>,
+    open: Option<(File, PathBuf, OffsetDateTime)>,
     buf: Vec<u8>,
 }
 
@@ -329,13 +333,14 @@ impl Spool {
     fn open(&mut self, index: u64) -> std::io::Result<()> {
         let path = Self::part_path(&self.dir, index);
         let file = File::create(&path)?;
-        self.open = Some((file, path));
+        // The segment opens on the frame that just arrived: its wall-clock start.
+        self.open = Some((file, path, OffsetDateTime::now_utc()));
         Ok(())
     }
 
     fn write(&mut self, packager: &mut Packager) -> std::io::Result<()> {
         packager.take_output(&mut self.buf);
-        if let Some((file, _)) = &mut self.open {
+        if let Some((file, _, _)) = &mut self.open {
             file.write_all(&self.buf)?;
         }
         Ok(())
@@ -349,7 +354,7 @@ impl Spool {
         events: &mpsc::UnboundedSender<PublisherEvent>,
     ) -> std::io::Result<()> {
         self.write(packager)?;
-        let Some((file, part)) = self.open.take() else {
+        let Some((file, part, started_at)) = self.open.take() else {
             return Ok(());
         };
         drop(file);
@@ -359,13 +364,14 @@ impl Spool {
             path,
             duration_ns: closed.duration_ns,
             end_ms: closed.end_ms,
+            started_at,
         });
         Ok(())
     }
 
     /// Drop the unfinished segment after a failure.
     fn abandon(&mut self) {
-        if let Some((file, part)) = self.open.take() {
+        if let Some((file, part, _)) = self.open.take() {
             drop(file);
             let _ = std::fs::remove_file(part);
         }
@@ -374,6 +380,8 @@ impl Spool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use bytes::Bytes;
 
     use super::*;
@@ -417,7 +425,10 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let config = PackagerConfig {
             dir: dir.to_path_buf(),
-            segment_duration: Duration::from_millis(100),
+            segments: SegmentLimits {
+                target: Duration::from_millis(100),
+                max: Duration::from_millis(1_000),
+            },
             start_index: 0,
             timeline_start_ms: 0,
         };

@@ -2,27 +2,36 @@
 //! boundaries out. The I/O layer ([`crate::live`]) writes the bytes to the spool and lists the
 //! closed segments.
 //!
-//! - Nothing is output before the first video keyframe: every segment starts with PAT/PMT and a
-//!   keyframe, so each decodes on its own. Whether the stream has audio is decided then, from
-//!   what arrived before it (RTMP encoders send both sequence headers first).
-//! - A segment is cut at the first keyframe at or past the target duration, the moment that
-//!   keyframe arrives — a segment is complete as soon as its last frame is in, not a GOP later.
-//! - A segment's duration is the distance between the DTS of its first keyframe and of the
-//!   keyframe that closes it; the last one ends at its last frame plus one frame interval.
-//! - Timestamps are rebased onto the session's timeline: the first keyframe of a publisher is
+//! - Nothing is output before the first random-access point: every segment starts with
+//!   PAT/PMT and, as long as the publisher sends one often enough, an IDR frame, so each decodes
+//!   on its own. An IDR is read from the NAL units, not from the FLV keyframe flag (GStreamer's
+//!   `flvmux` sets that flag on every I-frame, and a segment starting on a non-IDR I-frame does
+//!   not decode on its own). Whether the stream has audio is decided at the first IDR, from what
+//!   arrived before it (RTMP encoders send both sequence headers first).
+//! - A segment is cut at the first IDR at or past the target duration, the moment that IDR
+//!   arrives — a segment is complete as soon as its last frame is in, not a GOP later.
+//! - No segment is longer than the maximum duration (the playlists' fixed
+//!   `EXT-X-TARGETDURATION`): when a publisher's GOP is longer, the segment is cut at the frame
+//!   that would make it longer, and the next IDR cuts again so segments start independent
+//!   once more. The `EXT-X-TARGETDURATION` of a playlist can then never have to change.
+//! - A segment's duration is the distance between the DTS of its first frame and of the frame
+//!   that closes it; the last one ends at its last frame plus one frame interval. A pause in the
+//!   publisher's timestamps is not counted into a segment beyond the maximum.
+//! - Timestamps are repaired: per track, a DTS equal to or before the previous one is moved
+//!   just after it (GStreamer publishers send such frames; a muxer downstream — the recording's
+//!   MP4 — refuses them), and PTS is never before DTS (the TS muxer clamps it).
+//! - Timestamps are rebased onto the session's timeline: the first IDR of a publisher is
 //!   put at `timeline_start_ms` (where the previous publisher of the session ended), so a
 //!   recording made of every publisher's segments has one continuous, increasing clock and
 //!   remuxes into one MP4 without a jump back at each reconnect.
 
 use std::time::Duration;
 
-use crate::codec::{AudioCodec, CodecError, VideoCodec};
+use crate::codec::{self, AudioCodec, CodecError, VideoCodec};
 use crate::flv;
 use crate::frame::{AudioFrame, MediaFrame, VideoFrame};
 use crate::ts::{AdtsParams, AnnexB, AvcParams, TsMuxer};
 
-/// Frames held while waiting for the first keyframe before the oldest are dropped.
-const MAX_PENDING: usize = 2_000;
 /// Bytes after which [`Packager::wants_flush`] asks the I/O layer to write out.
 const FLUSH_BYTES: usize = 128 * 1024;
 
@@ -51,43 +60,57 @@ pub struct Closed {
 pub enum Step {
     /// Nothing changed.
     Continue,
-    /// The first segment opened (the first keyframe arrived).
+    /// The first segment opened (the first IDR arrived).
     Started { index: u64, has_audio: bool },
-    /// A keyframe closed `closed` and opened `index`. The closed segment's last bytes are the
+    /// A frame closed `closed` and opened `index`. The closed segment's last bytes are the
     /// output ([`Packager::take_output`]); the new segment's first bytes wait until
     /// [`Packager::begin_next`].
     Cut { closed: Closed, index: u64 },
 }
 
+/// Segment lengths: cut at the first IDR at or past `target`, never longer than `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentLimits {
+    pub target: Duration,
+    pub max: Duration,
+}
+
 pub struct Packager {
     target_ms: u64,
+    max_ms: u64,
     timeline_start_ms: u64,
-    /// Publisher DTS of the first keyframe (maps to `timeline_start_ms`).
+    /// Publisher DTS of the first IDR (maps to `timeline_start_ms`).
     first_dts_ms: u64,
     next_index: u64,
     muxer: Option<TsMuxer>,
     avc: Option<AvcParams>,
     adts: Option<AdtsParams>,
     saw_audio: bool,
-    pending: Vec<MediaFrame>,
     /// Bytes of the open segment not yet taken.
     out: Vec<u8>,
     /// Bytes of the next segment, held while the I/O layer finishes the closed one.
     next: Vec<u8>,
-    /// DTS of the open segment's first keyframe.
+    /// DTS of the open segment's first frame.
     segment_start_ms: u64,
+    /// Whether the open segment starts with an IDR (not after a cut forced by the maximum).
+    segment_independent: bool,
+    /// Last video DTS, repaired (the floor for the next).
     last_video_ms: u64,
+    /// Last audio DTS, repaired; `None` before the first audio frame of the first segment.
+    last_audio_ms: Option<u64>,
     frame_interval_ms: u64,
     /// Annex B copy of a frame with more NAL units than [`AnnexB`] holds (rare; empty otherwise).
     scratch: Vec<u8>,
 }
 
 impl Packager {
-    /// `timeline_start_ms`: where this publisher's first keyframe goes on the session's
+    /// `timeline_start_ms`: where this publisher's first IDR goes on the session's
     /// timeline (0 for the first publisher of a session).
-    pub fn new(target: Duration, start_index: u64, timeline_start_ms: u64) -> Packager {
+    pub fn new(limits: SegmentLimits, start_index: u64, timeline_start_ms: u64) -> Packager {
+        let target_ms = (limits.target.as_millis() as u64).max(1);
         Packager {
-            target_ms: (target.as_millis() as u64).max(1),
+            target_ms,
+            max_ms: (limits.max.as_millis() as u64).max(target_ms),
             timeline_start_ms,
             first_dts_ms: 0,
             next_index: start_index,
@@ -95,11 +118,12 @@ impl Packager {
             avc: None,
             adts: None,
             saw_audio: false,
-            pending: Vec::new(),
             out: Vec::with_capacity(FLUSH_BYTES + 64 * 1024),
             next: Vec::new(),
             segment_start_ms: 0,
+            segment_independent: true,
             last_video_ms: 0,
+            last_audio_ms: None,
             frame_interval_ms: 33,
             scratch: Vec::new(),
         }
@@ -151,56 +175,63 @@ impl Packager {
         self.muxer = None;
         Some(Closed {
             index,
-            duration_ns: end.saturating_sub(self.segment_start_ms) * 1_000_000,
+            duration_ns: end.saturating_sub(self.segment_start_ms).min(self.max_ms) * 1_000_000,
             end_ms: self.timeline(end),
         })
     }
 
     fn push_before_start(&mut self, frame: MediaFrame) -> Result<Step, PackError> {
-        match &frame {
-            MediaFrame::Audio(_) => self.saw_audio = true,
-            MediaFrame::Video(v) if v.codec != VideoCodec::H264 => {
-                return Err(PackError::UnsupportedVideo(v.codec));
+        let v = match &frame {
+            MediaFrame::Audio(a) => {
+                self.saw_audio = true;
+                if a.sequence_header {
+                    self.audio_config(a);
+                }
+                return Ok(Step::Continue);
             }
-            _ => {}
+            MediaFrame::Video(v) => v,
+            _ => return Ok(Step::Continue),
+        };
+        if v.codec != VideoCodec::H264 {
+            return Err(PackError::UnsupportedVideo(v.codec));
         }
-        let keyframe = matches!(&frame, MediaFrame::Video(v) if v.keyframe && !v.sequence_header);
-        if !keyframe {
-            // Only sequence headers matter before the first keyframe; keep the rest bounded.
-            let header = match &frame {
-                MediaFrame::Video(v) => v.sequence_header,
-                MediaFrame::Audio(a) => a.sequence_header,
-                _ => false,
-            };
-            if header {
-                self.pending.push(frame);
-            }
-            if self.pending.len() > MAX_PENDING {
-                self.pending.drain(..self.pending.len() - MAX_PENDING);
-            }
+        if v.sequence_header {
+            self.video_config(v)?;
             return Ok(Step::Continue);
         }
-        let has_audio = self.saw_audio;
-        for f in std::mem::take(&mut self.pending) {
-            match f {
-                MediaFrame::Video(v) => self.video_config(&v)?,
-                MediaFrame::Audio(a) => self.audio_config(&a),
-                _ => {}
-            }
+        // Everything before the first IDR is dropped: nothing could decode it.
+        if !self.random_access(v)? {
+            return Ok(Step::Continue);
         }
-        let mut muxer = TsMuxer::new(has_audio);
+        let mut muxer = TsMuxer::new(self.saw_audio);
         muxer.write_tables(&mut self.out);
         self.muxer = Some(muxer);
         let index = self.next_index;
         self.next_index += 1;
-        let MediaFrame::Video(v) = &frame else {
-            unreachable!("checked above")
-        };
         self.first_dts_ms = v.dts_ms;
         self.segment_start_ms = v.dts_ms;
+        self.segment_independent = true;
         self.last_video_ms = v.dts_ms;
-        self.write_video(v, false)?;
-        Ok(Step::Started { index, has_audio })
+        self.write_video(v, v.dts_ms, true, false)?;
+        Ok(Step::Started {
+            index,
+            has_audio: self.saw_audio,
+        })
+    }
+
+    /// Is this coded frame an IDR (a decoder may start here)? Errors when frames come before
+    /// any decoder configuration.
+    fn random_access(&self, v: &VideoFrame) -> Result<bool, PackError> {
+        let tag = flv::parse_video(&v.data).map_err(PackError::Video)?;
+        if tag.packet != flv::VideoPacket::Frame {
+            return Ok(false);
+        }
+        let nals = v.data.get(tag.payload_offset..).unwrap_or_default();
+        match &self.avc {
+            Some(avc) => Ok(codec::avc_has_idr(nals, avc.nal_length_size)),
+            None if v.keyframe => Err(PackError::NoVideoConfig),
+            None => Ok(false),
+        }
     }
 
     fn video_config(&mut self, v: &VideoFrame) -> Result<(), PackError> {
@@ -226,38 +257,70 @@ impl Packager {
             return Err(PackError::UnsupportedVideo(v.codec));
         }
         if v.sequence_header {
+            // New parameter sets (a resolution change): they go in front of the next IDR.
             self.video_config(v)?;
             return Ok(Step::Continue);
         }
-        if v.dts_ms > self.last_video_ms {
-            let gap = v.dts_ms - self.last_video_ms;
-            // Track the frame interval for the last segment's end (ignore pauses).
-            if gap < 1_000 {
-                self.frame_interval_ms = gap;
-            }
+        let idr = self.random_access(v)?;
+        // Equal or backwards DTS (GStreamer publishers send both): just after the last one.
+        let dts = if v.dts_ms <= self.last_video_ms {
+            metrics::counter!("live_timestamps_repaired_total", "track" => "video").increment(1);
+            self.last_video_ms + 1
+        } else {
+            v.dts_ms
+        };
+        let gap = dts - self.last_video_ms;
+        let elapsed = dts.saturating_sub(self.segment_start_ms);
+        // The media this segment holds if it ended before this frame: a pause in the
+        // publisher's timestamps is not media, and never makes a segment outgrow the maximum.
+        let held = if elapsed <= self.max_ms {
+            elapsed
+        } else {
+            (self.last_video_ms + self.frame_interval_ms - self.segment_start_ms).min(self.max_ms)
+        };
+        // Track the frame interval for the last segment's end (ignore pauses).
+        if gap < 1_000 {
+            self.frame_interval_ms = gap;
         }
-        let elapsed = v.dts_ms.saturating_sub(self.segment_start_ms);
         // 5 % slack: encoders' keyframe timestamps jitter by a millisecond or two.
-        let cut = v.keyframe && elapsed >= self.target_ms - self.target_ms / 20;
-        self.last_video_ms = v.dts_ms;
+        let due = elapsed >= self.target_ms - self.target_ms / 20;
+        let cut = if idr {
+            // After a forced cut, the next IDR makes segments independent again at once.
+            due || (!self.segment_independent && elapsed > 0)
+        } else {
+            // The next frame would take the segment past the maximum.
+            elapsed > 0 && elapsed + self.frame_interval_ms > self.max_ms
+        };
+        self.last_video_ms = dts;
         if !cut {
-            self.write_video(v, false)?;
+            self.write_video(v, dts, idr, false)?;
             return Ok(Step::Continue);
+        }
+        if !idr {
+            metrics::counter!("live_segments_forced_total").increment(1);
         }
         let closed = Closed {
             index: self.next_index - 1,
-            duration_ns: elapsed * 1_000_000,
-            end_ms: self.timeline(v.dts_ms),
+            duration_ns: held * 1_000_000,
+            end_ms: self.timeline(dts),
         };
         let index = self.next_index;
         self.next_index += 1;
-        self.segment_start_ms = v.dts_ms;
-        self.write_video(v, true)?;
+        self.segment_start_ms = dts;
+        self.segment_independent = idr;
+        self.write_video(v, dts, idr, true)?;
         Ok(Step::Cut { closed, index })
     }
 
-    /// Write a video frame to the open segment, or (`new_segment`) tables + frame to the next.
-    fn write_video(&mut self, v: &VideoFrame, new_segment: bool) -> Result<(), PackError> {
+    /// Write a video frame (at the repaired `dts_ms`) to the open segment, or (`new_segment`)
+    /// tables + frame to the next.
+    fn write_video(
+        &mut self,
+        v: &VideoFrame,
+        dts_ms: u64,
+        idr: bool,
+        new_segment: bool,
+    ) -> Result<(), PackError> {
         let tag = flv::parse_video(&v.data).map_err(PackError::Video)?;
         if tag.packet != flv::VideoPacket::Frame {
             return Ok(());
@@ -265,8 +328,9 @@ impl Packager {
         let avc = self.avc.as_ref().ok_or(PackError::NoVideoConfig)?;
         let nals = v.data.get(tag.payload_offset..).unwrap_or_default();
         // Straight from the publisher's frame into TS packets: no Annex B copy in between.
-        let au = AnnexB::new(nals, avc, v.keyframe, &mut self.scratch).map_err(PackError::Video)?;
-        let dts = self.timeline_start_ms as i64 + (v.dts_ms as i64 - self.first_dts_ms as i64);
+        // Parameter sets go in front of every IDR (and only there).
+        let dts = self.timeline_signed(dts_ms);
+        let au = AnnexB::new(nals, avc, idr, &mut self.scratch).map_err(PackError::Video)?;
         let muxer = self.muxer.as_mut().expect("segment open");
         let out = if new_segment {
             muxer.write_tables(&mut self.next);
@@ -274,7 +338,7 @@ impl Packager {
         } else {
             &mut self.out
         };
-        muxer.write_video_parts(out, dts, v.cts_ms, v.keyframe, au.parts());
+        muxer.write_video_parts(out, dts, v.cts_ms, idr, au.parts());
         Ok(())
     }
 
@@ -288,8 +352,7 @@ impl Packager {
     }
 
     fn audio(&mut self, a: &AudioFrame) {
-        let dts = self.timeline_start_ms as i64 + (a.dts_ms as i64 - self.first_dts_ms as i64);
-        let Some(muxer) = self.muxer.as_mut() else {
+        let Some(muxer) = self.muxer.as_ref() else {
             return;
         };
         if !muxer.has_audio() || a.codec != AudioCodec::Aac {
@@ -307,7 +370,19 @@ impl Packager {
         if raw.is_empty() || raw.len() > 8_000 {
             return;
         }
-        muxer.write_audio_parts(&mut self.out, dts, &[&adts.header(raw.len()), raw]);
+        let dts_ms = match self.last_audio_ms {
+            Some(last) if a.dts_ms <= last => {
+                metrics::counter!("live_timestamps_repaired_total", "track" => "audio")
+                    .increment(1);
+                last + 1
+            }
+            _ => a.dts_ms,
+        };
+        self.last_audio_ms = Some(dts_ms);
+        let dts = self.timeline_signed(dts_ms);
+        if let Some(muxer) = self.muxer.as_mut() {
+            muxer.write_audio_parts(&mut self.out, dts, &[&adts.header(raw.len()), raw]);
+        }
     }
 }
 
@@ -316,6 +391,59 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+
+    fn limits(target_ms: u64, max_ms: u64) -> SegmentLimits {
+        SegmentLimits {
+            target: Duration::from_millis(target_ms),
+            max: Duration::from_millis(max_ms),
+        }
+    }
+
+    /// (PTS, DTS) of every video PES in `ts`, in 90 kHz ticks.
+    fn video_timestamps(ts: &[u8]) -> Vec<(u64, u64)> {
+        let stamp = |b: &[u8]| {
+            (u64::from((b[0] >> 1) & 0x07) << 30)
+                | (u64::from(b[1]) << 22)
+                | (u64::from(b[2] >> 1) << 15)
+                | (u64::from(b[3]) << 7)
+                | u64::from(b[4] >> 1)
+        };
+        let mut out = Vec::new();
+        for p in ts.chunks(188) {
+            let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+            if pid != crate::ts::PID_VIDEO || p[1] & 0x40 == 0 {
+                continue;
+            }
+            let mut pos = 4;
+            if p[3] & 0x20 != 0 {
+                pos += 1 + usize::from(p[4]);
+            }
+            let pes = &p[pos..];
+            assert_eq!(&pes[..3], &[0, 0, 1]);
+            let pts = stamp(&pes[9..14]);
+            let dts = if pes[7] & 0x40 != 0 {
+                stamp(&pes[14..19])
+            } else {
+                pts
+            };
+            out.push((pts, dts));
+        }
+        out
+    }
+
+    /// A frame the FLV header calls a keyframe but whose slice is a non-IDR I-slice (type 1),
+    /// as GStreamer's flvmux sends them.
+    fn non_idr_i_frame(dts_ms: u64) -> MediaFrame {
+        let body = vec![0x17, 0x01, 0, 0, 0, 0, 0, 0, 3, 0x21, 0x88, 0x84];
+        MediaFrame::Video(VideoFrame {
+            dts_ms,
+            cts_ms: 0,
+            keyframe: true,
+            sequence_header: false,
+            codec: VideoCodec::H264,
+            data: Bytes::from(body),
+        })
+    }
 
     fn avc_header() -> MediaFrame {
         let mut body = vec![0x17, 0x00, 0, 0, 0];
@@ -362,7 +490,7 @@ mod tests {
 
     #[test]
     fn segments_start_at_a_keyframe_and_are_cut_when_the_keyframe_arrives() {
-        let mut p = Packager::new(Duration::from_secs(2), 7, 0);
+        let mut p = Packager::new(limits(2_000, 6_000), 7, 0);
         assert_eq!(p.push(avc_header()).unwrap(), Step::Continue);
         assert_eq!(p.push(aac(0, true)).unwrap(), Step::Continue);
         // A delta frame before any keyframe is dropped.
@@ -413,7 +541,7 @@ mod tests {
 
     #[test]
     fn a_cut_keeps_the_next_segments_bytes_apart() {
-        let mut p = Packager::new(Duration::from_millis(100), 0, 0);
+        let mut p = Packager::new(limits(100, 1_000), 0, 0);
         p.push(avc_header()).unwrap();
         p.push(video(0, true)).unwrap();
         p.push(video(40, false)).unwrap();
@@ -441,7 +569,7 @@ mod tests {
 
     #[test]
     fn other_codecs_and_broken_h264_are_refused_with_a_reason() {
-        let mut p = Packager::new(Duration::from_secs(2), 0, 0);
+        let mut p = Packager::new(limits(2_000, 6_000), 0, 0);
         let MediaFrame::Video(mut v) = video(0, true) else {
             unreachable!()
         };
@@ -450,8 +578,87 @@ mod tests {
             p.push(MediaFrame::Video(v)),
             Err(PackError::UnsupportedVideo(VideoCodec::Hevc))
         );
-        let mut p = Packager::new(Duration::from_secs(2), 0, 0);
+        let mut p = Packager::new(limits(2_000, 6_000), 0, 0);
         assert_eq!(p.push(video(0, true)), Err(PackError::NoVideoConfig));
+    }
+
+    #[test]
+    fn only_an_idr_starts_or_cuts_a_segment_whatever_the_flv_flag_says() {
+        let mut p = Packager::new(limits(100, 1_000), 0, 0);
+        p.push(avc_header()).unwrap();
+        assert_eq!(p.push(non_idr_i_frame(0)).unwrap(), Step::Continue);
+        assert_eq!(p.current_index(), None, "a non-IDR I-frame does not start");
+        assert!(matches!(
+            p.push(video(40, true)).unwrap(),
+            Step::Started { index: 0, .. }
+        ));
+        assert_eq!(p.push(non_idr_i_frame(200)).unwrap(), Step::Continue);
+        assert!(matches!(
+            p.push(video(240, true)).unwrap(),
+            Step::Cut { index: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn a_gop_longer_than_the_maximum_is_cut_at_the_maximum_and_again_at_the_next_idr() {
+        let mut p = Packager::new(limits(2_000, 4_000), 0, 0);
+        p.push(avc_header()).unwrap();
+        p.push(video(0, true)).unwrap();
+        let mut cuts = Vec::new();
+        // 25 fps; the publisher's next IDR comes at 4.2 s.
+        for i in 1..=160u64 {
+            if let Step::Cut { closed, .. } = p.push(video(i * 40, i == 105 || i == 155)).unwrap() {
+                cuts.push((closed.duration_ns / 1_000_000, i));
+            }
+        }
+        assert_eq!(
+            cuts,
+            vec![
+                // Forced: the next frame would take the segment past 4 s.
+                (4_000, 100),
+                // The IDR right after makes segments independent again at once.
+                (200, 105),
+                // Then the normal rule: the first IDR at or past the target.
+                (2_000, 155),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pause_in_timestamps_never_makes_a_segment_longer_than_the_maximum() {
+        let mut p = Packager::new(limits(2_000, 4_000), 0, 0);
+        p.push(avc_header()).unwrap();
+        p.push(video(0, true)).unwrap();
+        p.push(video(40, false)).unwrap();
+        // 9 s of silence, then an IDR.
+        let Step::Cut { closed, .. } = p.push(video(9_040, true)).unwrap() else {
+            panic!("the IDR after the pause cuts")
+        };
+        assert_eq!(
+            closed.duration_ns, 80_000_000,
+            "the media held, not the pause"
+        );
+    }
+
+    #[test]
+    fn equal_and_backwards_timestamps_are_written_strictly_increasing() {
+        let mut p = Packager::new(limits(2_000, 4_000), 0, 0);
+        p.push(avc_header()).unwrap();
+        p.push(video(1_000, true)).unwrap();
+        for dts in [1_033, 1_033, 1_020, 1_066, 1_066] {
+            p.push(video(dts, false)).unwrap();
+        }
+        p.finish();
+        let mut ts = Vec::new();
+        p.take_output(&mut ts);
+        let stamps = video_timestamps(&ts);
+        assert_eq!(stamps.len(), 6);
+        for w in stamps.windows(2) {
+            assert!(w[1].1 > w[0].1, "DTS must increase: {stamps:?}");
+        }
+        for (pts, dts) in &stamps {
+            assert!(pts >= dts);
+        }
     }
 }
 
@@ -462,7 +669,11 @@ mod tests {
 pub fn fuzz_packager(data: &[u8]) {
     use bytes::Bytes;
 
-    let mut p = Packager::new(Duration::from_millis(200), 0, 5_000);
+    let limits = SegmentLimits {
+        target: Duration::from_millis(200),
+        max: Duration::from_millis(400),
+    };
+    let mut p = Packager::new(limits, 0, 5_000);
     let mut dts = 0u64;
     let mut rest = data;
     let mut out = Vec::new();

@@ -8,16 +8,40 @@ use super::ConfigError;
 #[serde(deny_unknown_fields)]
 pub struct LiveSettings {
     pub segment_duration_s: f64,
+    /// The longest segment the packager makes, which every live and recording playlist
+    /// announces as `EXT-X-TARGETDURATION` (it may never change, RFC 8216 §6.2.1). Absent:
+    /// twice `segment_duration_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_max_duration_s: Option<f64>,
     pub window_segments: usize,
     pub frame_queue: usize,
 }
 
 impl LiveSettings {
+    /// Segment lengths for the packager: the target and the maximum.
+    pub fn segment_limits(&self) -> wemaster_media::packager::SegmentLimits {
+        let target = std::time::Duration::from_secs_f64(self.segment_duration_s);
+        wemaster_media::packager::SegmentLimits {
+            target,
+            max: self
+                .segment_max_duration_s
+                .map_or(target * 2, std::time::Duration::from_secs_f64),
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if !(0.5..=30.0).contains(&self.segment_duration_s) {
             return Err(ConfigError::new(
                 "live.segment_duration_s",
                 "must be between 0.5 and 30 seconds",
+            ));
+        }
+        if let Some(max) = self.segment_max_duration_s
+            && !(self.segment_duration_s..=60.0).contains(&max)
+        {
+            return Err(ConfigError::new(
+                "live.segment_max_duration_s",
+                "must be at least live.segment_duration_s and at most 60 seconds",
             ));
         }
         if !(2..=100).contains(&self.window_segments) {

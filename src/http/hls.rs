@@ -1,12 +1,20 @@
-//! Live HLS: `/hls/live/{live_stream_id}/index.m3u8` and its segments.
+//! Live HLS: `/hls/live/{live_stream_id}/index.m3u8` and its segments,
+//! `/hls/live/{live_stream_id}/{session_id}/segment-N.ts`.
 //!
 //! The playlist is rendered from the live session's in-memory [`LivePlaylist`] (the truth of
 //! what exists), once per change for public streams (players poll it far more often than it
 //! changes; each request gets a clone of the same bytes); segments are files in the session's
-//! spool directory, served only while the
-//! playlist lists them (or just slid out of it). Playlists are not cached (`no-cache`: they
-//! change every segment); segments never change (`immutable`). CORS comes from the global
-//! layer so browser players on other origins work.
+//! spool directory, served only while the playlist lists them (or just slid out of it).
+//!
+//! Caching, per case:
+//! - The playlist is always revalidated (`no-cache`): it changes every segment, and an ended
+//!   one comes back to life when the next session of the stream starts.
+//! - A segment URL carries the session id, which never repeats (segment numbers restart with
+//!   the process), so it names the same bytes for ever: `immutable`.
+//! - Private streams: `private` on both. Their token travels in the query string, which many
+//!   CDNs leave out of the cache key: a shared cache must not keep them (docs/live.md).
+//!
+//! CORS comes from the global layer so browser players on other origins work.
 
 use std::net::SocketAddr;
 
@@ -29,10 +37,29 @@ use crate::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/hls/live/{id}/index.m3u8", get(playlist))
-        .route("/hls/live/{id}/{segment}", get(segment))
+        .route("/hls/live/{id}/{session}/{segment}", get(segment))
 }
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+
+/// `Cache-Control` of a live playlist: always revalidated; kept out of shared caches when the
+/// stream is private.
+pub(crate) fn playlist_cache(private: bool) -> &'static str {
+    if private {
+        "private, no-cache"
+    } else {
+        "no-cache"
+    }
+}
+
+/// `Cache-Control` of media whose URL never names other bytes (segments, finished files).
+pub(crate) fn immutable_cache(private: bool) -> &'static str {
+    if private {
+        "private, max-age=31536000, immutable"
+    } else {
+        "public, max-age=31536000, immutable"
+    }
+}
 
 fn view(
     state: &AppState,
@@ -93,7 +120,8 @@ async fn playlist(
             url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
         )
     });
-    let (body, ended) = {
+    let private = view.private.load(std::sync::atomic::Ordering::Relaxed);
+    let body = {
         let mut p = view
             .playlist
             .lock()
@@ -103,17 +131,12 @@ async fn playlist(
             return Err(ApiError::NotFound("live playlist (no segment yet)"));
         }
         // Public streams share one rendering per playlist change; a token is per viewer.
-        let body = match &token_query {
+        match &token_query {
             Some(q) => Bytes::from(p.render(Some(q))),
             None => p.rendered(),
-        };
-        (body, p.is_ended())
+        }
     };
-    let cache = if ended {
-        "public, max-age=60"
-    } else {
-        "no-cache"
-    };
+    let cache = playlist_cache(private);
     Ok((
         [
             (
@@ -136,14 +159,19 @@ fn valid_segment_name(name: &str) -> bool {
 
 async fn segment(
     State(state): State<AppState>,
-    Path((id, name)): Path<(Uuid, String)>,
+    Path((id, session, name)): Path<(Uuid, Uuid, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     if !valid_segment_name(&name) {
         return Err(ApiError::NotFound("segment"));
     }
     let view = view(&state, id)?;
+    // Only the current session's files are here (an earlier session's are deleted).
+    if view.session_id != session {
+        return Err(ApiError::NotFound("segment"));
+    }
     authorize(&state, id, &view, token_param(query.as_deref()).as_deref())?;
+    let private = view.private.load(std::sync::atomic::Ordering::Relaxed);
     let bytes = match tokio::fs::read(view.dir.join(&name)).await {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -160,7 +188,7 @@ async fn segment(
             (header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t")),
             (
                 header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=31536000, immutable"),
+                HeaderValue::from_static(immutable_cache(private)),
             ),
         ],
         bytes,

@@ -551,8 +551,9 @@ async fn enable_stream(
 }
 
 /// End the stream's live session now instead of waiting for the reconnect window: the
-/// playlist gets its ENDLIST and the stream goes back to `idle`. Answers 200 whether or not a
-/// session was running.
+/// playlist gets its ENDLIST and the stream goes back to `idle`. Answers 200 with the state the
+/// call leads to (`idle`, no `active_session`) whether or not a session was running; the
+/// publisher's connection is closed and the recording finalized in the background.
 #[utoipa::path(post, path = "/live-streams/{id}/complete", tag = "live streams",
     params(("id" = Uuid, Path, description = "live stream id")),
     security(("bearer" = ["teacher", "admin"])),
@@ -570,10 +571,14 @@ async fn complete_stream(
     store::get(&mut conn, id, scope).await?.ok_or(NOT_FOUND)?;
     let was_live = state.live.complete(id.0).await;
     tracing::info!(live_stream_id = %id, user_id = %user.id, was_live, "live stream completed");
-    // Read again: the runtime has moved the status back to idle if a session ended.
-    let stream = store::get(&mut conn, id, scope).await?.ok_or(NOT_FOUND)?;
+    let mut stream = store::get(&mut conn, id, scope).await?.ok_or(NOT_FOUND)?;
     drop(conn);
-    Ok(Json(respond_live(&state, stream, None).await))
+    // The session ends once its publisher has drained, and the status is written after that:
+    // answer the state the call leads to, not the moment in between.
+    if stream.status == StreamStatus::Active {
+        stream.status = StreamStatus::Idle;
+    }
+    Ok(Json(respond(&state.settings, stream, None, None)))
 }
 
 /// A short-lived credential to publish to one stream without its key.

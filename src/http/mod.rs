@@ -140,6 +140,7 @@ pub fn router(state: AppState) -> Router {
             panic_response,
         ))
         .layer(cors(settings))
+        .layer(middleware::from_fn(whip::preflight))
         .with_state(state)
 }
 

@@ -102,6 +102,10 @@ pub struct RecordingResponse {
     /// The MP4 download (Range requests supported); null until it is made.
     #[schema(required = true)]
     pub mp4_url: Option<String>,
+    /// The MP4: `pending` (recording, or being made), `ready` (`mp4_url`), or `failed` (the
+    /// replay still plays as HLS; the MP4 is tried again at the next start, up to 3 times).
+    #[schema(value_type = String, example = "ready")]
+    pub mp4_status: &'static str,
     #[schema(required = true)]
     pub poster_url: Option<String>,
 }
@@ -115,6 +119,11 @@ fn respond(state: &AppState, r: RecordingRow) -> RecordingResponse {
         .trim_end_matches('/')
         .to_string();
     let vod = format!("{base}/hls/vod/{}", r.id);
+    let mp4_status = match (r.mp4_size_bytes, r.mp4_failed_at, r.status.as_str()) {
+        (Some(_), _, _) => "ready",
+        (None, Some(_), _) | (None, None, "failed") => "failed",
+        (None, None, _) => "pending",
+    };
     RecordingResponse {
         id: r.id,
         live_stream_id: r.live_stream_id,
@@ -133,6 +142,7 @@ fn respond(state: &AppState, r: RecordingRow) -> RecordingResponse {
         height: r.height,
         hls_url: format!("{vod}/index.m3u8"),
         mp4_url: r.mp4_size_bytes.map(|_| format!("{vod}/recording.mp4")),
+        mp4_status,
         poster_url: r.has_poster.then(|| format!("{vod}/poster.jpg")),
     }
 }
@@ -430,7 +440,8 @@ async fn storage_repair(
     user: AuthUser,
 ) -> Result<Json<crate::recordings::scan::ScanReport>, ApiError> {
     user.require_any(&[Role::Admin, Role::Ops])?;
-    let report = crate::recordings::scan::repair(&state.db, &state.storage).await?;
+    let target_ns = state.settings.live.segment_limits().max.as_nanos() as u64;
+    let report = crate::recordings::scan::repair(&state.db, &state.storage, target_ns).await?;
     tracing::info!(user_id = %user.id, deleted = report.deleted_objects,
         repaired = report.repaired_recordings, "storage repair");
     Ok(Json(report))
@@ -494,7 +505,10 @@ async fn vod_playlist(
             "recording playlist (nothing stored yet)",
         ));
     }
-    let body = crate::recordings::render_playlist(&segments, token_query.as_deref(), done);
+    let target_ns = state.settings.live.segment_limits().max.as_nanos() as u64;
+    let body =
+        crate::recordings::render_playlist(&segments, token_query.as_deref(), done, target_ns);
+    let private = r.visibility == "private";
     Ok((
         [
             (
@@ -503,10 +517,12 @@ async fn vod_playlist(
             ),
             (
                 header::CACHE_CONTROL,
-                HeaderValue::from_static(if done {
-                    "public, max-age=60"
-                } else {
-                    "no-cache"
+                // A finished list changes only when the recording is repaired or deleted;
+                // private ones stay out of shared caches (the token is in the query).
+                HeaderValue::from_static(match (done, private) {
+                    (true, false) => "public, max-age=60",
+                    (true, true) => "private, max-age=60",
+                    (false, private) => super::hls::playlist_cache(private),
                 }),
             ),
         ],
@@ -534,7 +550,8 @@ async fn vod_file(
         return Err(ApiError::NotFound("recording file"));
     }
     let token = token_param(query.as_deref());
-    playable(&state, id, token.as_deref()).await?;
+    let recording = playable(&state, id, token.as_deref()).await?;
+    let private = recording.visibility == "private";
     let key = object_key(id, &name);
     if state.settings.recordings.replay_redirect {
         // Access was checked above; the presigned URL is short-lived and names one object.
@@ -562,5 +579,5 @@ async fn vod_file(
     let range =
         parse_range(range).map_err(|()| ApiError::BadRequest("malformed Range header".into()))?;
     let object = state.storage.get(&key, range).await?;
-    super::objects::object_response(object, Some("public, max-age=31536000, immutable"))
+    super::objects::object_response(object, Some(super::hls::immutable_cache(private)))
 }

@@ -275,6 +275,29 @@ async fn publish_options(State(state): State<AppState>) -> Response {
     res
 }
 
+/// A CORS preflight is answered by the CORS layer before any route sees it, with 200 and
+/// no `Accept-Post`. On the WHIP endpoint it is also a WHIP client's discovery (RFC 9725
+/// §4.1), so it gets what a plain `OPTIONS` gets: 204 and `Accept-Post: application/sdp`.
+/// A layer outside the CORS layer.
+pub(crate) async fn preflight(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let endpoint = req.method() == axum::http::Method::OPTIONS
+        && req
+            .uri()
+            .path()
+            .strip_prefix("/whip/")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+    let mut res = next.run(req).await;
+    if endpoint && res.status().is_success() {
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        res.headers_mut()
+            .insert("accept-post", HeaderValue::from_static("application/sdp"));
+    }
+    res
+}
+
 /// End a WHIP session (the publisher stops). The session URL is the credential.
 #[utoipa::path(delete, path = "/whip/{live_stream_id}/sessions/{session}", tag = "live", security(()),
     params(("live_stream_id" = Uuid, Path), ("session" = String, Path)),

@@ -38,6 +38,7 @@ use wemaster_media::{
     live::{
         LiveOutput, OutputSlot, PackagerConfig, PublisherEvent, PublisherStats, spawn_publisher,
     },
+    packager::SegmentLimits,
     rtmp::{AudioCodec, EndReason, PublishGrant, PublishRequest, RefuseReason, VideoCodec},
 };
 
@@ -51,7 +52,7 @@ use super::{
 /// Settings of the live path.
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
-    pub segment_duration: Duration,
+    pub segments: SegmentLimits,
     pub window_segments: usize,
     pub spool_dir: PathBuf,
     pub frame_queue: usize,
@@ -411,7 +412,8 @@ impl<B: LiveBackend> Supervisor<B> {
                 let _ = req.reply.send(Err(RefuseReason::Busy));
                 return;
             }
-            let target_ns = self.config.segment_duration.as_nanos() as u64;
+            // The maximum, not the target: EXT-X-TARGETDURATION may never change.
+            let target_ns = self.config.segments.max.as_nanos() as u64;
             let view = Arc::new(LiveView {
                 session_id,
                 private: std::sync::atomic::AtomicBool::new(stream.private),
@@ -469,7 +471,7 @@ impl<B: LiveBackend> Supervisor<B> {
             .map_or(0, |s| s.timeline_end_ms);
         let packager = PackagerConfig {
             dir,
-            segment_duration: self.config.segment_duration,
+            segments: self.config.segments,
             start_index,
             timeline_start_ms,
         };
@@ -568,6 +570,7 @@ impl<B: LiveBackend> Supervisor<B> {
                 path,
                 duration_ns,
                 end_ms,
+                started_at,
             } => {
                 session.timeline_end_ms = session.timeline_end_ms.max(end_ms);
                 if session.recorded {
@@ -576,6 +579,7 @@ impl<B: LiveBackend> Supervisor<B> {
                         path: path.clone(),
                         duration_ns,
                         generation,
+                        started_at,
                     });
                 }
                 let Some(name) = path
@@ -585,13 +589,19 @@ impl<B: LiveBackend> Supervisor<B> {
                 else {
                     return;
                 };
+                // Segment numbers restart with the process; the session id does not repeat.
+                // Under the session's own path a segment URL names the same bytes for ever,
+                // as its `immutable` caching promises.
+                let uri = format!("{}/{name}", session.id);
                 let evicted = match session.view.playlist.lock() {
-                    Ok(mut p) if !p.is_ended() => p.push(name, duration_ns),
+                    Ok(mut p) if !p.is_ended() => p.push(uri, duration_ns, Some(started_at)),
                     _ => Vec::new(),
                 };
                 metrics::counter!("live_segments_total").increment(1);
                 for e in evicted {
-                    session.evicted.push_back(session.view.dir.join(e.uri));
+                    if let Some((_, file)) = e.uri.split_once('/') {
+                        session.evicted.push_back(session.view.dir.join(file));
+                    }
                 }
                 // Keep a window's worth of evicted files: a slow player may still fetch them.
                 while session.evicted.len() > self.config.window_segments {

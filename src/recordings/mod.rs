@@ -19,8 +19,14 @@ use store::SegmentRow;
 /// first one not stored yet (lost ones are skipped, with a discontinuity). `query` (a playback
 /// token) is carried into every segment URI. `final_` makes it a VOD playlist with ENDLIST;
 /// otherwise it is an EVENT playlist that grows. Rendered by the media crate's one playlist
-/// writer ([`hls`]), which sets the target duration by RFC 8216's rule.
-pub fn render_playlist(segments: &[SegmentRow], query: Option<&str>, final_: bool) -> String {
+/// writer ([`hls`]), which sets the target duration by RFC 8216's rule: `target_ns` is the
+/// packager's maximum segment duration, so the growing EVENT list never changes it.
+pub fn render_playlist(
+    segments: &[SegmentRow],
+    query: Option<&str>,
+    final_: bool,
+    target_ns: u64,
+) -> String {
     let mut listed = Vec::with_capacity(segments.len());
     let mut gap = false;
     for s in segments.iter().take_while(|s| s.uploaded || s.lost) {
@@ -34,12 +40,13 @@ pub fn render_playlist(segments: &[SegmentRow], query: Option<&str>, final_: boo
             uri: s.name.clone(),
             duration_ns: u64::try_from(s.duration_ms).unwrap_or(0) * 1_000_000,
             discontinuity: s.discontinuity || after_gap,
+            program_date_time: s.started_at,
         });
     }
     if final_ {
-        hls::render_vod(&listed, query)
+        hls::render_vod(&listed, query, target_ns)
     } else {
-        hls::render_event(&listed, query)
+        hls::render_event(&listed, query, target_ns)
     }
 }
 
@@ -65,6 +72,7 @@ mod tests {
             discontinuity,
             uploaded,
             lost,
+            started_at: None,
         }
     }
 
@@ -78,7 +86,7 @@ mod tests {
             seg(4, false, false, false),
             seg(5, true, false, false),
         ];
-        let p = render_playlist(&segs, Some("token=a.b"), false);
+        let p = render_playlist(&segs, Some("token=a.b"), false, 0);
         assert!(p.contains("segment-00000000.ts?token=a.b"));
         assert!(!p.contains("segment-00000001.ts"), "lost");
         assert!(p.contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.002,\nsegment-00000002.ts"));
@@ -91,7 +99,7 @@ mod tests {
         // The longest listed is 2.003 s: RFC 8216 §4.3.3.1 rounds it to the nearest second (it
         // was rounded up to 3 before the media crate's writer rendered this playlist).
         assert!(p.contains("#EXT-X-TARGETDURATION:2\n"), "{p}");
-        let done = render_playlist(&segs[..4], None, true);
+        let done = render_playlist(&segs[..4], None, true, 0);
         assert!(done.ends_with("segment-00000003.ts\n#EXT-X-ENDLIST\n"));
         assert!(done.contains("#EXT-X-PLAYLIST-TYPE:VOD"));
     }

@@ -63,6 +63,8 @@ pub enum RecorderMsg {
         duration_ns: u64,
         /// Publisher generation: a change starts a discontinuity.
         generation: u64,
+        /// When its first frame arrived.
+        started_at: OffsetDateTime,
     },
     /// What the publisher says about its media (codecs, size).
     Info { session_id: Uuid, info: StreamInfo },
@@ -83,6 +85,8 @@ pub struct RecorderConfig {
     pub upload_concurrency: usize,
     /// MP4 remuxes and posters running at once, over all recordings (CPU-bound work).
     pub finalize_concurrency: usize,
+    /// The packager's maximum segment duration: the recording playlists' target duration.
+    pub segment_max: std::time::Duration,
 }
 
 /// The sending side, held by the live supervisor. Unbounded on purpose: the supervisor must
@@ -114,6 +118,8 @@ pub(crate) struct Ctx {
     pub uploads: Arc<Semaphore>,
     pub extras: Arc<Semaphore>,
     pub shutdown: CancellationToken,
+    /// `EXT-X-TARGETDURATION` of the playlists written, in ns (the packager's maximum).
+    pub target_ns: u64,
 }
 
 /// Start the recorder; the join handle ends when every worker has finished (after the
@@ -135,6 +141,7 @@ pub fn start(
         uploads: Arc::new(Semaphore::new(config.upload_concurrency.max(1))),
         extras: Arc::new(Semaphore::new(config.finalize_concurrency.max(1))),
         shutdown,
+        target_ns: config.segment_max.as_nanos() as u64,
     };
     let handle = tokio::spawn(run(config, ctx, rx));
     (RecorderHandle { tx }, handle)
@@ -194,6 +201,7 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
                         &dir,
                         &names,
                         rec.duration_ms,
+                        rec.has_poster,
                     )
                     .await;
                 });
@@ -281,6 +289,7 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
                 path,
                 duration_ns,
                 generation,
+                started_at,
             } => {
                 let Some(a) = active.get_mut(&session_id) else {
                     continue;
@@ -313,6 +322,7 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
                     discontinuity,
                     uploaded: false,
                     lost: false,
+                    started_at: Some(started_at),
                 };
                 a.next_seq += 1;
                 let ticket = UPLOAD_QUEUE.push();
@@ -584,7 +594,7 @@ async fn upload_segment(ctx: &Ctx, id: Uuid, name: &str, path: &Path) -> bool {
 /// missing one.
 pub(crate) async fn write_playlist(ctx: &Ctx, id: Uuid, final_: bool) -> anyhow::Result<u64> {
     let segments = store::segments(&ctx.db, id).await?;
-    let body = super::render_playlist(&segments, None, final_);
+    let body = super::render_playlist(&segments, None, final_, ctx.target_ns);
     let len = body.len() as u64;
     ctx.storage
         .put_bytes(
@@ -676,11 +686,11 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
     .await;
     tracing::info!(recording_id = %id, duration_ms = f.duration_ms, finalize_s = took, "recording ready");
     let names: Vec<String> = stored.iter().map(|s| s.name.clone()).collect();
-    make_extras(ctx, id, live_stream_id, dir, &names, f.duration_ms).await;
+    make_extras(ctx, id, live_stream_id, dir, &names, f.duration_ms, false).await;
 }
 
-/// The MP4 and the poster of a ready recording, one recording at a time per
-/// `finalize_concurrency` permit; then the spool copy goes.
+/// The MP4 and (unless `poster_done`) the poster of a ready recording, one recording at a
+/// time per `finalize_concurrency` permit; then the spool copy goes.
 async fn make_extras(
     ctx: &Ctx,
     id: Uuid,
@@ -688,6 +698,7 @@ async fn make_extras(
     dir: &Path,
     names: &[String],
     duration_ms: i64,
+    poster_done: bool,
 ) {
     let Ok(_permit) = ctx.extras.acquire().await else {
         return;
@@ -713,13 +724,26 @@ async fn make_extras(
         inputs.push(path);
     }
     step("fetch");
-    let mp4 = make_mp4(ctx, id, dir, &inputs, duration_ms, &mut step).await;
+    let sizes = {
+        let inputs = inputs.clone();
+        tokio::task::spawn_blocking(move || {
+            inputs
+                .iter()
+                .map(|p| wemaster_media::vod::picture_size(p))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default()
+    };
+    let picture = Picture::of(&sizes);
+    let mp4 = make_mp4(ctx, id, dir, &inputs, duration_ms, &picture, &mut step).await;
     let mut poster = None;
-    if let Some(first) = inputs.first() {
-        poster = make_poster(ctx, id, dir, first).await;
+    if let (false, Some(frame)) = (poster_done, inputs.get(picture.poster_segment)) {
+        poster = make_poster(ctx, id, dir, frame).await;
     }
     step("poster");
-    if let Err(e) = store::set_extras(&ctx.db, id, mp4, poster).await {
+    let changed = picture.resized.then_some(picture.dominant).flatten();
+    if let Err(e) = store::set_extras(&ctx.db, id, mp4, poster, changed).await {
         tracing::error!(recording_id = %id, error = %e, "cannot record the MP4 and poster");
     }
     let took = started.elapsed().as_secs_f64();
@@ -743,6 +767,44 @@ async fn fetch_to(ctx: &Ctx, key: &ObjectKey, path: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
+/// What the segments' parameter sets say about the picture: the size most of them start with,
+/// whether it changed, and the segment to take the poster from.
+#[derive(Debug, Clone, PartialEq)]
+struct Picture {
+    /// The size most segments start with (ties: the later one); `None` when no segment told.
+    dominant: Option<(u32, u32)>,
+    /// More than one size: the MP4 needs parameter sets in band.
+    resized: bool,
+    /// The middle segment among those of the dominant size (0 when nothing told).
+    poster_segment: usize,
+}
+
+impl Picture {
+    fn of(sizes: &[Option<(u32, u32)>]) -> Picture {
+        let mut counts: Vec<((u32, u32), usize)> = Vec::new();
+        for size in sizes.iter().flatten() {
+            match counts.iter_mut().find(|(s, _)| s == size) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((*size, 1)),
+            }
+        }
+        // The last of the most frequent: a stream that ramps up ends at its real size.
+        // (`max_by_key` keeps the last of equal maxima.)
+        let dominant = counts.iter().max_by_key(|(_, n)| *n).map(|(size, _)| *size);
+        let of_dominant: Vec<usize> = sizes
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some() && **s == dominant)
+            .map(|(i, _)| i)
+            .collect();
+        Picture {
+            dominant,
+            resized: counts.len() > 1,
+            poster_segment: of_dominant.get(of_dominant.len() / 2).copied().unwrap_or(0),
+        }
+    }
+}
+
 /// Remux the segments into `recording.mp4` and store it; its size, or `None` if it failed
 /// (the HLS replay is complete without it).
 async fn make_mp4(
@@ -751,36 +813,59 @@ async fn make_mp4(
     dir: &Path,
     inputs: &[PathBuf],
     duration_ms: i64,
+    picture: &Picture,
     step: &mut impl FnMut(&str),
 ) -> Option<i64> {
     let output = dir.join("recording.mp4");
-    let template = ctx.templates.get("vod-mp4").ok()?;
-    let mut values = std::collections::BTreeMap::new();
-    values.insert("output", output.display().to_string());
-    let description = template.render(&values).ok()?;
-    let inputs = inputs.to_vec();
-    // Remuxing runs at hundreds of times real time; the deadline only catches a stuck pipeline.
-    let timeout = Duration::from_secs(60) + Duration::from_millis((duration_ms / 20).max(0) as u64);
-    let result = tokio::task::spawn_blocking(move || {
-        wemaster_media::vod::run_to_eos(&description, &inputs, timeout)
-    })
-    .await;
-    step("mp4_remux");
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::error!(recording_id = %id, error = %e, "MP4 remux failed");
-            metrics::counter!("recording_mp4_failures_total").increment(1);
-            return None;
-        }
-        Err(e) => {
-            tracing::error!(recording_id = %id, error = %e, "MP4 remux task failed");
-            return None;
-        }
+    // A picture size that changes needs parameter sets in band (avc3); one size keeps avc1,
+    // which every player reads. Should avc1 fail anyway (parameter sets that change without
+    // the size: the muxer refuses the new ones), avc3 is tried before giving up.
+    let mut attempts = Vec::new();
+    if !picture.resized {
+        attempts.push(("vod-mp4", None));
     }
-    let stored = store_file(ctx, id, "recording.mp4", &output, "video/mp4").await;
-    step("mp4_store");
-    stored
+    if let Some(size) = picture.dominant {
+        attempts.push(("vod-mp4-resized", Some(size)));
+    }
+    for (n, (name, size)) in attempts.iter().enumerate() {
+        let Ok(template) = ctx.templates.get(name) else {
+            continue;
+        };
+        let mut values = std::collections::BTreeMap::new();
+        values.insert("output", output.display().to_string());
+        if let Some((width, height)) = size {
+            values.insert("width", width.to_string());
+            values.insert("height", height.to_string());
+        }
+        let Ok(description) = template.render(&values) else {
+            continue;
+        };
+        let inputs = inputs.to_vec();
+        // Remuxing runs at hundreds of times real time; the deadline only catches a stuck
+        // pipeline.
+        let timeout =
+            Duration::from_secs(60) + Duration::from_millis((duration_ms / 20).max(0) as u64);
+        let result = tokio::task::spawn_blocking(move || {
+            wemaster_media::vod::run_to_eos(&description, &inputs, timeout)
+        })
+        .await;
+        step("mp4_remux");
+        let error = match result {
+            Ok(Ok(())) => {
+                let stored = store_file(ctx, id, "recording.mp4", &output, "video/mp4").await;
+                step("mp4_store");
+                return stored;
+            }
+            Ok(Err(e)) => e,
+            Err(e) => e.to_string(),
+        };
+        let last = n + 1 == attempts.len();
+        tracing::error!(recording_id = %id, template = name, error = %error, last,
+            "MP4 remux failed");
+        metrics::counter!("recording_mp4_failures_total", "template" => *name).increment(1);
+        let _ = tokio::fs::remove_file(&output).await;
+    }
+    None
 }
 
 async fn make_poster(ctx: &Ctx, id: Uuid, dir: &Path, first: &Path) -> Option<i64> {
@@ -813,6 +898,15 @@ async fn store_file(
     path: &Path,
     content_type: &str,
 ) -> Option<i64> {
+    // A pipeline that reached its end without writing (a template that drops the stream) is
+    // a failure of that step, not a storage outage to wait out.
+    match tokio::fs::metadata(path).await {
+        Ok(m) if m.len() > 0 => {}
+        _ => {
+            tracing::error!(recording_id = %id, file = name, "the pipeline wrote nothing");
+            return None;
+        }
+    }
     let key = object_key(id, name);
     let opts = PutOptions {
         content_type: Some(content_type.into()),
@@ -861,6 +955,36 @@ async fn recover(config: &RecorderConfig, ctx: &Ctx) -> anyhow::Result<Vec<Recov
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_poster_and_size_come_from_the_size_most_segments_start_with() {
+        let (small, mid, big) = (Some((320, 180)), Some((640, 360)), Some((1280, 720)));
+        let ramp = [small, None, mid, big, big, big];
+        assert_eq!(
+            Picture::of(&ramp),
+            Picture {
+                dominant: big,
+                resized: true,
+                poster_segment: 4
+            }
+        );
+        assert_eq!(
+            Picture::of(&[mid, mid]),
+            Picture {
+                dominant: mid,
+                resized: false,
+                poster_segment: 1
+            }
+        );
+        assert_eq!(
+            Picture::of(&[None, None]),
+            Picture {
+                dominant: None,
+                resized: false,
+                poster_segment: 0
+            }
+        );
+    }
 
     #[test]
     fn oldest_age_grows_while_a_segment_waits_and_follows_the_oldest() {

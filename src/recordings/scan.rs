@@ -123,8 +123,9 @@ pub async fn scan(db: &PgPool, storage: &Storage, limit: usize) -> anyhow::Resul
     Ok(report)
 }
 
-/// Scan, then fix what the scan found (see the module docs).
-pub async fn repair(db: &PgPool, storage: &Storage) -> anyhow::Result<ScanReport> {
+/// Scan, then fix what the scan found (see the module docs). `target_ns`: the playlists'
+/// target duration (the packager's maximum segment duration).
+pub async fn repair(db: &PgPool, storage: &Storage, target_ns: u64) -> anyhow::Result<ScanReport> {
     let mut report = scan(db, storage, usize::MAX).await?;
     for o in &report.orphan_objects {
         storage
@@ -134,7 +135,7 @@ pub async fn repair(db: &PgPool, storage: &Storage) -> anyhow::Result<ScanReport
         metrics::counter!("recording_orphan_objects_deleted_total").increment(1);
     }
     for m in &report.recordings_with_missing_objects {
-        repair_recording(db, storage, m).await?;
+        repair_recording(db, storage, m, target_ns).await?;
         report.repaired_recordings += 1;
     }
     Ok(report)
@@ -144,6 +145,7 @@ async fn repair_recording(
     db: &PgPool,
     storage: &Storage,
     m: &MissingObjects,
+    target_ns: u64,
 ) -> anyhow::Result<()> {
     let id = m.recording_id;
     let segments = store::segments(db, id).await?;
@@ -161,7 +163,7 @@ async fn repair_recording(
         tracing::warn!(recording_id = %id, "repair: no segment left, recording failed");
         return Ok(());
     }
-    let playlist = render_playlist(&segments, None, true);
+    let playlist = render_playlist(&segments, None, true, target_ns);
     storage
         .put_bytes(
             &object_key(id, "index.m3u8"),

@@ -32,6 +32,8 @@ pub struct RecordingRow {
     pub height: Option<i32>,
     pub mp4_size_bytes: Option<i64>,
     pub has_poster: bool,
+    /// The last attempt at the MP4 failed (it is tried again at the next start, up to 3 times).
+    pub mp4_failed_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
 }
 
@@ -45,6 +47,8 @@ pub struct SegmentRow {
     pub discontinuity: bool,
     pub uploaded: bool,
     pub lost: bool,
+    /// When the segment's first frame arrived (NULL for segments recorded before it was kept).
+    pub started_at: Option<OffsetDateTime>,
 }
 
 /// Filters of the recordings list.
@@ -96,7 +100,7 @@ pub async fn get(
         RecordingRow,
         r#"SELECT id, live_stream_id, owner_id, session_id, status, failure_reason, visibility,
                 started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count,
-                video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, created_at
+                video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, mp4_failed_at, created_at
            FROM recordings
            WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2)"#,
         id,
@@ -142,7 +146,7 @@ pub async fn list(
         RecordingRow,
         r#"SELECT id, live_stream_id, owner_id, session_id, status, failure_reason, visibility,
                 started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count,
-                video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, created_at
+                video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, mp4_failed_at, created_at
            FROM recordings
            WHERE deleted_at IS NULL
              AND ($1::uuid IS NULL OR owner_id = $1)
@@ -174,7 +178,7 @@ pub async fn segments(db: &PgPool, id: Uuid) -> Result<Vec<SegmentRow>, sqlx::Er
     sqlx::query_as!(
         SegmentRow,
         r#"SELECT seq, name, duration_ms, size_bytes, discontinuity,
-                  uploaded_at IS NOT NULL AS "uploaded!", lost
+                  uploaded_at IS NOT NULL AS "uploaded!", lost, started_at
            FROM recording_segments WHERE recording_id = $1 ORDER BY seq"#,
         id,
     )
@@ -183,9 +187,9 @@ pub async fn segments(db: &PgPool, id: Uuid) -> Result<Vec<SegmentRow>, sqlx::Er
 }
 
 pub async fn insert_segment(db: &PgPool, id: Uuid, seg: &SegmentRow) -> Result<(), sqlx::Error> {
-    sqlx::query!(r#"INSERT INTO recording_segments (recording_id, seq, name, duration_ms, size_bytes, discontinuity)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (recording_id, seq) DO NOTHING"#, id, seg.seq, &seg.name, seg.duration_ms, seg.size_bytes, seg.discontinuity)
+    sqlx::query!(r#"INSERT INTO recording_segments (recording_id, seq, name, duration_ms, size_bytes, discontinuity, started_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (recording_id, seq) DO NOTHING"#, id, seg.seq, &seg.name, seg.duration_ms, seg.size_bytes, seg.discontinuity, seg.started_at)
     .execute(db)
     .await?;
     Ok(())
@@ -318,7 +322,7 @@ pub async fn unfinished(db: &PgPool) -> Result<Vec<RecordingRow>, sqlx::Error> {
         RecordingRow,
         r#"SELECT id, live_stream_id, owner_id, session_id, status, failure_reason, visibility,
                 started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count,
-                video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, created_at
+                video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, mp4_failed_at, created_at
            FROM recordings
            WHERE status IN ('recording', 'processing') AND deleted_at IS NULL ORDER BY id"#
     )
@@ -380,36 +384,49 @@ pub const EVENTS_CHANNEL: &str = "wm:events:recording";
 
 /// The MP4 (its size) and the poster (its size), made after `ready`; their bytes are added to
 /// the recording's size.
+/// The outcome of one attempt at the MP4 and poster: their sizes (`None`: not made this
+/// time), and the picture size read from the segments when the publisher changed it (it
+/// replaces the one the publisher announced). A poster made earlier is kept; a missing MP4
+/// marks the attempt failed.
 pub async fn set_extras(
     db: &PgPool,
     id: Uuid,
     mp4_size_bytes: Option<i64>,
     poster_size_bytes: Option<i64>,
+    picture: Option<(u32, u32)>,
 ) -> Result<(), sqlx::Error> {
+    let (width, height) = picture.map_or((None, None), |(w, h)| (Some(w as i32), Some(h as i32)));
     sqlx::query!(
-        r#"UPDATE recordings SET mp4_size_bytes = $2::bigint, has_poster = $3,
+        r#"UPDATE recordings SET mp4_size_bytes = coalesce($2::bigint, mp4_size_bytes),
+                  has_poster = has_poster OR $3,
                   size_bytes = size_bytes + coalesce($2::bigint, 0) + coalesce($4::bigint, 0),
+                  width = coalesce($5, width), height = coalesce($6, height),
+                  mp4_attempts = mp4_attempts + 1,
+                  mp4_failed_at = CASE WHEN $2::bigint IS NULL THEN now() END,
                   updated_at = now()
            WHERE id = $1"#,
         id,
         mp4_size_bytes,
         poster_size_bytes.is_some(),
         poster_size_bytes,
+        width,
+        height,
     )
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// Ready recordings whose MP4 and poster were never made (the process stopped in between).
+/// Ready recordings without their MP4: the process stopped before it was made, or an
+/// attempt failed (tried up to three times, at each start).
 pub async fn missing_extras(db: &PgPool) -> Result<Vec<RecordingRow>, sqlx::Error> {
     sqlx::query_as!(
         RecordingRow,
         r#"SELECT id, live_stream_id, owner_id, session_id, status, failure_reason, visibility,
                   started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count,
-                  video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, created_at
+                  video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, mp4_failed_at, created_at
            FROM recordings
-           WHERE status = 'ready' AND mp4_size_bytes IS NULL AND NOT has_poster
+           WHERE status = 'ready' AND mp4_size_bytes IS NULL AND mp4_attempts < 3
              AND deleted_at IS NULL AND ready_at > now() - interval '7 days'
            ORDER BY id"#
     )

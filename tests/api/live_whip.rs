@@ -15,7 +15,7 @@ use std::{
 };
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::helpers::spawn_app_with;
@@ -528,4 +528,120 @@ async fn headless_chromium_publishing_vp8_is_transcoded_to_h264() {
     }
     let rec = wait_recording_ready(&live, Duration::from_secs(60)).await;
     assert_eq!(rec["video_codec"], "h264", "{rec}");
+}
+
+/// Width and height in the MP4's first track header (`tkhd`, 16.16 fixed point at its end).
+fn mp4_track_size(mp4: &[u8]) -> (u32, u32) {
+    let at = mp4
+        .windows(4)
+        .position(|w| w == b"tkhd")
+        .expect("a tkhd box");
+    let size = u32::from_be_bytes(mp4[at - 4..at].try_into().unwrap()) as usize;
+    let tail = &mp4[at - 4 + size - 8..at - 4 + size];
+    let w = u32::from_be_bytes(tail[..4].try_into().unwrap()) >> 16;
+    let h = u32::from_be_bytes(tail[4..].try_into().unwrap()) >> 16;
+    (w, h)
+}
+
+#[tokio::test]
+async fn a_chromium_publisher_whose_resolution_ramps_gets_an_mp4_that_decodes_at_the_final_size() {
+    let live = Live::start(0).await;
+    // 320×180 (the camera scaled down by 4) for 4 s, then 1280×720, as browsers ramp up.
+    let mut chromium = Publisher::chromium(
+        &live,
+        &[
+            "--codec",
+            "h264",
+            "--seconds",
+            "11",
+            "--scale",
+            "4",
+            "--ramp-after",
+            "4",
+        ],
+    );
+    assert_eq!(chromium.step("answer").await["status"], 201);
+    chromium.step("ramp").await;
+    let published = chromium.step("published").await;
+    let video = &published["stats"]["video"];
+    assert_eq!(
+        (&video["width"], &video["height"]),
+        (&json!(1280), &json!(720)),
+        "{published}"
+    );
+    assert_eq!(chromium.step("delete").await["status"], 204);
+    chromium.finish().await;
+
+    // The live segments follow the change.
+    let playlist = live
+        .wait_playlist(Duration::from_secs(20), "ENDLIST after DELETE", |p| {
+            p.contains("#EXT-X-ENDLIST")
+        })
+        .await;
+    let segments = segment_uris(&playlist);
+    assert_eq!(
+        probe_segment(&live, &segments[segments.len() - 2]).await,
+        ["aac", "h264"]
+    );
+
+    // The recording: one MP4 that decodes without an error, the final size in its header, and
+    // the API says the same size.
+    let rec = wait_recording_ready(&live, Duration::from_secs(60)).await;
+    let mut rec = rec;
+    for _ in 0..100 {
+        if !rec["mp4_url"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rec = wait_recording_ready(&live, Duration::from_secs(5)).await;
+    }
+    let mp4 = rec["mp4_url"].as_str().expect("an MP4 was made");
+    let bytes = live
+        .app
+        .client
+        .get(mp4)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(mp4_track_size(&bytes), (1280, 720));
+    assert_eq!(
+        (&rec["width"], &rec["height"]),
+        (&json!(1280), &json!(720)),
+        "{rec}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("replay.mp4");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(&file)
+        .args(["-fps_mode", "vfr", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Both sizes are in it, decoded from their own parameter sets.
+    let sizes = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "frame=width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let sizes = String::from_utf8_lossy(&sizes.stdout);
+    assert!(sizes.lines().any(|l| l.trim() == "320,180"), "{sizes}");
+    assert!(sizes.lines().any(|l| l.trim() == "1280,720"), "{sizes}");
 }

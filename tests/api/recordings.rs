@@ -50,7 +50,7 @@ impl Live {
 
     /// Wait for exactly one recording of the stream to be `ready` with its MP4 and poster made
     /// (they follow `ready`); panics on `failed`.
-    async fn wait_ready(&self, timeout: Duration) -> Value {
+    pub(crate) async fn wait_ready(&self, timeout: Duration) -> Value {
         let start = Instant::now();
         loop {
             let recs = self.recordings().await;
@@ -139,7 +139,12 @@ async fn probe_codecs(url: &str) -> Vec<String> {
 }
 
 /// Decode every frame of `url` with ffmpeg; errors fail the test.
+/// Check the playlist at `url` ([`crate::playlists`]), then decode all of it with ffmpeg.
 async fn decode_all(url: &str) {
+    let client = reqwest::Client::new();
+    crate::playlists::fetch(&client, url)
+        .await
+        .expect("the replay playlist answers 200");
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-xerror", "-i", url, "-f", "null", "-"])
         .output()

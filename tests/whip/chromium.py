@@ -139,6 +139,9 @@ def main():
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--no-delete", action="store_true")
+    p.add_argument("--scale", type=float, default=1, help="send the camera scaled down by this")
+    p.add_argument("--ramp-after", type=float, default=None,
+                   help="after this many seconds, send it at full size (a resolution change)")
     a = p.parse_args()
 
     page = serve_page()
@@ -158,7 +161,7 @@ def main():
                 sys.exit("the publisher page did not load")
             time.sleep(0.1)
         opts = {"url": a.url, "key": a.key, "codec": None if a.codec == "any" else a.codec,
-                "width": a.width, "height": a.height, "fps": a.fps}
+                "width": a.width, "height": a.height, "fps": a.fps, "scale": a.scale}
         answer = cdp.evaluate(f"publish({json.dumps(opts)})", timeout=60)
         if "postAt" in answer:
             # The POST's moment on this machine's CLOCK_MONOTONIC (for the benchmark).
@@ -167,8 +170,12 @@ def main():
         if answer["status"] != 201:
             return 2
         start = time.monotonic()
+        ramp = a.ramp_after
         while time.monotonic() - start < a.seconds:
             time.sleep(0.5)
+            if ramp is not None and time.monotonic() - start >= ramp:
+                ramp = None
+                say(step="ramp", **cdp.evaluate("setScale(1)"))
             if cdp.evaluate("pc.connectionState") == "failed":
                 say(step="failed", stats=cdp.evaluate("stats()"))
                 return 3

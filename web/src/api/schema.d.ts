@@ -1139,8 +1139,9 @@ export interface paths {
         put?: never;
         /**
          * End the stream's live session now instead of waiting for the reconnect window: the
-         *     playlist gets its ENDLIST and the stream goes back to `idle`. Answers 200 whether or not a
-         *     session was running.
+         *     playlist gets its ENDLIST and the stream goes back to `idle`. Answers 200 with the state the
+         *     call leads to (`idle`, no `active_session`) whether or not a session was running; the
+         *     publisher's connection is closed and the recording finalized in the background.
          */
         post: operations["complete_stream"];
         delete?: never;
@@ -2762,6 +2763,12 @@ export interface components {
             id: string;
             /** Format: uuid */
             live_stream_id: string;
+            /**
+             * @description The MP4: `pending` (recording, or being made), `ready` (`mp4_url`), or `failed` (the
+             *     replay still plays as HLS; the MP4 is tried again at the next start, up to 3 times).
+             * @example ready
+             */
+            mp4_status: string;
             /** @description The MP4 download (Range requests supported); null until it is made. */
             mp4_url: string | null;
             /** Format: uuid */
