@@ -54,8 +54,25 @@ export function Player({ src, live, poster, title, onEnded }: PlayerProps) {
       const { default: HlsCtor } = await import('hls.js');
       if (cancelled) return;
       if (HlsCtor.isSupported()) {
-        hls = new HlsCtor({ lowLatencyMode: true, backBufferLength: live ? 30 : 90 });
+        hls = new HlsCtor({
+          lowLatencyMode: true,
+          backBufferLength: live ? 30 : 90,
+          // Catch up (at most 1.25x) when behind the target latency set below.
+          maxLiveSyncPlaybackRate: live ? 1.25 : 1,
+        });
         hlsRef.current = hls;
+        const player = hls;
+        let latencySet = false;
+        player.on(HlsCtor.Events.LEVEL_LOADED, (_e, data) => {
+          // Hold back three segments. The server announces its maximum segment length (twice
+          // the usual one, so that it never has to change) as EXT-X-TARGETDURATION, and hls.js
+          // would otherwise hold back three of those: twice as far behind the teacher.
+          const average = data.details.averagetargetduration;
+          if (!latencySet && data.details.live && average) {
+            latencySet = true;
+            player.targetLatency = 3 * average;
+          }
+        });
         hls.on(HlsCtor.Events.MANIFEST_PARSED, (_e, data) => {
           setLevels(data.levels.map((l, index) => ({ index, height: l.height })));
         });
