@@ -30,12 +30,28 @@ use crate::{
 pub fn router(upload_limit: u64) -> Router<AppState> {
     Router::new().route(
         "/objects/{*key}",
-        get(download).head(download).put(upload).layer(
-            tower_http::limit::RequestBodyLimitLayer::new(
+        get(download)
+            .head(download)
+            .put(upload)
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(
                 usize::try_from(upload_limit).unwrap_or(usize::MAX),
-            ),
-        ),
+            ))
+            .layer(axum::middleware::map_response(limit_as_problem)),
     )
+}
+
+/// tower-http's body limit answers 413 in plain text (at once, from `Content-Length`): give
+/// it the problem+json body every other refusal has.
+async fn limit_as_problem(res: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let problem = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/problem+json"));
+    if res.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && !problem {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    res
 }
 
 #[derive(Deserialize)]

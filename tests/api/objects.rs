@@ -141,7 +141,7 @@ async fn uploads_over_the_limit_are_refused_and_leave_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_problem(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     assert!(matches!(
         storage.head(&key).await,
         Err(wemaster::storage::StorageError::NotFound(_))
