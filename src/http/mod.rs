@@ -335,6 +335,11 @@ async fn observe(mut req: Request, next: Next) -> Response {
         tracing::info_span!("request", request_id = %id, method = %method, route = %route)
     };
     let mut response = next.run(req).instrument(span.clone()).await;
+    // The web app's pages and assets are served by the fallback: label them as such.
+    let route = match response.extensions().get::<web::Served>() {
+        Some(served) => served.route(),
+        None => route,
+    };
     let status = response.status().as_u16();
     let elapsed = start.elapsed();
     let latency_ms = elapsed.as_secs_f64() * 1000.0;

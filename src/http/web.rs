@@ -105,16 +105,42 @@ pub async fn fallback(
     if !file.is_empty() && !file.ends_with('/') {
         if let Some(found) = Dist::get(file) {
             let immutable = file.starts_with("assets/");
-            return asset(file, found, immutable, &headers, &csp);
+            let mut res = asset(file, found, immutable, &headers, &csp);
+            res.extensions_mut().insert(Served::Asset);
+            return res;
         }
         // A missing hashed asset is a 404: answering index.html would hand HTML to a <script>.
         if file.starts_with("assets/") {
             return ApiError::RouteNotFound(format!("{method} {path}")).into_response();
         }
     }
-    match Dist::get("index.html") {
+    let mut res = match Dist::get("index.html") {
         Some(index) => asset("index.html", index, false, &headers, &csp),
         None => not_built(),
+    };
+    res.extensions_mut().insert(Served::Page);
+    res
+}
+
+/// What the fallback served, for the request metrics: app pages and assets match no route,
+/// and would otherwise be counted with unknown paths as `unmatched`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Served {
+    Page,
+    Asset,
+}
+
+impl Served {
+    /// The `route` label.
+    pub(crate) fn route(self) -> std::sync::Arc<str> {
+        static PAGE: std::sync::LazyLock<std::sync::Arc<str>> =
+            std::sync::LazyLock::new(|| std::sync::Arc::from("web app page"));
+        static ASSET: std::sync::LazyLock<std::sync::Arc<str>> =
+            std::sync::LazyLock::new(|| std::sync::Arc::from("web app asset"));
+        match self {
+            Served::Page => PAGE.clone(),
+            Served::Asset => ASSET.clone(),
+        }
     }
 }
 

@@ -68,6 +68,14 @@ async fn app_routes_answer_the_index_page_with_a_strict_csp_and_no_cache() {
             "{body}"
         );
     }
+    // The request metrics count them as app pages, not with unknown paths.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("http_requests_total") && l.contains("route=\"web app page\"")),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
