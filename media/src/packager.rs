@@ -200,7 +200,8 @@ impl Packager {
             return Ok(Step::Continue);
         }
         // Everything before the first IDR is dropped: nothing could decode it.
-        if !self.random_access(v)? {
+        let (payload, idr) = self.coded(v)?;
+        if !idr {
             return Ok(Step::Continue);
         }
         let mut muxer = TsMuxer::new(self.saw_audio);
@@ -212,26 +213,29 @@ impl Packager {
         self.segment_start_ms = v.dts_ms;
         self.segment_independent = true;
         self.last_video_ms = v.dts_ms;
-        self.write_video(v, v.dts_ms, true, false)?;
+        self.write_video(v, payload, v.dts_ms, true, false)?;
         Ok(Step::Started {
             index,
             has_audio: self.saw_audio,
         })
     }
 
-    /// Is this coded frame an IDR (a decoder may start here)? Errors when frames come before
-    /// any decoder configuration.
-    fn random_access(&self, v: &VideoFrame) -> Result<bool, PackError> {
+    /// Where a coded frame's NAL units start in its FLV body (`None` for other AVC packets,
+    /// e.g. end of sequence), and whether it is an IDR (a decoder may start there). The body
+    /// is parsed once per frame here and its offset handed on to [`Packager::write_video`].
+    /// Errors when frames come before any decoder configuration.
+    fn coded(&self, v: &VideoFrame) -> Result<(Option<usize>, bool), PackError> {
         let tag = flv::parse_video(&v.data).map_err(PackError::Video)?;
         if tag.packet != flv::VideoPacket::Frame {
-            return Ok(false);
+            return Ok((None, false));
         }
         let nals = v.data.get(tag.payload_offset..).unwrap_or_default();
-        match &self.avc {
-            Some(avc) => Ok(codec::avc_has_idr(nals, avc.nal_length_size)),
-            None if v.keyframe => Err(PackError::NoVideoConfig),
-            None => Ok(false),
-        }
+        let idr = match &self.avc {
+            Some(avc) => codec::avc_has_idr(nals, avc.nal_length_size),
+            None if v.keyframe => return Err(PackError::NoVideoConfig),
+            None => false,
+        };
+        Ok((Some(tag.payload_offset), idr))
     }
 
     fn video_config(&mut self, v: &VideoFrame) -> Result<(), PackError> {
@@ -261,7 +265,7 @@ impl Packager {
             self.video_config(v)?;
             return Ok(Step::Continue);
         }
-        let idr = self.random_access(v)?;
+        let (payload, idr) = self.coded(v)?;
         // Equal or backwards DTS (GStreamer publishers send both): just after the last one.
         let dts = if v.dts_ms <= self.last_video_ms {
             metrics::counter!("live_timestamps_repaired_total", "track" => "video").increment(1);
@@ -293,7 +297,7 @@ impl Packager {
         };
         self.last_video_ms = dts;
         if !cut {
-            self.write_video(v, dts, idr, false)?;
+            self.write_video(v, payload, dts, idr, false)?;
             return Ok(Step::Continue);
         }
         if !idr {
@@ -308,25 +312,26 @@ impl Packager {
         self.next_index += 1;
         self.segment_start_ms = dts;
         self.segment_independent = idr;
-        self.write_video(v, dts, idr, true)?;
+        self.write_video(v, payload, dts, idr, true)?;
         Ok(Step::Cut { closed, index })
     }
 
-    /// Write a video frame (at the repaired `dts_ms`) to the open segment, or (`new_segment`)
-    /// tables + frame to the next.
+    /// Write a video frame (at the repaired `dts_ms`; its NAL units at `payload` in the body,
+    /// nothing for other packets) to the open segment, or (`new_segment`) tables + frame to
+    /// the next.
     fn write_video(
         &mut self,
         v: &VideoFrame,
+        payload: Option<usize>,
         dts_ms: u64,
         idr: bool,
         new_segment: bool,
     ) -> Result<(), PackError> {
-        let tag = flv::parse_video(&v.data).map_err(PackError::Video)?;
-        if tag.packet != flv::VideoPacket::Frame {
+        let Some(payload) = payload else {
             return Ok(());
-        }
+        };
         let avc = self.avc.as_ref().ok_or(PackError::NoVideoConfig)?;
-        let nals = v.data.get(tag.payload_offset..).unwrap_or_default();
+        let nals = v.data.get(payload..).unwrap_or_default();
         // Straight from the publisher's frame into TS packets: no Annex B copy in between.
         // Parameter sets go in front of every IDR (and only there).
         let dts = self.timeline_signed(dts_ms);

@@ -111,6 +111,24 @@ pub fn picture_size(path: &std::path::Path) -> Option<(u32, u32)> {
 
 /// [`picture_size`] on bytes.
 pub fn first_sps_size(ts: &[u8]) -> Option<(u32, u32)> {
+    let au = first_access_unit(ts)?;
+    // The SPS comes before the first slice.
+    for nal in annexb_nal_units(&au) {
+        match nal.first().map(|b| b & 0x1F) {
+            Some(7) => {
+                let info = crate::sps::parse(nal)?;
+                return Some((info.width, info.height));
+            }
+            Some(1 | 5) => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The Annex B bytes of the first video PES of an MPEG-TS stream as [`crate::ts`] writes it
+/// (one access unit per PES), if there is one.
+pub fn first_access_unit(ts: &[u8]) -> Option<Vec<u8>> {
     let mut pes = Vec::new();
     for p in ts.chunks_exact(crate::ts::PACKET_SIZE) {
         let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
@@ -133,31 +151,30 @@ pub fn first_sps_size(ts: &[u8]) -> Option<(u32, u32)> {
         }
     }
     let header_len = 9 + usize::from(*pes.get(8)?);
-    let body = pes.get(header_len..)?;
-    // Annex B: the NAL units between start codes; the SPS comes before the first slice.
+    pes.get(header_len..).map(<[u8]>::to_vec)
+}
+
+/// The NAL units of Annex B bytes (between start codes; a 4-byte start code's leading zero
+/// stays on the previous unit, which parsers ignore as trailing data).
+pub fn annexb_nal_units(au: &[u8]) -> Vec<&[u8]> {
     let mut starts = Vec::new();
     let mut i = 0;
-    while i + 3 <= body.len() {
-        if body[i..i + 3] == [0, 0, 1] {
+    while i + 3 <= au.len() {
+        if au[i..i + 3] == [0, 0, 1] {
             starts.push(i + 3);
             i += 3;
         } else {
             i += 1;
         }
     }
-    for (n, &at) in starts.iter().enumerate() {
-        let end = starts.get(n + 1).map_or(body.len(), |&next| next - 3);
-        let nal = &body[at..end.max(at)];
-        match nal.first().map(|b| b & 0x1F) {
-            Some(7) => {
-                let info = crate::sps::parse(nal)?;
-                return Some((info.width, info.height));
-            }
-            Some(1 | 5) => return None,
-            _ => {}
-        }
-    }
-    None
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &at)| {
+            let end = starts.get(n + 1).map_or(au.len(), |&next| next - 3);
+            &au[at..end.max(at)]
+        })
+        .collect()
 }
 
 fn feed(src: &gst_app::AppSrc, inputs: &[PathBuf]) -> Result<(), String> {

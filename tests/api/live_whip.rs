@@ -586,15 +586,8 @@ async fn a_chromium_publisher_whose_resolution_ramps_gets_an_mp4_that_decodes_at
 
     // The recording: one MP4 that decodes without an error, the final size in its header, and
     // the API says the same size.
-    let rec = wait_recording_ready(&live, Duration::from_secs(60)).await;
-    let mut rec = rec;
-    for _ in 0..100 {
-        if !rec["mp4_url"].is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        rec = wait_recording_ready(&live, Duration::from_secs(5)).await;
-    }
+    // (`wait_ready` waits for the MP4 and the poster too.)
+    let rec = live.wait_ready(Duration::from_secs(80)).await;
     let mp4 = rec["mp4_url"].as_str().expect("an MP4 was made");
     let bytes = live
         .app

@@ -9,6 +9,7 @@ use std::{
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use wemaster_media::vod::{annexb_nal_units, first_access_unit};
 
 use crate::{
     helpers::spawn_app_with,
@@ -17,40 +18,11 @@ use crate::{
 
 /// NAL unit types of the first video access unit of an MPEG-TS segment, in order.
 fn first_access_unit_nal_types(ts: &[u8]) -> Vec<u8> {
-    let mut pes = Vec::new();
-    for p in ts.chunks(188) {
-        let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
-        if pid != 0x100 {
-            continue;
-        }
-        let start = p[1] & 0x40 != 0;
-        if start && !pes.is_empty() {
-            break;
-        }
-        if !start && pes.is_empty() {
-            continue;
-        }
-        let mut pos = 4;
-        if p[3] & 0x20 != 0 {
-            pos += 1 + usize::from(p[4]);
-        }
-        if p[3] & 0x10 != 0 && pos < 188 {
-            pes.extend_from_slice(&p[pos..]);
-        }
-    }
-    assert!(pes.len() > 9 && pes[..3] == [0, 0, 1], "no video PES");
-    let body = &pes[9 + usize::from(pes[8])..];
-    let mut types = Vec::new();
-    let mut i = 0;
-    while i + 3 < body.len() {
-        if body[i..i + 3] == [0, 0, 1] {
-            types.push(body[i + 3] & 0x1F);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    types
+    let au = first_access_unit(ts).expect("a video PES");
+    annexb_nal_units(&au)
+        .iter()
+        .filter_map(|n| n.first().map(|b| b & 0x1F))
+        .collect()
 }
 
 /// Whether the segment's first picture is an IDR: the first slice NAL unit is type 5.
@@ -331,21 +303,7 @@ async fn cache_headers_keep_private_media_out_of_shared_caches_and_revalidate_en
 
         let rec = live.wait_ready(Duration::from_secs(60)).await;
         let (hls, mp4) = if visibility == "private" {
-            let id = rec["id"].as_str().unwrap();
-            let t: Value = live
-                .app
-                .client
-                .post(
-                    live.app
-                        .url(&format!("/api/v1/recordings/{id}/playback-token")),
-                )
-                .bearer_auth(&live.token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let t = live.playback_token(&rec).await;
             (
                 t["hls_url"].as_str().unwrap().to_string(),
                 t["mp4_url"].as_str().unwrap().to_string(),

@@ -31,7 +31,7 @@ impl Live {
     }
 
     /// `POST /api/v1/recordings/{id}/playback-token` as the teacher.
-    async fn playback_token(&self, rec: &Value) -> Value {
+    pub(crate) async fn playback_token(&self, rec: &Value) -> Value {
         let id = rec["id"].as_str().unwrap();
         self.app
             .client
