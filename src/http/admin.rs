@@ -141,13 +141,21 @@ async fn grant_role(
 #[utoipa::path(delete, path = "/admin/users/{id}/roles/{role}", tag = "admin", security(("bearer" = ["admin"])),
     params(("id" = Uuid, Path), ("role" = Role, Path)),
     responses((status = 200, body = User), (status = 401, body = Problem), (status = 403, body = Problem),
-              (status = 404, body = Problem), (status = 409, body = Problem, description = "last_role")))]
+              (status = 404, body = Problem),
+              (status = 409, body = Problem, description = "last_role; cannot_demote_self: an admin's own admin role")))]
 async fn remove_role(
     Authorized(admin, ..): Authorized<AdminOnly>,
     State(state): State<AppState>,
     client: Client,
     Path((id, role)): Path<(Uuid, Role)>,
 ) -> Result<Json<User>, ApiError> {
+    // The last admin would leave nobody able to give the role back.
+    if id == admin.id && role == Role::Admin {
+        return Err(ApiError::Conflict(
+            "cannot_demote_self",
+            "an admin cannot remove their own admin role; another admin can".into(),
+        ));
+    }
     let user = change_roles(&state, admin.id, id, client.0.ip.as_deref(), |roles| {
         roles.retain(|r| *r != role);
         if roles.is_empty() {
@@ -195,16 +203,24 @@ async fn set_status(
     Ok(())
 }
 
-/// Disable an account: it cannot log in, and all its sessions are revoked at once.
+/// Disable an account: it cannot log in, and all its sessions are revoked at once. Not one's
+/// own (409 `cannot_disable_self`): the last admin would lock everyone out of the console.
 #[utoipa::path(post, path = "/admin/users/{id}/disable", tag = "admin", security(("bearer" = ["admin"])),
     params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem, description = "cannot_disable_self: the caller's own account")))]
 async fn disable_user(
     Authorized(admin, ..): Authorized<AdminOnly>,
     State(state): State<AppState>,
     client: Client,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
+    if id == admin.id {
+        return Err(ApiError::Conflict(
+            "cannot_disable_self",
+            "an admin cannot disable their own account; another admin can".into(),
+        ));
+    }
     set_status(&state, admin.id, id, false, client.0.ip.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -45,20 +45,36 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> 
                 ));
             }
         }
-        let body = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else if caused_by::<tower_http::timeout::TimeoutError>(&r) {
-                ApiError::RequestTimeout
-            } else {
-                ApiError::BadRequest(r.body_text())
-            }
-        })?;
+        let RawBody(body) = RawBody::from_request(req, state).await?;
         if json_has_nul(&body) {
             return Err(nul_refused("a string of the JSON body"));
         }
         let axum::Json(value) = axum::Json::<T>::from_bytes(&body)?;
         Ok(Json(value))
+    }
+}
+
+/// The body as bytes, with problem+json rejections: 413 past the route's body limit, 408 when
+/// it stalls, 400 when the connection fails mid-body (axum's `Bytes` answers these in plain
+/// text).
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|r| {
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else if caused_by::<tower_http::timeout::TimeoutError>(&r) {
+                    ApiError::RequestTimeout
+                } else {
+                    ApiError::BadRequest(r.body_text())
+                }
+            })
     }
 }
 

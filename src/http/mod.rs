@@ -21,6 +21,7 @@ pub mod meetings;
 pub mod objects;
 pub mod oidc;
 pub mod payments;
+pub mod problem_doc;
 pub mod range;
 pub mod recordings;
 pub mod server;
@@ -101,22 +102,26 @@ fn api_v1() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+    documented_routes().1
+}
+
+/// The routes the OpenAPI document describes, and the document, its error responses filled in
+/// ([`problem_doc`]: applied after the routers are merged, since `#[openapi(modifiers)]` run
+/// before the paths are there).
+fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api_v1())
         .merge(wellknown::router())
         .merge(whip::router())
         .split_for_parts();
-    doc
+    problem_doc::ProblemResponses.modify(&mut doc);
+    (api, doc)
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let settings = &state.settings.http;
-    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", api_v1())
-        .merge(wellknown::router())
-        .merge(whip::router())
-        .split_for_parts();
+    let (api, doc) = documented_routes();
     Router::new()
         .merge(api)
         .merge(SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", doc))

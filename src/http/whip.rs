@@ -11,8 +11,8 @@
 
 use std::net::SocketAddr;
 
+use crate::http::extract::RawBody;
 use axum::{
-    body::Bytes,
     extract::{ConnectInfo, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -88,7 +88,7 @@ async fn publish(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Response {
     let sdp_type = headers
         .get(header::CONTENT_TYPE)
@@ -276,24 +276,28 @@ async fn publish_options(State(state): State<AppState>) -> Response {
 }
 
 /// A CORS preflight is answered by the CORS layer before any route sees it, with 200 and
-/// no `Accept-Post`. On the WHIP endpoint it is also a WHIP client's discovery (RFC 9725
-/// §4.1), so it gets what a plain `OPTIONS` gets: 204 and `Accept-Post: application/sdp`.
+/// no `Accept-Post` (tower-http takes every `OPTIONS` for a preflight). On the WHIP endpoint it
+/// is also a WHIP client's discovery (RFC 9725 §4.1), so it gets what a plain `OPTIONS` gets:
+/// 204 and `Accept-Post: application/sdp`; on a session URL, 204 like the route documents.
 /// A layer outside the CORS layer.
 pub(crate) async fn preflight(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let endpoint = req.method() == axum::http::Method::OPTIONS
-        && req
-            .uri()
-            .path()
-            .strip_prefix("/whip/")
-            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+    let whip_path = (req.method() == axum::http::Method::OPTIONS)
+        .then(|| req.uri().path().strip_prefix("/whip/"))
+        .flatten()
+        .filter(|rest| !rest.is_empty());
+    let endpoint = whip_path.map(|rest| !rest.contains('/'));
     let mut res = next.run(req).await;
-    if endpoint && res.status().is_success() {
+    if let Some(endpoint) = endpoint
+        && res.status().is_success()
+    {
         *res.status_mut() = StatusCode::NO_CONTENT;
-        res.headers_mut()
-            .insert("accept-post", HeaderValue::from_static("application/sdp"));
+        if endpoint {
+            res.headers_mut()
+                .insert("accept-post", HeaderValue::from_static("application/sdp"));
+        }
     }
     res
 }

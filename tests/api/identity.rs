@@ -509,6 +509,72 @@ async fn two_factor_login_takes_a_code_once_per_step_and_recovery_codes_once() {
 }
 
 #[tokio::test]
+async fn an_admin_cannot_lock_themselves_out() {
+    let app = spawn_app().await;
+    let (admin_id, admin) = app
+        .user_with(&unique_email("admin"), PW, &[Role::Admin, Role::Teacher])
+        .await;
+    let (other_id, other) = app
+        .user_with(&unique_email("admin2"), PW, &[Role::Admin])
+        .await;
+    let r = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/admin/users/{admin_id}/disable"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_problem(r, StatusCode::CONFLICT, "cannot_disable_self").await;
+    let r = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/admin/users/{admin_id}/roles/admin"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_problem(r, StatusCode::CONFLICT, "cannot_demote_self").await;
+    // Still an admin, still signed in; a role other than admin can go.
+    assert_eq!(
+        app.get_auth("/api/v1/admin/users", &admin).await.status(),
+        StatusCode::OK
+    );
+    let r = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/admin/users/{admin_id}/roles/teacher"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Another admin can do both.
+    let r = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/admin/users/{other_id}/roles/admin"),
+            Some(&admin),
+            Some(&json!({})),
+        )
+        .await;
+    assert_problem(r, StatusCode::CONFLICT, "last_role").await;
+    let r = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/admin/users/{other_id}/disable"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get_auth("/api/v1/me", &other).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
 async fn admins_grant_and_remove_roles_and_disabling_ends_sessions() {
     let app = spawn_app().await;
     let (_, admin) = app

@@ -26,6 +26,7 @@ mod payments_model;
 mod playlists;
 mod reactions;
 mod recordings;
+mod schemathesis;
 mod storage;
 mod two_factor_limits;
 mod web;

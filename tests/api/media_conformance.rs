@@ -398,6 +398,20 @@ async fn a_whip_preflight_is_a_discovery_answer_too() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(r.headers()["accept-post"], "application/sdp");
+    // A session URL answers OPTIONS with 204 as documented, and without Accept-Post (it takes
+    // no offers).
+    let r = live
+        .app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            live.app.url(&format!("/whip/{}/sessions/abc", live.id())),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(!r.headers().contains_key("accept-post"));
 }
 
 /// The stream's only recording once `cond` holds for it.

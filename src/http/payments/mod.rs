@@ -159,6 +159,13 @@ where
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<(T, Value), ApiError> {
+    // As the JSON extractor does: no text the database keeps may hold a NUL.
+    if crate::domain::json_has_nul(body) {
+        return Err(ApiError::BadRequest(
+            "a string of the JSON body contains a NUL character (U+0000), which no text may hold"
+                .into(),
+        ));
+    }
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let t = serde_json::from_value(value.clone())

@@ -1,8 +1,8 @@
 //! Teachers' `/earnings` (and their transactions), `/payouts` requests, and their decisions
 //! by admins under `/admin/payouts/{id}/...`.
 
+use crate::http::extract::RawBody;
 use axum::{
-    body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
     response::Response,
@@ -109,7 +109,7 @@ pub(super) async fn create_payout(
     State(state): State<AppState>,
     user: AuthUser,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Answer, ApiError> {
     user.require_any(&[Role::Teacher])?;
     let (req, raw): (CreatePayout, Value) = parse_body(&body)?;
@@ -305,7 +305,7 @@ pub(super) async fn reject_payout(
     user: AuthUser,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Answer, ApiError> {
     user.require_any(&[Role::Admin])?;
     let (req, mut raw): (RejectPayout, Value) = if body.is_empty() {
@@ -359,7 +359,7 @@ pub(super) async fn pay_payout(
     user: AuthUser,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Answer, ApiError> {
     user.require_any(&[Role::Admin])?;
     let (req, mut raw): (PayPayout, Value) = parse_body(&body)?;

@@ -1,7 +1,7 @@
 //! `/refunds`: create (admins and ops; submitted to the provider after the commit), list, get.
 
+use crate::http::extract::RawBody;
 use axum::{
-    body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
 };
@@ -54,7 +54,7 @@ pub(super) async fn create_refund(
     State(state): State<AppState>,
     user: AuthUser,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Answer, ApiError> {
     user.require_any(&[Role::Admin, Role::Ops])?;
     let (req, raw): (CreateRefund, Value) = parse_body(&body)?;

@@ -1,8 +1,8 @@
 //! `/payments/webhooks/{provider}`: provider callbacks, verified ([`Provider::verify_callback`]),
 //! recorded and applied ([`events::apply`]), and answered the way each provider expects.
 
+use crate::http::extract::RawBody;
 use axum::{
-    body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -47,7 +47,7 @@ pub(super) async fn webhook(
     State(state): State<AppState>,
     Path(provider): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let settings = &state.settings.payments;
     let Some(parsed) = Provider::parse(&provider).filter(|p| p.enabled(settings)) else {
