@@ -1,5 +1,21 @@
 //! `wemaster`: thin entry point. Everything lives in the library so tests drive the same code.
 
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     wemaster::cli::main()
+}
+
+/// glibc serves an allocation over its mmap threshold with a mapping of its own, returned to
+/// the system when freed — but it raises the threshold to the size of any such block freed, up
+/// to 32 MiB. After the first password hash (argon2id takes 19 MiB) every later one came from
+/// the malloc arenas instead, one per thread that ran it, and stayed there: a burst of 400 logins
+/// left the process at 537 MiB instead of 54 (bench/login-memory.sh, docs/benchmarks.md).
+/// Setting the threshold explicitly turns that adjustment off. 4 MiB keeps media buffers (a raw
+/// 1080p frame is 3 MiB) in the arenas, where reuse is cheapest.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc parameter; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
 }

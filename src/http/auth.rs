@@ -432,14 +432,16 @@ async fn login(
     }
     let account = req.email.trim().to_lowercase();
     limited(state.limiter.login_allowed(&account, client.ip()).await)?;
-    let mut conn = state.db.acquire().await?;
-    let found = users::find_by_email(&mut conn, &account).await?;
-    // Unknown emails are verified against a dummy hash: same answer, similar time.
+    let found = users::find_by_email(&mut *state.db.acquire().await?, &account).await?;
+    // Unknown emails are verified against a dummy hash: same answer, similar time. No database
+    // connection is held meanwhile: a burst of logins waiting for argon2 would take the whole
+    // pool from every other request.
     let ok = auth::verify_password(
         req.password,
         found.as_ref().map(|u| u.password_hash.clone()),
     )
     .await;
+    let mut conn = state.db.acquire().await?;
     let found = match found {
         Some(u) if ok && u.user.status == "active" => u,
         other => {

@@ -79,7 +79,7 @@ pub enum ApiError {
     Unavailable(&'static str),
     /// 500 `internal`; the cause is logged, the client sees a generic detail.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 impl ApiError {
@@ -252,6 +252,28 @@ impl From<StorageError> for ApiError {
                 ApiError::Unavailable("storage")
             }
         }
+    }
+}
+
+/// An error from deeper code is a bug (500) — unless the database or Redis could not be reached
+/// on its way, which is an outage (503, like the same error met directly in a handler).
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        for cause in e.chain() {
+            if let Some(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) =
+                cause.downcast_ref::<sqlx::Error>()
+            {
+                tracing::error!(error = format!("{e:#}"), "database unavailable");
+                return ApiError::Unavailable("database");
+            }
+            if let Some(r) = cause.downcast_ref::<redis::RedisError>()
+                && (r.is_io_error() || r.is_timeout() || r.is_connection_dropped())
+            {
+                tracing::error!(error = format!("{e:#}"), "Redis unavailable");
+                return ApiError::Unavailable("redis");
+            }
+        }
+        ApiError::Internal(e)
     }
 }
 

@@ -169,13 +169,14 @@ async fn reauthenticate(
     user_id: Uuid,
     password: String,
 ) -> Result<users::UserWithHash, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let found = users::find_with_hash(&mut conn, user_id)
+    let found = users::find_with_hash(&mut *state.db.acquire().await?, user_id)
         .await?
         .ok_or(ApiError::InvalidCredentials)?;
+    // No connection held while argon2 runs (see the login handler).
     if password.len() > 4 * Password::MAX_CHARS
         || !auth::verify_password(password, Some(found.password_hash.clone())).await
     {
+        let mut conn = state.db.acquire().await?;
         audit::record(&mut conn, Event::by(user_id, "auth.reauth_failed")).await?;
         return Err(ApiError::ForbiddenCode(
             "reauthentication_failed",

@@ -1,7 +1,8 @@
 //! Authentication core: password hashing, signing keys, access tokens and sessions.
 //!
 //! - [`hash_password`]/[`verify_password`]: argon2id with m = 19 MiB, t = 2, p = 1 (OWASP's
-//!   minimum), on the blocking pool so a login never stalls the async runtime.
+//!   minimum), on the blocking pool so a login never stalls the async runtime, one per core at
+//!   most so a burst of logins neither takes every core nor leaves 19 MiB behind per thread.
 //! - [`keys`]: Ed25519 signing keys with a `kid`, loaded from `auth.keys_dir` (a dev key is
 //!   generated there at first start); every key in the directory verifies, one signs; the public
 //!   halves are served as a JWK set.
@@ -32,8 +33,18 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// Hash a password with argon2id (blocking pool).
+/// How many argon2 computations run at once: one per core. Each takes 19 MiB and a core for
+/// ~50 ms; unbounded, a burst of logins ran one per blocking thread (up to 512), each in a
+/// malloc arena of its own that kept its 19 MiB afterwards — the process grew from 41 to
+/// 538 MB under a fuzzer's logins and stayed there, and the burst starved everything else of
+/// CPU. Callers past the bound wait their turn (the login rate limits bound the queue).
+static ARGON2_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+});
+
+/// Hash a password with argon2id (blocking pool, [`ARGON2_SLOTS`] at once).
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    let _slot = ARGON2_SLOTS.acquire().await.context("argon2 slots")?;
     tokio::task::spawn_blocking(move || {
         argon2()
             .hash_password(password.as_bytes())
@@ -55,6 +66,9 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 
 /// Check a password against a PHC hash, or against a dummy hash when `hash` is `None`.
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         let (hash, real) = match hash {
             Some(h) => (h, true),
