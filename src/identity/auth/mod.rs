@@ -34,10 +34,10 @@ fn argon2() -> Argon2<'static> {
 }
 
 /// How many argon2 computations run at once: one per core. Each takes 19 MiB and a core for
-/// ~50 ms; unbounded, a burst of logins ran one per blocking thread (up to 512), each in a
-/// malloc arena of its own that kept its 19 MiB afterwards — the process grew from 41 to
-/// 538 MB under a fuzzer's logins and stayed there, and the burst starved everything else of
-/// CPU. Callers past the bound wait their turn (the login rate limits bound the queue).
+/// tens of milliseconds; unbounded, a burst of logins ran one per blocking thread (up to 512):
+/// 19 MiB each at once, and every core taken from the rest of the service. Callers past the
+/// bound wait their turn (the login rate limits bound the queue). What a hash leaves behind in
+/// malloc's arenas is `main.rs`'s concern (`tune_allocator`).
 static ARGON2_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
     tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
 });
