@@ -5,6 +5,7 @@
 //      the console; the teacher's earnings show it paid;
 //   4. the student cannot open /studio or /ops (the page says so, the API refuses too); the
 //      teacher cannot open /ops;
+//   (and the teacher bans the student from the course chat outside the classroom, then lifts it);
 //   5. axe-core finds no serious or critical violation on the studio and console pages, in
 //      English and in Chinese, and no key is left untranslated.
 import {
@@ -144,6 +145,22 @@ try {
   await teacher.goto('/ops');
   await waitText(teacher, '[data-testid=forbidden]', /ops console is for ops and admins/);
   log('student kept out of /studio and /ops, teacher out of /ops; the API answers 403');
+
+  // ---- chat moderation outside the classroom: a ban closes the course chat to the student ----
+  const history = `/api/v1/chat/channels/course:${courseId}/messages`;
+  if ((await apiStatus(history, studentToken)) !== 200) throw new Error('the enrolled student cannot read the course chat');
+  await teacher.goto(`/studio/courses/${courseId}/chat`);
+  await teacher.waitForSelector('[data-testid=moderation] tr');
+  await teacher.click('[data-testid=moderation] tr button:has-text("Ban from the chat")');
+  await waitText(teacher, '[data-testid=moderation-result]', /is banned from the course chat/);
+  const banned = await apiStatus(history, studentToken);
+  if (banned !== 403 && banned !== 404) throw new Error(`a banned student reads the course chat: ${banned}`);
+  await screenshotTop(teacher, 'studio-chat-en');
+  await checkBothLanguages(teacher, 'studio chat moderation');
+  await teacher.click('[data-testid=moderation] tr button:has-text("Lift the ban")');
+  await waitText(teacher, '[data-testid=moderation-result]', /may join the course chat again/);
+  if ((await apiStatus(history, studentToken)) !== 200) throw new Error('the ban was not lifted');
+  log('teacher banned the student from the course chat (403 for them) and lifted it');
 
   // ---- 3. earnings and a payout ----
   await teacher.goto('/studio/earnings');

@@ -13,6 +13,7 @@ import { Lessons } from './Lessons';
 import { Roster } from './Roster';
 import { Recordings } from './Recordings';
 import { CoverPicker } from './CoverPicker';
+import { ChatModeration } from './ChatModeration';
 
 type Course = components['schemas']['CourseResponse'];
 const TABS: [string, MessageKey][] = [
@@ -20,6 +21,7 @@ const TABS: [string, MessageKey][] = [
   ['lessons', 'studio.tab.lessons'],
   ['roster', 'studio.tab.roster'],
   ['recordings', 'studio.tab.recordings'],
+  ['chat', 'studio.tab.chat'],
 ];
 
 export function CourseEditor({ id, tab }: { id: string; tab: string }) {
@@ -55,6 +57,7 @@ export function CourseEditor({ id, tab }: { id: string; tab: string }) {
       {tab === 'lessons' && <Lessons courseId={id} />}
       {tab === 'roster' && <Roster courseId={id} />}
       {tab === 'recordings' && <Recordings courseId={id} />}
+      {tab === 'chat' && <ChatModeration courseId={id} />}
     </>
   );
 }

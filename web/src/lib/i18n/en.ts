@@ -457,6 +457,21 @@ export const en = {
   'ops.sys.metricsUnavailable': 'Metrics unavailable (HTTP {status}).',
   'chart.day': 'Day',
   'chart.time': 'Time',
+  'studio.tab.chat': 'Chat',
+  'studio.chat.room': 'The course chat',
+  'studio.chat.onlyTeachers': 'Only teachers may post',
+  'studio.chat.slowMode': 'Slow mode (seconds between messages, 0 = off)',
+  'studio.chat.apply': 'Apply',
+  'studio.chat.roomSaved': 'Chat settings applied.',
+  'studio.chat.students': 'Students',
+  'studio.chat.unmute': 'Unmute',
+  'studio.chat.ban': 'Ban from the chat',
+  'studio.chat.unban': 'Lift the ban',
+  'studio.chat.banReason': 'Reason (the student does not see it)',
+  'studio.chat.mutedDone': '{name} is muted for 10 minutes.',
+  'studio.chat.unmutedDone': '{name} may write again.',
+  'studio.chat.bannedDone': '{name} is banned from the course chat.',
+  'studio.chat.unbannedDone': '{name} may join the course chat again.',
 } as const;
 
 export type MessageKey = keyof typeof en;
