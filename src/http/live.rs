@@ -2,8 +2,9 @@
 //! Cloudflare Stream live inputs).
 //!
 //! Access: teachers and admins only (others 403). A teacher sees and acts on their own streams;
-//! an admin on every stream. A stream outside the caller's reach answers 404, as if it did not
-//! exist, so ids do not leak.
+//! an admin on every stream. Ops see every stream and may end (complete) or disable one, for the
+//! console's "live now"; they change nothing else (403). A stream outside the caller's reach
+//! answers 404, as if it did not exist, so ids do not leak.
 //!
 //! The stream key is stored only as a hash, so it appears in exactly two answers: `POST
 //! /live-streams` and `POST /live-streams/{id}/reset-stream-key` (both only ever to the owner or
@@ -66,6 +67,14 @@ fn scope_of(user: &AuthUser) -> Result<Scope, ApiError> {
     } else {
         Scope::OwnedBy(user.id)
     })
+}
+
+/// For looking and stopping (list, get, complete, disable): `scope_of`, and ops see everything.
+fn watch_scope_of(user: &AuthUser) -> Result<Scope, ApiError> {
+    if user.has_role(Role::Ops) {
+        return Ok(Scope::All);
+    }
+    scope_of(user)
 }
 
 const NOT_FOUND: ApiError = ApiError::NotFound("live stream");
@@ -248,7 +257,7 @@ pub struct LiveStreamList {
 
 /// List live streams: a teacher's own, or every stream for an admin. Newest first.
 #[utoipa::path(get, path = "/live-streams", tag = "live streams", params(ListParams),
-    security(("bearer" = ["teacher", "admin"])),
+    security(("bearer" = ["teacher", "admin", "ops"])),
     responses((status = 200, body = LiveStreamList),
               (status = 400, body = Problem, description = "a cursor that is not a UUID, a limit that is not a number"),
               (status = 401, body = Problem), (status = 403, body = Problem),
@@ -258,7 +267,7 @@ async fn list_streams(
     user: AuthUser,
     Query(params): Query<ListParams>,
 ) -> Result<Json<LiveStreamList>, ApiError> {
-    let scope = scope_of(&user)?;
+    let scope = watch_scope_of(&user)?;
     let limit = PageLimit::parse(params.limit)?;
     let status: Option<StreamStatus> = params.status.as_deref().map(str::parse).transpose()?;
     let mut conn = state.db.acquire().await?;
@@ -279,7 +288,7 @@ async fn list_streams(
 /// A live stream, with its running session while live.
 #[utoipa::path(get, path = "/live-streams/{id}", tag = "live streams",
     params(("id" = Uuid, Path, description = "live stream id")),
-    security(("bearer" = ["teacher", "admin"])),
+    security(("bearer" = ["teacher", "admin", "ops"])),
     responses((status = 200, body = LiveStreamResponse),
               (status = 400, body = Problem, description = "the id is not a UUID"),
               (status = 401, body = Problem), (status = 403, body = Problem),
@@ -289,7 +298,7 @@ async fn get_stream(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<LiveStreamResponse>, ApiError> {
-    let scope = scope_of(&user)?;
+    let scope = watch_scope_of(&user)?;
     let mut conn = state.db.acquire().await?;
     let stream = store::get(&mut conn, LiveStreamId(id), scope)
         .await?
@@ -464,7 +473,7 @@ async fn reset_stream_key(
 /// Disable a stream: publishers are refused, and a live one is kicked. Idempotent.
 #[utoipa::path(post, path = "/live-streams/{id}/disable", tag = "live streams",
     params(("id" = Uuid, Path, description = "live stream id")),
-    security(("bearer" = ["teacher", "admin"])),
+    security(("bearer" = ["teacher", "admin", "ops"])),
     responses((status = 200, body = LiveStreamResponse, description = "status `disabled`"),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem)))]
@@ -473,7 +482,7 @@ async fn disable_stream(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<LiveStreamResponse>, ApiError> {
-    let scope = scope_of(&user)?;
+    let scope = watch_scope_of(&user)?;
     let id = LiveStreamId(id);
     let from = [StreamStatus::Idle, StreamStatus::Active];
     let stream = transition_with_event(
@@ -556,7 +565,7 @@ async fn enable_stream(
 /// publisher's connection is closed and the recording finalized in the background.
 #[utoipa::path(post, path = "/live-streams/{id}/complete", tag = "live streams",
     params(("id" = Uuid, Path, description = "live stream id")),
-    security(("bearer" = ["teacher", "admin"])),
+    security(("bearer" = ["teacher", "admin", "ops"])),
     responses((status = 200, body = LiveStreamResponse),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem)))]
@@ -565,7 +574,7 @@ async fn complete_stream(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<LiveStreamResponse>, ApiError> {
-    let scope = scope_of(&user)?;
+    let scope = watch_scope_of(&user)?;
     let id = LiveStreamId(id);
     let mut conn = state.db.acquire().await?;
     store::get(&mut conn, id, scope).await?.ok_or(NOT_FOUND)?;

@@ -39,10 +39,11 @@ use crate::{
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_recordings))
-        .routes(routes!(get_recording, delete_recording))
+        .routes(routes!(get_recording, delete_recording, update_recording))
         .routes(routes!(playback_token))
         .routes(routes!(storage_usage))
         .routes(routes!(run_retention))
+        .routes(routes!(retention_preview))
         .routes(routes!(storage_scan))
         .routes(routes!(storage_repair))
 }
@@ -263,6 +264,45 @@ async fn delete_recording(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRecording {
+    /// `public` (replay open to anyone with the URL) or `private` (signed `?token=` needed).
+    /// Optional in the schema so that the caller's role is checked before the body.
+    visibility: Option<String>,
+}
+
+/// Change a recording's visibility (the owner, admins and ops). A private recording's replay,
+/// MP4 and poster need a signed token from then on; a public one plays without.
+#[utoipa::path(patch, path = "/recordings/{id}", tag = "recordings", request_body = UpdateRecording,
+    params(("id" = Uuid, Path, description = "recording id")), security(("bearer" = ["teacher", "admin", "ops"])),
+    responses((status = 200, body = RecordingResponse), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn update_recording(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    Json(req): Json<UpdateRecording>,
+) -> Result<Json<RecordingResponse>, ApiError> {
+    let scope = scope_of(&user)?;
+    let visibility = match req.visibility.as_deref() {
+        Some(v @ ("public" | "private")) => v,
+        _ => {
+            return Err(InvalidInput {
+                field: "visibility",
+                reason: "must be public or private",
+            }
+            .into());
+        }
+    };
+    let mut conn = state.db.acquire().await?;
+    let r = store::set_visibility(&mut conn, scope, id, visibility)
+        .await?
+        .ok_or(NOT_FOUND)?;
+    tracing::info!(recording_id = %id, user_id = %user.id, visibility = %r.visibility, "recording visibility changed");
+    Ok(Json(respond(&state, r)))
+}
+
 /// A signed, expiring playback token for a recording.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecordingTokenResponse {
@@ -410,6 +450,54 @@ async fn run_retention(
     .await?;
     tracing::info!(user_id = %user.id, deleted, "retention run by request");
     Ok(Json(RetentionRun { deleted }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetentionPreview {
+    /// `recordings.retention_days` (0 = keep forever unless a stream sets its own).
+    pub default_days: u32,
+    /// How often the job runs (`recordings.retention_interval_s`).
+    pub interval_s: u64,
+    /// How many recordings the next run deletes (at most 1000 are counted).
+    pub count: usize,
+    /// Their bytes in total.
+    pub bytes: i64,
+    /// The first 100 of them, oldest id first.
+    pub items: Vec<RecordingResponse>,
+}
+
+/// What the next retention run deletes: recordings past their retention now. Admins and ops.
+#[utoipa::path(get, path = "/admin/storage/retention/preview", tag = "storage administration",
+    security(("bearer" = ["admin", "ops"])),
+    responses((status = 200, body = RetentionPreview), (status = 401, body = Problem),
+              (status = 403, body = Problem)))]
+async fn retention_preview(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<RetentionPreview>, ApiError> {
+    user.require_any(&[Role::Admin, Role::Ops])?;
+    let settings = &state.settings.recordings;
+    let ids = store::expired(&state.db, settings.retention_days as i32, 1000).await?;
+    let bytes: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(size_bytes), 0)::bigint FROM recordings WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&state.db)
+    .await?;
+    let mut conn = state.db.acquire().await?;
+    let mut items = Vec::new();
+    for id in ids.iter().take(100) {
+        if let Some(r) = store::get(&mut conn, Scope::All, *id).await? {
+            items.push(respond(&state, r));
+        }
+    }
+    Ok(Json(RetentionPreview {
+        default_days: settings.retention_days,
+        interval_s: settings.retention_interval_s,
+        count: ids.len(),
+        bytes,
+        items,
+    }))
 }
 
 /// Compare object storage with the recordings table: orphan objects (no recording, or a

@@ -110,6 +110,33 @@ pub async fn get(
     .await
 }
 
+/// Set a recording's visibility; the updated row, or `None` when it is not in `scope` (or
+/// deleted). A runtime query: it touches one column the compile-checked ones already read.
+pub async fn set_visibility(
+    conn: &mut PgConnection,
+    scope: Scope,
+    id: Uuid,
+    visibility: &str,
+) -> Result<Option<RecordingRow>, sqlx::Error> {
+    let owner = match scope {
+        Scope::All => None,
+        Scope::OwnedBy(u) => Some(u),
+    };
+    let done = sqlx::query(
+        "UPDATE recordings SET visibility = $3, updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR owner_id = $2)",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(visibility)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    get(conn, scope, id).await
+}
+
 /// Whether the recording exists at all (deleted ones included): deletes are idempotent.
 pub async fn exists_in_scope(
     conn: &mut PgConnection,

@@ -255,6 +255,45 @@ async fn another_teacher_never_sees_the_stream_and_an_admin_sees_all() {
 }
 
 #[tokio::test]
+async fn ops_see_every_stream_and_may_end_or_disable_one_but_change_nothing_else() {
+    let app = spawn_app().await;
+    let (_, owner) = teacher(&app, "owner@school.example").await;
+    let (_, ops) = user_with(&app, "ops@school.example", &[Role::Ops]).await;
+    let s = create(&app, &owner, json!({"title": "Mine"})).await;
+    let path = format!("/api/v1/live-streams/{}", s["id"].as_str().unwrap());
+    let all = get_json(&app, &ops, "/api/v1/live-streams").await;
+    assert_eq!(all["items"][0]["id"], s["id"]);
+    assert_eq!(all["items"][0]["stream_key"], Value::Null);
+    assert_eq!(get_json(&app, &ops, &path).await["title"], "Mine");
+    use reqwest::Method;
+    for (method, p, body) in [
+        (
+            Method::PATCH,
+            path.clone(),
+            Some(json!({"title": "Theirs"})),
+        ),
+        (Method::DELETE, path.clone(), None),
+        (Method::POST, format!("{path}/reset-stream-key"), None),
+        (Method::POST, format!("{path}/enable"), None),
+        (
+            Method::POST,
+            "/api/v1/live-streams".into(),
+            Some(json!({"title": "New"})),
+        ),
+    ] {
+        let r = send(&app, method.clone(), &p, &ops, body).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method} {p}");
+    }
+    assert_eq!(
+        post(&app, &ops, &format!("{path}/complete")).await.status(),
+        StatusCode::OK
+    );
+    let r = post(&app, &ops, &format!("{path}/disable")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(get_json(&app, &owner, &path).await["status"], "disabled");
+}
+
+#[tokio::test]
 async fn the_list_pages_with_a_cursor_newest_first() {
     let app = spawn_app().await;
     let (_, token) = teacher(&app, "t@school.example").await;
@@ -724,11 +763,16 @@ async fn the_openapi_document_describes_every_live_stream_route() {
         for m in methods {
             let op = &doc["paths"][path][m];
             assert!(op.is_object(), "{m} {path} missing");
-            assert_eq!(
-                op["security"],
-                json!([{"bearer": ["teacher", "admin"]}]),
-                "{m} {path}"
-            );
+            // Ops look and stop (list, get, disable, complete); nothing else.
+            let watch = (*m == "get" && !path.ends_with("/events"))
+                || path.ends_with("/disable")
+                || path.ends_with("/complete");
+            let roles = if watch {
+                json!(["teacher", "admin", "ops"])
+            } else {
+                json!(["teacher", "admin"])
+            };
+            assert_eq!(op["security"], json!([{ "bearer": roles }]), "{m} {path}");
         }
     }
     let schema = &doc["components"]["schemas"]["LiveStreamResponse"]["properties"];

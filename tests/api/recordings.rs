@@ -372,6 +372,78 @@ async fn private_recordings_need_a_token_on_every_replay_request() {
 }
 
 #[tokio::test]
+async fn the_owner_switches_a_recordings_visibility_and_replay_follows() {
+    let live = Live::start_with(0, "private").await;
+    wait_child(
+        ffmpeg_publish(&live.rtmp_url(), 3, false),
+        Duration::from_secs(60),
+    )
+    .await;
+    let rec = live.wait_ready(Duration::from_secs(30)).await;
+    let id = rec["id"].as_str().unwrap();
+    let hls = rec["hls_url"].as_str().unwrap();
+    let path = format!("/api/v1/recordings/{id}");
+    let patch = |token: String, body: Value| {
+        let req = live.app.client.patch(live.app.url(&path));
+        async move { req.bearer_auth(token).json(&body).send().await.unwrap() }
+    };
+    assert_eq!(
+        live.app.client.get(hls).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The owner makes it public: the replay plays without a token.
+    let r = patch(
+        live.token.clone(),
+        serde_json::json!({"visibility": "public"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["visibility"], "public");
+    assert_eq!(
+        live.app.client.get(hls).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Nonsense is refused; a student may not; another teacher does not see it.
+    let r = patch(
+        live.token.clone(),
+        serde_json::json!({"visibility": "secret"}),
+    )
+    .await;
+    crate::helpers::assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let (_, student) = live
+        .app
+        .user_with(
+            &crate::helpers::unique_email("s"),
+            "a long passphrase",
+            &[wemaster::users::Role::Student],
+        )
+        .await;
+    let r = patch(student, serde_json::json!({"visibility": "private"})).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (_, other) = live
+        .app
+        .user_with(
+            &crate::helpers::unique_email("t"),
+            "a long passphrase",
+            &[wemaster::users::Role::Teacher],
+        )
+        .await;
+    let r = patch(other, serde_json::json!({"visibility": "private"})).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Back to private: a token is needed again.
+    let r = patch(
+        live.token.clone(),
+        serde_json::json!({"visibility": "private"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        live.app.client.get(hls).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
 async fn segments_reach_s3_while_the_lesson_is_live() {
     let var = |n: &str| {
         std::env::var(n).unwrap_or_else(|_| panic!("{n} is not set: run through scripts/test"))
@@ -491,6 +563,24 @@ async fn retention_deletes_expired_recordings_and_their_objects() {
         .execute(&db)
         .await
         .unwrap();
+    // The preview names what the next run deletes; teachers may not look.
+    let preview: Value = live
+        .app
+        .get_auth("/api/v1/admin/storage/retention/preview", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preview["count"], 1, "{preview}");
+    assert_eq!(preview["items"][0]["id"], id, "{preview}");
+    assert_eq!(preview["bytes"], rec["size_bytes"], "{preview}");
+    assert_eq!(
+        live.app
+            .get_auth("/api/v1/admin/storage/retention/preview", &live.token)
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
     let usage: Value = live
         .app
         .get_auth("/api/v1/admin/storage/usage?group_by=stream", &admin)

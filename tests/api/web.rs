@@ -2,7 +2,8 @@
 //! browser session mode of the auth API (refresh cookie + CSRF), and the classroom end to end in
 //! Debian's Chromium driven by Playwright (`web/e2e/classroom.mjs`): a teacher going live from
 //! the browser (WHIP) or with ffmpeg (RTMP), a student buying, watching, chatting, reloading and
-//! watching the replay. `scripts/test` builds web/dist before these run.
+//! watching the replay; the teacher's studio and the ops console (`web/e2e/studio.mjs`,
+//! `web/e2e/recordings.mjs`). `scripts/test` builds web/dist before these run.
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
@@ -42,6 +43,8 @@ async fn app_routes_answer_the_index_page_with_a_strict_csp_and_no_cache() {
         "/lessons/0198c3e2-0000-7000-8000-000000000000",
         "/me/wallet",
         "/studio/x",
+        "/studio/courses/0198c3e2-0000-7000-8000-000000000000/lessons",
+        "/ops/storage",
     ] {
         let r = app.get(path).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
@@ -415,5 +418,98 @@ async fn the_checkout_offers_only_the_enabled_payment_providers() {
         .await
         .unwrap();
     assert_eq!(body["items"], json!([]));
+    app.stop().await;
+}
+
+/// Run one of the Playwright scripts of web/e2e with `env`; its output goes to the test's.
+async fn run_script(script: &str, app: &TestApp, env: &[(&str, String)]) {
+    let screenshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/web");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(web_dir().join("e2e").join(script))
+        .current_dir(web_dir())
+        .env("WM_BASE", &app.base)
+        .env("WM_SCREENSHOTS", screenshots)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = tokio::time::timeout(Duration::from_secs(300), cmd.status())
+        .await
+        .expect("the scenario finishes within 5 minutes")
+        .expect("node runs (scripts/test installs it)");
+    assert!(
+        status.success(),
+        "{script} failed ({status}): see its output above"
+    );
+}
+
+/// Tests 1, 3, 4 and 5 of the studio and console (web/e2e/studio.mjs): a course built and
+/// published in the studio, found and bought by a student; a payout asked for, approved and
+/// paid; students and teachers kept out where they do not belong; axe in both languages.
+#[tokio::test]
+async fn studio_and_console_in_the_browser() {
+    require_dist();
+    let app = spawn_app().await;
+    let teacher = unique_email("teacher-studio");
+    let student = unique_email("student-studio");
+    let admin = unique_email("admin-studio");
+    app.user_with(&teacher, PW, &[wemaster::users::Role::Teacher])
+        .await;
+    app.user_with(&student, PW, &[wemaster::users::Role::Student])
+        .await;
+    app.user_with(&admin, PW, &[wemaster::users::Role::Admin])
+        .await;
+    run_script(
+        "studio.mjs",
+        &app,
+        &[
+            ("WM_TEACHER_EMAIL", teacher),
+            ("WM_TEACHER_PASSWORD", PW.into()),
+            ("WM_STUDENT_EMAIL", student),
+            ("WM_STUDENT_PASSWORD", PW.into()),
+            ("WM_ADMIN_EMAIL", admin),
+            ("WM_ADMIN_PASSWORD", PW.into()),
+        ],
+    )
+    .await;
+    app.stop().await;
+}
+
+/// Test 2 (web/e2e/recordings.mjs): a lesson recorded from ffmpeg, found, played and made
+/// public in the studio's library; ops see the usage grow by its size, delete it in the
+/// console, and the usage drops.
+#[tokio::test]
+async fn a_recording_from_the_studio_library_to_the_ops_console() {
+    require_dist();
+    let app = spawn_app().await;
+    let teacher_email = unique_email("teacher-rec");
+    let ops_email = unique_email("ops-rec");
+    let (_, teacher) = app
+        .user_with(&teacher_email, PW, &[wemaster::users::Role::Teacher])
+        .await;
+    app.user_with(&ops_email, PW, &[wemaster::users::Role::Ops])
+        .await;
+    let (course_id, lesson) = course_with_lesson(&app, &teacher).await;
+    let rtmp_url = format!(
+        "rtmp://{}/live/{}",
+        app.rtmp_addr,
+        lesson["stream_key"].as_str().unwrap()
+    );
+    run_script(
+        "recordings.mjs",
+        &app,
+        &[
+            ("WM_TEACHER_EMAIL", teacher_email),
+            ("WM_TEACHER_PASSWORD", PW.into()),
+            ("WM_OPS_EMAIL", ops_email),
+            ("WM_OPS_PASSWORD", PW.into()),
+            ("WM_COURSE_ID", course_id),
+            ("WM_LESSON_ID", lesson["id"].as_str().unwrap().to_string()),
+            ("WM_RTMP_URL", rtmp_url),
+        ],
+    )
+    .await;
     app.stop().await;
 }

@@ -61,7 +61,8 @@ export function watch(page, name) {
       errors.push(`${name}: console error: ${m.text()}`);
     }
   });
-  page.on('dialog', (d) => void d.accept());
+  // Confirmations are accepted; prompts (a payout's transfer reference) get a fixed answer.
+  page.on('dialog', (d) => void d.accept(d.type() === 'prompt' ? 'E2E-REF-1' : undefined));
   return errors;
 }
 
@@ -72,6 +73,12 @@ export async function screenshot(page, name) {
   mkdirSync(dir, { recursive: true });
   shots += 1;
   await page.screenshot({ path: join(dir, `${name}.png`), fullPage: false });
+}
+
+/** A screenshot of the top of the page (where a form submit may have scrolled away from). */
+export async function screenshotTop(page, name) {
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await screenshot(page, name);
 }
 
 /** No `⟦key⟧` on the page: every string came through the catalogue of its language. */
@@ -132,4 +139,36 @@ export async function assertPlays(page, seconds, where) {
     }
     await page.waitForTimeout(500);
   }
+}
+
+/** Log in through the API (no cookie): an access token, for checking what the API refuses. */
+export async function apiToken(email, password) {
+  const r = await fetch(new URL('/api/v1/auth/login', env('WM_BASE')), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email, password }),
+  });
+  if (!r.ok) throw new Error(`API login of ${email}: ${r.status}`);
+  return (await r.json()).access_token;
+}
+
+/** The status of an API GET with a bearer token. */
+export async function apiStatus(path, token) {
+  const r = await fetch(new URL(path, env('WM_BASE')), { headers: { authorization: `Bearer ${token}` } });
+  return r.status;
+}
+
+/** Switch the page's language with the header's selector. */
+export async function setLanguage(page, locale) {
+  await page.selectOption('[data-testid=language]', locale);
+  await page.waitForFunction((l) => document.documentElement.lang === l, locale);
+}
+
+/** Wait until `selector`'s text matches `re` (polling the page). */
+export async function waitText(page, selector, re, timeout = 20_000) {
+  await page.waitForFunction(
+    ([s, src, flags]) => new RegExp(src, flags).test(document.querySelector(s)?.textContent ?? ''),
+    [selector, re.source, re.flags],
+    { timeout },
+  );
 }

@@ -43,3 +43,11 @@ export function must<T>(r: { data?: T; error?: unknown; response: Response }): T
 export async function apiFetch(path: string, init: RequestInit = {}): Promise<Response> {
   return authedFetch(new Request(path, init));
 }
+
+/** For answers without a body (204): throw the problem unless the status is a success. */
+export function mustOk(r: { error?: unknown; response: Response }): void {
+  if (!r.response.ok) {
+    const p = (r.error ?? {}) as { code?: string; detail?: string };
+    throw new ApiProblem(r.response.status, p.code, p.detail);
+  }
+}

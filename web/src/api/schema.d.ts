@@ -168,6 +168,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/storage/retention/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What the next retention run deletes: recordings past their retention now. Admins and ops. */
+        get: operations["retention_preview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/storage/retention/run": {
         parameters: {
             query?: never;
@@ -1690,7 +1707,11 @@ export interface paths {
         delete: operations["delete_recording"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Change a recording's visibility (the owner, admins and ops). A private recording's replay,
+         *     MP4 and poster need a signed token from then on; a public one plays without.
+         */
+        patch: operations["update_recording"];
         trace?: never;
     };
     "/api/v1/recordings/{id}/playback-token": {
@@ -2863,6 +2884,27 @@ export interface components {
             /** Format: date-time */
             started_at: string;
         };
+        RetentionPreview: {
+            /**
+             * Format: int64
+             * @description Their bytes in total.
+             */
+            bytes: number;
+            /** @description How many recordings the next run deletes (at most 1000 are counted). */
+            count: number;
+            /**
+             * Format: int32
+             * @description `recordings.retention_days` (0 = keep forever unless a stream sets its own).
+             */
+            default_days: number;
+            /**
+             * Format: int64
+             * @description How often the job runs (`recordings.retention_interval_s`).
+             */
+            interval_s: number;
+            /** @description The first 100 of them, oldest id first. */
+            items: components["schemas"]["RecordingResponse"][];
+        };
         RetentionRun: {
             /** Format: int64 */
             deleted: number;
@@ -3046,6 +3088,13 @@ export interface components {
             /** @description 1 to 200 characters. */
             title?: string | null;
             /** @description `public` or `private`. */
+            visibility?: string | null;
+        };
+        UpdateRecording: {
+            /**
+             * @description `public` (replay open to anyone with the URL) or `private` (signed `?token=` needed).
+             *     Optional in the schema so that the caller's role is checked before the body.
+             */
             visibility?: string | null;
         };
         Upload: {
@@ -3798,6 +3847,41 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    retention_preview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RetentionPreview"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -11306,6 +11390,64 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_recording: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description recording id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateRecording"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
                 };
             };
         };

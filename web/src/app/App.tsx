@@ -10,6 +10,7 @@ import { VerifyEmailPage, ResetPasswordPage } from '../features/auth/EmailLinkPa
 import { CataloguePage } from '../features/catalogue/CataloguePage';
 import { CoursePage } from '../features/catalogue/CoursePage';
 import { RequireSession } from './RequireSession';
+import { RequireRole } from './RequireRole';
 
 // The classroom (player, chat, WHIP) and the account pages load when first visited.
 const ClassroomPage = lazy(() => import('../features/classroom/ClassroomPage'));
@@ -17,7 +18,8 @@ const RecordingPage = lazy(() => import('../features/replay/RecordingPage'));
 const MePage = lazy(() => import('../features/account/MePage'));
 const WalletPage = lazy(() => import('../features/account/WalletPage'));
 const OrdersPage = lazy(() => import('../features/account/OrdersPage'));
-const StudioPage = lazy(() => import('../features/account/StudioPage'));
+const StudioPage = lazy(() => import('../features/studio/StudioPage'));
+const OpsPage = lazy(() => import('../features/ops/OpsPage'));
 
 function NotFound() {
   const { t } = useI18n();
@@ -25,16 +27,6 @@ function NotFound() {
     <section className="page narrow">
       <h1>{t('common.notFound')}</h1>
       <a href="/courses">{t('common.backHome')}</a>
-    </section>
-  );
-}
-
-function OpsPage() {
-  const { t } = useI18n();
-  return (
-    <section className="page">
-      <h1>{t('ops.title')}</h1>
-      <p>{t('ops.soon')}</p>
     </section>
   );
 }
@@ -84,12 +76,16 @@ export function App() {
           </Route>
           <Route path="/studio" nest>
             <RequireSession>
-              <StudioPage />
+              <RequireRole roles={['teacher', 'admin']} denied="access.studio">
+                <StudioPage />
+              </RequireRole>
             </RequireSession>
           </Route>
           <Route path="/ops" nest>
             <RequireSession>
-              <OpsPage />
+              <RequireRole roles={['ops', 'admin']} denied="access.ops">
+                <OpsPage />
+              </RequireRole>
             </RequireSession>
           </Route>
           <Route component={NotFound} />

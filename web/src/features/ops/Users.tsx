@@ -1,0 +1,140 @@
+// Users: search by email, roles (grant/remove), disable/enable, sign out everywhere.
+import { useState } from 'react';
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { api, must, mustOk } from '../../api/client';
+import { useI18n } from '../../lib/i18n';
+import { ErrorMessage, Loading } from '../../components/Status';
+import type { components } from '../../api/schema';
+
+type Role = components['schemas']['Role'];
+const ROLES: Role[] = ['student', 'teacher', 'ops', 'admin'];
+
+export function Users() {
+  const { t, dateTime } = useI18n();
+  const qc = useQueryClient();
+  const [q, setQ] = useState('');
+  const [email, setEmail] = useState('');
+  const [msg, setMsg] = useState<string | null>(null);
+  const users = useQuery({
+    queryKey: ['ops-users', email],
+    queryFn: async () => must(await api.GET('/api/v1/admin/users', { params: { query: { email: email || undefined, limit: 50 } } })),
+  });
+  const run = async (f: () => Promise<unknown>, done: string) => {
+    setMsg(null);
+    try {
+      await f();
+      setMsg(done);
+      await qc.invalidateQueries({ queryKey: ['ops-users'] });
+    } catch (e) {
+      setMsg(e instanceof Error ? e.message : String(e));
+    }
+  };
+  return (
+    <div>
+      <h1>{t('ops.users.title')}</h1>
+      <form
+        className="search"
+        role="search"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setEmail(q.trim());
+        }}
+      >
+        <label className="sr-only" htmlFor="user-q">
+          {t('ops.users.search')}
+        </label>
+        <input id="user-q" type="search" placeholder={t('ops.users.search')} value={q} onChange={(e) => setQ(e.target.value)} />
+        <button type="submit" className="button">
+          {t('catalogue.searchButton')}
+        </button>
+      </form>
+      {msg && <p role="status">{msg}</p>}
+      {users.isPending && <Loading />}
+      {users.isError && <ErrorMessage error={users.error} retry={() => void users.refetch()} />}
+      {users.data && (
+        <div className="table-wrap">
+          <table data-testid="ops-users">
+            <thead>
+              <tr>
+                <th scope="col">{t('ops.users.user')}</th>
+                <th scope="col">{t('ops.users.roles')}</th>
+                <th scope="col">{t('ops.users.status')}</th>
+                <th scope="col">{t('ops.users.since')}</th>
+                <th scope="col">
+                  <span className="sr-only">{t('studio.actions')}</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {users.data.items.map((u) => (
+                <tr key={u.id}>
+                  <td>
+                    {u.display_name}
+                    <br />
+                    <span className="muted small">{u.email}</span>
+                    {u.two_factor_enabled && <span className="badge">2FA</span>}
+                  </td>
+                  <td>
+                    <fieldset className="roles">
+                      <legend className="sr-only">{t('ops.users.rolesOf', { name: u.display_name })}</legend>
+                      {ROLES.map((r) => (
+                        <label key={r} className="check">
+                          <input
+                            type="checkbox"
+                            checked={u.roles.includes(r)}
+                            onChange={(e) =>
+                              void run(
+                                async () =>
+                                  e.target.checked
+                                    ? must(await api.POST('/api/v1/admin/users/{id}/roles', { params: { path: { id: u.id } }, body: { role: r } }))
+                                    : must(await api.DELETE('/api/v1/admin/users/{id}/roles/{role}', { params: { path: { id: u.id, role: r } } })),
+                                t('ops.users.rolesSaved'),
+                              )
+                            }
+                          />
+                          {t(`role.${r}`)}
+                        </label>
+                      ))}
+                    </fieldset>
+                  </td>
+                  <td>{u.status === 'active' ? t('ops.users.active') : t('ops.users.disabled')}</td>
+                  <td>
+                    <time dateTime={u.created_at}>{dateTime(u.created_at, { dateStyle: 'medium' })}</time>
+                  </td>
+                  <td className="actions">
+                    {u.status === 'active' ? (
+                      <button
+                        type="button"
+                        className="button button-small button-danger"
+                        onClick={() => void run(async () => mustOk(await api.POST('/api/v1/admin/users/{id}/disable', { params: { path: { id: u.id } } })), t('ops.users.disabledDone'))}
+                      >
+                        {t('ops.users.disable')}
+                      </button>
+                    ) : (
+                      <button
+                        type="button"
+                        className="button button-small"
+                        onClick={() => void run(async () => mustOk(await api.POST('/api/v1/admin/users/{id}/enable', { params: { path: { id: u.id } } })), t('ops.users.enabledDone'))}
+                      >
+                        {t('ops.users.enable')}
+                      </button>
+                    )}
+                    <button
+                      type="button"
+                      className="button button-small button-secondary"
+                      onClick={() =>
+                        void run(async () => mustOk(await api.POST('/api/v1/admin/users/{id}/revoke-sessions', { params: { path: { id: u.id } } })), t('ops.users.revoked'))
+                      }
+                    >
+                      {t('ops.users.revoke')}
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </div>
+  );
+}

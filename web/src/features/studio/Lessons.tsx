@@ -1,0 +1,278 @@
+// A course's lessons as a schedule in the teacher's time zone (grouped by day: the list view,
+// or only the days of one week), with the form to add or edit one. Whether a lesson is
+// recorded, and for how long recordings are kept, belong to its live stream.
+import { useMemo, useState } from 'react';
+import { Link } from 'wouter';
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { api, apiFetch, must } from '../../api/client';
+import { useI18n } from '../../lib/i18n';
+import { ErrorMessage, Loading } from '../../components/Status';
+import { browserTimeZone, isoToLocalInput, localInputToIso } from '../../lib/format';
+import type { components } from '../../api/schema';
+
+type Lesson = components['schemas']['LessonResponse'];
+
+interface Draft {
+  title: string;
+  kind: 'broadcast' | 'meeting';
+  starts: string;
+  duration: string;
+  record: boolean;
+  retention: string;
+}
+
+const emptyDraft = (): Draft => {
+  const d = new Date(Date.now() + 24 * 3600 * 1000);
+  d.setMinutes(0, 0, 0);
+  return { title: '', kind: 'broadcast', starts: isoToLocalInput(d.toISOString()), duration: '60', record: true, retention: '' };
+};
+
+export function Lessons({ courseId }: { courseId: string }) {
+  const { t, dateTime, locale } = useI18n();
+  const qc = useQueryClient();
+  const tz = browserTimeZone();
+  const [view, setView] = useState<'list' | 'week'>('list');
+  const [weekStart, setWeekStart] = useState(() => startOfWeek(new Date()));
+  const [editing, setEditing] = useState<Lesson | 'new' | null>(null);
+  const lessons = useQuery({
+    queryKey: ['lessons', courseId],
+    queryFn: async () =>
+      must(await api.GET('/api/v1/courses/{id}/lessons', { params: { path: { id: courseId } } })),
+  });
+  const days = useMemo(() => {
+    const items = [...(lessons.data?.items ?? [])].sort((a, b) => a.starts_at.localeCompare(b.starts_at));
+    const shown =
+      view === 'week'
+        ? items.filter((l) => {
+            const s = new Date(l.starts_at).getTime();
+            return s >= weekStart.getTime() && s < weekStart.getTime() + 7 * 86400_000;
+          })
+        : items;
+    const groups = new Map<string, Lesson[]>();
+    const dayFmt = new Intl.DateTimeFormat(locale, { dateStyle: 'full', timeZone: tz });
+    for (const l of shown) {
+      const k = dayFmt.format(new Date(l.starts_at));
+      groups.set(k, [...(groups.get(k) ?? []), l]);
+    }
+    return [...groups.entries()];
+  }, [lessons.data, view, weekStart, locale, tz]);
+  if (lessons.isPending) return <Loading />;
+  if (lessons.isError) return <ErrorMessage error={lessons.error} retry={() => void lessons.refetch()} />;
+  const done = async () => {
+    setEditing(null);
+    await qc.invalidateQueries({ queryKey: ['lessons', courseId] });
+    await qc.invalidateQueries({ queryKey: ['course', courseId] });
+  };
+  return (
+    <div>
+      <div className="toolbar">
+        <div className="tabs" role="group" aria-label={t('studio.lessons.view')}>
+          <button type="button" className={`tab${view === 'list' ? ' tab-on' : ''}`} aria-pressed={view === 'list'} onClick={() => setView('list')}>
+            {t('studio.lessons.list')}
+          </button>
+          <button type="button" className={`tab${view === 'week' ? ' tab-on' : ''}`} aria-pressed={view === 'week'} onClick={() => setView('week')}>
+            {t('studio.lessons.week')}
+          </button>
+        </div>
+        {view === 'week' && (
+          <div className="actions">
+            <button type="button" className="button button-small button-secondary" onClick={() => setWeekStart(new Date(weekStart.getTime() - 7 * 86400_000))}>
+              ← {t('studio.lessons.prevWeek')}
+            </button>
+            <span>{dateTime(weekStart, { dateStyle: 'medium' })}</span>
+            <button type="button" className="button button-small button-secondary" onClick={() => setWeekStart(new Date(weekStart.getTime() + 7 * 86400_000))}>
+              {t('studio.lessons.nextWeek')} →
+            </button>
+          </div>
+        )}
+        <button type="button" className="button" onClick={() => setEditing('new')}>
+          {t('studio.lessons.add')}
+        </button>
+      </div>
+      <p className="muted">{t('studio.lessons.timeZone', { tz })}</p>
+      {editing && <LessonForm courseId={courseId} lesson={editing === 'new' ? null : editing} onDone={done} onCancel={() => setEditing(null)} />}
+      {days.length === 0 && <p>{t('course.noLessons')}</p>}
+      {days.map(([day, ls]) => (
+        <section key={day} className="schedule-day">
+          <h2>{day}</h2>
+          <ul className="lessons" data-testid="studio-lessons">
+            {ls.map((l) => (
+              <li key={l.id} className="lesson-row studio-lesson">
+                <div>
+                  <strong>{l.title}</strong>{' '}
+                  <span className={`badge badge-${l.status}`}>{t(`course.status.${l.status}`)}</span>
+                  <p className="muted">
+                    {dateTime(l.starts_at, { timeStyle: 'short', timeZone: tz })} · {t('course.minutes', { n: l.duration_minutes })} ·{' '}
+                    {t(`studio.kind.${l.kind}`)}
+                  </p>
+                  {l.live_stream_id && <StreamFacts streamId={l.live_stream_id} lesson={l} />}
+                </div>
+                <div className="actions">
+                  <Link href={`~/lessons/${l.id}`} className="button button-small">
+                    {t('studio.lessons.classroom')}
+                  </Link>
+                  <button type="button" className="button button-small button-secondary" onClick={() => setEditing(l)}>
+                    {t('studio.edit')}
+                  </button>
+                  <button
+                    type="button"
+                    className="button button-small button-danger"
+                    onClick={async () => {
+                      if (!window.confirm(t('studio.lessons.deleteConfirm', { title: l.title }))) return;
+                      await apiFetch(`/api/v1/lessons/${l.id}`, { method: 'DELETE' });
+                      await done();
+                    }}
+                  >
+                    {t('studio.delete')}
+                  </button>
+                </div>
+              </li>
+            ))}
+          </ul>
+        </section>
+      ))}
+    </div>
+  );
+}
+
+function startOfWeek(d: Date): Date {
+  const x = new Date(d);
+  x.setHours(0, 0, 0, 0);
+  x.setDate(x.getDate() - ((x.getDay() + 6) % 7)); // Monday
+  return x;
+}
+
+/** Recording facts of a lesson's live stream, and its key for OBS/ffmpeg (shown on demand). */
+function StreamFacts({ streamId, lesson }: { streamId: string; lesson: Lesson }) {
+  const { t } = useI18n();
+  const [show, setShow] = useState(false);
+  const stream = useQuery({
+    queryKey: ['live-stream', streamId],
+    queryFn: async () => must(await api.GET('/api/v1/live-streams/{id}', { params: { path: { id: streamId } } })),
+  });
+  if (!stream.data) return null;
+  const s = stream.data;
+  const key = lesson.stream_key ?? s.stream_key;
+  return (
+    <p className="muted small">
+      {s.record ? t('studio.lessons.recorded') : t('studio.lessons.notRecorded')}
+      {s.record && s.recording_retention_days ? ` · ${t('studio.lessons.keptDays', { n: s.recording_retention_days })}` : ''}
+      {key && (
+        <>
+          {' · '}
+          <button type="button" className="link-button" onClick={() => setShow(!show)} aria-expanded={show}>
+            {show ? t('common.hide') : t('studio.lessons.showKey')}
+          </button>
+          {show && <code className="key">{`${s.rtmp_url} · ${key}`}</code>}
+        </>
+      )}
+    </p>
+  );
+}
+
+function LessonForm({
+  courseId,
+  lesson,
+  onDone,
+  onCancel,
+}: {
+  courseId: string;
+  lesson: Lesson | null;
+  onDone: () => Promise<void>;
+  onCancel: () => void;
+}) {
+  const { t } = useI18n();
+  const qc = useQueryClient();
+  const stream = useQuery({
+    queryKey: ['live-stream', lesson?.live_stream_id],
+    enabled: !!lesson?.live_stream_id,
+    queryFn: async () => must(await api.GET('/api/v1/live-streams/{id}', { params: { path: { id: lesson!.live_stream_id! } } })),
+  });
+  const [d, setD] = useState<Draft>(() =>
+    lesson
+      ? { title: lesson.title, kind: lesson.kind, starts: isoToLocalInput(lesson.starts_at), duration: String(lesson.duration_minutes), record: true, retention: '' }
+      : emptyDraft(),
+  );
+  const [loadedStream, setLoadedStream] = useState(false);
+  if (stream.data && !loadedStream) {
+    setLoadedStream(true);
+    setD({ ...d, record: stream.data.record, retention: stream.data.recording_retention_days ? String(stream.data.recording_retention_days) : '' });
+  }
+  const [error, setError] = useState<string | null>(null);
+  const submit = async (e: React.FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    const starts_at = localInputToIso(d.starts);
+    if (!starts_at) return;
+    const body = { title: d.title, kind: d.kind, starts_at, duration_minutes: Number(d.duration), time_zone: browserTimeZone() };
+    try {
+      const saved = lesson
+        ? must(await api.PATCH('/api/v1/lessons/{id}', { params: { path: { id: lesson.id } }, body }))
+        : must(await api.POST('/api/v1/courses/{id}/lessons', { params: { path: { id: courseId } }, body }));
+      if (saved.live_stream_id) {
+        must(
+          await api.PATCH('/api/v1/live-streams/{id}', {
+            params: { path: { id: saved.live_stream_id } },
+            body: { record: d.record, recording_retention_days: d.retention ? Number(d.retention) : null },
+          }),
+        );
+        await qc.invalidateQueries({ queryKey: ['live-stream', saved.live_stream_id] });
+      }
+      await onDone();
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+    }
+  };
+  return (
+    <form className="form panel" onSubmit={submit} data-testid="lesson-form">
+      <h2>{lesson ? t('studio.lessons.edit') : t('studio.lessons.add')}</h2>
+      <label>
+        {t('studio.lessons.title')}
+        <input name="lesson_title" required maxLength={200} value={d.title} onChange={(e) => setD({ ...d, title: e.target.value })} />
+      </label>
+      <div className="row">
+        <label>
+          {t('studio.lessons.starts')}
+          <input name="starts_at" type="datetime-local" required value={d.starts} onChange={(e) => setD({ ...d, starts: e.target.value })} />
+        </label>
+        <label>
+          {t('studio.lessons.duration')}
+          <input name="duration" type="number" min="5" max="600" required value={d.duration} onChange={(e) => setD({ ...d, duration: e.target.value })} />
+        </label>
+        <label>
+          {t('studio.lessons.kind')}
+          <select name="kind" value={d.kind} onChange={(e) => setD({ ...d, kind: e.target.value as Draft['kind'] })}>
+            <option value="broadcast">{t('studio.kind.broadcast')}</option>
+            <option value="meeting">{t('studio.kind.meeting')}</option>
+          </select>
+        </label>
+      </div>
+      {d.kind === 'broadcast' && (
+        <div className="row">
+          <label className="check">
+            <input name="record" type="checkbox" checked={d.record} onChange={(e) => setD({ ...d, record: e.target.checked })} />
+            {t('studio.lessons.record')}
+          </label>
+          <label>
+            {t('studio.lessons.retention')}
+            <input name="retention" type="number" min="1" max="3650" value={d.retention} onChange={(e) => setD({ ...d, retention: e.target.value })} />
+            <small>{t('studio.lessons.retentionHint')}</small>
+          </label>
+        </div>
+      )}
+      <div className="actions">
+        <button type="submit" className="button">
+          {t('common.save')}
+        </button>
+        <button type="button" className="button button-secondary" onClick={onCancel}>
+          {t('common.cancel')}
+        </button>
+      </div>
+      {error && (
+        <p className="form-error" role="alert">
+          {error}
+        </p>
+      )}
+    </form>
+  );
+}
