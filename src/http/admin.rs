@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(disable_user))
         .routes(routes!(enable_user))
         .routes(routes!(revoke_user_sessions))
+        .routes(routes!(reset_two_factor))
         .routes(routes!(audit_log))
 }
 
@@ -262,6 +263,66 @@ async fn revoke_user_sessions(
         },
     )
     .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Reset a user's two-factor (a lost phone and lost recovery codes): it is turned off, the
+/// recovery codes deleted and every session revoked; the user is told (security alert) and can
+/// turn it on again after the next login. Not one's own (409 `cannot_reset_self`: the account
+/// settings do that, with a code).
+#[utoipa::path(post, path = "/admin/users/{id}/reset-two-factor", tag = "admin", security(("bearer" = ["admin"])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem, description = "cannot_reset_self: the caller's own account")))]
+async fn reset_two_factor(
+    Authorized(admin, ..): Authorized<AdminOnly>,
+    State(state): State<AppState>,
+    client: Client,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    if id == admin.id {
+        return Err(ApiError::Conflict(
+            "cannot_reset_self",
+            "turn your own two-factor off in your account settings".into(),
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    // The previous state, for the audit entry (a reset of an account without two-factor is a
+    // no-op that is still recorded: someone asked for it).
+    let had: Option<bool> =
+        sqlx::query_scalar("SELECT totp_secret IS NOT NULL FROM users WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(had) = had else {
+        return Err(ApiError::NotFound("user"));
+    };
+    sqlx::query(
+        "UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        Event {
+            action: "user.two_factor_reset",
+            actor_id: Some(admin.id),
+            subject_user_id: Some(id),
+            ip: client.0.ip.as_deref(),
+            detail: json!({"had_two_factor": had}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.sessions.revoke_all(id, "two_factor_reset").await?;
+    if had {
+        super::auth::security_alert(&state, id, "two_factor_disabled");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

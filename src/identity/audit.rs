@@ -2,7 +2,7 @@
 //! TRUNCATE). Actions are dotted names: `auth.login`, `auth.login_failed`, `auth.mfa_failed`,
 //! `auth.refresh_reuse`, `user.registered`, `user.registration_repeated`, `user.email_verified`,
 //! `user.password_changed`, `user.password_reset_requested`, `user.password_reset`,
-//! `user.two_factor_enabled`, `user.two_factor_disabled`, `user.roles_changed`, `user.disabled`,
+//! `user.two_factor_enabled`, `user.two_factor_disabled`, `user.two_factor_reset` (by an admin), `user.roles_changed`, `user.disabled`,
 //! `user.enabled`, `session.revoked`, `session.revoked_all`, `api_token.created`,
 //! `api_token.revoked`.
 //!

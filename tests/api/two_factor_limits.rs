@@ -262,3 +262,68 @@ async fn one_address_guessing_across_accounts_is_held_back() {
     let r = mfa_step(&app, &c, &mfa::current_code(&second.secret).unwrap()).await;
     assert_problem(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
+
+/// A user who lost both the phone and the recovery codes: an admin resets two-factor; the
+/// password alone logs in again, the old sessions are gone, the audit log says who did it.
+#[tokio::test]
+async fn an_admin_resets_a_lost_two_factor() {
+    let app = spawn_app_with(|_: &mut Settings| {}).await;
+    let user = user_with_totp(&app).await;
+    let (admin_id, admin) = app
+        .user_with(&unique_email("admin"), PW, &[Role::Admin])
+        .await;
+    // Before: the password leads to a challenge, not a session.
+    let r: Value = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": user.email, "password": PW}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["mfa_required"], true, "{r}");
+
+    // Not by the user, not on the admin's own account.
+    let path = format!("/api/v1/admin/users/{}/reset-two-factor", user.id);
+    let r = app.send(Method::POST, &path, Some(&user.token), None).await;
+    assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let own = format!("/api/v1/admin/users/{admin_id}/reset-two-factor");
+    let r = app.send(Method::POST, &own, Some(&admin), None).await;
+    assert_problem(r, StatusCode::CONFLICT, "cannot_reset_self").await;
+    let none = format!("/api/v1/admin/users/{}/reset-two-factor", Uuid::now_v7());
+    let r = app.send(Method::POST, &none, Some(&admin), None).await;
+    assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+
+    let r = app.send(Method::POST, &path, Some(&admin), None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // The old session is gone; the password alone gives a session now.
+    assert_eq!(
+        app.get_auth("/api/v1/me", &user.token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app.login(&user.email, PW).await;
+    assert!(r["access_token"].is_string(), "{r}");
+    let me: Value = app
+        .get_auth("/api/v1/me", r["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["two_factor_enabled"], false, "{me}");
+    let log: Value = app
+        .get_auth(
+            &format!(
+                "/api/v1/admin/audit-log?user_id={}&action=user.two_factor_reset",
+                user.id
+            ),
+            &admin,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entry = &log["items"][0];
+    assert_eq!(entry["actor_id"], admin_id.to_string(), "{log}");
+    assert_eq!(entry["detail"]["had_two_factor"], true, "{log}");
+}

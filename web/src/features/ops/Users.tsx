@@ -128,6 +128,21 @@ export function Users() {
                     >
                       {t('ops.users.revoke')}
                     </button>
+                    {u.two_factor_enabled && (
+                      <button
+                        type="button"
+                        className="button button-small button-secondary"
+                        onClick={() =>
+                          window.confirm(t('ops.users.resetTwoFactorConfirm', { email: u.email })) &&
+                          void run(
+                            async () => mustOk(await api.POST('/api/v1/admin/users/{id}/reset-two-factor', { params: { path: { id: u.id } } })),
+                            t('ops.users.twoFactorReset'),
+                          )
+                        }
+                      >
+                        {t('ops.users.resetTwoFactor')}
+                      </button>
+                    )}
                   </td>
                 </tr>
               ))}
