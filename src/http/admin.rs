@@ -297,16 +297,7 @@ async fn reset_two_factor(
     let Some(had) = had else {
         return Err(ApiError::NotFound("user"));
     };
-    sqlx::query(
-        "UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $1",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    crate::auth::mfa::turn_off(&mut tx, id).await?;
     audit::record(
         &mut tx,
         Event {

@@ -260,8 +260,9 @@ impl From<StorageError> for ApiError {
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         for cause in e.chain() {
-            if let Some(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) =
-                cause.downcast_ref::<sqlx::Error>()
+            if cause
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(database_unreachable)
             {
                 tracing::error!(error = format!("{e:#}"), "database unavailable");
                 return ApiError::Unavailable("database");
@@ -277,14 +278,41 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// The database could not be reached (an outage, 503), as opposed to a query that failed.
+fn database_unreachable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+    )
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            e if database_unreachable(&e) => {
                 tracing::error!(error = %e, "database unavailable");
                 ApiError::Unavailable("database")
             }
             e => ApiError::Internal(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod outage_tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_deep_in_the_code_is_a_503_and_a_bug_a_500() {
+        let deep = anyhow::Error::from(sqlx::Error::PoolTimedOut).context("starting a session");
+        assert_eq!(
+            ApiError::from(deep).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let bug = anyhow::Error::from(sqlx::Error::RowNotFound).context("starting a session");
+        assert_eq!(
+            ApiError::from(bug).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

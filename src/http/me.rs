@@ -499,15 +499,7 @@ async fn disable_totp(
             "give a valid code or recovery code".into(),
         ));
     }
-    sqlx::query!(
-        "UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $1",
-        user.id
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!("DELETE FROM recovery_codes WHERE user_id = $1", user.id)
-        .execute(&mut *tx)
-        .await?;
+    mfa::turn_off(&mut tx, user.id).await?;
     audit::record(
         &mut tx,
         Event::by(user.id, "user.two_factor_disabled").ip(client.0.ip.as_deref()),

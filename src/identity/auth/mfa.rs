@@ -95,6 +95,21 @@ pub async fn accept_code(
     Ok(updated.rows_affected() == 1)
 }
 
+/// Turn a user's two-factor off: the secret and the recovery codes go (the user's own
+/// `/me/two-factor/disable`, an admin's reset).
+pub async fn turn_off(conn: &mut PgConnection, user_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $1",
+        user_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!("DELETE FROM recovery_codes WHERE user_id = $1", user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Replace a user's recovery codes with ten new ones; returns them (shown once).
 pub async fn new_recovery_codes(
     conn: &mut PgConnection,
