@@ -96,6 +96,7 @@ impl Application {
             window_segments: settings.live.window_segments,
             spool_dir: settings.media.spool_dir.clone(),
             frame_queue: settings.live.frame_queue,
+            ll: settings.live.ll(),
         };
         // Sessions die with the process: streams a crashed process left `active` are idle now.
         match pool.acquire().await {

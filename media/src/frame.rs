@@ -99,3 +99,65 @@ impl EndReason {
         }
     }
 }
+
+/// Frames for the packagers' unit tests: an AVC sequence header (High, level 3.1), one-slice
+/// H.264 access units (IDR or not) and AAC (LC, 44.1 kHz stereo) frames, as FLV tag bodies.
+#[cfg(test)]
+pub(crate) mod samples {
+    use bytes::Bytes;
+
+    use super::{AudioFrame, MediaFrame, VideoFrame};
+    use crate::codec::{AudioCodec, VideoCodec};
+
+    pub(crate) fn avc_header() -> MediaFrame {
+        let mut body = vec![0x17, 0x00, 0, 0, 0];
+        body.extend_from_slice(&[
+            1, 0x64, 0x00, 0x1F, 0xFF, 0xE1, 0, 4, 0x67, 0x64, 0x00, 0x1F,
+        ]);
+        body.extend_from_slice(&[1, 0, 2, 0x68, 0xEE]);
+        MediaFrame::Video(VideoFrame {
+            dts_ms: 0,
+            cts_ms: 0,
+            keyframe: true,
+            sequence_header: true,
+            codec: VideoCodec::H264,
+            data: Bytes::from(body),
+        })
+    }
+
+    /// An access unit of one slice: IDR (and flagged a keyframe) or not.
+    pub(crate) fn video(dts_ms: u64, idr: bool) -> MediaFrame {
+        let mut body = vec![if idr { 0x17 } else { 0x27 }, 0x01, 0, 0, 0];
+        body.extend_from_slice(&[0, 0, 0, 3, if idr { 0x65 } else { 0x41 }, 0x88, 0x84]);
+        MediaFrame::Video(VideoFrame {
+            dts_ms,
+            cts_ms: 0,
+            keyframe: idr,
+            sequence_header: false,
+            codec: VideoCodec::H264,
+            data: Bytes::from(body),
+        })
+    }
+
+    /// An AAC frame, or (`header`) the AudioSpecificConfig.
+    pub(crate) fn aac(dts_ms: u64, header: bool) -> MediaFrame {
+        let body = if header {
+            vec![0xAF, 0x00, 0x12, 0x10]
+        } else {
+            vec![0xAF, 0x01, 0x21, 0x10, 0x04]
+        };
+        MediaFrame::Audio(AudioFrame {
+            dts_ms,
+            sequence_header: header,
+            codec: AudioCodec::Aac,
+            data: Bytes::from(body),
+        })
+    }
+
+    /// What a fuzz smoke test starts its input with: the AVC and AAC configurations, as
+    /// `[kind][dts step][len: u16][body]` records.
+    pub(crate) const FUZZ_HEADER: &[u8] = &[
+        0, 0, 0, 22, 0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0, 4, 0x67, 0x64, 0, 0x1F,
+        1, 0, 2, 0x68, 0xEE, 1, 0, 0, 4, 0xAF, 0, 0x12, 0x10,
+    ];
+}

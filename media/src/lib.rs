@@ -28,6 +28,8 @@
 //! - [`live`]: one publisher's live output (inline or behind a channel) into the spool.
 //! - [`packager`]: sans-IO frames → TS segments, cut at keyframes, on the session timeline.
 //! - [`ts`]: the sans-IO MPEG-TS muxer (PAT/PMT, PES, Annex B, ADTS).
+//! - [`llhls`]: sans-IO LL-HLS — frames → CMAF parts, the LL playlist, blocking reload rules.
+//! - [`fmp4`]: the sans-IO fragmented MP4 muxer (init segments, `moof` + `mdat` fragments).
 //! - [`hls`]: every HLS playlist the server writes: live window, recording EVENT/VOD lists.
 //! - [`sps`]: H.264 SPS parsing (picture size, frame rate) for streams without metadata.
 //!
@@ -40,10 +42,12 @@
 pub mod codec;
 pub mod doctor;
 pub mod flv;
+pub mod fmp4;
 pub mod frame;
 pub mod hls;
 pub mod ingest;
 pub mod live;
+pub mod llhls;
 pub mod packager;
 pub mod pipeline;
 pub mod rtmp;

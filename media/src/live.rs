@@ -32,6 +32,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::frame::{EndReason, MediaFrame, StreamInfo};
+use crate::llhls::{LlLimits, LlOutput, LlPackager, LlPlaylist, LlPlaylistConfig};
 use crate::packager::{Closed, Packager, SegmentLimits, Step};
 
 /// Where and how a publisher's segments are written.
@@ -48,6 +49,190 @@ pub struct PackagerConfig {
     /// Where this publisher's first keyframe goes on the session timeline: where the previous
     /// publisher's last segment ended (`SegmentClosed::end_ms`), 0 for the first.
     pub timeline_start_ms: u64,
+    /// The session's LL-HLS output, when LL-HLS is on.
+    pub ll: Option<Arc<LlShared>>,
+}
+
+/// When LL-HLS parts are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlMode {
+    /// Only while someone fetched the LL playlist or a part in the last minute: a stream
+    /// nobody watches at low latency costs nothing more than plain HLS. The first LL viewer
+    /// of a stream waits for its next keyframe.
+    OnDemand,
+    /// For every stream, from its first keyframe.
+    Always,
+}
+
+/// How long after the last LL request an on-demand output keeps making parts.
+const LL_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The LL-HLS output of one live session: written by its publishers' [`LiveOutput`]s, read by
+/// the HLS routes, which wait for parts on [`LlShared::subscribe`] (woken when a part is in,
+/// never polling).
+pub struct LlShared {
+    pub playlist: Mutex<LlPlaylist>,
+    pub limits: LlLimits,
+    mode: LlMode,
+    changed: tokio::sync::watch::Sender<u64>,
+    /// Until when (ms on [`clock_ms`]) someone wants parts.
+    wanted_until: AtomicU64,
+}
+
+/// Milliseconds since the first call: a monotonic clock cheap enough to read per request.
+fn clock_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+impl LlShared {
+    pub fn new(limits: LlLimits, window_segments: usize, mode: LlMode) -> Arc<LlShared> {
+        Arc::new(LlShared {
+            playlist: Mutex::new(LlPlaylist::new(LlPlaylistConfig::new(
+                limits,
+                window_segments,
+            ))),
+            limits,
+            mode,
+            changed: tokio::sync::watch::Sender::new(0),
+            wanted_until: AtomicU64::new(0),
+        })
+    }
+
+    /// A viewer asked for the LL playlist or a part: keep (or start) making parts.
+    pub fn want(&self) {
+        self.wanted_until
+            .fetch_max(clock_ms() + LL_IDLE.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn wanted(&self) -> bool {
+        self.mode == LlMode::Always || clock_ms() < self.wanted_until.load(Ordering::Relaxed)
+    }
+
+    /// Changes after this call wake the receiver.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    fn with_playlist(&self, f: impl FnOnce(&mut LlPlaylist)) {
+        if let Ok(mut p) = self.playlist.lock() {
+            f(&mut p);
+        }
+        self.notify();
+    }
+
+    /// The session is over: `EXT-X-ENDLIST`, and every waiting request answers.
+    pub fn end(&self) {
+        self.with_playlist(LlPlaylist::end);
+    }
+}
+
+impl std::fmt::Debug for LlShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlShared")
+            .field("mode", &self.mode)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One publisher's LL-HLS stage inside its [`LiveOutput`]: starts the packager at a keyframe
+/// when parts are wanted, stops it at a segment boundary when they no longer are.
+struct LlStage {
+    shared: Arc<LlShared>,
+    packager: Option<LlPackager>,
+    /// The last decoder configurations, for a packager started mid-publish.
+    video_config: Option<MediaFrame>,
+    audio_config: Option<MediaFrame>,
+    timeline_start_ms: u64,
+    /// The publisher's first video DTS (where `timeline_start_ms` is).
+    origin_ms: Option<u64>,
+    out: Vec<LlOutput>,
+}
+
+impl LlStage {
+    fn new(shared: Arc<LlShared>, timeline_start_ms: u64) -> LlStage {
+        LlStage {
+            shared,
+            packager: None,
+            video_config: None,
+            audio_config: None,
+            timeline_start_ms,
+            origin_ms: None,
+            out: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, frame: &MediaFrame) {
+        match frame {
+            MediaFrame::Video(v) if v.sequence_header => self.video_config = Some(frame.clone()),
+            MediaFrame::Audio(a) if a.sequence_header => self.audio_config = Some(frame.clone()),
+            MediaFrame::Video(v) if self.origin_ms.is_none() => self.origin_ms = Some(v.dts_ms),
+            _ => {}
+        }
+        let packager = match &mut self.packager {
+            Some(p) => p,
+            None => {
+                let MediaFrame::Video(v) = frame else { return };
+                if !v.keyframe || v.sequence_header || !self.shared.wanted() {
+                    return;
+                }
+                let origin = self.origin_ms.unwrap_or(v.dts_ms);
+                let mut p = LlPackager::new(self.shared.limits, self.timeline_start_ms);
+                p.set_origin(origin);
+                for config in [&self.video_config, &self.audio_config]
+                    .into_iter()
+                    .flatten()
+                {
+                    p.push(config, &mut self.out);
+                }
+                self.packager.insert(p)
+            }
+        };
+        packager.push(frame, &mut self.out);
+        if self.out.is_empty() {
+            return;
+        }
+        let segment_started = self
+            .out
+            .iter()
+            .any(|o| matches!(o, LlOutput::Part(p) if p.starts_segment));
+        let stop = segment_started && !self.shared.wanted();
+        let now = OffsetDateTime::now_utc();
+        let out = &mut self.out;
+        self.shared.with_playlist(|p| {
+            for o in out.drain(..) {
+                p.apply(o, now);
+            }
+            if stop {
+                p.clear();
+            }
+        });
+        if stop {
+            self.packager = None;
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(mut p) = self.packager.take() {
+            p.finish(&mut self.out);
+        }
+        let now = OffsetDateTime::now_utc();
+        let out = &mut self.out;
+        self.shared.with_playlist(|p| {
+            for o in out.drain(..) {
+                p.apply(o, now);
+            }
+            p.publisher_ended();
+        });
+    }
 }
 
 /// What happens to a publisher's output, in order: `Started`, any number of
@@ -97,6 +282,7 @@ pub fn segment_name(index: u64) -> String {
 /// error, or when dropped — closing the open segment and sending [`PublisherEvent::Ended`].
 pub struct LiveOutput {
     packager: Packager,
+    ll: Option<LlStage>,
     spool: Spool,
     events: mpsc::UnboundedSender<PublisherEvent>,
     stats: Arc<PublisherStats>,
@@ -125,6 +311,9 @@ impl LiveOutput {
                 config.start_index,
                 config.timeline_start_ms,
             ),
+            ll: config
+                .ll
+                .map(|shared| LlStage::new(shared, config.timeline_start_ms)),
             spool: Spool::new(config.dir),
             events,
             stats,
@@ -155,6 +344,9 @@ impl LiveOutput {
             }
             f => f,
         };
+        if let Some(ll) = &mut self.ll {
+            ll.push(&frame);
+        }
         let step = match self.packager.push(frame) {
             Ok(step) => step,
             Err(e) => {
@@ -190,6 +382,9 @@ impl LiveOutput {
     pub fn finish(&mut self, reason: EndReason) {
         if self.stopped.is_some() {
             return;
+        }
+        if let Some(ll) = &mut self.ll {
+            ll.finish();
         }
         let mut error = None;
         if let Some(closed) = self.packager.finish()
@@ -431,6 +626,7 @@ mod tests {
             },
             start_index: 0,
             timeline_start_ms: 0,
+            ll: None,
         };
         (LiveOutput::new(config, tx, Arc::default()), rx)
     }

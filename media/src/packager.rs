@@ -396,6 +396,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::frame::samples::{aac, avc_header, video};
 
     fn limits(target_ms: u64, max_ms: u64) -> SegmentLimits {
         SegmentLimits {
@@ -446,49 +447,6 @@ mod tests {
             keyframe: true,
             sequence_header: false,
             codec: VideoCodec::H264,
-            data: Bytes::from(body),
-        })
-    }
-
-    fn avc_header() -> MediaFrame {
-        let mut body = vec![0x17, 0x00, 0, 0, 0];
-        body.extend_from_slice(&[
-            1, 0x64, 0x00, 0x1F, 0xFF, 0xE1, 0, 4, 0x67, 0x64, 0x00, 0x1F,
-        ]);
-        body.extend_from_slice(&[1, 0, 2, 0x68, 0xEE]);
-        MediaFrame::Video(VideoFrame {
-            dts_ms: 0,
-            cts_ms: 0,
-            keyframe: true,
-            sequence_header: true,
-            codec: VideoCodec::H264,
-            data: Bytes::from(body),
-        })
-    }
-
-    fn video(dts_ms: u64, keyframe: bool) -> MediaFrame {
-        let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 0x01, 0, 0, 0];
-        body.extend_from_slice(&[0, 0, 0, 3, if keyframe { 0x65 } else { 0x41 }, 0x88, 0x84]);
-        MediaFrame::Video(VideoFrame {
-            dts_ms,
-            cts_ms: 0,
-            keyframe,
-            sequence_header: false,
-            codec: VideoCodec::H264,
-            data: Bytes::from(body),
-        })
-    }
-
-    fn aac(dts_ms: u64, header: bool) -> MediaFrame {
-        let body = if header {
-            vec![0xAF, 0x00, 0x12, 0x10]
-        } else {
-            vec![0xAF, 0x01, 0x21, 0x10, 0x04]
-        };
-        MediaFrame::Audio(AudioFrame {
-            dts_ms,
-            sequence_header: header,
-            codec: AudioCodec::Aac,
             data: Bytes::from(body),
         })
     }
@@ -746,10 +704,7 @@ mod fuzz_smoke {
             seed ^= seed << 17;
             seed
         };
-        let header: &[u8] = &[
-            0, 0, 0, 22, 0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0, 4, 0x67, 0x64, 0,
-            0x1F, 1, 0, 2, 0x68, 0xEE, 1, 0, 0, 4, 0xAF, 0, 0x12, 0x10,
-        ];
+        let header = crate::frame::samples::FUZZ_HEADER;
         for _ in 0..3_000 {
             let mut data = header.to_vec();
             let len = (next() % 600) as usize;

@@ -15,6 +15,26 @@ pub struct LiveSettings {
     pub segment_max_duration_s: Option<f64>,
     pub window_segments: usize,
     pub frame_queue: usize,
+    /// Low-Latency HLS (`/hls/live/{id}/ll.m3u8`): `off`, `on_demand` (parts are made while
+    /// someone watches at low latency) or `always`.
+    #[serde(default)]
+    pub ll_hls: LlHlsMode,
+    /// LL-HLS part target (`EXT-X-PART-INF:PART-TARGET`), in seconds.
+    #[serde(default = "default_part_duration")]
+    pub part_duration_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlHlsMode {
+    Off,
+    #[default]
+    OnDemand,
+    Always,
+}
+
+fn default_part_duration() -> f64 {
+    0.2
 }
 
 impl LiveSettings {
@@ -29,7 +49,38 @@ impl LiveSettings {
         }
     }
 
+    /// What the LL-HLS output makes, or `None` when it is off.
+    pub fn ll(
+        &self,
+    ) -> Option<(
+        wemaster_media::llhls::LlLimits,
+        wemaster_media::live::LlMode,
+    )> {
+        let mode = match self.ll_hls {
+            LlHlsMode::Off => return None,
+            LlHlsMode::OnDemand => wemaster_media::live::LlMode::OnDemand,
+            LlHlsMode::Always => wemaster_media::live::LlMode::Always,
+        };
+        let segments = self.segment_limits();
+        Some((
+            wemaster_media::llhls::LlLimits {
+                part_target: std::time::Duration::from_secs_f64(self.part_duration_s),
+                segment_target: segments.target,
+                segment_max: segments.max,
+            },
+            mode,
+        ))
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.1..=2.0).contains(&self.part_duration_s)
+            || self.part_duration_s > self.segment_duration_s / 2.0
+        {
+            return Err(ConfigError::new(
+                "live.part_duration_s",
+                "must be between 0.1 and 2 seconds, and at most half of live.segment_duration_s",
+            ));
+        }
         if !(0.5..=30.0).contains(&self.segment_duration_s) {
             return Err(ConfigError::new(
                 "live.segment_duration_s",

@@ -1,5 +1,13 @@
 //! Live HLS: `/hls/live/{live_stream_id}/index.m3u8` and its segments,
-//! `/hls/live/{live_stream_id}/{session_id}/segment-N.ts`.
+//! `/hls/live/{live_stream_id}/{session_id}/segment-N.ts`; Low-Latency HLS:
+//! `/hls/live/{live_stream_id}/ll.m3u8` and its init segments, segments and parts
+//! (`{session_id}/ll-init-N.mp4`, `ll-M.m4s`, `ll-M.P.m4s`).
+//!
+//! LL-HLS requests that ask for what does not exist yet wait for it (blocking playlist reload
+//! with `_HLS_msn`/`_HLS_part`, a part named by the preload hint): the handler sleeps on the
+//! session's change notification, woken when the publisher's packager adds a part — no
+//! thread is held and nothing polls. They give up after three target durations (503), as
+//! RFC 8216bis §6.2.5.2 says.
 //!
 //! The playlist is rendered from the live session's in-memory [`LivePlaylist`] (the truth of
 //! what exists), once per change for public streams (players poll it far more often than it
@@ -29,7 +37,13 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::{error::ApiError, extract::Path};
+use wemaster_media::{
+    live::LlShared,
+    llhls::{Lookup, Readiness},
+};
+
 use crate::{
+    live::supervisor::LiveView,
     playback::{TokenCheck, live_resource},
     state::AppState,
 };
@@ -37,6 +51,7 @@ use crate::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/hls/live/{id}/index.m3u8", get(playlist))
+        .route("/hls/live/{id}/ll.m3u8", get(ll_playlist))
         .route("/hls/live/{id}/{session}/{segment}", get(segment))
 }
 
@@ -80,6 +95,14 @@ pub(crate) fn token_param(query: Option<&str>) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The query that carries a viewer's token on into the URIs of a playlist.
+fn token_query(token: &str) -> String {
+    format!(
+        "token={}",
+        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    )
+}
+
 /// Private streams need a valid playback token on every playlist and segment request.
 fn authorize(
     state: &AppState,
@@ -114,12 +137,7 @@ async fn playlist(
     let token = token_param(query.as_deref()).filter(|t| t.len() <= 2048);
     authorize(&state, id, &view, token.as_deref())?;
     view.touch_viewer(peer.ip());
-    let token_query = token.map(|t| {
-        format!(
-            "token={}",
-            url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
-        )
-    });
+    let token_query = token.as_deref().map(token_query);
     let private = view.private.load(std::sync::atomic::Ordering::Relaxed);
     let body = {
         let mut p = view
@@ -162,6 +180,9 @@ async fn segment(
     Path((id, session, name)): Path<(Uuid, Uuid, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    if let Some(ll_name) = LlName::parse(&name) {
+        return ll_file(state, id, session, ll_name, query).await;
+    }
     if !valid_segment_name(&name) {
         return Err(ApiError::NotFound("segment"));
     }
@@ -196,8 +217,236 @@ async fn segment(
         .into_response())
 }
 
+/// The blocking and delta-update parameters of an LL playlist request.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct LlQuery {
+    msn: Option<u64>,
+    part: Option<u64>,
+    skip: bool,
+    token: Option<String>,
+}
+
+impl LlQuery {
+    fn parse(query: Option<&str>) -> Result<LlQuery, ApiError> {
+        let mut q = LlQuery::default();
+        let number = |k: &str, v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest(format!("{k} must be a non-negative integer")))
+        };
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match &*k {
+                "_HLS_msn" => q.msn = Some(number("_HLS_msn", &v)?),
+                "_HLS_part" => q.part = Some(number("_HLS_part", &v)?),
+                "_HLS_skip" => match &*v {
+                    "YES" | "v2" => q.skip = true,
+                    _ => return Err(ApiError::BadRequest("_HLS_skip must be YES or v2".into())),
+                },
+                "token" if v.len() <= 2048 => q.token = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        // RFC 8216bis §6.2.5.2: a part without its segment is a bad request.
+        if q.part.is_some() && q.msn.is_none() {
+            return Err(ApiError::BadRequest("_HLS_part needs _HLS_msn".into()));
+        }
+        Ok(q)
+    }
+}
+
+fn ll_of(view: &LiveView) -> Result<std::sync::Arc<LlShared>, ApiError> {
+    view.ll
+        .clone()
+        .ok_or(ApiError::NotFound("low-latency playlist (LL-HLS is off)"))
+}
+
+/// `Cache-Control` of LL media: parts and segments are named by session, so immutable.
+fn ll_headers(
+    content_type: &'static str,
+    cache: &'static str,
+) -> [(header::HeaderName, HeaderValue); 2] {
+    [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+    ]
+}
+
+async fn ll_playlist(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    RawQuery(query): RawQuery,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Response, ApiError> {
+    let view = view(&state, id)?;
+    let ll = ll_of(&view)?;
+    let q = LlQuery::parse(query.as_deref())?;
+    authorize(&state, id, &view, q.token.as_deref())?;
+    view.touch_viewer(peer.ip());
+    ll.want();
+    let token_query = q.token.as_deref().map(token_query);
+    let prefix = format!("{}/", view.session_id);
+    let mut changes = ll.subscribe();
+    let deadline = tokio::time::Instant::now() + ll_block_limit(&ll);
+    loop {
+        {
+            let p = ll
+                .playlist
+                .lock()
+                .map_err(|_| anyhow::anyhow!("LL playlist lock poisoned"))?;
+            let ready = match q.msn {
+                Some(msn) => p.readiness(msn, q.part),
+                None if p.is_playable() || p.is_ended() => Readiness::Ready,
+                None => Readiness::Wait,
+            };
+            match ready {
+                Readiness::Ready => {
+                    let body = p.render(&prefix, token_query.as_deref(), q.skip);
+                    let private = view.private.load(std::sync::atomic::Ordering::Relaxed);
+                    return Ok(
+                        (ll_headers(PLAYLIST_TYPE, playlist_cache(private)), body).into_response()
+                    );
+                }
+                Readiness::TooFar => {
+                    return Err(ApiError::BadRequest(
+                        "_HLS_msn/_HLS_part is too far ahead of the live edge".into(),
+                    ));
+                }
+                Readiness::Wait => {}
+            }
+        }
+        wait_change(&mut changes, deadline).await?;
+    }
+}
+
+/// Three target durations (RFC 8216bis §6.2.5.2).
+fn ll_block_limit(ll: &LlShared) -> std::time::Duration {
+    ll.playlist
+        .lock()
+        .map(|p| p.config().block_limit())
+        .unwrap_or(std::time::Duration::from_secs(6))
+}
+
+/// Sleep until the LL output changes; 503 at the deadline.
+async fn wait_change(
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    deadline: tokio::time::Instant,
+) -> Result<(), ApiError> {
+    match tokio::time::timeout_at(deadline, changes.changed()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(ApiError::Unavailable(
+            "the stream made no new part in three target durations",
+        )),
+    }
+}
+
+/// The LL files under a session: `ll-init-N.mp4`, `ll-M.m4s`, `ll-M.P.m4s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LlName {
+    Init(u64),
+    Segment(u64),
+    Part(u64, u64),
+}
+
+impl LlName {
+    fn parse(name: &str) -> Option<LlName> {
+        let num = |s: &str| {
+            (!s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        let rest = name.strip_prefix("ll-")?;
+        if let Some(n) = rest
+            .strip_prefix("init-")
+            .and_then(|r| r.strip_suffix(".mp4"))
+        {
+            return num(n).map(LlName::Init);
+        }
+        let stem = rest.strip_suffix(".m4s")?;
+        match stem.split_once('.') {
+            Some((m, p)) => Some(LlName::Part(num(m)?, num(p)?)),
+            None => num(stem).map(LlName::Segment),
+        }
+    }
+}
+
+async fn ll_file(
+    state: AppState,
+    id: Uuid,
+    session: Uuid,
+    name: LlName,
+    query: Option<String>,
+) -> Result<Response, ApiError> {
+    let view = view(&state, id)?;
+    if view.session_id != session {
+        return Err(ApiError::NotFound("segment"));
+    }
+    let ll = ll_of(&view)?;
+    authorize(&state, id, &view, token_param(query.as_deref()).as_deref())?;
+    ll.want();
+    let private = view.private.load(std::sync::atomic::Ordering::Relaxed);
+    let cache = immutable_cache(private);
+    let mut changes = ll.subscribe();
+    let deadline = tokio::time::Instant::now() + ll_block_limit(&ll);
+    loop {
+        let found = {
+            let p = ll
+                .playlist
+                .lock()
+                .map_err(|_| anyhow::anyhow!("LL playlist lock poisoned"))?;
+            match name {
+                LlName::Init(n) => p.init(n).map_or(Lookup::Missing, Lookup::Ready),
+                LlName::Segment(msn) => p.segment(msn).map_or(Lookup::Missing, Lookup::Ready),
+                LlName::Part(msn, part) => p.part(msn, part),
+            }
+        };
+        match found {
+            Lookup::Ready(bytes) => {
+                let kind = if matches!(name, LlName::Init(_)) {
+                    "video/mp4"
+                } else {
+                    "video/iso.segment"
+                };
+                return Ok((ll_headers(kind, cache), bytes).into_response());
+            }
+            Lookup::Missing => return Err(ApiError::NotFound("segment")),
+            // The preload hint's part: answered the moment it is made.
+            Lookup::Soon => wait_change(&mut changes, deadline).await?,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ll_names_and_queries_parse_strictly() {
+        use super::{LlName, LlQuery};
+        assert_eq!(LlName::parse("ll-init-0.mp4"), Some(LlName::Init(0)));
+        assert_eq!(LlName::parse("ll-12.m4s"), Some(LlName::Segment(12)));
+        assert_eq!(LlName::parse("ll-12.3.m4s"), Some(LlName::Part(12, 3)));
+        for bad in [
+            "ll-.m4s",
+            "ll-1..m4s",
+            "ll-1.2.3.m4s",
+            "ll-init-.mp4",
+            "ll-x.m4s",
+            "segment-1.ts",
+        ] {
+            assert_eq!(LlName::parse(bad), None, "{bad}");
+        }
+        let q = LlQuery::parse(Some("_HLS_msn=5&_HLS_part=2&_HLS_skip=YES&token=a%2Bb")).unwrap();
+        assert_eq!(
+            q,
+            LlQuery {
+                msn: Some(5),
+                part: Some(2),
+                skip: true,
+                token: Some("a+b".into())
+            }
+        );
+        for bad in ["_HLS_part=1", "_HLS_msn=-1", "_HLS_msn=x", "_HLS_skip=NO"] {
+            assert!(LlQuery::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn only_our_segment_names_are_served() {
         assert!(super::valid_segment_name("segment-00000001.ts"));

@@ -99,6 +99,8 @@ pub struct LiveStreamResponse {
     pub whip_url: String,
     /// Live HLS playlist. Private streams need a signed `?token=` to play.
     pub hls_url: String,
+    /// Low-Latency HLS playlist of the same session (absent when LL-HLS is off).
+    pub ll_hls_url: Option<String>,
     pub record: bool,
     pub reconnect_window_s: u16,
     pub visibility: Visibility,
@@ -148,6 +150,10 @@ fn respond(
         },
         whip_url: format!("{base}/whip/{}", s.id),
         hls_url: format!("{base}/hls/live/{}/index.m3u8", s.id),
+        ll_hls_url: settings
+            .live
+            .ll()
+            .map(|_| format!("{base}/hls/live/{}/ll.m3u8", s.id)),
         record: s.record,
         reconnect_window_s: s.reconnect_window.seconds(),
         recording_retention_days: s.recording_retention_days,
@@ -655,6 +661,8 @@ pub struct PlaybackTokenResponse {
     pub expires_at: OffsetDateTime,
     /// `hls_url` with the token.
     pub hls_url: String,
+    /// The Low-Latency HLS playlist with the token; absent when LL-HLS is off.
+    pub ll_hls_url: Option<String>,
 }
 
 /// A playback token for the stream's live HLS (needed when the stream is `private`; accepted
@@ -679,10 +687,16 @@ async fn playback_token(
         .sign(&crate::playback::live_resource(id.0), expires_at);
     let base = public_base(&state.settings);
     let hls_url = format!("{base}/hls/live/{}/index.m3u8?token={}", id.0, token);
+    let ll_hls_url = state
+        .settings
+        .live
+        .ll()
+        .map(|_| format!("{base}/hls/live/{}/ll.m3u8?token={}", id.0, token));
     Ok(Json(PlaybackTokenResponse {
         token,
         expires_at,
         hls_url,
+        ll_hls_url,
     }))
 }
 

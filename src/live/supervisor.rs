@@ -36,8 +36,10 @@ use uuid::Uuid;
 use wemaster_media::{
     hls::LivePlaylist,
     live::{
-        LiveOutput, OutputSlot, PackagerConfig, PublisherEvent, PublisherStats, spawn_publisher,
+        LiveOutput, LlMode, LlShared, OutputSlot, PackagerConfig, PublisherEvent, PublisherStats,
+        spawn_publisher,
     },
+    llhls::LlLimits,
     packager::SegmentLimits,
     rtmp::{AudioCodec, EndReason, PublishGrant, PublishRequest, RefuseReason, VideoCodec},
 };
@@ -56,6 +58,8 @@ pub struct LiveConfig {
     pub window_segments: usize,
     pub spool_dir: PathBuf,
     pub frame_queue: usize,
+    /// LL-HLS parts and when they are made; `None`: off.
+    pub ll: Option<(LlLimits, LlMode)>,
 }
 
 /// What the HLS routes see of a stream: its current (or last) session's playlist and files.
@@ -65,6 +69,8 @@ pub struct LiveView {
     pub private: std::sync::atomic::AtomicBool,
     pub dir: PathBuf,
     pub playlist: Mutex<LivePlaylist>,
+    /// The LL-HLS output (parts, LL playlist), when LL-HLS is on.
+    pub ll: Option<Arc<LlShared>>,
     /// Last playlist fetch per client address, to estimate viewers.
     viewers: Mutex<HashMap<IpAddr, Instant>>,
 }
@@ -419,6 +425,10 @@ impl<B: LiveBackend> Supervisor<B> {
                 private: std::sync::atomic::AtomicBool::new(stream.private),
                 dir,
                 playlist: Mutex::new(LivePlaylist::new(target_ns, self.config.window_segments)),
+                ll: self
+                    .config
+                    .ll
+                    .map(|(limits, mode)| LlShared::new(limits, self.config.window_segments, mode)),
                 viewers: Mutex::new(HashMap::new()),
             });
             // The previous session's files go when a new one starts (its playlist is replaced).
@@ -461,8 +471,8 @@ impl<B: LiveBackend> Supervisor<B> {
             metrics::gauge!("live_sessions_active").increment(1.0);
         }
         let start_index = generation.saturating_mul(1_000_000);
-        let dir = match self.sessions.get(&stream_id) {
-            Some(s) => s.view.dir.clone(),
+        let (dir, ll) = match self.sessions.get(&stream_id) {
+            Some(s) => (s.view.dir.clone(), s.view.ll.clone()),
             None => return,
         };
         let timeline_start_ms = self
@@ -474,6 +484,7 @@ impl<B: LiveBackend> Supervisor<B> {
             segments: self.config.segments,
             start_index,
             timeline_start_ms,
+            ll,
         };
         let Some(session) = self.sessions.get_mut(&stream_id) else {
             return;
@@ -677,6 +688,9 @@ impl<B: LiveBackend> Supervisor<B> {
             .set(0.0);
         if let Ok(mut p) = session.view.playlist.lock() {
             p.end();
+        }
+        if let Some(ll) = &session.view.ll {
+            ll.end();
         }
         if session.recorded {
             // A publisher still attached (complete/disable/shutdown) tells its media first.

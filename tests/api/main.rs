@@ -16,6 +16,7 @@ mod identity;
 mod live_rtmp;
 mod live_streams;
 mod live_whip;
+mod ll_hls;
 mod media_conformance;
 mod notifications;
 mod objects;

@@ -56,6 +56,10 @@ try {
   // ---- student: register, buy, watch ----
   const studentCtx = await context(browser, { locale: 'zh-CN' });
   const student = await studentCtx.newPage();
+  const llRequests = [];
+  student.on('request', (r) => {
+    if (/\/hls\/live\/.*(ll\.m3u8|ll-)/.test(r.url())) llRequests.push(r.url());
+  });
   errors.push(...watch(student, 'student'));
   const email = `student-${Date.now()}-${mode}@example.com`;
   await student.goto('/register');
@@ -86,6 +90,23 @@ try {
   log('student bought the course');
   await student.goto(`/lessons/${lessonId}`);
   await assertPlays(student, 10, 'student live');
+  // Low-Latency HLS: the classroom plays the LL playlist (blocking reloads, parts), and the
+  // picture is at most a few seconds behind by the clock (EXT-X-PROGRAM-DATE-TIME against
+  // now; bench/ measures the real glass-to-glass figure).
+  if (!llRequests.some((u) => /ll\.m3u8\?.*_HLS_msn=\d+&_HLS_part=\d+/.test(u))) {
+    throw new Error(`no blocking LL-HLS reload among ${llRequests.length} LL requests`);
+  }
+  if (!llRequests.some((u) => /ll-\d+\.\d+\.m4s/.test(u))) throw new Error('no LL-HLS part fetched');
+  const latencies = [];
+  for (let i = 0; i < 10; i++) {
+    await student.waitForTimeout(500);
+    const l = Number(await student.getAttribute('.player', 'data-latency'));
+    if (l > 0) latencies.push(l);
+  }
+  latencies.sort((a, b) => a - b);
+  const median = latencies[Math.floor(latencies.length / 2)];
+  log(`LL-HLS latency by the clock: median ${median?.toFixed(2)} s of ${latencies.length} readings`);
+  if (!(median < 4)) throw new Error(`LL-HLS plays ${median} s behind the live edge`);
   await assertTranslated(student, 'classroom (zh-CN)');
   if (shots) {
     await screenshot(student, 'classroom-live-zh');

@@ -25,6 +25,9 @@ use crate::{
 pub struct LivePlayback {
     pub live_stream_id: Uuid,
     pub hls_url: String,
+    /// The Low-Latency HLS playlist (parts, blocking reload), with the token; absent when the
+    /// server has LL-HLS off. Players without LL support play it as plain HLS.
+    pub ll_hls_url: Option<String>,
 }
 
 /// A signed replay URL.
@@ -94,6 +97,12 @@ pub(super) async fn lesson_playback(
                 "{base}/hls/live/{}/index.m3u8?token={token}",
                 lesson.live_stream_id
             ),
+            ll_hls_url: state.settings.live.ll().map(|_| {
+                format!(
+                    "{base}/hls/live/{}/ll.m3u8?token={token}",
+                    lesson.live_stream_id
+                )
+            }),
         }
     });
     let replays = if access.watch_replay {

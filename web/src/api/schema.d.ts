@@ -2289,6 +2289,11 @@ export interface components {
             hls_url: string;
             /** Format: uuid */
             live_stream_id: string;
+            /**
+             * @description The Low-Latency HLS playlist (parts, blocking reload), with the token; absent when the
+             *     server has LL-HLS off. Players without LL support play it as plain HLS.
+             */
+            ll_hls_url?: string | null;
         };
         /**
          * @description A stored event: the JSON listed by the API and published on the Redis channel
@@ -2330,6 +2335,8 @@ export interface components {
             hls_url: string;
             /** Format: uuid */
             id: string;
+            /** @description Low-Latency HLS playlist of the same session (absent when LL-HLS is off). */
+            ll_hls_url?: string | null;
             /** Format: uuid */
             owner_id: string;
             /** Format: int32 */
@@ -2654,6 +2661,8 @@ export interface components {
             expires_at: string;
             /** @description `hls_url` with the token. */
             hls_url: string;
+            /** @description The Low-Latency HLS playlist with the token; absent when LL-HLS is off. */
+            ll_hls_url?: string | null;
             /** @description Pass as `?token=` on the playlist; the playlist carries it on into every segment URL. */
             token: string;
         };

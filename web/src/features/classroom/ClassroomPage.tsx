@@ -97,8 +97,8 @@ export default function ClassroomPage({ id }: { id: string }) {
   } else if (l.status === 'live' && live) {
     stage = (
       <Player
-        key={live.hls_url}
-        src={live.hls_url}
+        key={live.ll_hls_url ?? live.hls_url}
+        src={live.ll_hls_url ?? live.hls_url}
         live
         title={l.title}
         onEnded={() => void qc.invalidateQueries({ queryKey: ['lesson', id] })}

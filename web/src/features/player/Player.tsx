@@ -67,8 +67,9 @@ export function Player({ src, live, poster, title, onEnded }: PlayerProps) {
           // Hold back three segments. The server announces its maximum segment length (twice
           // the usual one, so that it never has to change) as EXT-X-TARGETDURATION, and hls.js
           // would otherwise hold back three of those: twice as far behind the teacher.
+          // An LL-HLS playlist (parts) says its own hold-back (PART-HOLD-BACK): keep it.
           const average = data.details.averagetargetduration;
-          if (!latencySet && data.details.live && average) {
+          if (!latencySet && data.details.live && average && !data.details.partHoldBack) {
             latencySet = true;
             player.targetLatency = 3 * average;
           }
@@ -114,6 +115,10 @@ export function Player({ src, live, poster, title, onEnded }: PlayerProps) {
     if (!v) return;
     setTime({ current: v.currentTime, total: Number.isFinite(v.duration) ? v.duration : 0 });
     const hls = hlsRef.current;
+    // How far behind the teacher the picture is, by the clock: the playhead's
+    // EXT-X-PROGRAM-DATE-TIME against now (tests and support read it from data-latency).
+    const at = hls?.playingDate;
+    if (box.current && at) box.current.dataset.latency = ((Date.now() - at.getTime()) / 1000).toFixed(2);
     const target = hls?.levels?.[hls.currentLevel]?.details?.targetduration ?? 2;
     dispatch({
       type: 'timeupdate',
