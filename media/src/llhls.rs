@@ -652,10 +652,11 @@ impl LlPlaylist {
         self.ended
     }
 
-    /// Enough to start a player: a complete segment, or three parts.
+    /// Enough to start any player: a complete segment. (hls.js would start from parts alone,
+    /// but a player without LL support — GStreamer's legacy `hlsdemux`, ffmpeg — refuses a
+    /// playlist without one segment as invalid.)
     pub fn is_playable(&self) -> bool {
         self.segments.iter().any(ListedSegment::complete)
-            || self.segments.iter().map(|s| s.parts.len()).sum::<usize>() >= 3
     }
 
     /// The last part listed: (msn, part index).

@@ -118,7 +118,7 @@ fn probe(path: &Path) -> (Vec<String>, usize) {
 #[tokio::test]
 async fn ll_hls_parts_decode_and_a_blocking_reload_wakes_on_the_next_part() {
     let live = live("public").await;
-    let publisher = ffmpeg_publish_gop(&live.rtmp_url(), 25, true, 30);
+    let publisher = ffmpeg_publish_gop(&live.rtmp_url(), 30, true, 30);
     live.wait_playlist(Duration::from_secs(20), "a first segment", |p| {
         p.contains("#EXTINF")
     })
@@ -143,6 +143,18 @@ async fn ll_hls_parts_decode_and_a_blocking_reload_wakes_on_the_next_part() {
     ] {
         assert!(first.contains(tag), "no {tag:?} in\n{first}");
     }
+
+    // A player without LL support plays the same playlist as fMP4 HLS: GStreamer's playbin3
+    // (hlsdemux2, qtdemux, the decoders) for ten seconds, beside the rest of this test.
+    let gst = Command::new("timeout")
+        .args(["10", "gst-launch-1.0", "-v", "playbin3"])
+        .arg(format!("uri={}", live.app.url(&ll_path(&live))))
+        .args(["video-sink=fpsdisplaysink text-overlay=false video-sink=fakesink"])
+        .args(["audio-sink=fakesink"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gst-launch-1.0 is installed (scripts/test installs it)");
 
     // A blocking reload for the part after the last one waits for it, then lists it.
     let (msn, part) = last_part(&first);
@@ -269,8 +281,26 @@ async fn ll_hls_parts_decode_and_a_blocking_reload_wakes_on_the_next_part() {
         .args(["!", "avdec_aac", "!", "fakesink"]));
     assert!(ok, "GStreamer qtdemux: {out}");
 
+    // (Waited for off the runtime's thread: the server under test runs on it.)
+    let gst = tokio::task::spawn_blocking(move || gst.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&gst.stdout);
+    let rendered = log
+        .lines()
+        .filter_map(|l| l.split("rendered: ").nth(1))
+        .filter_map(|r| r.split(',').next()?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        rendered >= 120 && !log.contains("ERROR"),
+        "playbin3 rendered {rendered} frames of the LL playlist: {log}{}",
+        String::from_utf8_lossy(&gst.stderr)
+    );
+
     // Delta updates: once there is more than 12 s, what is older than CAN-SKIP-UNTIL is skipped.
-    tokio::time::sleep(Duration::from_secs(13)).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
     let (_, full, _) = get_ll(&live, "").await;
     let (_, delta, _) = get_ll(&live, "?_HLS_skip=YES").await;
     assert!(!full.contains("#EXT-X-SKIP"), "{full}");
