@@ -77,6 +77,9 @@ pub struct LlShared {
     changed: tokio::sync::watch::Sender<u64>,
     /// Until when (ms on [`clock_ms`]) someone wants parts.
     wanted_until: AtomicU64,
+    /// The publisher whose parts the playlist takes ([`LlShared::claim`]): a replaced
+    /// publisher still draining must not add its parts to its successor's segments.
+    owner: AtomicU64,
 }
 
 /// Milliseconds since the first call: a monotonic clock cheap enough to read per request.
@@ -99,6 +102,7 @@ impl LlShared {
             mode,
             changed: tokio::sync::watch::Sender::new(0),
             wanted_until: AtomicU64::new(0),
+            owner: AtomicU64::new(0),
         })
     }
 
@@ -121,16 +125,38 @@ impl LlShared {
         self.changed.send_modify(|v| *v += 1);
     }
 
-    fn with_playlist(&self, f: impl FnOnce(&mut LlPlaylist)) {
-        if let Ok(mut p) = self.playlist.lock() {
-            f(&mut p);
+    /// The newest publisher of the session takes the playlist over; returns its claim. What the
+    /// previous one made stays (its open segment is complete), and the new publisher's first
+    /// segment follows a discontinuity.
+    fn claim(&self) -> u64 {
+        let Ok(mut p) = self.playlist.lock() else {
+            return self.owner.fetch_add(1, Ordering::AcqRel) + 1;
+        };
+        p.publisher_ended();
+        self.owner.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Run `f` on the playlist if `claim` still owns it (then wake the waiting requests).
+    fn with_playlist(&self, claim: u64, f: impl FnOnce(&mut LlPlaylist)) -> bool {
+        let Ok(mut p) = self.playlist.lock() else {
+            return false;
+        };
+        // Checked under the lock: a successor's claim cannot slip in between.
+        if self.owner.load(Ordering::Acquire) != claim {
+            return false;
         }
+        f(&mut p);
+        drop(p);
         self.notify();
+        true
     }
 
     /// The session is over: `EXT-X-ENDLIST`, and every waiting request answers.
     pub fn end(&self) {
-        self.with_playlist(LlPlaylist::end);
+        if let Ok(mut p) = self.playlist.lock() {
+            p.end();
+        }
+        self.notify();
     }
 }
 
@@ -147,6 +173,8 @@ impl std::fmt::Debug for LlShared {
 /// when parts are wanted, stops it at a segment boundary when they no longer are.
 struct LlStage {
     shared: Arc<LlShared>,
+    /// This publisher's claim on the playlist ([`LlShared::claim`]).
+    claim: u64,
     packager: Option<LlPackager>,
     /// The last decoder configurations, for a packager started mid-publish.
     video_config: Option<MediaFrame>,
@@ -160,6 +188,7 @@ struct LlStage {
 impl LlStage {
     fn new(shared: Arc<LlShared>, timeline_start_ms: u64) -> LlStage {
         LlStage {
+            claim: shared.claim(),
             shared,
             packager: None,
             video_config: None,
@@ -181,7 +210,7 @@ impl LlStage {
             Some(p) => p,
             None => {
                 let MediaFrame::Video(v) = frame else { return };
-                if !v.keyframe || v.sequence_header || !self.shared.wanted() {
+                if !v.keyframe || v.sequence_header || !self.shared.wanted() || !self.owns() {
                     return;
                 }
                 let origin = self.origin_ms.unwrap_or(v.dts_ms);
@@ -207,7 +236,7 @@ impl LlStage {
         let stop = segment_started && !self.shared.wanted();
         let now = OffsetDateTime::now_utc();
         let out = &mut self.out;
-        self.shared.with_playlist(|p| {
+        let owner = self.shared.with_playlist(self.claim, |p| {
             for o in out.drain(..) {
                 p.apply(o, now);
             }
@@ -215,9 +244,15 @@ impl LlStage {
                 p.clear();
             }
         });
-        if stop {
+        if stop || !owner {
+            // Replaced by a newer publisher: nothing more to make.
+            self.out.clear();
             self.packager = None;
         }
+    }
+
+    fn owns(&self) -> bool {
+        self.shared.owner.load(Ordering::Acquire) == self.claim
     }
 
     fn finish(&mut self) {
@@ -226,12 +261,13 @@ impl LlStage {
         }
         let now = OffsetDateTime::now_utc();
         let out = &mut self.out;
-        self.shared.with_playlist(|p| {
+        self.shared.with_playlist(self.claim, |p| {
             for o in out.drain(..) {
                 p.apply(o, now);
             }
             p.publisher_ended();
         });
+        self.out.clear();
     }
 }
 
@@ -629,6 +665,93 @@ mod tests {
             ll: None,
         };
         (LiveOutput::new(config, tx, Arc::default()), rx)
+    }
+
+    fn ll_output(dir: &Path, ll: &Arc<LlShared>) -> LiveOutput {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let config = PackagerConfig {
+            dir: dir.to_path_buf(),
+            segments: SegmentLimits {
+                target: Duration::from_millis(1_000),
+                max: Duration::from_millis(2_000),
+            },
+            start_index: 0,
+            timeline_start_ms: 0,
+            ll: Some(ll.clone()),
+        };
+        LiveOutput::new(config, tx, Arc::default())
+    }
+
+    fn ll_shared(mode: LlMode) -> Arc<LlShared> {
+        let limits = LlLimits {
+            part_target: Duration::from_millis(200),
+            segment_target: Duration::from_millis(1_000),
+            segment_max: Duration::from_millis(2_000),
+        };
+        LlShared::new(limits, 3, mode)
+    }
+
+    /// Publish `from..to` frames of 40 ms (an IDR every 25 frames) into `out`.
+    fn publish(out: &mut LiveOutput, from: u64, to: u64) {
+        for i in from..to {
+            out.push(video(i * 40, i % 25 == 0, false)).unwrap();
+        }
+    }
+
+    fn parts_of(ll: &LlShared) -> usize {
+        let p = ll.playlist.lock().unwrap();
+        p.render("", None, false).matches("#EXT-X-PART:").count()
+    }
+
+    #[test]
+    fn on_demand_ll_parts_start_at_the_keyframe_after_the_first_request() {
+        let dir = std::env::temp_dir().join(format!("live-ll-demand-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ll = ll_shared(LlMode::OnDemand);
+        let mut out = ll_output(&dir, &ll);
+        out.push(video(0, true, true)).unwrap();
+        publish(&mut out, 0, 60);
+        assert_eq!(parts_of(&ll), 0, "nobody asked: no parts");
+        ll.want();
+        let changes = ll.subscribe();
+        // The request came between keyframes (frame 60 of 25-frame GOPs): parts from frame 75.
+        publish(&mut out, 60, 74);
+        assert_eq!(parts_of(&ll), 0);
+        assert!(!changes.has_changed().unwrap());
+        publish(&mut out, 74, 120);
+        assert!(parts_of(&ll) >= 8, "{}", parts_of(&ll));
+        assert!(changes.has_changed().unwrap(), "waiting requests are woken");
+        out.finish(EndReason::PublisherClosed);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_replaced_publisher_adds_nothing_to_its_successors_ll_segments() {
+        let dir = std::env::temp_dir().join(format!("live-ll-claim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ll = ll_shared(LlMode::Always);
+        let mut old = ll_output(&dir, &ll);
+        old.push(video(0, true, true)).unwrap();
+        publish(&mut old, 0, 40);
+        let before = parts_of(&ll);
+        assert!(before > 0);
+        // The successor connects (claims the playlist) while the old connection still sends.
+        let mut new = ll_output(&dir, &ll);
+        publish(&mut old, 40, 80);
+        old.finish(EndReason::Kicked);
+        assert_eq!(
+            parts_of(&ll),
+            before,
+            "the old publisher's late parts are not listed"
+        );
+        new.push(video(0, true, true)).unwrap();
+        publish(&mut new, 0, 40);
+        let text = ll.playlist.lock().unwrap().render("", None, false);
+        assert!(parts_of(&ll) > before, "{text}");
+        assert!(text.contains("#EXT-X-DISCONTINUITY"), "{text}");
+        assert_eq!(text.matches("#EXT-X-MAP:").count(), 2, "{text}");
+        new.finish(EndReason::PublisherClosed);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn drain(rx: &mut mpsc::UnboundedReceiver<PublisherEvent>) -> Vec<PublisherEvent> {
