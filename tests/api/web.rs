@@ -513,3 +513,109 @@ async fn a_recording_from_the_studio_library_to_the_ops_console() {
     .await;
     app.stop().await;
 }
+
+/// ffmpeg publishing `seconds` of one solid colour (and a tone), 1 s GOP, in real time.
+fn ffmpeg_colour(url: &str, colour: &str, seconds: u32) -> tokio::process::Child {
+    tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!(
+            "color=c={colour}:size=640x360:rate=30:duration={seconds}"
+        ))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=44100:duration={seconds}"
+        ))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "30",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv", url])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg is installed (scripts/test installs it)")
+}
+
+/// web/e2e/restart.mjs in the browser profile `profile`: hls.js plays the stream's plain and LL
+/// playlists and must show `colour`.
+async fn watch_colour(app: &TestApp, profile: &std::path::Path, id: &str, colour: &str) {
+    let urls = json!([
+        format!("{}/hls/live/{id}/index.m3u8", app.base),
+        format!("{}/hls/live/{id}/ll.m3u8", app.base)
+    ]);
+    let env = [
+        ("WM_PROFILE", profile.display().to_string()),
+        ("WM_URLS", urls.to_string()),
+        ("WM_EXPECT", colour.to_string()),
+    ];
+    run_script("restart.mjs", app, &env).await;
+}
+
+/// Issue #16's first finding, in a real browser: one Chromium profile watches a stream, the
+/// server restarts (segment numbering starts again), the stream's next session publishes
+/// another picture, and hls.js in the same profile — plain and LL playlists — shows the new
+/// session's picture, never the cached one of the previous session.
+#[tokio::test]
+async fn one_browser_profile_sees_the_new_session_after_a_server_restart() {
+    require_dist();
+    let spool = tempfile::tempdir().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let dir = spool.path().to_path_buf();
+    let first = spawn_app_with(move |s| s.media.spool_dir = dir).await;
+    let live = crate::live_rtmp::Live::on(first, 0, "public").await;
+    let key = live.stream["stream_key"].as_str().unwrap().to_string();
+    let id = live.id().to_string();
+    let (db, listen) = (live.app.database_url.clone(), live.app.addr);
+    let mut red = ffmpeg_colour(&live.rtmp_url(), "red", 40);
+    live.wait_playlist(Duration::from_secs(20), "three segments", |p| {
+        p.matches("#EXTINF").count() >= 3
+    })
+    .await;
+    watch_colour(&live.app, profile.path(), &id, "red").await;
+    let _ = red.kill().await;
+    live.app.stop().await;
+
+    // The same stream, database, spool and port on a restarted server.
+    let dir = spool.path().to_path_buf();
+    let second = spawn_app_with(move |s| {
+        s.media.spool_dir = dir;
+        s.database.url = wemaster::config::Secret::new(db);
+        s.http.listen = listen;
+        s.http.public_url = format!("http://{listen}").parse().unwrap();
+    })
+    .await;
+    assert_eq!(
+        second.addr, listen,
+        "the restarted server has the same origin"
+    );
+    let url = format!("rtmp://{}/live/{key}", second.rtmp_addr);
+    let mut blue = ffmpeg_colour(&url, "blue", 40);
+    let path = format!("/hls/live/{id}/index.m3u8");
+    for _ in 0..100 {
+        if let Ok(p) = crate::playlists::fetch(&second.client, &second.url(&path)).await
+            && p.matches("#EXTINF").count() >= 3
+            && !p.contains("#EXT-X-ENDLIST")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    watch_colour(&second, profile.path(), &id, "blue").await;
+    let _ = blue.kill().await;
+    second.stop().await;
+}
