@@ -32,6 +32,9 @@ use crate::frame::{AudioFrame, MediaFrame, VideoFrame};
 /// AAC samples per frame.
 const AAC_FRAME: u64 = 1024;
 
+/// AAC frames held while no video frame closes a part (about 10 s at 48 kHz).
+const MAX_QUEUED_AUDIO: usize = 470;
+
 /// Part and segment lengths of the LL output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LlLimits {
@@ -276,6 +279,17 @@ impl LlPackager {
             _ => actual,
         };
         self.audio_clock = Some(time + AAC_FRAME);
+        // Parts are cut by video frames: a publisher whose video stopped must not make the
+        // audio queue grow without end (a part holds a fraction of a second; keep ~10 s).
+        if self.audio.len() >= MAX_QUEUED_AUDIO {
+            let drop = self.audio.len() / 2;
+            self.audio.drain(..drop);
+            let from = self.audio.front().map_or(0, |a| a.start);
+            self.audio_data.drain(..from);
+            for a in &mut self.audio {
+                a.start -= from;
+            }
+        }
         let start = self.audio_data.len();
         self.audio_data.extend_from_slice(body);
         self.audio.push_back(PendingAudio {
@@ -987,6 +1001,28 @@ mod tests {
         assert!(video_end.abs_diff(540_000) <= 3_000, "{video_end}");
         let audio_s = audio_end.unwrap() as f64 / 44_100.0;
         assert!((audio_s - 6.0).abs() < 0.05, "{audio_s} s of audio");
+    }
+
+    #[test]
+    fn audio_without_video_is_bounded() {
+        let mut p = LlPackager::new(limits(), 0);
+        let mut out = Vec::new();
+        p.push(&avc_header(), &mut out);
+        p.push(&aac(0, true), &mut out);
+        p.push(&video(0, true), &mut out);
+        // The camera stops; the microphone goes on for a minute.
+        for i in 0..2_600 {
+            p.push(&aac(i * 23, false), &mut out);
+        }
+        assert!(p.audio.len() <= MAX_QUEUED_AUDIO, "{}", p.audio.len());
+        assert!(p.audio_data.len() <= MAX_QUEUED_AUDIO * 3);
+        // Video comes back: the part is written with the audio that was kept, well formed.
+        p.push(&video(60_000, false), &mut out);
+        p.push(&video(60_033, false), &mut out);
+        p.finish(&mut out);
+        for part in parts(&out) {
+            check_fragment(&part.bytes);
+        }
     }
 
     #[test]
