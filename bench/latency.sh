@@ -18,6 +18,8 @@ set -euo pipefail
 : "${WEMASTER_REDIS_PORT:=56392}"
 export WEMASTER_PG_PORT WEMASTER_REDIS_PORT
 source "$(dirname "$0")/../scripts/lib.sh"
+# Our own PostgreSQL/Redis files (a cluster runs on one port: other benches have their own).
+DATA="$ROOT/bench/.cache/data-latency"
 cd "$ROOT"
 BIN=""
 SECONDS_PER_CASE=60
@@ -92,6 +94,7 @@ python3 bench/clock_source.py --size 1280x720 --fps 30 | ffmpeg -hide_banner -lo
   -re -f lavfi -i sine=frequency=440:sample_rate=48000 \
   -map 0:v -map 1:a -c:v libx264 -preset veryfast -tune zerolatency -g 60 -keyint_min 60 \
   -sc_threshold 0 -b:v 2500k -maxrate 2500k -bufsize 2500k -pix_fmt yuv420p -c:a aac -b:a 128k \
+  -flags +global_header \
   -f tee "[f=flv:onfail=ignore]rtmp://127.0.0.1:$RTMP_PORT/live/$KEY|[f=flv:onfail=ignore]rtmp://127.0.0.1:$NGINX_RTMP/live/clock" &
 PUB_PID=$!
 sleep 10

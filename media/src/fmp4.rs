@@ -58,8 +58,15 @@ pub struct Run<'a> {
     /// Decode time of the first sample, in the track's timescale.
     pub base_decode_time: u64,
     pub samples: &'a [Sample],
-    /// The samples' bytes, concatenated.
-    pub data: &'a [u8],
+    /// The samples' bytes, in order (pieces written back to back: the publisher's frames
+    /// are copied once, into the fragment).
+    pub data: &'a [&'a [u8]],
+}
+
+impl Run<'_> {
+    fn data_len(&self) -> usize {
+        self.data.iter().map(|d| d.len()).sum()
+    }
 }
 
 /// Writes a box: the size is patched when the box is closed.
@@ -362,7 +369,7 @@ pub fn write_fragment(out: &mut Vec<u8>, sequence: u32, video: Run<'_>, audio: O
             }
         }
         w.end().end(); // trun, traf
-        data_before += run.data.len();
+        data_before += run.data_len();
     }
     w.end(); // moof
     let moof_len = w.out.len() - start;
@@ -373,11 +380,12 @@ pub fn write_fragment(out: &mut Vec<u8>, sequence: u32, video: Run<'_>, audio: O
         w.out[at..at + 4].copy_from_slice(&offset.to_be_bytes());
     }
     w.u32(mdat_len as u32).bytes(b"mdat");
-    if !video.samples.is_empty() {
-        w.bytes(video.data);
-    }
-    if let Some(a) = audio.filter(|a| !a.samples.is_empty()) {
-        w.bytes(a.data);
+    for run in [Some(video), audio].into_iter().flatten() {
+        if !run.samples.is_empty() {
+            for piece in run.data {
+                w.bytes(piece);
+            }
+        }
     }
 }
 
@@ -488,12 +496,12 @@ mod tests {
             Run {
                 base_decode_time: 90_000,
                 samples: &v,
-                data: b"VVVvv",
+                data: &[b"VVV", b"vv"],
             },
             Some(Run {
                 base_decode_time: 44_100,
                 samples: &a,
-                data: b"AAAA",
+                data: &[b"AAAA"],
             }),
         );
         let frag = &out[1..];

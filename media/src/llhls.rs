@@ -64,19 +64,20 @@ pub struct Part {
     pub starts_segment: bool,
 }
 
+/// A frame waiting for its part: its NAL units or AAC frame are the publisher's own bytes (a
+/// slice of the frame's `Bytes`, no copy); they are copied once, into the part.
 struct PendingVideo {
     dts_ms: u64,
     cts_ms: i32,
     idr: bool,
-    len: usize,
+    data: Bytes,
 }
 
 struct PendingAudio {
     /// On the sample clock.
     time: u64,
     dts_ms: u64,
-    start: usize,
-    len: usize,
+    data: Bytes,
 }
 
 /// Frames → CMAF parts. Feed every frame of a publisher from its first IDR on (earlier frames
@@ -104,9 +105,7 @@ pub struct LlPackager {
     part_independent: bool,
     part_starts_segment: bool,
     video: Vec<PendingVideo>,
-    video_data: Vec<u8>,
     audio: VecDeque<PendingAudio>,
-    audio_data: Vec<u8>,
     audio_clock: Option<u64>,
     last_video_ms: u64,
     last_audio_ms: Option<u64>,
@@ -138,9 +137,7 @@ impl LlPackager {
             part_independent: false,
             part_starts_segment: false,
             video: Vec::new(),
-            video_data: Vec::new(),
             audio: VecDeque::new(),
-            audio_data: Vec::new(),
             audio_clock: None,
             last_video_ms: 0,
             last_audio_ms: None,
@@ -209,7 +206,7 @@ impl LlPackager {
             self.segment_start_ms = v.dts_ms;
             self.emit_init(out);
             self.open_part(v.dts_ms, true, true);
-            self.add_video(v, body, v.dts_ms, true);
+            self.add_video(v, tag.payload_offset, v.dts_ms, true);
             return;
         };
         // Equal or backwards DTS: just after the last one (as the TS packager repairs).
@@ -238,7 +235,7 @@ impl LlPackager {
             }
             self.open_part(dts, idr, new_segment);
         }
-        self.add_video(v, body, dts, idr);
+        self.add_video(v, tag.payload_offset, dts, idr);
     }
 
     fn audio(&mut self, a: &AudioFrame) {
@@ -284,19 +281,11 @@ impl LlPackager {
         if self.audio.len() >= MAX_QUEUED_AUDIO {
             let drop = self.audio.len() / 2;
             self.audio.drain(..drop);
-            let from = self.audio.front().map_or(0, |a| a.start);
-            self.audio_data.drain(..from);
-            for a in &mut self.audio {
-                a.start -= from;
-            }
         }
-        let start = self.audio_data.len();
-        self.audio_data.extend_from_slice(body);
         self.audio.push_back(PendingAudio {
             time,
             dts_ms: dts,
-            start,
-            len: body.len(),
+            data: a.data.slice(tag.payload_offset..),
         });
     }
 
@@ -337,13 +326,12 @@ impl LlPackager {
         self.part_starts_segment = starts_segment;
     }
 
-    fn add_video(&mut self, v: &VideoFrame, body: &[u8], dts_ms: u64, idr: bool) {
-        self.video_data.extend_from_slice(body);
+    fn add_video(&mut self, v: &VideoFrame, payload: usize, dts_ms: u64, idr: bool) {
         self.video.push(PendingVideo {
             dts_ms,
             cts_ms: v.cts_ms,
             idr,
-            len: body.len(),
+            data: v.data.slice(payload..),
         });
     }
 
@@ -359,16 +347,16 @@ impl LlPackager {
             let next = self.video.get(i + 1).map_or(end_ms, |n| n.dts_ms);
             self.samples.push(Sample {
                 duration: ((next - f.dts_ms) * 90) as u32,
-                size: f.len as u32,
+                size: f.data.len() as u32,
                 cts_offset: f.cts_ms.max(0).saturating_mul(90),
                 sync: f.idr,
             });
         }
-        // Video sample bytes are in `video_data` in order: the run is all of it.
+        let video_data: Vec<&[u8]> = self.video.iter().map(|f| &f.data[..]).collect();
         let video = Run {
             base_decode_time: self.timeline(base_ms) * u64::from(VIDEO_TIMESCALE / 1000),
             samples: &self.samples,
-            data: &self.video_data,
+            data: &video_data,
         };
         // Audio frames that start before the part's end.
         let take = self.audio.iter().take_while(|a| a.dts_ms < end_ms).count();
@@ -383,20 +371,21 @@ impl LlPackager {
             let next = self.audio.get(i + 1).map_or(a.time + AAC_FRAME, |n| n.time);
             self.audio_samples.push(Sample {
                 duration: next.saturating_sub(a.time).max(1) as u32,
-                size: a.len as u32,
+                size: a.data.len() as u32,
                 cts_offset: 0,
                 sync: true,
             });
-            audio_bytes += a.len;
+            audio_bytes += a.data.len();
         }
-        let audio_start = self.audio.front().map_or(0, |a| a.start);
+        let audio_data: Vec<&[u8]> = self.audio.iter().take(take).map(|a| &a.data[..]).collect();
         let audio = (take > 0).then(|| Run {
             base_decode_time: audio_base,
             samples: &self.audio_samples,
-            data: &self.audio_data[audio_start..audio_start + audio_bytes],
+            data: &audio_data,
         });
         self.sequence = self.sequence.wrapping_add(1);
-        let mut bytes = Vec::with_capacity(self.video_data.len() + audio_bytes + 512);
+        let video_bytes: usize = video_data.iter().map(|d| d.len()).sum();
+        let mut bytes = Vec::with_capacity(video_bytes + audio_bytes + 512);
         fmp4::write_fragment(&mut bytes, self.sequence, video, audio);
         out.push(LlOutput::Part(Part {
             bytes: Bytes::from(bytes),
@@ -406,19 +395,10 @@ impl LlPackager {
             independent: self.part_independent,
             starts_segment: self.part_starts_segment,
         }));
+        drop(video_data);
+        drop(audio_data);
         self.video.clear();
-        self.video_data.clear();
         self.audio.drain(..take);
-        if self.audio.is_empty() {
-            self.audio_data.clear();
-        } else {
-            // Keep the frames that belong to the next part at the front of the buffer.
-            let from = self.audio.front().map_or(0, |a| a.start);
-            self.audio_data.drain(..from);
-            for a in &mut self.audio {
-                a.start -= from;
-            }
-        }
     }
 }
 
@@ -440,8 +420,7 @@ fn sps_size(avcc: &[u8]) -> Option<(u32, u32)> {
 struct ListedPart {
     duration_ms: u32,
     independent: bool,
-    /// Dropped once the part is too old to be listed or fetched.
-    bytes: Option<Bytes>,
+    bytes: Bytes,
 }
 
 #[derive(Debug, Clone)]
@@ -451,14 +430,15 @@ struct ListedSegment {
     discontinuity: bool,
     program_date_time: OffsetDateTime,
     parts: Vec<ListedPart>,
-    /// The whole segment, once complete.
-    bytes: Option<Bytes>,
+    /// All its parts are in: it is listed with `#EXTINF` and served whole (its parts back to
+    /// back, never copied into one buffer).
+    complete: bool,
     duration_ms: u64,
 }
 
 impl ListedSegment {
     fn complete(&self) -> bool {
-        self.bytes.is_some()
+        self.complete
     }
 }
 
@@ -470,9 +450,6 @@ pub struct LlPlaylistConfig {
     pub target_duration_s: u64,
     /// Complete segments listed (at least what delta updates need: `CAN-SKIP-UNTIL` plus two).
     pub window: usize,
-    /// Segments, from the end, whose parts keep their bytes: those listed (three target
-    /// durations) and two more for players still fetching them.
-    pub parts_kept: usize,
 }
 
 impl LlPlaylistConfig {
@@ -481,13 +458,10 @@ impl LlPlaylistConfig {
         let segment_s = limits.segment_target.as_secs_f64().max(0.1);
         // Delta updates skip what is older than six target durations: list a little more.
         let for_skip = ((6 * target_duration_s) as f64 / segment_s).ceil() as usize + 2;
-        // Segments are at least 95 % of the target (cut at an IDR past it, with 5 % slack).
-        let listed = ((3 * target_duration_s) as f64 / (segment_s * 0.95)).ceil() as usize;
         LlPlaylistConfig {
             part_target_ms: (limits.part_target.as_millis() as u64).max(1),
             target_duration_s,
             window: window.max(for_skip),
-            parts_kept: listed + 2,
         }
     }
 
@@ -575,7 +549,7 @@ impl LlPlaylist {
                 discontinuity: std::mem::take(&mut self.pending_discontinuity),
                 program_date_time: now,
                 parts: Vec::new(),
-                bytes: None,
+                complete: false,
                 duration_ms: 0,
             });
             self.next_msn += 1;
@@ -586,29 +560,16 @@ impl LlPlaylist {
             seg.parts.push(ListedPart {
                 duration_ms: part.duration_ms,
                 independent: part.independent,
-                bytes: Some(part.bytes),
+                bytes: part.bytes,
             });
         }
     }
 
     /// The open segment is complete (its publisher ended, or the next segment starts).
     fn complete_open(&mut self) {
-        let Some(seg) = self.segments.back_mut().filter(|s| !s.complete()) else {
-            return;
-        };
-        let len = seg
-            .parts
-            .iter()
-            .filter_map(|p| p.bytes.as_ref())
-            .map(Bytes::len)
-            .sum();
-        let mut all = Vec::with_capacity(len);
-        for p in &seg.parts {
-            if let Some(b) = &p.bytes {
-                all.extend_from_slice(b);
-            }
+        if let Some(seg) = self.segments.back_mut() {
+            seg.complete = true;
         }
-        seg.bytes = Some(Bytes::from(all));
     }
 
     fn evict(&mut self) {
@@ -617,16 +578,6 @@ impl LlPlaylist {
                 && old.discontinuity
             {
                 self.discontinuity_sequence += 1;
-            }
-        }
-        let n = self.segments.len();
-        for seg in self
-            .segments
-            .iter_mut()
-            .take(n.saturating_sub(self.config.parts_kept))
-        {
-            for p in &mut seg.parts {
-                p.bytes = None;
             }
         }
         let oldest = self.segments.front().map_or(u64::MAX, |s| s.init);
@@ -734,7 +685,7 @@ impl LlPlaylist {
     pub fn part(&self, msn: u64, index: u64) -> Lookup {
         if let Some(seg) = self.segments.iter().find(|s| s.msn == msn) {
             if let Some(p) = seg.parts.get(index as usize) {
-                return p.bytes.clone().map_or(Lookup::Missing, Lookup::Ready);
+                return Lookup::Ready(p.bytes.clone());
             }
             if !seg.complete() && !self.ended && index < seg.parts.len() as u64 + 3 {
                 return Lookup::Soon;
@@ -748,12 +699,12 @@ impl LlPlaylist {
         Lookup::Missing
     }
 
-    /// A complete segment's bytes.
-    pub fn segment(&self, msn: u64) -> Option<Bytes> {
+    /// A complete segment: its parts, to be sent back to back.
+    pub fn segment(&self, msn: u64) -> Option<Vec<Bytes>> {
         self.segments
             .iter()
-            .find(|s| s.msn == msn)
-            .and_then(|s| s.bytes.clone())
+            .find(|s| s.msn == msn && s.complete)
+            .map(|s| s.parts.iter().map(|p| p.bytes.clone()).collect())
     }
 
     pub fn init(&self, id: u64) -> Option<Bytes> {
@@ -1015,7 +966,6 @@ mod tests {
             p.push(&aac(i * 23, false), &mut out);
         }
         assert!(p.audio.len() <= MAX_QUEUED_AUDIO, "{}", p.audio.len());
-        assert!(p.audio_data.len() <= MAX_QUEUED_AUDIO * 3);
         // Video comes back: the part is written with the audio that was kept, well formed.
         p.push(&video(60_000, false), &mut out);
         p.push(&video(60_033, false), &mut out);
@@ -1104,8 +1054,8 @@ mod tests {
         assert_eq!(p.part(3, 3), Lookup::Soon, "the hinted part is waited for");
         assert_eq!(p.part(3, 9), Lookup::Missing);
         assert_eq!(
-            p.segment(1).map(|b| b.len()),
-            Some(10),
+            p.segment(1).map(|parts| parts.concat()),
+            Some((0..10u8).collect::<Vec<_>>()),
             "a segment is its parts"
         );
         assert_eq!(p.segment(3), None, "the open segment is not served whole");

@@ -384,6 +384,24 @@ async fn ll_file(
     ll.want();
     let private = view.private.load(std::sync::atomic::Ordering::Relaxed);
     let cache = immutable_cache(private);
+    if let LlName::Segment(msn) = name {
+        // A whole segment is its parts back to back: sent as they are, never joined in memory.
+        let parts = ll
+            .playlist
+            .lock()
+            .map_err(|_| anyhow::anyhow!("LL playlist lock poisoned"))?
+            .segment(msn)
+            .ok_or(ApiError::NotFound("segment"))?;
+        let len: usize = parts.iter().map(Bytes::len).sum();
+        let body = axum::body::Body::from_stream(futures::stream::iter(
+            parts.into_iter().map(Ok::<_, std::convert::Infallible>),
+        ));
+        let mut response = (ll_headers("video/iso.segment", cache), body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        return Ok(response);
+    }
     let mut changes = ll.subscribe();
     let deadline = tokio::time::Instant::now() + ll_block_limit(&ll);
     loop {
@@ -394,8 +412,8 @@ async fn ll_file(
                 .map_err(|_| anyhow::anyhow!("LL playlist lock poisoned"))?;
             match name {
                 LlName::Init(n) => p.init(n).map_or(Lookup::Missing, Lookup::Ready),
-                LlName::Segment(msn) => p.segment(msn).map_or(Lookup::Missing, Lookup::Ready),
                 LlName::Part(msn, part) => p.part(msn, part),
+                LlName::Segment(_) => Lookup::Missing,
             }
         };
         match found {
