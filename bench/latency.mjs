@@ -94,7 +94,9 @@ function measure({ url, config, whep, seconds }) {
 // A WHIP publisher in a page of its own: a canvas with the clock drawn as the same bit pattern
 // (clock_source.py's layout), captured at 30 fps and sent to WHIP with the stream key.
 function publishWhip({ url, key }) {
-  const w = 1280, h = 720, block = w / 32, band = Math.floor(h / 18);
+  // 640x360: the page encodes in software on the machine that also decodes and serves, and
+  // what is measured is the server's delay, not the encoder's appetite.
+  const w = 640, h = 360, block = w / 32, band = Math.floor(h / 18);
   const canvas = document.createElement('canvas');
   canvas.width = w; canvas.height = h;
   document.body.append(canvas);
