@@ -7,6 +7,7 @@
 #
 #   bench/latency.sh                       # 60 s per case, release build
 #   bench/latency.sh --seconds 20 --bin target/debug/wemaster
+#   bench/latency.sh --seconds 600 --only wemaster-ll-hls   # one case (a 10-minute stall watch)
 #
 # Cases: WeMaster plain HLS (TS, hls.js defaults), WeMaster LL-HLS (hls.js lowLatencyMode),
 # nginx-rtmp HLS (hls.js defaults; 2 s fragments like ours). Source: 1280x720 30 fps H.264,
@@ -23,10 +24,12 @@ DATA="$ROOT/bench/.cache/data-latency"
 cd "$ROOT"
 BIN=""
 SECONDS_PER_CASE=60
+ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
     --seconds) SECONDS_PER_CASE=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
     *) die "unknown option $1" ;;
   esac
 done
@@ -108,8 +111,11 @@ CASES=$(cat <<JSON
 ]
 JSON
 )
+# --only NAME: the cases of that name (both sources).
+only() { python3 -c 'import json,sys; o=sys.argv[1]; print(json.dumps([c for c in json.load(sys.stdin) if not o or c["name"].split(" ")[0] == o]))' "$ONLY"; }
+CASES=$(echo "$CASES" | only)
 log "RTMP source: measuring $SECONDS_PER_CASE s per case"
-WM_CASES="$CASES" WM_SECONDS="$SECONDS_PER_CASE" node bench/latency.mjs
+[ "$CASES" = "[]" ] || WM_CASES="$CASES" WM_SECONDS="$SECONDS_PER_CASE" node bench/latency.mjs
 kill $PUB_PID 2>/dev/null || true
 
 # The WHIP source: Chromium publishes the clock from a canvas (same bit pattern) to a second
@@ -125,6 +131,8 @@ CASES2=$(cat <<JSON
 ]
 JSON
 )
+CASES2=$(echo "$CASES2" | only)
+[ "$CASES2" = "[]" ] && exit 0
 log "WHIP source: measuring $SECONDS_PER_CASE s per case"
 WM_CASES="$CASES2" WM_SECONDS="$SECONDS_PER_CASE" WM_WHIP_URL="http://127.0.0.1:$HTTP_PORT/whip/$ID2" \
   WM_WHIP_KEY="$KEY2" node bench/latency.mjs
