@@ -620,8 +620,17 @@ impl LlPlaylist {
     /// Enough to start any player: a complete segment. (hls.js would start from parts alone,
     /// but a player without LL support — GStreamer's legacy `hlsdemux`, ffmpeg — refuses a
     /// playlist without one segment as invalid.)
+    ///
+    /// And the open segment has three parts (`PART-HOLD-BACK`): a player in low-latency mode
+    /// then starts in the open segment's parts. Started inside the complete one, hls.js loads
+    /// that segment whole and then its parts again, and the overlapping appends make the
+    /// browser drop the rest of the GOP from its buffer: a stall at every start.
     pub fn is_playable(&self) -> bool {
         self.segments.iter().any(ListedSegment::complete)
+            && self
+                .segments
+                .back()
+                .is_some_and(|s| s.complete() || s.parts.len() >= 3)
     }
 
     /// The last part listed: (msn, part index).
@@ -1027,6 +1036,19 @@ mod tests {
             }
         }
         p
+    }
+
+    #[test]
+    fn a_first_playlist_waits_for_a_whole_segment_and_three_parts_after_it() {
+        assert!(!playlist_with(&[7]).is_playable(), "parts only");
+        assert!(
+            !playlist_with(&[10, 2]).is_playable(),
+            "the edge is inside the complete one"
+        );
+        assert!(playlist_with(&[10, 3]).is_playable());
+        let mut ended = playlist_with(&[10, 1]);
+        ended.publisher_ended();
+        assert!(ended.is_playable(), "a complete last segment");
     }
 
     #[test]
