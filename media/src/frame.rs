@@ -100,6 +100,26 @@ impl EndReason {
     }
 }
 
+/// The fuzz targets' input format, shared by the packagers' fuzz entries: records of
+/// `[kind][dts step][len: u16 big-endian][body]`, yielded as (kind, DTS so far, body); a
+/// length past the end takes what is left.
+#[doc(hidden)]
+pub fn fuzz_records(data: &[u8]) -> impl Iterator<Item = (u8, u64, &[u8])> {
+    let mut rest = data;
+    let mut dts = 0u64;
+    std::iter::from_fn(move || {
+        if rest.len() < 4 {
+            return None;
+        }
+        let kind = rest[0];
+        dts += u64::from(rest[1]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]])).min(rest.len() - 4);
+        let body = &rest[4..4 + len];
+        rest = &rest[4 + len..];
+        Some((kind, dts, body))
+    })
+}
+
 /// Frames for the packagers' unit tests: an AVC sequence header (High, level 3.1), one-slice
 /// H.264 access units (IDR or not) and AAC (LC, 44.1 kHz stereo) frames, as FLV tag bodies.
 #[cfg(test)]
@@ -152,6 +172,16 @@ pub(crate) mod samples {
             codec: AudioCodec::Aac,
             data: Bytes::from(body),
         })
+    }
+
+    /// A xorshift generator for the fuzz smoke tests: the same inputs on every run.
+    pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
     }
 
     /// What a fuzz smoke test starts its input with: the AVC and AAC configurations, as

@@ -1191,8 +1191,6 @@ pub fn fuzz_llhls(data: &[u8]) {
     let mut packager = LlPackager::new(limits, 1_000);
     let mut playlist = LlPlaylist::new(LlPlaylistConfig::new(limits, 3));
     let mut out = Vec::new();
-    let mut dts = 0u64;
-    let mut rest = data;
     let check = |out: &mut Vec<LlOutput>, playlist: &mut LlPlaylist| {
         for o in out.drain(..) {
             if let LlOutput::Part(p) = &o {
@@ -1202,12 +1200,7 @@ pub fn fuzz_llhls(data: &[u8]) {
             playlist.apply(o, OffsetDateTime::UNIX_EPOCH);
         }
     };
-    while rest.len() >= 4 {
-        let kind = rest[0];
-        dts += u64::from(rest[1]);
-        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]])).min(rest.len() - 4);
-        let raw = &rest[4..4 + len];
-        rest = &rest[4 + len..];
+    for (kind, dts, raw) in crate::frame::fuzz_records(data) {
         let frame = if kind & 4 != 0 {
             let idr = kind & 8 != 0;
             let mut body = vec![if idr { 0x17 } else { 0x27 }, 1, 0, 0, 0];
@@ -1294,13 +1287,7 @@ mod fuzz_smoke {
     /// cargo-fuzz: a valid AVC and AAC configuration first, then random frames.
     #[test]
     fn random_frames_make_well_formed_parts() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::frame::samples::xorshift(0x9E37_79B9_7F4A_7C15u64);
         let header = crate::frame::samples::FUZZ_HEADER;
         for _ in 0..2_000 {
             let mut data = header.to_vec();

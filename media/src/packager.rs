@@ -637,19 +637,13 @@ pub fn fuzz_packager(data: &[u8]) {
         max: Duration::from_millis(400),
     };
     let mut p = Packager::new(limits, 0, 5_000);
-    let mut dts = 0u64;
-    let mut rest = data;
     let mut out = Vec::new();
     let check = |out: &[u8]| {
         assert_eq!(out.len() % crate::ts::PACKET_SIZE, 0);
         assert!(out.chunks(crate::ts::PACKET_SIZE).all(|c| c[0] == 0x47));
     };
-    while rest.len() >= 4 {
-        let kind = rest[0];
-        dts += u64::from(rest[1]);
-        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]])).min(rest.len() - 4);
-        let body = Bytes::copy_from_slice(&rest[4..4 + len]);
-        rest = &rest[4 + len..];
+    for (kind, dts, body) in crate::frame::fuzz_records(data) {
+        let body = Bytes::copy_from_slice(body);
         let first = body.first().copied().unwrap_or(0);
         let frame = if kind & 1 == 0 {
             MediaFrame::Video(VideoFrame {
@@ -697,13 +691,7 @@ mod fuzz_smoke {
     /// without cargo-fuzz; inputs start from a valid header so deeper paths are reached.
     #[test]
     fn random_frames_never_panic_and_output_whole_packets() {
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::frame::samples::xorshift(0x2545_F491_4F6C_DD1Du64);
         let header = crate::frame::samples::FUZZ_HEADER;
         for _ in 0..3_000 {
             let mut data = header.to_vec();
