@@ -10,7 +10,7 @@
 #   bench/latency.sh --seconds 600 --only wemaster-ll-hls   # one case (a 10-minute stall watch)
 #
 # Cases: WeMaster plain HLS (TS, hls.js defaults), WeMaster LL-HLS (hls.js lowLatencyMode),
-# nginx-rtmp HLS (hls.js defaults; 2 s fragments like ours). Source: 1280x720 30 fps H.264,
+# WeMaster WHEP (Chromium's RTCPeerConnection), nginx-rtmp HLS (hls.js defaults; 2 s fragments like ours). Source: 1280x720 30 fps H.264,
 # 2 s GOP (x264 veryfast zerolatency, 2.5 Mbps) + AAC. Prints one JSON line per case: median,
 # p90, max latency (ms), time to first frame, stalls. docs/benchmarks.md quotes the results.
 # Private PostgreSQL/Redis under bench/.cache/data (ports 55442/56392).
@@ -107,6 +107,7 @@ CASES=$(cat <<JSON
 [
   {"name": "wemaster-hls", "url": "$BASE/index.m3u8", "hls": {}},
   {"name": "wemaster-ll-hls", "url": "$BASE/ll.m3u8", "hls": {"lowLatencyMode": true}},
+  {"name": "wemaster-whep", "url": "http://127.0.0.1:$HTTP_PORT/whep/$ID", "whep": true},
   {"name": "nginx-rtmp-hls", "url": "http://127.0.0.1:$NGINX_HTTP/hls/clock.m3u8", "hls": {}}
 ]
 JSON
@@ -127,7 +128,8 @@ BASE2="http://127.0.0.1:$HTTP_PORT/hls/live/$ID2"
 CASES2=$(cat <<JSON
 [
   {"name": "wemaster-hls (whip source)", "url": "$BASE2/index.m3u8", "hls": {}},
-  {"name": "wemaster-ll-hls (whip source)", "url": "$BASE2/ll.m3u8", "hls": {"lowLatencyMode": true}}
+  {"name": "wemaster-ll-hls (whip source)", "url": "$BASE2/ll.m3u8", "hls": {"lowLatencyMode": true}},
+  {"name": "wemaster-whep (whip source)", "url": "http://127.0.0.1:$HTTP_PORT/whep/$ID2", "whep": true}
 ]
 JSON
 )

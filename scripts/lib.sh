@@ -139,3 +139,40 @@ build_web() {
     npm run --silent build
   )
 }
+
+# bench_serve HTTP_PORT RTMP_PORT DB WORK: "$BIN serve" for a benchmark, on the private
+# PostgreSQL/Redis (start them first), with a fresh database DB and its files and log under
+# WORK; WebRTC on a free UDP port. Sets SERVER_PID, BENCH_API (…/api/v1) and BENCH_TOKEN (a
+# teacher's access token).
+bench_serve() {
+  local http=$1 rtmp=$2 db=$3 work=$4
+  psql "$DATABASE_URL_ADMIN" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$db"
+  export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  export WEMASTER__HTTP__LISTEN="127.0.0.1:$http" WEMASTER__HTTP__PUBLIC_URL="http://127.0.0.1:$http"
+  export WEMASTER__RTMP__LISTEN="127.0.0.1:$rtmp" WEMASTER__WHIP__UDP_LISTEN="127.0.0.1:0"
+  export WEMASTER__STORAGE__LOCAL__ROOT="$work/objects" WEMASTER__MEDIA__SPOOL_DIR="$work/spool"
+  export WEMASTER__AUTH__KEYS_DIR="$work/keys" WEMASTER__LOG__LEVEL="${WEMASTER__LOG__LEVEL:-warn}"
+  "$BIN" migrate >/dev/null
+  "$BIN" serve >"$work/server.log" 2>&1 &
+  SERVER_PID=$!
+  local up=""
+  for _ in $(seq 150); do
+    curl -sf -o /dev/null "http://127.0.0.1:$http/healthz" && { up=1; break; }
+    sleep 0.2
+  done
+  [ -n "$up" ] || { tail -n 20 "$work/server.log" >&2; die "the server did not come up"; }
+  "$BIN" admin create-user --email teacher@bench.local --password 'bench teacher passphrase' --role teacher >/dev/null
+  BENCH_API="http://127.0.0.1:$http/api/v1"
+  BENCH_TOKEN=$(curl -sf "$BENCH_API/auth/login" -H 'content-type: application/json' \
+    -d '{"email":"teacher@bench.local","password":"bench teacher passphrase"}' \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+}
+
+# bench_stream TITLE: a public live stream without recording; prints "<id> <stream key>".
+bench_stream() {
+  curl -sf "$BENCH_API/live-streams" -H 'content-type: application/json' \
+    -H "authorization: Bearer $BENCH_TOKEN" \
+    -d "{\"title\":\"$1\",\"visibility\":\"public\",\"record\":false}" \
+    | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["id"], s["stream_key"])'
+}

@@ -91,12 +91,21 @@ impl Application {
         settings.whip.udp_listen = whip_socket.local_addr()?;
         let shutdown = CancellationToken::new();
         let live_views = LiveRegistry::default();
+        let webrtc = crate::live::whip::WhipIngest::spawn_socket(
+            whip_socket,
+            &settings.whip,
+            &settings.whep,
+            Duration::from_secs_f64(settings.live.segment_duration_s),
+            &pipelines,
+            shutdown.child_token(),
+        )?;
         let live_config = LiveConfig {
             segments: settings.live.segment_limits(),
             window_segments: settings.live.window_segments,
             spool_dir: settings.media.spool_dir.clone(),
             frame_queue: settings.live.frame_queue,
             ll: settings.live.ll(),
+            whep: settings.whep.enabled.then(|| webrtc.server.clone()),
         };
         // Sessions die with the process: streams a crashed process left `active` are idle now.
         match pool.acquire().await {
@@ -144,14 +153,12 @@ impl Application {
             recorder,
             shutdown.child_token(),
         )?;
-        let whip = crate::live::whip::WhipIngest::start(
-            whip_socket,
+        let whip = crate::live::whip::WhipIngest::new(
+            webrtc,
             &settings.whip,
-            Duration::from_secs_f64(settings.live.segment_duration_s),
-            &pipelines,
+            &settings.whep,
             publish_requests.clone(),
-            shutdown.child_token(),
-        )?;
+        );
         let mail_sender = crate::email::spawn_sender(
             settings.email.clone(),
             pool.clone(),

@@ -162,6 +162,7 @@ async fn replay(mut conn: Connection, session: &[u8], reads: &[usize], spool: &P
         start_index: 0,
         timeline_start_ms: 0,
         ll: None,
+        whep: None,
     };
     let slot = OutputSlot::new(LiveOutput::new(packager, events_tx, stats));
     let task = spawn_publisher(frames_rx, slot.clone());

@@ -41,6 +41,8 @@ pub struct PublishGrant {
     /// it (if there is one) and calls it with each frame in the connection task instead of
     /// sending frames on `frames`; an empty slot means "use the channel".
     pub output: OutputSlot,
+    /// The live session's WHEP feed, for an ingest that has Opus to pass through (WHIP).
+    pub whep: Option<std::sync::Arc<crate::whep::WhepFeed>>,
 }
 
 impl PublishGrant {
@@ -50,6 +52,7 @@ impl PublishGrant {
             frames,
             kick,
             output: Default::default(),
+            whep: None,
         }
     }
 }

@@ -54,6 +54,7 @@ pub mod rtmp;
 pub mod sps;
 pub mod ts;
 pub mod vod;
+pub mod whep;
 pub mod whip;
 
 /// Initialise GStreamer once per process. Safe to call repeatedly.

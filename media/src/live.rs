@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 use crate::frame::{EndReason, MediaFrame, StreamInfo};
 use crate::llhls::{LlLimits, LlOutput, LlPackager, LlPlaylist, LlPlaylistConfig};
 use crate::packager::{Closed, Packager, SegmentLimits, Step};
+use crate::whep::{WhepOutput, WhepStage};
 
 /// Where and how a publisher's segments are written.
 #[derive(Debug, Clone)]
@@ -51,6 +52,8 @@ pub struct PackagerConfig {
     pub timeline_start_ms: u64,
     /// The session's LL-HLS output, when LL-HLS is on.
     pub ll: Option<Arc<LlShared>>,
+    /// The session's WHEP feed, when WHEP is on.
+    pub whep: Option<WhepOutput>,
 }
 
 /// When LL-HLS parts are made.
@@ -306,8 +309,8 @@ pub fn segment_name(index: u64) -> String {
     format!("segment-{index:08}.ts")
 }
 
-/// One publisher's output stage: its packager and spool files (the first output of a
-/// publisher; later ones — LL-HLS parts, WHEP — would hang off it and get the same frames).
+/// One publisher's output stage: its packager and spool files, and the stages that get the
+/// same frames — LL-HLS parts ([`LlStage`]) and WHEP ([`WhepStage`]).
 ///
 /// Synchronous, so it runs wherever the frames are: inline in the RTMP connection task (no
 /// channel and no task wake-up per frame: the publisher's socket read, its parsing and its
@@ -319,6 +322,7 @@ pub fn segment_name(index: u64) -> String {
 pub struct LiveOutput {
     packager: Packager,
     ll: Option<LlStage>,
+    whep: Option<WhepStage>,
     spool: Spool,
     events: mpsc::UnboundedSender<PublisherEvent>,
     stats: Arc<PublisherStats>,
@@ -350,6 +354,9 @@ impl LiveOutput {
             ll: config
                 .ll
                 .map(|shared| LlStage::new(shared, config.timeline_start_ms)),
+            whep: config
+                .whep
+                .map(|w| WhepStage::new(w, config.timeline_start_ms)),
             spool: Spool::new(config.dir),
             events,
             stats,
@@ -382,6 +389,9 @@ impl LiveOutput {
         };
         if let Some(ll) = &mut self.ll {
             ll.push(&frame);
+        }
+        if let Some(whep) = &mut self.whep {
+            whep.push(&frame);
         }
         let step = match self.packager.push(frame) {
             Ok(step) => step,
@@ -421,6 +431,9 @@ impl LiveOutput {
         }
         if let Some(ll) = &mut self.ll {
             ll.finish();
+        }
+        if let Some(whep) = &mut self.whep {
+            whep.finish();
         }
         let mut error = None;
         if let Some(closed) = self.packager.finish()
@@ -663,6 +676,7 @@ mod tests {
             start_index: 0,
             timeline_start_ms: 0,
             ll: None,
+            whep: None,
         };
         (LiveOutput::new(config, tx, Arc::default()), rx)
     }
@@ -678,6 +692,7 @@ mod tests {
             start_index: 0,
             timeline_start_ms: 0,
             ll: Some(ll.clone()),
+            whep: None,
         };
         LiveOutput::new(config, tx, Arc::default())
     }

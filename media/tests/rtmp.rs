@@ -71,6 +71,7 @@ impl TestServer {
                             kick: kick.clone(),
                             // No inline output: the frames come out of the channel.
                             output: Default::default(),
+                            whep: None,
                         };
                         if request.reply.send(Ok(grant)).is_ok() {
                             let _ = publishes_tx.send(Publish { frames, kick });

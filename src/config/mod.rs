@@ -29,6 +29,7 @@ mod redis;
 mod rtmp;
 mod secret;
 mod storage;
+mod whep;
 mod whip;
 
 use std::path::PathBuf;
@@ -58,6 +59,7 @@ pub use self::{
     rtmp::RtmpSettings,
     secret::Secret,
     storage::{LocalStorageSettings, S3Settings, StorageBackend, StorageSettings},
+    whep::WhepSettings,
     whip::WhipSettings,
 };
 
@@ -87,6 +89,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub rtmp: RtmpSettings,
     pub whip: WhipSettings,
+    pub whep: WhepSettings,
     pub live: LiveSettings,
     pub log: LogSettings,
     pub database: DatabaseSettings,
@@ -223,6 +226,7 @@ impl Settings {
         self.jitsi.validate()?;
         self.rtmp.validate()?;
         self.live.validate()?;
+        self.whep.validate()?;
         self.recordings.validate()?;
         self.courses.validate()?;
         self.payments.validate()?;

@@ -101,6 +101,9 @@ pub struct LiveStreamResponse {
     pub hls_url: String,
     /// Low-Latency HLS playlist of the same session (absent when LL-HLS is off).
     pub ll_hls_url: Option<String>,
+    /// WHEP endpoint (WebRTC playback) of the same session (absent when WHEP is off).
+    /// Private streams need the playback token as a bearer token or `?token=`.
+    pub whep_url: Option<String>,
     pub record: bool,
     pub reconnect_window_s: u16,
     pub visibility: Visibility,
@@ -154,6 +157,10 @@ fn respond(
             .live
             .ll()
             .map(|_| format!("{base}/hls/live/{}/ll.m3u8", s.id)),
+        whep_url: settings
+            .whep
+            .enabled
+            .then(|| format!("{base}/whep/{}", s.id)),
         record: s.record,
         reconnect_window_s: s.reconnect_window.seconds(),
         recording_retention_days: s.recording_retention_days,
@@ -663,6 +670,8 @@ pub struct PlaybackTokenResponse {
     pub hls_url: String,
     /// The Low-Latency HLS playlist with the token; absent when LL-HLS is off.
     pub ll_hls_url: Option<String>,
+    /// The WHEP endpoint with the token; absent when WHEP is off.
+    pub whep_url: Option<String>,
 }
 
 /// A playback token for the stream's live HLS (needed when the stream is `private`; accepted
@@ -692,11 +701,17 @@ async fn playback_token(
         .live
         .ll()
         .map(|_| format!("{base}/hls/live/{}/ll.m3u8?token={}", id.0, token));
+    let whep_url = state
+        .settings
+        .whep
+        .enabled
+        .then(|| format!("{base}/whep/{}?token={}", id.0, token));
     Ok(Json(PlaybackTokenResponse {
         token,
         expires_at,
         hls_url,
         ll_hls_url,
+        whep_url,
     }))
 }
 

@@ -30,6 +30,7 @@ pub mod upload;
 pub mod users;
 pub mod web;
 pub mod wellknown;
+pub mod whep;
 pub mod whip;
 
 use std::{
@@ -113,6 +114,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .nest("/api/v1", api_v1())
         .merge(wellknown::router())
         .merge(whip::router())
+        .merge(whep::router())
         .split_for_parts();
     problem_doc::ProblemResponses.modify(&mut doc);
     (api, doc)
@@ -210,9 +212,11 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
             .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
             .collect();
         // WHIP is published from pages on any origin; its credential is the stream key in a
-        // header (never a cookie), so its routes are open to every origin.
+        // header (never a cookie), so its routes are open to every origin. WHEP too: a
+        // public stream is public (as its HLS is), a private one needs the signed token.
         AllowOrigin::predicate(move |origin, parts| {
-            parts.uri.path().starts_with("/whip/") || list.contains(origin)
+            let path = parts.uri.path();
+            path.starts_with("/whip/") || path.starts_with("/whep/") || list.contains(origin)
         })
     };
     CorsLayer::new()

@@ -40,7 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 const ALLOW_METHODS: &str = "POST, DELETE, PATCH, OPTIONS";
 
-fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+pub(super) fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
     let mut res = problem_response(status, code, detail.into(), None);
     if status == StatusCode::UNAUTHORIZED {
         res.headers_mut()
@@ -49,17 +49,17 @@ fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Respons
     res
 }
 
-fn whip_error(e: WhipError) -> Response {
+pub(super) fn whip_error(e: WhipError) -> Response {
     let status = match e {
         WhipError::MalformedSdp(_) | WhipError::NoMedia => StatusCode::BAD_REQUEST,
         WhipError::Unsupported(_) => StatusCode::NOT_ACCEPTABLE,
-        WhipError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        WhipError::Unavailable | WhipError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     problem(status, e.code(), e.to_string())
 }
 
 /// `Link` headers for the configured ICE servers (RFC 9725 §4.6).
-fn ice_links(state: &AppState) -> Vec<HeaderValue> {
+pub(super) fn ice_links(state: &AppState) -> Vec<HeaderValue> {
     state
         .whip
         .ice_servers
@@ -90,12 +90,7 @@ async fn publish(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
-    let sdp_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/sdp"));
-    if !sdp_type {
+    if !sdp_content_type(&headers) {
         return problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -183,6 +178,15 @@ async fn publish(
         h.append(header::LINK, link);
     }
     res
+}
+
+/// Whether the request says `Content-Type: application/sdp` (parameters allowed).
+pub(super) fn sdp_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/sdp"))
 }
 
 fn session_key(id: Uuid, session: &str) -> String {
@@ -276,16 +280,20 @@ async fn publish_options(State(state): State<AppState>) -> Response {
 }
 
 /// A CORS preflight is answered by the CORS layer before any route sees it, with 200 and
-/// no `Accept-Post` (tower-http takes every `OPTIONS` for a preflight). On the WHIP endpoint it
-/// is also a WHIP client's discovery (RFC 9725 §4.1), so it gets what a plain `OPTIONS` gets:
+/// no `Accept-Post` (tower-http takes every `OPTIONS` for a preflight). On the WHIP and WHEP
+/// endpoints it is also a client's discovery (RFC 9725 §4.1), so it gets what a plain `OPTIONS` gets:
 /// 204 and `Accept-Post: application/sdp`; on a session URL, 204 like the route documents.
 /// A layer outside the CORS layer.
 pub(crate) async fn preflight(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let path = req.uri().path();
     let whip_path = (req.method() == axum::http::Method::OPTIONS)
-        .then(|| req.uri().path().strip_prefix("/whip/"))
+        .then(|| {
+            path.strip_prefix("/whip/")
+                .or_else(|| path.strip_prefix("/whep/"))
+        })
         .flatten()
         .filter(|rest| !rest.is_empty());
     let endpoint = whip_path.map(|rest| !rest.contains('/'));
@@ -325,6 +333,11 @@ async fn end_session(
     params(("live_stream_id" = Uuid, Path), ("session" = String, Path)),
     responses((status = 405, description = "trickle ICE is not supported", body = super::error::Problem)))]
 async fn patch_session() -> Response {
+    no_trickle()
+}
+
+/// 405 for trickle ICE / ICE restarts (WHIP and WHEP session resources).
+pub(super) fn no_trickle() -> Response {
     let mut res = problem(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -340,6 +353,11 @@ async fn patch_session() -> Response {
     params(("live_stream_id" = Uuid, Path), ("session" = String, Path)),
     responses((status = 204, description = "allowed methods")))]
 async fn session_options() -> Response {
+    session_allow()
+}
+
+/// 204 with the methods a WHIP/WHEP session resource takes.
+pub(super) fn session_allow() -> Response {
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().insert(
         header::ALLOW,

@@ -42,6 +42,7 @@ use wemaster_media::{
     llhls::LlLimits,
     packager::SegmentLimits,
     rtmp::{AudioCodec, EndReason, PublishGrant, PublishRequest, RefuseReason, VideoCodec},
+    whep::{WhepFeed, WhepOutput},
 };
 
 use crate::recordings::recorder::{RecorderHandle, RecorderMsg};
@@ -60,6 +61,8 @@ pub struct LiveConfig {
     pub frame_queue: usize,
     /// LL-HLS parts and when they are made; `None`: off.
     pub ll: Option<(LlLimits, LlMode)>,
+    /// The WebRTC socket task that serves WHEP viewers; `None`: WHEP is off.
+    pub whep: Option<wemaster_media::whip::WhipServer>,
 }
 
 /// What the HLS routes see of a stream: its current (or last) session's playlist and files.
@@ -71,6 +74,8 @@ pub struct LiveView {
     pub playlist: Mutex<LivePlaylist>,
     /// The LL-HLS output (parts, LL playlist), when LL-HLS is on.
     pub ll: Option<Arc<LlShared>>,
+    /// The WHEP feed of the session, when WHEP is on.
+    pub whep: Option<Arc<WhepFeed>>,
     /// Last playlist fetch per client address, to estimate viewers.
     viewers: Mutex<HashMap<IpAddr, Instant>>,
 }
@@ -79,6 +84,11 @@ pub struct LiveView {
 const VIEWER_TTL: Duration = Duration::from_secs(15);
 
 impl LiveView {
+    /// The session is over (its playlist has `EXT-X-ENDLIST`).
+    pub fn is_ended(&self) -> bool {
+        self.playlist.lock().map(|p| p.is_ended()).unwrap_or(true)
+    }
+
     pub fn touch_viewer(&self, ip: IpAddr) {
         if let Ok(mut v) = self.viewers.lock() {
             let now = Instant::now();
@@ -429,6 +439,7 @@ impl<B: LiveBackend> Supervisor<B> {
                     .config
                     .ll
                     .map(|(limits, mode)| LlShared::new(limits, self.config.window_segments, mode)),
+                whep: self.config.whep.as_ref().map(|w| w.new_feed()),
                 viewers: Mutex::new(HashMap::new()),
             });
             // The previous session's files go when a new one starts (its playlist is replaced).
@@ -471,10 +482,12 @@ impl<B: LiveBackend> Supervisor<B> {
             metrics::gauge!("live_sessions_active").increment(1.0);
         }
         let start_index = generation.saturating_mul(1_000_000);
-        let (dir, ll) = match self.sessions.get(&stream_id) {
-            Some(s) => (s.view.dir.clone(), s.view.ll.clone()),
+        let (dir, ll, whep) = match self.sessions.get(&stream_id) {
+            Some(s) => (s.view.dir.clone(), s.view.ll.clone(), s.view.whep.clone()),
             None => return,
         };
+        // A WHIP publisher passes its Opus to the viewers itself; RTMP's AAC is transcoded.
+        let opus_from_ingest = req.protocol == "whip";
         let timeline_start_ms = self
             .sessions
             .get(&stream_id)
@@ -485,6 +498,10 @@ impl<B: LiveBackend> Supervisor<B> {
             start_index,
             timeline_start_ms,
             ll,
+            whep: whep.clone().map(|feed| WhepOutput {
+                feed,
+                opus_from_ingest,
+            }),
         };
         let Some(session) = self.sessions.get_mut(&stream_id) else {
             return;
@@ -554,6 +571,7 @@ impl<B: LiveBackend> Supervisor<B> {
                 frames: frames_tx,
                 kick: kick.clone(),
                 output,
+                whep: whep.filter(|_| opus_from_ingest),
             }))
             .is_err()
         {
@@ -691,6 +709,9 @@ impl<B: LiveBackend> Supervisor<B> {
         }
         if let Some(ll) = &session.view.ll {
             ll.end();
+        }
+        if let Some(feed) = session.view.whep.clone() {
+            tokio::spawn(async move { feed.end().await });
         }
         if session.recorded {
             // A publisher still attached (complete/disable/shutdown) tells its media first.

@@ -12,7 +12,7 @@ use wemaster_media::{
     whip::{WhipOptions, WhipServer, candidate_addrs},
 };
 
-use crate::config::WhipSettings;
+use crate::config::{WhepSettings, WhipSettings};
 
 use super::backend::RTMP_APP;
 
@@ -23,21 +23,31 @@ pub struct WhipIngest {
     pub ice_servers: Vec<String>,
     /// VP8-only offers are accepted (and transcoded).
     pub allow_vp8: bool,
+    /// WHEP viewers are served (`whep.enabled`).
+    pub whep_enabled: bool,
     publish: mpsc::Sender<PublishRequest>,
+}
+
+/// The WebRTC socket task, started before the supervisor (which makes WHEP feeds on it).
+pub struct WebRtcSocket {
+    pub server: WhipServer,
+    pub candidates: Vec<SocketAddr>,
+    pub allow_vp8: bool,
 }
 
 /// The template that turns a VP8 session into H.264.
 pub const VP8_TEMPLATE: &str = "whip-vp8-h264";
 
 impl WhipIngest {
-    pub fn start(
+    /// Start the socket task (WHIP sessions and WHEP viewers).
+    pub fn spawn_socket(
         socket: tokio::net::UdpSocket,
         settings: &WhipSettings,
+        whep: &WhepSettings,
         segment_duration: std::time::Duration,
         pipelines: &TemplateSet,
-        publish: mpsc::Sender<PublishRequest>,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<WhipIngest> {
+    ) -> anyhow::Result<WebRtcSocket> {
         let bound = socket.local_addr()?;
         let candidates = candidate_addrs(bound, &settings.public_ips);
         if settings.public_ips.is_empty() && bound.ip().is_unspecified() {
@@ -63,16 +73,32 @@ impl WhipIngest {
         let options = WhipOptions {
             segment_duration,
             vp8_pipeline,
+            max_viewers: whep.max_viewers,
         };
         let (server, _task) = WhipServer::spawn(socket, candidates[0], options, shutdown)?;
-        tracing::info!(%bound, ?candidates, "WHIP media listening (UDP)");
-        Ok(WhipIngest {
+        tracing::info!(%bound, ?candidates, "WebRTC media (WHIP, WHEP) listening (UDP)");
+        Ok(WebRtcSocket {
             server,
             candidates,
-            ice_servers: settings.ice_servers.clone(),
             allow_vp8,
-            publish,
         })
+    }
+
+    /// WHIP ingest on `socket`, granted by the supervisor behind `publish`.
+    pub fn new(
+        socket: WebRtcSocket,
+        settings: &WhipSettings,
+        whep: &WhepSettings,
+        publish: mpsc::Sender<PublishRequest>,
+    ) -> WhipIngest {
+        WhipIngest {
+            server: socket.server,
+            candidates: socket.candidates,
+            ice_servers: settings.ice_servers.clone(),
+            allow_vp8: socket.allow_vp8,
+            whep_enabled: whep.enabled,
+            publish,
+        }
     }
 
     /// Ask the supervisor for a grant, as an RTMP publish does (same key check, same session

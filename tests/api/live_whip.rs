@@ -53,14 +53,15 @@ async fn aiortc_publish(url: String, key: String, extra: &'static [&'static str]
 }
 
 /// A publisher script running in the background; its JSON step lines as they come.
-struct Publisher {
+pub(crate) struct Publisher {
     child: Child,
     rx: mpsc::UnboundedReceiver<Value>,
     seen: Vec<Value>,
 }
 
 impl Publisher {
-    fn spawn(script: &str, url: String, key: String, extra: &[&str]) -> Publisher {
+    /// Run `script` (under tests/whip/) with `--url`, `--key` and `extra`.
+    pub(crate) fn spawn(script: &str, url: String, key: String, extra: &[&str]) -> Publisher {
         let mut child = Command::new(python())
             .arg(format!(
                 "{}/tests/whip/{script}",
@@ -94,7 +95,7 @@ impl Publisher {
     }
 
     /// Wait for step `name` (panics if the script ends without it).
-    async fn step(&mut self, name: &str) -> Value {
+    pub(crate) async fn step(&mut self, name: &str) -> Value {
         if let Some(s) = self.seen.iter().find(|s| s["step"] == name) {
             return s.clone();
         }
@@ -113,7 +114,7 @@ impl Publisher {
     }
 
     /// Wait for the script to exit.
-    async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         let start = Instant::now();
         while self.child.try_wait().unwrap().is_none() {
             if start.elapsed() > Duration::from_secs(30) {
@@ -160,11 +161,11 @@ fn durations(playlist: &str) -> Vec<f64> {
         .collect()
 }
 
-fn whip_url(live: &Live) -> String {
+pub(crate) fn whip_url(live: &Live) -> String {
     live.app.url(&format!("/whip/{}", live.id()))
 }
 
-fn key(live: &Live) -> String {
+pub(crate) fn key(live: &Live) -> String {
     live.stream["stream_key"].as_str().unwrap().to_string()
 }
 

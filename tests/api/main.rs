@@ -31,3 +31,4 @@ mod schemathesis;
 mod storage;
 mod two_factor_limits;
 mod web;
+mod whep;

@@ -44,8 +44,8 @@ def say(**kw):
     print(json.dumps(kw), flush=True)
 
 
-def serve_page():
-    """Serve this directory on 127.0.0.1:<free port>; the page's URL."""
+def serve_page(name="publisher.html"):
+    """Serve this directory on 127.0.0.1:<free port>; the URL of page `name`."""
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
@@ -56,7 +56,7 @@ def serve_page():
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{httpd.server_address[1]}/publisher.html"
+    return f"http://127.0.0.1:{httpd.server_address[1]}/{name}"
 
 
 class Cdp:
@@ -132,7 +132,9 @@ def start_chromium(profile):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--url", required=True, help="WHIP endpoint, http://host:port/whip/<id>")
-    p.add_argument("--key", required=True)
+    p.add_argument("--key", default="", help="the stream key (WHIP) or playback token (WHEP)")
+    p.add_argument("--whep", action="store_true",
+                   help="play --url (a WHEP endpoint) through player.html instead of publishing")
     p.add_argument("--seconds", type=float, default=6)
     p.add_argument("--codec", choices=["h264", "vp8", "any"], default="h264")
     p.add_argument("--width", type=int, default=1280)
@@ -143,6 +145,8 @@ def main():
     p.add_argument("--ramp-after", type=float, default=None,
                    help="after this many seconds, send it at full size (a resolution change)")
     a = p.parse_args()
+    if a.whep:
+        return play(a)
 
     page = serve_page()
     profile = tempfile.mkdtemp(prefix="wm-chromium-")
@@ -200,6 +204,49 @@ def main():
                 proc.kill()
                 proc.wait()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_page(name, ready):
+    """Chromium with page `name` loaded until `ready` (a JS expression) is true."""
+    page = serve_page(name)
+    profile = tempfile.mkdtemp(prefix="wm-chromium-")
+    proc, browser_ws = start_chromium(profile)
+    cdp = Cdp(browser_ws)
+    target = cdp.call("Target.createTarget", {"url": page})["targetId"]
+    cdp.session = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+        "sessionId"
+    ]
+    cdp.call("Runtime.enable")
+    deadline = time.monotonic() + 20
+    while not cdp.evaluate(ready):
+        if time.monotonic() > deadline:
+            sys.exit(f"{name} did not load")
+        time.sleep(0.1)
+    return proc, profile, cdp
+
+
+def play(a):
+    """WHEP: play --url for --seconds; steps answer, played (the browser's stats), delete."""
+    proc, profile, cdp = None, None, None
+    try:
+        proc, profile, cdp = open_page("player.html", "typeof play === 'function'")
+        opts = {"url": a.url, "token": a.key or None}
+        answer = cdp.evaluate(f"play({json.dumps(opts)})", timeout=60)
+        say(step="answer", **answer)
+        if answer["status"] != 201:
+            return 2
+        time.sleep(a.seconds)
+        say(step="played", state=cdp.evaluate("pc.connectionState"),
+            stats=cdp.evaluate("stats()"))
+        if not a.no_delete:
+            say(step="delete", **cdp.evaluate("stop()"))
+        return 0
+    finally:
+        if proc:
+            proc.kill()
+            proc.wait()
+        if profile:
+            shutil.rmtree(profile, ignore_errors=True)
 
 
 if __name__ == "__main__":

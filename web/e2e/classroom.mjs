@@ -56,10 +56,6 @@ try {
   // ---- student: register, buy, watch ----
   const studentCtx = await context(browser, { locale: 'zh-CN' });
   const student = await studentCtx.newPage();
-  const llRequests = [];
-  student.on('request', (r) => {
-    if (/\/hls\/live\/.*(ll\.m3u8|ll-)/.test(r.url())) llRequests.push(r.url());
-  });
   errors.push(...watch(student, 'student'));
   const email = `student-${Date.now()}-${mode}@example.com`;
   await student.goto('/register');
@@ -90,9 +86,31 @@ try {
   log('student bought the course');
   await student.goto(`/lessons/${lessonId}`);
   await assertPlays(student, 10, 'student live');
-  // Low-Latency HLS: the classroom plays the LL playlist (blocking reloads, parts), and the
-  // picture is at most a few seconds behind by the clock (EXT-X-PROGRAM-DATE-TIME against
-  // now; bench/ measures the real glass-to-glass figure).
+  // WebRTC first: the classroom plays the lesson over WHEP (H.264 as published, Opus audio).
+  const playMode = await student.getAttribute('.player', 'data-mode');
+  if (playMode !== 'webrtc') throw new Error(`the classroom plays over ${playMode}, not WebRTC`);
+  await student.waitForSelector('.player .badge-realtime');
+  const tracks = await student.evaluate(() =>
+    document.querySelector('video.player-video').srcObject?.getTracks().map((t) => t.kind).sort().join(','),
+  );
+  if (tracks !== 'audio,video') throw new Error(`WebRTC playback has tracks ${tracks}`);
+  log('student plays the lesson over WebRTC (WHEP)');
+
+  // Without WebRTC (a browser or network that cannot do it), the same page falls back to
+  // Low-Latency HLS: the LL playlist (blocking reloads, parts), at most a few seconds behind
+  // by the clock (EXT-X-PROGRAM-DATE-TIME against now; bench/ measures glass to glass).
+  const hlsPage = await studentCtx.newPage();
+  errors.push(...watch(hlsPage, 'student without WebRTC'));
+  await hlsPage.addInitScript(() => {
+    delete window.RTCPeerConnection;
+  });
+  const llRequests = [];
+  hlsPage.on('request', (r) => {
+    if (/\/hls\/live\/.*(ll\.m3u8|ll-)/.test(r.url())) llRequests.push(r.url());
+  });
+  await hlsPage.goto(`/lessons/${lessonId}`);
+  await assertPlays(hlsPage, 6, 'student live without WebRTC');
+  if ((await hlsPage.getAttribute('.player', 'data-mode')) !== 'hls') throw new Error('no fallback to HLS');
   if (!llRequests.some((u) => /ll\.m3u8\?.*_HLS_msn=\d+&_HLS_part=\d+/.test(u))) {
     throw new Error(`no blocking LL-HLS reload among ${llRequests.length} LL requests`);
   }
@@ -100,13 +118,14 @@ try {
   const latencies = [];
   for (let i = 0; i < 10; i++) {
     await student.waitForTimeout(500);
-    const l = Number(await student.getAttribute('.player', 'data-latency'));
+    const l = Number(await hlsPage.getAttribute('.player', 'data-latency'));
     if (l > 0) latencies.push(l);
   }
   latencies.sort((a, b) => a - b);
   const median = latencies[Math.floor(latencies.length / 2)];
   log(`LL-HLS latency by the clock: median ${median?.toFixed(2)} s of ${latencies.length} readings`);
   if (!(median < 4)) throw new Error(`LL-HLS plays ${median} s behind the live edge`);
+  await hlsPage.close();
   await assertTranslated(student, 'classroom (zh-CN)');
   if (shots) {
     await screenshot(student, 'classroom-live-zh');

@@ -11,6 +11,7 @@
 //! - [`vp8`]: VP8 → H.264 in GStreamer, for browsers that only send VP8 (when allowed).
 //! - `server`: [`WhipServer`], one UDP socket and one task owning every session's `Rtc`
 //!   (packets are routed with `Rtc::accepts`), driving `poll_output`, turning media into frames.
+//!   The same task serves WHEP viewers ([`crate::whep`]): one UDP port for all WebRTC.
 //!
 //! The HTTP route (in the service) authorises the stream key, calls [`negotiate`], obtains a
 //! [`crate::ingest::PublishGrant`] from the supervisor and hands both to [`WhipServer::start`].
@@ -18,6 +19,7 @@
 pub mod audio;
 pub mod h264;
 mod server;
+mod viewer;
 pub mod vp8;
 
 use std::{
@@ -54,6 +56,9 @@ pub enum WhipError {
     /// 503: the WHIP server is not running or is shutting down.
     #[error("the WHIP server is not available")]
     Unavailable,
+    /// 503: the node serves as many WebRTC viewers as it is configured for.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl WhipError {
@@ -64,6 +69,7 @@ impl WhipError {
             WhipError::NoMedia => "no_media",
             WhipError::Unsupported(_) => "unsupported_codec",
             WhipError::Unavailable => "unavailable",
+            WhipError::Busy(_) => "busy",
         }
     }
 }
@@ -79,14 +85,14 @@ pub struct Negotiated {
     pub(crate) created: Instant,
 }
 
-fn crypto() -> Arc<CryptoProvider> {
+pub(crate) fn crypto() -> Arc<CryptoProvider> {
     static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     P.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags()))
         .clone()
 }
 
 /// The m-line sections of an SDP: (kind, section text).
-fn sections(sdp: &str) -> Vec<(&str, String)> {
+pub(crate) fn sections(sdp: &str) -> Vec<(&str, String)> {
     let mut out: Vec<(&str, String)> = Vec::new();
     for line in sdp.lines() {
         if let Some(rest) = line.strip_prefix("m=") {
@@ -163,24 +169,8 @@ pub fn negotiate(
         .enable_vp8(video == IngestVideo::Vp8)
         .enable_opus(true, false)
         .build(now);
-    for addr in candidates {
-        let c = Candidate::host(*addr, "udp")
-            .map_err(|e| WhipError::Unsupported(format!("bad local candidate {addr}: {e}")))?;
-        rtc.add_local_candidate(c);
-    }
-    let answer = rtc
-        .sdp_api()
-        .accept_offer(parsed)
-        .map_err(|e| WhipError::MalformedSdp(e.to_string()))?
-        .to_sdp_string();
-    let answer_secs = sections(&answer);
-    let answered = |kind: &str, codec: &str| {
-        answer_secs.iter().any(|(k, s)| {
-            *k == kind
-                && s.lines()
-                    .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_lowercase().contains(codec))
-        })
-    };
+    let answer = answer_with(&mut rtc, parsed, candidates)?;
+    let answered = |kind: &str, codec: &str| has_codec(&answer, kind, codec);
     match video {
         IngestVideo::H264 if !answered("video", "h264/90000") => {
             return Err(WhipError::Unsupported(
@@ -203,6 +193,33 @@ pub fn negotiate(
         video,
         answer,
         created: now,
+    })
+}
+
+/// Put our host `candidates` on `rtc` and answer `offer` (ICE-lite peers for WHIP and WHEP).
+pub(crate) fn answer_with(
+    rtc: &mut Rtc,
+    offer: SdpOffer,
+    candidates: &[SocketAddr],
+) -> Result<String, WhipError> {
+    for addr in candidates {
+        let c = Candidate::host(*addr, "udp")
+            .map_err(|e| WhipError::Unsupported(format!("bad local candidate {addr}: {e}")))?;
+        rtc.add_local_candidate(c);
+    }
+    Ok(rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(|e| WhipError::MalformedSdp(e.to_string()))?
+        .to_sdp_string())
+}
+
+/// Whether an m-line of `kind` in `sdp` maps a payload type to `codec` (`"h264/90000"`).
+pub(crate) fn has_codec(sdp: &str, kind: &str, codec: &str) -> bool {
+    sections(sdp).iter().any(|(k, s)| {
+        *k == kind
+            && s.lines()
+                .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_lowercase().contains(codec))
     })
 }
 

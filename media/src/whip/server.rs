@@ -15,6 +15,12 @@
 //! A session ends when the client DELETEs it, its ICE connection drops (a client that
 //! vanished), the supervisor kicks it, or the server shuts down; exactly one
 //! [`MediaFrame::End`] follows its last frame.
+//!
+//! WHEP viewers ([`crate::whep`]) live in the same loop, on the same socket: samples of a live
+//! session's [`WhepFeed`] arrive on their own bounded channel and are written to each viewer of
+//! the feed (str0m packetizes and encrypts per viewer; the sample bytes are shared). Datagrams
+//! are routed by a source-address cache first, so a packet costs one lookup, not a scan of
+//! every peer; viewers' timers are served in one sweep at most every [`VIEWER_TICK`].
 
 use std::{
     collections::HashMap,
@@ -36,11 +42,16 @@ use super::{
     IngestVideo, Negotiated, WhipError,
     audio::OpusToAac,
     h264::H264Framer,
+    viewer::{FeedState, ViewerSession},
     vp8::{self, Vp8ToH264},
 };
 use crate::codec::{AudioCodec, VideoCodec};
 use crate::frame::{EndReason, MediaFrame, StreamInfo};
 use crate::ingest::PublishGrant;
+use crate::whep::{
+    Viewer, WhepFeed,
+    feed::{FeedMsg, Sample},
+};
 
 /// While no keyframe arrived, ask again this often.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
@@ -48,6 +59,10 @@ const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
 const MAX_SLEEP: Duration = Duration::from_millis(200);
 /// Video frames over which the frame rate is measured when the stream does not declare it.
 const RATE_FRAMES: u64 = 60;
+/// Viewers' timers (RTCP, ICE keep-alives) are swept together at most this often.
+pub(crate) const VIEWER_TICK: Duration = Duration::from_millis(5);
+/// Samples on their way from the feeds to the socket task.
+const FEED_QUEUE: usize = 4096;
 
 /// What every session of a [`WhipServer`] shares.
 #[derive(Debug, Clone)]
@@ -56,6 +71,8 @@ pub struct WhipOptions {
     pub segment_duration: Duration,
     /// The rendered `whip-vp8-h264` pipeline; `None` when VP8 is refused.
     pub vp8_pipeline: Option<String>,
+    /// WHEP viewers this node serves at most (all streams).
+    pub max_viewers: usize,
 }
 
 impl Default for WhipOptions {
@@ -63,6 +80,7 @@ impl Default for WhipOptions {
         WhipOptions {
             segment_duration: Duration::from_secs(2),
             vp8_pipeline: None,
+            max_viewers: 1000,
         }
     }
 }
@@ -78,12 +96,20 @@ enum Cmd {
         id: String,
         reply: oneshot::Sender<bool>,
     },
+    View {
+        id: String,
+        viewer: Viewer,
+        feed: Arc<WhepFeed>,
+        reply: oneshot::Sender<Result<(), WhipError>>,
+    },
 }
 
-/// Handle on the WHIP socket task.
+/// Handle on the WebRTC socket task (WHIP ingest and WHEP viewers).
 #[derive(Clone)]
 pub struct WhipServer {
     tx: mpsc::Sender<Cmd>,
+    feeds: mpsc::Sender<FeedMsg>,
+    next_feed: Arc<std::sync::atomic::AtomicU64>,
     local: SocketAddr,
 }
 
@@ -99,15 +125,63 @@ impl WhipServer {
     ) -> std::io::Result<(WhipServer, tokio::task::JoinHandle<()>)> {
         let local = socket.local_addr()?;
         let (tx, rx) = mpsc::channel(256);
-        let handle = tokio::spawn(run(socket, advertised, options, rx, shutdown));
-        Ok((WhipServer { tx, local }, handle))
+        let (feeds, feeds_rx) = mpsc::channel(FEED_QUEUE);
+        let handle = tokio::spawn(run(socket, advertised, options, rx, feeds_rx, shutdown));
+        Ok((
+            WhipServer {
+                tx,
+                feeds,
+                next_feed: Default::default(),
+                local,
+            },
+            handle,
+        ))
+    }
+
+    /// A new WHEP feed (one per live session) whose samples go to this task's viewers.
+    pub fn new_feed(&self) -> Arc<WhepFeed> {
+        let id = self
+            .next_feed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        WhepFeed::new(id, self.feeds.clone())
+    }
+
+    /// Attach a negotiated WHEP viewer of `feed`; `Busy` when the node is full.
+    pub async fn view(
+        &self,
+        id: String,
+        viewer: Viewer,
+        feed: Arc<WhepFeed>,
+    ) -> Result<(), WhipError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::View {
+                id,
+                viewer,
+                feed,
+                reply,
+            })
+            .await
+            .map_err(|_| WhipError::Unavailable)?;
+        rx.await.map_err(|_| WhipError::Unavailable)?
     }
 
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
+}
 
+impl std::fmt::Debug for WhipServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhipServer")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WhipServer {
     /// Attach a negotiated session; its frames go to `grant.frames`.
     pub async fn start(
         &self,
@@ -128,7 +202,7 @@ impl WhipServer {
         rx.await.map_err(|_| WhipError::Unavailable)?
     }
 
-    /// End a session (the client's DELETE). False when no such session runs.
+    /// End a session or a viewer (the client's DELETE). False when no such session runs.
     pub async fn end(&self, id: &str) -> bool {
         let (reply, rx) = oneshot::channel();
         if self
@@ -175,6 +249,8 @@ struct Session {
     segments: SegmentClock,
     rate: RateMeter,
     dropped: u64,
+    /// The live session's WHEP feed: Opus goes to it as it came.
+    whep: Option<Arc<WhepFeed>>,
 }
 
 /// The packager's segment cuts as the session sees them: a segment opens at a keyframe and is
@@ -428,6 +504,12 @@ impl Session {
                         if let Some(a) = &self.audio {
                             a.push(&d.data, pts);
                         }
+                        if let Some(feed) = self.whep.as_ref().filter(|f| f.has_viewers()) {
+                            feed.send(Sample::Audio {
+                                data: Arc::from(&d.data[..]),
+                                ms: pts,
+                            });
+                        }
                     }
                     _ => {}
                 }
@@ -490,24 +572,142 @@ impl Session {
     }
 }
 
+/// Who a datagram's source address belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Ingest(String),
+    Viewer(String),
+}
+
+/// Everything the socket task owns.
+struct Peers {
+    sessions: HashMap<String, Session>,
+    viewers: HashMap<String, ViewerSession>,
+    feeds: HashMap<u64, FeedState>,
+    routes: HashMap<SocketAddr, Route>,
+}
+
+impl Peers {
+    /// The peer that takes `input` from `source`: the cached route when it still accepts,
+    /// else a scan (new peers, ICE checks from new candidates), which refreshes the cache.
+    fn route(&mut self, source: SocketAddr, input: &Input) -> Option<Route> {
+        if let Some(r) = self.routes.get(&source) {
+            let ok = match r {
+                Route::Ingest(id) => self.sessions.get(id).is_some_and(|s| s.rtc.accepts(input)),
+                Route::Viewer(id) => self.viewers.get(id).is_some_and(|v| v.rtc.accepts(input)),
+            };
+            if ok {
+                return Some(r.clone());
+            }
+        }
+        let found = self
+            .sessions
+            .iter()
+            .find(|(_, s)| s.rtc.accepts(input))
+            .map(|(id, _)| Route::Ingest(id.clone()))
+            .or_else(|| {
+                self.viewers
+                    .iter()
+                    .find(|(_, v)| v.rtc.accepts(input))
+                    .map(|(id, _)| Route::Viewer(id.clone()))
+            })?;
+        if self.routes.len() > 4 * (self.sessions.len() + self.viewers.len()) + 64 {
+            // Stale addresses of ended peers: start over rather than grow.
+            self.routes.clear();
+        }
+        self.routes.insert(source, found.clone());
+        Some(found)
+    }
+
+    /// Ask the WHIP publisher of `feed` (if the source is one) for a keyframe.
+    fn source_keyframe(&mut self, feed: u64) {
+        for s in self.sessions.values_mut() {
+            if s.whep.as_ref().is_some_and(|w| w.id == feed) {
+                s.want_keyframe = true;
+            }
+        }
+    }
+
+    fn remove_viewer(&mut self, id: &str) -> Option<ViewerSession> {
+        let v = self.viewers.remove(id)?;
+        if let Some(f) = self.feeds.get_mut(&v.feed) {
+            f.remove(id);
+            if f.is_empty() {
+                self.feeds.remove(&v.feed);
+            }
+        }
+        metrics::gauge!("whep_viewers_active").set(self.viewers.len() as f64);
+        Some(v)
+    }
+
+    /// One sample of a feed to each of its viewers; the viewers that ended go to `ended`.
+    /// Returns the earliest timer of the viewers written to.
+    fn fan_out(
+        &mut self,
+        msg: FeedMsg,
+        socket: &UdpSocket,
+        ended: &mut Vec<String>,
+    ) -> Option<Instant> {
+        let feed = self.feeds.get_mut(&msg.feed)?;
+        let now = Instant::now();
+        let (wallclock, rtp_ms) = match &msg.sample {
+            Sample::Video { ms, .. } | Sample::Audio { ms, .. } => feed.clock(*ms, now),
+            Sample::End => {
+                ended.extend(feed.viewer_ids().iter().cloned());
+                return None;
+            }
+        };
+        let mut keyframe_wanted = false;
+        let mut earliest: Option<Instant> = None;
+        for id in feed.viewer_ids() {
+            let Some(v) = self.viewers.get_mut(id) else {
+                continue;
+            };
+            if msg.after_gap {
+                v.lost_picture();
+            }
+            v.write(&msg.sample, wallclock, rtp_ms);
+            if v.drive(socket).is_some() {
+                ended.push(id.clone());
+            }
+            earliest = Some(earliest.map_or(v.deadline, |e| e.min(v.deadline)));
+            keyframe_wanted |= v.take_keyframe_wanted();
+        }
+        if keyframe_wanted {
+            self.source_keyframe(msg.feed);
+        }
+        earliest
+    }
+}
+
 async fn run(
     socket: UdpSocket,
     local: SocketAddr,
     options: WhipOptions,
     mut rx: mpsc::Receiver<Cmd>,
+    mut feeds_rx: mpsc::Receiver<FeedMsg>,
     shutdown: CancellationToken,
 ) {
-    let mut sessions: HashMap<String, Session> = HashMap::new();
+    let mut peers = Peers {
+        sessions: HashMap::new(),
+        viewers: HashMap::new(),
+        feeds: HashMap::new(),
+        routes: HashMap::new(),
+    };
     let mut buf = vec![0u8; 2048];
+    let mut next_viewer_sweep = Instant::now() + MAX_SLEEP;
     loop {
         let now = Instant::now();
-        let next = sessions
+        let next = peers
+            .sessions
             .values()
             .map(|s| s.deadline)
             .min()
             .unwrap_or(now + MAX_SLEEP)
-            .min(now + MAX_SLEEP);
+            .min(now + MAX_SLEEP)
+            .min(next_viewer_sweep);
         let mut ended: Vec<(String, EndReason)> = Vec::new();
+        let mut ended_viewers: Vec<String> = Vec::new();
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, source)) = r else { continue };
@@ -518,13 +718,50 @@ async fn run(
                     destination: local,
                     contents,
                 });
-                if let Some((id, s)) = sessions.iter_mut().find(|(_, s)| s.rtc.accepts(&input)) {
-                    if let Err(e) = s.rtc.handle_input(input) {
-                        tracing::debug!(error = %e, "WHIP input refused");
+                match peers.route(source, &input) {
+                    Some(Route::Ingest(id)) => {
+                        if let Some(s) = peers.sessions.get_mut(&id) {
+                            if let Err(e) = s.rtc.handle_input(input) {
+                                tracing::debug!(error = %e, "WHIP input refused");
+                            }
+                            if let Some(r) = s.drive(&socket) {
+                                ended.push((id, r));
+                            }
+                        }
                     }
-                    if let Some(r) = s.drive(&socket) {
-                        ended.push((id.clone(), r));
+                    Some(Route::Viewer(id)) => {
+                        if let Some(v) = peers.viewers.get_mut(&id) {
+                            if let Err(e) = v.rtc.handle_input(input) {
+                                tracing::debug!(error = %e, "WHEP input refused");
+                            }
+                            if v.drive(&socket).is_some() {
+                                ended_viewers.push(id.clone());
+                            }
+                            next_viewer_sweep = next_viewer_sweep.min(v.deadline.max(now + VIEWER_TICK));
+                            if v.take_keyframe_wanted() {
+                                let feed = v.feed;
+                                peers.source_keyframe(feed);
+                            }
+                        }
                     }
+                    None => {}
+                }
+            }
+            msg = feeds_rx.recv() => {
+                let Some(msg) = msg else { break };
+                let mut due = peers.fan_out(msg, &socket, &mut ended_viewers);
+                // Take what else is queued in the same wake-up (bounded: commands and
+                // datagrams get their turn).
+                for _ in 0..64 {
+                    let Ok(msg) = feeds_rx.try_recv() else { break };
+                    let d = peers.fan_out(msg, &socket, &mut ended_viewers);
+                    due = match (due, d) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                if let Some(d) = due {
+                    next_viewer_sweep = next_viewer_sweep.min(d.max(now + VIEWER_TICK));
                 }
             }
             cmd = rx.recv() => match cmd {
@@ -534,17 +771,47 @@ async fn run(
                             if let Some(r) = s.drive(&socket) {
                                 s.finish(r);
                             } else {
-                                sessions.insert(id.clone(), s);
-                                metrics::gauge!("whip_sessions_active").set(sessions.len() as f64);
+                                peers.sessions.insert(id.clone(), s);
+                                metrics::gauge!("whip_sessions_active").set(peers.sessions.len() as f64);
                             }
                             let _ = reply.send(Ok(()));
                         }
                         Err(e) => { let _ = reply.send(Err(e)); }
                     }
                 }
+                Some(Cmd::View { id, viewer, feed, reply }) => {
+                    if peers.viewers.len() >= options.max_viewers {
+                        let _ = reply.send(Err(WhipError::Busy(format!(
+                            "this server already serves {} WebRTC viewers (whep.max_viewers)",
+                            options.max_viewers
+                        ))));
+                    } else {
+                        let mut v = ViewerSession::new(viewer, feed.id);
+                        if v.drive(&socket).is_none() {
+                            next_viewer_sweep = next_viewer_sweep.min(v.deadline.max(now + VIEWER_TICK));
+                            peers
+                                .feeds
+                                .entry(feed.id)
+                                .or_insert_with(|| FeedState::new(feed.clone()))
+                                .add(id.clone());
+                            peers.viewers.insert(id, v);
+                            metrics::gauge!("whep_viewers_active").set(peers.viewers.len() as f64);
+                            let _ = reply.send(Ok(()));
+                        } else {
+                            let _ = reply.send(Err(WhipError::Unavailable));
+                        }
+                    }
+                }
                 Some(Cmd::End { id, reply }) => {
-                    let found = sessions.contains_key(&id);
-                    if found { ended.push((id, EndReason::PublisherClosed)); }
+                    let found = if peers.sessions.contains_key(&id) {
+                        ended.push((id, EndReason::PublisherClosed));
+                        true
+                    } else if peers.viewers.contains_key(&id) {
+                        ended_viewers.push(id);
+                        true
+                    } else {
+                        false
+                    };
                     let _ = reply.send(found);
                 }
                 None => break,
@@ -553,7 +820,7 @@ async fn run(
             () = shutdown.cancelled() => break,
         }
         let now = Instant::now();
-        for (id, s) in sessions.iter_mut() {
+        for (id, s) in peers.sessions.iter_mut() {
             if ended.iter().any(|(e, _)| e == id) {
                 continue;
             }
@@ -576,16 +843,52 @@ async fn run(
                 ended.push((id.clone(), r));
             }
         }
+        if now >= next_viewer_sweep {
+            let mut earliest = now + MAX_SLEEP;
+            let mut wanted = Vec::new();
+            for (id, v) in peers.viewers.iter_mut() {
+                if v.deadline <= now {
+                    if v.rtc.handle_input(Input::Timeout(now)).is_err()
+                        || v.drive(&socket).is_some()
+                    {
+                        ended_viewers.push(id.clone());
+                        continue;
+                    }
+                    if v.take_keyframe_wanted() {
+                        wanted.push(v.feed);
+                    }
+                }
+                earliest = earliest.min(v.deadline);
+            }
+            next_viewer_sweep = earliest.max(now + VIEWER_TICK);
+            for feed in wanted {
+                peers.source_keyframe(feed);
+            }
+        }
         for (id, reason) in ended {
-            if let Some(s) = sessions.remove(&id) {
+            if let Some(s) = peers.sessions.remove(&id) {
                 tracing::info!(session = %id, reason = reason.as_str(), "WHIP session ended");
                 s.finish(reason);
-                metrics::gauge!("whip_sessions_active").set(sessions.len() as f64);
+                metrics::gauge!("whip_sessions_active").set(peers.sessions.len() as f64);
+            }
+        }
+        for id in ended_viewers {
+            if let Some(mut v) = peers.remove_viewer(&id) {
+                tracing::info!(viewer = %id, frames = v.frames_sent(), "WHEP viewer left");
+                v.rtc.disconnect();
+                // Flush what the close queued (the DTLS close alert tells the browser now).
+                let _ = v.drive(&socket);
             }
         }
     }
-    for (_, s) in sessions.drain() {
+    for (_, s) in peers.sessions.drain() {
         s.finish(EndReason::Shutdown);
+    }
+    for (_, mut v) in peers.viewers.drain() {
+        v.rtc.disconnect();
+    }
+    for (_, f) in peers.feeds.drain() {
+        f.clear();
     }
 }
 
@@ -659,7 +962,9 @@ fn start_session(
         segments: SegmentClock::new(options.segment_duration),
         rate: RateMeter::default(),
         dropped: 0,
+        whep: None,
     };
+    s.whep = s.grant.whep.clone();
     s.send(MediaFrame::Metadata(first));
     if s.audio.is_some() {
         // Before any video: the packager decides at the first keyframe whether there is audio.

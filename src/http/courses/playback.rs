@@ -28,6 +28,9 @@ pub struct LivePlayback {
     /// The Low-Latency HLS playlist (parts, blocking reload), with the token; absent when the
     /// server has LL-HLS off. Players without LL support play it as plain HLS.
     pub ll_hls_url: Option<String>,
+    /// The WHEP endpoint (WebRTC playback, sub-second latency) with the token; absent when the
+    /// server has WHEP off.
+    pub whep_url: Option<String>,
 }
 
 /// A signed replay URL.
@@ -103,6 +106,11 @@ pub(super) async fn lesson_playback(
                     lesson.live_stream_id
                 )
             }),
+            whep_url: state
+                .settings
+                .whep
+                .enabled
+                .then(|| format!("{base}/whep/{}?token={token}", lesson.live_stream_id)),
         }
     });
     let replays = if access.watch_replay {

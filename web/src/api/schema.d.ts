@@ -1858,6 +1858,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/whep/{live_stream_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Watch a live stream over WebRTC (WHEP). Public streams need nothing; private ones the
+         *     playback token from `POST /api/v1/lessons/{id}/playback-token` (as a bearer token or
+         *     `?token=`). H.264 video as the publisher sent it; Opus audio.
+         */
+        post: operations["view"];
+        delete?: never;
+        /** Discovery and CORS preflight: `Accept-Post: application/sdp`, ICE servers in `Link`. */
+        options: operations["view_options"];
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/whep/{live_stream_id}/sessions/{session}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Stop watching. The session URL is the credential (it is only ever given to the viewer). */
+        delete: operations["end_viewer"];
+        /** CORS preflight for the viewer session resource. */
+        options: operations["viewer_options"];
+        head?: never;
+        /** Trickle ICE / ICE restart: not supported (405); every candidate is in the answer. */
+        patch: operations["patch_viewer"];
+        trace?: never;
+    };
     "/whip/{live_stream_id}": {
         parameters: {
             query?: never;
@@ -2294,6 +2335,11 @@ export interface components {
              *     server has LL-HLS off. Players without LL support play it as plain HLS.
              */
             ll_hls_url?: string | null;
+            /**
+             * @description The WHEP endpoint (WebRTC playback, sub-second latency) with the token; absent when the
+             *     server has WHEP off.
+             */
+            whep_url?: string | null;
         };
         /**
          * @description A stored event: the JSON listed by the API and published on the Redis channel
@@ -2365,6 +2411,11 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
             visibility: components["schemas"]["Visibility"];
+            /**
+             * @description WHEP endpoint (WebRTC playback) of the same session (absent when WHEP is off).
+             *     Private streams need the playback token as a bearer token or `?token=`.
+             */
+            whep_url?: string | null;
             /** @description WHIP endpoint (RFC 9725); the stream key is the bearer token. */
             whip_url: string;
         };
@@ -2665,6 +2716,8 @@ export interface components {
             ll_hls_url?: string | null;
             /** @description Pass as `?token=` on the playlist; the playlist carries it on into every segment URL. */
             token: string;
+            /** @description The WHEP endpoint with the token; absent when WHEP is off. */
+            whep_url?: string | null;
         };
         /** @description A user's choice for one kind (default: both on). */
         Preference: {
@@ -12174,6 +12227,319 @@ export interface operations {
             };
             /** @description not_found: nothing has this id */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    view: {
+        parameters: {
+            query?: {
+                /** @description playback token of a private stream (or send it as a bearer token) */
+                token?: string;
+            };
+            header?: never;
+            path: {
+                live_stream_id: string;
+            };
+            cookie?: never;
+        };
+        /** @description SDP offer (receive-only H.264 video, Opus audio) */
+        requestBody: {
+            content: {
+                "application/sdp": string;
+            };
+        };
+        responses: {
+            /** @description SDP answer; Location of the viewer session */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/sdp": string;
+                };
+            };
+            /** @description malformed SDP or no media */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a private stream and no token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the token is invalid or expired */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such stream live on this server, or WHEP is off */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the offer cannot receive H.264 */
+            406: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body (or the Content-Length announcing it) is over this route's limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not application/sdp */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description validation_failed: a value out of range or of the wrong form (`field` names it) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this server serves as many viewers as it may */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    view_options: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                live_stream_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description allowed methods, Accept-Post, ICE servers */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found: nothing has this id */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    end_viewer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                live_stream_id: string;
+                session: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description ended */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such viewer session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    viewer_options: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                live_stream_id: string;
+                session: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description allowed methods */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found: nothing has this id */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    patch_viewer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                live_stream_id: string;
+                session: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_found: nothing has this id */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description trickle ICE is not supported */
+            405: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -99,6 +99,7 @@ export default function ClassroomPage({ id }: { id: string }) {
       <Player
         key={live.ll_hls_url ?? live.hls_url}
         src={live.ll_hls_url ?? live.hls_url}
+        whep={live.whep_url}
         live
         title={l.title}
         onEnded={() => void qc.invalidateQueries({ queryKey: ['lesson', id] })}

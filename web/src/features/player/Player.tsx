@@ -1,13 +1,21 @@
 // The video player: hls.js (loaded on demand, so the catalogue does not pay for it) or the
-// browser's own HLS, driven through the state machine in machine.ts. Controls are real
+// browser's own HLS, driven through the state machine in machine.ts. A live lesson with a WHEP
+// URL plays over WebRTC first (well under a second behind the teacher) and falls back to HLS
+// when WebRTC cannot connect or drops (UDP blocked, the server full, the lesson ended). Controls are real
 // buttons with labels; the state is exposed as data-state for tests and styling.
 import { useCallback, useEffect, useReducer, useRef, useState } from 'react';
 import type Hls from 'hls.js';
 import { useI18n } from '../../lib/i18n';
 import { initial, reduce, shouldAutoRetry } from './machine';
+import { startWhep, type WhepSession } from './whep';
+
+/** WebRTC that shows no picture within this long gives way to HLS. */
+const WHEP_FIRST_FRAME_MS = 8000;
 
 export interface PlayerProps {
   src: string;
+  /** WHEP endpoint of the live session (tried before `src`). */
+  whep?: string | null;
   live: boolean;
   poster?: string | null;
   title: string;
@@ -20,7 +28,7 @@ interface Level {
   height: number;
 }
 
-export function Player({ src, live, poster, title, onEnded }: PlayerProps) {
+export function Player({ src, whep, live, poster, title, onEnded }: PlayerProps) {
   const { t, duration } = useI18n();
   const video = useRef<HTMLVideoElement>(null);
   const box = useRef<HTMLDivElement>(null);
@@ -33,6 +41,7 @@ export function Player({ src, live, poster, title, onEnded }: PlayerProps) {
   const [level, setLevel] = useState(-1);
   const onEndedRef = useRef(onEnded);
   onEndedRef.current = onEnded;
+  const [mode, setMode] = useState<'webrtc' | 'hls'>(live && whep ? 'webrtc' : 'hls');
 
   // (Re)attach the source; a retry bumps `attempt` and attaches again. (Not derived from the
   // state: leaving `loading` must not tear hls.js down.)
@@ -45,9 +54,47 @@ export function Player({ src, live, poster, title, onEnded }: PlayerProps) {
     dispatch({ type: 'load', src, live });
   }, [src, live]);
 
+  // WebRTC: attach the received stream; any failure (no answer, no picture in time, the
+  // connection lost) switches to HLS for good.
   useEffect(() => {
     const v = video.current;
-    if (!v) return;
+    if (!v || mode !== 'webrtc' || !whep) return;
+    let cancelled = false;
+    let session: WhepSession | null = null;
+    const fallback = (why: string) => {
+      if (cancelled) return;
+      console.info('WebRTC playback unavailable, using HLS:', why);
+      setMode('hls');
+    };
+    const timer = setTimeout(() => fallback('no picture in time'), WHEP_FIRST_FRAME_MS);
+    const onPlaying = () => clearTimeout(timer);
+    v.addEventListener('playing', onPlaying);
+    startWhep(whep).then(
+      (s) => {
+        if (cancelled) return s.stop();
+        session = s;
+        s.pc.addEventListener('connectionstatechange', () => {
+          const st = s.pc.connectionState;
+          if (st === 'failed' || st === 'closed' || st === 'disconnected') fallback(`connection ${st}`);
+        });
+        v.srcObject = s.stream;
+        v.muted = true;
+        v.play().catch(() => dispatch({ type: 'pause' }));
+      },
+      (e: unknown) => fallback(String(e)),
+    );
+    return () => {
+      cancelled = true;
+      clearTimeout(timer);
+      v.removeEventListener('playing', onPlaying);
+      session?.stop();
+      v.srcObject = null;
+    };
+  }, [mode, whep, attempt]);
+
+  useEffect(() => {
+    const v = video.current;
+    if (!v || mode !== 'hls') return;
     let cancelled = false;
     let hls: Hls | null = null;
     (async () => {
@@ -97,7 +144,7 @@ export function Player({ src, live, poster, title, onEnded }: PlayerProps) {
       hls?.destroy();
       if (hlsRef.current === hls) hlsRef.current = null;
     };
-  }, [src, live, attempt]);
+  }, [src, live, attempt, mode]);
 
   // Fatal errors recover by themselves a few times (a live edge not there yet, a blip).
   useEffect(() => {
@@ -151,7 +198,7 @@ export function Player({ src, live, poster, title, onEnded }: PlayerProps) {
   };
 
   return (
-    <div className="player" ref={box} data-state={state.kind}>
+    <div className="player" ref={box} data-state={state.kind} data-mode={mode}>
       <video
         ref={video}
         className="player-video"
@@ -171,6 +218,11 @@ export function Player({ src, live, poster, title, onEnded }: PlayerProps) {
         onClick={toggle}
       />
       {live && state.kind !== 'ended' && <span className="badge badge-live">{t('classroom.live')}</span>}
+      {live && mode === 'webrtc' && state.kind === 'playing' && (
+        <span className="badge badge-realtime" title={t('player.realtimeHint')}>
+          {t('player.realtime')}
+        </span>
+      )}
       {state.kind === 'stalled' && <div className="player-overlay" role="status">{t('player.stalled')}</div>}
       {state.kind === 'error' && (
         <div className="player-overlay" role="alert">

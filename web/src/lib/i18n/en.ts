@@ -103,6 +103,8 @@ export const en = {
   'classroom.waitingForTeacher': 'Waiting for the teacher to go live…',
   'classroom.lessonEndedNotice': 'The lesson has ended. The replay will be ready soon.',
   'classroom.replayReadyNotice': 'The replay is ready.',
+  'player.realtime': 'Real-time',
+  'player.realtimeHint': 'WebRTC: under a second behind the teacher',
   'player.play': 'Play',
   'player.pause': 'Pause',
   'player.mute': 'Mute',

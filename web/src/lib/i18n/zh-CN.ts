@@ -103,6 +103,8 @@ export const zhCN: Catalogue = {
   'classroom.waitingForTeacher': '等待老师开播…',
   'classroom.lessonEndedNotice': '课程已结束，回放即将生成。',
   'classroom.replayReadyNotice': '回放已就绪。',
+  'player.realtime': '实时',
+  'player.realtimeHint': 'WebRTC：与老师的延迟不到一秒',
   'player.play': '播放',
   'player.pause': '暂停',
   'player.mute': '静音',

@@ -1,0 +1,247 @@
+//! One publisher's WHEP stage inside its [`crate::live::LiveOutput`]: the same frames the HLS
+//! packagers get, turned into what WebRTC viewers take — H.264 access units from AVCC to Annex B
+//! (parameter sets in front of every IDR), AAC through [`AacToOpus`] — once per stream, and
+//! only while the feed has viewers. A stream nobody watches over WHEP costs an atomic load per
+//! frame (and a copy of each sequence header).
+//!
+//! Timestamps go on the live session's timeline (`timeline_start_ms` + time since this
+//! publisher's first frame), so a publisher that replaces another within the session continues
+//! the viewers' clock instead of restarting it.
+
+use std::{sync::Arc, time::Duration, time::Instant};
+
+use bytes::Bytes;
+
+use crate::codec::{VideoCodec, avc_has_idr};
+use crate::flv;
+use crate::frame::MediaFrame;
+use crate::ts::{AvcParams, avcc_to_annexb};
+
+use super::audio::AacToOpus;
+use super::feed::{Sample, WhepFeed};
+
+/// How long the AAC → Opus pipeline outlives the last viewer (a viewer reloading its page
+/// should not pay for a new pipeline).
+const TRANSCODER_IDLE: Duration = Duration::from_secs(15);
+
+/// What a publisher's output needs to feed a session's WHEP viewers.
+#[derive(Debug, Clone)]
+pub struct WhepOutput {
+    pub feed: Arc<WhepFeed>,
+    /// The ingest hands its Opus to the feed itself (WHIP): no AAC → Opus here.
+    pub opus_from_ingest: bool,
+}
+
+pub struct WhepStage {
+    feed: Arc<WhepFeed>,
+    opus_from_ingest: bool,
+    /// The last AVCDecoderConfigurationRecord (FLV body) and its parsed form, once needed.
+    avc_record: Option<Bytes>,
+    params: Option<AvcParams>,
+    /// The last AudioSpecificConfig.
+    asc: Option<Bytes>,
+    transcoder: Option<AacToOpus>,
+    /// When the feed was last seen without viewers while the transcoder ran.
+    idle_since: Option<Instant>,
+    timeline_start_ms: u64,
+    origin_ms: Option<u64>,
+    buf: Vec<u8>,
+}
+
+impl WhepStage {
+    pub fn new(output: WhepOutput, timeline_start_ms: u64) -> WhepStage {
+        WhepStage {
+            feed: output.feed,
+            opus_from_ingest: output.opus_from_ingest,
+            avc_record: None,
+            params: None,
+            asc: None,
+            transcoder: None,
+            idle_since: None,
+            timeline_start_ms,
+            origin_ms: None,
+            buf: Vec::new(),
+        }
+    }
+
+    fn session_ms(&mut self, dts_ms: u64) -> u64 {
+        let origin = *self.origin_ms.get_or_insert(dts_ms);
+        self.timeline_start_ms + dts_ms.saturating_sub(origin)
+    }
+
+    pub fn push(&mut self, frame: &MediaFrame) {
+        match frame {
+            MediaFrame::Video(v) if v.codec == VideoCodec::H264 && v.sequence_header => {
+                self.avc_record = Some(v.data.clone());
+                self.params = None;
+            }
+            // A new configuration needs a new pipeline.
+            MediaFrame::Audio(a) if a.sequence_header && self.asc.as_ref() != Some(&a.data) => {
+                self.asc = Some(a.data.clone());
+                self.stop_transcoder();
+            }
+            _ => {}
+        }
+        let watched = self.feed.has_viewers();
+        if !watched {
+            // The clock still starts at this publisher's first frame.
+            if self.origin_ms.is_none()
+                && let MediaFrame::Video(v) = frame
+            {
+                self.origin_ms = Some(v.dts_ms);
+            }
+            if self.transcoder.is_some() {
+                let since = *self.idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= TRANSCODER_IDLE {
+                    self.stop_transcoder();
+                }
+            }
+            return;
+        }
+        self.idle_since = None;
+        match frame {
+            MediaFrame::Video(v) if v.codec == VideoCodec::H264 && !v.sequence_header => {
+                self.video(&v.data, v.dts_ms, v.cts_ms);
+            }
+            MediaFrame::Audio(a) if !a.sequence_header && !self.opus_from_ingest => {
+                self.audio(&a.data, a.dts_ms);
+            }
+            _ => {}
+        }
+    }
+
+    fn video(&mut self, body: &[u8], dts_ms: u64, cts_ms: i32) {
+        let ms = self.session_ms(dts_ms);
+        if self.params.is_none() {
+            self.params = self.avc_record.as_ref().and_then(|r| {
+                let tag = flv::parse_video(r).ok()?;
+                AvcParams::from_record(r.get(tag.payload_offset..)?).ok()
+            });
+        }
+        let Some(params) = &self.params else { return };
+        let Some(nalus) = flv::parse_video(body)
+            .ok()
+            .and_then(|tag| body.get(tag.payload_offset..))
+        else {
+            return;
+        };
+        let keyframe = avc_has_idr(nalus, params.nal_length_size);
+        self.buf.clear();
+        if avcc_to_annexb(&mut self.buf, nalus, params, keyframe).is_err() {
+            return;
+        }
+        let pts = ms.saturating_add_signed(i64::from(cts_ms));
+        self.feed.send(Sample::Video {
+            data: Arc::from(&self.buf[..]),
+            ms: pts,
+            keyframe,
+        });
+    }
+
+    fn audio(&mut self, body: &[u8], dts_ms: u64) {
+        // Raw AAC only (FLV sound format 10, packet type 1).
+        if body.first().map(|b| b >> 4) != Some(10) {
+            return;
+        }
+        let Some(aac) = body.get(2..) else { return };
+        let ms = self.session_ms(dts_ms);
+        if self.transcoder.is_none() {
+            let Some(asc) = self.asc.as_ref().and_then(|a| a.get(2..)) else {
+                return;
+            };
+            match AacToOpus::start(asc, self.feed.clone()) {
+                Ok(t) => self.transcoder = Some(t),
+                Err(e) => {
+                    // Video still flows; try again with the next configuration.
+                    tracing::error!(error = %e, "WHEP AAC → Opus transcoder unavailable");
+                    self.asc = None;
+                    return;
+                }
+            }
+        }
+        if let Some(t) = &self.transcoder {
+            t.push(aac, ms);
+        }
+    }
+
+    fn stop_transcoder(&mut self) {
+        self.idle_since = None;
+        if let Some(t) = self.transcoder.take() {
+            // Stopping waits on GStreamer's threads: not on the publisher's task.
+            std::thread::spawn(move || drop(t));
+        }
+    }
+
+    /// The publisher is gone. The feed stays (it is the session's).
+    pub fn finish(&mut self) {
+        self.stop_transcoder();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::VideoFrame;
+
+    fn video(dts_ms: u64, keyframe: bool, sequence_header: bool, data: Vec<u8>) -> MediaFrame {
+        MediaFrame::Video(VideoFrame {
+            dts_ms,
+            cts_ms: 0,
+            keyframe,
+            sequence_header,
+            codec: VideoCodec::H264,
+            data: Bytes::from(data),
+        })
+    }
+
+    /// FLV AVC sequence header with one SPS (`67 42 ..`) and one PPS (`68 ..`).
+    fn record() -> Vec<u8> {
+        let mut r = vec![0x17, 0, 0, 0, 0];
+        r.extend_from_slice(&[
+            1, 0x42, 0xC0, 0x1F, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x1F,
+        ]);
+        r.extend_from_slice(&[1, 0, 2, 0x68, 0xCE]);
+        r
+    }
+
+    fn frame(nal_type: u8) -> Vec<u8> {
+        let mut f = vec![0x17, 1, 0, 0, 0];
+        f.extend_from_slice(&[0, 0, 0, 3, 0x60 | nal_type, 0xAA, 0xBB]);
+        f
+    }
+
+    #[test]
+    fn nothing_is_sent_without_viewers_and_idrs_carry_the_parameter_sets_with_them() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let feed = WhepFeed::new(7, tx);
+        let mut stage = WhepStage::new(
+            WhepOutput {
+                feed: feed.clone(),
+                opus_from_ingest: true,
+            },
+            5_000,
+        );
+        stage.push(&video(1_000, true, true, record()));
+        stage.push(&video(1_000, true, false, frame(5)));
+        assert!(rx.try_recv().is_err(), "no viewer, nothing sent");
+
+        feed.viewers.store(1, std::sync::atomic::Ordering::Relaxed);
+        stage.push(&video(1_033, false, false, frame(1)));
+        stage.push(&video(3_000, true, false, frame(5)));
+        let msgs: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(msgs.len(), 2);
+        let Sample::Video { data, ms, keyframe } = &msgs[0].sample else {
+            panic!()
+        };
+        // On the session timeline: 5 s + 33 ms since the publisher's first frame.
+        assert_eq!((*ms, *keyframe), (5_033, false));
+        assert!(!data.windows(4).any(|w| w == [0, 0, 1, 0x67]));
+        let Sample::Video { data, ms, keyframe } = &msgs[1].sample else {
+            panic!()
+        };
+        assert_eq!((*ms, *keyframe), (7_000, true));
+        let sps = data.windows(5).position(|w| w == [0, 0, 0, 1, 0x67]);
+        let idr = data.windows(5).position(|w| w == [0, 0, 0, 1, 0x65]);
+        assert!(sps.is_some() && sps < idr, "{data:02x?}");
+    }
+}
