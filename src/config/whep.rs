@@ -13,6 +13,11 @@ pub struct WhepSettings {
     pub enabled: bool,
     /// WebRTC viewers this node serves at most (all streams together); more get 503.
     pub max_viewers: usize,
+    /// UDP sockets (each its own task, on the ports after `whip.udp_listen`'s) that viewers
+    /// are spread over; 0: viewers share the WHIP socket (one port, one core). Unset: one per
+    /// CPU.
+    #[serde(default)]
+    pub sockets: Option<usize>,
 }
 
 impl WhepSettings {
@@ -23,6 +28,15 @@ impl WhepSettings {
                 "must be between 1 and 100000",
             ));
         }
+        if self.sockets.is_some_and(|n| n > 64) {
+            return Err(ConfigError::new("whep.sockets", "must be at most 64"));
+        }
         Ok(())
+    }
+
+    /// How many viewer sockets to open.
+    pub fn socket_count(&self) -> usize {
+        self.sockets
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 }

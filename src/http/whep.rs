@@ -114,7 +114,17 @@ async fn view(
     let Ok(offer) = std::str::from_utf8(&body) else {
         return Ok(whip_error(WhipError::MalformedSdp("not UTF-8".into())));
     };
-    let viewer = match wemaster_media::whep::negotiate(offer, &state.whip.candidates) {
+    // The least loaded viewer socket: its candidates go in the answer.
+    let slot = match state.whip.server.viewer_slot() {
+        Ok(slot) => slot,
+        Err(e) => return Ok(whip_error(e)),
+    };
+    let candidates = state
+        .whip
+        .viewer_candidates
+        .get(slot)
+        .unwrap_or(&state.whip.candidates);
+    let viewer = match wemaster_media::whep::negotiate(offer, candidates) {
         Ok(v) => v,
         Err(e) => {
             tracing::info!(live_stream_id = %id, error = %e, "WHEP offer refused");
@@ -122,11 +132,12 @@ async fn view(
         }
     };
     let answer = viewer.answer.clone();
-    let session = Uuid::new_v4().simple().to_string();
+    // The session id names its socket task, so DELETE finds it: `{slot}-{random}`.
+    let session = format!("{slot}-{}", Uuid::new_v4().simple());
     if let Err(e) = state
         .whip
         .server
-        .view(session_key(id, &session), viewer, feed)
+        .view(slot, session_key(id, &session), viewer, feed)
         .await
     {
         return Ok(whip_error(e));
@@ -179,7 +190,20 @@ async fn end_viewer(
     State(state): State<AppState>,
     Path((id, session)): Path<(Uuid, String)>,
 ) -> Response {
-    if session.len() <= 64 && state.whip.server.end(&session_key(id, &session)).await {
+    let slot = session
+        .split_once('-')
+        .and_then(|(slot, _)| slot.parse::<usize>().ok());
+    let ended = match slot {
+        Some(slot) if session.len() <= 64 => {
+            state
+                .whip
+                .server
+                .end_viewer(slot, &session_key(id, &session))
+                .await
+        }
+        _ => false,
+    };
+    if ended {
         StatusCode::NO_CONTENT.into_response()
     } else {
         problem(StatusCode::NOT_FOUND, "not_found", "WHEP session not found")

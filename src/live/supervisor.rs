@@ -99,13 +99,16 @@ impl LiveView {
         }
     }
 
+    /// HLS viewers (client addresses that fetched the playlist lately) and WebRTC viewers
+    /// (connected now).
     pub fn viewer_count(&self) -> u64 {
+        let webrtc = self.whep.as_ref().map_or(0, |f| f.viewer_count() as u64);
         let Ok(mut v) = self.viewers.lock() else {
-            return 0;
+            return webrtc;
         };
         let now = Instant::now();
         v.retain(|_, t| now.duration_since(*t) < VIEWER_TTL);
-        v.len() as u64
+        v.len() as u64 + webrtc
     }
 }
 

@@ -25,6 +25,8 @@ pub struct WhipIngest {
     pub allow_vp8: bool,
     /// WHEP viewers are served (`whep.enabled`).
     pub whep_enabled: bool,
+    /// The host candidates of each WHEP viewer socket (by slot).
+    pub viewer_candidates: Vec<Vec<SocketAddr>>,
     publish: mpsc::Sender<PublishRequest>,
 }
 
@@ -32,6 +34,8 @@ pub struct WhipIngest {
 pub struct WebRtcSocket {
     pub server: WhipServer,
     pub candidates: Vec<SocketAddr>,
+    /// The host candidates of each WHEP viewer socket (by slot).
+    pub viewer_candidates: Vec<Vec<SocketAddr>>,
     pub allow_vp8: bool,
 }
 
@@ -75,11 +79,38 @@ impl WhipIngest {
             vp8_pipeline,
             max_viewers: whep.max_viewers,
         };
-        let (server, _task) = WhipServer::spawn(socket, candidates[0], options, shutdown)?;
-        tracing::info!(%bound, ?candidates, "WebRTC media (WHIP, WHEP) listening (UDP)");
+        // Viewer sockets on the ports after the WHIP one (ephemeral ports when it is 0).
+        let mut viewer_sockets = Vec::new();
+        let mut viewer_candidates = Vec::new();
+        for k in 0..whep.socket_count() {
+            let port = if bound.port() == 0 {
+                0
+            } else {
+                bound
+                    .port()
+                    .checked_add(1 + k as u16)
+                    .ok_or_else(|| anyhow::anyhow!("whep.sockets: no port after {bound}"))?
+            };
+            let want = SocketAddr::new(bound.ip(), port);
+            let s = std::net::UdpSocket::bind(want)
+                .map_err(|e| anyhow::anyhow!("cannot bind a WHEP viewer socket on {want}: {e}"))?;
+            s.set_nonblocking(true)?;
+            let s = tokio::net::UdpSocket::from_std(s)?;
+            let c = candidate_addrs(s.local_addr()?, &settings.public_ips);
+            viewer_sockets.push((s, c[0]));
+            viewer_candidates.push(c);
+        }
+        if viewer_candidates.is_empty() {
+            viewer_candidates.push(candidates.clone());
+        }
+        let (server, _task) =
+            WhipServer::spawn(socket, candidates[0], viewer_sockets, options, shutdown)?;
+        tracing::info!(%bound, ?candidates, viewer_sockets = ?viewer_candidates,
+            "WebRTC media listening (UDP): WHIP ingest, WHEP viewers");
         Ok(WebRtcSocket {
             server,
             candidates,
+            viewer_candidates,
             allow_vp8,
         })
     }
@@ -97,6 +128,7 @@ impl WhipIngest {
             ice_servers: settings.ice_servers.clone(),
             allow_vp8: socket.allow_vp8,
             whep_enabled: whep.enabled,
+            viewer_candidates: socket.viewer_candidates,
             publish,
         }
     }

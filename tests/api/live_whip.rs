@@ -137,7 +137,7 @@ impl Drop for Publisher {
 }
 
 /// Poll the stream until its `active_session` satisfies `cond`.
-async fn wait_active(live: &Live, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_active(live: &Live, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
         let s = live.stream_json().await;

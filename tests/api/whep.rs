@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::{
     helpers::{assert_problem, spawn_app_with},
     live_rtmp::{Live, ffmpeg_publish_gop},
-    live_whip::{Publisher, key, whip_url},
+    live_whip::{Publisher, key, wait_active, whip_url},
 };
 
 async fn live(visibility: &str) -> Live {
@@ -77,6 +77,9 @@ async fn an_rtmp_lesson_plays_over_whep_in_aiortc_and_chromium_with_h264_and_opu
     assert_answered(&live, &answer);
     assert_eq!(answer["content_type"], "application/sdp");
     assert_answered(&live, &chromium.step("answer").await);
+    // Ops see them: the live session counts its WebRTC viewers beside its HLS clients (this
+    // test's own playlist polling, one address).
+    wait_active(&live, "3 viewers", |s| s["viewers"] == 3).await;
 
     // aiortc decoded the publisher's picture (640x360, passed through) and Opus at 48 kHz.
     let played = aiortc.step("played").await;

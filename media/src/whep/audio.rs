@@ -122,7 +122,8 @@ mod tests {
         let asc = asc.unwrap().map_readable().unwrap().to_vec();
 
         let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-        let feed = WhepFeed::new(1, tx);
+        let feed = WhepFeed::new(1, Arc::from(vec![tx]));
+        feed.viewers[0].store(1, std::sync::atomic::Ordering::Relaxed);
         let t = AacToOpus::start(&asc, feed).unwrap();
         for (f, ms) in &frames {
             t.push(f, *ms);

@@ -46,55 +46,75 @@ pub(crate) struct FeedMsg {
     pub sample: Sample,
 }
 
-/// The handle publishers' outputs (and the WHIP ingest) write to.
+/// The handle publishers' outputs (and the WHIP ingest) write to. Viewers live in several
+/// socket tasks (one per core: [`crate::whip::WhipServer`]); a sample goes to each task that
+/// has viewers of the feed.
 pub struct WhepFeed {
     pub(crate) id: u64,
-    tx: mpsc::Sender<FeedMsg>,
-    /// Connected viewers, kept by the socket task.
-    pub(crate) viewers: AtomicUsize,
-    gap: AtomicBool,
-    /// Samples lost to a full channel (the socket task falling behind).
+    /// One channel per viewer task.
+    txs: Arc<[mpsc::Sender<FeedMsg>]>,
+    /// Connected viewers per task, kept by each task.
+    pub(crate) viewers: Box<[AtomicUsize]>,
+    /// Samples lost to a task's full channel, per task: its viewers wait for a keyframe.
+    gaps: Box<[AtomicBool]>,
+    /// A viewer asked for a keyframe: the WHIP ingest task reads it (RTMP cannot be asked).
+    keyframe_wanted: AtomicBool,
+    /// Samples lost because a task was behind.
     lost: AtomicU64,
 }
 
 impl WhepFeed {
-    pub(crate) fn new(id: u64, tx: mpsc::Sender<FeedMsg>) -> Arc<WhepFeed> {
+    pub(crate) fn new(id: u64, txs: Arc<[mpsc::Sender<FeedMsg>]>) -> Arc<WhepFeed> {
+        let n = txs.len();
         Arc::new(WhepFeed {
             id,
-            tx,
-            viewers: AtomicUsize::new(0),
-            gap: AtomicBool::new(false),
+            txs,
+            viewers: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            gaps: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            keyframe_wanted: AtomicBool::new(false),
             lost: AtomicU64::new(0),
         })
     }
 
     /// Whether anyone watches: outputs convert and transcode only then.
     pub fn has_viewers(&self) -> bool {
-        self.viewers.load(Ordering::Relaxed) > 0
+        self.viewers.iter().any(|v| v.load(Ordering::Relaxed) > 0)
     }
 
     /// Connected viewers.
     pub fn viewer_count(&self) -> usize {
-        self.viewers.load(Ordering::Relaxed)
+        self.viewers.iter().map(|v| v.load(Ordering::Relaxed)).sum()
     }
 
-    /// Samples lost because the socket task was behind.
+    /// Samples lost because a socket task was behind.
     pub fn lost(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
     }
 
+    /// A viewer needs a keyframe (it joined, or its picture broke).
+    pub(crate) fn want_keyframe(&self) {
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a keyframe was wanted since the last call (the WHIP ingest asks its publisher).
+    pub(crate) fn take_keyframe_wanted(&self) -> bool {
+        self.keyframe_wanted.swap(false, Ordering::Relaxed)
+    }
+
     /// Hand `sample` to the viewers; never waits (any thread).
     pub fn send(&self, sample: Sample) {
-        let after_gap = self.gap.swap(false, Ordering::AcqRel);
-        let msg = FeedMsg {
-            feed: self.id,
-            after_gap,
-            sample,
-        };
-        if let Err(e) = self.tx.try_send(msg) {
-            let closed = matches!(e, mpsc::error::TrySendError::Closed(_));
-            if !closed {
-                self.gap.store(true, Ordering::Release);
+        for (i, tx) in self.txs.iter().enumerate() {
+            if self.viewers[i].load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let after_gap = self.gaps[i].swap(false, Ordering::AcqRel);
+            let msg = FeedMsg {
+                feed: self.id,
+                after_gap,
+                sample: sample.clone(),
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(msg) {
+                self.gaps[i].store(true, Ordering::Release);
                 let n = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
                 if n % 100 == 1 {
                     tracing::warn!(
@@ -109,14 +129,15 @@ impl WhepFeed {
 
     /// The live session is over: close its viewers. Waits for room (the end must arrive).
     pub async fn end(&self) {
-        let _ = self
-            .tx
-            .send(FeedMsg {
-                feed: self.id,
-                after_gap: false,
-                sample: Sample::End,
-            })
-            .await;
+        for tx in self.txs.iter() {
+            let _ = tx
+                .send(FeedMsg {
+                    feed: self.id,
+                    after_gap: false,
+                    sample: Sample::End,
+                })
+                .await;
+        }
     }
 }
 

@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn nothing_is_sent_without_viewers_and_idrs_carry_the_parameter_sets_with_them() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-        let feed = WhepFeed::new(7, tx);
+        let feed = WhepFeed::new(7, Arc::from(vec![tx]));
         let mut stage = WhepStage::new(
             WhepOutput {
                 feed: feed.clone(),
@@ -225,7 +225,7 @@ mod tests {
         stage.push(&video(1_000, true, false, frame(5)));
         assert!(rx.try_recv().is_err(), "no viewer, nothing sent");
 
-        feed.viewers.store(1, std::sync::atomic::Ordering::Relaxed);
+        feed.viewers[0].store(1, std::sync::atomic::Ordering::Relaxed);
         stage.push(&video(1_033, false, false, frame(1)));
         stage.push(&video(3_000, true, false, frame(5)));
         let msgs: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();

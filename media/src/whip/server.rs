@@ -25,7 +25,10 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -104,41 +107,100 @@ enum Cmd {
     },
 }
 
-/// Handle on the WebRTC socket task (WHIP ingest and WHEP viewers).
+/// One socket task that serves WHEP viewers.
+struct ViewerTask {
+    tx: mpsc::Sender<Cmd>,
+    /// Its viewers now (kept by the task).
+    count: Arc<AtomicUsize>,
+}
+
+/// Handle on the WebRTC socket tasks: the WHIP ingest task, and the tasks that serve WHEP
+/// viewers — each its own UDP socket, so viewers spread over the cores and never slow the
+/// ingest. With no viewer sockets, the ingest task serves the viewers too.
 #[derive(Clone)]
 pub struct WhipServer {
     tx: mpsc::Sender<Cmd>,
-    feeds: mpsc::Sender<FeedMsg>,
+    viewer_tasks: Arc<[ViewerTask]>,
+    feeds: Arc<[mpsc::Sender<FeedMsg>]>,
     next_feed: Arc<std::sync::atomic::AtomicU64>,
+    max_viewers: usize,
     local: SocketAddr,
 }
 
 impl WhipServer {
-    /// Start the socket task on `socket`; it stops (ending every session) on `shutdown`.
+    /// Start the ingest task on `socket` and one viewer task per entry of `viewer_sockets`
+    /// (none: the ingest task serves viewers); they stop (ending every session) on `shutdown`.
     /// `advertised` is the candidate address clients send to (the ICE agent matches datagrams
     /// against it: with a socket bound to 0.0.0.0 the real destination is not known).
     pub fn spawn(
         socket: UdpSocket,
         advertised: SocketAddr,
+        viewer_sockets: Vec<(UdpSocket, SocketAddr)>,
         options: WhipOptions,
         shutdown: CancellationToken,
     ) -> std::io::Result<(WhipServer, tokio::task::JoinHandle<()>)> {
         let local = socket.local_addr()?;
+        let max_viewers = options.max_viewers;
         let (tx, rx) = mpsc::channel(256);
-        let (feeds, feeds_rx) = mpsc::channel(FEED_QUEUE);
-        let handle = tokio::spawn(run(socket, advertised, options, rx, feeds_rx, shutdown));
+        let mut viewer_tasks = Vec::new();
+        let mut feeds = Vec::new();
+        let handle = if viewer_sockets.is_empty() {
+            let (feeds_tx, feeds_rx) = mpsc::channel(FEED_QUEUE);
+            let count = Arc::new(AtomicUsize::new(0));
+            viewer_tasks.push(ViewerTask {
+                tx: tx.clone(),
+                count: count.clone(),
+            });
+            feeds.push(feeds_tx);
+            let task = Task { worker: 0, count };
+            tokio::spawn(run(
+                socket, advertised, options, rx, feeds_rx, task, shutdown,
+            ))
+        } else {
+            for (worker, (socket, advertised)) in viewer_sockets.into_iter().enumerate() {
+                let (vtx, vrx) = mpsc::channel(256);
+                let (feeds_tx, feeds_rx) = mpsc::channel(FEED_QUEUE);
+                let count = Arc::new(AtomicUsize::new(0));
+                viewer_tasks.push(ViewerTask {
+                    tx: vtx,
+                    count: count.clone(),
+                });
+                feeds.push(feeds_tx);
+                let task = Task { worker, count };
+                tokio::spawn(run(
+                    socket,
+                    advertised,
+                    options.clone(),
+                    vrx,
+                    feeds_rx,
+                    task,
+                    shutdown.clone(),
+                ));
+            }
+            // The ingest task's own feed channel carries nothing (it has no viewers).
+            let (_unused, feeds_rx) = mpsc::channel(1);
+            let task = Task {
+                worker: 0,
+                count: Arc::new(AtomicUsize::new(0)),
+            };
+            tokio::spawn(run(
+                socket, advertised, options, rx, feeds_rx, task, shutdown,
+            ))
+        };
         Ok((
             WhipServer {
                 tx,
-                feeds,
+                viewer_tasks: viewer_tasks.into(),
+                feeds: feeds.into(),
                 next_feed: Default::default(),
+                max_viewers,
                 local,
             },
             handle,
         ))
     }
 
-    /// A new WHEP feed (one per live session) whose samples go to this task's viewers.
+    /// A new WHEP feed (one per live session) whose samples go to the viewer tasks.
     pub fn new_feed(&self) -> Arc<WhepFeed> {
         let id = self
             .next_feed
@@ -147,15 +209,38 @@ impl WhipServer {
         WhepFeed::new(id, self.feeds.clone())
     }
 
-    /// Attach a negotiated WHEP viewer of `feed`; `Busy` when the node is full.
+    /// The viewer task a new viewer should go to (the least loaded); its candidates go in
+    /// the answer. `Busy` when the node serves `max_viewers` already.
+    pub fn viewer_slot(&self) -> Result<usize, WhipError> {
+        let counts: Vec<usize> = self
+            .viewer_tasks
+            .iter()
+            .map(|t| t.count.load(Ordering::Relaxed))
+            .collect();
+        if counts.iter().sum::<usize>() >= self.max_viewers {
+            return Err(WhipError::Busy(format!(
+                "this server already serves {} WebRTC viewers (whep.max_viewers)",
+                self.max_viewers
+            )));
+        }
+        Ok(counts
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| **c)
+            .map_or(0, |(i, _)| i))
+    }
+
+    /// Attach a negotiated WHEP viewer of `feed` to viewer task `slot`.
     pub async fn view(
         &self,
+        slot: usize,
         id: String,
         viewer: Viewer,
         feed: Arc<WhepFeed>,
     ) -> Result<(), WhipError> {
+        let task = self.viewer_tasks.get(slot).ok_or(WhipError::Unavailable)?;
         let (reply, rx) = oneshot::channel();
-        self.tx
+        task.tx
             .send(Cmd::View {
                 id,
                 viewer,
@@ -167,9 +252,39 @@ impl WhipServer {
         rx.await.map_err(|_| WhipError::Unavailable)?
     }
 
-    /// The bound UDP address.
+    /// End viewer `id` of task `slot` (the client's DELETE). False when there is none.
+    pub async fn end_viewer(&self, slot: usize, id: &str) -> bool {
+        let Some(task) = self.viewer_tasks.get(slot) else {
+            return false;
+        };
+        let (reply, rx) = oneshot::channel();
+        let cmd = Cmd::End {
+            id: id.to_string(),
+            reply,
+        };
+        if task.tx.send(cmd).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// The bound UDP address of the ingest socket.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+}
+
+/// Which viewer task a run loop is.
+struct Task {
+    worker: usize,
+    count: Arc<AtomicUsize>,
+}
+
+impl Task {
+    /// The task serves `n` viewers now (for [`WhipServer::viewer_slot`] and the metric).
+    fn publish(&self, n: usize) {
+        self.count.store(n, Ordering::Relaxed);
+        metrics::gauge!("whep_viewers_active", "socket" => self.worker.to_string()).set(n as f64);
     }
 }
 
@@ -202,7 +317,7 @@ impl WhipServer {
         rx.await.map_err(|_| WhipError::Unavailable)?
     }
 
-    /// End a session or a viewer (the client's DELETE). False when no such session runs.
+    /// End a WHIP session (the client's DELETE). False when no such session runs.
     pub async fn end(&self, id: &str) -> bool {
         let (reply, rx) = oneshot::channel();
         if self
@@ -619,12 +734,11 @@ impl Peers {
         Some(found)
     }
 
-    /// Ask the WHIP publisher of `feed` (if the source is one) for a keyframe.
+    /// Ask the source of `feed` for a keyframe (the WHIP ingest task reads the flag; an RTMP
+    /// source cannot be asked and sends its next one within its GOP).
     fn source_keyframe(&mut self, feed: u64) {
-        for s in self.sessions.values_mut() {
-            if s.whep.as_ref().is_some_and(|w| w.id == feed) {
-                s.want_keyframe = true;
-            }
+        if let Some(f) = self.feeds.get(&feed) {
+            f.feed.want_keyframe();
         }
     }
 
@@ -636,7 +750,6 @@ impl Peers {
                 self.feeds.remove(&v.feed);
             }
         }
-        metrics::gauge!("whep_viewers_active").set(self.viewers.len() as f64);
         Some(v)
     }
 
@@ -686,6 +799,7 @@ async fn run(
     options: WhipOptions,
     mut rx: mpsc::Receiver<Cmd>,
     mut feeds_rx: mpsc::Receiver<FeedMsg>,
+    task: Task,
     shutdown: CancellationToken,
 ) {
     let mut peers = Peers {
@@ -747,8 +861,9 @@ async fn run(
                     None => {}
                 }
             }
-            msg = feeds_rx.recv() => {
-                let Some(msg) = msg else { break };
+            // (A closed channel disables this branch: the ingest task of a server with viewer
+            // sockets has no feed.)
+            Some(msg) = feeds_rx.recv() => {
                 let mut due = peers.fan_out(msg, &socket, &mut ended_viewers);
                 // Take what else is queued in the same wake-up (bounded: commands and
                 // datagrams get their turn).
@@ -780,26 +895,19 @@ async fn run(
                     }
                 }
                 Some(Cmd::View { id, viewer, feed, reply }) => {
-                    if peers.viewers.len() >= options.max_viewers {
-                        let _ = reply.send(Err(WhipError::Busy(format!(
-                            "this server already serves {} WebRTC viewers (whep.max_viewers)",
-                            options.max_viewers
-                        ))));
+                    let mut v = ViewerSession::new(viewer, feed.id);
+                    if v.drive(&socket).is_none() {
+                        next_viewer_sweep = next_viewer_sweep.min(v.deadline.max(now + VIEWER_TICK));
+                        peers
+                            .feeds
+                            .entry(feed.id)
+                            .or_insert_with(|| FeedState::new(feed.clone(), task.worker))
+                            .add(id.clone());
+                        peers.viewers.insert(id, v);
+                        task.publish(peers.viewers.len());
+                        let _ = reply.send(Ok(()));
                     } else {
-                        let mut v = ViewerSession::new(viewer, feed.id);
-                        if v.drive(&socket).is_none() {
-                            next_viewer_sweep = next_viewer_sweep.min(v.deadline.max(now + VIEWER_TICK));
-                            peers
-                                .feeds
-                                .entry(feed.id)
-                                .or_insert_with(|| FeedState::new(feed.clone()))
-                                .add(id.clone());
-                            peers.viewers.insert(id, v);
-                            metrics::gauge!("whep_viewers_active").set(peers.viewers.len() as f64);
-                            let _ = reply.send(Ok(()));
-                        } else {
-                            let _ = reply.send(Err(WhipError::Unavailable));
-                        }
+                        let _ = reply.send(Err(WhipError::Unavailable));
                     }
                 }
                 Some(Cmd::End { id, reply }) => {
@@ -827,6 +935,9 @@ async fn run(
             if s.grant.kick.is_cancelled() || s.grant.frames.is_closed() {
                 ended.push((id.clone(), EndReason::Kicked));
                 continue;
+            }
+            if s.whep.as_ref().is_some_and(|f| f.take_keyframe_wanted()) {
+                s.want_keyframe = true;
             }
             if s.deadline <= now {
                 if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
@@ -874,6 +985,7 @@ async fn run(
         }
         for id in ended_viewers {
             if let Some(mut v) = peers.remove_viewer(&id) {
+                task.publish(peers.viewers.len());
                 tracing::info!(viewer = %id, frames = v.frames_sent(), "WHEP viewer left");
                 v.rtc.disconnect();
                 // Flush what the close queued (the DTLS close alert tells the browser now).
@@ -887,6 +999,7 @@ async fn run(
     for (_, mut v) in peers.viewers.drain() {
         v.rtc.disconnect();
     }
+    task.publish(0);
     for (_, f) in peers.feeds.drain() {
         f.clear();
     }

@@ -27,7 +27,9 @@ const REANCHOR: Duration = Duration::from_secs(1);
 
 /// The socket task's view of one feed.
 pub(crate) struct FeedState {
-    feed: Arc<WhepFeed>,
+    pub feed: Arc<WhepFeed>,
+    /// This task's index among the viewer tasks (its slot in the feed's counts).
+    worker: usize,
     viewers: Vec<String>,
     /// RTP time 0.
     epoch: Instant,
@@ -36,9 +38,10 @@ pub(crate) struct FeedState {
 }
 
 impl FeedState {
-    pub fn new(feed: Arc<WhepFeed>) -> FeedState {
+    pub fn new(feed: Arc<WhepFeed>, worker: usize) -> FeedState {
         FeedState {
             feed,
+            worker,
             viewers: Vec::new(),
             epoch: Instant::now(),
             anchor: None,
@@ -65,14 +68,11 @@ impl FeedState {
 
     /// The socket task stops: the outputs stop converting.
     pub fn clear(&self) {
-        self.feed
-            .viewers
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.feed.viewers[self.worker].store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn publish_count(&self) {
-        self.feed
-            .viewers
+        self.feed.viewers[self.worker]
             .store(self.viewers.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn the_feed_clock_follows_media_time_and_re_anchors_after_a_pause() {
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
-        let mut f = FeedState::new(WhepFeed::new(1, tx));
+        let mut f = FeedState::new(WhepFeed::new(1, Arc::from(vec![tx])), 0);
         let t0 = f.epoch + Duration::from_millis(100);
         let (w, rtp) = f.clock(5_000, t0);
         assert_eq!((w, rtp), (t0, 100));
