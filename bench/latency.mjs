@@ -57,10 +57,18 @@ function measure({ url, config, whep, seconds }) {
     const b = rowAt(band + Math.floor(band / 2) + Math.floor(band / 2));
     return a === b ? a : null;
   };
+  let unread = 0;
+  let readError = null;
   const onFrame = (_now, meta) => {
     const shown = performance.timeOrigin + meta.expectedDisplayTime;
     if (first === null) first = performance.now() - t0;
-    const stamp = read();
+    let stamp = null;
+    try {
+      stamp = read();
+    } catch (e) {
+      readError = String(e);
+    }
+    if (stamp === null) unread += 1;
     if (stamp !== null) {
       // The stamp is the send time modulo 2^32 ms.
       let lat = (shown % 2 ** 32) - stamp;
@@ -90,7 +98,9 @@ function measure({ url, config, whep, seconds }) {
   }
   video.muted = true;
   video.play().catch(() => {});
-  return new Promise((resolve) => setTimeout(() => resolve({ samples, first, stalls }), seconds * 1000));
+  return new Promise((resolve) =>
+    setTimeout(() => resolve({ samples, first, stalls, unread, readError, size: [video.videoWidth, video.videoHeight] }), seconds * 1000),
+  );
 }
 
 // A WHIP publisher in a page of its own: a canvas with the clock drawn as the same bit pattern
@@ -166,6 +176,9 @@ try {
       max_ms: s.length ? Math.max(...s) : null,
       first_frame_ms: r.first === null ? null : Math.round(r.first),
       stalls: r.stalls,
+      unread: r.unread,
+      read_error: r.readError,
+      size: r.size,
     }));
     await page.close();
   }
