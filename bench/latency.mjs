@@ -38,11 +38,13 @@ function measure({ url, config, whep, seconds }) {
   video.addEventListener('waiting', () => {
     if (first !== null) stalls += 1;
   });
-  const read = () => {
-    const w = video.videoWidth, h = video.videoHeight;
+  // The stamp in a picture: `source` is the <video>, or a WebCodecs VideoFrame (WHEP: headless
+  // Chromium draws a WebRTC <video> into a canvas as black, so its frames are read from the
+  // track itself).
+  const read = (source = video, w = video.videoWidth, h = video.videoHeight) => {
     if (!w) return null;
     if (canvas.width !== w) { canvas.width = w; canvas.height = h; }
-    ctx.drawImage(video, 0, 0, w, h);
+    ctx.drawImage(source, 0, 0, w, h);
     const block = w / 32, band = Math.floor(h / 18);
     const rowAt = (y) => {
       const px = ctx.getImageData(0, y, w, 1).data;
@@ -59,7 +61,10 @@ function measure({ url, config, whep, seconds }) {
   };
   let unread = 0;
   let readError = null;
+  let calls = 0;
+  const raw = [];
   const onFrame = (_now, meta) => {
+    if (whep) return;
     const shown = performance.timeOrigin + meta.expectedDisplayTime;
     if (first === null) first = performance.now() - t0;
     let stamp = null;
@@ -69,6 +74,8 @@ function measure({ url, config, whep, seconds }) {
       readError = String(e);
     }
     if (stamp === null) unread += 1;
+    calls += 1;
+    if (stamp !== null && raw.length < 5) raw.push([stamp, Math.round(shown % 2 ** 32)]);
     if (stamp !== null) {
       // The stamp is the send time modulo 2^32 ms.
       let lat = (shown % 2 ** 32) - stamp;
@@ -84,7 +91,34 @@ function measure({ url, config, whep, seconds }) {
     pc.addTransceiver('audio', { direction: 'recvonly' });
     // The offer has no msid: tracks arrive without a stream. One stream for both.
     const stream = new MediaStream();
-    pc.ontrack = (e) => { stream.addTrack(e.track); video.srcObject = stream; };
+    pc.ontrack = (e) => {
+      stream.addTrack(e.track);
+      video.srcObject = stream;
+      if (e.track.kind !== 'video') return;
+      // Each decoded frame as it reaches the page (the <video> shows it at the next vsync,
+      // at most ~17 ms later: the figure is that much early at worst).
+      const reader = new MediaStreamTrackProcessor({ track: e.track }).readable.getReader();
+      (async () => {
+        for (;;) {
+          const { value: frame, done } = await reader.read();
+          if (done) return;
+          const shown = performance.timeOrigin + performance.now();
+          if (first === null) first = performance.now() - t0;
+          let stamp = null;
+          try {
+            stamp = read(frame, frame.displayWidth, frame.displayHeight);
+          } catch (err) {
+            readError = String(err);
+          }
+          frame.close();
+          calls += 1;
+          if (stamp === null) { unread += 1; continue; }
+          let lat = (shown % 2 ** 32) - stamp;
+          if (lat < -(2 ** 31)) lat += 2 ** 32;
+          if (lat > -1000 && lat < 60_000) samples.push(lat);
+        }
+      })();
+    };
     (async () => {
       await pc.setLocalDescription(await pc.createOffer());
       await new Promise((r) => { if (pc.iceGatheringState === 'complete') r(); else pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r(); });
@@ -99,7 +133,7 @@ function measure({ url, config, whep, seconds }) {
   video.muted = true;
   video.play().catch(() => {});
   return new Promise((resolve) =>
-    setTimeout(() => resolve({ samples, first, stalls, unread, readError, size: [video.videoWidth, video.videoHeight] }), seconds * 1000),
+    setTimeout(() => resolve({ samples, first, stalls, unread, readError, calls, raw, size: [video.videoWidth, video.videoHeight] }), seconds * 1000),
   );
 }
 
@@ -179,6 +213,7 @@ try {
       unread: r.unread,
       read_error: r.readError,
       size: r.size,
+      ...(process.env.WM_DEBUG ? { calls: r.calls, raw: r.raw } : {}),
     }));
     await page.close();
   }

@@ -5,6 +5,7 @@
 #
 #   bench/whep.sh                          # N = 0 50 100 200, 30 s each, release build
 #   bench/whep.sh --viewers "0 200" --seconds 60 --runs 3
+#   bench/whep.sh --viewers 20 --drop 0.02     # each viewer loses 2 % of its RTP: NACK/RTX at work
 #
 # For each N: the server's CPU over the window (N = 0 is the publisher alone: RTMP in, HLS
 # out), viewers connected / stalled (a gap over 500 ms or under 90 % of the best frame rate),
@@ -21,12 +22,14 @@ BIN=""
 SECONDS_PER_RUN=30
 VIEWERS="0 50 100 200"
 RUNS=1
+DROP=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
     --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
     --viewers) VIEWERS=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
+    --drop) DROP=$2; shift 2 ;;
     *) die "unknown option $1" ;;
   esac
 done
@@ -68,7 +71,7 @@ sleep 6
 for run in $(seq "$RUNS"); do
   for n in $VIEWERS; do
     out=$("$LOAD" --url "http://127.0.0.1:$HTTP_PORT/whep/$ID" --viewers "$n" \
-      --seconds "$SECONDS_PER_RUN" --ramp-ms 30 --server-pid "$SERVER_PID")
+      --seconds "$SECONDS_PER_RUN" --ramp-ms 30 --server-pid "$SERVER_PID" --drop "$DROP")
     echo "{\"run\": $run, \"result\": $out}"
     sleep 3
   done
