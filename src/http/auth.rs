@@ -845,12 +845,25 @@ async fn confirm_password_reset(
     Json(req): Json<PasswordResetConfirm>,
 ) -> Result<StatusCode, ApiError> {
     let password = Password::parse(req.new_password)?;
+    let token = token_hash(req.token.trim());
+    // argon2 takes tens of milliseconds: not while a transaction holds the token's row lock
+    // and a pooled connection. A link that is not valid now gets no hashing at all; the
+    // transaction below checks it again under the lock (it may be used meanwhile).
+    sqlx::query_scalar!(
+        r#"SELECT user_id FROM user_tokens
+           WHERE token_hash = $1 AND purpose = 'reset_password' AND used_at IS NULL AND expires_at > now()"#,
+        token,
+    )
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(invalid_link)?;
+    let hash = auth::hash_password(password.expose().to_string()).await?;
     let mut tx = state.db.begin().await?;
     let user_id = sqlx::query_scalar!(
         r#"SELECT user_id FROM user_tokens
            WHERE token_hash = $1 AND purpose = 'reset_password' AND used_at IS NULL AND expires_at > now()
            FOR UPDATE"#,
-        token_hash(req.token.trim()),
+        token,
     )
     .fetch_optional(&mut *tx)
     .await?
@@ -879,7 +892,6 @@ async fn confirm_password_reset(
             ));
         }
     }
-    let hash = auth::hash_password(password.expose().to_string()).await?;
     sqlx::query!(
         "UPDATE user_tokens SET used_at = now() WHERE user_id = $1 AND purpose = 'reset_password' AND used_at IS NULL",
         user_id
