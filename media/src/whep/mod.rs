@@ -36,9 +36,10 @@ pub use stage::{WhepOutput, WhepStage};
 
 use crate::whip::{WhipError, answer_with, crypto, has_codec, sections};
 
-/// Video packets kept per viewer for retransmission: ~1 s of a 2.5 Mbit/s stream (str0m's
-/// default of 1000 is ~1.2 MB per viewer, most of it never asked for).
-const RESEND_PACKETS: usize = 300;
+/// Video packets kept per viewer for retransmission: ~0.6 s of a 2.5 Mbit/s stream, room for a
+/// NACK over any RTT a live viewer has. str0m's default of 1000 costs megabytes per viewer;
+/// 300 measured ~1.15 MiB per viewer in all, 150 ~0.93 MiB (docs/benchmarks.md).
+const RESEND_PACKETS: usize = 150;
 
 /// An accepted viewer offer: the peer connection, not yet attached to the socket.
 pub struct Viewer {
