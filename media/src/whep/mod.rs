@@ -27,7 +27,7 @@ pub mod audio;
 pub mod feed;
 pub mod stage;
 
-use std::{net::SocketAddr, time::Instant};
+use std::{net::SocketAddr, sync::OnceLock, time::Instant};
 
 use str0m::{Rtc, change::SdpOffer};
 
@@ -40,6 +40,16 @@ use crate::whip::{WhipError, answer_with, crypto, has_codec, sections};
 /// NACK over any RTT a live viewer has. str0m's default of 1000 costs megabytes per viewer;
 /// 300 measured ~1.15 MiB per viewer in all, 150 ~0.93 MiB (docs/benchmarks.md).
 const RESEND_PACKETS: usize = 150;
+
+/// One DTLS certificate for every viewer of this process (made at the first viewer, gone with
+/// the process), as SFUs do: generating a key pair per viewer costs CPU at every join and
+/// memory for as long as it watches, and the fingerprint in each answer still authenticates the
+/// DTLS handshake. `None` (the provider cannot make one): each `Rtc` makes its own.
+fn viewer_cert() -> Option<str0m::config::DtlsCert> {
+    static CERT: OnceLock<Option<str0m::config::DtlsCert>> = OnceLock::new();
+    CERT.get_or_init(|| crypto().dtls_provider.generate_certificate())
+        .clone()
+}
 
 /// An accepted viewer offer: the peer connection, not yet attached to the socket.
 pub struct Viewer {
@@ -76,14 +86,17 @@ pub fn negotiate(offer: &str, candidates: &[SocketAddr]) -> Result<Viewer, WhipE
         ));
     }
     let now = Instant::now();
-    let mut rtc = Rtc::builder()
+    let mut config = Rtc::builder()
         .set_crypto_provider(crypto())
         .set_ice_lite(true)
         .clear_codecs()
         .enable_h264(true)
         .enable_opus(true, false)
-        .set_send_buffer_video(RESEND_PACKETS)
-        .build(now);
+        .set_send_buffer_video(RESEND_PACKETS);
+    if let Some(cert) = viewer_cert() {
+        config = config.set_dtls_cert(cert);
+    }
+    let mut rtc = config.build(now);
     let answer = answer_with(&mut rtc, parsed, candidates)?;
     if !has_codec(&answer, "video", "h264/90000") {
         return Err(WhipError::Unsupported(
@@ -134,6 +147,20 @@ mod tests {
         assert!(video.to_ascii_lowercase().contains("h264/90000"), "{video}");
         assert!(!video.to_ascii_lowercase().contains("vp8"), "{video}");
         assert!(v.answer.contains("127.0.0.1 8189 typ host"), "{}", v.answer);
+    }
+
+    #[test]
+    fn every_viewer_gets_the_same_certificate() {
+        let fingerprint = |answer: &str| {
+            answer
+                .lines()
+                .find(|l| l.starts_with("a=fingerprint:"))
+                .map(str::to_string)
+        };
+        let a = negotiate(&offer(true, Direction::RecvOnly), &[HERE.parse().unwrap()]).unwrap();
+        let b = negotiate(&offer(true, Direction::RecvOnly), &[HERE.parse().unwrap()]).unwrap();
+        assert!(fingerprint(&a.answer).is_some());
+        assert_eq!(fingerprint(&a.answer), fingerprint(&b.answer));
     }
 
     #[test]
