@@ -178,6 +178,60 @@ impl WhepStage {
     }
 }
 
+/// Fuzzing entry: bytes → frames (records as [`crate::frame::fuzz_records`] reads them; kind
+/// bit 0 audio, bit 1 or packet type 0 a sequence header, the body as the publisher's FLV tag
+/// body) into a
+/// [`WhepStage`] with a viewer (Opus from the ingest: no GStreamer). A publisher's bytes reach
+/// the stage unchecked beyond the FLV head: it must never panic, and every video sample it
+/// sends is an Annex B access unit (starting with its access unit delimiter). Returns how many
+/// video samples were sent (the smoke test checks that the conversion is reached).
+#[doc(hidden)]
+pub fn fuzz_whep_stage(data: &[u8]) -> usize {
+    let mut sent = 0;
+    use crate::codec::AudioCodec;
+    use crate::frame::{AudioFrame, VideoFrame};
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let feed = WhepFeed::new(1, Arc::from(vec![tx]));
+    feed.viewers[0].store(1, std::sync::atomic::Ordering::Relaxed);
+    let mut stage = WhepStage::new(
+        WhepOutput {
+            feed,
+            opus_from_ingest: true,
+        },
+        1_000,
+    );
+    for (kind, dts, raw) in crate::frame::fuzz_records(data) {
+        // As the packagers' fuzz entries read it (packet type 0), or forced by kind bit 1.
+        let sequence_header = kind & 2 != 0 || raw.get(1) == Some(&0);
+        let frame = if kind & 1 != 0 {
+            MediaFrame::Audio(AudioFrame {
+                dts_ms: dts,
+                sequence_header,
+                codec: AudioCodec::Aac,
+                data: Bytes::copy_from_slice(raw),
+            })
+        } else {
+            MediaFrame::Video(VideoFrame {
+                dts_ms: dts,
+                cts_ms: i32::from(kind as i8 >> 2),
+                keyframe: kind & 4 != 0,
+                sequence_header,
+                codec: VideoCodec::H264,
+                data: Bytes::copy_from_slice(raw),
+            })
+        };
+        stage.push(&frame);
+        while let Ok(msg) = rx.try_recv() {
+            if let Sample::Video { data, .. } = msg.sample {
+                assert!(data.starts_with(&[0, 0, 0, 1, 9]), "{data:02x?}");
+                sent += 1;
+            }
+        }
+    }
+    stage.finish();
+    sent
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +297,42 @@ mod tests {
         let sps = data.windows(5).position(|w| w == [0, 0, 0, 1, 0x67]);
         let idr = data.windows(5).position(|w| w == [0, 0, 0, 1, 0x65]);
         assert!(sps.is_some() && sps < idr, "{data:02x?}");
+    }
+
+    /// The fuzz entry on seeded random input (libFuzzer runs it for longer: media/fuzz).
+    #[test]
+    fn the_fuzz_entry_holds_on_random_publishers() {
+        let mut next = crate::frame::samples::xorshift(0x5DEE_CE66_D1CE_4E5Bu64);
+        let header = crate::frame::samples::FUZZ_HEADER;
+        let mut sent = 0;
+        for _ in 0..2_000 {
+            let mut data = header.to_vec();
+            for _ in 0..(next() % 60) {
+                let kind = match next() % 8 {
+                    0 => 0x04, // a keyframe
+                    1 => 0x02, // a sequence header (random bytes)
+                    2 => 0x01, // audio
+                    3 => next() as u8,
+                    _ => 0x00, // an inter frame
+                };
+                let n = (next() % 40) as usize;
+                let body: Vec<u8> = if kind & 3 == 0 && next() % 4 != 0 {
+                    // A well-formed access unit (one NAL unit), so the conversion is reached.
+                    let idr = kind & 4 != 0;
+                    let mut b = vec![if idr { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+                    b.extend_from_slice(&(n as u32 + 1).to_be_bytes());
+                    b.push(if idr { 0x65 } else { 0x41 });
+                    b.extend((0..n).map(|_| next() as u8));
+                    b
+                } else {
+                    (0..n).map(|_| next() as u8).collect()
+                };
+                data.extend_from_slice(&[kind, (next() % 70) as u8]);
+                data.extend_from_slice(&(body.len() as u16).to_be_bytes());
+                data.extend_from_slice(&body);
+            }
+            sent += super::fuzz_whep_stage(&data);
+        }
+        assert!(sent > 1_000, "the conversion was reached {sent} times");
     }
 }
