@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 
-/// WHEP playback: `POST /whep/{live_stream_id}`, media on `whip.udp_listen` (one UDP port for
-/// all WebRTC, with `whip.public_ips` and `whip.ice_servers`).
+/// WHEP playback: `POST /whep/{live_stream_id}`, media on the viewer sockets (`sockets`, on the
+/// ports after `whip.udp_listen`'s), with `whip.public_ips` and `whip.ice_servers`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhepSettings {
@@ -34,8 +34,11 @@ impl WhepSettings {
         Ok(())
     }
 
-    /// How many viewer sockets to open.
+    /// How many viewer sockets to open (none while WHEP is off).
     pub fn socket_count(&self) -> usize {
+        if !self.enabled {
+            return 0;
+        }
         self.sockets
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }

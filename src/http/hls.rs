@@ -76,7 +76,7 @@ pub(crate) fn immutable_cache(private: bool) -> &'static str {
     }
 }
 
-fn view(
+pub(crate) fn view(
     state: &AppState,
     id: Uuid,
 ) -> Result<std::sync::Arc<crate::live::supervisor::LiveView>, ApiError> {
@@ -104,7 +104,7 @@ fn token_query(token: &str) -> String {
 }
 
 /// Private streams need a valid playback token on every playlist and segment request.
-fn authorize(
+pub(crate) fn authorize(
     state: &AppState,
     id: Uuid,
     view: &crate::live::supervisor::LiveView,

@@ -22,13 +22,10 @@ use wemaster_media::whip::WhipError;
 use super::{
     error::ApiError,
     extract::{Path, RawBody},
-    hls::token_param,
-    whip::{ice_links, no_trickle, problem, session_allow, whip_error},
+    hls::{self, token_param},
+    whip::{ice_links, no_trickle, problem, sdp_created, session_allow, whip_error},
 };
-use crate::{
-    playback::{TokenCheck, live_resource},
-    state::AppState,
-};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -79,38 +76,21 @@ async fn view(
             "a WHEP offer is sent as Content-Type: application/sdp",
         ));
     }
-    let view = state
-        .live_views
-        .read()
-        .ok()
-        .and_then(|r| r.get(&id).cloned())
-        .filter(|_| state.whip.whep_enabled)
-        .ok_or(ApiError::NotFound("live stream"))?;
+    if !state.whip.whep_enabled {
+        return Err(ApiError::NotFound("live stream"));
+    }
+    let view = hls::view(&state, id)?;
     let feed = view.whep.clone().ok_or(ApiError::NotFound("live stream"))?;
     if view.is_ended() {
         return Err(ApiError::NotFound("live stream (it is not live now)"));
     }
-    if view.private.load(std::sync::atomic::Ordering::Relaxed) {
-        let token = playback_token(&headers, query.as_deref());
-        match state.playback.verify(
-            &live_resource(id),
-            token.as_deref(),
-            time::OffsetDateTime::now_utc(),
-        ) {
-            TokenCheck::Valid => {}
-            TokenCheck::Missing => {
-                return Err(ApiError::Unauthorized(
-                    "this stream is private: a playback token is required".into(),
-                ));
-            }
-            TokenCheck::Invalid => {
-                return Err(ApiError::Forbidden("the playback token is invalid".into()));
-            }
-            TokenCheck::Expired => {
-                return Err(ApiError::Forbidden("the playback token has expired".into()));
-            }
-        }
-    }
+    // The live playlist's access rule, with the token as WHEP clients send it.
+    hls::authorize(
+        &state,
+        id,
+        &view,
+        playback_token(&headers, query.as_deref()).as_deref(),
+    )?;
     let Ok(offer) = std::str::from_utf8(&body) else {
         return Ok(whip_error(WhipError::MalformedSdp("not UTF-8".into())));
     };
@@ -143,22 +123,12 @@ async fn view(
         return Ok(whip_error(e));
     }
     tracing::info!(live_stream_id = %id, %session, "WHEP viewer joined");
-    let mut res = (StatusCode::CREATED, answer).into_response();
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/sdp"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("/whep/{id}/sessions/{session}")) {
-        h.insert(header::LOCATION, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{session}\"")) {
-        h.insert(header::ETAG, v);
-    }
-    for link in ice_links(&state) {
-        h.append(header::LINK, link);
-    }
-    Ok(res)
+    Ok(sdp_created(
+        &state,
+        answer,
+        &format!("/whep/{id}/sessions/{session}"),
+        &session,
+    ))
 }
 
 /// Viewers and WHIP sessions share the socket task's namespace: prefix ours.

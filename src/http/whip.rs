@@ -161,20 +161,35 @@ async fn publish(
         return whip_error(e);
     }
     tracing::info!(live_stream_id = %id, %peer, %session, "WHIP session started");
-    let location = format!("/whip/{id}/sessions/{session}");
+    sdp_created(
+        &state,
+        answer,
+        &format!("/whip/{id}/sessions/{session}"),
+        &session,
+    )
+}
+
+/// `201` with the SDP `answer`, the session resource in `Location` (and its id as the `ETag`)
+/// and the ICE servers in `Link`: the answer of a WHIP or WHEP POST.
+pub(super) fn sdp_created(
+    state: &AppState,
+    answer: String,
+    location: &str,
+    session: &str,
+) -> Response {
     let mut res = (StatusCode::CREATED, answer).into_response();
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/sdp"),
     );
-    if let Ok(v) = HeaderValue::from_str(&location) {
+    if let Ok(v) = HeaderValue::from_str(location) {
         h.insert(header::LOCATION, v);
     }
     if let Ok(v) = HeaderValue::from_str(&format!("\"{session}\"")) {
         h.insert(header::ETAG, v);
     }
-    for link in ice_links(&state) {
+    for link in ice_links(state) {
         h.append(header::LINK, link);
     }
     res

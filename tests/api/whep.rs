@@ -281,3 +281,29 @@ async fn whep_on_a_private_stream_needs_the_token_and_bad_requests_get_problem_j
     let _ = publisher.kill();
     let _ = publisher.wait();
 }
+
+#[tokio::test]
+async fn with_whep_off_a_live_stream_has_no_whep_url_and_the_endpoint_is_a_404() {
+    let app = spawn_app_with(|s| {
+        s.live.segment_duration_s = 1.0;
+        s.live.segment_max_duration_s = Some(1.5);
+        s.whep.enabled = false;
+    })
+    .await;
+    let live = Live::on(app, 2, "public").await;
+    assert_eq!(live.stream["whep_url"], Value::Null, "{}", live.stream);
+    let mut publisher = ffmpeg_publish_gop(&live.rtmp_url(), 15, true, 30);
+    wait_live(&live).await;
+    let r = live
+        .app
+        .client
+        .post(whep_url(&live))
+        .header("content-type", "application/sdp")
+        .body("v=0\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}

@@ -316,7 +316,7 @@ mod tests {
                     _ => 0x00, // an inter frame
                 };
                 let n = (next() % 40) as usize;
-                let body: Vec<u8> = if kind & 3 == 0 && next() % 4 != 0 {
+                let body: Vec<u8> = if kind & 3 == 0 && !next().is_multiple_of(4) {
                     // A well-formed access unit (one NAL unit), so the conversion is reached.
                     let idr = kind & 4 != 0;
                     let mut b = vec![if idr { 0x17 } else { 0x27 }, 1, 0, 0, 0];

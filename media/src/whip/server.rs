@@ -16,11 +16,12 @@
 //! vanished), the supervisor kicks it, or the server shuts down; exactly one
 //! [`MediaFrame::End`] follows its last frame.
 //!
-//! WHEP viewers ([`crate::whep`]) live in the same loop, on the same socket: samples of a live
-//! session's [`WhepFeed`] arrive on their own bounded channel and are written to each viewer of
-//! the feed (str0m packetizes and encrypts per viewer; the sample bytes are shared). Datagrams
-//! are routed by a source-address cache first, so a packet costs one lookup, not a scan of
-//! every peer; viewers' timers are served in one sweep at most every [`VIEWER_TICK`].
+//! WHEP viewers ([`crate::whep`]) run in the same loop: in tasks of their own, one per viewer
+//! socket ([`WhipServer::spawn`]), or in the ingest task when there is no viewer socket. Samples
+//! of a live session's [`WhepFeed`] arrive on a bounded channel and are written to each viewer
+//! of the feed (str0m packetizes and encrypts per viewer; the sample bytes are shared).
+//! Datagrams are routed by a source-address cache first, so a packet costs one lookup, not a
+//! scan of every peer; viewers' timers are served in one sweep at most every [`VIEWER_TICK`].
 
 use std::{
     collections::HashMap,
@@ -144,49 +145,50 @@ impl WhipServer {
         let (tx, rx) = mpsc::channel(256);
         let mut viewer_tasks = Vec::new();
         let mut feeds = Vec::new();
-        let handle = if viewer_sockets.is_empty() {
+        // The ingest task serves the viewers itself when there is no viewer socket; otherwise
+        // its feed sender is dropped here, which turns its feed branch off.
+        let (ingest_feeds, ingest_feeds_rx) = mpsc::channel(FEED_QUEUE);
+        let ingest_count = Arc::new(AtomicUsize::new(0));
+        if viewer_sockets.is_empty() {
+            viewer_tasks.push(ViewerTask {
+                tx: tx.clone(),
+                count: ingest_count.clone(),
+            });
+            feeds.push(ingest_feeds);
+        }
+        for (worker, (socket, advertised)) in viewer_sockets.into_iter().enumerate() {
+            let (vtx, vrx) = mpsc::channel(256);
             let (feeds_tx, feeds_rx) = mpsc::channel(FEED_QUEUE);
             let count = Arc::new(AtomicUsize::new(0));
             viewer_tasks.push(ViewerTask {
-                tx: tx.clone(),
+                tx: vtx,
                 count: count.clone(),
             });
             feeds.push(feeds_tx);
-            let task = Task { worker: 0, count };
+            let task = Task { worker, count };
             tokio::spawn(run(
-                socket, advertised, options, rx, feeds_rx, task, shutdown,
-            ))
-        } else {
-            for (worker, (socket, advertised)) in viewer_sockets.into_iter().enumerate() {
-                let (vtx, vrx) = mpsc::channel(256);
-                let (feeds_tx, feeds_rx) = mpsc::channel(FEED_QUEUE);
-                let count = Arc::new(AtomicUsize::new(0));
-                viewer_tasks.push(ViewerTask {
-                    tx: vtx,
-                    count: count.clone(),
-                });
-                feeds.push(feeds_tx);
-                let task = Task { worker, count };
-                tokio::spawn(run(
-                    socket,
-                    advertised,
-                    options.clone(),
-                    vrx,
-                    feeds_rx,
-                    task,
-                    shutdown.clone(),
-                ));
-            }
-            // The ingest task's own feed channel carries nothing (it has no viewers).
-            let (_unused, feeds_rx) = mpsc::channel(1);
-            let task = Task {
-                worker: 0,
-                count: Arc::new(AtomicUsize::new(0)),
-            };
-            tokio::spawn(run(
-                socket, advertised, options, rx, feeds_rx, task, shutdown,
-            ))
+                socket,
+                advertised,
+                options.clone(),
+                vrx,
+                feeds_rx,
+                task,
+                shutdown.clone(),
+            ));
+        }
+        let task = Task {
+            worker: 0,
+            count: ingest_count,
         };
+        let handle = tokio::spawn(run(
+            socket,
+            advertised,
+            options,
+            rx,
+            ingest_feeds_rx,
+            task,
+            shutdown,
+        ));
         Ok((
             WhipServer {
                 tx,
@@ -272,31 +274,7 @@ impl WhipServer {
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
-}
 
-/// Which viewer task a run loop is.
-struct Task {
-    worker: usize,
-    count: Arc<AtomicUsize>,
-}
-
-impl Task {
-    /// The task serves `n` viewers now (for [`WhipServer::viewer_slot`] and the metric).
-    fn publish(&self, n: usize) {
-        self.count.store(n, Ordering::Relaxed);
-        metrics::gauge!("whep_viewers_active", "socket" => self.worker.to_string()).set(n as f64);
-    }
-}
-
-impl std::fmt::Debug for WhipServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WhipServer")
-            .field("local", &self.local)
-            .finish_non_exhaustive()
-    }
-}
-
-impl WhipServer {
     /// Attach a negotiated session; its frames go to `grant.frames`.
     pub async fn start(
         &self,
@@ -332,6 +310,28 @@ impl WhipServer {
             return false;
         }
         rx.await.unwrap_or(false)
+    }
+}
+
+impl std::fmt::Debug for WhipServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhipServer")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which viewer task a run loop is.
+struct Task {
+    worker: usize,
+    count: Arc<AtomicUsize>,
+}
+
+impl Task {
+    /// The task serves `n` viewers now (for [`WhipServer::viewer_slot`] and the metric).
+    fn publish(&self, n: usize) {
+        self.count.store(n, Ordering::Relaxed);
+        metrics::gauge!("whep_viewers_active", "socket" => self.worker.to_string()).set(n as f64);
     }
 }
 
@@ -736,7 +736,7 @@ impl Peers {
 
     /// Ask the source of `feed` for a keyframe (the WHIP ingest task reads the flag; an RTMP
     /// source cannot be asked and sends its next one within its GOP).
-    fn source_keyframe(&mut self, feed: u64) {
+    fn source_keyframe(&self, feed: u64) {
         if let Some(f) = self.feeds.get(&feed) {
             f.feed.want_keyframe();
         }
@@ -998,8 +998,12 @@ async fn run(
     }
     for (_, mut v) in peers.viewers.drain() {
         v.rtc.disconnect();
+        let _ = v.drive(&socket);
     }
-    task.publish(0);
+    // (An ingest task with viewer sockets never had a viewer: its label is a viewer task's.)
+    if task.count.load(Ordering::Relaxed) > 0 {
+        task.publish(0);
+    }
     for (_, f) in peers.feeds.drain() {
         f.clear();
     }
@@ -1058,6 +1062,7 @@ fn start_session(
         }
     };
     let first = info.lock().map(|i| i.clone()).unwrap_or_default();
+    let whep = grant.whep.clone();
     let mut s = Session {
         rtc: n.rtc,
         grant,
@@ -1075,9 +1080,8 @@ fn start_session(
         segments: SegmentClock::new(options.segment_duration),
         rate: RateMeter::default(),
         dropped: 0,
-        whep: None,
+        whep,
     };
-    s.whep = s.grant.whep.clone();
     s.send(MediaFrame::Metadata(first));
     if s.audio.is_some() {
         // Before any video: the packager decides at the first keyframe whether there is audio.

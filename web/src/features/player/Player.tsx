@@ -1,8 +1,9 @@
 // The video player: hls.js (loaded on demand, so the catalogue does not pay for it) or the
 // browser's own HLS, driven through the state machine in machine.ts. A live lesson with a WHEP
 // URL plays over WebRTC first (well under a second behind the teacher) and falls back to HLS
-// when WebRTC cannot connect or drops (UDP blocked, the server full, the lesson ended). Controls are real
-// buttons with labels; the state is exposed as data-state for tests and styling.
+// when WebRTC cannot connect or drops (UDP blocked, the server full, the lesson ended).
+// Controls are real buttons with labels; the state is exposed as data-state (and the transport
+// as data-mode) for tests and styling.
 import { useCallback, useEffect, useReducer, useRef, useState } from 'react';
 import type Hls from 'hls.js';
 import { useI18n } from '../../lib/i18n';
@@ -217,11 +218,15 @@ export function Player({ src, whep, live, poster, title, onEnded }: PlayerProps)
         }}
         onClick={toggle}
       />
-      {live && state.kind !== 'ended' && <span className="badge badge-live">{t('classroom.live')}</span>}
-      {live && mode === 'webrtc' && state.kind === 'playing' && (
-        <span className="badge badge-realtime" title={t('player.realtimeHint')}>
-          {t('player.realtime')}
-        </span>
+      {live && state.kind !== 'ended' && (
+        <div className="player-badges">
+          <span className="badge badge-live">{t('classroom.live')}</span>
+          {mode === 'webrtc' && state.kind === 'playing' && (
+            <span className="badge badge-realtime" title={t('player.realtimeHint')}>
+              {t('player.realtime')}
+            </span>
+          )}
+        </div>
       )}
       {state.kind === 'stalled' && <div className="player-overlay" role="status">{t('player.stalled')}</div>}
       {state.kind === 'error' && (
