@@ -354,9 +354,7 @@ impl LiveOutput {
             ll: config
                 .ll
                 .map(|shared| LlStage::new(shared, config.timeline_start_ms)),
-            whep: config
-                .whep
-                .map(|w| WhepStage::new(w, config.timeline_start_ms)),
+            whep: config.whep.map(WhepStage::new),
             spool: Spool::new(config.dir),
             events,
             stats,

@@ -20,9 +20,9 @@ use std::sync::{
 
 use tokio::sync::mpsc;
 
-/// One media sample for the viewers of a feed. `ms` is the presentation time on the live
-/// session's millisecond timeline (the clock the HLS outputs use, shared by audio and video,
-/// so the viewers' lip sync is the publisher's).
+/// One media sample for the viewers of a feed. `ms` is the presentation time on the
+/// publisher's millisecond clock (its RTMP timestamps; a WHIP session's clock for its video
+/// and its Opus alike), so the viewers' lip sync is the publisher's.
 #[derive(Debug, Clone)]
 pub enum Sample {
     /// One H.264 access unit in Annex B form (parameter sets in front of every IDR).

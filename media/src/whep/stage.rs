@@ -4,9 +4,10 @@
 //! only while the feed has viewers. A stream nobody watches over WHEP costs an atomic load per
 //! frame (and a copy of each sequence header).
 //!
-//! Timestamps go on the live session's timeline (`timeline_start_ms` + time since this
-//! publisher's first frame), so a publisher that replaces another within the session continues
-//! the viewers' clock instead of restarting it.
+//! Timestamps stay the publisher's own (DTS + composition offset): the clock a WHIP session's
+//! Opus, passed to the feed beside this stage, is stamped with too, so audio and video of one
+//! publisher line up. A publisher that replaces another starts another clock; the socket task
+//! re-anchors its RTP time at that jump (`whip::viewer::FeedState::clock`).
 
 use std::{sync::Arc, time::Duration, time::Instant};
 
@@ -43,13 +44,11 @@ pub struct WhepStage {
     transcoder: Option<AacToOpus>,
     /// When the feed was last seen without viewers while the transcoder ran.
     idle_since: Option<Instant>,
-    timeline_start_ms: u64,
-    origin_ms: Option<u64>,
     buf: Vec<u8>,
 }
 
 impl WhepStage {
-    pub fn new(output: WhepOutput, timeline_start_ms: u64) -> WhepStage {
+    pub fn new(output: WhepOutput) -> WhepStage {
         WhepStage {
             feed: output.feed,
             opus_from_ingest: output.opus_from_ingest,
@@ -58,15 +57,8 @@ impl WhepStage {
             asc: None,
             transcoder: None,
             idle_since: None,
-            timeline_start_ms,
-            origin_ms: None,
             buf: Vec::new(),
         }
-    }
-
-    fn session_ms(&mut self, dts_ms: u64) -> u64 {
-        let origin = *self.origin_ms.get_or_insert(dts_ms);
-        self.timeline_start_ms + dts_ms.saturating_sub(origin)
     }
 
     pub fn push(&mut self, frame: &MediaFrame) {
@@ -84,12 +76,6 @@ impl WhepStage {
         }
         let watched = self.feed.has_viewers();
         if !watched {
-            // The clock still starts at this publisher's first frame.
-            if self.origin_ms.is_none()
-                && let MediaFrame::Video(v) = frame
-            {
-                self.origin_ms = Some(v.dts_ms);
-            }
             if self.transcoder.is_some() {
                 let since = *self.idle_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= TRANSCODER_IDLE {
@@ -111,7 +97,6 @@ impl WhepStage {
     }
 
     fn video(&mut self, body: &[u8], dts_ms: u64, cts_ms: i32) {
-        let ms = self.session_ms(dts_ms);
         if self.params.is_none() {
             self.params = self.avc_record.as_ref().and_then(|r| {
                 let tag = flv::parse_video(r).ok()?;
@@ -130,7 +115,7 @@ impl WhepStage {
         if avcc_to_annexb(&mut self.buf, nalus, params, keyframe).is_err() {
             return;
         }
-        let pts = ms.saturating_add_signed(i64::from(cts_ms));
+        let pts = dts_ms.saturating_add_signed(i64::from(cts_ms));
         self.feed.send(Sample::Video {
             data: Arc::from(&self.buf[..]),
             ms: pts,
@@ -144,7 +129,6 @@ impl WhepStage {
             return;
         }
         let Some(aac) = body.get(2..) else { return };
-        let ms = self.session_ms(dts_ms);
         if self.transcoder.is_none() {
             let Some(asc) = self.asc.as_ref().and_then(|a| a.get(2..)) else {
                 return;
@@ -160,7 +144,7 @@ impl WhepStage {
             }
         }
         if let Some(t) = &self.transcoder {
-            t.push(aac, ms);
+            t.push(aac, dts_ms);
         }
     }
 
@@ -193,13 +177,10 @@ pub fn fuzz_whep_stage(data: &[u8]) -> usize {
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let feed = WhepFeed::new(1, Arc::from(vec![tx]));
     feed.viewers[0].store(1, std::sync::atomic::Ordering::Relaxed);
-    let mut stage = WhepStage::new(
-        WhepOutput {
-            feed,
-            opus_from_ingest: true,
-        },
-        1_000,
-    );
+    let mut stage = WhepStage::new(WhepOutput {
+        feed,
+        opus_from_ingest: true,
+    });
     for (kind, dts, raw) in crate::frame::fuzz_records(data) {
         // As the packagers' fuzz entries read it (packet type 0), or forced by kind bit 1.
         let sequence_header = kind & 2 != 0 || raw.get(1) == Some(&0);
@@ -268,13 +249,10 @@ mod tests {
     fn nothing_is_sent_without_viewers_and_idrs_carry_the_parameter_sets_with_them() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         let feed = WhepFeed::new(7, Arc::from(vec![tx]));
-        let mut stage = WhepStage::new(
-            WhepOutput {
-                feed: feed.clone(),
-                opus_from_ingest: true,
-            },
-            5_000,
-        );
+        let mut stage = WhepStage::new(WhepOutput {
+            feed: feed.clone(),
+            opus_from_ingest: true,
+        });
         stage.push(&video(1_000, true, true, record()));
         stage.push(&video(1_000, true, false, frame(5)));
         assert!(rx.try_recv().is_err(), "no viewer, nothing sent");
@@ -287,13 +265,13 @@ mod tests {
         let Sample::Video { data, ms, keyframe } = &msgs[0].sample else {
             panic!()
         };
-        // On the session timeline: 5 s + 33 ms since the publisher's first frame.
-        assert_eq!((*ms, *keyframe), (5_033, false));
+        // The publisher's own clock, as its Opus is stamped.
+        assert_eq!((*ms, *keyframe), (1_033, false));
         assert!(!data.windows(4).any(|w| w == [0, 0, 1, 0x67]));
         let Sample::Video { data, ms, keyframe } = &msgs[1].sample else {
             panic!()
         };
-        assert_eq!((*ms, *keyframe), (7_000, true));
+        assert_eq!((*ms, *keyframe), (3_000, true));
         let sps = data.windows(5).position(|w| w == [0, 0, 0, 1, 0x67]);
         let idr = data.windows(5).position(|w| w == [0, 0, 0, 1, 0x65]);
         assert!(sps.is_some() && sps < idr, "{data:02x?}");

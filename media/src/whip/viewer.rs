@@ -76,7 +76,7 @@ impl FeedState {
             .store(self.viewers.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The wall clock and RTP milliseconds of a sample at session time `ms`, arriving `now`.
+    /// The wall clock and RTP milliseconds of a sample at publisher time `ms`, arriving `now`.
     pub fn clock(&mut self, ms: u64, now: Instant) -> (Instant, u64) {
         let at = self.anchor.and_then(|(t0, m0)| {
             if ms >= m0 {
@@ -267,11 +267,14 @@ mod tests {
         assert_eq!((w, rtp), (t0 + Duration::from_millis(40), 140));
         // B-frames: a presentation time before the anchor is fine.
         assert_eq!(f.clock(4_980, t0 + Duration::from_millis(60)).1, 80);
-        // A new publisher after 5 s of silence whose clock went on from the old one's end:
-        // RTP time follows the wall clock, forward, never back.
+        // The same clock after 5 s of silence (a stall upstream): RTP time follows the wall
+        // clock, forward, never back.
         let late = t0 + Duration::from_secs(5);
         let (w, rtp) = f.clock(5_100, late);
         assert_eq!((w, rtp), (late, 5_100));
         assert_eq!(f.clock(5_133, late + Duration::from_millis(33)).1, 5_133);
+        // A replacing publisher whose clock starts again at 0: RTP time still goes forward.
+        let next = late + Duration::from_millis(500);
+        assert_eq!(f.clock(0, next), (next, 5_600));
     }
 }
