@@ -1,12 +1,15 @@
 // Glass-to-glass latency in Chromium: each shown frame's clock stamp (drawn into the picture by
 // bench/clock_source.py, or by the WHIP publisher page) against the wall clock when Chromium
-// presents the frame (requestVideoFrameCallback's expectedDisplayTime). Publisher and player
-// share this machine's clock. Run by bench/latency.sh.
+// presents the frame (requestVideoFrameCallback's expectedDisplayTime; for WHEP, when the
+// decoded frame reaches the page through MediaStreamTrackProcessor, since headless Chromium
+// draws a WebRTC <video> into a canvas as black). Publisher and player share this machine's
+// clock. Run by bench/latency.sh.
 //
 //   WM_CASES='[{"name":"ll","url":"http://…/ll.m3u8","hls":{"lowLatencyMode":true}}]' WM_SECONDS=60 node bench/latency.mjs
 //
 // Prints one JSON line per case: frames read, median / p90 / max latency (ms), time to first
-// frame (ms from page start), stalls (waiting events after the first frame).
+// frame (ms from page start), stalls (waiting events after the first frame), frames whose
+// stamp could not be read (and the last reading error), the picture size.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 const require = createRequire(new URL('../web/package.json', import.meta.url));
@@ -41,7 +44,7 @@ function measure({ url, config, whep, seconds }) {
   // The stamp in a picture: `source` is the <video>, or a WebCodecs VideoFrame (WHEP: headless
   // Chromium draws a WebRTC <video> into a canvas as black, so its frames are read from the
   // track itself).
-  const read = (source = video, w = video.videoWidth, h = video.videoHeight) => {
+  const read = (source, w, h) => {
     if (!w) return null;
     if (canvas.width !== w) { canvas.width = w; canvas.height = h; }
     ctx.drawImage(source, 0, 0, w, h);
@@ -61,27 +64,27 @@ function measure({ url, config, whep, seconds }) {
   };
   let unread = 0;
   let readError = null;
-  let calls = 0;
-  const raw = [];
-  const onFrame = (_now, meta) => {
-    if (whep) return;
-    const shown = performance.timeOrigin + meta.expectedDisplayTime;
+  // One frame shown at `shown` (ms since the epoch): read its stamp, keep its latency.
+  const record = (shown, source, w, h) => {
     if (first === null) first = performance.now() - t0;
     let stamp = null;
     try {
-      stamp = read();
+      stamp = read(source, w, h);
     } catch (e) {
       readError = String(e);
     }
-    if (stamp === null) unread += 1;
-    calls += 1;
-    if (stamp !== null && raw.length < 5) raw.push([stamp, Math.round(shown % 2 ** 32)]);
-    if (stamp !== null) {
-      // The stamp is the send time modulo 2^32 ms.
-      let lat = (shown % 2 ** 32) - stamp;
-      if (lat < -(2 ** 31)) lat += 2 ** 32;
-      if (lat > -1000 && lat < 60_000) samples.push(lat);
+    if (stamp === null) {
+      unread += 1;
+      return;
     }
+    // The stamp is the send time modulo 2^32 ms.
+    let lat = (shown % 2 ** 32) - stamp;
+    if (lat < -(2 ** 31)) lat += 2 ** 32;
+    if (lat > -1000 && lat < 60_000) samples.push(lat);
+  };
+  const onFrame = (_now, meta) => {
+    if (whep) return;
+    record(performance.timeOrigin + meta.expectedDisplayTime, video, video.videoWidth, video.videoHeight);
     video.requestVideoFrameCallback(onFrame);
   };
   video.requestVideoFrameCallback(onFrame);
@@ -102,20 +105,8 @@ function measure({ url, config, whep, seconds }) {
         for (;;) {
           const { value: frame, done } = await reader.read();
           if (done) return;
-          const shown = performance.timeOrigin + performance.now();
-          if (first === null) first = performance.now() - t0;
-          let stamp = null;
-          try {
-            stamp = read(frame, frame.displayWidth, frame.displayHeight);
-          } catch (err) {
-            readError = String(err);
-          }
+          record(performance.timeOrigin + performance.now(), frame, frame.displayWidth, frame.displayHeight);
           frame.close();
-          calls += 1;
-          if (stamp === null) { unread += 1; continue; }
-          let lat = (shown % 2 ** 32) - stamp;
-          if (lat < -(2 ** 31)) lat += 2 ** 32;
-          if (lat > -1000 && lat < 60_000) samples.push(lat);
         }
       })();
     };
@@ -133,7 +124,7 @@ function measure({ url, config, whep, seconds }) {
   video.muted = true;
   video.play().catch(() => {});
   return new Promise((resolve) =>
-    setTimeout(() => resolve({ samples, first, stalls, unread, readError, calls, raw, size: [video.videoWidth, video.videoHeight] }), seconds * 1000),
+    setTimeout(() => resolve({ samples, first, stalls, unread, readError, size: [video.videoWidth, video.videoHeight] }), seconds * 1000),
   );
 }
 
@@ -213,7 +204,6 @@ try {
       unread: r.unread,
       read_error: r.readError,
       size: r.size,
-      ...(process.env.WM_DEBUG ? { calls: r.calls, raw: r.raw } : {}),
     }));
     await page.close();
   }
