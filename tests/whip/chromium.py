@@ -11,6 +11,7 @@ publish.py: {"step": "answer", "status": 201, "location": ...}, {"step": "publis
 """
 
 import argparse
+import contextlib
 import http.server
 import json
 import os
@@ -148,22 +149,7 @@ def main():
     if a.whep:
         return play(a)
 
-    page = serve_page()
-    profile = tempfile.mkdtemp(prefix="wm-chromium-")
-    proc = None
-    try:
-        proc, browser_ws = start_chromium(profile)
-        cdp = Cdp(browser_ws)
-        target = cdp.call("Target.createTarget", {"url": page})["targetId"]
-        cdp.session = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
-            "sessionId"
-        ]
-        cdp.call("Runtime.enable")
-        deadline = time.monotonic() + 20
-        while cdp.evaluate("typeof publish") != "function":
-            if time.monotonic() > deadline:
-                sys.exit("the publisher page did not load")
-            time.sleep(0.1)
+    with page_session("publisher.html", "typeof publish === 'function'") as (proc, cdp):
         opts = {"url": a.url, "key": a.key, "codec": None if a.codec == "any" else a.codec,
                 "width": a.width, "height": a.height, "fps": a.fps, "scale": a.scale}
         answer = cdp.evaluate(f"publish({json.dumps(opts)})", timeout=60)
@@ -190,12 +176,33 @@ def main():
             proc.kill()
             return 0
         say(step="delete", **cdp.evaluate("stop()"))
-        try:
-            cdp.session = None
-            cdp.call("Browser.close", timeout=5)
-        except Exception:
-            pass
+        close_browser(cdp)
         return 0
+
+
+@contextlib.contextmanager
+def page_session(name, ready):
+    """Chromium with page `name` (served from this directory) loaded until `ready` (a JS
+    expression) is true: yields (the browser process, the page's DevTools session). On the way
+    out the browser gets 5 s to exit (after `Browser.close`) before it is killed, and its fresh
+    profile is removed — also when loading failed."""
+    page = serve_page(name)
+    profile = tempfile.mkdtemp(prefix="wm-chromium-")
+    proc = None
+    try:
+        proc, browser_ws = start_chromium(profile)
+        cdp = Cdp(browser_ws)
+        target = cdp.call("Target.createTarget", {"url": page})["targetId"]
+        cdp.session = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
+        cdp.call("Runtime.enable")
+        deadline = time.monotonic() + 20
+        while not cdp.evaluate(ready):
+            if time.monotonic() > deadline:
+                sys.exit(f"{name} did not load")
+            time.sleep(0.1)
+        yield proc, cdp
     finally:
         if proc:
             try:
@@ -206,30 +213,17 @@ def main():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def open_page(name, ready):
-    """Chromium with page `name` loaded until `ready` (a JS expression) is true."""
-    page = serve_page(name)
-    profile = tempfile.mkdtemp(prefix="wm-chromium-")
-    proc, browser_ws = start_chromium(profile)
-    cdp = Cdp(browser_ws)
-    target = cdp.call("Target.createTarget", {"url": page})["targetId"]
-    cdp.session = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
-        "sessionId"
-    ]
-    cdp.call("Runtime.enable")
-    deadline = time.monotonic() + 20
-    while not cdp.evaluate(ready):
-        if time.monotonic() > deadline:
-            sys.exit(f"{name} did not load")
-        time.sleep(0.1)
-    return proc, profile, cdp
+def close_browser(cdp):
+    try:
+        cdp.session = None
+        cdp.call("Browser.close", timeout=5)
+    except Exception:
+        pass
 
 
 def play(a):
     """WHEP: play --url for --seconds; steps answer, played (the browser's stats), delete."""
-    proc, profile, cdp = None, None, None
-    try:
-        proc, profile, cdp = open_page("player.html", "typeof play === 'function'")
+    with page_session("player.html", "typeof play === 'function'") as (_proc, cdp):
         opts = {"url": a.url, "token": a.key or None}
         answer = cdp.evaluate(f"play({json.dumps(opts)})", timeout=60)
         say(step="answer", **answer)
@@ -240,13 +234,8 @@ def play(a):
             stats=cdp.evaluate("stats()"))
         if not a.no_delete:
             say(step="delete", **cdp.evaluate("stop()"))
+        close_browser(cdp)
         return 0
-    finally:
-        if proc:
-            proc.kill()
-            proc.wait()
-        if profile:
-            shutil.rmtree(profile, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ pub struct WhepFeed {
     gaps: Box<[AtomicBool]>,
     /// A viewer asked for a keyframe: the WHIP ingest task reads it (RTMP cannot be asked).
     keyframe_wanted: AtomicBool,
-    /// Samples lost because a task was behind.
+    /// Samples of this feed lost because a task was behind (for the log's rate limit).
     lost: AtomicU64,
 }
 
@@ -86,11 +86,6 @@ impl WhepFeed {
         self.viewers.iter().map(|v| v.load(Ordering::Relaxed)).sum()
     }
 
-    /// Samples lost because a socket task was behind.
-    pub fn lost(&self) -> u64 {
-        self.lost.load(Ordering::Relaxed)
-    }
-
     /// A viewer needs a keyframe (it joined, or its picture broke).
     pub(crate) fn want_keyframe(&self) {
         self.keyframe_wanted.store(true, Ordering::Relaxed);
@@ -115,6 +110,7 @@ impl WhepFeed {
             };
             if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(msg) {
                 self.gaps[i].store(true, Ordering::Release);
+                metrics::counter!("whep_samples_lost_total").increment(1);
                 let n = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
                 if n % 100 == 1 {
                     tracing::warn!(
