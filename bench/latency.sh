@@ -43,7 +43,6 @@ fi
 
 start_private_postgres
 start_private_redis
-psql "$DATABASE_URL_ADMIN" -qc "DROP DATABASE IF EXISTS wemaster_bench_latency" -c "CREATE DATABASE wemaster_bench_latency" >/dev/null
 WORK=$(mktemp -d)
 SERVER_PID=""; PUB_PID=""; NGINX_PID=""
 trap 'kill $PUB_PID $SERVER_PID $NGINX_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -51,22 +50,8 @@ HTTP_PORT=18082
 RTMP_PORT=11937
 NGINX_RTMP=11938
 NGINX_HTTP=18083
-export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/wemaster_bench_latency"
-export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-export WEMASTER__HTTP__LISTEN="127.0.0.1:$HTTP_PORT" WEMASTER__HTTP__PUBLIC_URL="http://127.0.0.1:$HTTP_PORT"
-export WEMASTER__RTMP__LISTEN="127.0.0.1:$RTMP_PORT" WEMASTER__WHIP__UDP_LISTEN="127.0.0.1:0"
-export WEMASTER__STORAGE__LOCAL__ROOT="$WORK/objects" WEMASTER__MEDIA__SPOOL_DIR="$WORK/spool"
-export WEMASTER__AUTH__KEYS_DIR="$WORK/keys" WEMASTER__LOG__LEVEL=warn
-"$BIN" migrate >/dev/null
-"$BIN" serve >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$HTTP_PORT/healthz" && break; sleep 0.2; done
-"$BIN" admin create-user --email teacher@bench.local --password 'bench teacher passphrase' --role teacher >/dev/null
-api() { curl -sf "http://127.0.0.1:$HTTP_PORT/api/v1$1" -H 'content-type: application/json' "${@:2}"; }
-T=$(api /auth/login -d '{"email":"teacher@bench.local","password":"bench teacher passphrase"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-STREAM=$(api /live-streams -H "authorization: Bearer $T" -d '{"title":"latency","visibility":"public","record":false}')
-ID=$(echo "$STREAM" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-KEY=$(echo "$STREAM" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stream_key"])')
+bench_serve "$HTTP_PORT" "$RTMP_PORT" wemaster_bench_latency "$WORK"
+read -r ID KEY < <(bench_stream latency)
 
 mkdir -p "$WORK/nginx/hls" "$WORK/nginx/tmp"
 cat >"$WORK/nginx/nginx.conf" <<CONF
@@ -121,9 +106,7 @@ kill $PUB_PID 2>/dev/null || true
 
 # The WHIP source: Chromium publishes the clock from a canvas (same bit pattern) to a second
 # stream; plain HLS and LL-HLS of that stream are measured while it publishes.
-STREAM2=$(api /live-streams -H "authorization: Bearer $T" -d '{"title":"latency whip","visibility":"public","record":false}')
-ID2=$(echo "$STREAM2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-KEY2=$(echo "$STREAM2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stream_key"])')
+read -r ID2 KEY2 < <(bench_stream "latency whip")
 BASE2="http://127.0.0.1:$HTTP_PORT/hls/live/$ID2"
 CASES2=$(cat <<JSON
 [
