@@ -27,6 +27,7 @@ pub mod domain;
 pub mod email;
 pub mod http;
 pub mod identity;
+pub mod interaction;
 pub mod live;
 pub mod meetings;
 pub mod notifications;

@@ -172,6 +172,12 @@ impl Application {
             settings.chat.keys(),
             chat_shutdown.clone(),
         );
+        let tally = crate::interaction::tally::Tally::start(
+            pool.clone(),
+            redis.clone(),
+            settings.chat.keys(),
+            chat_shutdown.clone(),
+        );
         let chat_persister = crate::chat::persist::spawn(
             pool.clone(),
             redis.clone(),
@@ -220,6 +226,7 @@ impl Application {
             playback,
             jitsi,
             chat,
+            tally,
             notifier,
             gateways,
             chat_shutdown,

@@ -46,6 +46,8 @@ pub struct Inner {
     pub jitsi: crate::meetings::Jitsi,
     /// This node's chat hub (subscriptions, fan-out, acks).
     pub chat: crate::chat::hub::Hub,
+    /// This node's live counts: reactions per second, poll results, poll timers.
+    pub tally: crate::interaction::tally::Tally,
     /// Sends system notifications (chat notice or email, per the user's choice).
     pub notifier: crate::notifications::Notifier,
     /// Outbound calls to payment providers (those with API credentials configured).

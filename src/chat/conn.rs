@@ -34,6 +34,9 @@ use super::{
 };
 use crate::{courses::policy::Caller, state::AppState};
 
+mod interact;
+pub use interact::hands;
+
 /// How long a channel access decision is trusted before it is asked again (bans and lost
 /// enrollments also revoke at once through `Revoke` events).
 const ACCESS_TTL: Duration = Duration::from_secs(30);
@@ -105,6 +108,10 @@ pub struct Conn {
     typing: HashMap<Canonical, Instant>,
     window: (Instant, u32),
     last_seen: Instant,
+    /// Live reactions in the current second (docs/interaction.md).
+    reactions: (Instant, u32),
+    /// Open attendance intervals, by lesson.
+    attendance: HashMap<Uuid, Uuid>,
 }
 
 type Ws = HttpWebSocket;
@@ -144,6 +151,8 @@ pub async fn serve(mut ws: Ws, state: AppState, caller: Caller, shutdown: Cancel
         typing: HashMap::new(),
         window: (Instant::now(), 0),
         last_seen: Instant::now(),
+        reactions: (Instant::now(), 0),
+        attendance: HashMap::new(),
     };
     let hello = json!({
         "type": "hello", "protocol": PROTOCOL_VERSION, "user_id": caller.id,
@@ -183,6 +192,7 @@ pub async fn serve(mut ws: Ws, state: AppState, caller: Caller, shutdown: Cancel
                     Flow::Close(CloseCode::Away, "idle timeout")
                 } else {
                     conn.refresh_presence().await;
+                    conn.attendance_heartbeat().await;
                     match conn.recheck(&mut ws).await {
                         Flow::Continue => send(&mut ws, Frame::ping(Vec::new())).await,
                         f => f,
@@ -198,6 +208,7 @@ pub async fn serve(mut ws: Ws, state: AppState, caller: Caller, shutdown: Cancel
     }
     hub.unregister(id).await;
     conn.leave_all().await;
+    conn.leave_lesson(None).await;
 }
 
 async fn send(ws: &mut Ws, frame: Frame) -> Flow {
@@ -272,6 +283,31 @@ impl Conn {
             Ok(f) => f,
             Err(e) => {
                 let v: Option<serde_json::Value> = serde_json::from_slice(frame.payload()).ok();
+                // The live tools' frames (docs/interaction.md) are parsed only when the chat's
+                // own are not: chat frames pay nothing for them.
+                let ty = v
+                    .as_ref()
+                    .and_then(|v| v.get("type"))
+                    .and_then(|t| t.as_str());
+                if let Some(ty) = ty
+                    && crate::interaction::FRAME_TYPES.contains(&ty)
+                {
+                    let v = v.clone().unwrap_or_default();
+                    return match serde_json::from_value::<crate::interaction::Frame>(v.clone()) {
+                        Ok(f) => match self.interact(ws, f).await {
+                            Ok(flow) => flow,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "chat: frame failed");
+                                let cid = v.get("client_id").and_then(|c| c.as_str());
+                                error(ws, cid, ChatError::Unavailable, "try again").await
+                            }
+                        },
+                        Err(e) => {
+                            let cid = v.get("client_id").and_then(|c| c.as_str());
+                            error(ws, cid, ChatError::BadFrame, e.to_string()).await
+                        }
+                    };
+                }
                 let client_id = v
                     .as_ref()
                     .and_then(|v| v.get("client_id"))
@@ -389,7 +425,9 @@ impl Conn {
         let channel =
             store::ensure_channel(&mut db, name, self.caller.id, a.course_id, a.lesson_id).await?;
         // Live delivery first, then the history: the two overlap, never leave a gap.
-        self.hub.subscribe(self.id, canonical.clone()).await;
+        self.hub
+            .subscribe(self.id, canonical.clone(), a.moderate)
+            .await;
         let read_seq = store::join(&mut db, self.caller.id, channel.id).await?;
         let latest = store::channel_by_name(&mut db, &canonical)
             .await?
@@ -444,6 +482,9 @@ impl Conn {
         if matches!(name, ChannelName::Lesson(_) | ChannelName::Course(_)) {
             self.announce(&canonical, true).await;
         }
+        if let ChannelName::Lesson(lesson) = name {
+            self.attend(lesson).await;
+        }
         Ok(Flow::Continue)
     }
 
@@ -454,6 +495,9 @@ impl Conn {
         };
         let canonical = name.canonical(self.caller.id);
         if self.subs.remove(&canonical).is_some() {
+            if let ChannelName::Lesson(lesson) = name {
+                self.leave_lesson(Some(lesson)).await;
+            }
             self.hub.unsubscribe(self.id, canonical.clone()).await;
             if !canonical.is_dm() {
                 self.announce(&canonical, false).await;
@@ -927,6 +971,9 @@ impl Conn {
                 _ => Flow::Continue,
             },
             Out::Revoked { channel, frame } => {
+                if let Ok(ChannelName::Lesson(lesson)) = ChannelName::parse(channel.as_str()) {
+                    self.leave_lesson(Some(lesson)).await;
+                }
                 self.subs.remove(&channel);
                 self.access.clear();
                 send(ws, Frame::text(frame)).await

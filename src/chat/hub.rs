@@ -82,6 +82,16 @@ pub enum Wire {
         muted: bool,
         slow_mode_s: i32,
     },
+    /// A frame of the live tools (docs/interaction.md) for the room's listeners: everyone,
+    /// moderators only, or one user's connections. `staff_frame`, when set, is what moderators
+    /// get instead of `frame` (the author of an anonymous question).
+    Live {
+        channel: String,
+        audience: Audience,
+        frame: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staff_frame: Option<serde_json::Value>,
+    },
     /// A reaction set or cleared, with the emoji's new count on the message.
     Reaction {
         channel: String,
@@ -91,6 +101,16 @@ pub enum Wire {
         user_id: Uuid,
         on: bool,
     },
+}
+
+/// Who hears a [`Wire::Live`] frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    All,
+    /// Moderators of the room (subscribed with moderate access).
+    Staff,
+    User(Uuid),
 }
 
 /// Publish an ephemeral event to every node.
@@ -150,6 +170,7 @@ enum Cmd {
     Subscribe {
         conn: ConnId,
         channel: Canonical,
+        staff: bool,
         reply: oneshot::Sender<()>,
     },
     Unsubscribe {
@@ -231,14 +252,16 @@ impl Hub {
     }
 
     /// Subscribe; resolves once the hub delivers the channel's events to this connection, so
-    /// history read afterwards overlaps (never misses) what is delivered live.
-    pub async fn subscribe(&self, conn: ConnId, channel: Canonical) {
+    /// history read afterwards overlaps (never misses) what is delivered live. `staff`: the
+    /// connection moderates the room (hears the live tools' moderator frames).
+    pub async fn subscribe(&self, conn: ConnId, channel: Canonical, staff: bool) {
         let (reply, rx) = oneshot::channel();
         let _ = self
             .tx
             .send(Cmd::Subscribe {
                 conn,
                 channel,
+                staff,
                 reply,
             })
             .await;
@@ -270,6 +293,8 @@ struct ConnEntry {
     user: Uuid,
     out: mpsc::Sender<Out>,
     channels: HashSet<Canonical>,
+    /// Channels this connection moderates.
+    staff: HashSet<Canonical>,
 }
 
 struct State {
@@ -334,6 +359,7 @@ impl State {
                         user,
                         out,
                         channels: HashSet::new(),
+                        staff: HashSet::new(),
                     },
                 );
                 let _ = reply.send(true);
@@ -342,10 +368,16 @@ impl State {
             Cmd::Subscribe {
                 conn,
                 channel,
+                staff,
                 reply,
             } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.channels.insert(channel.clone());
+                    if staff {
+                        c.staff.insert(channel.clone());
+                    } else {
+                        c.staff.remove(&channel);
+                    }
                     self.subs.entry(channel).or_default().insert(conn);
                 }
                 let _ = reply.send(());
@@ -353,6 +385,7 @@ impl State {
             Cmd::Unsubscribe { conn, channel } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.channels.remove(&channel);
+                    c.staff.remove(&channel);
                 }
                 self.unsub(conn, &channel);
             }
@@ -520,6 +553,12 @@ impl State {
                 serde_json::json!({"type": "room", "channel": display, "muted": muted,
                                    "slow_mode_s": slow_mode_s})
             }),
+            Wire::Live {
+                ref channel,
+                audience,
+                ref frame,
+                ref staff_frame,
+            } => self.live(channel, audience, frame, staff_frame.as_ref()),
             Wire::Reaction {
                 ref channel,
                 message_id,
@@ -559,6 +598,38 @@ impl State {
                 }
             }
         }
+    }
+
+    /// A live tools' frame: serialized once (twice with a moderators' version), shared by every
+    /// listener it is for.
+    fn live(
+        &mut self,
+        channel: &str,
+        audience: Audience,
+        frame: &serde_json::Value,
+        staff_frame: Option<&serde_json::Value>,
+    ) {
+        let ch = Canonical(channel.to_owned());
+        let shared: Bytes = frame.to_string().into();
+        let staff: Bytes = staff_frame.map_or_else(|| shared.clone(), |f| f.to_string().into());
+        let mut n = 0u64;
+        for conn in self.subscribers(&ch) {
+            let Some(c) = self.conns.get(&conn) else {
+                continue;
+            };
+            let is_staff = c.staff.contains(&ch);
+            let f = match audience {
+                Audience::All if is_staff => staff.clone(),
+                Audience::All => shared.clone(),
+                Audience::Staff if is_staff => staff.clone(),
+                Audience::Staff => continue,
+                Audience::User(u) if u == c.user => shared.clone(),
+                Audience::User(_) => continue,
+            };
+            n += 1;
+            self.deliver(conn, Out::Frame(f));
+        }
+        metrics::counter!("interaction_frames_delivered_total").increment(n);
     }
 
     /// One frame per subscriber (DM names differ per reader; other channels share one frame).

@@ -340,6 +340,8 @@ pub enum ChatError {
     RecallExpired,
     AckTimeout,
     Unavailable,
+    /// The poll is closed (docs/interaction.md).
+    Closed,
 }
 
 impl ChatError {
@@ -358,6 +360,7 @@ impl ChatError {
             ChatError::RecallExpired => "recall_expired",
             ChatError::AckTimeout => "ack_timeout",
             ChatError::Unavailable => "unavailable",
+            ChatError::Closed => "closed",
         }
     }
 }
@@ -398,6 +401,14 @@ impl Keys {
     /// Per-user message counter of one 10 s window.
     pub fn rate(&self, user: Uuid, window: i64) -> String {
         format!("{}rate:{user}:{window}", self.prefix)
+    }
+    /// The raised hands of a lesson (sorted set: user → ms raised).
+    pub fn hands(&self, lesson: Uuid) -> String {
+        format!("{}hands:{lesson}", self.prefix)
+    }
+    /// A live reaction's `client_id` seen (counted once).
+    pub fn reaction_id(&self, user: Uuid, client_id: &str) -> String {
+        format!("{}rx:{user}:{client_id}", self.prefix)
     }
     /// Slow-mode marker of a user in a channel.
     pub fn slow(&self, channel: Uuid, user: Uuid) -> String {

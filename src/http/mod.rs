@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod hls;
+pub mod interaction;
 pub mod live;
 pub mod me;
 pub mod meetings;
@@ -98,6 +99,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(meetings::router())
         .merge(payments::router())
         .merge(chat::router())
+        .merge(interaction::router())
         .merge(users::router())
 }
 

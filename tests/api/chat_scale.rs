@@ -25,16 +25,29 @@ use crate::{
 };
 
 /// One `wemaster serve` child process.
-struct Node {
+pub(crate) struct Node {
     child: Option<std::process::Child>,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Node {
     fn start(class: &Class, prefix: &str, dir: &Path, name: &str) -> Node {
+        Self::start_with(class, prefix, dir, name, &[])
+    }
+
+    /// A node with extra environment (settings) on top of the shared ones.
+    pub(crate) fn start_with(
+        class: &Class,
+        prefix: &str,
+        dir: &Path,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> Node {
         let port = free_port();
         let app = &class.app;
-        let child = wemaster_bin()
+        let mut cmd = wemaster_bin();
+        cmd.envs(extra.iter().copied());
+        let child = cmd
             .arg("serve")
             .env("DATABASE_URL", &app.database_url)
             .env("REDIS_URL", env_or_explain("REDIS_URL"))
@@ -74,7 +87,7 @@ impl Node {
         }
     }
 
-    async fn wait_ready(&self) {
+    pub(crate) async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         for _ in 0..300 {
             if let Ok(r) = client
@@ -90,7 +103,7 @@ impl Node {
         panic!("node never became ready");
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -209,7 +222,7 @@ async fn wait_outcome(c: &mut Client, cid: &str) -> Option<Value> {
     }
 }
 
-async fn enrolled_student(class: &Class) -> (uuid::Uuid, String) {
+pub(crate) async fn enrolled_student(class: &Class) -> (uuid::Uuid, String) {
     let s = class
         .app
         .user_with(

@@ -13,6 +13,7 @@ mod errors;
 mod health;
 mod http_limits;
 mod identity;
+mod interaction;
 mod live_rtmp;
 mod live_streams;
 mod live_whip;

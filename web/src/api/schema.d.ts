@@ -886,6 +886,43 @@ export interface paths {
         patch: operations["update_course"];
         trace?: never;
     };
+    "/api/v1/courses/{id}/attendance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The class's record of a course: per student, lessons completed of those held, minutes
+         *     live and quiz score (moderators).
+         */
+        get: operations["course_attendance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/courses/{id}/attendance/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's own record of a course. */
+        get: operations["my_course_attendance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/courses/{id}/cover": {
         parameters: {
             query?: never;
@@ -1061,6 +1098,43 @@ export interface paths {
         patch: operations["update_lesson"];
         trace?: never;
     };
+    "/api/v1/lessons/{id}/attendance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The class's attendance of a lesson: every student of the course with their intervals in
+         *     the live room, minutes live, replay coverage, completion and quiz score (moderators).
+         */
+        get: operations["lesson_attendance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/lessons/{id}/attendance/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's own attendance of a lesson. */
+        get: operations["my_lesson_attendance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/lessons/{id}/end": {
         parameters: {
             query?: never;
@@ -1079,6 +1153,26 @@ export interface paths {
          *     plays. Idempotent.
          */
         post: operations["end_lesson"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/lessons/{id}/interaction": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The lesson's questions, polls and raised hands — what a client loads when it joins (and
+         *     after a reconnect) before following the room's frames.
+         */
+        get: operations["interaction_snapshot"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1118,6 +1212,26 @@ export interface paths {
          *     plays for everyone; a bearer token is optional).
          */
         get: operations["lesson_playback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/lessons/{id}/quality": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Viewing quality of a lesson's live playback: viewers now and at peak, startup and latency
+         *     percentiles, rebuffering ratio, errors, sessions per transport (moderators, ops, admins).
+         */
+        get: operations["lesson_quality"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1694,6 +1808,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/playback/reports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * What viewers experience: the player's running totals per playback session (startup,
+         *     rebuffering, errors, latency, mode). Accepted only from viewers the policy lets watch.
+         */
+        post: operations["playback_reports"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/recordings": {
         parameters: {
             query?: never;
@@ -1736,6 +1870,23 @@ export interface paths {
         patch: operations["update_recording"];
         trace?: never;
     };
+    "/api/v1/recordings/{id}/chapters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Set a replay's chapters by hand (moderators of its lesson, its owner, admins). */
+        put: operations["recording_chapters"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/recordings/{id}/playback-token": {
         parameters: {
             query?: never;
@@ -1750,6 +1901,46 @@ export interface paths {
          *     courses land, owners, admins and ops hand these out.
          */
         post: operations["playback_token"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/recordings/{id}/progress": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add the seconds of the replay the caller played; the merged set of seconds watched back
+         *     (overlapping and repeated plays count once).
+         */
+        post: operations["recording_progress"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/recordings/{id}/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The replay enriched by its live lesson: chapters, the confusion heat strip, the chat and
+         *     questions as they happened, and the reader's bookmarks (times from the recording's start).
+         */
+        get: operations["recording_timeline"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1992,6 +2183,37 @@ export interface components {
             items: components["schemas"]["ApiToken"][];
             next_cursor: string | null;
         };
+        /** @description One student's record of one lesson. */
+        AttendanceRow: {
+            completed: boolean;
+            display_name: string;
+            email: string;
+            /** @description `active`, `left` or `refunded`. */
+            enrollment: string;
+            /** @description When they were in the live room: merged intervals `[from, to]`. */
+            intervals: components["schemas"]["Interval"][];
+            /**
+             * Format: double
+             * @description Seconds attended while the lesson was live.
+             */
+            live_s: number;
+            /** Format: int64 */
+            quiz_correct: number;
+            /** Format: int64 */
+            quiz_total: number;
+            /**
+             * Format: double
+             * @description `replay_watched_s` / the recordings' duration (0 when nothing was recorded).
+             */
+            replay_coverage: number;
+            /**
+             * Format: double
+             * @description Seconds of the lesson's recordings played at least once.
+             */
+            replay_watched_s: number;
+            /** Format: uuid */
+            user_id: string;
+        };
         AuditPage: {
             items: components["schemas"]["Entry"][];
             next_cursor: string | null;
@@ -2002,6 +2224,11 @@ export interface components {
         };
         BanBody: {
             reason?: string;
+        };
+        Bookmark: {
+            kind: string;
+            /** Format: double */
+            t: number;
         };
         /** @description The answer of the callback: a login, or a link. */
         CallbackResponse: components["schemas"]["LoginResponse"] | components["schemas"]["Linked"];
@@ -2027,6 +2254,54 @@ export interface components {
              * @description Messages after `read_seq` not sent by the caller.
              */
             unread: number;
+        };
+        /** @description A chapter of a replay (`t`: seconds from the recording's start). */
+        Chapter: {
+            /** @description `manual` (set by a teacher) or `pin` (a pinned question); ignored on input. */
+            source?: string;
+            /** Format: double */
+            t: number;
+            title: string;
+        };
+        ChapterInput: {
+            /**
+             * Format: double
+             * @description Seconds from the recording's start.
+             */
+            t: number;
+            title: string;
+        };
+        ChaptersRequest: {
+            /** @description At most 100; replaces the chapters set by hand (pinned questions stay chapters). */
+            chapters: components["schemas"]["ChapterInput"][];
+        };
+        CourseAttendance: {
+            /** Format: uuid */
+            course_id: string;
+            students: components["schemas"]["CourseAttendanceRow"][];
+        };
+        /** @description One student's record of a course: lessons completed of those that ended. */
+        CourseAttendanceRow: {
+            /** Format: double */
+            completion: number;
+            display_name: string;
+            email: string;
+            enrollment: string;
+            /** Format: int64 */
+            lessons_completed: number;
+            /**
+             * Format: int64
+             * @description Lessons that were live or have a recording.
+             */
+            lessons_held: number;
+            /** Format: double */
+            live_s: number;
+            /** Format: int64 */
+            quiz_correct: number;
+            /** Format: int64 */
+            quiz_total: number;
+            /** Format: uuid */
+            user_id: string;
         };
         CourseList: {
             items: components["schemas"]["CourseResponse"][];
@@ -2228,6 +2503,30 @@ export interface components {
             /** Format: uuid */
             subject_user_id?: string | null;
         };
+        Heat: {
+            /** Format: int32 */
+            bucket_s: number;
+            /** @description Confused markers and "I'm lost" reactions per bucket, from the recording's start. */
+            confused: number[];
+        };
+        /** @description The live tools' state of a lesson, as the reader may see it. */
+        InteractionSnapshot: {
+            /** @description The raised hands (moderators; empty for students). */
+            hands: components["schemas"]["RaisedHand"][];
+            /** Format: uuid */
+            lesson_id: string;
+            moderator: boolean;
+            my_hand: boolean;
+            polls: components["schemas"]["PollState"][];
+            /** @description Oldest first (clients sort the queue: pinned, open by votes, answered, dismissed). */
+            questions: components["schemas"]["QuestionView"][];
+        };
+        Interval: {
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+        };
         /** @description One public key as a JWK (RFC 8037 OKP). */
         Jwk: {
             /** @description Always `EdDSA`. */
@@ -2263,6 +2562,22 @@ export interface components {
             watch_live: boolean;
             /** @description Watch the lesson's recordings. */
             watch_replay: boolean;
+        };
+        /** @description A lesson's attendance table (or one student's row). */
+        LessonAttendance: {
+            /** Format: uuid */
+            lesson_id: string;
+            /**
+             * Format: double
+             * @description How long the lesson was live, in seconds.
+             */
+            live_s: number;
+            /**
+             * Format: double
+             * @description Duration of its ready recordings, in seconds.
+             */
+            recording_s: number;
+            students: components["schemas"]["AttendanceRow"][];
         };
         /**
          * @description A lesson's kind.
@@ -2530,6 +2845,11 @@ export interface components {
             /** Format: uuid */
             recording_id: string;
         };
+        ModeCount: {
+            mode: string;
+            /** Format: int64 */
+            sessions: number;
+        };
         /** @description An amount of money in minor units of a currency (`{"amount": 9900, "currency": "CNY"}`). */
         Money: {
             /**
@@ -2693,6 +3013,12 @@ export interface components {
             /** Format: uuid */
             next_cursor?: string | null;
         };
+        Percentiles: {
+            /** Format: double */
+            p50?: number | null;
+            /** Format: double */
+            p95?: number | null;
+        };
         PlaybackResponse: {
             /**
              * Format: date-time
@@ -2718,6 +3044,38 @@ export interface components {
             token: string;
             /** @description The WHEP endpoint with the token; absent when WHEP is off. */
             whep_url?: string | null;
+        };
+        /** @description How many chose each option (`rev`: the newest answer counted). */
+        PollResults: {
+            /** Format: int64 */
+            answered: number;
+            counts: number[];
+            /** Format: int64 */
+            rev: number;
+        };
+        /** @description A poll with the reader's answer and the results they may see. */
+        PollState: components["schemas"]["PollView"] & {
+            my_choices?: number[] | null;
+            results?: components["schemas"]["PollResults"] | null;
+        };
+        /** @description A poll as a reader sees it. */
+        PollView: {
+            closed: boolean;
+            /** Format: date-time */
+            closes_at?: string | null;
+            /** @description The right options of a quiz: moderators always, students once the results are shown. */
+            correct?: number[] | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            lesson_id: string;
+            multiple: boolean;
+            options: string[];
+            question: string;
+            quiz: boolean;
+            results_shown: boolean;
         };
         /** @description A user's choice for one kind (default: both on). */
         Preference: {
@@ -2753,6 +3111,21 @@ export interface components {
             display_name?: string | null;
             /** @description `en` or `zh-CN`. */
             locale?: string | null;
+        };
+        /** @description What a viewer has played of a recording, merged. */
+        Progress: {
+            /** Format: double */
+            coverage: number;
+            /** Format: double */
+            duration_s: number;
+            /** @description The merged set of seconds played, `[from, to)`. */
+            ranges: number[][];
+            /** Format: int64 */
+            watched_s: number;
+        };
+        ProgressRequest: {
+            /** @description Seconds played, `[from, to]`, 1 to 50 ranges. */
+            ranges: number[][];
         };
         /** @description A verified provider callback as stored (one per provider event id). */
         ProviderEvent: {
@@ -2800,6 +3173,99 @@ export interface components {
         PutMember: {
             /** @description `co_teacher` or `assistant`. */
             role?: string | null;
+        };
+        /** @description Viewing quality of a lesson's live playback. */
+        Quality: {
+            by_mode: components["schemas"]["ModeCount"][];
+            /** Format: int64 */
+            errors: number;
+            latency_ms: components["schemas"]["Percentiles"];
+            /** Format: uuid */
+            lesson_id: string;
+            /** Format: int64 */
+            rebuffer_count: number;
+            /**
+             * Format: double
+             * @description Rebuffering time / playing time.
+             */
+            rebuffer_ratio: number;
+            /** Format: int64 */
+            sessions: number;
+            startup_ms: components["schemas"]["Percentiles"];
+            /**
+             * Format: int64
+             * @description Sessions that reported in the last 60 s.
+             */
+            viewers_now: number;
+            /**
+             * Format: int64
+             * @description Most sessions playing at once (from their first to their last report).
+             */
+            viewers_peak: number;
+        };
+        /** @description One playback session's running totals, checked. */
+        QualityReport: {
+            /** Format: int64 */
+            errors: number;
+            /** Format: int64 */
+            latency_ms?: number | null;
+            /** Format: uuid */
+            lesson_id?: string | null;
+            live: boolean;
+            /** @description `webrtc`, `ll-hls`, `hls` or `native`. */
+            mode: string;
+            /** Format: int64 */
+            played_ms: number;
+            /** Format: int64 */
+            rebuffer_count: number;
+            /** Format: int64 */
+            rebuffer_ms: number;
+            /** Format: uuid */
+            recording_id?: string | null;
+            rendition?: string | null;
+            /** Format: uuid */
+            session_id: string;
+            /** Format: int64 */
+            startup_ms?: number | null;
+        };
+        /**
+         * @description A question's state in the teacher's queue.
+         * @enum {string}
+         */
+        QuestionState: "open" | "answered" | "pinned" | "dismissed";
+        /** @description A question as a reader sees it. */
+        QuestionView: {
+            anonymous: boolean;
+            /** Format: date-time */
+            answered_at?: string | null;
+            /**
+             * Format: uuid
+             * @description Null for students when the question is anonymous (moderators always see it).
+             */
+            author_id?: string | null;
+            body: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            lesson_id: string;
+            /** @description The reader asked it (REST snapshot; `false` in broadcasts). */
+            mine: boolean;
+            /** Format: date-time */
+            pinned_at?: string | null;
+            state: components["schemas"]["QuestionState"];
+            /** @description The reader voted for it (REST snapshot; `false` in broadcasts). */
+            voted: boolean;
+            /** Format: int32 */
+            votes: number;
+        };
+        /** @description A raised hand in the teacher's queue. */
+        RaisedHand: {
+            /** Format: date-time */
+            raised_at: string;
+            /** Format: uuid */
+            user_id: string;
         };
         /** @description How many reacted to a message with one emoji, and whether the reader did. */
         ReactionCount: {
@@ -2968,6 +3434,10 @@ export interface components {
             /** Format: date-time */
             started_at: string;
         };
+        ReportsRequest: {
+            /** @description 1 to 20 reports, each a playback session's running totals. */
+            reports: components["schemas"]["QualityReport"][];
+        };
         RetentionPreview: {
             /**
              * Format: int64
@@ -3080,6 +3550,44 @@ export interface components {
          * @enum {string}
          */
         StreamStatus: "idle" | "active" | "disabled";
+        /** @description A recording enriched by its live lesson. */
+        Timeline: {
+            bookmarks: components["schemas"]["Bookmark"][];
+            chapters: components["schemas"]["Chapter"][];
+            chat: components["schemas"]["TimelineMessage"][];
+            /** Format: double */
+            duration_s: number;
+            heat: components["schemas"]["Heat"];
+            /** Format: uuid */
+            lesson_id?: string | null;
+            questions: components["schemas"]["TimelineQuestion"][];
+            /** Format: uuid */
+            recording_id: string;
+        };
+        TimelineMessage: {
+            html: string;
+            /** Format: uuid */
+            id: string;
+            kind: string;
+            /** Format: uuid */
+            sender_id?: string | null;
+            /** Format: double */
+            t: number;
+        };
+        TimelineQuestion: {
+            /** Format: double */
+            answered_t?: number | null;
+            /** Format: uuid */
+            author_id?: string | null;
+            body: string;
+            /** Format: uuid */
+            id: string;
+            state: string;
+            /** Format: double */
+            t: number;
+            /** Format: int32 */
+            votes: number;
+        };
         TokenRequest: {
             /** @description The `token` of the link in the mail. */
             token: string;
@@ -7089,6 +7597,146 @@ export interface operations {
             };
         };
     };
+    course_attendance: {
+        parameters: {
+            query?: {
+                /** @description `csv` for a CSV file instead of JSON. */
+                format?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description course id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CourseAttendance"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_course_attendance: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description course id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CourseAttendanceRow"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: the caller lacks the role this needs, or does not own the resource */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     get_cover: {
         parameters: {
             query?: never;
@@ -8259,6 +8907,146 @@ export interface operations {
             };
         };
     };
+    lesson_attendance: {
+        parameters: {
+            query?: {
+                /** @description `csv` for a CSV file instead of JSON. */
+                format?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description lesson id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LessonAttendance"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_lesson_attendance: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description lesson id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttendanceRow"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: the caller lacks the role this needs, or does not own the resource */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     end_lesson: {
         parameters: {
             query?: never;
@@ -8276,6 +9064,70 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LessonResponse"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    interaction_snapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description lesson id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InteractionSnapshot"];
                 };
             };
             /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
@@ -8410,6 +9262,70 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PlaybackResponse"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    lesson_quality: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description lesson id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Quality"];
                 };
             };
             /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
@@ -11356,6 +12272,102 @@ export interface operations {
             };
         };
     };
+    playback_reports: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReportsRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: the caller lacks the role this needs, or does not own the resource */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_recordings: {
         parameters: {
             query?: {
@@ -11669,6 +12681,105 @@ export interface operations {
             };
         };
     };
+    recording_chapters: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description recording id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChaptersRequest"];
+            };
+        };
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body (or the Content-Length announcing it) is over this route's limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     playback_token: {
         parameters: {
             query?: never;
@@ -11706,6 +12817,173 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    recording_progress: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description recording id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProgressRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Progress"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: the caller lacks the role this needs, or does not own the resource */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body (or the Content-Length announcing it) is over this route's limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    recording_timeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description recording id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Timeline"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: the caller lacks the role this needs, or does not own the resource */
             403: {
                 headers: {
                     [name: string]: unknown;
