@@ -4,6 +4,7 @@
 #   bench/chat.sh                              # 10,000 connections, 2,000 in the room, 10 msg/s, 60 s, 3 runs
 #   bench/chat.sh --connections 1000 --room-size 200 --duration 10 --runs 1    # smoke run
 #   bench/chat.sh --perf yes                   # also perf record -g the server while it publishes
+#   bench/chat.sh --scenario interaction       # 2,000 students: a poll answered within 5 s, 2 reactions/s each
 #
 # Options (each also settable by environment variable, in brackets):
 #   --connections 10000 [BENCH_CONNECTIONS]  WebSocket connections (listeners; the publisher is one more)
@@ -15,6 +16,10 @@
 #   --students 50       [BENCH_STUDENTS]     student accounts the connections are spread over
 #   --port 18490        [BENCH_PORT]         the server's HTTP port
 #   --perf no|yes       [BENCH_PERF]         perf record -g (99 Hz) of the server during the first run's publishing
+#   --scenario chat|interaction [BENCH_SCENARIO] chat: the room fed at --rate; interaction: --students
+#                                            students (default 2000 there), one connection each, answer a
+#                                            poll within 5 s and react 2/s for --duration s (default 20)
+#                                            (bench/chat-load/src/bin/interaction-load.rs; docs/interaction.md)
 #   --no-build                               use the existing release binaries
 #   --debug                                  use the debug binaries, unbuilt (a smoke run of the tool)
 #
@@ -45,6 +50,7 @@ RUNS=${BENCH_RUNS:-3}
 STUDENTS=${BENCH_STUDENTS:-50}
 PORT=${BENCH_PORT:-18490}
 PERF=${BENCH_PERF:-no}
+SCENARIO=${BENCH_SCENARIO:-chat}
 BUILD=1
 PROFILE_DIR=release
 while [ $# -gt 0 ]; do
@@ -58,6 +64,7 @@ while [ $# -gt 0 ]; do
     --students) STUDENTS=$2; shift 2 ;;
     --port) PORT=$2; shift 2 ;;
     --perf) PERF=$2; shift 2 ;;
+    --scenario) SCENARIO=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --debug) BUILD=0; PROFILE_DIR=debug; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
@@ -65,9 +72,20 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+case "$SCENARIO" in
+  chat) ;;
+  interaction)
+    # One account and one connection per student, unless set.
+    [ -n "${BENCH_STUDENTS:-}" ] || grep -q -- '--students' <<<"$*" || STUDENTS=2000
+    [ -n "${BENCH_DURATION:-}" ] || DURATION=20
+    CONNECTIONS=$STUDENTS ;;
+  *) die "unknown scenario: $SCENARIO (chat or interaction)" ;;
+esac
+
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN="$TARGET/$PROFILE_DIR/wemaster"
 LOAD="$TARGET/$PROFILE_DIR/chat-load"
+[ "$SCENARIO" = interaction ] && LOAD="$TARGET/$PROFILE_DIR/interaction-load"
 if [ "$BUILD" = 1 ]; then
   log "building wemaster and chat-load (release)"
   cargo build --release -p wemaster -p wemaster-chat-load
@@ -112,7 +130,15 @@ have=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM users WHERE email LIKE 'b
 if [ "$have" -lt $((STUDENTS + 1)) ]; then
   log "creating the teacher and $STUDENTS students"
   create_user "$TEACHER" teacher
-  for i in $(seq 0 $((STUDENTS - 1))); do create_user "bench-student-$i@bench.example" student; done
+  create_user "bench-student-0@bench.example" student
+  # The others share the first student's password hash (the same password): one argon2 hash
+  # instead of thousands, for bench accounts only.
+  psql "$DATABASE_URL" -qc "INSERT INTO users (id, email, display_name, password_hash, roles, email_verified_at)
+    SELECT gen_random_uuid(), 'bench-student-' || i || '@bench.example', 'Student ' || i, t.password_hash,
+           ARRAY['student'], now()
+    FROM generate_series(1, $((STUDENTS - 1))) i,
+         (SELECT password_hash FROM users WHERE email = 'bench-student-0@bench.example') t
+    ON CONFLICT DO NOTHING"
 fi
 
 # --- runs --------------------------------------------------------------------------------------
@@ -151,10 +177,15 @@ for run in $(seq 1 "$RUNS"); do
     perf record -F 99 -g -p "$SERVER_PID" -o "$DATA/run/perf.data" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  out="$BENCH/results/chat-$stamp-$run.json"
-  "$LOAD" --url "http://127.0.0.1:$PORT" --teacher-email "$TEACHER" --students "$STUDENTS" \
-    --connections "$CONNECTIONS" --room-size "$ROOM_SIZE" --other-rooms "$OTHER_ROOMS" \
-    --rate "$RATE" --duration-s "$DURATION" --server-pid "$SERVER_PID" --out "$out" >/dev/null
+  out="$BENCH/results/$SCENARIO-$stamp-$run.json"
+  if [ "$SCENARIO" = interaction ]; then
+    "$LOAD" --url "http://127.0.0.1:$PORT" --teacher-email "$TEACHER" --students "$STUDENTS" \
+      --duration-s "$DURATION" --server-pid "$SERVER_PID" --out "$out" >/dev/null
+  else
+    "$LOAD" --url "http://127.0.0.1:$PORT" --teacher-email "$TEACHER" --students "$STUDENTS" \
+      --connections "$CONNECTIONS" --room-size "$ROOM_SIZE" --other-rooms "$OTHER_ROOMS" \
+      --rate "$RATE" --duration-s "$DURATION" --server-pid "$SERVER_PID" --out "$out" >/dev/null
+  fi
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid"; wait "$perf_pid" || true
     perf report -i "$DATA/run/perf.data" --no-children --percent-limit 1.5 --stdio 2>/dev/null \
@@ -166,7 +197,15 @@ for run in $(seq 1 "$RUNS"); do
   results+=("$out")
   python3 - "$out" <<'EOF'
 import json, sys
-r = json.load(open(sys.argv[1])); l = r["latency_ms"]; s = r["server"]
+r = json.load(open(sys.argv[1]))
+if "answers" in r:
+    a, d, x = r["answers"], r["aggregate_delay_ms"], r["reactions"]
+    print("  %d students, answers acked %d, final tally %s %s (expected %s), aggregate delay p50 %.0f ms p99 %.0f ms, "
+          "reactions counted %d heard %d-%d, %d frames/s max per listener, cpu %.0f%%"
+          % (r["students"], a["acked"], a["final_answered"], a["final_counts"], a["expected_counts"], d["p50"], d["p99"],
+             x["counted_by_server"], x["heard_min"], x["heard_max"], x["frames_per_listener_per_s_max"], r["server"]["cpu_pct"]))
+    sys.exit(0)
+l = r["latency_ms"]; s = r["server"]
 print("  %d conns, %d closed early, p50 %s ms, p99 %s ms, max %s ms, lost %d, dup %d, cpu %.0f%%, %.1f KiB/conn"
       % (r["connections"] - r["failed"], r["closed_early"], l["p50"], l["p99"], l["max"], r["lost"],
          r["duplicated"], s["cpu_publish_pct"], s["rss_per_connection_kib"]))
@@ -181,6 +220,28 @@ def med(f):
     v = [x for x in v if x is not None]
     return statistics.median(v) if v else float("nan")
 print(f"median of {len(rs)} run(s):")
+if "answers" in rs[0]:
+    rows = [
+        ("students connected", lambda r: r["students"] - r["connections_failed"], "{:.0f}"),
+        ("answers acked", lambda r: r["answers"]["acked"], "{:.0f}"),
+        ("teacher's final tally (answered)", lambda r: r["answers"]["final_answered"], "{:.0f}"),
+        ("tally = expected per option (runs)", lambda r: float(r["answers"]["final_counts"] == r["answers"]["expected_counts"]), "{:.0f}"),
+        ("aggregate delay p50 (ms)", lambda r: r["aggregate_delay_ms"]["p50"], "{:.0f}"),
+        ("aggregate delay p99 (ms)", lambda r: r["aggregate_delay_ms"]["p99"], "{:.0f}"),
+        ("aggregate delay max (ms)", lambda r: r["aggregate_delay_ms"]["max"], "{:.0f}"),
+        ("reactions counted by the server", lambda r: r["reactions"]["counted_by_server"], "{:.0f}"),
+        ("reactions heard by a listener (min)", lambda r: r["reactions"]["heard_min"], "{:.0f}"),
+        ("reactions heard by a listener (max)", lambda r: r["reactions"]["heard_max"], "{:.0f}"),
+        ("reactions frames per listener per s (max)", lambda r: r["reactions"]["frames_per_listener_per_s_max"], "{:.0f}"),
+        ("reactions frames per listener per s (mean)", lambda r: r["reactions"]["frames_per_listener_per_s_mean"], "{:.2f}"),
+        ("errors", lambda r: r["reactions"]["errors"], "{:.0f}"),
+        ("closed early", lambda r: r["closed_early"], "{:.0f}"),
+        ("server CPU (% of a core)", lambda r: r["server"]["cpu_pct"], "{:.1f}"),
+        ("server RSS (MiB)", lambda r: r["server"]["rss_mib"], "{:.0f}"),
+    ]
+    for name, f, fmt in rows:
+        print(f"  {name:44s} {fmt.format(med(f))}")
+    sys.exit(0)
 rows = [
     ("connections open", lambda r: r["connections"] - r["failed"], "{:.0f}"),
     ("open time (s)", lambda r: r["open_s"], "{:.1f}"),

@@ -6,10 +6,16 @@
 //   signed in, the chat resumes without duplicates → the access token expires and is refreshed
 //   unnoticed → the teacher ends the lesson → the student's page becomes the replay, which plays
 //   and seeks.
+// Live interaction (docs/interaction.md, steps in interaction.mjs): the teacher opens a poll, the
+// student answers, the teacher sees the count and shows the results to the student; the
+// student asks an anonymous question, the teacher sees who asked and answers it; a reaction
+// reaches the teacher's counter; a raised hand is called on. After the lesson the replay's
+// chat timeline lists the student's message (the classroom's replay and the recording page).
 import { spawn } from 'node:child_process';
 import {
   assertAccessible, assertPlays, assertTranslated, context, env, launch, log, login, PHONE, screenshot, videoTime, watch,
 } from './lib.mjs';
+import { liveInteraction, replayTimeline } from './interaction.mjs';
 
 const mode = env('WM_MODE');
 const lessonId = env('WM_LESSON_ID');
@@ -155,6 +161,12 @@ try {
     log('teacher saw the attachment');
   }
 
+  // ---- live interaction: poll, Q&A, reactions, hands (over the same socket as the chat) ----
+  await liveInteraction(teacher, student, { mode, studentName: '小明', shots });
+  await assertTranslated(student, 'classroom interaction (zh-CN)');
+  await assertTranslated(teacher, 'classroom interaction (en)');
+  if (shots) await assertAccessible(student, 'classroom (interaction)');
+
   // ---- reload: same session, chat resumes without duplicates ----
   await student.reload();
   await student.waitForSelector('.chat[data-status=subscribed]');
@@ -205,6 +217,16 @@ try {
   await student.waitForFunction((t) => document.querySelector('video.player-video').currentTime > t + 0.5, target, { timeout: 20_000 });
   log(`replay seeks: ${duration.toFixed(1)} s long, jumped to ${target.toFixed(1)}, at ${(await videoTime(student)).toFixed(1)}`);
   if (shots) await screenshot(student, 'classroom-replay-zh');
+
+  // ---- the replay's timeline: the chat replayed with the video (classroom, then the recording page) ----
+  const recordingId = await replayTimeline(student, hello, 'student replay');
+  if (shots) {
+    await student.locator('[data-testid=timeline]').scrollIntoViewIfNeeded();
+    await screenshot(student, 'replay-timeline-zh');
+  }
+  await teacher.goto(`/recordings/${recordingId}`);
+  await assertPlays(teacher, 1, 'recording page');
+  await replayTimeline(teacher, hello, 'recording page');
 
   // ---- English renders too ----
   await student.selectOption('[data-testid=language]', 'en');

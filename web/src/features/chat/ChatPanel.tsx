@@ -1,9 +1,12 @@
 // The lesson's chat: history, live messages, own-message recall (moderators: any message, and
 // mute a student), reactions, an unread marker, and reconnect-and-resume through ChatClient.
+// The page may hand over the room's client (its socket also carries the lesson's questions and
+// polls); without one the panel opens its own.
 import { useEffect, useMemo, useRef, useState, useSyncExternalStore, type FormEvent } from 'react';
 import { apiFetch } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
 import { cachedName, lookupName } from '../../lib/profiles';
+import type { ChatClient } from './client';
 import { channelClient } from './socket';
 import { Attachment, uploadAttachment, type AttachmentData } from './Attachment';
 
@@ -23,13 +26,29 @@ function Sender({ id, me }: { id: string | null; me: string }) {
   return <strong className="chat-sender">{id === me ? t('chat.you') : name || '…'}</strong>;
 }
 
-export function ChatPanel({ channel, me, moderate }: { channel: string; me: string; moderate: boolean }) {
+export function ChatPanel({
+  channel,
+  me,
+  moderate,
+  client: shared,
+  compact = false,
+}: {
+  channel: string;
+  me: string;
+  moderate: boolean;
+  /** The room's client, started and stopped by its owner. */
+  client?: ChatClient;
+  /** Inside tabs: the tab names the panel, the heading is for screen readers only. */
+  compact?: boolean;
+}) {
   const { t, dateTime } = useI18n();
-  const client = useMemo(() => channelClient(channel, 50), [channel]);
+  const own = useMemo(() => (shared ? null : channelClient(channel, 50)), [channel, shared]);
+  const client = shared ?? own!;
   useEffect(() => {
-    void client.start();
-    return () => client.stop();
-  }, [client]);
+    if (!own) return;
+    void own.start();
+    return () => own.stop();
+  }, [own]);
   const snap = useSyncExternalStore(
     (l) => client.subscribe(l),
     () => client.getSnapshot(),
@@ -81,7 +100,9 @@ export function ChatPanel({ channel, me, moderate }: { channel: string; me: stri
 
   return (
     <section className="chat" aria-labelledby="chat-title" data-status={snap.status}>
-      <h2 id="chat-title">{t('chat.title')}</h2>
+      <h2 id="chat-title" className={compact ? 'sr-only' : undefined}>
+        {t('chat.title')}
+      </h2>
       {snap.status !== 'subscribed' && (
         <p className="chat-status" role="status">
           {snap.status === 'resuming' ? t('chat.reconnecting') : t('chat.connecting')}

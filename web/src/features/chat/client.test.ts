@@ -180,4 +180,33 @@ describe('ChatClient', () => {
     await flush();
     expect(client.getSnapshot().messages.map((m) => m.seq)).toEqual([900, 901]);
   });
+
+  it('shares its socket: other frames go out only while subscribed, every frame is observable', async () => {
+    const { client, sockets } = setup();
+    const seen: unknown[] = [];
+    client.onFrame((f) => seen.push(f.type));
+    await client.start();
+    const s = sockets[0]!;
+    expect(client.sendFrame({ type: 'hand', channel, client_id: 'h-1', up: true })).toBe(false);
+    s.server({ type: 'hello' });
+    s.server({ type: 'subscribed', channel });
+    expect(client.subscribed).toBe(true);
+    expect(client.sendFrame({ type: 'hand', channel, client_id: 'h-1', up: true })).toBe(true);
+    expect(s.sent.at(-1)).toEqual({ type: 'hand', channel, client_id: 'h-1', up: true });
+    s.server({ type: 'poll', channel, poll: { id: 'p1' } });
+    expect(seen).toEqual(['hello', 'subscribed', 'poll']);
+  });
+
+  it('leaves the answers to frames it did not send to their sender', async () => {
+    const { client, sockets } = setup();
+    await client.start();
+    const s = sockets[0]!;
+    s.server({ type: 'hello' });
+    s.server({ type: 'subscribed', channel });
+    client.sendFrame({ type: 'ask', channel, client_id: 'q-1', body: 'why?' });
+    s.server({ type: 'error', client_id: 'q-1', code: 'muted' });
+    const snap = client.getSnapshot();
+    expect(snap.error).toBeUndefined();
+    expect(snap.muted).toBe(false);
+  });
 });

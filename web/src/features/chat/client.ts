@@ -7,6 +7,11 @@
 // once whether its `ack` or its `message` frame comes first; a send that was not acknowledged
 // before the socket dropped is sent again with the same `client_id` after the resume (the
 // server answers the same ack and stores nothing twice).
+//
+// The socket is shared: other clients of the same room (the lesson's questions, polls and
+// hands, features/interaction) send their frames through `sendFrame` and read every server
+// frame through `onFrame`, so a page holds one WebSocket per room, not one per feature. Their
+// acks and errors are theirs: the chat's own state ignores the client ids it did not send.
 
 export interface Reaction {
   emoji: string;
@@ -59,6 +64,12 @@ export interface ChatOptions {
   newClientId?: () => string;
 }
 
+/** A frame another module sends over the chat's socket. */
+export type OutgoingFrame = { type: string; client_id?: string; [field: string]: unknown };
+
+/** A server frame as parsed from the socket (`type` and whatever else it carries). */
+export type ServerFrame = Record<string, unknown> & { type?: unknown };
+
 export interface ChatSnapshot {
   status: ChatStatus;
   messages: ChatMessage[];
@@ -89,6 +100,9 @@ export class ChatClient {
   private stopped = false;
   private loadedHistory = false;
   private snapshot: ChatSnapshot;
+  private frameListeners = new Set<(f: ServerFrame) => void>();
+  /** Client ids of frames other modules sent through `sendFrame` (their acks are not ours). */
+  private foreign = new Set<string>();
 
   constructor(private opts: ChatOptions) {
     this.snapshot = this.makeSnapshot();
@@ -120,6 +134,33 @@ export class ChatClient {
     this.socket = null;
     s?.close();
     this.emit();
+  }
+
+  /** True while the room is subscribed (frames that need the subscription can go). */
+  get subscribed(): boolean {
+    return this.status === 'subscribed' && this.socket !== null;
+  }
+
+  /**
+   * Send a frame of another module over this socket (it must carry its own `client_id` when it
+   * expects an answer). False when the room is not subscribed: the caller keeps it and sends it
+   * again after the next `subscribed` frame (see `onFrame`).
+   */
+  sendFrame(f: OutgoingFrame): boolean {
+    if (!this.socket || this.status !== 'subscribed') return false;
+    if (typeof f.client_id === 'string') this.foreign.add(f.client_id);
+    this.socket.send(JSON.stringify(f));
+    return true;
+  }
+
+  /**
+   * Every parsed frame of the current socket, after the chat handled it — so that on a
+   * `subscribed` frame of this room `sendFrame` already works (resend what was not acknowledged,
+   * reload what may have been missed). Returns the unsubscribe function.
+   */
+  onFrame(listener: (f: ServerFrame) => void): () => void {
+    this.frameListeners.add(listener);
+    return () => this.frameListeners.delete(listener);
   }
 
   /** Queue a message; it is sent now, or after the resume when the socket is down. */
@@ -182,7 +223,7 @@ export class ChatClient {
       if (this.stopped) return;
       const socket = this.opts.open(url);
       this.socket = socket;
-      socket.onmessage = (ev) => this.onFrame(socket, ev.data);
+      socket.onmessage = (ev) => this.onData(socket, ev.data);
       socket.onclose = () => this.onClose(socket);
     } catch (e) {
       this.error = e instanceof Error ? e.message : String(e);
@@ -205,12 +246,32 @@ export class ChatClient {
     (this.opts.schedule ?? setTimeout)(() => void this.connect(), delay);
   }
 
-  private onFrame(socket: SocketLike, data: unknown) {
+  private onData(socket: SocketLike, data: unknown) {
     if (socket !== this.socket || typeof data !== 'string') return;
-    let f: Record<string, unknown>;
+    let f: ServerFrame;
     try {
-      f = JSON.parse(data) as Record<string, unknown>;
+      f = JSON.parse(data) as ServerFrame;
     } catch {
+      return;
+    }
+    if (f === null || typeof f !== 'object') return;
+    this.handle(socket, f);
+    for (const l of this.frameListeners) {
+      try {
+        l(f);
+      } catch (e) {
+        console.error('frame listener failed', e);
+      }
+    }
+  }
+
+  private handle(socket: SocketLike, f: ServerFrame) {
+    const theirs = typeof f.client_id === 'string' && this.foreign.has(f.client_id);
+    if ((f.type === 'ack' || f.type === 'error') && theirs) {
+      // Another module's answer. An error that asks for a resend keeps the id for the retry.
+      if (f.type === 'ack' || (f.code !== 'ack_timeout' && f.code !== 'unavailable')) {
+        this.foreign.delete(f.client_id as string);
+      }
       return;
     }
     switch (f.type) {

@@ -1,5 +1,10 @@
 // /lessons/{id}: before the lesson a countdown, while live the player and the chat, after it
 // the replay. Teachers (moderators of the course) get their controls on the same page.
+//
+// The page composes the lesson's room (one WebSocket, useLessonRoom): beside the picture the
+// Chat | Q&A | Poll tabs; under it the students' reactions bar and the moderators' view of the
+// class (raised hands, live reactions, viewing quality). After the lesson, the replay with its
+// timeline (features/replay).
 import { useEffect, useState } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link } from 'wouter';
@@ -9,7 +14,13 @@ import { useSession } from '../../lib/useSession';
 import { ErrorMessage, Loading } from '../../components/Status';
 import { Player } from '../player/Player';
 import { ChatPanel } from '../chat/ChatPanel';
+import { useInteraction } from '../interaction/hooks';
+import { CalledOnNotice, LiveBar, ReactionsFloat } from '../interaction/LiveBar';
+import { ModeratorBoard } from '../interaction/ModeratorBoard';
+import { ReplayStage } from '../replay/ReplayStage';
+import { SidePanel } from './SidePanel';
 import { TeacherPanel } from './TeacherPanel';
+import { useLessonRoom } from './useLessonRoom';
 
 function Countdown({ startsAt }: { startsAt: string }) {
   const { t } = useI18n();
@@ -57,6 +68,9 @@ export default function ClassroomPage({ id }: { id: string }) {
   useEffect(() => {
     if (status === 'ended') setEndedNotice(true);
   }, [status]);
+  const me = session.status === 'authenticated' ? session.user.id : '';
+  const room = useLessonRoom(id, Boolean(lesson.data?.access.chat) && Boolean(me));
+  const snap = useInteraction(room?.interaction ?? null);
 
   if (lesson.isPending) return <Loading />;
   if (lesson.isError) {
@@ -72,9 +86,9 @@ export default function ClassroomPage({ id }: { id: string }) {
     return <ErrorMessage error={e} retry={() => void lesson.refetch()} />;
   }
   const l = lesson.data;
-  const me = session.status === 'authenticated' ? session.user.id : '';
   const teacher = l.access.moderate && Boolean(l.live_stream_id);
   const live = playback.data?.live ?? null;
+  const isLive = l.status === 'live';
   const replay = playback.data?.replays[0] ?? null;
 
   let stage;
@@ -102,6 +116,7 @@ export default function ClassroomPage({ id }: { id: string }) {
         whep={live.whep_url}
         live
         title={l.title}
+        lessonId={l.id}
         onEnded={() => void qc.invalidateQueries({ queryKey: ['lesson', id] })}
       />
     );
@@ -109,7 +124,12 @@ export default function ClassroomPage({ id }: { id: string }) {
     stage = replay ? (
       <>
         <h2 className="sr-only">{t('classroom.replay')}</h2>
-        <Player key={replay.hls_url} src={replay.hls_url} live={false} title={`${l.title} — ${t('classroom.replay')}`} />
+        <ReplayStage
+          key={replay.recording_id}
+          recordingId={replay.recording_id}
+          src={replay.hls_url}
+          title={`${l.title} — ${t('classroom.replay')}`}
+        />
       </>
     ) : (
       <div className="stage stage-waiting" role="status">
@@ -143,12 +163,24 @@ export default function ClassroomPage({ id }: { id: string }) {
       )}
       <div className="classroom-grid">
         <div className="classroom-main">
-          {stage}
+          {room && snap && !l.access.moderate && <CalledOnNotice client={room.interaction} snap={snap} />}
+          <div className="stage-wrap">
+            {stage}
+            {snap && isLive && <ReactionsFloat snap={snap} />}
+          </div>
+          {room && snap && isLive && !l.access.moderate && <LiveBar client={room.interaction} snap={snap} />}
           {teacher && l.status !== 'ended' && (
             <TeacherPanel lesson={l} onEnded={() => void qc.invalidateQueries({ queryKey: ['lesson', id] })} />
           )}
+          {room && snap && l.access.moderate && l.status !== 'ended' && (
+            <ModeratorBoard client={room.interaction} snap={snap} lessonId={l.id} live={isLive} />
+          )}
         </div>
-        {l.access.chat && me && <ChatPanel channel={`lesson:${l.id}`} me={me} moderate={l.access.moderate} />}
+        {room && snap && l.status !== 'ended' ? (
+          <SidePanel room={room} snap={snap} lessonId={l.id} me={me} moderate={l.access.moderate} />
+        ) : (
+          room && <ChatPanel channel={`lesson:${l.id}`} me={me} moderate={l.access.moderate} client={room.chat} />
+        )}
       </div>
     </article>
   );

@@ -4,11 +4,22 @@
 // when WebRTC cannot connect or drops (UDP blocked, the server full, the lesson ended).
 // Controls are real buttons with labels; the state is exposed as data-state (and the transport
 // as data-mode) for tests and styling.
+//
+// Pages may follow the position (`onTime`) and move it (`seekRef`). With a lesson or recording
+// id the player reports what the viewer experiences (quality.ts) every 30 s and when the page
+// is hidden, one random session id per playback.
 import { useCallback, useEffect, useReducer, useRef, useState } from 'react';
 import type Hls from 'hls.js';
 import { useI18n } from '../../lib/i18n';
+import { postPlaybackReports } from '../interaction/api';
 import { initial, reduce, shouldAutoRetry } from './machine';
+import { newSessionId, QualityMeter } from './quality';
 import { startWhep, type WhepSession } from './whep';
+import { reportPeriodically } from '../../lib/reporting';
+
+/** Viewing-quality reports: every this long while the player is on the page. */
+const REPORT_EVERY_MS = 30_000;
+const clock = () => performance.now();
 
 /** WebRTC that shows no picture within this long gives way to HLS. */
 const WHEP_FIRST_FRAME_MS = 8000;
@@ -22,6 +33,14 @@ export interface PlayerProps {
   title: string;
   /** Called when a live playlist ends (the teacher stopped). */
   onEnded?: () => void;
+  /** The position in seconds at every time update, and when a seek starts (`seeking`). */
+  onTime?: (t: number, info: { seeking: boolean }) => void;
+  /** The player puts here a function that moves the playhead to `t` seconds. */
+  seekRef?: { current: ((t: number) => void) | null };
+  /** Viewing-quality reports for this live lesson … */
+  lessonId?: string;
+  /** … or this recording (a replay). Without either the player reports nothing. */
+  recordingId?: string;
 }
 
 interface Level {
@@ -29,7 +48,7 @@ interface Level {
   height: number;
 }
 
-export function Player({ src, whep, live, poster, title, onEnded }: PlayerProps) {
+export function Player({ src, whep, live, poster, title, onEnded, onTime, seekRef, lessonId, recordingId }: PlayerProps) {
   const { t, duration } = useI18n();
   const video = useRef<HTMLVideoElement>(null);
   const box = useRef<HTMLDivElement>(null);
@@ -42,7 +61,55 @@ export function Player({ src, whep, live, poster, title, onEnded }: PlayerProps)
   const [level, setLevel] = useState(-1);
   const onEndedRef = useRef(onEnded);
   onEndedRef.current = onEnded;
+  const onTimeRef = useRef(onTime);
+  onTimeRef.current = onTime;
   const [mode, setMode] = useState<'webrtc' | 'hls'>(live && whep ? 'webrtc' : 'hls');
+  const meter = useRef<QualityMeter | null>(null);
+  const fatal = useCallback((detail: string) => {
+    meter.current?.error();
+    dispatch({ type: 'fatal', detail });
+  }, []);
+
+  // One quality session per source; its totals go out every 30 s, when the page is hidden,
+  // and when the player leaves the page.
+  useEffect(() => {
+    const m = new QualityMeter({
+      session_id: newSessionId(),
+      live,
+      mode: live && whep ? 'webrtc' : 'hls',
+      ...(lessonId ? { lesson_id: lessonId } : {}),
+      ...(recordingId ? { recording_id: recordingId } : {}),
+    });
+    m.load(clock());
+    meter.current = m;
+    if (!lessonId && !recordingId) return;
+    // The rendition and latency are sampled at each time update (onTimeUpdate): when the
+    // player leaves the page, the video and hls.js are gone before this last report.
+    const send = (keepalive: boolean) => {
+      if (m.started) void postPlaybackReports([m.report(clock())], keepalive).catch(() => undefined);
+    };
+    const stop = reportPeriodically(REPORT_EVERY_MS, send);
+    return () => {
+      stop();
+      if (meter.current === m) meter.current = null;
+    };
+    // The session is the source's: `whep` is the live session's, part of the same playback.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [src, live, lessonId, recordingId]);
+  useEffect(() => {
+    if (mode === 'hls') meter.current?.setMode('hls');
+  }, [mode]);
+
+  useEffect(() => {
+    if (!seekRef) return;
+    seekRef.current = (t: number) => {
+      const v = video.current;
+      if (v && Number.isFinite(t)) v.currentTime = Math.max(0, t);
+    };
+    return () => {
+      seekRef.current = null;
+    };
+  }, [seekRef]);
 
   // (Re)attach the source; a retry bumps `attempt` and attaches again. (Not derived from the
   // state: leaving `loading` must not tear hls.js down.)
@@ -116,6 +183,8 @@ export function Player({ src, whep, live, poster, title, onEnded }: PlayerProps)
           // the usual one, so that it never has to change) as EXT-X-TARGETDURATION, and hls.js
           // would otherwise hold back three of those: twice as far behind the teacher.
           // An LL-HLS playlist (parts) says its own hold-back (PART-HOLD-BACK): keep it.
+          // Parts: Low-Latency HLS.
+          if (data.details.live && data.details.partTarget > 0) meter.current?.setMode('ll-hls');
           const average = data.details.averagetargetduration;
           if (!latencySet && data.details.live && average && !data.details.partHoldBack) {
             latencySet = true;
@@ -126,14 +195,15 @@ export function Player({ src, whep, live, poster, title, onEnded }: PlayerProps)
           setLevels(data.levels.map((l, index) => ({ index, height: l.height })));
         });
         hls.on(HlsCtor.Events.ERROR, (_e, data) => {
-          if (data.fatal) dispatch({ type: 'fatal', detail: data.details });
+          if (data.fatal) fatal(data.details);
         });
         hls.loadSource(src);
         hls.attachMedia(v);
       } else if (v.canPlayType('application/vnd.apple.mpegurl')) {
+        meter.current?.setMode('native');
         v.src = src;
       } else {
-        dispatch({ type: 'fatal', detail: 'HLS is not supported by this browser' });
+        fatal('HLS is not supported by this browser');
         return;
       }
       // Autoplay is allowed muted; the viewer unmutes with one click.
@@ -145,7 +215,7 @@ export function Player({ src, whep, live, poster, title, onEnded }: PlayerProps)
       hls?.destroy();
       if (hlsRef.current === hls) hlsRef.current = null;
     };
-  }, [src, live, attempt, mode]);
+  }, [src, live, attempt, mode, fatal]);
 
   // Fatal errors recover by themselves a few times (a live edge not there yet, a blip).
   useEffect(() => {
@@ -162,7 +232,15 @@ export function Player({ src, whep, live, poster, title, onEnded }: PlayerProps)
     const v = video.current;
     if (!v) return;
     setTime({ current: v.currentTime, total: Number.isFinite(v.duration) ? v.duration : 0 });
+    onTimeRef.current?.(v.currentTime, { seeking: v.seeking });
     const hls = hlsRef.current;
+    const m = meter.current;
+    if (m) {
+      const level = hls && hls.currentLevel >= 0 ? hls.levels[hls.currentLevel] : undefined;
+      // A media playlist without a master has levels of height 0: the picture's own height then.
+      m.setRendition(level?.height || v.videoHeight);
+      m.setLatency(hls ? hls.latency : null);
+    }
     // How far behind the teacher the picture is, by the clock: the playhead's
     // EXT-X-PROGRAM-DATE-TIME against now (tests and support read it from data-latency).
     const at = hls?.playingDate;
@@ -207,10 +285,23 @@ export function Player({ src, whep, live, poster, title, onEnded }: PlayerProps)
         playsInline
         aria-label={title}
         onCanPlay={() => dispatch({ type: 'canplay' })}
-        onPlaying={() => dispatch({ type: 'playing' })}
-        onPause={() => dispatch({ type: 'pause' })}
-        onWaiting={() => dispatch({ type: 'waiting', at: Date.now() })}
-        onEnded={() => dispatch({ type: 'ended' })}
+        onPlaying={() => {
+          meter.current?.playing(clock());
+          dispatch({ type: 'playing' });
+        }}
+        onPause={() => {
+          meter.current?.pause(clock());
+          dispatch({ type: 'pause' });
+        }}
+        onWaiting={(e) => {
+          meter.current?.waiting(clock(), e.currentTarget.seeking);
+          dispatch({ type: 'waiting', at: Date.now() });
+        }}
+        onEnded={() => {
+          meter.current?.ended(clock());
+          dispatch({ type: 'ended' });
+        }}
+        onSeeking={(e) => onTimeRef.current?.(e.currentTarget.currentTime, { seeking: true })}
         onTimeUpdate={onTimeUpdate}
         onVolumeChange={(e) => {
           setMuted(e.currentTarget.muted);
