@@ -44,6 +44,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(recording_chapters))
         .routes(routes!(playback_reports))
         .routes(routes!(lesson_quality))
+        .routes(routes!(quality_overview))
 }
 
 const LESSON_NOT_FOUND: ApiError = ApiError::NotFound("lesson");
@@ -514,4 +515,52 @@ async fn lesson_quality(
     }
     let mut conn = state.db.acquire().await?;
     Ok(Json(records::quality(&mut conn, id).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OverviewParams {
+    /// Lessons with reports in the last this many minutes (1 to 1440, default 60).
+    pub minutes: Option<i64>,
+    /// At most this many lessons (1 to 100, default 50).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QualityOverview {
+    pub items: Vec<records::LessonQuality>,
+}
+
+/// Viewing quality of the lessons watched lately, most viewers first (ops and admins): the
+/// console's view of what viewers experience across the platform.
+#[utoipa::path(get, path = "/admin/playback-quality", tag = "interaction", params(OverviewParams),
+    security(("bearer" = ["admin", "ops"])),
+    responses((status = 200, body = QualityOverview), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn quality_overview(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<OverviewParams>,
+) -> Result<Json<QualityOverview>, ApiError> {
+    user.require_any(&[Role::Admin, Role::Ops])?;
+    let minutes = q.minutes.unwrap_or(60);
+    if !(1..=1440).contains(&minutes) {
+        return Err(InvalidInput {
+            field: "minutes",
+            reason: "must be 1 to 1440",
+        }
+        .into());
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(InvalidInput {
+            field: "limit",
+            reason: "must be 1 to 100",
+        }
+        .into());
+    }
+    let mut conn = state.db.acquire().await?;
+    Ok(Json(QualityOverview {
+        items: records::quality_overview(&mut conn, minutes, limit).await?,
+    }))
 }

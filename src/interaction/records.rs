@@ -870,6 +870,52 @@ pub async fn quality(conn: &mut PgConnection, lesson: Uuid) -> Result<Quality, s
     })
 }
 
+/// One lesson's viewing quality in the ops overview.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LessonQuality {
+    pub lesson_id: Uuid,
+    pub title: String,
+    pub course_id: Uuid,
+    pub live_stream_id: Uuid,
+    pub quality: Quality,
+}
+
+/// Lessons whose viewers reported within the last `minutes` (most viewers now first, at most
+/// `limit`), each with its aggregates: the ops console's view of what viewers experience.
+pub async fn quality_overview(
+    conn: &mut PgConnection,
+    minutes: i64,
+    limit: i64,
+) -> Result<Vec<LessonQuality>, sqlx::Error> {
+    let lessons = sqlx::query!(
+        r#"SELECT l.id, l.title, l.course_id, l.live_stream_id
+           FROM lessons l
+           JOIN (SELECT lesson_id, count(*) FILTER (WHERE updated_at > now() - interval '60 seconds') AS now_n,
+                        max(updated_at) AS last
+                 FROM playback_reports
+                 WHERE lesson_id IS NOT NULL AND live
+                   AND updated_at > now() - make_interval(mins => $1::int)
+                 GROUP BY lesson_id) r ON r.lesson_id = l.id
+           ORDER BY r.now_n DESC, r.last DESC
+           LIMIT $2"#,
+        minutes as i32,
+        limit
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(lessons.len());
+    for l in lessons {
+        out.push(LessonQuality {
+            quality: quality(conn, l.id).await?,
+            lesson_id: l.id,
+            title: l.title,
+            course_id: l.course_id,
+            live_stream_id: l.live_stream_id,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -791,6 +791,42 @@ async fn quality_reports_are_accepted_from_viewers_only_and_aggregated_for_teach
         )
         .await;
     assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+
+    // Ops see every lesson watched lately; teachers do not.
+    let (_, ops) = app
+        .user_with(
+            &crate::helpers::unique_email("ops"),
+            "a fine passphrase",
+            &[wemaster::users::Role::Ops],
+        )
+        .await;
+    let all = json_ok(
+        app.send(
+            Method::GET,
+            "/api/v1/admin/playback-quality?minutes=5",
+            Some(&ops),
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let mine = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["lesson_id"] == class.lesson.as_str())
+        .expect("the lesson is in the overview");
+    assert_eq!(mine["quality"]["sessions"], 2);
+    let r = app
+        .send(
+            Method::GET,
+            "/api/v1/admin/playback-quality",
+            Some(&class.teacher.1),
+            None,
+        )
+        .await;
+    assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
 }
 
 /// Mark the class's lesson live from now on (as the live supervisor does when a publisher

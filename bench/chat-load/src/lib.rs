@@ -115,4 +115,3 @@ pub fn pct(sorted: &[u32], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p / 100.0).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i] as f64 / 1000.0
 }
-

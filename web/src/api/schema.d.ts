@@ -147,6 +147,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/playback-quality": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Viewing quality of the lessons watched lately, most viewers first (ops and admins): the
+         *     console's view of what viewers experience across the platform.
+         */
+        get: operations["quality_overview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/storage/repair": {
         parameters: {
             query?: never;
@@ -2589,6 +2609,17 @@ export interface components {
             /** @description Always null: a course's lessons come in one page (at most 500). */
             next_cursor: string | null;
         };
+        /** @description One lesson's viewing quality in the ops overview. */
+        LessonQuality: {
+            /** Format: uuid */
+            course_id: string;
+            /** Format: uuid */
+            lesson_id: string;
+            /** Format: uuid */
+            live_stream_id: string;
+            quality: components["schemas"]["Quality"];
+            title: string;
+        };
         /** @description A lesson as the API shows it. */
         LessonResponse: {
             /** @description What the caller may do in this lesson. */
@@ -3202,6 +3233,9 @@ export interface components {
              * @description Most sessions playing at once (from their first to their last report).
              */
             viewers_peak: number;
+        };
+        QualityOverview: {
+            items: components["schemas"]["LessonQuality"][];
         };
         /** @description One playback session's running totals, checked. */
         QualityReport: {
@@ -4371,6 +4405,72 @@ export interface operations {
                 };
             };
             /** @description validation_failed: a value out of range or of the wrong form (`field` names it) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    quality_overview: {
+        parameters: {
+            query?: {
+                /** @description Lessons with reports in the last this many minutes (1 to 1440, default 60). */
+                minutes?: number;
+                /** @description At most this many lessons (1 to 100, default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QualityOverview"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7612,12 +7712,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description JSON, or CSV with `?format=csv` */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["CourseAttendance"];
+                    "text/csv": string;
                 };
             };
             /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
@@ -8922,12 +9024,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description JSON, or CSV with `?format=csv` */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["LessonAttendance"];
+                    "text/csv": string;
                 };
             };
             /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */

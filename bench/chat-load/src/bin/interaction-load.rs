@@ -128,8 +128,16 @@ async fn student(
         if now >= end + Duration::from_secs(3) {
             break;
         }
-        let wake = if !answered { answer_at.min(next_reaction) } else { next_reaction };
-        let wake = if now >= end { end + Duration::from_secs(3) } else { wake };
+        let wake = if !answered {
+            answer_at.min(next_reaction)
+        } else {
+            next_reaction
+        };
+        let wake = if now >= end {
+            end + Duration::from_secs(3)
+        } else {
+            wake
+        };
         tokio::select! {
             _ = tokio::time::sleep_until(wake.into()) => {
                 let now = Instant::now();
@@ -242,8 +250,12 @@ async fn main() -> Result<()> {
             async move {
                 let email = format!("{}{i}@bench.example", args.student_prefix);
                 let t = api.login(&email, &args.password).await?;
-                api.post(&format!("/api/v1/courses/{course}/enrollments"), Some(&t), json!({}))
-                    .await?;
+                api.post(
+                    &format!("/api/v1/courses/{course}/enrollments"),
+                    Some(&t),
+                    json!({}),
+                )
+                .await?;
                 Ok(t)
             }
         })
@@ -251,20 +263,25 @@ async fn main() -> Result<()> {
         .collect()
         .await;
     let tokens: Vec<String> = tokens.into_iter().collect::<Result<_>>()?;
-    eprintln!("setup: {} students logged in and enrolled in {:.0} s", tokens.len(), setup.elapsed().as_secs_f64());
+    eprintln!(
+        "setup: {} students logged in and enrolled in {:.0} s",
+        tokens.len(),
+        setup.elapsed().as_secs_f64()
+    );
 
     let run = lesson[lesson.len() - 12..].to_owned();
     let (poll_tx, poll_rx) = watch::channel(None);
     let t0 = Instant::now();
-    let opened: Vec<(usize, Result<TcpWebSocket>)> = stream::iter(tokens.iter().cloned().enumerate())
-        .map(|(i, token)| {
-            let ws_url = ws_url.clone();
-            let room = room.clone();
-            async move { (i, open(&ws_url, &token, &room).await) }
-        })
-        .buffer_unordered(args.concurrency)
-        .collect()
-        .await;
+    let opened: Vec<(usize, Result<TcpWebSocket>)> =
+        stream::iter(tokens.iter().cloned().enumerate())
+            .map(|(i, token)| {
+                let ws_url = ws_url.clone();
+                let room = room.clone();
+                async move { (i, open(&ws_url, &token, &room).await) }
+            })
+            .buffer_unordered(args.concurrency)
+            .collect()
+            .await;
     let mut tasks = Vec::new();
     let mut failed = 0;
     for (i, ws) in opened {
@@ -286,11 +303,18 @@ async fn main() -> Result<()> {
             }
         }
     }
-    eprintln!("{} connections open ({failed} failed) in {:.1} s", tasks.len(), t0.elapsed().as_secs_f64());
+    eprintln!(
+        "{} connections open ({failed} failed) in {:.1} s",
+        tasks.len(),
+        t0.elapsed().as_secs_f64()
+    );
 
     // The teacher: open the poll, then record every tally with its arrival time.
     let mut tws = connect(&ws_url, &teacher).await?;
-    tws.send(Frame::text(json!({"type": "subscribe", "channel": room}).to_string())).await?;
+    tws.send(Frame::text(
+        json!({"type": "subscribe", "channel": room}).to_string(),
+    ))
+    .await?;
     loop {
         let v = next_json(&mut tws).await?;
         if v["type"] == "subscribed" && v["channel"] == room.as_str() {
@@ -335,10 +359,19 @@ async fn main() -> Result<()> {
                     _ => continue,
                 }
                 frames += 1;
-                let Ok(v) = serde_json::from_slice::<Value>(f.payload()) else { continue };
+                let Ok(v) = serde_json::from_slice::<Value>(f.payload()) else {
+                    continue;
+                };
                 if v["type"] == "poll_results" {
-                    let counts = v["counts"].as_array().map(|a| a.iter().map(|n| n.as_i64().unwrap_or(0)).collect()).unwrap_or_default();
-                    tallies.lock().await.push((Instant::now(), v["answered"].as_i64().unwrap_or(0), counts));
+                    let counts = v["counts"]
+                        .as_array()
+                        .map(|a| a.iter().map(|n| n.as_i64().unwrap_or(0)).collect())
+                        .unwrap_or_default();
+                    tallies.lock().await.push((
+                        Instant::now(),
+                        v["answered"].as_i64().unwrap_or(0),
+                        counts,
+                    ));
                 }
             }
             frames
@@ -366,7 +399,13 @@ async fn main() -> Result<()> {
     delays.sort_by(f64::total_cmp);
     let final_tally = tallies.last().map(|t| (t.1, t.2.clone()));
     let expected: Vec<i64> = (0..4)
-        .map(|c| students.iter().enumerate().filter(|(i, s)| i % 4 == c && s.answer_acked_at.is_some()).count() as i64)
+        .map(|c| {
+            students
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| i % 4 == c && s.answer_acked_at.is_some())
+                .count() as i64
+        })
         .collect();
 
     // Reactions: what the server counted against what a listener heard.
@@ -374,8 +413,15 @@ async fn main() -> Result<()> {
     let heard: Vec<u64> = students.iter().map(|s| s.reaction_sum).collect();
     let heard_min = heard.iter().copied().min().unwrap_or(0);
     let heard_max = heard.iter().copied().max().unwrap_or(0);
-    let max_fps = students.iter().flat_map(|s| s.frames_per_s.values().copied()).max().unwrap_or(0);
-    let mean_fps = students.iter().map(|s| s.frames_per_s.values().sum::<u32>() as f64).sum::<f64>()
+    let max_fps = students
+        .iter()
+        .flat_map(|s| s.frames_per_s.values().copied())
+        .max()
+        .unwrap_or(0);
+    let mean_fps = students
+        .iter()
+        .map(|s| s.frames_per_s.values().sum::<u32>() as f64)
+        .sum::<f64>()
         / students.len().max(1) as f64
         / (args.duration_s as f64 + 3.0);
     let summary = json!({
