@@ -6,8 +6,11 @@
 //   4. the student cannot open /studio or /ops (the page says so, the API refuses too); the
 //      teacher cannot open /ops;
 //   (and the teacher bans the student from the course chat outside the classroom, then lifts it);
+//   (and the teacher opens the course's attendance: the student's row, nothing held yet, and its
+//   CSV export; the student sees their own progress on the course page);
 //   5. axe-core finds no serious or critical violation on the studio and console pages, in
 //      English and in Chinese, and no key is left untranslated.
+import { readFileSync } from 'node:fs';
 import {
   apiStatus, apiToken, assertAccessible, assertTranslated, context, env, launch, log, login, screenshotTop, setLanguage,
   waitText, watch,
@@ -118,6 +121,10 @@ try {
   await student.click('.checkout > button.button');
   await student.waitForSelector('.pill-ok', { timeout: 30_000 });
   log('student bought the course');
+  // Their own record of the course: enrolled, no lesson held yet.
+  await waitText(student, '[data-testid=my-progress]', /0 \/ 0/);
+  await assertTranslated(student, 'course page with my progress (zh-CN)');
+  log('student sees their progress on the course page');
 
   // ---- 4. who may not enter ----
   const navLinks = await student.$$eval('nav.nav a', (as) => as.map((a) => a.getAttribute('href')));
@@ -161,6 +168,28 @@ try {
   await waitText(teacher, '[data-testid=moderation-result]', /may join the course chat again/);
   if ((await apiStatus(history, studentToken)) !== 200) throw new Error('the ban was not lifted');
   log('teacher banned the student from the course chat (403 for them) and lifted it');
+
+  // ---- the class's attendance: the course's table (the student, no lesson held yet) and its CSV ----
+  const studentEmail = env('WM_STUDENT_EMAIL');
+  await teacher.click('nav.tabs a:has-text("Attendance")');
+  await teacher.waitForURL(/\/studio\/courses\/[0-9a-f-]{36}\/attendance$/);
+  await teacher.waitForSelector(
+    '[data-testid=attendance] [data-testid=attendance-row], [data-testid=attendance] [data-testid=attendance-empty]',
+  );
+  await teacher.waitForFunction(
+    (email) => document.querySelector('[data-testid=attendance]')?.textContent.includes(email),
+    studentEmail,
+  );
+  // The lesson part says no lesson was held (the lesson is tomorrow).
+  await teacher.waitForSelector('[data-testid=lesson-attendance-section] p.empty');
+  const [csv] = await Promise.all([teacher.waitForEvent('download'), teacher.click('[data-testid=attendance-csv]')]);
+  const csvText = readFileSync(await csv.path(), 'utf8');
+  const csvHead = csvText.split(/\r?\n/)[0];
+  if (!csvHead.startsWith('user_id,name,email,enrollment')) throw new Error(`the attendance CSV starts with ${csvHead}`);
+  if (!csvText.includes(studentEmail)) throw new Error(`the attendance CSV does not list the student: ${csvText}`);
+  log(`attendance: the student's row, and the CSV (${csv.suggestedFilename()}) starts with ${csvHead}`);
+  await screenshotTop(teacher, 'studio-attendance-en');
+  await checkBothLanguages(teacher, 'studio attendance');
 
   // ---- 3. earnings and a payout ----
   await teacher.goto('/studio/earnings');

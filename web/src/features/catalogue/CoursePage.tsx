@@ -6,6 +6,7 @@ import { useSession } from '../../lib/useSession';
 import { ErrorMessage, Loading } from '../../components/Status';
 import { Checkout } from '../checkout/Checkout';
 import { Price } from './Price';
+import { MyProgress } from './MyProgress';
 
 export function CoursePage({ id }: { id: string }) {
   const { t, dateTime } = useI18n();
@@ -60,6 +61,7 @@ export function CoursePage({ id }: { id: string }) {
           </div>
         </div>
       </header>
+      {signedIn && enrolled && !teaching && <MyProgress courseId={id} />}
       {/* Sanitized on the server (ammonia). */}
       <div className="prose" dangerouslySetInnerHTML={{ __html: c.description_html }} />
       <h2>{t('course.lessons')}</h2>

@@ -4,7 +4,8 @@
 // The page composes the lesson's room (one WebSocket, useLessonRoom): beside the picture the
 // Chat | Q&A | Poll tabs; under it the students' reactions bar and the moderators' view of the
 // class (raised hands, live reactions, viewing quality). After the lesson, the replay with its
-// timeline (features/replay).
+// timeline (features/replay) — moderators may set its chapters — and, for a student, their own
+// record of the lesson (minutes live, replay watched, completed).
 import { useEffect, useState } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link } from 'wouter';
@@ -18,6 +19,7 @@ import { useInteraction } from '../interaction/hooks';
 import { CalledOnNotice, LiveBar, ReactionsFloat } from '../interaction/LiveBar';
 import { ModeratorBoard } from '../interaction/ModeratorBoard';
 import { ReplayStage } from '../replay/ReplayStage';
+import { MyLessonRecord } from '../replay/MyLessonRecord';
 import { SidePanel } from './SidePanel';
 import { TeacherPanel } from './TeacherPanel';
 import { useLessonRoom } from './useLessonRoom';
@@ -129,6 +131,7 @@ export default function ClassroomPage({ id }: { id: string }) {
           recordingId={replay.recording_id}
           src={replay.hls_url}
           title={`${l.title} — ${t('classroom.replay')}`}
+          canEditChapters={l.access.moderate}
         />
       </>
     ) : (
@@ -164,6 +167,7 @@ export default function ClassroomPage({ id }: { id: string }) {
       <div className="classroom-grid">
         <div className="classroom-main">
           {room && snap && !l.access.moderate && <CalledOnNotice client={room.interaction} snap={snap} />}
+          {l.status === 'ended' && !l.access.moderate && <MyLessonRecord lessonId={l.id} />}
           <div className="stage-wrap">
             {stage}
             {snap && isLive && <ReactionsFloat snap={snap} />}

@@ -58,8 +58,8 @@ function ReactionsLive({ snap }: { snap: InteractionSnapshot }) {
   );
 }
 
-const ms = (t: (k: 'quality.ms', v: Record<string, number>) => string, v: number | null) =>
-  v === null ? '–' : t('quality.ms', { n: Math.round(v) });
+const ms = (t: (k: 'quality.ms', v: Record<string, number>) => string, v: number | null | undefined) =>
+  typeof v === 'number' && Number.isFinite(v) ? t('quality.ms', { n: Math.round(v) }) : '–';
 
 export function QualityBox({ lessonId }: { lessonId: string }) {
   const { t } = useI18n();
@@ -84,7 +84,7 @@ export function QualityBox({ lessonId }: { lessonId: string }) {
           {ms(t, d.startup_ms.p50)} / {ms(t, d.startup_ms.p95)}
         </dd>
         <dt>{t('quality.rebuffer')}</dt>
-        <dd>{d.rebuffer_ratio === null ? '–' : t('quality.percent', { n: (d.rebuffer_ratio * 100).toFixed(1) })}</dd>
+        <dd>{Number.isFinite(d.rebuffer_ratio) ? t('quality.percent', { n: (d.rebuffer_ratio * 100).toFixed(1) }) : '–'}</dd>
         <dt>{t('quality.latency')}</dt>
         <dd>{ms(t, d.latency_ms.p50)}</dd>
       </dl>

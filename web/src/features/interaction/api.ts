@@ -1,102 +1,55 @@
-// The REST routes of docs/interaction.md that the generated client (api/client.ts, from
-// schema.d.ts) does not know yet: a typed fetch over `apiFetch`, which carries the bearer token
-// the way every API call does (token() from the session, one refresh and retry on a 401).
-// When schema.d.ts has the routes, these become `api.GET(...)` calls and types.ts aliases.
-import { apiFetch, ApiProblem } from '../../api/client';
+// The REST routes of docs/interaction.md through the generated client (api/client.ts, typed by
+// schema.d.ts): the bearer token, one refresh and retry on a 401, and the problem of an error
+// status thrown as an ApiProblem. Progress and quality reports pass `keepalive` through to the
+// request (openapi-fetch hands the RequestInit options to `new Request`), so a report sent on
+// pagehide outlives the page.
+import { api, must, mustOk } from '../../api/client';
 import type {
+  AttendanceRow,
+  ChapterInput,
   InteractionSnapshotResponse,
-  Percentiles,
   PlaybackReport,
   ProgressResponse,
   QualityResponse,
   TimelineResponse,
 } from './types';
 
-async function problem(r: Response): Promise<ApiProblem> {
-  let body: { code?: string; detail?: string } = {};
-  try {
-    body = (await r.json()) as typeof body;
-  } catch {
-    /* not problem+json */
-  }
-  return new ApiProblem(r.status, body.code, body.detail);
+const byId = (id: string) => ({ params: { path: { id } } });
+
+export async function getInteraction(lessonId: string): Promise<InteractionSnapshotResponse> {
+  return must(await api.GET('/api/v1/lessons/{id}/interaction', byId(lessonId)));
 }
 
-/** GET a JSON resource; an error status throws its problem. */
-export async function getJson<T>(path: string, init: RequestInit = {}): Promise<T> {
-  const r = await apiFetch(path, { ...init, headers: { accept: 'application/json' } });
-  if (!r.ok) throw await problem(r);
-  return (await r.json()) as T;
+/** Moderators' (and operators') viewing quality of a lesson. */
+export async function getQuality(lessonId: string): Promise<QualityResponse> {
+  return must(await api.GET('/api/v1/lessons/{id}/quality', byId(lessonId)));
 }
 
 /**
- * POST a JSON body; the answer's JSON when there is one (202 and 204 have none). `keepalive`
- * lets the request outlive the page (pagehide).
+ * The replay's timeline. The server lets the browser keep it 10 s (`private, max-age=10`):
+ * `fresh` revalidates instead, for the read right after a change (chapters saved).
  */
-export async function postJson<T = unknown>(path: string, body: unknown, opts: { keepalive?: boolean } = {}): Promise<T | null> {
-  const r = await apiFetch(path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-    keepalive: opts.keepalive ?? false,
-  });
-  if (!r.ok) throw await problem(r);
-  if (r.status === 202 || r.status === 204) return null;
-  const text = await r.text();
-  return text ? (JSON.parse(text) as T) : null;
+export async function getTimeline(recordingId: string, opts: { fresh?: boolean } = {}): Promise<TimelineResponse> {
+  return must(
+    await api.GET('/api/v1/recordings/{id}/timeline', { ...byId(recordingId), ...(opts.fresh ? { cache: 'no-cache' as const } : {}) }),
+  );
 }
 
-const lessonPath = (id: string) => `/api/v1/lessons/${encodeURIComponent(id)}`;
-const recordingPath = (id: string) => `/api/v1/recordings/${encodeURIComponent(id)}`;
-
-export function getInteraction(lessonId: string): Promise<InteractionSnapshotResponse> {
-  return getJson<InteractionSnapshotResponse>(`${lessonPath(lessonId)}/interaction`);
+/** Replace the chapters set by hand (chapters of pinned questions stay). */
+export async function putChapters(recordingId: string, chapters: ChapterInput[]): Promise<void> {
+  mustOk(await api.PUT('/api/v1/recordings/{id}/chapters', { ...byId(recordingId), body: { chapters } }));
 }
 
-function percentiles(raw: Record<string, unknown>, name: string): Percentiles {
-  const nested = raw[name];
-  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-  if (nested && typeof nested === 'object') {
-    const o = nested as Record<string, unknown>;
-    return { p50: num(o.p50), p95: num(o.p95) };
-  }
-  // Also accepted flat: `startup_ms_p50`, `startup_ms_p95`.
-  return { p50: num(raw[`${name}_p50`]), p95: num(raw[`${name}_p95`]) };
+export async function postProgress(recordingId: string, ranges: number[][], keepalive = false): Promise<ProgressResponse> {
+  return must(await api.POST('/api/v1/recordings/{id}/progress', { ...byId(recordingId), body: { ranges }, keepalive }));
 }
 
-/** Moderators' viewing quality of a lesson (percentiles nested `{p50, p95}`, or flat `_p50`). */
-export async function getQuality(lessonId: string): Promise<QualityResponse> {
-  const raw = await getJson<Record<string, unknown>>(`${lessonPath(lessonId)}/quality`);
-  const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
-  // Sessions per mode: `by_mode: [{mode, sessions}]` (or a map).
-  const modes: Record<string, number> = {};
-  if (Array.isArray(raw.by_mode)) {
-    for (const m of raw.by_mode as { mode?: unknown; sessions?: unknown }[]) {
-      if (typeof m?.mode === 'string') modes[m.mode] = n(m.sessions);
-    }
-  } else if (raw.by_mode && typeof raw.by_mode === 'object') {
-    Object.assign(modes, raw.by_mode);
-  }
-  return {
-    viewers_now: n(raw.viewers_now),
-    viewers_peak: n(raw.viewers_peak),
-    sessions: n(raw.sessions),
-    startup_ms: percentiles(raw, 'startup_ms'),
-    rebuffer_ratio: typeof raw.rebuffer_ratio === 'number' ? raw.rebuffer_ratio : null,
-    latency_ms: percentiles(raw, 'latency_ms'),
-    errors: n(raw.errors),
-    modes,
-  };
-}
-
-export function getTimeline(recordingId: string): Promise<TimelineResponse> {
-  return getJson<TimelineResponse>(`${recordingPath(recordingId)}/timeline`);
-}
-
-export function postProgress(recordingId: string, ranges: number[][], keepalive = false): Promise<ProgressResponse | null> {
-  return postJson<ProgressResponse>(`${recordingPath(recordingId)}/progress`, { ranges }, { keepalive });
-}
-
+/** Viewing-quality reports (202, no body). */
 export async function postPlaybackReports(reports: PlaybackReport[], keepalive = false): Promise<void> {
-  await postJson('/api/v1/playback/reports', { reports }, { keepalive });
+  mustOk(await api.POST('/api/v1/playback/reports', { body: { reports }, keepalive }));
+}
+
+/** The caller's own attendance of a lesson (a student; 404 for whoever is not enrolled). */
+export async function getMyLessonAttendance(lessonId: string): Promise<AttendanceRow> {
+  return must(await api.GET('/api/v1/lessons/{id}/attendance/me', byId(lessonId)));
 }

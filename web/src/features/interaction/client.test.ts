@@ -47,6 +47,7 @@ const question = (id: string, extra: Partial<Question> = {}): Question => ({
 
 const poll = (id: string, extra: Partial<Poll> = {}): Poll => ({
   id,
+  lesson_id: lessonId,
   question: '2 + 2 = ?',
   options: ['3', '4', '5'],
   multiple: false,
@@ -59,7 +60,7 @@ const poll = (id: string, extra: Partial<Poll> = {}): Poll => ({
   ...extra,
 });
 
-const empty = (): InteractionSnapshotResponse => ({ questions: [], polls: [], hands: [], my_hand: false });
+const empty = (): InteractionSnapshotResponse => ({ lesson_id: lessonId, moderator: false, questions: [], polls: [], hands: [], my_hand: false });
 
 async function flush() {
   for (let i = 0; i < 10; i++) await Promise.resolve();

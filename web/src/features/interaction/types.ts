@@ -1,53 +1,21 @@
-// The shapes of docs/interaction.md (live interaction, learning records, viewing quality), by
-// hand until the generated API types (src/api/schema.d.ts) include the new routes: then these
-// become aliases of `components["schemas"][…]` and nothing else changes. Frames of the socket
-// are here too (they are not in the OpenAPI document).
+// The shapes of docs/interaction.md (live interaction, learning records, viewing quality): the
+// REST ones are the generated API types (src/api/schema.d.ts, from the server's OpenAPI
+// document, which `scripts/test` regenerates and compares), re-exported under the names the UI
+// uses, so the UI cannot drift from the API. Frames of the socket that the OpenAPI document
+// does not describe (reactions, markers, the poll form) are written out here.
+import type { components } from '../../api/schema';
 
-export type QuestionState = 'open' | 'answered' | 'pinned' | 'dismissed';
+type S = components['schemas'];
 
-export interface Question {
-  id: string;
-  lesson_id: string;
-  body: string;
-  /** Anonymous to classmates: moderators see the author, students see null. */
-  anonymous: boolean;
-  author_id?: string | null;
-  /** Per reader in the REST snapshot; false in broadcast frames. */
-  mine: boolean;
-  votes: number;
-  /** Per reader in the REST snapshot; false in broadcast frames. */
-  voted: boolean;
-  state: QuestionState;
-  created_at: string;
-  answered_at?: string | null;
-  pinned_at?: string | null;
-}
-
-export interface Poll {
-  id: string;
-  question: string;
-  options: string[];
-  multiple: boolean;
-  /** Students get it once the results are shown; moderators always. */
-  correct?: number[] | null;
-  quiz: boolean;
-  closes_at?: string | null;
-  closed: boolean;
-  results_shown: boolean;
-  created_at: string;
-}
-
-export interface PollResults {
-  counts: number[];
-  answered: number;
-  /** Grows with every answer: the highest one wins. */
-  rev: number;
-}
-
-export interface RaisedHand {
-  user_id: string;
-  raised_at: string;
-}
+export type QuestionState = S['QuestionState'];
+/** Anonymous to classmates: moderators see `author_id`, students null. `mine` and `voted` are
+ * per reader in the REST snapshot and false in broadcast frames. */
+export type Question = S['QuestionView'];
+/** `correct`: students get it once the results are shown; moderators always. */
+export type Poll = S['PollView'];
+/** `rev` grows with every answer: the highest one wins. */
+export type PollResults = S['PollResults'];
+export type RaisedHand = S['RaisedHand'];
 
 export type ReactionName = 'thumbs_up' | 'heart' | 'laugh' | 'wow' | 'clap' | 'lost';
 export const REACTIONS: readonly ReactionName[] = ['thumbs_up', 'heart', 'laugh', 'wow', 'clap', 'lost'];
@@ -68,14 +36,8 @@ export interface Marker {
   at: string;
 }
 
-/** `GET /api/v1/lessons/{id}/interaction`. */
-export interface InteractionSnapshotResponse {
-  questions: Question[];
-  polls: (Poll & { my_choices?: number[] | null; results?: PollResults | null })[];
-  /** Moderators only (else []). */
-  hands: RaisedHand[];
-  my_hand: boolean;
-}
+/** `GET /api/v1/lessons/{id}/interaction` (`hands`: moderators only, else []). */
+export type InteractionSnapshotResponse = S['InteractionSnapshot'];
 
 export interface PollOpenInput {
   question: string;
@@ -85,82 +47,33 @@ export interface PollOpenInput {
   duration_s?: number;
 }
 
-export interface Percentiles {
-  p50: number | null;
-  p95: number | null;
-}
+export type Percentiles = S['Percentiles'];
 
-/** `GET /api/v1/lessons/{id}/quality` (as api.ts normalizes it). */
-export interface QualityResponse {
-  viewers_now: number;
-  viewers_peak: number;
-  sessions: number;
-  startup_ms: Percentiles;
-  /** Rebuffering time / playing time (0.02 = 2 %). */
-  rebuffer_ratio: number | null;
-  latency_ms: Percentiles;
-  errors: number;
-  /** Sessions per playback mode. */
-  modes: Record<string, number>;
-}
+/** `GET /api/v1/lessons/{id}/quality`: `rebuffer_ratio` = rebuffering time / playing time
+ * (0.02 = 2 %), `by_mode` the sessions per playback mode. */
+export type QualityResponse = S['Quality'];
 
-export interface TimelineChapter {
-  t: number;
-  title: string;
-  /** `manual` or `pin` (a pinned question). */
-  source?: string;
-}
-
-export interface TimelineMessage {
-  t: number;
-  id: string;
-  sender_id?: string | null;
-  kind: string;
-  html: string;
-}
-
-export interface TimelineQuestion {
-  t: number;
-  id: string;
-  body: string;
-  votes: number;
-  state: QuestionState | string;
-  answered_t?: number | null;
-}
-
+/** A chapter of a replay: `source` is `manual` (set by hand) or `pin` (a pinned question). */
+export type TimelineChapter = S['Chapter'];
+/** One chapter of `PUT /api/v1/recordings/{id}/chapters` (`t`: seconds from the start). */
+export type ChapterInput = S['ChapterInput'];
+export type TimelineMessage = S['TimelineMessage'];
+export type TimelineQuestion = S['TimelineQuestion'];
 /** `GET /api/v1/recordings/{id}/timeline` (times in seconds from the recording's start). */
-export interface TimelineResponse {
-  duration_s: number;
-  chapters: TimelineChapter[];
-  heat: { bucket_s: number; confused: number[] };
-  chat: TimelineMessage[];
-  questions: TimelineQuestion[];
-  bookmarks: { t: number; kind: string }[];
-}
+export type TimelineResponse = S['Timeline'];
 
-/** `POST /api/v1/recordings/{id}/progress` answer. */
-export interface ProgressResponse {
-  watched_s: number;
-  duration_s: number;
-  coverage: number;
-  /** The merged set of whole seconds played, `[from, to)`. */
-  ranges: number[][];
-}
+/** `POST /api/v1/recordings/{id}/progress` answer (`ranges`: the merged whole seconds played). */
+export type ProgressResponse = S['Progress'];
+
+/** A lesson's attendance (moderators) and one student's row of it (`/attendance/me`). */
+export type LessonAttendance = S['LessonAttendance'];
+export type AttendanceRow = S['AttendanceRow'];
+/** A course's record (moderators) and one student's row of it (`/attendance/me`). */
+export type CourseAttendance = S['CourseAttendance'];
+export type CourseAttendanceRow = S['CourseAttendanceRow'];
 
 export type PlaybackMode = 'webrtc' | 'll-hls' | 'hls' | 'native';
 
-/** One playback session's running totals (`POST /api/v1/playback/reports`). */
-export interface PlaybackReport {
-  session_id: string;
-  lesson_id?: string;
-  recording_id?: string;
-  live: boolean;
-  mode: PlaybackMode;
-  rendition: string | null;
-  startup_ms: number | null;
-  rebuffer_count: number;
-  rebuffer_ms: number;
-  played_ms: number;
-  errors: number;
-  latency_ms: number | null;
-}
+/** One playback session's running totals (`POST /api/v1/playback/reports`): the API's
+ * `QualityReport`, with the modes the player knows. */
+export type PlaybackReport = Omit<S['QualityReport'], 'mode'> & { mode: PlaybackMode };

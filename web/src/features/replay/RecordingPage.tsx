@@ -1,6 +1,8 @@
 // /recordings/{id}: a replay with seeking, its poster and the MP4 download. Private
 // recordings come with signed URLs (a playback token the playlist carries on to its segments).
 // Under the player, the lesson's timeline (ReplayStage): chapters, heat strip, chat replay.
+// Only the recording's owner, admins and ops read a recording here, and they may set its
+// chapters (the server says 403 to anyone else).
 import { useQuery } from '@tanstack/react-query';
 import { api, must } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
@@ -41,6 +43,7 @@ export default function RecordingPage({ id }: { id: string }) {
           src={withToken(r.hls_url)}
           poster={r.poster_url ? withToken(r.poster_url) : null}
           title={t('replay.title')}
+          canEditChapters
         />
       ) : (
         <p role="status">{t('replay.notReady')}</p>

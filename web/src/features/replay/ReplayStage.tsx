@@ -1,6 +1,7 @@
 // A replay with what happened live: the player, the timeline under it (chapters, heat strip,
 // chat replay) following the playhead, and the coverage reports of what this viewer played.
-// Used by the recording page and by the classroom once the lesson has ended.
+// Used by the recording page and by the classroom once the lesson has ended; `canEditChapters`
+// (whoever may set the replay's chapters) adds the chapters editor to the timeline.
 import { useCallback, useRef, useState } from 'react';
 import { Player } from '../player/Player';
 import { Timeline } from './Timeline';
@@ -11,11 +12,13 @@ export function ReplayStage({
   src,
   title,
   poster,
+  canEditChapters = false,
 }: {
   recordingId: string;
   src: string;
   title: string;
   poster?: string | null;
+  canEditChapters?: boolean;
 }) {
   const seekRef = useRef<((t: number) => void) | null>(null);
   const [time, setTime] = useState(0);
@@ -31,7 +34,7 @@ export function ReplayStage({
   return (
     <div className="replay-stage">
       <Player key={src} src={src} live={false} poster={poster} title={title} onTime={onTime} seekRef={seekRef} recordingId={recordingId} />
-      <Timeline recordingId={recordingId} time={time} seek={seek} />
+      <Timeline recordingId={recordingId} time={time} seek={seek} canEdit={canEditChapters} />
     </div>
   );
 }

@@ -2,14 +2,15 @@
 // chapters to jump to, a heat strip of where the class was lost (one cell per bucket, as wide
 // as the time it covers, so the strip lines up with the recording), the reader's bookmarks,
 // and the chat and questions replayed in step with the video. Nothing shows when the timeline
-// cannot be read.
+// cannot be read. Whoever may set chapters (`canEdit`) gets an editor of the chapters set by hand.
 import { useEffect, useMemo, useRef, useState } from 'react';
-import { useQuery } from '@tanstack/react-query';
+import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { formatDuration, useI18n } from '../../lib/i18n';
 import type { MessageKey } from '../../lib/i18n/en';
 import { useName } from '../../lib/useName';
 import { getTimeline } from '../interaction/api';
 import type { TimelineMessage, TimelineQuestion, TimelineResponse } from '../interaction/types';
+import { ChaptersEditor } from './ChaptersEditor';
 
 /** At most this many replayed items in the page at once (the newest before the playhead). */
 const MAX_SHOWN = 300;
@@ -118,13 +119,38 @@ function ChatReplay({ items, time, seek }: { items: Item[]; time: number; seek: 
   );
 }
 
-export function Timeline({ recordingId, time, seek }: { recordingId: string; time: number; seek: (t: number) => void }) {
+export function Timeline({
+  recordingId,
+  time,
+  seek,
+  canEdit = false,
+}: {
+  recordingId: string;
+  time: number;
+  seek: (t: number) => void;
+  /** The reader may set the chapters (moderators of the lesson, the recording's owner, admins). */
+  canEdit?: boolean;
+}) {
   const { t } = useI18n();
+  const qc = useQueryClient();
+  const key = ['recording', recordingId, 'timeline'];
   const q = useQuery({
-    queryKey: ['recording', recordingId, 'timeline'],
+    queryKey: key,
     queryFn: () => getTimeline(recordingId),
     retry: false,
   });
+  const [editing, setEditing] = useState(false);
+  const [saved, setSaved] = useState(false);
+  // After a save: read the timeline again past the browser's 10 s cache of it.
+  const onSaved = async () => {
+    try {
+      qc.setQueryData(key, await getTimeline(recordingId, { fresh: true }));
+    } catch {
+      await qc.invalidateQueries({ queryKey: key });
+    }
+    setEditing(false);
+    setSaved(true);
+  };
   const items = useMemo<Item[]>(() => {
     if (!q.data) return [];
     const all: Item[] = [
@@ -145,11 +171,43 @@ export function Timeline({ recordingId, time, seek }: { recordingId: string; tim
     <section className="timeline" data-testid="timeline" data-recording-id={recordingId} aria-labelledby="timeline-title">
       <h2 id="timeline-title">{t('timeline.title')}</h2>
       <Heat data={data} time={time} seek={seek} />
-      <div className={`timeline-grid ${chapters.length || (data.bookmarks ?? []).length ? '' : 'timeline-grid-single'}`}>
+      <div className={`timeline-grid ${chapters.length || (data.bookmarks ?? []).length || canEdit ? '' : 'timeline-grid-single'}`}>
         <div>
+          {(chapters.length > 0 || canEdit) && (
+            <div className="timeline-chapters-head">
+              <h3>{t('timeline.chapters')}</h3>
+              {canEdit && !editing && (
+                <button
+                  type="button"
+                  className="button button-small button-secondary"
+                  data-testid="chapters-edit"
+                  onClick={() => {
+                    setSaved(false);
+                    setEditing(true);
+                  }}
+                >
+                  {t('chapters.edit')}
+                </button>
+              )}
+            </div>
+          )}
+          {saved && !editing && (
+            <p className="form-ok" role="status">
+              {t('chapters.saved')}
+            </p>
+          )}
+          {canEdit && editing && (
+            <ChaptersEditor
+              recordingId={recordingId}
+              chapters={data.chapters ?? []}
+              durationS={data.duration_s}
+              time={time}
+              onSaved={onSaved}
+              onCancel={() => setEditing(false)}
+            />
+          )}
           {chapters.length > 0 && (
             <>
-              <h3>{t('timeline.chapters')}</h3>
               <ol className="chapters" data-testid="chapters">
                 {chapters.map((c, i) => (
                   <li key={`${c.t}-${i}`}>

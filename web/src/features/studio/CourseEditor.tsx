@@ -1,6 +1,6 @@
 // One course in the studio: its details (title, summary, Markdown description with the
 // server's rendering as the preview, price, tags, cover), its visibility (publish, unpublish,
-// archive, delete), and tabs for its lessons, roster and recordings.
+// archive, delete), and tabs for its lessons, roster, attendance, recordings and chat.
 import { useEffect, useState } from 'react';
 import { Link, useLocation } from 'wouter';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
@@ -11,6 +11,7 @@ import { ErrorMessage, Loading } from '../../components/Status';
 import type { components } from '../../api/schema';
 import { Lessons } from './Lessons';
 import { Roster } from './Roster';
+import { Attendance } from './Attendance';
 import { Recordings } from './Recordings';
 import { CoverPicker } from './CoverPicker';
 import { ChatModeration } from './ChatModeration';
@@ -20,6 +21,7 @@ const TABS: [string, MessageKey][] = [
   ['details', 'studio.tab.details'],
   ['lessons', 'studio.tab.lessons'],
   ['roster', 'studio.tab.roster'],
+  ['attendance', 'studio.tab.attendance'],
   ['recordings', 'studio.tab.recordings'],
   ['chat', 'studio.tab.chat'],
 ];
@@ -56,6 +58,7 @@ export function CourseEditor({ id, tab }: { id: string; tab: string }) {
       {tab === 'details' && <Details course={c} />}
       {tab === 'lessons' && <Lessons courseId={id} />}
       {tab === 'roster' && <Roster courseId={id} />}
+      {tab === 'attendance' && <Attendance courseId={id} />}
       {tab === 'recordings' && <Recordings courseId={id} />}
       {tab === 'chat' && <ChatModeration courseId={id} />}
     </>

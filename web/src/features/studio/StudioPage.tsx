@@ -1,6 +1,6 @@
 // /studio: the teacher's studio. Nested routes (wouter `nest`, so links here are relative to
 // /studio and `~/...` leaves it): the course list and a new course, one course's editor with
-// its lessons, roster and recordings, and the earnings with payouts.
+// its lessons, roster, attendance and recordings, and the earnings with payouts.
 import { Link, Route, Switch, useLocation } from 'wouter';
 import { useI18n } from '../../lib/i18n';
 import { CourseList } from './CourseList';
