@@ -2,7 +2,8 @@
 //! the replay's timeline and viewing quality — computed in PostgreSQL from the stored facts
 //! (intervals, ranges, answers), so every node answers the same.
 //!
-//! Time sets are ranges: a student's intervals are a `tstzmultirange` (two tabs count once),
+//! Time sets are ranges: a student's intervals — socket subscriptions to the lesson room and the
+//! player's live playback sessions — are a `tstzmultirange` (two tabs count once),
 //! intersected with the lesson's live periods (`live_stream.active` → next `live_stream.idle`);
 //! replay seconds are an `int4multirange` that absorbs every new play.
 
@@ -98,12 +99,19 @@ pub async fn lesson_attendance(
            students AS (
                SELECT e.user_id, e.status FROM enrollments e, lesson
                WHERE e.course_id = lesson.course_id AND ($2::uuid IS NULL OR e.user_id = $2)),
-           present AS (
-               SELECT a.user_id,
-                      range_agg(tstzrange(a.started_at, greatest(a.started_at,
-                                coalesce(a.ended_at, a.last_seen_at)))) AS r
+           intervals AS (
+               SELECT a.user_id, a.started_at AS f,
+                      greatest(a.started_at, coalesce(a.ended_at, a.last_seen_at)) AS t
                FROM lesson_attendance a WHERE a.lesson_id = $1
-               GROUP BY a.user_id),
+               -- The player's live sessions too (first to last report): a student whose
+               -- socket is down but whose video plays is there.
+               UNION ALL
+               SELECT p.user_id, p.started_at, greatest(p.started_at, p.updated_at)
+               FROM playback_reports p
+               WHERE p.lesson_id = $1 AND p.live AND p.user_id IS NOT NULL),
+           present AS (
+               SELECT user_id, range_agg(tstzrange(f, t)) AS r
+               FROM intervals GROUP BY user_id),
            recs AS (
                SELECT r.id, r.duration_ms FROM recordings r, lesson
                WHERE r.live_stream_id = lesson.live_stream_id AND r.deleted_at IS NULL

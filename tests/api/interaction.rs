@@ -1003,3 +1003,45 @@ async fn attendance_of_a_student_alone_ends_at_the_last_heartbeat_of_a_killed_no
     // ≈ 4 s + ≈ 3 s; the 5 s the node was down are not counted.
     assert!((5.0..=8.5).contains(&live_s), "live {live_s}: {me}");
 }
+
+#[tokio::test]
+async fn the_players_live_sessions_count_as_attendance_without_a_socket() {
+    let class = Class::new(|_| {}).await;
+    live_from_now(&class).await;
+    let app = &class.app;
+    let session = uuid::Uuid::new_v4().to_string();
+    let report = |played: i64| {
+        json!({"reports": [{"session_id": session, "lesson_id": class.lesson, "live": true,
+               "mode": "hls", "startup_ms": 900, "rebuffer_count": 0, "rebuffer_ms": 0,
+               "played_ms": played, "errors": 0}]})
+    };
+    let post = |body: Value| {
+        let token = class.student.1.clone();
+        async move {
+            app.send(
+                Method::POST,
+                "/api/v1/playback/reports",
+                Some(&token),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    assert_eq!(post(report(0)).await.status(), StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(post(report(3000)).await.status(), StatusCode::ACCEPTED);
+    let me = json_ok(
+        app.send(
+            Method::GET,
+            &format!("/api/v1/lessons/{}/attendance/me", class.lesson),
+            Some(&class.student.1),
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let live_s = me["live_s"].as_f64().unwrap();
+    assert!((2.5..=4.0).contains(&live_s), "live {live_s}: {me}");
+    assert_eq!(me["intervals"].as_array().unwrap().len(), 1, "{me}");
+}
