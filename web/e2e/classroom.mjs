@@ -142,12 +142,14 @@ try {
   const hello = `你好，老师！ ${mode}`;
   await student.fill('.chat-form input', hello);
   await student.press('.chat-form input', 'Enter');
-  await teacher.waitForFunction((t) => document.querySelector('[data-testid=chat-list]')?.innerText.includes(t), hello);
+  // The full suite loads both cores (both classroom scenarios and every other test at once):
+  // allow deliveries 45 s there (Playwright's default 20 s once ran out); a lost message still fails.
+  await teacher.waitForFunction((t) => document.querySelector('[data-testid=chat-list]')?.innerText.includes(t), hello, { timeout: 45_000 });
   log('teacher saw the student message');
   const reply = `Welcome! (${mode})`;
   await teacher.fill('.chat-form input', reply);
   await teacher.press('.chat-form input', 'Enter');
-  await student.waitForFunction((t) => document.querySelector('[data-testid=chat-list]')?.innerText.includes(t), reply);
+  await student.waitForFunction((t) => document.querySelector('[data-testid=chat-list]')?.innerText.includes(t), reply, { timeout: 45_000 });
 
   // ---- an attachment: uploaded to storage, carried by a message, shown to the teacher ----
   if (mode === 'whip') {
@@ -170,7 +172,7 @@ try {
   // ---- reload: same session, chat resumes without duplicates ----
   await student.reload();
   await student.waitForSelector('.chat[data-status=subscribed]');
-  await student.waitForFunction((t) => document.querySelector('[data-testid=chat-list]')?.innerText.includes(t), reply);
+  await student.waitForFunction((t) => document.querySelector('[data-testid=chat-list]')?.innerText.includes(t), reply, { timeout: 45_000 });
   const count = await student.evaluate((t) => document.querySelector('[data-testid=chat-list]').innerText.split(t).length - 1, hello);
   if (count !== 1) throw new Error(`after a reload the message shows ${count} times`);
   await assertPlays(student, 3, 'student after reload');
