@@ -132,6 +132,7 @@ try {
   log(`LL-HLS latency by the clock: median ${median?.toFixed(2)} s of ${latencies.length} readings`);
   if (!(median < 4)) throw new Error(`LL-HLS plays ${median} s behind the live edge`);
   await hlsPage.close();
+  if (mode === 'whip') await switchWhileLive(teacher, student);
   await assertTranslated(student, 'classroom (zh-CN)');
   if (shots) {
     await screenshot(student, 'classroom-live-zh');
@@ -240,4 +241,42 @@ try {
 } finally {
   ffmpeg?.kill('SIGKILL');
   await browser.close();
+}
+
+/** Mid-lesson the teacher shares the screen, picks another microphone and goes back to the
+ * camera: each is a new capture whose tracks replace the ones being sent, so the live session
+ * (its id), the recording and the student's WebRTC playback carry on without a restart. */
+async function switchWhileLive(teacher, student) {
+  const sessionId = await teacher.getAttribute('[data-testid=health]', 'data-session');
+  if (!sessionId) throw new Error('no live session shown in the stream health');
+  const previewTrack = (kind) =>
+    teacher.evaluate((k) => document.querySelector('video.preview').srcObject?.getTracks().find((t) => t.kind === k)?.label ?? '', kind);
+  const camera = await previewTrack('video');
+  await teacher.check('input[name=source][value=screen]');
+  await teacher.waitForFunction(
+    () => /^screen/.test(document.querySelector('video.preview').srcObject?.getVideoTracks()[0]?.label ?? ''),
+    null, { timeout: 20_000 },
+  );
+  log(`teacher shares the screen while live (was ${camera})`);
+  const mics = await teacher.$$eval('.golive select option', (os) => os.map((o) => ({ value: o.value, label: o.textContent })));
+  const before = await previewTrack('audio');
+  const other = mics.find((m) => m.value && m.label !== before && !/default/i.test(m.label));
+  if (!other) throw new Error(`no second microphone among ${JSON.stringify(mics)}`);
+  await teacher.selectOption('.golive select', other.value);
+  await teacher.waitForFunction(
+    (l) => document.querySelector('video.preview').srcObject?.getAudioTracks()[0]?.label === l, other.label, { timeout: 20_000 },
+  );
+  log(`teacher switched the microphone to ${other.label}`);
+  await assertPlays(student, 4, 'student after the switch to the screen');
+  if ((await student.getAttribute('.player', 'data-mode')) !== 'webrtc') throw new Error('the switch broke WebRTC playback');
+  await teacher.check('input[name=source][value=camera]');
+  await teacher.waitForFunction(
+    (l) => document.querySelector('video.preview').srcObject?.getVideoTracks()[0]?.label === l, camera, { timeout: 20_000 },
+  );
+  await assertPlays(student, 3, 'student after the switch back to the camera');
+  const after = await teacher.getAttribute('[data-testid=health]', 'data-session');
+  if (after !== sessionId) throw new Error(`switching sources restarted the live session (${sessionId} → ${after})`);
+  const state = await teacher.textContent('[data-testid=health-state]');
+  if (state !== 'On air') throw new Error(`after the switches the stream is ${state}`);
+  log('screen share and device switch while live: one session throughout');
 }

@@ -46,9 +46,15 @@ export function TeacherPanel({ lesson, onEnded }: { lesson: Lesson; onEnded: () 
   const mics = useDevices('audioinput', stream !== null);
   const streamId = lesson.live_stream_id;
 
-  // Capture for the preview whenever the source or a device changes (not for OBS).
+  // The live session, for the capture effect: a capture made while live replaces the tracks
+  // being sent (no new session, so the stream, its recording and the viewers carry on).
+  const live = useRef<WhipSession | null>(null);
+  live.current = whip;
+
+  // Capture for the preview whenever the source or a device changes (not for OBS), also while
+  // live: switching camera ↔ screen or another device mid-lesson is the common case.
   useEffect(() => {
-    if (source === 'encoder' || phase !== 'idle') return;
+    if (source === 'encoder') return;
     let cancelled = false;
     let captured: MediaStream | null = null;
     (async () => {
@@ -63,8 +69,12 @@ export function TeacherPanel({ lesson, onEnded }: { lesson: Lesson; onEnded: () 
           const screen = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 30 }, audio: false });
           const voice = await navigator.mediaDevices.getUserMedia({ audio });
           captured = new MediaStream([...screen.getVideoTracks(), ...voice.getAudioTracks()]);
+          // "Stop sharing" in the browser's own bar ends the screen track: back to the camera
+          // rather than sending a frozen picture.
+          screen.getVideoTracks()[0]?.addEventListener('ended', () => setSource('camera'));
         }
         if (cancelled) return captured.getTracks().forEach((tr) => tr.stop());
+        if (live.current) await live.current.replace(captured);
         setStream(captured);
         setError(null);
       } catch (e) {
@@ -148,7 +158,7 @@ export function TeacherPanel({ lesson, onEnded }: { lesson: Lesson; onEnded: () 
               name="source"
               value={s}
               checked={source === s}
-              disabled={phase !== 'idle'}
+              disabled={phase === 'connecting' || (phase === 'live' && s === 'encoder')}
               onChange={() => setSource(s)}
             />
             {t(`teacher.${s}`)}
@@ -162,7 +172,7 @@ export function TeacherPanel({ lesson, onEnded }: { lesson: Lesson; onEnded: () 
             {source === 'camera' && (
               <label>
                 {t('teacher.cameraDevice')}
-                <select value={camera} onChange={(e) => setCamera(e.target.value)} disabled={phase !== 'idle'}>
+                <select value={camera} onChange={(e) => setCamera(e.target.value)} disabled={phase === 'connecting'}>
                   {cameras.map((d, i) => (
                     <option key={d.deviceId || i} value={d.deviceId}>
                       {d.label || `${t('teacher.cameraDevice')} ${i + 1}`}
@@ -173,7 +183,7 @@ export function TeacherPanel({ lesson, onEnded }: { lesson: Lesson; onEnded: () 
             )}
             <label>
               {t('teacher.micDevice')}
-              <select value={mic} onChange={(e) => setMic(e.target.value)} disabled={phase !== 'idle'}>
+              <select value={mic} onChange={(e) => setMic(e.target.value)} disabled={phase === 'connecting'}>
                 {mics.map((d, i) => (
                   <option key={d.deviceId || i} value={d.deviceId}>
                     {d.label || `${t('teacher.micDevice')} ${i + 1}`}
@@ -229,7 +239,7 @@ export function TeacherPanel({ lesson, onEnded }: { lesson: Lesson; onEnded: () 
       )}
       <div className="health" aria-live="polite">
         <h3>{t('teacher.health')}</h3>
-        <dl data-testid="health">
+        <dl data-testid="health" data-session={session?.session_id ?? ''}>
           <dt>{t('teacher.health.state')}</dt>
           <dd data-testid="health-state">{session?.publishing ? t('teacher.onAir') : (health.data?.status ?? '…')}</dd>
           {session && (

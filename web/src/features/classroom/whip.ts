@@ -4,6 +4,9 @@
 
 export interface WhipSession {
   pc: RTCPeerConnection;
+  /** Send another capture's tracks on the same session (camera ↔ screen, another device):
+   * `replaceTrack` needs no renegotiation, so viewers and the recording see one stream. */
+  replace(stream: MediaStream): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -53,6 +56,13 @@ export async function publish(stream: MediaStream, url: string, token: string): 
   await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
   return {
     pc,
+    async replace(next: MediaStream) {
+      for (const t of pc.getTransceivers()) {
+        const kind = t.sender.track?.kind ?? t.receiver.track.kind;
+        const track = next.getTracks().find((tr) => tr.kind === kind);
+        if (track) await t.sender.replaceTrack(track);
+      }
+    },
     async stop() {
       pc.close();
       await fetch(location, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } }).catch(() => undefined);
