@@ -51,6 +51,20 @@ pub struct StripeSettings {
     /// The API secret key (`sk_…`); empty: no outbound calls (callbacks only).
     pub secret_key: Secret,
     pub api_base: String,
+    /// The publishable key (`pk_…`) the checkout page hands Stripe.js; empty: no card form (the
+    /// order still gets its PaymentIntent for a client of the integrator's own).
+    pub publishable_key: String,
+    /// Where the page loads Stripe.js from (Stripe requires its own origin in production;
+    /// tests point it elsewhere). Its origin is added to the pages' Content-Security-Policy.
+    pub js_url: String,
+}
+
+impl StripeSettings {
+    /// Whether the checkout page shows Stripe's card form: the provider is on, the page has a
+    /// publishable key, and the server can make PaymentIntents (it needs the secret key).
+    pub fn card_form(&self) -> bool {
+        self.enabled && !self.publishable_key.is_empty() && !self.secret_key.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -98,6 +112,33 @@ impl PaymentSettings {
                 "must be at least 1",
             ));
         }
+        let stripe = &self.stripe;
+        if !stripe.publishable_key.is_empty() && !stripe.publishable_key.starts_with("pk_") {
+            return Err(ConfigError::new(
+                "payments.stripe.publishable_key",
+                "must be a publishable key (pk_…), never the secret key",
+            ));
+        }
+        if !web_origin_ok(&stripe.js_url) {
+            return Err(ConfigError::new(
+                "payments.stripe.js_url",
+                "must be an https URL (http only on a loopback host)",
+            ));
+        }
         Ok(())
+    }
+}
+
+/// An URL a page may load a script from: https, or http on a loopback host (tests).
+fn web_origin_ok(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    match (u.scheme(), u.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Domain(d))) => d == "localhost",
+        _ => false,
     }
 }

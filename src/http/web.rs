@@ -7,8 +7,9 @@
 //! on every load so a deploy is seen at once.
 //!
 //! Pages get a strict Content-Security-Policy: scripts only from our origin (Vite emits no
-//! inline script), media and workers from `blob:` (hls.js feeds MediaSource through blob URLs),
-//! no framing. Text assets are gzipped once per process and kept (they are immutable).
+//! inline script) and, when Stripe's card form is configured, Stripe.js's (with its frames and
+//! API), media and workers from `blob:` (hls.js feeds MediaSource through blob URLs), no framing
+//! of our pages. Text assets are gzipped once per process and kept (they are immutable).
 
 use std::{
     borrow::Cow,
@@ -47,16 +48,64 @@ const SERVER_PREFIXES: &[&str] = &[
     "/metrics",
 ];
 
-/// Content-Security-Policy of the app's pages (see the module comment). `storage` is the object
-/// Content-Security-Policy of the app's pages (see the module comment). `storage` is the object
-/// store's origin when it is not ours (S3): chat attachments are PUT there by the page.
-pub fn csp(storage: Option<&str>) -> String {
-    let extra = storage.map(|o| format!(" {o}")).unwrap_or_default();
+/// Origins other than ours that the app's pages use.
+#[derive(Debug, Default)]
+pub struct Origins {
+    /// The object store's, when it is not ours (S3): chat attachments are PUT there.
+    pub storage: Option<String>,
+    /// Stripe.js's (script and its card frames) and Stripe's API (which Stripe.js calls),
+    /// when the checkout shows Stripe's card form.
+    pub stripe: Option<(String, String)>,
+}
+
+impl Origins {
+    pub fn of(settings: &crate::config::Settings) -> Origins {
+        let stripe = &settings.payments.stripe;
+        Origins {
+            storage: storage_origin(&settings.storage),
+            stripe: stripe
+                .card_form()
+                .then(|| Some((origin(&stripe.js_url)?, origin(&stripe.api_base)?)))
+                .flatten(),
+        }
+    }
+}
+
+/// `scheme://host[:port]` of an URL.
+fn origin(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    Some(u.origin().ascii_serialization()).filter(|o| o != "null")
+}
+
+/// Content-Security-Policy of the app's pages (see the module comment).
+pub fn csp(origins: &Origins) -> String {
+    let storage = origins
+        .storage
+        .as_deref()
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    let (script, frame, api) = match &origins.stripe {
+        // Stripe's own guidance: its script, its frames (card fields; 3-D Secure from hooks.),
+        // its API for what Stripe.js sends.
+        Some((js, api)) => {
+            let hooks = if js == "https://js.stripe.com" {
+                " https://hooks.stripe.com"
+            } else {
+                ""
+            };
+            (
+                format!(" {js}"),
+                format!("frame-src {js}{hooks}; "),
+                format!(" {api}"),
+            )
+        }
+        None => Default::default(),
+    };
     format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; \
-         img-src 'self' data: blob: https: http:; media-src 'self' blob:{extra}; \
-         worker-src 'self' blob:; connect-src 'self'{extra}; font-src 'self'; object-src 'none'; \
-         base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+        "default-src 'self'; script-src 'self'{script}; style-src 'self'; \
+         img-src 'self' data: blob: https: http:; media-src 'self' blob:{storage}; \
+         worker-src 'self' blob:; connect-src 'self'{storage}{api}; font-src 'self'; \
+         {frame}object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
     )
 }
 
@@ -91,7 +140,7 @@ pub async fn fallback(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let csp = csp(storage_origin(&state.settings.storage).as_deref());
+    let csp = csp(&Origins::of(&state.settings));
     let path = uri.path();
     let is_page_method = method == Method::GET || method == Method::HEAD;
     if !is_page_method
@@ -305,11 +354,55 @@ mod tests {
             storage_origin(&settings).as_deref(),
             Some("https://lessons.s3.example.com")
         );
-        let policy = csp(Some("https://lessons.s3.example.com"));
+        let policy = csp(&Origins {
+            storage: Some("https://lessons.s3.example.com".into()),
+            stripe: None,
+        });
         assert!(
             policy.contains("connect-src 'self' https://lessons.s3.example.com;"),
             "{policy}"
         );
-        assert!(csp(None).contains("connect-src 'self';"));
+        assert!(policy.contains("script-src 'self';"), "{policy}");
+        assert!(!policy.contains("frame-src"), "{policy}");
+        assert!(csp(&Origins::default()).contains("connect-src 'self';"));
+    }
+
+    #[test]
+    fn the_csp_admits_stripe_js_only_when_the_card_form_is_configured() {
+        let mut settings = crate::config::Settings::load(&crate::config::Sources {
+            file: None,
+            env: Some(vec![]),
+        })
+        .expect("defaults load");
+        let stripe_free = csp(&Origins::of(&settings));
+        assert!(!stripe_free.contains("stripe"), "{stripe_free}");
+        let s = &mut settings.payments.stripe;
+        s.enabled = true;
+        s.publishable_key = "pk_test_1".into();
+        // Without the secret key no PaymentIntent exists for the form to confirm.
+        assert!(!csp(&Origins::of(&settings)).contains("stripe"));
+        settings.payments.stripe.secret_key = crate::config::Secret::new("sk_test_1");
+        let policy = csp(&Origins::of(&settings));
+        assert!(
+            policy.contains("script-src 'self' https://js.stripe.com;"),
+            "{policy}"
+        );
+        assert!(
+            policy.contains("frame-src https://js.stripe.com https://hooks.stripe.com;"),
+            "{policy}"
+        );
+        assert!(
+            policy.contains("connect-src 'self' https://api.stripe.com;"),
+            "{policy}"
+        );
+        // A test's Stripe.js elsewhere: its origin, with its port, and no hooks.stripe.com.
+        settings.payments.stripe.js_url = "http://127.0.0.1:29040/js.stripe.com/v3/".into();
+        settings.payments.stripe.api_base = "http://127.0.0.1:29040".into();
+        let policy = csp(&Origins::of(&settings));
+        assert!(
+            policy.contains("script-src 'self' http://127.0.0.1:29040;")
+                && policy.contains("frame-src http://127.0.0.1:29040;"),
+            "{policy}"
+        );
     }
 }

@@ -139,11 +139,11 @@ async fn users(app: &TestApp, tag: &str) -> (String, String) {
 // ------------------------------------------------------------------------------------------
 // Stripe, against localstripe
 
-fn localstripe() -> String {
+pub(crate) fn localstripe() -> String {
     std::env::var("WEMASTER_TEST_STRIPE_URL").expect("scripts/test starts localstripe")
 }
 
-const STRIPE_KEY: &str = "sk_test_wemaster";
+pub(crate) const STRIPE_KEY: &str = "sk_test_wemaster";
 
 /// The browser's part (Stripe.js): a card payment method attached and the intent confirmed.
 async fn stripe_pay(pi: &str, card: &str) -> reqwest::Response {
@@ -192,6 +192,15 @@ async fn stripe_get(path: &str) -> Value {
 }
 
 async fn stripe_app(webhooks: bool) -> TestApp {
+    stripe_app_with(webhooks, |s| s.payments.order_ttl_s = 4).await
+}
+
+/// A server taking Stripe payments through localstripe (webhooks registered there when asked),
+/// with `more` settings on top.
+pub(crate) async fn stripe_app_with(
+    webhooks: bool,
+    more: impl FnOnce(&mut wemaster::config::Settings) + Send + 'static,
+) -> TestApp {
     let secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
     let s2 = secret.clone();
     let app = spawn_app_with(move |s| {
@@ -200,7 +209,7 @@ async fn stripe_app(webhooks: bool) -> TestApp {
         s.payments.stripe.secret_key = wemaster::config::Secret::new(STRIPE_KEY);
         s.payments.stripe.api_base = localstripe();
         s.payments.reconcile_min_age_s = 0;
-        s.payments.order_ttl_s = 4;
+        more(s);
     })
     .await;
     if webhooks {

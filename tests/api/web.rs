@@ -421,6 +421,88 @@ async fn the_checkout_offers_only_the_enabled_payment_providers() {
     app.stop().await;
 }
 
+/// Stripe's card form (web/e2e/checkout-stripe.mjs), against localstripe: the providers list
+/// names the form only when configured, the page's CSP admits the configured Stripe.js, a
+/// declined card leaves the order open, a card with 3-D Secure pays it through the webhook.
+#[tokio::test]
+async fn a_card_payment_through_stripes_card_form_in_the_browser() {
+    require_dist();
+    let stripe = crate::payment_gateways::localstripe();
+    let js_url = format!("{stripe}/js.stripe.com/v3/");
+    let plain = crate::payment_gateways::stripe_app_with(false, |_| {}).await;
+    let body: Value = plain
+        .get("/api/v1/payments/providers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["stripe"], Value::Null, "no publishable key, no card form");
+    plain.stop().await;
+
+    let js = js_url.clone();
+    let app = crate::payment_gateways::stripe_app_with(true, move |s| {
+        s.payments.stripe.publishable_key = "pk_test_wemaster".into();
+        s.payments.stripe.js_url = js;
+    })
+    .await;
+    let body: Value = app
+        .get("/api/v1/payments/providers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["stripe"],
+        json!({"publishable_key": "pk_test_wemaster", "js_url": js_url})
+    );
+    let page = app.get("/courses").await;
+    let csp = header_of(&page, header::CONTENT_SECURITY_POLICY);
+    assert!(
+        csp.contains(&format!("script-src 'self' {stripe};")),
+        "{csp}"
+    );
+    let teacher = unique_email("teacher-stripe");
+    let student = unique_email("student-stripe");
+    let (_, teacher_token) = app
+        .user_with(&teacher, PW, &[wemaster::users::Role::Teacher])
+        .await;
+    let (_, student_token) = app
+        .user_with(&student, PW, &[wemaster::users::Role::Student])
+        .await;
+    let (course_id, _) = course_with_lesson(&app, &teacher_token).await;
+    run_script(
+        "checkout-stripe.mjs",
+        &app,
+        &[
+            ("WM_STRIPE_URL", stripe),
+            (
+                "WM_STRIPE_SECRET_KEY",
+                crate::payment_gateways::STRIPE_KEY.into(),
+            ),
+            ("WM_STUDENT_EMAIL", student.clone()),
+            ("WM_STUDENT_PASSWORD", PW.into()),
+            ("WM_COURSE_ID", course_id.clone()),
+        ],
+    )
+    .await;
+    // The server agrees: one paid order for the course, through Stripe.
+    let orders: Value = app
+        .get_auth("/api/v1/orders", &student_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let paid: Vec<_> = orders["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["status"] == "paid" && o["product_id"] == course_id.as_str())
+        .collect();
+    assert_eq!(paid.len(), 1, "{orders}");
+    assert_eq!(paid[0]["provider"], "stripe");
+    app.stop().await;
+}
+
 /// Run one of the Playwright scripts of web/e2e with `env`; its output goes to the test's.
 async fn run_script(script: &str, app: &TestApp, env: &[(&str, String)]) {
     let screenshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/web");

@@ -30,7 +30,7 @@ try {
   // ---- teacher ----
   const teacherCtx = await context(browser, { locale: 'en-US' });
   const teacher = await teacherCtx.newPage();
-  errors.push(...watch(teacher, 'teacher'));
+  watch(teacher, 'teacher', errors);
   await teacher.goto('/login');
   if (shots) await assertAccessible(teacher, 'login');
   await login(teacher, env('WM_TEACHER_EMAIL'), env('WM_TEACHER_PASSWORD'));
@@ -62,7 +62,7 @@ try {
   // ---- student: register, buy, watch ----
   const studentCtx = await context(browser, { locale: 'zh-CN' });
   const student = await studentCtx.newPage();
-  errors.push(...watch(student, 'student'));
+  watch(student, 'student', errors);
   const email = `student-${Date.now()}-${mode}@example.com`;
   await student.goto('/register');
   await assertTranslated(student, 'register (zh-CN)');
@@ -106,7 +106,7 @@ try {
   // Low-Latency HLS: the LL playlist (blocking reloads, parts), at most a few seconds behind
   // by the clock (EXT-X-PROGRAM-DATE-TIME against now; bench/ measures glass to glass).
   const hlsPage = await studentCtx.newPage();
-  errors.push(...watch(hlsPage, 'student without WebRTC'));
+  watch(hlsPage, 'student without WebRTC', errors);
   await hlsPage.addInitScript(() => {
     delete window.RTCPeerConnection;
   });

@@ -52,9 +52,9 @@ export async function context(browser, { locale = 'en-US', viewport = DESKTOP } 
   return ctx;
 }
 
-/** Fail on page errors and on a failed request to our own API (not aborted media fetches). */
-export function watch(page, name) {
-  const errors = [];
+/** Collect the page's uncaught errors and console errors into `errors` (the caller's list,
+ * checked at the end of the scenario; a copy taken now would stay empty). */
+export function watch(page, name, errors) {
   page.on('pageerror', (e) => errors.push(`${name}: page error: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error' && !/Failed to load resource|WebSocket/.test(m.text())) {

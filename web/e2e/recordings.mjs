@@ -24,7 +24,7 @@ const errors = [];
 try {
   const opsCtx = await context(browser, { locale: 'en-US' });
   const ops = await opsCtx.newPage();
-  errors.push(...watch(ops, 'ops'));
+  watch(ops, 'ops', errors);
   await login(ops, env('WM_OPS_EMAIL'), env('WM_OPS_PASSWORD'));
   const before = await usageBytes(ops);
   log(`storage in use before the lesson: ${before} bytes`);
@@ -32,7 +32,7 @@ try {
   // ---- the lesson, published by ffmpeg like OBS would ----
   const teacherCtx = await context(browser, { locale: 'en-US' });
   const teacher = await teacherCtx.newPage();
-  errors.push(...watch(teacher, 'teacher'));
+  watch(teacher, 'teacher', errors);
   await login(teacher, env('WM_TEACHER_EMAIL'), env('WM_TEACHER_PASSWORD'));
   ffmpeg = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re',
     '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25',

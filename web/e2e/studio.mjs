@@ -40,7 +40,7 @@ try {
   // ---- 1. the teacher builds a course in the studio ----
   const teacherCtx = await context(browser, { locale: 'en-US' });
   const teacher = await teacherCtx.newPage();
-  errors.push(...watch(teacher, 'teacher'));
+  watch(teacher, 'teacher', errors);
   await login(teacher, env('WM_TEACHER_EMAIL'), env('WM_TEACHER_PASSWORD'));
   await teacher.click('nav.nav a[href="/studio"]');
   await teacher.waitForSelector('input[name=new_title]');
@@ -104,7 +104,7 @@ try {
   // ---- the student finds it in the catalogue and buys it ----
   const studentCtx = await context(browser, { locale: 'zh-CN' });
   const student = await studentCtx.newPage();
-  errors.push(...watch(student, 'student'));
+  watch(student, 'student', errors);
   await login(student, env('WM_STUDENT_EMAIL'), env('WM_STUDENT_PASSWORD'));
   await student.fill('form[role=search] input', `${stamp}`);
   await student.click('form[role=search] button');
@@ -208,7 +208,7 @@ try {
 
   const adminCtx = await context(browser, { locale: 'en-US' });
   const admin = await adminCtx.newPage();
-  errors.push(...watch(admin, 'admin'));
+  watch(admin, 'admin', errors);
   await login(admin, env('WM_ADMIN_EMAIL'), env('WM_ADMIN_PASSWORD'));
   await admin.click('nav.nav a[href="/ops"]');
   await admin.waitForSelector('[data-testid=usage-total]');

@@ -11,6 +11,18 @@ use crate::{http::extract::Json, payments::providers::Provider, state::AppState}
 pub struct ProviderList {
     /// Enabled providers, among `sandbox`, `stripe`, `alipay`, `wechatpay`.
     items: Vec<&'static str>,
+    /// Stripe's card form, when configured: the page loads Stripe.js from `js_url` and confirms
+    /// the order's PaymentIntent (`payment.instructions.client_secret`) with the card. Absent:
+    /// no card form (a Stripe order then waits for a payment made elsewhere).
+    stripe: Option<StripeCardForm>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StripeCardForm {
+    /// The publishable key (`pk_…`) for `Stripe(…)`.
+    publishable_key: String,
+    /// The Stripe.js script to load.
+    js_url: String,
 }
 
 /// The enabled payment providers.
@@ -24,5 +36,9 @@ pub(super) async fn list_providers(State(state): State<AppState>) -> Json<Provid
             .filter(|p| p.enabled(settings))
             .map(Provider::as_str)
             .collect(),
+        stripe: settings.stripe.card_form().then(|| StripeCardForm {
+            publishable_key: settings.stripe.publishable_key.clone(),
+            js_url: settings.stripe.js_url.clone(),
+        }),
     })
 }

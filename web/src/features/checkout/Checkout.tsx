@@ -1,12 +1,14 @@
 // Buying a course: enroll (free), or an order paid from the wallet or through a provider. The
 // sandbox provider confirms by itself after a moment (a signed callback, like a real one);
-// Alipay and WeChat Pay show their QR code, Stripe its client secret flow. Either way the
-// order is polled until it is paid, and the course page refreshes.
+// Alipay and WeChat Pay show their QR code, Stripe its card form (StripeCard, when the server
+// configures one). Either way the order is polled until it is paid, and the course page
+// refreshes.
 import { useEffect, useState } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import { api, must, ApiProblem } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
 import { QrCode } from './QrCode';
+import { StripeCard } from './StripeCard';
 
 type Provider = 'wallet' | 'sandbox' | 'stripe' | 'alipay' | 'wechatpay';
 
@@ -27,6 +29,7 @@ export function Checkout({
   const [provider, setProvider] = useState<Provider>('sandbox');
   const [orderId, setOrderId] = useState<string | null>(null);
   const [qr, setQr] = useState<string | null>(null);
+  const [clientSecret, setClientSecret] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [idempotencyKey] = useState(newKey);
@@ -87,6 +90,7 @@ export function Checkout({
       const ins = created.payment.instructions as Record<string, unknown> | null | undefined;
       const code = ins && (ins.qr_code ?? ins.code_url);
       if (typeof code === 'string') setQr(code);
+      if (typeof ins?.client_secret === 'string') setClientSecret(ins.client_secret);
       if (created.status === 'paid') onDone();
     } catch (e) {
       if (e instanceof ApiProblem && e.code === 'insufficient_funds') setError(t('checkout.insufficient'));
@@ -125,6 +129,14 @@ export function Checkout({
         </p>
       ) : (
         <div role="status">
+          {clientSecret && enabled.data?.stripe && (
+            <StripeCard
+              publishableKey={enabled.data.stripe.publishable_key}
+              jsUrl={enabled.data.stripe.js_url}
+              clientSecret={clientSecret}
+              price={money(price.amount, price.currency)}
+            />
+          )}
           {qr && (
             <figure className="qr-box">
               <QrCode text={qr} label={t('checkout.scanQr')} />
