@@ -5,7 +5,7 @@
 //!   binds and serves until shut down; [`cli`]: the `wemaster` commands; [`state`]: what every
 //!   handler gets; [`telemetry`]: logs and metrics.
 //! - [`config`]: the typed settings, one file per section (a leaf: it imports no domain);
-//!   [`domain`]: shared value types (roles, paging, input errors; a leaf too).
+//!   [`domain`]: shared value types (money, roles, paging, input errors; a leaf too).
 //! - [`http`]: one router per domain (payments and courses as folders of one file per
 //!   resource), problem+json errors, extractors, middleware; the OpenAPI document.
 //! - Domains: [`identity`] (users, auth, OIDC, API tokens, audit, rate limits; re-exported at
@@ -13,6 +13,7 @@
 //!   per provider), [`live`] (live streams and their supervisor), [`recordings`], [`meetings`]
 //!   (Jitsi), [`chat`], [`notifications`], [`playback`] (signed media URLs), [`email`].
 //! - Infrastructure: [`db`] (PostgreSQL), [`cache`] (Redis), [`storage`] (local and S3).
+//! - `fuzzing`: fuzz entries for every parser of outside bytes in this crate (fuzz/).
 //!
 //! Media work (ingest, the packager, HLS, GStreamer pipelines) lives in the `wemaster-media`
 //! crate, which knows nothing of HTTP or SQL.
@@ -25,6 +26,8 @@ pub mod courses;
 pub mod db;
 pub mod domain;
 pub mod email;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod identity;
 pub mod interaction;

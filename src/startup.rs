@@ -36,7 +36,7 @@ pub struct Application {
     supervisor: tokio::task::JoinHandle<()>,
     /// The recorder: awaited after the supervisor so ending recordings are finalized.
     recorder_task: tokio::task::JoinHandle<()>,
-    publish_requests: tokio::sync::mpsc::Sender<wemaster_media::rtmp::PublishRequest>,
+    publish_requests: tokio::sync::mpsc::Sender<wemaster_media::ingest::PublishRequest>,
     /// The email outbox sender (stops with the shutdown token).
     mail_sender: tokio::task::JoinHandle<()>,
     /// The chat persister: awaited so a batch in flight commits and hands the lease over.

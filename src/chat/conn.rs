@@ -25,7 +25,7 @@ use uuid::Uuid;
 use yawc::{Frame, HttpWebSocket, OpCode, close::CloseCode};
 
 use super::{
-    Canonical, ChannelName, ChatError, ChatText, ClientFrame, ClientId, MessageView,
+    Canonical, ChannelName, ChatError, ChatText, ClientFrame, ClientId, Decoded, MessageView,
     PROTOCOL_VERSION,
     access::{self, ChannelAccess},
     hub::{ConnId, Hub, Out, Waiter, Wire},
@@ -268,60 +268,22 @@ impl Conn {
             )
             .await;
         }
-        // As for HTTP bodies: no text may hold a NUL (PostgreSQL cannot store it).
-        if crate::domain::json_has_nul(frame.payload()) {
-            return error(
-                ws,
-                None,
-                ChatError::BadFrame,
-                "a string of the frame contains a NUL character (U+0000)",
-            )
-            .await;
-        }
-        let parsed: Result<ClientFrame, _> = serde_json::from_slice(frame.payload());
-        let f = match parsed {
-            Ok(f) => f,
-            Err(e) => {
-                let v: Option<serde_json::Value> = serde_json::from_slice(frame.payload()).ok();
-                // The live tools' frames (docs/interaction.md) are parsed only when the chat's
-                // own are not: chat frames pay nothing for them.
-                let ty = v
-                    .as_ref()
-                    .and_then(|v| v.get("type"))
-                    .and_then(|t| t.as_str());
-                if let Some(ty) = ty
-                    && crate::interaction::FRAME_TYPES.contains(&ty)
-                {
-                    let v = v.clone().unwrap_or_default();
-                    return match serde_json::from_value::<crate::interaction::Frame>(v.clone()) {
-                        Ok(f) => match self.interact(ws, f).await {
-                            Ok(flow) => flow,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "chat: frame failed");
-                                let cid = v.get("client_id").and_then(|c| c.as_str());
-                                error(ws, cid, ChatError::Unavailable, "try again").await
-                            }
-                        },
-                        Err(e) => {
-                            let cid = v.get("client_id").and_then(|c| c.as_str());
-                            error(ws, cid, ChatError::BadFrame, e.to_string()).await
-                        }
-                    };
-                }
-                let client_id = v
-                    .as_ref()
-                    .and_then(|v| v.get("client_id"))
-                    .and_then(|c| c.as_str())
-                    .map(str::to_owned);
-                let code = if v.as_ref().and_then(|v| v.get("type")).is_some()
-                    && e.to_string().contains("unknown variant")
-                {
-                    ChatError::UnknownType
-                } else {
-                    ChatError::BadFrame
+        let f = match super::decode_frame(frame.payload()) {
+            Decoded::Chat(f) => f,
+            Decoded::Interaction { frame, client_id } => {
+                return match self.interact(ws, frame).await {
+                    Ok(flow) => flow,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "chat: frame failed");
+                        error(ws, client_id.as_deref(), ChatError::Unavailable, "try again").await
+                    }
                 };
-                return error(ws, client_id.as_deref(), code, e.to_string()).await;
             }
+            Decoded::Refused {
+                client_id,
+                code,
+                detail,
+            } => return error(ws, client_id.as_deref(), code, detail).await,
         };
         let result = match f {
             ClientFrame::Subscribe { channel, since_seq } => match ChannelName::parse(&channel) {

@@ -324,6 +324,73 @@ pub enum ClientFrame {
 /// The protocol version this server speaks (`hello.protocol`; `?v=` may ask for it).
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// What a client's text frame is, decided without the socket (sans-IO, fuzzed:
+/// [`crate::fuzzing::chat_frame`]): a chat frame, a live-interaction frame
+/// (docs/interaction.md), or a refusal to answer with an error frame.
+#[derive(Debug)]
+pub enum Decoded {
+    Chat(ClientFrame),
+    Interaction {
+        frame: crate::interaction::Frame,
+        client_id: Option<String>,
+    },
+    Refused {
+        client_id: Option<String>,
+        code: ChatError,
+        detail: String,
+    },
+}
+
+/// Decode a text frame's payload: JSON with no NUL in its strings (PostgreSQL cannot store
+/// one), a chat frame first and, only when that fails on a `type` the live tools own, an
+/// interaction frame (chat frames pay nothing for them). A refusal keeps the frame's
+/// `client_id` when it has one, so the client can match the error to what it sent.
+pub fn decode_frame(payload: &[u8]) -> Decoded {
+    if crate::domain::json_has_nul(payload) {
+        return Decoded::Refused {
+            client_id: None,
+            code: ChatError::BadFrame,
+            detail: "a string of the frame contains a NUL character (U+0000)".into(),
+        };
+    }
+    let e = match serde_json::from_slice::<ClientFrame>(payload) {
+        Ok(f) => return Decoded::Chat(f),
+        Err(e) => e,
+    };
+    let v: Option<serde_json::Value> = serde_json::from_slice(payload).ok();
+    let client_id = v
+        .as_ref()
+        .and_then(|v| v.get("client_id"))
+        .and_then(|c| c.as_str())
+        .map(str::to_owned);
+    let ty = v
+        .as_ref()
+        .and_then(|v| v.get("type"))
+        .and_then(|t| t.as_str());
+    if let Some(ty) = ty
+        && crate::interaction::FRAME_TYPES.contains(&ty)
+    {
+        return match serde_json::from_value::<crate::interaction::Frame>(v.unwrap_or_default()) {
+            Ok(frame) => Decoded::Interaction { frame, client_id },
+            Err(e) => Decoded::Refused {
+                client_id,
+                code: ChatError::BadFrame,
+                detail: e.to_string(),
+            },
+        };
+    }
+    let code = if ty.is_some() && e.to_string().contains("unknown variant") {
+        ChatError::UnknownType
+    } else {
+        ChatError::BadFrame
+    };
+    Decoded::Refused {
+        client_id,
+        code,
+        detail: e.to_string(),
+    }
+}
+
 /// Error codes of `error` frames (stable; documented in docs/chat.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChatError {

@@ -2,7 +2,7 @@
 //! in a lesson.
 //!
 //! Layout: this module holds the parsed inputs (parse, don't validate: a [`CourseTitle`] or
-//! [`Money`] exists only if valid) and Markdown rendering; [`policy`] is the access decision
+//! a price ([`Money::price`]) exists only if valid) and Markdown rendering; [`policy`] is the access decision
 //! (a pure function, tested as a table); [`store`] the queries.
 
 pub mod policy;
@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::Money;
 use crate::users::InvalidInput;
 
 /// Who may see a course in the catalogue.
@@ -297,39 +298,6 @@ pub fn parse_duration_minutes(m: i64) -> Result<i32, InvalidInput> {
         })
 }
 
-/// An amount of money in minor units of a currency (`{"amount": 9900, "currency": "CNY"}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Money {
-    /// Integer minor units (fen, cents); 0 means free.
-    pub amount: i64,
-    /// ISO 4217 code, three capital letters.
-    pub currency: String,
-}
-
-impl Money {
-    pub fn parse(amount: i64, currency: &str) -> Result<Money, InvalidInput> {
-        if !(0..=1_000_000_000_00).contains(&amount) {
-            return Err(InvalidInput {
-                field: "price.amount",
-                reason: "must be an integer of minor units between 0 and 100000000000",
-            });
-        }
-        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(InvalidInput {
-                field: "price.currency",
-                reason: "must be an ISO 4217 code such as CNY",
-            });
-        }
-        Ok(Money {
-            amount,
-            currency: currency.to_string(),
-        })
-    }
-
-    pub fn is_free(&self) -> bool {
-        self.amount == 0
-    }
-}
 
 /// Markdown → sanitized HTML: rendered with pulldown-cmark, then cleaned by ammonia (raw HTML in
 /// the Markdown, `javascript:` links and event handlers are removed; links get
@@ -369,12 +337,5 @@ mod tests {
         );
         assert!(parse_tags(&["two words".into()]).is_err());
         assert!(parse_tags(&[String::new()]).is_err());
-    }
-
-    #[test]
-    fn money_is_minor_units_with_a_currency() {
-        assert!(Money::parse(0, "CNY").unwrap().is_free());
-        assert!(Money::parse(-1, "CNY").is_err());
-        assert!(Money::parse(100, "cny").is_err());
     }
 }

@@ -18,7 +18,7 @@ use super::{
     CourseVisibility, EnrollmentStatus, LessonKind, LessonStatus, MemberRole, Money,
     policy::LessonFacts,
 };
-use crate::domain::{Page, PageLimit};
+use crate::domain::{Currency, Page, PageLimit};
 
 /// A course as stored.
 #[derive(Debug, Clone)]
@@ -70,10 +70,7 @@ impl TryFrom<CourseRow> for Course {
             summary: r.summary,
             description: r.description,
             description_html: r.description_html,
-            price: Money {
-                amount: r.price_amount,
-                currency: r.currency,
-            },
+            price: Money::new(r.price_amount, Currency::from_db(r.currency)),
             visibility: r
                 .visibility
                 .parse()
@@ -131,7 +128,7 @@ pub async fn create_course(
         new.description,
         html,
         new.price.amount,
-        new.price.currency,
+        new.price.currency.as_str(),
         new.visibility.as_str(),
         &new.tags,
         new.language,

@@ -3,11 +3,13 @@
 //! This module is a leaf: it imports nothing from the rest of the crate, so config, every
 //! domain and the HTTP layer may all depend on it.
 
+mod money;
 mod page;
 mod role;
 mod text;
 
 pub use self::{
+    money::{Currency, Money},
     page::{Page, PageLimit},
     role::Role,
     text::json_has_nul,

@@ -19,7 +19,7 @@ use axum::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
-use wemaster_media::{rtmp::RefuseReason, whip::WhipError};
+use wemaster_media::{ingest::RefuseReason, whip::WhipError};
 
 use super::{error::problem_response, extract::Path};
 use crate::{

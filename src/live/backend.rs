@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use wemaster_media::rtmp::RefuseReason;
+use wemaster_media::ingest::RefuseReason;
 
 use super::{
     events::{self, EventKind},

@@ -4,7 +4,7 @@
 //! lesson, including reconnects inside the stream's reconnect window.
 //!
 //! ```text
-//!  rtmp::serve / whip --PublishRequest--> supervisor --auth task (DB)--> Authorized
+//!  rtmp::serve / whip --ingest::PublishRequest--> supervisor --auth task (DB)--> Authorized
 //!                                     |  grant: frames channel + kick token
 //!                                     v
 //!                          media::live::LiveOutput (TS packager: inline in the RTMP
@@ -41,7 +41,9 @@ use wemaster_media::{
     },
     llhls::LlLimits,
     packager::SegmentLimits,
-    rtmp::{AudioCodec, EndReason, PublishGrant, PublishRequest, RefuseReason, VideoCodec},
+    codec::{AudioCodec, VideoCodec},
+    frame::EndReason,
+    ingest::{PublishGrant, PublishRequest, RefuseReason},
     whep::{WhepFeed, WhepOutput},
 };
 

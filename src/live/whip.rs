@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wemaster_media::{
+    ingest::{PublishGrant, PublishRequest, RefuseReason},
     pipeline::TemplateSet,
-    rtmp::{PublishGrant, PublishRequest, RefuseReason},
     whip::{WhipOptions, WhipServer, candidate_addrs},
 };
 

@@ -31,58 +31,7 @@ use utoipa::ToSchema;
 
 use crate::{config::PaymentSettings, users::InvalidInput};
 
-/// An ISO 4217 currency code (three upper-case letters).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "CNY")]
-pub struct Currency(String);
-
-impl Currency {
-    pub fn cny() -> Currency {
-        Currency("CNY".into())
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-    /// A code read back from the database (checked there by a CHECK constraint).
-    pub fn from_db(s: String) -> Currency {
-        Currency(s)
-    }
-}
-
-impl TryFrom<String> for Currency {
-    type Error = InvalidInput;
-    fn try_from(s: String) -> Result<Self, InvalidInput> {
-        if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
-            Ok(Currency(s))
-        } else {
-            Err(InvalidInput {
-                field: "currency",
-                reason: "must be an ISO 4217 code such as CNY",
-            })
-        }
-    }
-}
-
-impl From<Currency> for String {
-    fn from(c: Currency) -> String {
-        c.0
-    }
-}
-
-/// Money: an integer amount in minor units (fen for CNY) and a currency. Never a float.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Money {
-    /// Minor units (fen for CNY); may be negative in ledger records.
-    pub amount: i64,
-    pub currency: Currency,
-}
-
-impl Money {
-    pub fn new(amount: i64, currency: Currency) -> Money {
-        Money { amount, currency }
-    }
-}
+pub use crate::domain::{Currency, Money};
 
 /// A positive amount, as orders and refunds take them.
 pub fn positive(m: &Money, field: &'static str) -> Result<(), InvalidInput> {

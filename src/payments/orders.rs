@@ -53,7 +53,7 @@ pub async fn course_order(
             "this course is free: enroll directly".into(),
         ));
     }
-    if course.price.amount != amount.amount || course.price.currency != amount.currency.as_str() {
+    if course.price != *amount {
         return Err(PaymentError::Unprocessable(
             "amount_mismatch",
             format!(
@@ -124,7 +124,7 @@ struct OrderRow {
 
 impl From<OrderRow> for Order {
     fn from(r: OrderRow) -> Order {
-        let currency = Currency(r.currency);
+        let currency = Currency::from_db(r.currency);
         Order {
             id: r.id,
             user_id: r.user_id,

@@ -372,7 +372,7 @@ impl From<RefundRow> for Refund {
             id: r.id,
             order_id: r.order_id,
             user_id: r.user_id,
-            amount: Money::new(r.amount, Currency(r.currency)),
+            amount: Money::new(r.amount, Currency::from_db(r.currency)),
             provider: if r.destination == "wallet" {
                 "wallet".into()
             } else {

@@ -11,7 +11,7 @@ pub mod retention;
 pub mod scan;
 pub mod store;
 
-use wemaster_media::{hls, rtmp::StreamInfo};
+use wemaster_media::{frame::StreamInfo, hls};
 
 use store::SegmentRow;
 

@@ -37,7 +37,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use wemaster_media::{pipeline::TemplateSet, rtmp::StreamInfo};
+use wemaster_media::{frame::StreamInfo, pipeline::TemplateSet};
 
 use super::store::{self, Finished, SegmentRow};
 use crate::{

@@ -163,8 +163,8 @@ pub(super) async fn create_course(
         reason: "is required",
     })?;
     let price = match &req.price {
-        Some(p) => Money::parse(p.amount, &p.currency)?,
-        None => Money::parse(0, "CNY")?,
+        Some(p) => Money::price(p.amount, &p.currency)?,
+        None => Money::price(0, "CNY")?,
     };
     let new = store::NewCourse {
         owner_id: user.id,
@@ -350,7 +350,7 @@ pub(super) async fn update_course(
             .transpose()?,
         price: req
             .price
-            .map(|p| Money::parse(p.amount, &p.currency))
+            .map(|p| Money::price(p.amount, &p.currency))
             .transpose()?,
         visibility: req.visibility.as_deref().map(str::parse).transpose()?,
         tags: req.tags.as_deref().map(courses::parse_tags).transpose()?,

@@ -65,17 +65,9 @@ const REVOKED_PREFIX: &str = "wm:auth:revoked-sid:";
 impl TokenService {
     pub fn new(settings: &AuthSettings, redis: Redis) -> anyhow::Result<TokenService> {
         let keys = KeyRing::load_or_generate(&settings.keys_dir, &settings.signing_kid)?;
-        // Exactly one algorithm: `none`, HS256 with the public key as secret and the like are
-        // refused before any key is touched.
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[&settings.issuer]);
-        validation.set_audience(&[&settings.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.validate_nbf = true;
-        validation.leeway = 5;
         Ok(TokenService {
             keys: Arc::new(keys),
-            validation,
+            validation: validation(settings),
             settings: settings.clone(),
             redis,
         })
@@ -103,32 +95,11 @@ impl TokenService {
     /// and revocation of its session (Redis). That its session exists at all is checked with
     /// the user's standing, in the same query ([`crate::users::standing`]).
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| TokenError::Invalid(format!("malformed: {e}")))?;
-        if header.alg != Algorithm::EdDSA {
-            return Err(TokenError::Invalid("algorithm not allowed".into()));
-        }
-        let kid = header
-            .kid
-            .ok_or_else(|| TokenError::Invalid("no kid".into()))?;
-        let key = self
-            .keys
-            .verifying(&kid)
-            .ok_or_else(|| TokenError::Invalid("unknown key".into()))?;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
-                match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                    jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
-                        TokenError::Invalid("not valid yet (nbf)".into())
-                    }
-                    other => TokenError::Invalid(format!("{other:?}")),
-                }
-            })?;
-        if self.is_revoked(data.claims.sid).await? {
+        let claims = decode(&self.keys, &self.validation, token)?;
+        if self.is_revoked(claims.sid).await? {
             return Err(TokenError::Revoked);
         }
-        Ok(data.claims)
+        Ok(claims)
     }
 
     async fn is_revoked(&self, sid: Uuid) -> Result<bool, TokenError> {
@@ -166,4 +137,42 @@ impl TokenService {
     pub fn access_token_ttl_s(&self) -> u64 {
         self.settings.access_token_ttl_s
     }
+}
+
+/// What an access token must be: EdDSA only (`none`, HS256 with the public key as secret and
+/// the like are refused before any key is touched), our issuer and audience, `exp` passed
+/// and `nbf` reached (5 s leeway for clocks).
+pub fn validation(settings: &AuthSettings) -> Validation {
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_issuer(&[&settings.issuer]);
+    validation.set_audience(&[&settings.audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.validate_nbf = true;
+    validation.leeway = 5;
+    validation
+}
+
+/// Check a token's algorithm, key (`kid`), signature and claims; what
+/// [`TokenService::verify`] does before asking Redis about revocation. Sans-IO, so the fuzzer
+/// reaches it ([`crate::fuzzing::access_token`]).
+pub fn decode(keys: &KeyRing, validation: &Validation, token: &str) -> Result<Claims, TokenError> {
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| TokenError::Invalid(format!("malformed: {e}")))?;
+    if header.alg != Algorithm::EdDSA {
+        return Err(TokenError::Invalid("algorithm not allowed".into()));
+    }
+    let kid = header
+        .kid
+        .ok_or_else(|| TokenError::Invalid("no kid".into()))?;
+    let key = keys
+        .verifying(&kid)
+        .ok_or_else(|| TokenError::Invalid("unknown key".into()))?;
+    let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+        jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+            TokenError::Invalid("not valid yet (nbf)".into())
+        }
+        other => TokenError::Invalid(format!("{other:?}")),
+    })?;
+    Ok(data.claims)
 }

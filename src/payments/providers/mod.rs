@@ -15,10 +15,13 @@
 //!   `nonce` and `associated_data` (ciphertext base64, tag appended).
 //!
 //! One module per provider ([`stripe`], [`alipay`], [`wechatpay`], [`sandbox`]), each owning its
-//! callback verification, the merchant its events must name and the reply it expects;
-//! [`Provider`] is the name parsed at the edge. Outbound calls are in [`super::gateway`].
+//! callback verification, the merchant its events must name and the reply it expects, and now
+//! also its outbound request signing and answer parsing; [`Provider`] is the name parsed at the
+//! edge. [`rsa`] holds the RSA keys and signatures Alipay and WeChat Pay share for outbound
+//! calls, which [`super::gateway`] dispatches.
 
 pub mod alipay;
+pub mod rsa;
 pub mod sandbox;
 pub mod stripe;
 pub mod wechatpay;
