@@ -54,13 +54,81 @@ pub fn markdown(data: &[u8]) {
 /// Tags the course renderer may emit (ammonia's default allow-list, of which CommonMark uses
 /// these and more).
 const COURSE_TAGS: &[&str] = &[
-    "a", "abbr", "acronym", "area", "article", "aside", "b", "bdi", "bdo", "blockquote", "br",
-    "caption", "center", "cite", "code", "col", "colgroup", "data", "dd", "del", "details", "dfn",
-    "div", "dl", "dt", "em", "figcaption", "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6",
-    "header", "hgroup", "hr", "i", "img", "ins", "kbd", "li", "map", "mark", "nav", "ol", "p",
-    "pre", "q", "rp", "rt", "rtc", "ruby", "s", "samp", "small", "span", "strike", "strong",
-    "sub", "summary", "sup", "table", "tbody", "td", "th", "thead", "time", "tr", "tt", "u", "ul",
-    "var", "wbr",
+    "a",
+    "abbr",
+    "acronym",
+    "area",
+    "article",
+    "aside",
+    "b",
+    "bdi",
+    "bdo",
+    "blockquote",
+    "br",
+    "caption",
+    "center",
+    "cite",
+    "code",
+    "col",
+    "colgroup",
+    "data",
+    "dd",
+    "del",
+    "details",
+    "dfn",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "figcaption",
+    "figure",
+    "footer",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hgroup",
+    "hr",
+    "i",
+    "img",
+    "ins",
+    "kbd",
+    "li",
+    "map",
+    "mark",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "q",
+    "rp",
+    "rt",
+    "rtc",
+    "ruby",
+    "s",
+    "samp",
+    "small",
+    "span",
+    "strike",
+    "strong",
+    "sub",
+    "summary",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "th",
+    "thead",
+    "time",
+    "tr",
+    "tt",
+    "u",
+    "ul",
+    "var",
+    "wbr",
 ];
 const CHAT_TAGS: &[&str] = &[
     "p",
@@ -134,11 +202,28 @@ fn html_is_safe(html: &str, allowed: &[&str]) -> Result<(), String> {
             if attr.starts_with("on") || attr == "style" || attr == "srcdoc" {
                 return Err(format!("attribute {attr} on <{name}>"));
             }
-            if matches!(attr.as_str(), "href" | "src" | "cite" | "action" | "formaction") {
-                let v = html_unescape(&value).trim().to_ascii_lowercase();
-                let v: String = v.chars().filter(|c| !c.is_ascii_control()).collect();
+            if matches!(
+                attr.as_str(),
+                "href" | "src" | "cite" | "action" | "formaction"
+            ) {
+                // As the WHATWG URL parser reads it: C0 controls and spaces trimmed at both
+                // ends, tabs and newlines removed anywhere.
+                let v = html_unescape(&value).to_ascii_lowercase();
+                let v = v.trim_matches(|c: char| c <= ' ');
+                let v: String = v
+                    .chars()
+                    .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+                    .collect();
+                // What a browser would take as a scheme (RFC 3986: a letter, then letters,
+                // digits, `+`, `-`, `.`; tabs and newlines inside are dropped above, as the
+                // URL parser does). Anything else before a `:` makes a relative URL.
+                let is_scheme = |s: &str| {
+                    s.starts_with(|c: char| c.is_ascii_alphabetic())
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                };
                 if let Some((scheme, _)) = v.split_once(':')
-                    && !scheme.contains(['/', '?', '#'])
+                    && is_scheme(scheme)
                     && !matches!(scheme, "http" | "https" | "mailto")
                 {
                     return Err(format!("{attr}={value:?} on <{name}>"));
@@ -459,15 +544,32 @@ mod tests {
         assert!(html_is_safe("<img src=\"x\">", CHAT_TAGS).is_err());
     }
 
+    const SEND: &[u8] = br#"{"type":"send","channel":"course:0190a6f0-0000-7000-8000-000000000001","client_id":"c1","body":"hi **there**"}"#;
+    const POLL_OPEN: &[u8] = br#"{"type":"poll_open","client_id":"p1","channel":"lesson:0190a6f0-0000-7000-8000-000000000001","question":"Q?","options":["a","b"]}"#;
+
     #[test]
     fn chat_frames_are_decoded_or_refused_with_their_client_id() {
+        // The seeds reach each outcome.
+        assert!(matches!(chat::decode_frame(SEND), Decoded::Chat(_)));
+        assert!(matches!(
+            chat::decode_frame(POLL_OPEN),
+            Decoded::Interaction { client_id: Some(ref c), .. } if c == "p1"
+        ));
+        assert!(matches!(
+            chat::decode_frame(br#"{"type":"nope","client_id":"x"}"#),
+            Decoded::Refused { code: chat::ChatError::UnknownType, client_id: Some(ref c), .. } if c == "x"
+        ));
+        assert!(matches!(
+            chat::decode_frame(br#"{"type":"poll_open","client_id":"p2","channel":7}"#),
+            Decoded::Refused { code: chat::ChatError::BadFrame, client_id: Some(ref c), .. } if c == "p2"
+        ));
         run(
             &[
                 br#"{"type":"subscribe","channel":"lesson:0190a6f0-0000-7000-8000-000000000001","since_seq":3}"#,
-                br#"{"type":"send","channel":"course:0190a6f0-0000-7000-8000-000000000001","client_id":"c1","body":"hi **there**"}"#,
-                br#"{"type":"poll_open","client_id":"p1","lesson_id":"0190a6f0-0000-7000-8000-000000000001","question":"Q?","choices":["a","b"]}"#,
-                br#"{"type":"ask","client_id":"q1","lesson_id":"0190a6f0-0000-7000-8000-000000000001","body":"why?","anonymous":true}"#,
-                br#"{"type":"live_reaction","client_id":"r1","lesson_id":"0190a6f0-0000-7000-8000-000000000001","reaction":"lost"}"#,
+                SEND,
+                POLL_OPEN,
+                br#"{"type":"ask","client_id":"q1","channel":"lesson:0190a6f0-0000-7000-8000-000000000001","body":"why?","anonymous":true}"#,
+                br#"{"type":"live_reaction","client_id":"r1","channel":"lesson:0190a6f0-0000-7000-8000-000000000001","reaction":"lost"}"#,
                 br#"{"type":"nope","client_id":"x"}"#,
                 br#"{"type":"send","client_id":"n","body":"a\u0000b"}"#,
                 b"[1,2,{\"client_id\":7}]",
@@ -515,7 +617,8 @@ mod tests {
         );
         // The signed seed is not refused by the entry: the right signature passes the gate.
         let settings = payment_settings();
-        let h = stripe_signature_header(FUZZ_WEBHOOK_SECRET.as_bytes(), 1_800_000_000, stripe_event);
+        let h =
+            stripe_signature_header(FUZZ_WEBHOOK_SECRET.as_bytes(), 1_800_000_000, stripe_event);
         let header = |_: &'static str| Some(h.as_str());
         let r = Provider::Stripe.verify_callback(settings, &header, stripe_event, 1_800_000_000);
         assert!(r.is_ok(), "{r:?}");

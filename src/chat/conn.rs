@@ -275,7 +275,13 @@ impl Conn {
                     Ok(flow) => flow,
                     Err(e) => {
                         tracing::warn!(error = %e, "chat: frame failed");
-                        error(ws, client_id.as_deref(), ChatError::Unavailable, "try again").await
+                        error(
+                            ws,
+                            client_id.as_deref(),
+                            ChatError::Unavailable,
+                            "try again",
+                        )
+                        .await
                     }
                 };
             }

@@ -288,6 +288,22 @@ mod tests {
     }
 
     #[test]
+    fn the_stripe_card_form_takes_a_publishable_key_and_a_safe_script_url() {
+        let key = |k: &str| load(&[("WEMASTER__PAYMENTS__STRIPE__PUBLISHABLE_KEY", k)]);
+        assert!(key("pk_test_1").is_ok());
+        let e = key("sk_live_oops").unwrap_err();
+        assert_eq!(e.key, "payments.stripe.publishable_key");
+        let url = |u: &str| load(&[("WEMASTER__PAYMENTS__STRIPE__JS_URL", u)]);
+        assert!(url("https://js.stripe.com/v3/").is_ok());
+        assert!(url("http://127.0.0.1:29040/js.stripe.com/v3/").is_ok());
+        assert_eq!(
+            url("http://cdn.example.com/stripe.js").unwrap_err().key,
+            "payments.stripe.js_url"
+        );
+        assert!(url("javascript:alert(1)").is_err());
+    }
+
+    #[test]
     fn environment_overrides_nested_keys() {
         let s = load(&[
             ("WEMASTER__HTTP__LISTEN", "127.0.0.1:9000"),

@@ -298,7 +298,6 @@ pub fn parse_duration_minutes(m: i64) -> Result<i32, InvalidInput> {
         })
 }
 
-
 /// Markdown → sanitized HTML: rendered with pulldown-cmark, then cleaned by ammonia (raw HTML in
 /// the Markdown, `javascript:` links and event handlers are removed; links get
 /// `rel="noopener noreferrer"`).

@@ -95,7 +95,10 @@ mod tests {
     fn prices_are_checked_and_currencies_are_codes() {
         assert!(Money::price(0, "CNY").unwrap().is_free());
         assert_eq!(Money::price(-1, "CNY").unwrap_err().field, "price.amount");
-        assert_eq!(Money::price(100, "cny").unwrap_err().field, "price.currency");
+        assert_eq!(
+            Money::price(100, "cny").unwrap_err().field,
+            "price.currency"
+        );
         assert!(Currency::try_from("CN".to_string()).is_err());
         let m: Money = serde_json::from_str(r#"{"amount": 9900, "currency": "CNY"}"#).unwrap();
         assert_eq!(m, Money::new(9900, Currency::cny()));

@@ -373,3 +373,72 @@ async fn observe(mut req: Request, next: Next) -> Response {
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
 }
+
+#[cfg(test)]
+mod tests {
+    /// utoipa keeps the last of two operations with one `operationId` and the last of two
+    /// schemas with one name, silently: the generated web client then types one route with
+    /// another's answer (it happened: `/payments/providers` was typed as the OIDC list).
+    #[test]
+    fn operation_ids_and_schema_names_are_unique() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let mut seen = std::collections::HashMap::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                if let Some(id) = op["operationId"].as_str()
+                    && let Some(other) = seen.insert(id.to_string(), format!("{method} {path}"))
+                {
+                    panic!("operationId {id} of {method} {path} is also {other}'s");
+                }
+            }
+        }
+        // Schema names are type names (no `#[schema(as = …)]` is used): no two `ToSchema`
+        // types may share one.
+        let mut names = std::collections::HashMap::<String, String>::new();
+        let mut stack = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src"
+        ))];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let mut derive = false;
+                for line in text.lines().map(str::trim) {
+                    if line.starts_with("#[derive(") && line.contains("ToSchema") {
+                        derive = true;
+                    } else if derive
+                        && let Some(rest) = line
+                            .strip_prefix("pub struct ")
+                            .or_else(|| line.strip_prefix("pub enum "))
+                            .or_else(|| line.strip_prefix("struct "))
+                            .or_else(|| line.strip_prefix("enum "))
+                            .or_else(|| line.strip_prefix("pub(crate) struct "))
+                            .or_else(|| line.strip_prefix("pub(super) struct "))
+                    {
+                        let name: String = rest
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect();
+                        let here = path.display().to_string();
+                        if let Some(other) = names.insert(name.clone(), here.clone()) {
+                            panic!("two ToSchema types are named {name}: {other} and {here}");
+                        }
+                        derive = false;
+                    } else if !line.starts_with("#[") && !line.starts_with("///") {
+                        derive = false;
+                    }
+                }
+            }
+        }
+        assert!(
+            names.len() > 100,
+            "the scan found only {} schema types",
+            names.len()
+        );
+    }
+}

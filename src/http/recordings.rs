@@ -317,7 +317,7 @@ pub struct RecordingTokenResponse {
 
 /// A playback token for the recording's replay (required for private recordings). Until
 /// courses land, owners, admins and ops hand these out.
-#[utoipa::path(post, path = "/recordings/{id}/playback-token", tag = "recordings",
+#[utoipa::path(post, path = "/recordings/{id}/playback-token", tag = "recordings", operation_id = "recording_playback_token",
     params(("id" = Uuid, Path, description = "recording id")), security(("bearer" = ["teacher", "admin", "ops"])),
     responses((status = 200, body = RecordingTokenResponse), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem)))]

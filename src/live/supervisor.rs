@@ -34,16 +34,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use wemaster_media::{
+    codec::{AudioCodec, VideoCodec},
+    frame::EndReason,
     hls::LivePlaylist,
+    ingest::{PublishGrant, PublishRequest, RefuseReason},
     live::{
         LiveOutput, LlMode, LlShared, OutputSlot, PackagerConfig, PublisherEvent, PublisherStats,
         spawn_publisher,
     },
     llhls::LlLimits,
     packager::SegmentLimits,
-    codec::{AudioCodec, VideoCodec},
-    frame::EndReason,
-    ingest::{PublishGrant, PublishRequest, RefuseReason},
     whep::{WhepFeed, WhepOutput},
 };
 

@@ -26,9 +26,6 @@ pub mod status;
 pub mod teacher_share;
 pub mod transactions;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use crate::{config::PaymentSettings, users::InvalidInput};
 
 pub use crate::domain::{Currency, Money};

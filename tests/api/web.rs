@@ -436,7 +436,11 @@ async fn a_card_payment_through_stripes_card_form_in_the_browser() {
         .json()
         .await
         .unwrap();
-    assert_eq!(body["stripe"], Value::Null, "no publishable key, no card form");
+    assert_eq!(
+        body["stripe"],
+        Value::Null,
+        "no publishable key, no card form"
+    );
     plain.stop().await;
 
     let js = js_url.clone();

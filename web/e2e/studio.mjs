@@ -8,12 +8,15 @@
 //   (and the teacher bans the student from the course chat outside the classroom, then lifts it);
 //   (and the teacher opens the course's attendance: the student's row, nothing held yet, and its
 //   CSV export; the student sees their own progress on the course page);
+//   (and the console's payments list the refunds in flight, its viewing-quality section shows its
+//   table or says nobody watched lately);
 //   5. axe-core finds no serious or critical violation on the studio and console pages, in
-//      English and in Chinese, and no key is left untranslated.
+//      English and in Chinese, and no key is left untranslated; a studio and a console page on a
+//      phone, in Chinese.
 import { readFileSync } from 'node:fs';
 import {
-  apiStatus, apiToken, assertAccessible, assertTranslated, context, env, launch, log, login, screenshotTop, setLanguage,
-  waitText, watch,
+  apiStatus, apiToken, assertAccessible, assertTranslated, context, env, launch, log, login, PHONE, screenshotTop,
+  setLanguage, waitText, watch,
 } from './lib.mjs';
 
 // A real 2×2 PNG: the page crops it to 16:9 and uploads a 1280×720 JPEG.
@@ -214,6 +217,8 @@ try {
   await admin.waitForSelector('[data-testid=usage-total]');
   await admin.click('.subnav a:has-text("Payments")');
   await waitText(admin, '[data-testid=ops-payouts]', /teacher@alipay\.example/);
+  // Refunds in flight: a table, or its empty state (this scenario refunds nothing).
+  await admin.waitForSelector('[data-testid=ops-refunds-section] :is([data-testid=ops-refunds], [data-testid=ops-refunds-empty])');
   await screenshotTop(admin, 'ops-payments-en');
   await admin.click('[data-testid=ops-payouts] tr:has-text("teacher@alipay.example") button:has-text("Approve")');
   await waitText(admin, '.form-ok', /Payout approved/);
@@ -225,14 +230,23 @@ try {
   await waitText(teacher, '[data-testid=payouts]', /Paid — E2E-REF-1/);
   log('teacher sees the payout paid');
 
+  // ---- the console's viewing quality: its table, or the empty state when nobody watched lately ----
+  await admin.click('.subnav a:has-text("Quality")');
+  await admin.waitForSelector('[data-testid=ops-quality], [data-testid=ops-quality-empty]');
+  const qualityRows = await admin.$$eval('[data-testid=ops-quality] tbody tr', (rs) => rs.length);
+  log(`viewing quality: ${qualityRows ? `${qualityRows} lesson(s) in the table` : 'the empty state'}`);
+  await assertAccessible(admin, 'ops quality');
+  await screenshotTop(admin, 'console-quality-en');
+
   // ---- 5. every console page, both languages ----
   for (const [section, ready] of [
     ['storage', '[data-testid=usage-total]'],
     ['recordings', 'form.filters'],
     ['live', 'h1'],
+    ['quality', '[data-testid=ops-quality], [data-testid=ops-quality-empty]'],
     ['users', '[data-testid=ops-users]'],
     ['audit', '[data-testid=ops-audit]'],
-    ['payments', 'h1'],
+    ['payments', '[data-testid=ops-refunds], [data-testid=ops-refunds-empty]'],
     ['system', '[data-testid=readiness]'],
   ]) {
     await admin.goto(`/ops/${section}`);
@@ -246,10 +260,31 @@ try {
     if (section === 'audit') await admin.waitForSelector('[data-testid=ops-audit] tbody tr');
     if (section === 'system') await admin.waitForSelector('[data-testid=metrics]');
     // Storage, recordings and live now are shot with a recording, by recordings.mjs; payments
-    // above, with the payout pending.
-    if (!['storage', 'recordings', 'live', 'payments'].includes(section)) await screenshotTop(admin, `ops-${section}-en`);
+    // and quality above (the payout pending).
+    if (!['storage', 'recordings', 'live', 'payments', 'quality'].includes(section)) await screenshotTop(admin, `ops-${section}-en`);
     await checkBothLanguages(admin, `ops ${section}`);
   }
+
+  // ---- a studio page and a console page on a phone, in Chinese ----
+  for (const [who, user, path, ready, shot] of [
+    ['teacher', 'TEACHER', `/studio/courses/${courseId}/lessons`, '[data-testid=studio-lessons]', 'studio-phone-zh'],
+    ['admin', 'ADMIN', '/ops/storage', '[data-testid=usage-total]', 'console-phone-zh'],
+  ]) {
+    const phone = await context(browser, { locale: 'zh-CN', viewport: PHONE });
+    const p = await phone.newPage();
+    watch(p, `${who} (phone)`, errors);
+    await login(p, env(`WM_${user}_EMAIL`), env(`WM_${user}_PASSWORD`));
+    await p.goto(path);
+    await p.waitForSelector(ready);
+    await p.waitForSelector('[role=status]:has-text("加载中")', { state: 'detached' }).catch(() => undefined);
+    if ((await p.evaluate(() => document.documentElement.lang)) !== 'zh-CN') throw new Error(`${shot}: the page is not in Chinese`);
+    await assertTranslated(p, `${path} on a phone (zh-CN)`);
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 1) log(`${shot}: the page is ${overflow} px wider than the phone`);
+    await screenshotTop(p, shot);
+    await phone.close();
+  }
+  log('studio and console shot on a phone, in Chinese');
 
   if (errors.length) throw new Error(errors.join('\n'));
   console.log('studio and console scenario passed');

@@ -252,7 +252,10 @@ pub fn fuzz_sdp_offer(data: &[u8]) {
             sections(&offer).iter().any(|(k, _)| *k == "video"),
             "an offer without video was accepted"
         );
-        assert!(n.answer.contains("127.0.0.1 9"), "the answer lacks our candidate");
+        assert!(
+            n.answer.contains("127.0.0.1 9"),
+            "the answer lacks our candidate"
+        );
     }
     let _ = crate::whep::negotiate(&offer, &[candidate]);
 }
@@ -356,7 +359,11 @@ mod tests {
     /// repeated, cut, characters changed): it never panics, and real offers are accepted.
     #[test]
     fn sdp_offers_survive_mutation() {
-        let seeds = [offer(true, true, false), offer(false, true, false), offer(false, false, true)];
+        let seeds = [
+            offer(true, true, false),
+            offer(false, true, false),
+            offer(false, false, true),
+        ];
         for seed in &seeds[..2] {
             assert!(negotiate(seed, &["127.0.0.1:9".parse().unwrap()], true).is_ok());
         }
@@ -376,7 +383,8 @@ mod tests {
                     }
                     2 if !lines.is_empty() => {
                         let cut = next() as usize % (lines[at].len() + 1);
-                        lines[at].truncate(lines[at].floor_char_boundary(cut));
+                        let cut = lines[at].floor_char_boundary(cut);
+                        lines[at].truncate(cut);
                     }
                     3 if !lines.is_empty() => {
                         let mut b = lines[at].clone().into_bytes();

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::{http::extract::Json, payments::providers::Provider, state::AppState};
 
 #[derive(Serialize, ToSchema)]
-pub struct ProviderList {
+pub struct PaymentProviderList {
     /// Enabled providers, among `sandbox`, `stripe`, `alipay`, `wechatpay`.
     items: Vec<&'static str>,
     /// Stripe's card form, when configured: the page loads Stripe.js from `js_url` and confirms
@@ -26,11 +26,11 @@ pub struct StripeCardForm {
 }
 
 /// The enabled payment providers.
-#[utoipa::path(get, path = "/payments/providers", tag = "payments", security(()),
-    responses((status = 200, body = ProviderList)))]
-pub(super) async fn list_providers(State(state): State<AppState>) -> Json<ProviderList> {
+#[utoipa::path(get, path = "/payments/providers", tag = "payments", operation_id = "list_payment_providers", security(()),
+    responses((status = 200, body = PaymentProviderList)))]
+pub(super) async fn list_providers(State(state): State<AppState>) -> Json<PaymentProviderList> {
     let settings = &state.settings.payments;
-    Json(ProviderList {
+    Json(PaymentProviderList {
         items: Provider::ALL
             .into_iter()
             .filter(|p| p.enabled(settings))

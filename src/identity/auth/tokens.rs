@@ -167,12 +167,13 @@ pub fn decode(keys: &KeyRing, validation: &Validation, token: &str) -> Result<Cl
     let key = keys
         .verifying(&kid)
         .ok_or_else(|| TokenError::Invalid("unknown key".into()))?;
-    let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
-        jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-        jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
-            TokenError::Invalid("not valid yet (nbf)".into())
-        }
-        other => TokenError::Invalid(format!("{other:?}")),
-    })?;
+    let data =
+        jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                TokenError::Invalid("not valid yet (nbf)".into())
+            }
+            other => TokenError::Invalid(format!("{other:?}")),
+        })?;
     Ok(data.claims)
 }

@@ -1743,7 +1743,7 @@ export interface paths {
             cookie?: never;
         };
         /** The enabled payment providers. */
-        get: operations["list_providers"];
+        get: operations["list_payment_providers"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1920,7 +1920,7 @@ export interface paths {
          * A playback token for the recording's replay (required for private recordings). Until
          *     courses land, owners, admins and ops hand these out.
          */
-        post: operations["playback_token"];
+        post: operations["recording_playback_token"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2881,15 +2881,18 @@ export interface components {
             /** Format: int64 */
             sessions: number;
         };
-        /** @description An amount of money in minor units of a currency (`{"amount": 9900, "currency": "CNY"}`). */
+        /**
+         * @description An amount of money: integer minor units (fen for CNY, cents) and a currency, never a float
+         *     (`{"amount": 9900, "currency": "CNY"}`).
+         */
         Money: {
             /**
              * Format: int64
-             * @description Integer minor units (fen, cents); 0 means free.
+             * @description Integer minor units (fen, cents). A price of 0 means free; ledger records may be
+             *     negative.
              */
             amount: number;
-            /** @description ISO 4217 code, three capital letters. */
-            currency: string;
+            currency: components["schemas"]["Currency"];
         };
         MoneyInput: {
             /** Format: int64 */
@@ -3005,6 +3008,11 @@ export interface components {
             provider: string;
             /** @description Our order reference at the provider (`out_trade_no`, `metadata.order_id`). */
             reference: string;
+        };
+        PaymentProviderList: {
+            /** @description Enabled providers, among `sandbox`, `stripe`, `alipay`, `wechatpay`. */
+            items: string[];
+            stripe?: components["schemas"]["StripeCardForm"] | null;
         };
         Payout: {
             amount: components["schemas"]["Money"];
@@ -3584,6 +3592,12 @@ export interface components {
          * @enum {string}
          */
         StreamStatus: "idle" | "active" | "disabled";
+        StripeCardForm: {
+            /** @description The Stripe.js script to load. */
+            js_url: string;
+            /** @description The publishable key (`pk_…`) for `Stripe(…)`. */
+            publishable_key: string;
+        };
         /** @description A recording enriched by its live lesson. */
         Timeline: {
             bookmarks: components["schemas"]["Bookmark"][];
@@ -11934,7 +11948,7 @@ export interface operations {
             };
         };
     };
-    list_providers: {
+    list_payment_providers: {
         parameters: {
             query?: never;
             header?: never;
@@ -11948,7 +11962,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProviderList"];
+                    "application/json": components["schemas"]["PaymentProviderList"];
                 };
             };
             /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
@@ -12884,7 +12898,7 @@ export interface operations {
             };
         };
     };
-    playback_token: {
+    recording_playback_token: {
         parameters: {
             query?: never;
             header?: never;

@@ -1,11 +1,12 @@
 // /ops: the console for ops and admins. Nested routes (relative to /ops): storage, recordings,
-// live now, users, audit log, payments, system.
+// live now, viewing quality, users, audit log, payments, system.
 import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
 import { useI18n } from '../../lib/i18n';
 import type { MessageKey } from '../../lib/i18n/en';
 import { Storage } from './Storage';
 import { OpsRecordings } from './OpsRecordings';
 import { LiveNow } from './LiveNow';
+import { Quality } from './Quality';
 import { Users } from './Users';
 import { Audit } from './Audit';
 import { Payments } from './Payments';
@@ -15,6 +16,7 @@ const SECTIONS: [string, MessageKey][] = [
   ['storage', 'ops.nav.storage'],
   ['recordings', 'ops.nav.recordings'],
   ['live', 'ops.nav.live'],
+  ['quality', 'ops.nav.quality'],
   ['users', 'ops.nav.users'],
   ['audit', 'ops.nav.audit'],
   ['payments', 'ops.nav.payments'],
@@ -43,6 +45,7 @@ export default function OpsPage() {
         <Route path="/storage" component={Storage} />
         <Route path="/recordings" component={OpsRecordings} />
         <Route path="/live" component={LiveNow} />
+        <Route path="/quality" component={Quality} />
         <Route path="/users" component={Users} />
         <Route path="/audit" component={Audit} />
         <Route path="/payments" component={Payments} />

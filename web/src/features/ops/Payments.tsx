@@ -1,12 +1,109 @@
-// Payments: payouts to approve, reject or mark paid (by state), and the payment providers'
+// Payments: payouts to approve, reject or mark paid (by state), the refunds still in flight
+// (pending at their provider, oldest first, with their age), and the payment providers'
 // events as received.
 import { useState } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, must } from '../../api/client';
-import { useI18n } from '../../lib/i18n';
+import { useI18n, type I18n } from '../../lib/i18n';
 import { ErrorMessage, Loading } from '../../components/Status';
+import type { components } from '../../api/schema';
+
+type Refund = components['schemas']['Refund'];
 
 const STATES = ['pending', 'approved', 'paid', 'rejected', 'cancelled', 'expired'] as const;
+/** Pending refunds read: at most this many pages of 100 (newest first from the API). */
+const REFUND_PAGES = 5;
+/** A refund pending longer than this is marked. */
+const REFUND_LATE_S = 24 * 3600;
+
+/** How long ago, coarsely: minutes, hours and minutes, or days and hours. */
+function age(t: I18n['t'], seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 3600) return t('ops.age.minutes', { n: Math.floor(s / 60) });
+  if (s < 86400) return t('ops.age.hours', { h: Math.floor(s / 3600), m: Math.floor((s % 3600) / 60) });
+  return t('ops.age.days', { d: Math.floor(s / 86400), h: Math.floor((s % 86400) / 3600) });
+}
+
+function RefundsInFlight() {
+  const { t, money, dateTime } = useI18n();
+  const refunds = useQuery({
+    queryKey: ['ops-refunds', 'pending'],
+    queryFn: async () => {
+      const items: Refund[] = [];
+      let cursor: string | undefined;
+      for (let page = 1; ; page += 1) {
+        const r = must(await api.GET('/api/v1/refunds', { params: { query: { status: 'pending', limit: 100, cursor } } }));
+        items.push(...r.items);
+        cursor = r.next_cursor ?? undefined;
+        if (!cursor || r.items.length === 0) return { items, more: false };
+        if (page >= REFUND_PAGES) return { items, more: true };
+      }
+    },
+    refetchInterval: 30_000,
+  });
+  const now = Date.now();
+  const rows = [...(refunds.data?.items ?? [])].sort((a, b) => a.created_at.localeCompare(b.created_at));
+  return (
+    <section aria-labelledby="ops-refunds-title" data-testid="ops-refunds-section">
+      <div className="toolbar">
+        <h2 id="ops-refunds-title">{t('ops.refunds.title')}</h2>
+        <button type="button" className="button button-secondary button-small" disabled={refunds.isFetching} onClick={() => void refunds.refetch()}>
+          {t('ops.refresh')}
+        </button>
+      </div>
+      {refunds.isPending && <Loading />}
+      {refunds.isError && <ErrorMessage error={refunds.error} retry={() => void refunds.refetch()} />}
+      {refunds.isSuccess && rows.length === 0 && (
+        <p className="empty" data-testid="ops-refunds-empty">
+          {t('ops.refunds.none')}
+        </p>
+      )}
+      {rows.length > 0 && (
+        <div className="table-wrap">
+          <table data-testid="ops-refunds">
+            <caption className="sr-only">{t('ops.refunds.title')}</caption>
+            <thead>
+              <tr>
+                <th scope="col">{t('ops.refunds.refund')}</th>
+                <th scope="col">{t('ops.refunds.order')}</th>
+                <th scope="col" className="num">
+                  {t('studio.earn.amountCol')}
+                </th>
+                <th scope="col">{t('ops.pay.provider')}</th>
+                <th scope="col">{t('studio.earn.requestedAt')}</th>
+                <th scope="col" className="num">
+                  {t('ops.refunds.age')}
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((r) => {
+                const s = (now - Date.parse(r.created_at)) / 1000;
+                return (
+                  <tr key={r.id} data-refund-id={r.id}>
+                    <th scope="row">
+                      <code title={r.id}>{r.id.slice(0, 8)}</code>
+                    </th>
+                    <td>
+                      <code title={r.order_id}>{r.order_id.slice(0, 8)}</code>
+                    </td>
+                    <td className="num">{money(r.amount.amount, r.amount.currency)}</td>
+                    <td>{r.provider}</td>
+                    <td>
+                      <time dateTime={r.created_at}>{dateTime(r.created_at)}</time>
+                    </td>
+                    <td className={`num${s > REFUND_LATE_S ? ' ops-warn' : ''}`}>{age(t, s)}</td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {refunds.data?.more && <p className="muted small">{t('ops.refunds.more', { n: rows.length })}</p>}
+    </section>
+  );
+}
 
 export function Payments() {
   const { t, money, dateTime } = useI18n();
@@ -122,6 +219,7 @@ export function Payments() {
           </table>
         </div>
       )}
+      <RefundsInFlight />
       <h2>{t('ops.pay.events')}</h2>
       {events.isError && <ErrorMessage error={events.error} />}
       {events.data && events.data.items.length === 0 && <p>{t('ops.pay.noEvents')}</p>}

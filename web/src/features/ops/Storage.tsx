@@ -1,7 +1,7 @@
 // Storage: usage now and per day (uPlot), the biggest owners and streams, the consistency
 // scan and its repair, and the retention job (what the next run deletes; run it now).
 import { useMemo, useState } from 'react';
-import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { useQueries, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, must } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
 import { formatBytes } from '../../lib/format';
@@ -27,6 +27,16 @@ export function Storage() {
     queryKey: ['profiles', ownerIds.join(',')],
     enabled: ownerIds.length > 0,
     queryFn: async () => must(await api.GET('/api/v1/users/profiles', { params: { query: { ids: ownerIds.join(',') } } })),
+  });
+  // The top streams' titles (one read per stream shown; a deleted stream keeps its id prefix).
+  const streamIds = (byStream.data?.groups ?? []).slice(0, 10).map((g) => g.key);
+  const streams = useQueries({
+    queries: streamIds.map((id) => ({
+      queryKey: ['live-stream', id],
+      queryFn: async () => must(await api.GET('/api/v1/live-streams/{id}', { params: { path: { id } } })),
+      retry: false,
+      staleTime: 5 * 60_000,
+    })),
   });
   const preview = useQuery({
     queryKey: ['retention-preview'],
@@ -77,6 +87,7 @@ export function Storage() {
     }
   };
   const name = (id: string) => names.data?.items.find((p) => p.id === id)?.display_name ?? id.slice(0, 8);
+  const streamTitle = (id: string) => streams[streamIds.indexOf(id)]?.data?.title || id.slice(0, 8);
   return (
     <div>
       <h1>{t('ops.storage.title')}</h1>
@@ -112,7 +123,7 @@ export function Storage() {
         </section>
         <section>
           <h2>{t('ops.storage.topStreams')}</h2>
-          <Top rows={(byStream.data?.groups ?? []).slice(0, 10)} label={(k) => k.slice(0, 8)} fmt={fmt} keyTitle={t('ops.stream')} />
+          <Top rows={(byStream.data?.groups ?? []).slice(0, 10)} label={streamTitle} fmt={fmt} keyTitle={t('ops.stream')} />
         </section>
       </div>
       <h2>{t('ops.storage.consistency')}</h2>

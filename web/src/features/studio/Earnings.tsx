@@ -1,23 +1,44 @@
 // The teacher's earnings: balance, available, held and owed; sales and refunds per day
-// (uPlot); the transactions with a CSV export; payout requests and their states.
+// (uPlot, over the posted transactions of up to CHART_PAGES pages); the transactions (100 at a
+// time) with a CSV export of every page (the API's `?format=csv`, following its `Link` header);
+// payout requests and their states.
 import { useMemo, useState } from 'react';
-import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { useInfiniteQuery, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, apiFetch, must } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
 import { ErrorMessage, Loading } from '../../components/Status';
 import { DayChart } from '../../components/Chart';
 import { download, perDay } from '../../lib/format';
+import { EXPORT_PAGE_CAP, fetchAllCsv, fetchAllPages } from './paging';
 
 const METHODS = ['bank_transfer', 'alipay', 'wechatpay'] as const;
+/** The chart reads at most this many pages of 100 posted transactions. */
+const CHART_PAGES = 10;
 
 export function Earnings() {
   const { t, money, dateTime, locale } = useI18n();
   const qc = useQueryClient();
   const earnings = useQuery({ queryKey: ['earnings'], queryFn: async () => must(await api.GET('/api/v1/earnings')) });
-  const txs = useQuery({
+  const txs = useInfiniteQuery({
     queryKey: ['earnings', 'transactions'],
-    queryFn: async () => must(await api.GET('/api/v1/earnings/transactions', { params: { query: { limit: 100 } } })),
+    initialPageParam: undefined as string | undefined,
+    queryFn: async ({ pageParam }) =>
+      must(await api.GET('/api/v1/earnings/transactions', { params: { query: { limit: 100, cursor: pageParam } } })),
+    getNextPageParam: (p) => p.next_cursor ?? undefined,
   });
+  const txRows = txs.data?.pages.flatMap((p) => p.items) ?? [];
+  // The chart's own read: posted movements only, every page up to CHART_PAGES.
+  const posted = useQuery({
+    queryKey: ['earnings', 'chart'],
+    queryFn: () =>
+      fetchAllPages(
+        async (cursor) =>
+          must(await api.GET('/api/v1/earnings/transactions', { params: { query: { limit: 100, state: 'posted', cursor } } })),
+        { cap: CHART_PAGES },
+      ),
+  });
+  const [exporting, setExporting] = useState<number | null>(null);
+  const [exportMsg, setExportMsg] = useState<{ ok: boolean; text: string } | null>(null);
   const payouts = useQuery({
     queryKey: ['payouts'],
     queryFn: async () => must(await api.GET('/api/v1/payouts', { params: { query: { limit: 50 } } })),
@@ -26,7 +47,7 @@ export function Earnings() {
   const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
   const currency = earnings.data?.available.currency ?? 'CNY';
   const chart = useMemo(() => {
-    const items = (txs.data?.items ?? []).filter((x) => x.state === 'posted');
+    const items = (posted.data?.items ?? []).filter((x) => x.state === 'posted');
     const r = perDay(items, (x) => x.created_at, [
       (x) => (x.kind === 'purchase' && x.amount.amount > 0 ? x.amount.amount : 0),
       (x) => (x.kind.startsWith('refund') ? Math.abs(x.amount.amount) : 0),
@@ -38,7 +59,7 @@ export function Earnings() {
         { label: t('studio.earn.refunds'), color: '#b91c1c', values: r.values[1] ?? [] },
       ],
     };
-  }, [txs.data, t]);
+  }, [posted.data, t]);
   const fmt = useMemo(() => (v: number) => money(v, currency), [money, currency]);
   const dayLabel = useMemo(() => (d: number) => dateTime(new Date(d * 1000), { dateStyle: 'medium', timeZone: 'UTC' }), [dateTime]);
   if (earnings.isPending) return <Loading />;
@@ -65,8 +86,19 @@ export function Earnings() {
     }
   };
   const exportCsv = async () => {
-    const r = await apiFetch('/api/v1/earnings/transactions?format=csv&limit=100');
-    if (r.ok) download('earnings.csv', await r.blob());
+    setExporting(0);
+    setExportMsg(null);
+    try {
+      const r = await fetchAllCsv('/api/v1/earnings/transactions?format=csv&limit=100', { onPage: setExporting });
+      download('earnings.csv', new Blob([r.text], { type: 'text/csv;charset=utf-8' }));
+      setExportMsg(
+        r.truncated ? { ok: false, text: t('studio.export.truncated', { n: EXPORT_PAGE_CAP * 100 }) } : { ok: true, text: t('studio.export.done') },
+      );
+    } catch (err) {
+      setExportMsg({ ok: false, text: t('attendance.csvFailed', { detail: err instanceof Error ? err.message : String(err) }) });
+    } finally {
+      setExporting(null);
+    }
   };
   const cancel = async (id: string) => {
     await apiFetch(`/api/v1/payouts/${id}/cancel`, { method: 'POST' });
@@ -104,6 +136,8 @@ export function Earnings() {
       ) : (
         <p>{t('studio.earn.noSales')}</p>
       )}
+      {posted.data?.truncated && <p className="muted small">{t('studio.earn.chartPartial', { n: posted.data.items.length })}</p>}
+      {posted.isError && <ErrorMessage error={posted.error} retry={() => void posted.refetch()} />}
       <h2>{t('studio.earn.payouts')}</h2>
       <form className="form panel" onSubmit={ask} data-testid="payout-form">
         <div className="row">
@@ -184,27 +218,63 @@ export function Earnings() {
       )}
       <div className="toolbar">
         <h2>{t('studio.earn.transactions')}</h2>
-        <button type="button" className="button button-secondary" onClick={() => void exportCsv()}>
-          {t('studio.exportCsv')}
+        <button
+          type="button"
+          className="button button-secondary"
+          data-testid="earnings-csv"
+          disabled={exporting !== null}
+          aria-busy={exporting !== null}
+          onClick={() => void exportCsv()}
+        >
+          {exporting !== null ? t('studio.exporting') : t('studio.exportCsv')}
         </button>
       </div>
-      {txs.data && txs.data.items.length === 0 && <p>{t('wallet.empty')}</p>}
-      <div className="table-wrap">
-        <table>
-          <tbody>
-            {(txs.data?.items ?? []).map((x) => (
-              <tr key={x.id}>
-                <td>
-                  <time dateTime={x.created_at}>{dateTime(x.created_at)}</time>
-                </td>
-                <td>{x.description || x.kind}</td>
-                <td>{x.state}</td>
-                <td className="num">{money(x.amount.amount, x.amount.currency)}</td>
+      {exporting !== null && (
+        <p className="status" role="status">
+          {t('studio.exportingPages', { n: exporting })}
+        </p>
+      )}
+      {exportMsg && (
+        <p className={exportMsg.ok ? 'form-ok' : 'form-error'} role={exportMsg.ok ? 'status' : 'alert'}>
+          {exportMsg.text}
+        </p>
+      )}
+      {txs.isError && <ErrorMessage error={txs.error} retry={() => void txs.refetch()} />}
+      {txs.data && txRows.length === 0 && <p>{t('wallet.empty')}</p>}
+      {txRows.length > 0 && (
+        <div className="table-wrap">
+          <table data-testid="earnings-transactions">
+            <caption className="sr-only">{t('studio.earn.transactions')}</caption>
+            <thead>
+              <tr>
+                <th scope="col">{t('studio.earn.col.when')}</th>
+                <th scope="col">{t('studio.earn.col.description')}</th>
+                <th scope="col">{t('studio.earn.state')}</th>
+                <th scope="col" className="num">
+                  {t('studio.earn.amountCol')}
+                </th>
               </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+            </thead>
+            <tbody>
+              {txRows.map((x) => (
+                <tr key={x.id}>
+                  <td>
+                    <time dateTime={x.created_at}>{dateTime(x.created_at)}</time>
+                  </td>
+                  <td>{x.description || x.kind}</td>
+                  <td>{x.state}</td>
+                  <td className="num">{money(x.amount.amount, x.amount.currency)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {txs.hasNextPage && (
+        <button type="button" className="button button-secondary" disabled={txs.isFetchingNextPage} onClick={() => void txs.fetchNextPage()}>
+          {t('catalogue.more')}
+        </button>
+      )}
       <p className="muted small" lang={locale}>
         {t('studio.earn.note2')}
       </p>

@@ -1,16 +1,32 @@
 // A course's lessons as a schedule in the teacher's time zone (grouped by day: the list view,
 // or only the days of one week), with the form to add or edit one. Whether a lesson is
-// recorded, and for how long recordings are kept, belong to its live stream.
-import { useMemo, useState } from 'react';
+// recorded, and for how long recordings are kept, belong to its live stream. The stream key
+// for OBS/ffmpeg is in the API's answers only when a lesson is created or its key is reset
+// (it is stored hashed): it is shown once then, with a copy button; otherwise the server URL
+// and the key's first characters.
+import { useId, useMemo, useState } from 'react';
 import { Link } from 'wouter';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import { api, apiFetch, must } from '../../api/client';
+import { api, must, mustOk } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
 import { ErrorMessage, Loading } from '../../components/Status';
 import { browserTimeZone, isoToLocalInput, localInputToIso } from '../../lib/format';
 import type { components } from '../../api/schema';
 
 type Lesson = components['schemas']['LessonResponse'];
+
+/** A key just made (lesson creation or reset), held in memory until dismissed. */
+interface FreshKey {
+  title: string;
+  key: string;
+  rtmpUrl: string | null;
+}
+
+/** The RTMP server URL without the key (the creation answer's `rtmp_url` ends with it). */
+function serverUrl(rtmpUrl: string | null | undefined, key: string): string {
+  if (!rtmpUrl) return '';
+  return rtmpUrl.endsWith(`/${key}`) ? rtmpUrl.slice(0, -(key.length + 1)) : rtmpUrl;
+}
 
 interface Draft {
   title: string;
@@ -34,6 +50,8 @@ export function Lessons({ courseId }: { courseId: string }) {
   const [view, setView] = useState<'list' | 'week'>('list');
   const [weekStart, setWeekStart] = useState(() => startOfWeek(new Date()));
   const [editing, setEditing] = useState<Lesson | 'new' | null>(null);
+  const [fresh, setFresh] = useState<FreshKey | null>(null);
+  const [deleteError, setDeleteError] = useState<string | null>(null);
   const lessons = useQuery({
     queryKey: ['lessons', courseId],
     queryFn: async () =>
@@ -90,7 +108,23 @@ export function Lessons({ courseId }: { courseId: string }) {
         </button>
       </div>
       <p className="muted">{t('studio.lessons.timeZone', { tz })}</p>
-      {editing && <LessonForm courseId={courseId} lesson={editing === 'new' ? null : editing} onDone={done} onCancel={() => setEditing(null)} />}
+      {editing && (
+        <LessonForm
+          courseId={courseId}
+          lesson={editing === 'new' ? null : editing}
+          onDone={done}
+          onCancel={() => setEditing(null)}
+          onKey={(saved) => {
+            if (saved.stream_key) setFresh({ title: saved.title, key: saved.stream_key, rtmpUrl: saved.rtmp_url ?? null });
+          }}
+        />
+      )}
+      {fresh && <OnceKey fresh={fresh} onDismiss={() => setFresh(null)} />}
+      {deleteError && (
+        <p className="form-error" role="alert" data-testid="lesson-delete-error">
+          {deleteError}
+        </p>
+      )}
       {days.length === 0 && <p>{t('course.noLessons')}</p>}
       {days.map(([day, ls]) => (
         <section key={day} className="schedule-day">
@@ -119,7 +153,13 @@ export function Lessons({ courseId }: { courseId: string }) {
                     className="button button-small button-danger"
                     onClick={async () => {
                       if (!window.confirm(t('studio.lessons.deleteConfirm', { title: l.title }))) return;
-                      await apiFetch(`/api/v1/lessons/${l.id}`, { method: 'DELETE' });
+                      setDeleteError(null);
+                      try {
+                        mustOk(await api.DELETE('/api/v1/lessons/{id}', { params: { path: { id: l.id } } }));
+                      } catch (e) {
+                        setDeleteError(t('studio.lessons.deleteFailed', { title: l.title, detail: e instanceof Error ? e.message : String(e) }));
+                        return;
+                      }
                       await done();
                     }}
                   >
@@ -142,31 +182,126 @@ function startOfWeek(d: Date): Date {
   return x;
 }
 
-/** Recording facts of a lesson's live stream, and its key for OBS/ffmpeg (shown on demand). */
+/** A button that copies `value`, saying so (or that the browser refused). */
+function CopyButton({ value, label }: { value: string; label: string }) {
+  const { t } = useI18n();
+  const [state, setState] = useState<'idle' | 'copied' | 'failed'>('idle');
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(value);
+      setState('copied');
+    } catch {
+      setState('failed');
+    }
+    setTimeout(() => setState('idle'), 2500);
+  };
+  return (
+    <>
+      <button type="button" className="button button-small button-secondary" aria-label={label} onClick={() => void copy()}>
+        {t('common.copy')}
+      </button>
+      <span role="status" className="muted small">
+        {state === 'copied' ? ` ${t('common.copied')}` : state === 'failed' ? ` ${t('studio.key.copyFailed')}` : ''}
+      </span>
+    </>
+  );
+}
+
+/** A stream key shown this once, with the server URL and a warning; gone when dismissed. */
+function OnceKey({ fresh, onDismiss, level = 2 }: { fresh: FreshKey; onDismiss: () => void; level?: 2 | 3 }) {
+  const { t } = useI18n();
+  const id = useId();
+  const server = serverUrl(fresh.rtmpUrl, fresh.key);
+  const Heading = level === 2 ? 'h2' : 'h3';
+  return (
+    <section className="panel once-key" aria-labelledby={id} data-testid="stream-key-once">
+      <Heading id={id}>{t('studio.key.title', { title: fresh.title })}</Heading>
+      <p className="once-key-warning">
+        <strong>{t('studio.key.once')}</strong>
+      </p>
+      <dl className="encoder">
+        {server && (
+          <>
+            <dt>{t('teacher.serverUrl')}</dt>
+            <dd>
+              <code className="key-inline">{server}</code> <CopyButton value={server} label={t('studio.key.copyServer')} />
+            </dd>
+          </>
+        )}
+        <dt>{t('teacher.streamKey')}</dt>
+        <dd>
+          <code className="key-inline" data-testid="stream-key">
+            {fresh.key}
+          </code>{' '}
+          <CopyButton value={fresh.key} label={t('studio.key.copyKey')} />
+        </dd>
+      </dl>
+      <button type="button" className="button button-small" onClick={onDismiss}>
+        {t('studio.key.dismiss')}
+      </button>
+    </section>
+  );
+}
+
+/** Recording facts of a lesson's live stream, its RTMP server and key prefix, and a new key
+ * on demand (shown once). */
 function StreamFacts({ streamId, lesson }: { streamId: string; lesson: Lesson }) {
   const { t } = useI18n();
-  const [show, setShow] = useState(false);
+  const qc = useQueryClient();
+  const [fresh, setFresh] = useState<FreshKey | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
   const stream = useQuery({
     queryKey: ['live-stream', streamId],
     queryFn: async () => must(await api.GET('/api/v1/live-streams/{id}', { params: { path: { id: streamId } } })),
   });
   if (!stream.data) return null;
   const s = stream.data;
-  const key = lesson.stream_key ?? s.stream_key;
+  const reset = async () => {
+    if (!window.confirm(t('teacher.resetConfirm'))) return;
+    setBusy(true);
+    setError(null);
+    try {
+      const r = must(await api.POST('/api/v1/live-streams/{id}/reset-stream-key', { params: { path: { id: streamId } } }));
+      if (r.stream_key) setFresh({ title: lesson.title, key: r.stream_key, rtmpUrl: r.rtmp_url });
+      await qc.invalidateQueries({ queryKey: ['live-stream', streamId] });
+    } catch (e) {
+      setError(t('studio.key.resetFailed', { detail: e instanceof Error ? e.message : String(e) }));
+    } finally {
+      setBusy(false);
+    }
+  };
+  // Outside the answers of create and reset, `rtmp_url` is the server URL without a key.
+  const server = s.rtmp_url || lesson.rtmp_url;
   return (
-    <p className="muted small">
-      {s.record ? t('studio.lessons.recorded') : t('studio.lessons.notRecorded')}
-      {s.record && s.recording_retention_days ? ` · ${t('studio.lessons.keptDays', { n: s.recording_retention_days })}` : ''}
-      {key && (
-        <>
-          {' · '}
-          <button type="button" className="link-button" onClick={() => setShow(!show)} aria-expanded={show}>
-            {show ? t('common.hide') : t('studio.lessons.showKey')}
-          </button>
-          {show && <code className="key">{`${s.rtmp_url} · ${key}`}</code>}
-        </>
+    <div className="muted small stream-facts" data-testid="stream-facts">
+      <p>
+        {s.record ? t('studio.lessons.recorded') : t('studio.lessons.notRecorded')}
+        {s.record && s.recording_retention_days ? ` · ${t('studio.lessons.keptDays', { n: s.recording_retention_days })}` : ''}
+      </p>
+      <p>
+        {server && (
+          <>
+            {t('teacher.serverUrl')}: <code className="key-inline">{server}</code>
+          </>
+        )}
+        {s.stream_key_prefix && (
+          <>
+            {server && ' · '}
+            {t('studio.key.prefix')}: <code data-testid="stream-key-prefix">{`${s.stream_key_prefix}…`}</code>
+          </>
+        )}{' '}
+        <button type="button" className="link-button" disabled={busy} onClick={() => void reset()} data-testid="reset-stream-key">
+          {t('teacher.resetKey')}
+        </button>
+      </p>
+      {error && (
+        <p className="form-error" role="alert">
+          {error}
+        </p>
       )}
-    </p>
+      {fresh && <OnceKey fresh={fresh} onDismiss={() => setFresh(null)} level={3} />}
+    </div>
   );
 }
 
@@ -175,11 +310,14 @@ function LessonForm({
   lesson,
   onDone,
   onCancel,
+  onKey,
 }: {
   courseId: string;
   lesson: Lesson | null;
   onDone: () => Promise<void>;
   onCancel: () => void;
+  /** The lesson was created: its answer carries the stream key, this once. */
+  onKey: (created: Lesson) => void;
 }) {
   const { t } = useI18n();
   const qc = useQueryClient();
@@ -199,6 +337,7 @@ function LessonForm({
     setD({ ...d, record: stream.data.record, retention: stream.data.recording_retention_days ? String(stream.data.recording_retention_days) : '' });
   }
   const [error, setError] = useState<string | null>(null);
+  const [created, setCreated] = useState<Lesson | null>(null);
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
     setError(null);
@@ -206,9 +345,16 @@ function LessonForm({
     if (!starts_at) return;
     const body = { title: d.title, kind: d.kind, starts_at, duration_minutes: Number(d.duration), time_zone: browserTimeZone() };
     try {
-      const saved = lesson
-        ? must(await api.PATCH('/api/v1/lessons/{id}', { params: { path: { id: lesson.id } }, body }))
-        : must(await api.POST('/api/v1/courses/{id}/lessons', { params: { path: { id: courseId } }, body }));
+      // Once created, a second submit (after the stream settings failed) changes that lesson.
+      const target = lesson ?? created;
+      let saved: Lesson;
+      if (target) {
+        saved = must(await api.PATCH('/api/v1/lessons/{id}', { params: { path: { id: target.id } }, body }));
+      } else {
+        saved = must(await api.POST('/api/v1/courses/{id}/lessons', { params: { path: { id: courseId } }, body }));
+        setCreated(saved);
+        onKey(saved); // shown now: a failure below must not lose the only answer with the key
+      }
       if (saved.live_stream_id) {
         must(
           await api.PATCH('/api/v1/live-streams/{id}', {
