@@ -26,10 +26,12 @@ const shots = mode === 'whip'; // one set of screenshots is enough
 const browser = await launch();
 let ffmpeg = null;
 const errors = [];
+const pages = {}; // for the diagnostics of a failure
 try {
   // ---- teacher ----
   const teacherCtx = await context(browser, { locale: 'en-US' });
   const teacher = await teacherCtx.newPage();
+  pages.teacher = teacher;
   watch(teacher, 'teacher', errors);
   await teacher.goto('/login');
   if (shots) await assertAccessible(teacher, 'login');
@@ -62,6 +64,7 @@ try {
   // ---- student: register, buy, watch ----
   const studentCtx = await context(browser, { locale: 'zh-CN' });
   const student = await studentCtx.newPage();
+  pages.student = student;
   watch(student, 'student', errors);
   const email = `student-${Date.now()}-${mode}@example.com`;
   await student.goto('/register');
@@ -238,6 +241,9 @@ try {
 
   if (errors.length) throw new Error(errors.join('\n'));
   console.log('classroom scenario passed');
+} catch (e) {
+  await diagnose(e);
+  throw e;
 } finally {
   ffmpeg?.kill('SIGKILL');
   await browser.close();
@@ -279,4 +285,27 @@ async function switchWhileLive(teacher, student) {
   const state = await teacher.textContent('[data-testid=health-state]');
   if (state !== 'On air') throw new Error(`after the switches the stream is ${state}`);
   log('screen share and device switch while live: one session throughout');
+}
+
+/** On a failure: what each page's chat shows and its socket state, the page errors collected
+ * so far, and a screenshot of each page (in the system's temp dir), so that a failure under
+ * load says more than "timeout". */
+async function diagnose(e) {
+  console.error(`classroom scenario (${mode}) failed: ${e.message}`);
+  if (errors.length) console.error(`page errors so far:\n  ${errors.join('\n  ')}`);
+  for (const [name, page] of Object.entries(pages)) {
+    try {
+      const state = await page.evaluate(() => ({
+        url: location.pathname,
+        chat: document.querySelector('section.chat')?.getAttribute('data-status'),
+        lines: [...document.querySelectorAll('[data-testid=chat-list] > li')].map((li) => li.innerText.replace(/\s+/g, ' ').slice(0, 80)),
+      }));
+      console.error(`${name}: ${JSON.stringify(state)}`);
+      const file = `${process.env.TMPDIR ?? '/tmp'}/wemaster-classroom-${mode}-${name}.png`;
+      await page.screenshot({ path: file, fullPage: true });
+      console.error(`${name}: screenshot ${file}`);
+    } catch (err) {
+      console.error(`${name}: no diagnostics (${err.message})`);
+    }
+  }
 }
