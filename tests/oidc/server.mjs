@@ -8,7 +8,7 @@
 //   verified unless it starts with "unverified".
 import Provider from 'oidc-provider';
 
-const port = Number(process.env.PORT || 59030);
+const port = Number(process.env.PORT || 29030);
 const issuer = `http://127.0.0.1:${port}`;
 
 const provider = new Provider(issuer, {

@@ -9,7 +9,7 @@
 // becomes a PaymentMethod on localstripe and the intent is confirmed with it. What follows is
 // all real: localstripe's 3-D Secure dialog and its `_authenticate` call from the page,
 // localstripe's signed webhook to the server, the order paid, the course open.
-//   a declined card → the page shows Stripe's error and the order stays open;
+//   a declined card → the page shows Stripe's error and keeps the form;
 //   a card that needs 3-D Secure → localstripe's dialog → completed → paid.
 import {
   assertTranslated, context, env, launch, log, login, screenshot, watch,
@@ -79,9 +79,13 @@ try {
   await login(page, env('WM_STUDENT_EMAIL'), env('WM_STUDENT_PASSWORD'));
   await page.goto(`/courses/${courseId}`);
   await page.waitForSelector('.checkout');
-  await page.check('input[name=provider][value=stripe]');
-  await page.click('.checkout > button.button');
-  await page.waitForSelector('.stripe-card[data-ready=true]', { timeout: 20_000 });
+  const startCardPayment = async () => {
+    await page.waitForSelector('.checkout');
+    await page.check('input[name=provider][value=stripe]');
+    await page.click('.checkout > button.button');
+    await page.waitForSelector('.stripe-card[data-ready=true]', { timeout: 20_000 });
+  };
+  await startCardPayment();
   if (scriptLoads !== 1) throw new Error(`Stripe.js loaded ${scriptLoads} times`);
   log('the card form is mounted from the configured Stripe.js');
 
@@ -92,8 +96,9 @@ try {
     await field('exp_year').fill('34');
     await field('cvc').fill('123');
   };
-  // Declined: Stripe's message on the page, the order still waiting, the form still there.
-  await typeCard('4000000000000002');
+  // Declined (localstripe's charge-declining card): Stripe's message on the page, the order
+  // still waiting, the form still there for another card.
+  await typeCard('4000000000000341');
   await page.click('.stripe-card button');
   await page.waitForSelector('.stripe-card [role=alert]');
   const declined = await page.textContent('.stripe-card [role=alert]');
@@ -102,6 +107,11 @@ try {
   log(`declined card: "${declined.trim()}"`);
   await screenshot(page, 'checkout-stripe-declined-en');
 
+  if (!(await page.isVisible('.stripe-card-field input'))) throw new Error('the card form went away after a decline');
+  // localstripe cannot confirm a PaymentIntent again after a declined charge (Stripe can), so
+  // the second card goes to a new order: the page reloaded, the card payment started again.
+  await page.reload();
+  await startCardPayment();
   // 3-D Secure: localstripe's dialog, completed; the webhook makes the order paid.
   await typeCard('4000002760003184');
   await page.click('.stripe-card button');

@@ -30,6 +30,7 @@ export function Checkout({
   const [orderId, setOrderId] = useState<string | null>(null);
   const [qr, setQr] = useState<string | null>(null);
   const [clientSecret, setClientSecret] = useState<string | null>(null);
+  const [cardConfirmed, setCardConfirmed] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [idempotencyKey] = useState(newKey);
@@ -129,12 +130,13 @@ export function Checkout({
         </p>
       ) : (
         <div role="status">
-          {clientSecret && enabled.data?.stripe && (
+          {clientSecret && enabled.data?.stripe && !cardConfirmed && (
             <StripeCard
               publishableKey={enabled.data.stripe.publishable_key}
               jsUrl={enabled.data.stripe.js_url}
               clientSecret={clientSecret}
               price={money(price.amount, price.currency)}
+              onConfirmed={() => setCardConfirmed(true)}
             />
           )}
           {qr && (
@@ -143,7 +145,8 @@ export function Checkout({
               <figcaption>{t('checkout.scanQr')}</figcaption>
             </figure>
           )}
-          <p>{t('checkout.waiting')}</p>
+          {/* With a card form, the wait starts once the card went through. */}
+          {!(clientSecret && enabled.data?.stripe && !cardConfirmed) && <p>{t('checkout.waiting')}</p>}
         </div>
       )}
       {error && (

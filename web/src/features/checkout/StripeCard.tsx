@@ -50,18 +50,20 @@ export function StripeCard({
   jsUrl,
   clientSecret,
   price,
+  onConfirmed,
 }: {
   publishableKey: string;
   jsUrl: string;
   clientSecret: string;
   price: string;
+  /** The card went through: from now on the order waits for Stripe's webhook. */
+  onConfirmed: () => void;
 }) {
   const { t, locale } = useI18n();
   const host = useRef<HTMLDivElement>(null);
   const parts = useRef<{ stripe: StripeJs; card: CardElement } | null>(null);
   const [ready, setReady] = useState(false);
   const [busy, setBusy] = useState(false);
-  const [confirmed, setConfirmed] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
   useEffect(() => {
@@ -93,7 +95,7 @@ export function StripeCard({
     try {
       const r = await p.stripe.confirmCardPayment(clientSecret, { payment_method: { card: p.card } });
       if (r.error) setError(r.error.message || t('checkout.cardDeclined'));
-      else setConfirmed(true);
+      else onConfirmed();
     } catch (e) {
       setError(e instanceof Error ? e.message : String(e));
     } finally {
@@ -101,7 +103,6 @@ export function StripeCard({
     }
   };
 
-  if (confirmed) return null; // the checkout says it waits for the confirmation
   return (
     <div className="stripe-card" data-ready={ready}>
       <p id="stripe-card-label">{t('checkout.cardDetails')}</p>
