@@ -195,6 +195,22 @@ impl ClientId {
     }
 }
 
+/// The HTML tags a chat message may hold (ammonia's allow-list in [`render`]).
+pub const CHAT_TAGS: &[&str] = &[
+    "p",
+    "br",
+    "em",
+    "strong",
+    "del",
+    "code",
+    "pre",
+    "a",
+    "ul",
+    "ol",
+    "li",
+    "blockquote",
+];
+
 /// The chat's Markdown subset → sanitized HTML: emphasis, strong, strikethrough, inline code
 /// and code blocks, links (`rel="noopener noreferrer nofollow"`), lists, quotes and line
 /// breaks. Headings become paragraphs' text, images their alt text, raw HTML is dropped;
@@ -215,22 +231,7 @@ pub fn render(md: &str) -> String {
     });
     let mut out = String::with_capacity(md.len() + 16);
     html::push_html(&mut out, events);
-    let tags: HashSet<&str> = [
-        "p",
-        "br",
-        "em",
-        "strong",
-        "del",
-        "code",
-        "pre",
-        "a",
-        "ul",
-        "ol",
-        "li",
-        "blockquote",
-    ]
-    .into_iter()
-    .collect();
+    let tags: HashSet<&str> = CHAT_TAGS.iter().copied().collect();
     ammonia::Builder::default()
         .tags(tags)
         .link_rel(Some("noopener noreferrer nofollow"))

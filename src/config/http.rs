@@ -28,6 +28,9 @@ pub struct HttpSettings {
     /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or CIDR ranges). The
     /// client's address is the right-most hop not in this list; empty: the TCP peer, always.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `Strict-Transport-Security: max-age=…` on every answer (0: not sent). Only with an
+    /// https `public_url`: the site must be served over TLS (by a proxy in front, usually).
+    pub hsts_max_age_s: u64,
 }
 
 impl HttpSettings {
@@ -37,6 +40,12 @@ impl HttpSettings {
         }
         if !matches!(self.public_url.scheme(), "http" | "https") {
             return Err(err("http.public_url", "must be an http:// or https:// URL"));
+        }
+        if self.hsts_max_age_s > 0 && self.public_url.scheme() != "https" {
+            return Err(err(
+                "http.hsts_max_age_s",
+                "needs an https:// http.public_url (HSTS tells browsers to use TLS only)",
+            ));
         }
         if self.body_limit_bytes == 0 {
             return Err(err("http.body_limit_bytes", "must be greater than 0"));

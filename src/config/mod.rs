@@ -288,6 +288,19 @@ mod tests {
     }
 
     #[test]
+    fn hsts_needs_an_https_site() {
+        let e = load(&[("WEMASTER__HTTP__HSTS_MAX_AGE_S", "600")]).unwrap_err();
+        assert_eq!(e.key, "http.hsts_max_age_s");
+        assert!(
+            load(&[
+                ("WEMASTER__HTTP__HSTS_MAX_AGE_S", "600"),
+                ("WEMASTER__HTTP__PUBLIC_URL", "https://lessons.example.com"),
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn the_stripe_card_form_takes_a_publishable_key_and_a_safe_script_url() {
         let key = |k: &str| load(&[("WEMASTER__PAYMENTS__STRIPE__PUBLISHABLE_KEY", k)]);
         assert!(key("pk_test_1").is_ok());

@@ -150,7 +150,33 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(cors(settings))
         .layer(middleware::from_fn(whip::preflight))
+        .layer(middleware::map_response_with_state(
+            hsts(settings),
+            transport_headers,
+        ))
         .with_state(state)
+}
+
+/// The `Strict-Transport-Security` value when configured.
+fn hsts(settings: &HttpSettings) -> Option<HeaderValue> {
+    (settings.hsts_max_age_s > 0)
+        .then(|| HeaderValue::from_str(&format!("max-age={}", settings.hsts_max_age_s)).ok())
+        .flatten()
+}
+
+/// Headers of every answer: `X-Content-Type-Options: nosniff` (JSON, playlists, segments and
+/// objects all declare their type; a browser must not guess another), and HSTS when set.
+async fn transport_headers(
+    axum::extract::State(hsts): axum::extract::State<Option<HeaderValue>>,
+    mut res: Response,
+) -> Response {
+    let h = res.headers_mut();
+    h.entry(axum::http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    if let Some(v) = hsts {
+        h.insert(axum::http::header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    res
 }
 
 /// Routes that read their body themselves under a cap of their own, and refuse a

@@ -421,6 +421,40 @@ async fn the_checkout_offers_only_the_enabled_payment_providers() {
     app.stop().await;
 }
 
+/// Every answer says `nosniff`; HSTS only when configured for an https site (it tells browsers
+/// to use TLS only, so a plain-http site must never send it).
+#[tokio::test]
+async fn every_answer_says_nosniff_and_hsts_comes_when_configured() {
+    let app = spawn_app().await;
+    for path in ["/api/v1/courses", "/healthz", "/api/v1/nope", "/courses"] {
+        let r = app.get(path).await;
+        assert_eq!(
+            header_of(&r, header::X_CONTENT_TYPE_OPTIONS),
+            "nosniff",
+            "{path}"
+        );
+        assert!(
+            r.headers().get(header::STRICT_TRANSPORT_SECURITY).is_none(),
+            "{path}"
+        );
+    }
+    app.stop().await;
+    let app = spawn_app_with(|s| {
+        s.http.public_url = "https://lessons.example.com".parse().unwrap();
+        s.http.hsts_max_age_s = 31_536_000;
+    })
+    .await;
+    for path in ["/api/v1/courses", "/healthz", "/courses"] {
+        let r = app.get(path).await;
+        assert_eq!(
+            header_of(&r, header::STRICT_TRANSPORT_SECURITY),
+            "max-age=31536000",
+            "{path}"
+        );
+    }
+    app.stop().await;
+}
+
 /// Stripe's card form (web/e2e/checkout-stripe.mjs), against localstripe: the providers list
 /// names the form only when configured, the page's CSP admits the configured Stripe.js, a
 /// declined card leaves the order open, a card with 3-D Secure pays it through the webhook.
