@@ -125,6 +125,20 @@ pub(super) async fn wait_order(app: &TestApp, token: &str, id: &str, status: &st
     panic!("order {id} never became {status}");
 }
 
+/// A wallet top-up of `amount` fen through the sandbox, waited for until paid; its order id.
+pub(super) async fn paid_topup(app: &TestApp, token: &str, amount: i64) -> String {
+    let body = json!({"kind": "wallet_topup", "amount": {"amount": amount, "currency": "CNY"},
+                      "provider": "sandbox"});
+    let order: Value = post(app, "/api/v1/orders", token, None, &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = order["id"].as_str().expect("an order").to_string();
+    wait_order(app, token, &id, "paid").await;
+    id
+}
+
 pub(super) fn db_error(e: sqlx::Error) -> String {
     e.as_database_error()
         .map(|d| d.message().to_string())

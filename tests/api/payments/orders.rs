@@ -295,14 +295,7 @@ async fn admins_see_provider_events_orders_and_refunds() {
     let (_, admin) = app
         .user_with(&unique_email("admin"), PW, &[Role::Admin])
         .await;
-    let body = json!({"kind": "wallet_topup", "amount": {"amount": 500, "currency": "CNY"}, "provider": "sandbox"});
-    let order: Value = post(&app, "/api/v1/orders", &student, None, &body)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = order["id"].as_str().unwrap().to_string();
-    wait_order(&app, &student, &id, "paid").await;
+    let id = paid_topup(&app, &student, 500).await;
 
     let events: Value = app
         .get_auth("/api/v1/admin/payments/events?provider=sandbox", &admin)

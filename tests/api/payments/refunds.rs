@@ -15,14 +15,7 @@ async fn refunds_are_partial_or_full_never_more_than_paid_and_reverse_the_ledger
     let (_, admin) = app
         .user_with(&unique_email("admin"), PW, &[Role::Admin])
         .await;
-    let body = json!({"kind": "wallet_topup", "amount": {"amount": 1000, "currency": "CNY"}, "provider": "sandbox"});
-    let order: Value = post(&app, "/api/v1/orders", &token, None, &body)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = order["id"].as_str().unwrap().to_string();
-    wait_order(&app, &token, &id, "paid").await;
+    let id = paid_topup(&app, &token, 1000).await;
 
     // Students cannot refund.
     let partial =
@@ -144,14 +137,7 @@ async fn a_late_callback_for_a_resolved_refund_changes_nothing() {
     let (_, admin) = app
         .user_with(&unique_email("admin"), PW, &[Role::Admin])
         .await;
-    let body = json!({"kind": "wallet_topup", "amount": {"amount": 1000, "currency": "CNY"}, "provider": "sandbox"});
-    let order: Value = post(&app, "/api/v1/orders", &token, None, &body)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = order["id"].as_str().unwrap().to_string();
-    wait_order(&app, &token, &id, "paid").await;
+    let id = paid_topup(&app, &token, 1000).await;
     // Sign the refund's failure ourselves, as the sandbox would.
     let refund: Value = {
         let pool = pool(&app).await;
