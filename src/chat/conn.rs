@@ -32,7 +32,11 @@ use super::{
     persist::{self, Entry, Op},
     store,
 };
-use crate::{courses::policy::Caller, state::AppState};
+use crate::{
+    courses::policy::Caller,
+    domain::{ChannelId, UserId},
+    state::AppState,
+};
 
 mod interact;
 pub use interact::hands;
@@ -396,7 +400,7 @@ impl Conn {
         self.hub
             .subscribe(self.id, canonical.clone(), a.moderate)
             .await;
-        let read_seq = store::join(&mut db, self.caller.id, channel.id).await?;
+        let read_seq = store::join(&mut db, UserId(self.caller.id), ChannelId(channel.id)).await?;
         let latest = store::channel_by_name(&mut db, &canonical)
             .await?
             .map_or(channel.last_seq, |c| c.last_seq);
@@ -493,7 +497,7 @@ impl Conn {
             if ch.muted {
                 return Ok(Admission::Refuse(Refusal::RoomMuted));
             }
-            if store::is_muted(&mut db, ch.id, self.caller.id).await? {
+            if store::is_muted(&mut db, ChannelId(ch.id), UserId(self.caller.id)).await? {
                 return Ok(Admission::Refuse(Refusal::SenderMuted));
             }
         }
@@ -786,7 +790,8 @@ impl Conn {
             None => return Ok(not_subscribed(ws, channel).await),
         };
         let mut db = self.state.db.acquire().await?;
-        let read_seq = store::mark_read(&mut db, self.caller.id, channel_id, seq).await?;
+        let read_seq =
+            store::mark_read(&mut db, UserId(self.caller.id), ChannelId(channel_id), seq).await?;
         drop(db);
         let _ = super::hub::publish(
             &self.state.redis,

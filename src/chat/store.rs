@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Canonical, ChannelName, MessageView};
+use crate::domain::{ChannelId, CourseId, UserId};
 
 /// A channel row (what the socket and the persister need).
 #[derive(Debug, Clone)]
@@ -262,13 +263,17 @@ pub async fn after(
 }
 
 /// Mark the channel joined by `user` (listed with unread counts from now on).
-pub async fn join(conn: &mut PgConnection, user: Uuid, channel: Uuid) -> Result<i64, sqlx::Error> {
+pub async fn join(
+    conn: &mut PgConnection,
+    user: UserId,
+    channel: ChannelId,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(
         r#"INSERT INTO chat_reads (user_id, channel_id) VALUES ($1, $2)
            ON CONFLICT (user_id, channel_id) DO UPDATE SET read_seq = chat_reads.read_seq
            RETURNING read_seq"#,
-        user,
-        channel
+        user.get(),
+        channel.get()
     )
     .fetch_one(conn)
     .await
@@ -277,8 +282,8 @@ pub async fn join(conn: &mut PgConnection, user: Uuid, channel: Uuid) -> Result<
 /// Move the "read up to" marker forward (never back, never past the last message).
 pub async fn mark_read(
     conn: &mut PgConnection,
-    user: Uuid,
-    channel: Uuid,
+    user: UserId,
+    channel: ChannelId,
     seq: i64,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(
@@ -287,8 +292,8 @@ pub async fn mark_read(
            ON CONFLICT (user_id, channel_id) DO UPDATE
            SET read_seq = GREATEST(chat_reads.read_seq, EXCLUDED.read_seq), updated_at = now()
            RETURNING read_seq"#,
-        user,
-        channel,
+        user.get(),
+        channel.get(),
         seq.max(0)
     )
     .fetch_one(conn)
@@ -309,8 +314,9 @@ pub struct ChannelSummary {
 
 pub async fn joined(
     conn: &mut PgConnection,
-    user: Uuid,
+    user: UserId,
 ) -> Result<Vec<ChannelSummary>, sqlx::Error> {
+    let user = user.get();
     let rows = sqlx::query!(
         r#"SELECT c.name, c.kind, c.last_seq, r.read_seq,
                   (SELECT count(*) FROM chat_messages m
@@ -337,14 +343,14 @@ pub async fn joined(
 /// Is `user` muted in `channel` now?
 pub async fn is_muted(
     conn: &mut PgConnection,
-    channel: Uuid,
-    user: Uuid,
+    channel: ChannelId,
+    user: UserId,
 ) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM chat_mutes WHERE channel_id = $1 AND user_id = $2
                           AND (until IS NULL OR until > now())) AS "m!""#,
-        channel,
-        user
+        channel.get(),
+        user.get()
     )
     .fetch_one(conn)
     .await?)
@@ -352,29 +358,33 @@ pub async fn is_muted(
 
 pub async fn mute(
     conn: &mut PgConnection,
-    channel: Uuid,
-    user: Uuid,
+    channel: ChannelId,
+    user: UserId,
     until: Option<OffsetDateTime>,
-    by: Uuid,
+    by: UserId,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"INSERT INTO chat_mutes (channel_id, user_id, until, muted_by) VALUES ($1, $2, $3, $4)
            ON CONFLICT (channel_id, user_id) DO UPDATE SET until = $3, muted_by = $4"#,
-        channel,
-        user,
+        channel.get(),
+        user.get(),
         until,
-        by
+        by.get()
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-pub async fn unmute(conn: &mut PgConnection, channel: Uuid, user: Uuid) -> Result<(), sqlx::Error> {
+pub async fn unmute(
+    conn: &mut PgConnection,
+    channel: ChannelId,
+    user: UserId,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "DELETE FROM chat_mutes WHERE channel_id = $1 AND user_id = $2",
-        channel,
-        user
+        channel.get(),
+        user.get()
     )
     .execute(conn)
     .await?;
@@ -403,17 +413,17 @@ pub async fn set_room(
 
 pub async fn ban(
     conn: &mut PgConnection,
-    course: Uuid,
-    user: Uuid,
-    by: Uuid,
+    course: CourseId,
+    user: UserId,
+    by: UserId,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"INSERT INTO chat_bans (course_id, user_id, banned_by, reason) VALUES ($1, $2, $3, $4)
            ON CONFLICT (course_id, user_id) DO UPDATE SET banned_by = $3, reason = $4"#,
-        course,
-        user,
-        by,
+        course.get(),
+        user.get(),
+        by.get(),
         reason
     )
     .execute(conn)
@@ -421,11 +431,15 @@ pub async fn ban(
     Ok(())
 }
 
-pub async fn unban(conn: &mut PgConnection, course: Uuid, user: Uuid) -> Result<(), sqlx::Error> {
+pub async fn unban(
+    conn: &mut PgConnection,
+    course: CourseId,
+    user: UserId,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "DELETE FROM chat_bans WHERE course_id = $1 AND user_id = $2",
-        course,
-        user
+        course.get(),
+        user.get()
     )
     .execute(conn)
     .await?;

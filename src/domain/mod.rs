@@ -3,12 +3,14 @@
 //! This module is a leaf: it imports nothing from the rest of the crate, so config, every
 //! domain and the HTTP layer may all depend on it.
 
+mod ids;
 mod money;
 mod page;
 mod role;
 mod text;
 
 pub use self::{
+    ids::{ChannelId, CourseId, LessonId, OrderId, RecordingId, UserId},
     money::{Currency, Money},
     page::{Page, PageLimit},
     role::Role,

@@ -33,6 +33,7 @@ use crate::{
         store::{self, Anchor, ChannelSummary},
     },
     courses::policy::Caller,
+    domain::{ChannelId, CourseId, UserId},
     state::AppState,
     users::{InvalidInput, Role},
 };
@@ -249,7 +250,7 @@ async fn list_channels(
     State(state): State<AppState>,
 ) -> Result<Json<ChannelList>, ApiError> {
     let mut db = state.db.acquire().await?;
-    let items = store::joined(&mut db, user.id).await?;
+    let items = store::joined(&mut db, UserId(user.id)).await?;
     Ok(Json(ChannelList {
         items,
         next_cursor: None,
@@ -366,7 +367,7 @@ async fn mark_read(
     let (name, a) = open(&state, &user, &channel).await?;
     let mut db = state.db.acquire().await?;
     let ch = store::ensure_channel(&mut db, name, user.id, a.course_id, a.lesson_id).await?;
-    let read_seq = store::mark_read(&mut db, user.id, ch.id, body.seq).await?;
+    let read_seq = store::mark_read(&mut db, UserId(user.id), ChannelId(ch.id), body.seq).await?;
     let _ = chat::hub::publish(
         &state.redis,
         &state.settings.chat.keys(),
@@ -552,7 +553,14 @@ async fn mute_user(
         .duration_s
         .map(|d| OffsetDateTime::now_utc() + time::Duration::seconds(d));
     let mut db = state.db.acquire().await?;
-    store::mute(&mut db, ch.id, target, until, user.id).await?;
+    store::mute(
+        &mut db,
+        ChannelId(ch.id),
+        UserId(target),
+        until,
+        UserId(user.id),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -569,7 +577,7 @@ async fn unmute_user(
 ) -> Result<StatusCode, ApiError> {
     let (_, _, ch) = moderated(&state, &user, &channel).await?;
     let mut db = state.db.acquire().await?;
-    store::unmute(&mut db, ch.id, target).await?;
+    store::unmute(&mut db, ChannelId(ch.id), UserId(target)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -611,7 +619,14 @@ async fn ban_user(
         ));
     }
     let mut db = state.db.acquire().await?;
-    store::ban(&mut db, course, target, user.id, &body.reason).await?;
+    store::ban(
+        &mut db,
+        CourseId(course),
+        UserId(target),
+        UserId(user.id),
+        &body.reason,
+    )
+    .await?;
     let keys = state.settings.chat.keys();
     chat::revoke_course(&mut db, &state.redis, &keys, course, target, "banned").await;
     Ok(StatusCode::NO_CONTENT)
@@ -634,7 +649,7 @@ async fn unban_user(
         "bans apply to course channels and lesson rooms".into(),
     ))?;
     let mut db = state.db.acquire().await?;
-    store::unban(&mut db, course, target).await?;
+    store::unban(&mut db, CourseId(course), UserId(target)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
