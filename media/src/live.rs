@@ -17,6 +17,8 @@
 //! the write. A segment is written as `segment-N.ts.part` and renamed when it closes, so a crash
 //! leaves the unfinished segment recognisable and every `.ts` in the spool complete. Inline or
 //! behind the bounded channel, a stalled disk slows the publisher's TCP, not our memory.
+//!
+//! Size: about 620 lines of code; over 800 with its unit tests.
 
 use std::{
     fs::File,

@@ -16,6 +16,9 @@
 //!   gaps or overlaps from millisecond rounding.
 //! - A new decoder configuration (a resolution change) makes a new init segment, used from
 //!   the next segment on (`EXT-X-MAP` changes there).
+//!
+//! Size: about 840 lines of code, the rest its unit tests: one sans-IO state machine (parts,
+//! segments, the playlist and the blocking-reload rules) whose invariants are checked together.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;

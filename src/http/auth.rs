@@ -5,6 +5,10 @@
 //!
 //! Every answer to a login is the same for an unknown email and a wrong password, and costs the
 //! same argon2 work; failures are counted per account and per IP ([`crate::ratelimit`]).
+//!
+//! Size: the eight unauthenticated flows (register, verify, login with its two-factor step,
+//! refresh, logout, reset) share the login and cookie helpers kept here; password reset and email
+//! verification are the next split.
 
 use axum::{
     extract::State,

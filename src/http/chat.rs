@@ -6,6 +6,9 @@
 //! Channel names travel in paths as clients write them (`lesson:<id>`, `dm:<user id>`, ...).
 //! Every route decides access with `chat::access` (the course policy for rooms): a caller who
 //! may not read a channel gets 404, so channel ids cannot be probed.
+//!
+//! Size: fifteen short handlers of the chat's REST side (history, joined channels, uploads,
+//! moderation); moderation is the next split.
 
 use std::time::Duration;
 

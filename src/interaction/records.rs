@@ -6,6 +6,10 @@
 //! player's live playback sessions — are a `tstzmultirange` (two tabs count once),
 //! intersected with the lesson's live periods (`live_stream.active` → next `live_stream.idle`);
 //! replay seconds are an `int4multirange` that absorbs every new play.
+//!
+//! Size: attendance, replay coverage, quiz scores, the timeline, chapters and viewing quality,
+//! each a query and its shaping around the shared live-period CTE; viewing quality is the next
+//! split.
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;

@@ -19,6 +19,9 @@
 //! Session states: `Publishing(publisher)` → publisher gone → `Waiting(window deadline)` →
 //! a publisher comes back (same session, `#EXT-X-DISCONTINUITY`) or the window passes
 //! (`#EXT-X-ENDLIST`, stream back to idle). `complete`/`disable` end it without waiting.
+//!
+//! Size: the whole live-session state machine is one task with its state; the start-up recovery is
+//! the next split.
 
 use std::{
     collections::{HashMap, VecDeque},

@@ -22,6 +22,10 @@
 //! of the feed (str0m packetizes and encrypts per viewer; the sample bytes are shared).
 //! Datagrams are routed by a source-address cache first, so a packet costs one lookup, not a
 //! scan of every peer; viewers' timers are served in one sweep at most every [`VIEWER_TICK`].
+//!
+//! Size: one task owns every WebRTC peer of the process (publishers and viewers): datagram
+//! routing, timers and the feed fan-out share its state, and a split would hand that state around;
+//! the viewers' half is the next split if it grows.
 
 use std::{
     collections::HashMap,
