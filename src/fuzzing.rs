@@ -42,11 +42,11 @@ fn defaults() -> &'static Settings {
 pub fn markdown(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let course = crate::courses::render_markdown(&text);
-    if let Err(e) = html_is_safe(&course, COURSE_TAGS) {
+    if let Err(e) = html_is_safe(&course, COURSE_TAGS, crate::courses::COURSE_URL_SCHEMES) {
         panic!("course Markdown gave unsafe HTML ({e}): {course:?} from {text:?}");
     }
     let chat = chat::render(&text);
-    if let Err(e) = html_is_safe(&chat, chat::CHAT_TAGS) {
+    if let Err(e) = html_is_safe(&chat, chat::CHAT_TAGS, CHAT_URL_SCHEMES) {
         panic!("chat Markdown gave unsafe HTML ({e}): {chat:?} from {text:?}");
     }
 }
@@ -131,10 +131,13 @@ const COURSE_TAGS: &[&str] = &[
     "wbr",
 ];
 
+/// The chat renderer's URL schemes (chat::render).
+const CHAT_URL_SCHEMES: &[&str] = &["http", "https", "mailto"];
+
 /// A small HTML tag scanner (the renderers' output is serialized by html5ever, so tags and
 /// quoted attributes are well formed): every tag is allowed, no attribute is an event
-/// handler or `style`, and no URL attribute has a scheme other than http(s)/mailto.
-fn html_is_safe(html: &str, allowed: &[&str]) -> Result<(), String> {
+/// handler or `style`, and no URL attribute has a scheme outside `schemes`.
+fn html_is_safe(html: &str, allowed: &[&str], schemes: &[&str]) -> Result<(), String> {
     let b = html.as_bytes();
     let mut i = 0;
     while let Some(off) = html[i..].find('<') {
@@ -210,7 +213,7 @@ fn html_is_safe(html: &str, allowed: &[&str]) -> Result<(), String> {
                 };
                 if let Some((scheme, _)) = v.split_once(':')
                     && is_scheme(scheme)
-                    && !matches!(scheme, "http" | "https" | "mailto")
+                    && !schemes.contains(&scheme)
                 {
                     return Err(format!("{attr}={value:?} on <{name}>"));
                 }
@@ -513,6 +516,8 @@ mod tests {
                 b"- [ ] task\n- [x] done\n> quote\n\n```js\n<iframe srcdoc='x'>\n```",
                 b"<a href=\"vbscript:msgbox\">v</a> <svg><script>x</script></svg> <style>*{}</style>",
                 b"[l](  java\tscript:x) ![img](javascript:x \"t\") <form action=javascript:x>",
+                // Found by libFuzzer: ammonia's default schemes let `mms:` through.
+                b"=x](jrt <img src=mms:\x7fmg src=x> [s](ssh://host) [m](magnet:?xt=1)",
             ],
             3_000,
             markdown,
@@ -524,16 +529,52 @@ mod tests {
         assert!(
             html_is_safe(
                 "<p>a <a href=\"https://x\" rel=\"n\">b</a></p>",
-                chat::CHAT_TAGS
+                chat::CHAT_TAGS,
+                CHAT_URL_SCHEMES
             )
             .is_ok()
         );
-        assert!(html_is_safe("<script>x</script>", COURSE_TAGS).is_err());
-        assert!(html_is_safe("<p onclick=\"x\">a</p>", COURSE_TAGS).is_err());
-        assert!(html_is_safe("<a href=\"java&#x73;cript:x\">a</a>", COURSE_TAGS).is_err());
-        assert!(html_is_safe("<a href=\"/relative:ok\">a</a>", COURSE_TAGS).is_ok());
-        assert!(html_is_safe("<p title=\"a onclick=b\">t</p>", COURSE_TAGS).is_ok());
-        assert!(html_is_safe("<img src=\"x\">", chat::CHAT_TAGS).is_err());
+        assert!(
+            html_is_safe(
+                "<script>x</script>",
+                COURSE_TAGS,
+                crate::courses::COURSE_URL_SCHEMES
+            )
+            .is_err()
+        );
+        assert!(
+            html_is_safe(
+                "<p onclick=\"x\">a</p>",
+                COURSE_TAGS,
+                crate::courses::COURSE_URL_SCHEMES
+            )
+            .is_err()
+        );
+        assert!(
+            html_is_safe(
+                "<a href=\"java&#x73;cript:x\">a</a>",
+                COURSE_TAGS,
+                crate::courses::COURSE_URL_SCHEMES
+            )
+            .is_err()
+        );
+        assert!(
+            html_is_safe(
+                "<a href=\"/relative:ok\">a</a>",
+                COURSE_TAGS,
+                crate::courses::COURSE_URL_SCHEMES
+            )
+            .is_ok()
+        );
+        assert!(
+            html_is_safe(
+                "<p title=\"a onclick=b\">t</p>",
+                COURSE_TAGS,
+                crate::courses::COURSE_URL_SCHEMES
+            )
+            .is_ok()
+        );
+        assert!(html_is_safe("<img src=\"x\">", chat::CHAT_TAGS, CHAT_URL_SCHEMES).is_err());
     }
 
     const SEND: &[u8] = br#"{"type":"send","channel":"course:0190a6f0-0000-7000-8000-000000000001","client_id":"c1","body":"hi **there**"}"#;

@@ -300,7 +300,9 @@ pub fn parse_duration_minutes(m: i64) -> Result<i32, InvalidInput> {
 
 /// Markdown → sanitized HTML: rendered with pulldown-cmark, then cleaned by ammonia (raw HTML in
 /// the Markdown, `javascript:` links and event handlers are removed; links get
-/// `rel="noopener noreferrer"`).
+/// `rel="noopener noreferrer"`). URLs may only be http(s), mailto and tel: ammonia's default
+/// list also lets `ssh:`, `magnet:`, `mms:`, `sms:` … through, which open other programs from
+/// a course page (found by the `markdown` fuzz target).
 pub fn render_markdown(md: &str) -> String {
     use pulldown_cmark::{Options, Parser, html};
     let mut opts = Options::empty();
@@ -309,8 +311,14 @@ pub fn render_markdown(md: &str) -> String {
     opts.insert(Options::ENABLE_TASKLISTS);
     let mut out = String::with_capacity(md.len() * 3 / 2);
     html::push_html(&mut out, Parser::new_ext(md, opts));
-    ammonia::clean(&out)
+    ammonia::Builder::default()
+        .url_schemes(COURSE_URL_SCHEMES.iter().copied().collect())
+        .clean(&out)
+        .to_string()
 }
+
+/// The URL schemes a course description may link or point to.
+pub const COURSE_URL_SCHEMES: &[&str] = &["http", "https", "mailto", "tel"];
 
 #[cfg(test)]
 mod tests {
@@ -326,6 +334,17 @@ mod tests {
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("javascript:"), "{html}");
         assert!(!html.contains("onerror"), "{html}");
+        let other = render_markdown(
+            "[a](ssh://h) [b](magnet:?x=1) ![c](mms:x) [d](tel:+861) [e](https://x)",
+        );
+        assert!(
+            !other.contains("ssh:") && !other.contains("magnet:") && !other.contains("mms:"),
+            "{other}"
+        );
+        assert!(
+            other.contains("href=\"tel:+861\"") && other.contains("href=\"https://x\""),
+            "{other}"
+        );
     }
 
     #[test]
