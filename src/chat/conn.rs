@@ -295,6 +295,14 @@ impl Conn {
                 detail,
             } => return error(ws, client_id.as_deref(), code, detail).await,
         };
+        // An error that is not the frame's fault (the database or Redis away) still names the
+        // frame's client_id, so the client resends that one (docs/chat.md).
+        let client_id = match &f {
+            ClientFrame::Send { client_id, .. }
+            | ClientFrame::Recall { client_id, .. }
+            | ClientFrame::React { client_id, .. } => Some(client_id.clone()),
+            _ => None,
+        };
         let result = match f {
             ClientFrame::Subscribe { channel, since_seq } => match ChannelName::parse(&channel) {
                 Ok(name) => self.subscribe(ws, name, since_seq).await,
@@ -331,7 +339,13 @@ impl Conn {
             Ok(flow) => flow,
             Err(e) => {
                 tracing::warn!(error = %e, "chat: frame failed");
-                error(ws, None, ChatError::Unavailable, "try again").await
+                error(
+                    ws,
+                    client_id.as_deref(),
+                    ChatError::Unavailable,
+                    "try again",
+                )
+                .await
             }
         }
     }

@@ -6,8 +6,9 @@
 //!      Started / Segment / Ended        |  hard-links each closed live segment into
 //!                                       |  spool/recordings/<id>/ (the live window may then
 //!                                       v  delete its own link freely)
-//!                              one worker task per recording (owns its queue, in order):
-//!                                 segment row -> upload (retry with back-off, forever) ->
+//!                              one worker per recording (owns its queue, in order):
+//!                                 segment row at once (rows stage) ->
+//!                                 upload (retry with back-off, forever; upload stage) ->
 //!                                 uploaded_at -> index.m3u8 rewritten (names stored segments only)
 //!                                 at the end: final VOD playlist -> MP4 (GStreamer remux) ->
 //!                                 poster -> metadata -> `ready` -> spool copy removed
@@ -502,6 +503,44 @@ async fn worker(
     mut rx: mpsc::UnboundedReceiver<WorkerMsg>,
     recovered: bool,
 ) {
+    // Two stages. Rows first, as soon as a segment closes: the rows are the durable upload
+    // queue that recovery reads after a crash, so they must not wait behind an upload stuck
+    // in its retries (a kill -9 during an S3 outage once lost every segment closed since the
+    // outage began: they were in the spool but in no row). Uploads follow, in order.
+    let (utx, urx) = mpsc::unbounded_channel();
+    let uploads = tokio::spawn(upload_stage(ctx.clone(), id, live_stream_id, dir, urx));
+    while let Some(msg) = rx.recv().await {
+        if let WorkerMsg::Segment(seg, _, ticket) = &msg
+            && !recovered
+        {
+            // At shutdown the row may be missing: recovery re-reads the spool then.
+            let stored = retry(&ctx, "segment row", true, || {
+                store::insert_segment(&ctx.db, id, seg)
+            })
+            .await;
+            if stored.is_none() {
+                UPLOAD_QUEUE.pop(*ticket);
+                continue;
+            }
+        }
+        let finish = matches!(msg, WorkerMsg::Finish);
+        if utx.send(msg).is_err() || finish {
+            break;
+        }
+    }
+    drop(utx);
+    let _ = uploads.await;
+}
+
+/// The upload stage of a recording's worker: each segment (its row written) uploaded in order,
+/// marked uploaded, the playlist rewritten; at the end the recording finalized.
+async fn upload_stage(
+    ctx: Ctx,
+    id: Uuid,
+    live_stream_id: Uuid,
+    dir: PathBuf,
+    mut rx: mpsc::UnboundedReceiver<WorkerMsg>,
+) {
     let mut info: Option<StreamInfo> = None;
     while let Some(msg) = rx.recv().await {
         match msg {
@@ -520,18 +559,6 @@ async fn worker(
             }
             WorkerMsg::Segment(seg, path, ticket) => {
                 let seq = seg.seq;
-                // The row first: from now on the segment is in the durable upload queue.
-                // At shutdown the row may be missing: recovery re-reads the spool then.
-                if !recovered {
-                    let stored = retry(&ctx, "segment row", true, || {
-                        store::insert_segment(&ctx.db, id, &seg)
-                    })
-                    .await;
-                    if stored.is_none() {
-                        UPLOAD_QUEUE.pop(ticket);
-                        continue;
-                    }
-                }
                 let uploaded = upload_segment(&ctx, id, &seg.name, &path).await;
                 UPLOAD_QUEUE.pop(ticket);
                 if !uploaded {

@@ -159,6 +159,8 @@ async fn serve_stops_cleanly_on_sigterm() {
             "WEMASTER__RTMP__LISTEN",
             format!("127.0.0.1:{}", free_port()),
         )
+        // Every listener on a free port (the suite runs other servers at the same time).
+        .env("WEMASTER__WHIP__UDP_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

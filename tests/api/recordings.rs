@@ -641,12 +641,25 @@ struct Server {
     rtmp_port: u16,
     database_url: String,
     dir: std::path::PathBuf,
+    /// More settings (`WEMASTER__…`), kept across restarts.
+    extra: Vec<(String, String)>,
 }
 
 impl Server {
     fn start(database_url: &str, dir: &std::path::Path, port: u16, rtmp_port: u16) -> Server {
+        Server::start_with(database_url, dir, port, rtmp_port, Vec::new())
+    }
+
+    fn start_with(
+        database_url: &str,
+        dir: &std::path::Path,
+        port: u16,
+        rtmp_port: u16,
+        extra: Vec<(String, String)>,
+    ) -> Server {
         let child = crate::helpers::wemaster_bin()
             .arg("serve")
+            .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("DATABASE_URL", database_url)
             .env("REDIS_URL", crate::helpers::env_or_explain("REDIS_URL"))
             .env("WEMASTER__HTTP__LISTEN", format!("127.0.0.1:{port}"))
@@ -655,6 +668,8 @@ impl Server {
                 format!("http://127.0.0.1:{port}"),
             )
             .env("WEMASTER__RTMP__LISTEN", format!("127.0.0.1:{rtmp_port}"))
+            // Every listener on a free port: two of these servers run at once in the suite.
+            .env("WEMASTER__WHIP__UDP_LISTEN", "127.0.0.1:0")
             .env("WEMASTER__STORAGE__LOCAL__ROOT", dir.join("objects"))
             .env(
                 "WEMASTER__STORAGE__LOCAL__SIGNING_KEY",
@@ -677,7 +692,32 @@ impl Server {
             rtmp_port,
             database_url: database_url.to_string(),
             dir: dir.to_path_buf(),
+            extra,
         }
+    }
+
+    /// A teacher made with the CLI, logged in: the access token.
+    async fn teacher_token(&self) -> String {
+        let out = crate::helpers::wemaster_bin()
+            .args(["admin", "create-user", "--email", "t@school.example"])
+            .args(["--role", "teacher"])
+            .env("DATABASE_URL", &self.database_url)
+            .env("WEMASTER_ADMIN_PASSWORD", "a fine passphrase")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let login: Value = reqwest::Client::new()
+            .post(self.url("/api/v1/auth/login"))
+            .json(
+                &serde_json::json!({"email": "t@school.example", "password": "a fine passphrase"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        login["access_token"].as_str().unwrap().to_string()
     }
 
     fn url(&self, path: &str) -> String {
@@ -704,7 +744,14 @@ impl Server {
     }
 
     fn restart(&mut self) {
-        *self = Server::start(&self.database_url, &self.dir, self.port, self.rtmp_port);
+        let extra = std::mem::take(&mut self.extra);
+        *self = Server::start_with(
+            &self.database_url,
+            &self.dir,
+            self.port,
+            self.rtmp_port,
+            extra,
+        );
     }
 }
 
@@ -1175,4 +1222,149 @@ async fn a_full_spool_refuses_new_recordings_but_the_lesson_stays_live() {
             .any(|l| l.starts_with("recordings_refused_total") && !l.ends_with(" 0")),
         "recordings_refused_total counts it"
     );
+}
+
+/// The fault bench's finding (docs/benchmarks.md, "Fault injection"): a kill -9 while S3 is
+/// down used to lose every segment closed since the outage began — they were in the spool but
+/// in no row, and recovery reads the rows. Rows are now written as segments close, so the
+/// next start uploads them all.
+#[tokio::test]
+async fn a_kill_during_an_s3_outage_loses_no_closed_segment() {
+    let var = |n: &str| {
+        std::env::var(n).unwrap_or_else(|_| panic!("{n} is not set: run through scripts/test"))
+    };
+    let (access, secret) = (
+        var("WEMASTER_TEST_S3_ACCESS_KEY"),
+        var("WEMASTER_TEST_S3_SECRET_KEY"),
+    );
+    let s3_dir = tempfile::tempdir().unwrap();
+    let s3_port = crate::helpers::free_port();
+    let mut s3 = std::process::Command::new("s3s-fs")
+        .args(["--host", "127.0.0.1", "--port", &s3_port.to_string()])
+        .args(["--access-key", &access, "--secret-key", &secret])
+        .arg(s3_dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("s3s-fs is installed (scripts/test installs it)");
+    let endpoint = format!("http://127.0.0.1:{s3_port}");
+    for _ in 0..100 {
+        if reqwest::get(&endpoint).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (database_url, _) = crate::helpers::fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with(
+        &database_url,
+        dir.path(),
+        crate::helpers::free_port(),
+        crate::helpers::free_port(),
+        vec![
+            ("WEMASTER__STORAGE__BACKEND".into(), "s3".into()),
+            ("WEMASTER__STORAGE__S3__ENDPOINT".into(), endpoint.clone()),
+            ("WEMASTER__STORAGE__S3__BUCKET".into(), "killed".into()),
+            (
+                "WEMASTER__STORAGE__S3__ACCESS_KEY_ID".into(),
+                access.clone(),
+            ),
+            (
+                "WEMASTER__STORAGE__S3__SECRET_ACCESS_KEY".into(),
+                secret.clone(),
+            ),
+            (
+                "WEMASTER__STORAGE__S3__FORCE_PATH_STYLE".into(),
+                "true".into(),
+            ),
+            ("WEMASTER__STORAGE__S3__CREATE_BUCKET".into(), "true".into()),
+            (
+                "WEMASTER__STORAGE__S3__REQUEST_TIMEOUT_S".into(),
+                "1".into(),
+            ),
+        ],
+    );
+    server.wait_ready().await;
+    let token = server.teacher_token().await;
+    let client = reqwest::Client::new();
+    let stream: Value = client
+        .post(server.url("/api/v1/live-streams"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"title": "Outage course"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = stream["stream_key"].as_str().unwrap();
+    let mut publisher = ffmpeg_publish(
+        &format!("rtmp://127.0.0.1:{}/live/{key}", server.rtmp_port),
+        40,
+        true,
+    );
+    let db = sqlx::PgPool::connect(&database_url).await.unwrap();
+    wait_uploaded(&db, 2, Duration::from_secs(30)).await;
+    // S3 stops answering; the lesson goes on for ~8 s (four 2 s segments close meanwhile).
+    let pid = s3.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (rows, uploaded): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(uploaded_at) FROM recording_segments")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(
+        rows >= uploaded + 3,
+        "segments closed during the outage are queued as rows ({rows} rows, {uploaded} uploaded)"
+    );
+    server.kill9();
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    signal("-CONT");
+
+    server.restart();
+    server.wait_ready().await;
+    let start = Instant::now();
+    let rec = loop {
+        let list: Value = client
+            .get(server.url("/api/v1/recordings"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rec = list["items"][0].clone();
+        if rec["status"] == "ready" {
+            break rec;
+        }
+        assert_ne!(rec["status"], "failed", "{rec}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not finalized: {rec}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (lost,): (i64,) = sqlx::query_as("SELECT count(*) FROM recording_segments WHERE lost")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(lost, 0, "{rec}");
+    assert!(
+        rec["segment_count"].as_i64().unwrap() >= rows,
+        "every segment queued before the kill is in the recording: {rec} (had {rows} rows)"
+    );
+    let _ = s3.kill();
+    let _ = s3.wait();
 }
