@@ -595,7 +595,9 @@ async def sampler(c: httpx.AsyncClient, rec: Recorder, stop: asyncio.Event, pidf
         except (OSError, ValueError):
             pid = 0
         rss, cpu = read_proc(pid) if pid else (None, None)
+        ts = os.times()
         s = {"t": round(t0, 3), "pid": pid, "rss_kb": rss, "cpu_s": cpu,
+             "load_cpu_s": round(ts.user + ts.system, 2),
              "load1": float(open("/proc/loadavg").read().split()[0])}
         try:
             r = await c.get(f"{base}/metrics", timeout=3)
@@ -717,6 +719,13 @@ def psql_json(db: str, sql: str):
     return json.loads(r.stdout)
 
 
+def window(faults: list, i: int, t_end: float, lead: float = 1.0) -> tuple[float, float]:
+    """What is charged to fault i: from `lead` s before its start to `lead` s before the next
+    fault's start (or the end of the load)."""
+    nxt = faults[i + 1]["start"] - lead if i + 1 < len(faults) else t_end
+    return faults[i]["start"] - lead, nxt
+
+
 def probe_of(op: list) -> str:
     p = op[0]
     if p in ("topup_create", "topup_poll", "topup_confirmed", "purchase"):
@@ -737,11 +746,11 @@ def degraded(ops: list, faults: list, t_end: float) -> list[dict]:
     the errors clients saw from the fault's start to the next fault's start."""
     rows = []
     for i, f in enumerate(faults):
-        nxt = faults[i + 1]["start"] if i + 1 < len(faults) else t_end
+        lo_, nxt = window(faults, i, t_end)
         row = {"fault": f["fault"], "note": f.get("note", ""), "start": f["start"], "end": f["end"],
                "fault_s": round(f["end"] - f["start"], 1), "probes": {}}
         for probe in ("api_reads", "chat_acks", "purchases", "chat_connections", "token_refresh"):
-            mine = [o for o in ops if probe_of(o) == probe and f["start"] - 1 <= o[1] < nxt]
+            mine = [o for o in ops if probe_of(o) == probe and lo_ <= o[1] < nxt]
             slow = SLOW.get(probe)
 
             def bad(o):
@@ -766,8 +775,8 @@ def degraded(ops: list, faults: list, t_end: float) -> list[dict]:
 def chat_message_cost(acked: list, faults: list, t_end: float) -> dict:
     out = {}
     for i, f in enumerate(faults):
-        nxt = faults[i + 1]["start"] if i + 1 < len(faults) else t_end
-        ms = [m for m in acked if f["start"] - 1 <= m["t0"] < nxt]
+        lo_, nxt = window(faults, i, t_end)
+        ms = [m for m in acked if lo_ <= m["t0"] < nxt]
         lat = sorted(m["latency"] for m in ms)
         late = [m for m in ms if m["latency"] > 3]
         out[f["fault"]] = {
@@ -784,8 +793,8 @@ def chat_reconnects(conns: list, faults: list, t_end: float) -> dict:
     """Per fault: connections dropped, and seconds until each was subscribed again."""
     out = {}
     for i, f in enumerate(faults):
-        nxt = faults[i + 1]["start"] if i + 1 < len(faults) else t_end
-        ds = [d for cn in conns for d in cn["drops"] if f["start"] - 1 <= d[0] < nxt]
+        lo_, nxt = window(faults, i, t_end)
+        ds = [d for cn in conns for d in cn["drops"] if lo_ <= d[0] < nxt]
         back = sorted(d[1] - d[0] for d in ds if d[1] is not None)
         out[f["fault"]] = {
             "dropped": len(ds), "never_back": sum(1 for d in ds if d[1] is None),
@@ -802,10 +811,10 @@ def hls_stalls(hls: dict, faults: list, t_end: float, lessons: list[dict]) -> di
     segment) or failed, starting within the fault's window."""
     out = {}
     for i, f in enumerate(faults):
-        nxt = faults[i + 1]["start"] if i + 1 < len(faults) else t_end
+        lo_, nxt = window(faults, i, t_end)
         per = []
         for l in lessons:
-            s = [x for x in hls.get(l["live_stream_id"], []) if f["start"] - 10 <= x[0] < nxt]
+            s = [x for x in hls.get(l["live_stream_id"], []) if lo_ - 9 <= x[0] < nxt]
             longest = 0.0
             last_change = None
             prev = None
@@ -828,8 +837,8 @@ def publisher_drops(exits_path: str, faults: list, t_end: float) -> dict:
         exits = [json.loads(l) for l in open(exits_path) if l.strip()]
     out = {}
     for i, f in enumerate(faults):
-        nxt = faults[i + 1]["start"] if i + 1 < len(faults) else t_end
-        mine = [e for e in exits if f["start"] - 1 <= e["t"] < nxt]
+        lo_, nxt = window(faults, i, t_end)
+        mine = [e for e in exits if lo_ <= e["t"] < nxt]
         out[f["fault"]] = {"ffmpeg_exits": len(mine),
                            "publishers": len({e["publisher"] for e in mine})}
     out["total_exits"] = len(exits)
@@ -970,7 +979,8 @@ async def check_recordings(state: dict, db: str, s3_dir: str) -> dict:
                         "t_started": r["t_started"], "segments": len(ss), "lost": lost,
                         "skipped": skipped, "not_uploaded": not_up, "missing_objects": missing_obj,
                         "duration_s": round(r["duration_ms"] / 1000, 1),
-                        "mp4": r["mp4_size_bytes"] is not None, "problems": problems,
+                        "mp4": r["mp4_size_bytes"] is not None, "mp4_attempts": r["mp4_attempts"],
+                        "problems": problems,
                         "first_t": ss[0]["t"] if ss else None,
                         "last_end_t": (ss[-1]["t"] + ss[-1]["duration_ms"] / 1000) if ss and ss[-1]["t"] else None})
     # Per stream: the media time between recordings / generations that nothing recorded.
@@ -1154,10 +1164,11 @@ async def check(a: argparse.Namespace) -> None:
     rec_problems = [r for r in rec_rows if r["problems"]]
     gaps_per_fault = {}
     for i, f in enumerate(faults):
-        nxt = faults[i + 1]["start"] if i + 1 < len(faults) else t_end
-        g = [x[1] for gs in recs["gaps"].values() for x in gs if f["start"] - 5 <= x[0] < nxt]
+        # A gap starts when the last segment before it began: up to a segment before the fault.
+        lo_, nxt = window(faults, i, t_end, lead=5.0)
+        g = [x[1] for gs in recs["gaps"].values() for x in gs if lo_ <= x[0] < nxt]
         gaps_per_fault[f["fault"]] = {"streams_with_gap": sum(
-            1 for gs in recs["gaps"].values() if any(f["start"] - 5 <= x[0] < nxt for x in gs)),
+            1 for gs in recs["gaps"].values() if any(lo_ <= x[0] < nxt for x in gs)),
             "max_gap_s": max(g, default=0.0), "sum_gap_s": round(sum(g), 1)}
     totals = Counter((probe_of(o), o[3]) for o in ops)
     baseline = {}
@@ -1214,6 +1225,8 @@ async def check(a: argparse.Namespace) -> None:
       f"kills {kills}; with problems: {len(rec_problems)} -> {result['verdict']['recordings']}")
     for r in rec_problems[:10]:
         p(f"  {r['id']} ({r['stream']}): {'; '.join(r['problems'])}")
+    retried = [r for r in rec_rows if (r["mp4_attempts"] or 0) > 1]
+    p(f"MP4s made on a later attempt: {len(retried)}" + (f" ({', '.join(r['id'] for r in retried)})" if retried else ""))
     p(f"recording events: " + ", ".join(f"{k} {n}" for k, n in Counter(e['kind'] for e in recs['events']).items()))
     p(f"chat: {chat['acked']} acked, {chat['stored_rows']} stored, missing {chat['missing_count']}, "
       f"stored differently {chat['wrong_count']}, duplicates {len(chat['duplicates'])}, rooms with gaps "
@@ -1233,6 +1246,11 @@ async def check(a: argparse.Namespace) -> None:
                      f"{l['minutes_after_warmup']} min, slope {l['slope_mib_per_10min']} MiB/10 min")
         p(f"memory pid {l['pid']}: first {l['rss_mib_first']} MiB, max {l['rss_mib_max']}, last "
           f"{l['rss_mib_last']}, CPU {l['cpu_s']} s{extra}")
+    for l in mem["lives"]:
+        pts = [x for x in mem["series"] if x[1] == l["pid"] and x[2]]
+        step = max(1, len(pts) // 12)
+        p(f"  RSS of {l['pid']} (min since load start: MiB): " + ", ".join(
+            f"{(x[0] - lo['t_start']) / 60:.0f}: {x[2] / 1024:.0f}" for x in pts[::step]))
     p(f"publishers: ffmpeg exits {pubs['total_exits']}; finish: {fin}")
 
 
