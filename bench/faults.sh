@@ -12,8 +12,8 @@
 # with the sandbox provider and buying courses from it; catalogue reads; live playlists polled.
 # Faults, in this order, each after the previous one recovered: PostgreSQL restart (pg_ctl
 # restart -m fast), Redis restart (SHUTDOWN, start again), s3s-fs stopped for --s3-down
-# seconds, the spool tmpfs filled for --spool-hold seconds, the server SIGKILLed and started
-# again. Afterwards: recordings complete (DB rows, S3 objects, replay playlists), every acked
+# seconds, the server SIGKILLed and started again 1 s later, the spool tmpfs filled for
+# --spool-hold seconds. Afterwards: recordings complete (DB rows, S3 objects, replay playlists), every acked
 # chat message stored once and in order, the ledger audit empty and every wallet equal to its
 # orders, the server's memory over time; per fault the seconds of degraded service and the
 # errors clients saw. Results: bench/results/faults-<UTC time>.json and a summary on stdout;
@@ -33,7 +33,10 @@
 #   --spool-hold 45     [FAULTS_SPOOL_HOLD]   seconds the spool stays full
 #   --spool-mb auto     [FAULTS_SPOOL_MB]     size of the spool tmpfs (auto: what the recordings
 #                                             of the run need, ~16 KiB/s per publisher, + 32 MiB)
-#   --faults "pg redis s3 spool kill"  [FAULTS_LIST]  which faults, in this order
+#   --faults "pg redis s3 kill spool"  [FAULTS_LIST]  which faults, in this order (the kill before
+#                                             the spool: a session started while the spool is
+#                                             full is not recorded until it ends; also
+#                                             "s3kill": kill -9 halfway through an S3 outage)
 #   --bin PATH          [FAULTS_BIN]          the server binary (default .bench-bin/wemaster,
 #                                             else target/debug/wemaster; never built here)
 #   --port 18640        [FAULTS_PORT]         HTTP; RTMP is port+1, s3s-fs port+2
@@ -64,7 +67,7 @@ READS=${FAULTS_READS:-5}
 S3_DOWN=${FAULTS_S3_DOWN:-60}
 SPOOL_HOLD=${FAULTS_SPOOL_HOLD:-45}
 SPOOL_MB=${FAULTS_SPOOL_MB:-auto}
-FAULT_LIST=${FAULTS_LIST:-"pg redis s3 spool kill"}
+FAULT_LIST=${FAULTS_LIST:-"pg redis s3 kill spool"}
 BIN=${FAULTS_BIN:-}
 PORT=${FAULTS_PORT:-18640}
 RECHECK=""
@@ -253,7 +256,7 @@ read -r -a FAULTS <<<"$FAULT_LIST"
 NF=${#FAULTS[@]}
 if [ "$MINUTES" -ge 15 ]; then WARMUP=180; TAIL=180; else WARMUP=40; TAIL=60; fi
 # Each fault starts at least 30 s after the previous one recovered: lengthen a run too short.
-NEED=$((WARMUP + TAIL + NF * 40 + S3_DOWN + SPOOL_HOLD))
+NEED=$((WARMUP + TAIL + NF * 40 + 2 * S3_DOWN + SPOOL_HOLD))
 if [ "$DURATION" -lt "$NEED" ]; then
   [ -n "$RECHECK" ] || log "warning: $MINUTES min cannot hold these faults: the load runs $NEED s"
   DURATION=$NEED
@@ -351,6 +354,17 @@ fault_spool() {
   rm -f "$SPOOL/filler"
   e=$(now); fault_log spool "$s" "$e" "tmpfs full (${full} MiB left) for ${SPOOL_HOLD} s"
 }
+fault_s3kill() {  # not in the default list: kill -9 while storage is down (uploads queued)
+  local s e; s=$(now)
+  kill "$S3_PID"; wait "$S3_PID" 2>/dev/null || true
+  sleep "$((S3_DOWN / 2))"
+  kill -9 "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  sleep 1
+  start_server
+  sleep "$((S3_DOWN - S3_DOWN / 2))"
+  start_s3
+  e=$(now); fault_log s3kill "$s" "$e" "s3s-fs stopped ${S3_DOWN} s, kill -9 after $((S3_DOWN / 2)) s"
+}
 fault_kill() {
   local s e; s=$(now)
   kill -9 "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
@@ -369,6 +383,7 @@ for i in "${!FAULTS[@]}"; do
   kill -0 "$LOAD_PID" 2>/dev/null || die "the load process ended early (see $WORK/load.log)"
   case "$f" in
     pg) fault_pg ;; redis) fault_redis ;; s3) fault_s3 ;; spool) fault_spool ;; kill) fault_kill ;;
+    s3kill) fault_s3kill ;;
     *) die "unknown fault $f" ;;
   esac
   prev_end=$(now)
@@ -385,7 +400,7 @@ fi  # not --recheck
 RESULT="$RESULTS/faults-$STAMP${RECHECK:+-recheck}.json"
 "$PY" "$LOAD" check --state "$WORK/state.json" --load "$WORK/load.json" --faults "$FAULTS_LOG" \
   --publisher-exits "$WORK/pub/exits.jsonl" --database "$DATABASE_URL" \
-  --s3-dir "$S3_DIR/wemaster-faults" --out "$RESULT" \
+  --s3-dir "$S3_DIR/wemaster-faults" --out "$RESULT" --pidfile "$WORK/server.pid" \
   --meta "$(printf '{"minutes":%s,"duration_s":%s,"warmup_s":%s,"publishers":%s,"conns":%s,"senders":%s,"buyers":%s,"courses":%s,"purchase_every":%s,"reads":%s,"s3_down":%s,"spool_hold":%s,"spool_mb":%s,"bin":"%s","work":"%s"}' \
      "$MINUTES" "$DURATION" "$WARMUP" "$PUBLISHERS" "$CONNS" "$SENDERS" "$BUYERS" "$COURSES" "$PURCHASE_EVERY" "$READS" "$S3_DOWN" "$SPOOL_HOLD" "$SPOOL_MB" "$BIN" "$WORK")" \
   | tee "$WORK/summary.txt"

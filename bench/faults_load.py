@@ -525,25 +525,27 @@ async def purchases_loop(buyers: list[Buyer], stop: asyncio.Event, every: float)
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def parse_playlist(text: str) -> tuple[int, str, bool]:
-    mseq = 0
-    last = ""
-    for line in text.splitlines():
-        if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
-            mseq = int(line.split(":", 1)[1])
-        elif line and not line.startswith("#"):
-            last = line.split("?")[0]
-    return mseq, last, "#EXT-X-ENDLIST" in text
+def parse_playlist(text: str) -> tuple[list[str], bool]:
+    """The segment URIs (`<session id>/segment-N.ts`) and whether the playlist ended."""
+    uris = [line.split("?")[0] for line in text.splitlines() if line and not line.startswith("#")]
+    return uris, "#EXT-X-ENDLIST" in text
 
 
 async def hls_loop(c: httpx.AsyncClient, rec: Recorder, stop: asyncio.Event, lessons: list[dict],
-                   samples: dict) -> None:
+                   samples: dict, seen: dict) -> None:
+    """Every 2 s each live playlist: its last segment (stalls) and every segment it lists, with
+    when it was first listed (live media that must be in a recording). The window holds 6
+    segments of 2 s, so polling every 2 s sees every segment."""
     async def one(l: dict) -> None:
         t0 = now()
         try:
             r = await c.get(l["hls_url"], timeout=5)
             if r.status_code == 200:
-                _, last, ended = parse_playlist(r.text)
+                uris, ended = parse_playlist(r.text)
+                last = uris[-1] if uris else ""
+                mine = seen[l["live_stream_id"]]
+                for u in uris:
+                    mine.setdefault(u, round(t0, 3))
                 samples[l["live_stream_id"]].append([round(t0, 3), 200, last, ended])
             else:
                 samples[l["live_stream_id"]].append([round(t0, 3), r.status_code, "", False])
@@ -647,6 +649,7 @@ async def load(a: argparse.Namespace) -> None:
             senders.append(Sender(cn, a.senders * 1.0, rec, f"s{rooms.index(room)}u{j}"))
     buyers = [Buyer(u, STATE["paid_courses"], rec) for u in buyers_u]
     hls_samples: dict = defaultdict(list)
+    hls_seen: dict = defaultdict(dict)
     samples: list = []
     ready: list = []
 
@@ -664,7 +667,7 @@ async def load(a: argparse.Namespace) -> None:
         tasks.append(asyncio.create_task(s.run(stop, offset=random.random() * a.senders + 3)))
     tasks.append(asyncio.create_task(reads_loop(c, rec, stop, a.reads, STATE["paid_courses"])))
     tasks.append(asyncio.create_task(purchases_loop(buyers, stop, a.purchase_every)))
-    tasks.append(asyncio.create_task(hls_loop(c, rec, stop, STATE["lessons"], hls_samples)))
+    tasks.append(asyncio.create_task(hls_loop(c, rec, stop, STATE["lessons"], hls_samples, hls_seen)))
     tasks.append(asyncio.create_task(sampler(c, rec, stop, a.pidfile, base, samples, ready)))
 
     async def progress() -> None:
@@ -701,7 +704,7 @@ async def load(a: argparse.Namespace) -> None:
         },
         "buyers": [{"user": b.user.id, "email": b.user.d["email"], "purchases": b.purchases,
                     "topups": b.topups} for b in buyers],
-        "hls": hls_samples, "samples": samples, "readyz": ready,
+        "hls": hls_samples, "hls_seen": hls_seen, "samples": samples, "readyz": ready,
     }
     with open(a.out, "w") as f:
         json.dump(out, f)
@@ -996,6 +999,55 @@ async def check_recordings(state: dict, db: str, s3_dir: str) -> dict:
     return {"recordings": out, "gaps": gaps, "events": events}
 
 
+def live_unrecorded(state: dict, lo: dict, db: str, faults: list, t_end: float) -> dict:
+    """Live segments the players were offered (seen in a live playlist) that no recording holds:
+    media lost to the recording, by fault window. Runs of the load before the live playlists
+    were followed segment by segment fall back on the last segment of each poll."""
+    rows = psql_json(db, """
+        SELECT r.live_stream_id, r.session_id, s.name
+          FROM recording_segments s JOIN recordings r ON r.id = s.recording_id
+         WHERE s.uploaded_at IS NOT NULL AND NOT s.lost""")
+    recorded = {(r["live_stream_id"], f"{r['session_id']}/{r['name']}") for r in rows}
+    sessions = {r["session_id"] for r in rows}
+    seen = lo.get("hls_seen")
+    if not seen:
+        seen = {}
+        for stream, ss in lo["hls"].items():
+            d: dict = {}
+            for t, status, last, _ in ss:
+                if status == 200 and last:
+                    d.setdefault(last, t)
+            seen[stream] = d
+    missing = []
+    for stream, uris in seen.items():
+        for uri, t in uris.items():
+            if (stream, uri) not in recorded:
+                session = uri.split("/", 1)[0]
+                missing.append({"stream": stream, "uri": uri, "t": t,
+                                "session_recorded": session in sessions})
+    missing.sort(key=lambda m: m["t"])
+    # A session nothing recorded is charged whole to the fault it started in (its segments may
+    # run on past later faults).
+    session_start: dict = {}
+    for m in missing:
+        if not m["session_recorded"]:
+            session_start.setdefault(m["uri"].split("/", 1)[0], m["t"])
+    for m in missing:
+        m["charged_t"] = session_start.get(m["uri"].split("/", 1)[0], m["t"])
+    per_fault = {}
+    for i, f in enumerate(faults):
+        lo_, nxt = window(faults, i, t_end, lead=5.0)
+        ms = [m for m in missing if lo_ <= m["charged_t"] < nxt]
+        per_stream = Counter(m["stream"] for m in ms)
+        per_fault[f["fault"]] = {
+            "segments": len(ms), "streams": len(per_stream),
+            "max_per_stream": max(per_stream.values(), default=0),
+            "of_sessions_without_recording": sum(1 for m in ms if not m["session_recorded"])}
+    before = [m for m in missing if not faults or m["charged_t"] < faults[0]["start"] - 5]
+    return {"seen": sum(len(u) for u in seen.values()), "missing": len(missing),
+            "before_first_fault": len(before), "per_fault": per_fault, "first": missing[:40]}
+
+
 def check_chat(load_out: dict, db: str) -> dict:
     rows = psql_json(db, """
         SELECT c.name AS room, m.seq, m.client_id, m.body, m.sender_id, m.id
@@ -1145,7 +1197,15 @@ async def check(a: argparse.Namespace) -> None:
     meta = json.loads(a.meta) if a.meta else {}
     db = a.database
     t_end = lo["t_stop"]
+    pid = 0
+    if a.pidfile and os.path.exists(a.pidfile):
+        pid = int(open(a.pidfile).read().strip() or 0)
+    rss_before = read_proc(pid)[0] if pid else None
     fin = await finish_recordings(state, db)
+    await asyncio.sleep(10)
+    rss_after = read_proc(pid)[0] if pid else None
+    fin["rss_mib_before_finish"] = round(rss_before / 1024, 1) if rss_before else None
+    fin["rss_mib_after_finish"] = round(rss_after / 1024, 1) if rss_after else None
     recs = await check_recordings(state, db, a.s3_dir)
     chat = check_chat(lo, db)
     ledger = await check_ledger(state, lo, db)
@@ -1156,10 +1216,11 @@ async def check(a: argparse.Namespace) -> None:
     chat_cost = chat_message_cost(lo["chat"]["acked"], faults, t_end)
     stalls = hls_stalls(lo["hls"], faults, t_end, state["lessons"])
     reconnects = chat_reconnects(lo["chat"]["conns"], faults, t_end)
+    unrecorded = live_unrecorded(state, lo, db, faults, t_end)
     pubs = publisher_drops(a.publisher_exits, faults, t_end)
     # Recording problems attributed to the fault whose window they started in.
     rec_rows = recs["recordings"]
-    kills = sum(1 for f in faults if f["fault"] == "kill")
+    kills = sum(1 for f in faults if f["fault"] in ("kill", "s3kill"))
     lost_total = sum(len(r["lost"]) + sum(1 for _ in r["skipped"]) for r in rec_rows)
     rec_problems = [r for r in rec_rows if r["problems"]]
     gaps_per_fault = {}
@@ -1181,14 +1242,17 @@ async def check(a: argparse.Namespace) -> None:
                                "p99_ms": round(1000 * lat[int(0.99 * (len(lat) - 1))])}
     result = {
         "meta": meta, "faults": faults, "per_fault": per_fault, "chat_cost": chat_cost,
-        "chat_reconnects": reconnects,
+        "chat_reconnects": reconnects, "live_unrecorded": unrecorded,
         "hls_stalls": stalls, "publisher_exits": pubs, "recording_gaps_per_fault": gaps_per_fault,
         "baseline_before_faults": baseline,
         "totals": {f"{p}:{'ok' if ok else 'error'}": n for (p, ok), n in sorted(totals.items())},
         "finish": fin, "recordings": recs, "chat": chat, "ledger": ledger, "memory": mem,
         "load": {"t_start": lo["t_start"], "t_stop": lo["t_stop"], "events": lo["events"][:200]},
         "verdict": {
-            "recordings": "ok" if not rec_problems and lost_total <= kills else "FAILED",
+            "recordings": "ok" if not rec_problems and lost_total <= kills and all(
+                v["max_per_stream"] <= (1 if f in ("kill", "s3kill") else 0)
+                for f, v in unrecorded["per_fault"].items()) and not unrecorded["before_first_fault"]
+            else "FAILED",
             "chat": "ok" if not chat["problems"] else "FAILED",
             "ledger": "ok" if not ledger["problems"] else "FAILED",
         },
@@ -1216,10 +1280,11 @@ async def check(a: argparse.Namespace) -> None:
                      (f"{reconnects[f]['dropped']} dropped, back in max {reconnects[f]['max_s']} s"
                       if reconnects[f]["dropped"] else "none dropped"),
                      f"{stalls[f]['max_stall_s']} s",
-                     f"{gaps_per_fault[f]['streams_with_gap']} / max {gaps_per_fault[f]['max_gap_s']} s"])
+                     f"{gaps_per_fault[f]['streams_with_gap']} / max {gaps_per_fault[f]['max_gap_s']} s",
+                     f"{unrecorded['per_fault'][f]['segments']} / max {unrecorded['per_fault'][f]['max_per_stream']}"])
     p(fmt_table(rows, ["fault", "fault s", "API reads degraded", "purchases degraded",
                        "chat sends degraded", "chat acks", "chat connections", "live stall max",
-                       "recording gap"]))
+                       "recording gap (streams / longest)", "live segments not recorded (all / per stream)"]))
     p(f"\nrecordings: {len(rec_rows)}, {sum(r['segments'] for r in rec_rows)} segments, lost rows "
       f"{sum(len(r['lost']) for r in rec_rows)}, skipped numbers {sum(len(r['skipped']) for r in rec_rows)}, "
       f"kills {kills}; with problems: {len(rec_problems)} -> {result['verdict']['recordings']}")
@@ -1227,6 +1292,8 @@ async def check(a: argparse.Namespace) -> None:
         p(f"  {r['id']} ({r['stream']}): {'; '.join(r['problems'])}")
     retried = [r for r in rec_rows if (r["mp4_attempts"] or 0) > 1]
     p(f"MP4s made on a later attempt: {len(retried)}" + (f" ({', '.join(r['id'] for r in retried)})" if retried else ""))
+    p(f"live segments listed {unrecorded['seen']}, not in any recording {unrecorded['missing']} "
+      f"(before the first fault {unrecorded['before_first_fault']})")
     p(f"recording events: " + ", ".join(f"{k} {n}" for k, n in Counter(e['kind'] for e in recs['events']).items()))
     p(f"chat: {chat['acked']} acked, {chat['stored_rows']} stored, missing {chat['missing_count']}, "
       f"stored differently {chat['wrong_count']}, duplicates {len(chat['duplicates'])}, rooms with gaps "
@@ -1282,6 +1349,7 @@ def main() -> None:
     c.add_argument("--s3-dir", required=True)
     c.add_argument("--out", required=True)
     c.add_argument("--meta", default="")
+    c.add_argument("--pidfile", default="")
     a = ap.parse_args()
     asyncio.run({"setup": setup, "load": load, "check": check}[a.cmd](a))
 
