@@ -224,7 +224,10 @@ export WEMASTER__RTMP__LISTEN="127.0.0.1:$RTMP_PORT" WEMASTER__WHIP__UDP_LISTEN=
 export WEMASTER__STORAGE__BACKEND=s3 WEMASTER__STORAGE__S3__ENDPOINT="http://127.0.0.1:$S3_PORT"
 export WEMASTER__STORAGE__S3__BUCKET=wemaster-faults WEMASTER__STORAGE__S3__ACCESS_KEY_ID="$S3_KEY"
 export WEMASTER__STORAGE__S3__SECRET_ACCESS_KEY="$S3_SECRET" WEMASTER__STORAGE__S3__FORCE_PATH_STYLE=true
-export WEMASTER__STORAGE__S3__CREATE_BUCKET=true
+# The bucket is made by hand (s3s-fs keeps a bucket as a directory): with create_bucket = true
+# the server refuses to start while S3 is down, which a restart during an outage would hit.
+mkdir -p "$S3_DIR/wemaster-faults"
+export WEMASTER__STORAGE__S3__CREATE_BUCKET=false
 export WEMASTER__MEDIA__SPOOL_DIR="$SPOOL" WEMASTER__MEDIA__PIPELINES_DIR="$ROOT/pipelines"
 # The spool is small on purpose: refuse new recordings only when it is really full.
 export WEMASTER__RECORDINGS__MIN_FREE_BYTES=$((4 * 1024 * 1024))
