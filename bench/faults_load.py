@@ -976,13 +976,14 @@ async def check_recordings(state: dict, db: str, s3_dir: str) -> dict:
                 problems.append(f"{len(size_mismatch)} segment objects of the wrong size")
             if not_up:
                 problems.append(f"{len(not_up)} segments never uploaded")
-            if r["mp4_size_bytes"] is None:
-                problems.append(f"no MP4 (attempts {r['mp4_attempts']})")
+            # The MP4 is made after `ready` and retried only at the next start: reported apart.
+            mp4_missing = r["mp4_size_bytes"] is None
             out.append({"id": r["id"], "stream": r["live_stream_id"], "status": r["status"],
                         "t_started": r["t_started"], "segments": len(ss), "lost": lost,
                         "skipped": skipped, "not_uploaded": not_up, "missing_objects": missing_obj,
                         "duration_s": round(r["duration_ms"] / 1000, 1),
-                        "mp4": r["mp4_size_bytes"] is not None, "mp4_attempts": r["mp4_attempts"],
+                        "mp4": not mp4_missing, "mp4_attempts": r["mp4_attempts"],
+                        "mp4_failed": r["mp4_failed_at"] is not None,
                         "problems": problems,
                         "first_t": ss[0]["t"] if ss else None,
                         "last_end_t": (ss[-1]["t"] + ss[-1]["duration_ms"] / 1000) if ss and ss[-1]["t"] else None})
@@ -1218,6 +1219,14 @@ async def check(a: argparse.Namespace) -> None:
     reconnects = chat_reconnects(lo["chat"]["conns"], faults, t_end)
     unrecorded = live_unrecorded(state, lo, db, faults, t_end)
     pubs = publisher_drops(a.publisher_exits, faults, t_end)
+    not_ready = {}
+    for i, f in enumerate(faults):
+        lo_, nxt = window(faults, i, t_end)
+        bad = [x for x in lo["readyz"] if lo_ <= x[0] < nxt and x[1] != 200]
+        not_ready[f["fault"]] = {
+            "polls": len(bad), "kinds": dict(Counter(str(x[1]) for x in bad)),
+            "first_s": round(bad[0][0] - f["start"], 1) if bad else None,
+            "last_s": round(bad[-1][0] - f["start"], 1) if bad else None}
     # Recording problems attributed to the fault whose window they started in.
     rec_rows = recs["recordings"]
     kills = sum(1 for f in faults if f["fault"] in ("kill", "s3kill"))
@@ -1242,7 +1251,7 @@ async def check(a: argparse.Namespace) -> None:
                                "p99_ms": round(1000 * lat[int(0.99 * (len(lat) - 1))])}
     result = {
         "meta": meta, "faults": faults, "per_fault": per_fault, "chat_cost": chat_cost,
-        "chat_reconnects": reconnects, "live_unrecorded": unrecorded,
+        "chat_reconnects": reconnects, "live_unrecorded": unrecorded, "readyz_not_ready": not_ready,
         "hls_stalls": stalls, "publisher_exits": pubs, "recording_gaps_per_fault": gaps_per_fault,
         "baseline_before_faults": baseline,
         "totals": {f"{p}:{'ok' if ok else 'error'}": n for (p, ok), n in sorted(totals.items())},
@@ -1290,6 +1299,10 @@ async def check(a: argparse.Namespace) -> None:
       f"kills {kills}; with problems: {len(rec_problems)} -> {result['verdict']['recordings']}")
     for r in rec_problems[:10]:
         p(f"  {r['id']} ({r['stream']}): {'; '.join(r['problems'])}")
+    no_mp4 = [r for r in rec_rows if not r["mp4"]]
+    p(f"recordings without an MP4 (HLS replay complete): {len(no_mp4)}" + (
+        f" ({', '.join(r['id'] + (' failed, attempt ' + str(r['mp4_attempts']) if r['mp4_failed'] else '') for r in no_mp4)})"
+        if no_mp4 else ""))
     retried = [r for r in rec_rows if (r["mp4_attempts"] or 0) > 1]
     p(f"MP4s made on a later attempt: {len(retried)}" + (f" ({', '.join(r['id'] for r in retried)})" if retried else ""))
     p(f"live segments listed {unrecorded['seen']}, not in any recording {unrecorded['missing']} "
