@@ -463,7 +463,7 @@ class Buyer:
             if r is not None and r.status_code == 401:
                 await self.user.renew(token)
                 continue
-            if r is not None and 400 <= r.status_code < 500 and r.status_code not in (408, 409, 429):
+            if r is not None and 400 <= r.status_code < 500 and r.status_code not in (408, 429):
                 return {"_error": r.status_code, "_body": r.text[:300], "_key": key}
             if stop.is_set() and now() - t_first > 20:
                 break
