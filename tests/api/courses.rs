@@ -938,6 +938,20 @@ async fn courses_with_orders_are_archived_not_deleted_and_lessons_delete_with_th
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
+    // The sandbox pays it a moment later; let that transaction finish first, so that the raw
+    // DELETE below meets the foreign key, not a lock held by the payment (it once failed with a
+    // deadlock under the full suite's load).
+    let order: Value = r.json().await.unwrap();
+    let opath = format!("/api/v1/orders/{}", order["id"].as_str().unwrap());
+    let start = std::time::Instant::now();
+    loop {
+        let o: Value = app.get_auth(&opath, &student).await.json().await.unwrap();
+        if o["status"] != "pending" {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{o}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let ppath = format!("/api/v1/courses/{pid}");
     for who in [&teacher, &admin] {
         assert_problem(
@@ -955,7 +969,8 @@ async fn courses_with_orders_are_archived_not_deleted_and_lessons_delete_with_th
         .unwrap_err();
     assert_eq!(
         e.as_database_error().and_then(|d| d.constraint()),
-        Some("orders_course_id_fkey")
+        Some("orders_course_id_fkey"),
+        "{e}"
     );
     let archived = json_of(
         app.send(
