@@ -105,7 +105,11 @@ export function ChatPanel({
       </h2>
       {snap.status !== 'subscribed' && (
         <p className="chat-status" role="status">
-          {snap.status === 'resuming' ? t('chat.reconnecting') : t('chat.connecting')}
+          {snap.status === 'closed' && snap.error === 'access_revoked'
+            ? t('chat.revoked')
+            : snap.status === 'resuming'
+              ? t('chat.reconnecting')
+              : t('chat.connecting')}
         </p>
       )}
       <ol className="chat-list" ref={list} aria-live="polite" aria-relevant="additions" data-testid="chat-list">
@@ -212,7 +216,7 @@ export function ChatPanel({
           {t('chat.failed', { detail: uploadError })}
         </p>
       )}
-      {snap.error && snap.error !== 'signed_out' && (
+      {snap.error && snap.error !== 'signed_out' && snap.error !== 'access_revoked' && (
         <p className="form-error" role="alert">
           {t('chat.failed', { detail: snap.error })}
         </p>

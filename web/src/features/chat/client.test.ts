@@ -67,6 +67,23 @@ describe('ChatClient', () => {
     expect(client.getSnapshot().status).toBe('subscribed');
   });
 
+  it('says so when the server takes the room away, and sends nothing more there', async () => {
+    const { client, sockets } = setup();
+    await client.start();
+    const s = sockets[0]!;
+    s.server({ type: 'hello' });
+    s.server({ type: 'subscribed', channel });
+    s.server({ type: 'unsubscribed', channel: 'course:other', reason: 'access_revoked' });
+    expect(client.getSnapshot().status).toBe('subscribed');
+    s.server({ type: 'unsubscribed', channel, reason: 'access_revoked' });
+    expect(client.getSnapshot().status).toBe('closed');
+    expect(client.getSnapshot().error).toBe('access_revoked');
+    const before = s.sent.length;
+    client.send('still there?');
+    expect(s.sent.length).toBe(before);
+    expect(client.getSnapshot().pending).toHaveLength(1);
+  });
+
   it('keeps messages in seq order whatever order they arrive in', async () => {
     const { client, sockets } = setup([msg(1)]);
     await client.start();

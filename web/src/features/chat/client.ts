@@ -306,6 +306,15 @@ export class ChatClient {
         this.applyReaction(f);
         this.emit();
         break;
+      case 'unsubscribed':
+        // The server took the room away (access revoked at its periodic recheck: a ban, a
+        // refund, the lesson closed to this reader): say so rather than go quiet.
+        if (f.channel === this.opts.channel) {
+          this.status = 'closed';
+          this.error = String(f.reason ?? 'access_revoked');
+          this.emit();
+        }
+        break;
       case 'room':
         if (f.channel === this.opts.channel) {
           this.muted = Boolean(f.muted);

@@ -157,6 +157,7 @@ export const en = {
   'chat.react': 'React with {emoji}',
   'chat.unread': 'New messages',
   'chat.connecting': 'Connecting…',
+  'chat.revoked': 'You can no longer read this chat.',
   'chat.reconnecting': 'Reconnecting…',
   'chat.mute': 'Mute for 10 minutes',
   'chat.muted': 'You are muted in this chat.',

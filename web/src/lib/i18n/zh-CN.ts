@@ -157,6 +157,7 @@ export const zhCN: Catalogue = {
   'chat.react': '用 {emoji} 回应',
   'chat.unread': '新消息',
   'chat.connecting': '连接中…',
+  'chat.revoked': '你已无法查看此聊天。',
   'chat.reconnecting': '重新连接中…',
   'chat.mute': '禁言 10 分钟',
   'chat.muted': '你已被禁言。',
