@@ -215,6 +215,19 @@ pub async fn serve(mut ws: Ws, state: AppState, caller: Caller, shutdown: Cancel
     conn.leave_lesson(None).await;
 }
 
+/// The outcome of handling a frame: its flow, or, when the handling failed on a dependency (the
+/// database or Redis away), `unavailable` naming the frame's `client_id` so the client resends
+/// that one (docs/chat.md).
+async fn answered(ws: &mut Ws, client_id: Option<&str>, r: anyhow::Result<Flow>) -> Flow {
+    match r {
+        Ok(flow) => flow,
+        Err(e) => {
+            tracing::warn!(error = %e, "chat: frame failed");
+            error(ws, client_id, ChatError::Unavailable, "try again").await
+        }
+    }
+}
+
 async fn send(ws: &mut Ws, frame: Frame) -> Flow {
     match ws.send(frame).await {
         Ok(()) => Flow::Continue,
@@ -275,33 +288,14 @@ impl Conn {
         let f = match super::decode_frame(frame.payload()) {
             Decoded::Chat(f) => f,
             Decoded::Interaction { frame, client_id } => {
-                return match self.interact(ws, frame).await {
-                    Ok(flow) => flow,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "chat: frame failed");
-                        error(
-                            ws,
-                            client_id.as_deref(),
-                            ChatError::Unavailable,
-                            "try again",
-                        )
-                        .await
-                    }
-                };
+                let r = self.interact(ws, frame).await;
+                return answered(ws, client_id.as_deref(), r).await;
             }
             Decoded::Refused {
                 client_id,
                 code,
                 detail,
             } => return error(ws, client_id.as_deref(), code, detail).await,
-        };
-        // An error that is not the frame's fault (the database or Redis away) still names the
-        // frame's client_id, so the client resends that one (docs/chat.md).
-        let client_id = match &f {
-            ClientFrame::Send { client_id, .. }
-            | ClientFrame::Recall { client_id, .. }
-            | ClientFrame::React { client_id, .. } => Some(client_id.clone()),
-            _ => None,
         };
         let result = match f {
             ClientFrame::Subscribe { channel, since_seq } => match ChannelName::parse(&channel) {
@@ -315,19 +309,27 @@ impl Conn {
                 body,
                 attachment_id,
             } => {
-                self.send_message(ws, &channel, &client_id, &body, attachment_id)
-                    .await
+                let r = self
+                    .send_message(ws, &channel, &client_id, &body, attachment_id)
+                    .await;
+                return answered(ws, Some(&client_id), r).await;
             }
             ClientFrame::Recall {
                 client_id,
                 message_id,
-            } => self.recall(ws, &client_id, message_id).await,
+            } => {
+                let r = self.recall(ws, &client_id, message_id).await;
+                return answered(ws, Some(&client_id), r).await;
+            }
             ClientFrame::React {
                 client_id,
                 message_id,
                 emoji,
                 on,
-            } => self.react(ws, &client_id, message_id, &emoji, on).await,
+            } => {
+                let r = self.react(ws, &client_id, message_id, &emoji, on).await;
+                return answered(ws, Some(&client_id), r).await;
+            }
             ClientFrame::Read { channel, seq } => self.read(ws, &channel, seq).await,
             ClientFrame::Typing { channel } => self.typing(ws, &channel).await,
             ClientFrame::Presence { channel } => self.presence(ws, &channel).await,
@@ -335,19 +337,7 @@ impl Conn {
                 return send_json(ws, json!({"type": "pong", "nonce": nonce})).await;
             }
         };
-        match result {
-            Ok(flow) => flow,
-            Err(e) => {
-                tracing::warn!(error = %e, "chat: frame failed");
-                error(
-                    ws,
-                    client_id.as_deref(),
-                    ChatError::Unavailable,
-                    "try again",
-                )
-                .await
-            }
-        }
+        answered(ws, None, result).await
     }
 
     fn within_frame_rate(&mut self) -> bool {

@@ -775,31 +775,8 @@ async fn sigkill_mid_lesson_then_restart_gives_a_ready_recording_of_what_was_rec
         crate::helpers::free_port(),
     );
     server.wait_ready().await;
-    let out = crate::helpers::wemaster_bin()
-        .args([
-            "admin",
-            "create-user",
-            "--email",
-            "t@school.example",
-            "--role",
-            "teacher",
-        ])
-        .env("DATABASE_URL", &database_url)
-        .env("WEMASTER_ADMIN_PASSWORD", "a fine passphrase")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let token = server.teacher_token().await;
     let client = reqwest::Client::new();
-    let login: Value = client
-        .post(server.url("/api/v1/auth/login"))
-        .json(&serde_json::json!({"email": "t@school.example", "password": "a fine passphrase"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_string();
     let stream: Value = client
         .post(server.url("/api/v1/live-streams"))
         .bearer_auth(&token)
@@ -879,33 +856,75 @@ async fn sigkill_mid_lesson_then_restart_gives_a_ready_recording_of_what_was_rec
     assert!((mp4 - duration).abs() <= 1.0, "mp4 {mp4} s vs {duration} s");
 }
 
+/// An S3 server of the test's own (s3s-fs, the suite's credentials, a fresh directory), so the
+/// test can freeze it (SIGSTOP) and thaw it (SIGCONT); killed when dropped.
+struct OwnS3 {
+    child: std::process::Child,
+    endpoint: String,
+    access: String,
+    secret: String,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnS3 {
+    async fn start() -> OwnS3 {
+        let var = |n: &str| {
+            std::env::var(n).unwrap_or_else(|_| panic!("{n} is not set: run through scripts/test"))
+        };
+        let (access, secret) = (
+            var("WEMASTER_TEST_S3_ACCESS_KEY"),
+            var("WEMASTER_TEST_S3_SECRET_KEY"),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::helpers::free_port();
+        let child = std::process::Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", &access, "--secret-key", &secret])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("s3s-fs is installed (scripts/test installs it)");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if reqwest::get(&endpoint).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        OwnS3 {
+            child,
+            endpoint,
+            access,
+            secret,
+            _dir: dir,
+        }
+    }
+
+    /// `kill -STOP` / `-CONT` the server.
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
+impl Drop for OwnS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test]
 async fn a_stalled_s3_loses_no_segment_and_does_not_disturb_the_live_stream() {
-    // Our own S3 server, so the test can freeze it (SIGSTOP) and thaw it (SIGCONT).
-    let var = |n: &str| {
-        std::env::var(n).unwrap_or_else(|_| panic!("{n} is not set: run through scripts/test"))
-    };
-    let (access, secret) = (
-        var("WEMASTER_TEST_S3_ACCESS_KEY"),
-        var("WEMASTER_TEST_S3_SECRET_KEY"),
-    );
-    let s3_dir = tempfile::tempdir().unwrap();
-    let s3_port = crate::helpers::free_port();
-    let mut s3 = std::process::Command::new("s3s-fs")
-        .args(["--host", "127.0.0.1", "--port", &s3_port.to_string()])
-        .args(["--access-key", &access, "--secret-key", &secret])
-        .arg(s3_dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("s3s-fs is installed (scripts/test installs it)");
-    let endpoint = format!("http://127.0.0.1:{s3_port}");
-    for _ in 0..100 {
-        if reqwest::get(&endpoint).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let s3 = OwnS3::start().await;
+    let (endpoint, access, secret) = (s3.endpoint.clone(), s3.access.clone(), s3.secret.clone());
     let app = spawn_app_with(move |s| {
         s.storage.backend = wemaster::config::StorageBackend::S3;
         s.storage.s3.endpoint = endpoint;
@@ -922,14 +941,7 @@ async fn a_stalled_s3_loses_no_segment_and_does_not_disturb_the_live_stream() {
     // Let the first segments reach S3, then freeze it for ~5 s while the lesson goes on.
     let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
     wait_uploaded(&db, 1, Duration::from_secs(20)).await;
-    let pid = s3.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    s3.signal("-STOP");
     let live_before = live
         .playlist()
         .await
@@ -973,13 +985,7 @@ async fn a_stalled_s3_loses_no_segment_and_does_not_disturb_the_live_stream() {
         age >= 2.0,
         "the oldest waiting segment is {age} s old after S3 was frozen for 5 s"
     );
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-CONT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    s3.signal("-CONT");
     assert!(
         wait_child(publisher, Duration::from_secs(60))
             .await
@@ -995,8 +1001,6 @@ async fn a_stalled_s3_loses_no_segment_and_does_not_disturb_the_live_stream() {
             .unwrap();
     assert_eq!(lost, 0);
     decode_all(rec["hls_url"].as_str().unwrap()).await;
-    let _ = s3.kill();
-    let _ = s3.wait();
 }
 
 #[tokio::test]
@@ -1230,30 +1234,8 @@ async fn a_full_spool_refuses_new_recordings_but_the_lesson_stays_live() {
 /// next start uploads them all.
 #[tokio::test]
 async fn a_kill_during_an_s3_outage_loses_no_closed_segment() {
-    let var = |n: &str| {
-        std::env::var(n).unwrap_or_else(|_| panic!("{n} is not set: run through scripts/test"))
-    };
-    let (access, secret) = (
-        var("WEMASTER_TEST_S3_ACCESS_KEY"),
-        var("WEMASTER_TEST_S3_SECRET_KEY"),
-    );
-    let s3_dir = tempfile::tempdir().unwrap();
-    let s3_port = crate::helpers::free_port();
-    let mut s3 = std::process::Command::new("s3s-fs")
-        .args(["--host", "127.0.0.1", "--port", &s3_port.to_string()])
-        .args(["--access-key", &access, "--secret-key", &secret])
-        .arg(s3_dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("s3s-fs is installed (scripts/test installs it)");
-    let endpoint = format!("http://127.0.0.1:{s3_port}");
-    for _ in 0..100 {
-        if reqwest::get(&endpoint).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let s3 = OwnS3::start().await;
+    let (endpoint, access, secret) = (s3.endpoint.clone(), s3.access.clone(), s3.secret.clone());
     let (database_url, _) = crate::helpers::fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start_with(
@@ -1306,17 +1288,7 @@ async fn a_kill_during_an_s3_outage_loses_no_closed_segment() {
     let db = sqlx::PgPool::connect(&database_url).await.unwrap();
     wait_uploaded(&db, 2, Duration::from_secs(30)).await;
     // S3 stops answering; the lesson goes on for ~8 s (four 2 s segments close meanwhile).
-    let pid = s3.id().to_string();
-    let signal = |sig: &str| {
-        assert!(
-            std::process::Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        )
-    };
-    signal("-STOP");
+    s3.signal("-STOP");
     tokio::time::sleep(Duration::from_secs(8)).await;
     let (rows, uploaded): (i64, i64) =
         sqlx::query_as("SELECT count(*), count(uploaded_at) FROM recording_segments")
@@ -1330,7 +1302,7 @@ async fn a_kill_during_an_s3_outage_loses_no_closed_segment() {
     server.kill9();
     let _ = publisher.kill();
     let _ = publisher.wait();
-    signal("-CONT");
+    s3.signal("-CONT");
 
     server.restart();
     server.wait_ready().await;
@@ -1365,6 +1337,4 @@ async fn a_kill_during_an_s3_outage_loses_no_closed_segment() {
         rec["segment_count"].as_i64().unwrap() >= rows,
         "every segment queued before the kill is in the recording: {rec} (had {rows} rows)"
     );
-    let _ = s3.kill();
-    let _ = s3.wait();
 }

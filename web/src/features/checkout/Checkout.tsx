@@ -101,6 +101,9 @@ export function Checkout({
     }
   };
 
+  // Stripe's card form while the order waits for a card (shown when the server configures it).
+  const stripe = enabled.data?.stripe;
+  const cardForm = clientSecret && !cardConfirmed && stripe ? { ...stripe, clientSecret } : null;
   const balance = wallet.data?.balance;
   const providers: Provider[] = ['wallet', ...((enabled.data?.items ?? []) as Provider[])];
   return (
@@ -130,11 +133,11 @@ export function Checkout({
         </p>
       ) : (
         <div role="status">
-          {clientSecret && enabled.data?.stripe && !cardConfirmed && (
+          {cardForm && (
             <StripeCard
-              publishableKey={enabled.data.stripe.publishable_key}
-              jsUrl={enabled.data.stripe.js_url}
-              clientSecret={clientSecret}
+              publishableKey={cardForm.publishable_key}
+              jsUrl={cardForm.js_url}
+              clientSecret={cardForm.clientSecret}
               price={money(price.amount, price.currency)}
               onConfirmed={() => setCardConfirmed(true)}
             />
@@ -146,7 +149,7 @@ export function Checkout({
             </figure>
           )}
           {/* With a card form, the wait starts once the card went through. */}
-          {!(clientSecret && enabled.data?.stripe && !cardConfirmed) && <p>{t('checkout.waiting')}</p>}
+          {!cardForm && <p>{t('checkout.waiting')}</p>}
         </div>
       )}
       {error && (
