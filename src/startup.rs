@@ -126,6 +126,7 @@ impl Application {
                 min_free_bytes: settings.recordings.min_free_bytes,
                 upload_concurrency: settings.recordings.upload_concurrency,
                 finalize_concurrency: settings.recordings.finalize_concurrency,
+                mp4_retry: std::time::Duration::from_secs(settings.recordings.mp4_retry_s),
                 segment_max: settings.live.segment_limits().max,
             },
             pool.clone(),

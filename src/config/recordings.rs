@@ -11,6 +11,9 @@ pub struct RecordingSettings {
     pub min_free_bytes: u64,
     pub upload_concurrency: usize,
     pub finalize_concurrency: usize,
+    /// How often ready recordings whose MP4 failed are tried again (seconds; each recording
+    /// waits longer after each failure, three attempts in all).
+    pub mp4_retry_s: u64,
     pub retention_days: u32,
     pub retention_interval_s: u64,
     pub replay_redirect: bool,
@@ -45,6 +48,9 @@ impl RecordingSettings {
                 "recordings.replay_redirect_ttl_s",
                 "must be between 10 and 604800",
             ));
+        }
+        if !(1..=86_400).contains(&self.mp4_retry_s) {
+            return Err(err("recordings.mp4_retry_s", "must be between 1 and 86400"));
         }
         if self.retention_interval_s == 0 {
             return Err(err("recordings.retention_interval_s", "must be at least 1"));

@@ -530,6 +530,11 @@ impl<B: LiveBackend> Supervisor<B> {
             if let Ok(mut p) = session.view.playlist.lock() {
                 p.mark_discontinuity();
             }
+            // The session's spool directory may have gone with the error that dropped the
+            // last publisher (an operator clearing a full disk): the packager needs it back.
+            if let Err(e) = std::fs::create_dir_all(&session.view.dir) {
+                tracing::warn!(%stream_id, error = %e, "cannot recreate the session's spool directory");
+            }
         }
         let (frames_tx, frames_rx) = mpsc::channel(self.config.frame_queue);
         let (events_tx, mut events_rx) = mpsc::unbounded_channel();
@@ -668,7 +673,6 @@ impl<B: LiveBackend> Supervisor<B> {
                     }
                 }
                 let session_id = session.id;
-                let failed = error.is_some();
                 if let Some(e) = &error {
                     tracing::error!(%stream_id, error = %e, "live pipeline failed");
                     metrics::counter!("live_pipeline_errors_total").increment(1);
@@ -682,8 +686,11 @@ impl<B: LiveBackend> Supervisor<B> {
                 let Some(session) = self.sessions.get_mut(&stream_id) else {
                     return;
                 };
-                if session.ending == Ending::Now || session.reconnect_window.is_zero() || failed {
-                    self.end_session(stream_id, if failed { "pipeline failed" } else { "ended" });
+                // A spool write error (a full disk) closes the publisher's connection but not
+                // the lesson: the encoder reconnects into the same session and recording, as
+                // after a network drop, and goes on once the disk has room again.
+                if session.ending == Ending::Now || session.reconnect_window.is_zero() {
+                    self.end_session(stream_id, "ended");
                     return;
                 }
                 let window = session.reconnect_window;

@@ -86,6 +86,8 @@ pub struct RecorderConfig {
     pub upload_concurrency: usize,
     /// MP4 remuxes and posters running at once, over all recordings (CPU-bound work).
     pub finalize_concurrency: usize,
+    /// How often failed MP4s are looked for and tried again.
+    pub mp4_retry: Duration,
     /// The packager's maximum segment duration: the recording playlists' target duration.
     pub segment_max: std::time::Duration,
 }
@@ -180,10 +182,14 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
         }
         Err(e) => tracing::error!(error = %e, "cannot recover unfinished recordings"),
     }
-    // Ready recordings whose MP4 and poster a stopped process did not get to.
+    // Ready recordings whose MP4 and poster a stopped process did not get to (in the set of
+    // MP4s being made, which the periodic retry of failed ones leaves alone).
+    let mut mp4_retries = tokio::task::JoinSet::new();
+    let mut retrying: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
     match store::missing_extras(&ctx.db).await {
         Ok(recs) => {
             for rec in recs {
+                retrying.insert(rec.id);
                 let names: Vec<String> = match store::segments(&ctx.db, rec.id).await {
                     Ok(s) => s
                         .into_iter()
@@ -194,7 +200,7 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
                 };
                 let dir = config.spool_dir.join(rec.id.to_string());
                 let ctx = ctx.clone();
-                workers.spawn(async move {
+                mp4_retries.spawn(async move {
                     make_extras(
                         &ctx,
                         rec.id,
@@ -205,13 +211,36 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
                         rec.has_poster,
                     )
                     .await;
+                    rec.id
                 });
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot list recordings waiting for their MP4"),
     }
     let mut active: HashMap<Uuid, Active> = HashMap::new();
-    while let Some(msg) = rx.recv().await {
+    // Sessions refused a recording (a full spool): asked again as their segments close, so a
+    // lesson is recorded from the moment space comes back, not lost for the rest of its length.
+    let mut waiting: HashMap<Uuid, Waiting> = HashMap::new();
+    let mut retry_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + config.mp4_retry,
+        config.mp4_retry,
+    );
+    retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let msg = tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(msg) => msg,
+                None => break,
+            },
+            Some(Ok(id)) = mp4_retries.join_next(), if !mp4_retries.is_empty() => {
+                retrying.remove(&id);
+                continue;
+            }
+            _ = retry_tick.tick() => {
+                retry_failed_mp4s(&config, &ctx, &mut mp4_retries, &mut retrying).await;
+                continue;
+            }
+        };
         match msg {
             RecorderMsg::Started {
                 session_id,
@@ -220,70 +249,22 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
                 private,
                 started_at,
             } => {
-                if let Some(why) = spool_full(&config) {
-                    tracing::warn!(%live_stream_id, why, "recording refused");
-                    metrics::counter!("recordings_refused_total").increment(1);
-                    let _ = store::record_event(
-                        &ctx.db,
-                        &ctx.redis,
-                        None,
-                        live_stream_id,
-                        "recording.refused",
-                        json!({"session_id": session_id, "reason": why}),
-                    )
-                    .await;
-                    continue;
-                }
-                let id = Uuid::now_v7();
-                let dir = config.spool_dir.join(id.to_string());
-                if let Err(e) = std::fs::create_dir_all(&dir) {
-                    tracing::error!(error = %e, "cannot create the recording spool directory");
-                    continue;
-                }
-                if let Err(e) = store::create(
-                    &ctx.db,
-                    id,
+                let w = Waiting {
                     live_stream_id,
                     owner_id,
-                    session_id,
                     private,
                     started_at,
-                )
-                .await
-                {
-                    tracing::error!(%live_stream_id, error = %e, "cannot create a recording");
-                    let _ = std::fs::remove_dir_all(&dir);
+                    refused_at: Instant::now(),
+                    next_check: Instant::now() + SPACE_RECHECK,
+                };
+                if let Some(why) = spool_full(&config) {
+                    refused(&ctx, session_id, live_stream_id, why).await;
+                    waiting.insert(session_id, w);
                     continue;
                 }
-                event(
-                    &ctx,
-                    id,
-                    live_stream_id,
-                    "recording.started",
-                    json!({"session_id": session_id}),
-                )
-                .await;
-                metrics::gauge!("recordings_active").increment(1.0);
-                let (wtx, wrx) = mpsc::unbounded_channel();
-                workers.spawn(worker(
-                    ctx.clone(),
-                    id,
-                    live_stream_id,
-                    dir.clone(),
-                    wrx,
-                    false,
-                ));
-                active.insert(
-                    session_id,
-                    Active {
-                        recording_id: id,
-                        live_stream_id,
-                        dir,
-                        next_seq: 0,
-                        generation: None,
-                        worker: wtx,
-                    },
-                );
+                if let Some(a) = begin(&config, &ctx, &mut workers, session_id, &w, false).await {
+                    active.insert(session_id, a);
+                }
             }
             RecorderMsg::Segment {
                 session_id,
@@ -292,6 +273,19 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
                 generation,
                 started_at,
             } => {
+                if let Some(w) = waiting.get_mut(&session_id)
+                    && Instant::now() >= w.next_check
+                {
+                    w.next_check = Instant::now() + SPACE_RECHECK;
+                    if spool_full(&config).is_none() {
+                        let w = waiting.remove(&session_id).expect("just looked up");
+                        if let Some(a) =
+                            begin(&config, &ctx, &mut workers, session_id, &w, true).await
+                        {
+                            active.insert(session_id, a);
+                        }
+                    }
+                }
                 let Some(a) = active.get_mut(&session_id) else {
                     continue;
                 };
@@ -335,6 +329,7 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
                 }
             }
             RecorderMsg::Ended { session_id } => {
+                waiting.remove(&session_id);
                 if let Some(a) = active.remove(&session_id) {
                     tracing::debug!(recording_id = %a.recording_id, stream = %a.live_stream_id, "finalizing");
                     let _ = a.worker.send(WorkerMsg::Finish);
@@ -350,6 +345,152 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
         let _ = a.worker.send(WorkerMsg::Finish);
     }
     while workers.join_next().await.is_some() {}
+    while mp4_retries.join_next().await.is_some() {}
+}
+
+/// How often a session refused a recording asks again whether the spool has room.
+const SPACE_RECHECK: Duration = Duration::from_secs(5);
+
+/// A live session of a recorded stream without its recording yet (refused: a full spool).
+struct Waiting {
+    live_stream_id: Uuid,
+    owner_id: Uuid,
+    private: bool,
+    started_at: OffsetDateTime,
+    refused_at: Instant,
+    next_check: Instant,
+}
+
+async fn refused(ctx: &Ctx, session_id: Uuid, live_stream_id: Uuid, why: &'static str) {
+    tracing::warn!(%live_stream_id, why, "recording refused; asked again while the session lasts");
+    metrics::counter!("recordings_refused_total").increment(1);
+    let _ = store::record_event(
+        &ctx.db,
+        &ctx.redis,
+        None,
+        live_stream_id,
+        "recording.refused",
+        json!({"session_id": session_id, "reason": why}),
+    )
+    .await;
+}
+
+/// Start the recording of `session_id` (its row, spool directory and worker). `late`: the
+/// session was refused at its start and space came back: the recording starts with the next
+/// segment, and its `recording.started` event says how long it waited.
+async fn begin(
+    config: &RecorderConfig,
+    ctx: &Ctx,
+    workers: &mut tokio::task::JoinSet<()>,
+    session_id: Uuid,
+    w: &Waiting,
+    late: bool,
+) -> Option<Active> {
+    let id = Uuid::now_v7();
+    let dir = config.spool_dir.join(id.to_string());
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::error!(error = %e, "cannot create the recording spool directory");
+        return None;
+    }
+    // A late recording starts now, not when the session did: its replay begins here.
+    let started_at = if late {
+        OffsetDateTime::now_utc()
+    } else {
+        w.started_at
+    };
+    if let Err(e) = store::create(
+        &ctx.db,
+        id,
+        w.live_stream_id,
+        w.owner_id,
+        session_id,
+        w.private,
+        started_at,
+    )
+    .await
+    {
+        tracing::error!(live_stream_id = %w.live_stream_id, error = %e, "cannot create a recording");
+        let _ = std::fs::remove_dir_all(&dir);
+        return None;
+    }
+    let mut payload = json!({"session_id": session_id});
+    if late {
+        let waited = w.refused_at.elapsed().as_secs_f64();
+        payload["late"] = json!(true);
+        payload["waited_s"] = json!(waited);
+        tracing::info!(recording_id = %id, live_stream_id = %w.live_stream_id, waited_s = waited, "the spool has room again: recording the session from now on");
+    }
+    event(ctx, id, w.live_stream_id, "recording.started", payload).await;
+    metrics::gauge!("recordings_active").increment(1.0);
+    let (wtx, wrx) = mpsc::unbounded_channel();
+    workers.spawn(worker(
+        ctx.clone(),
+        id,
+        w.live_stream_id,
+        dir.clone(),
+        wrx,
+        false,
+    ));
+    Some(Active {
+        recording_id: id,
+        live_stream_id: w.live_stream_id,
+        dir,
+        next_seq: 0,
+        generation: None,
+        worker: wtx,
+    })
+}
+
+/// Ready recordings whose MP4 failed and whose back-off has passed, made again (not those
+/// already being retried). Skipped while the spool has no room: the MP4 is written there.
+async fn retry_failed_mp4s(
+    config: &RecorderConfig,
+    ctx: &Ctx,
+    tasks: &mut tokio::task::JoinSet<Uuid>,
+    running: &mut std::collections::HashSet<Uuid>,
+) {
+    if spool_full(config).is_some() {
+        return;
+    }
+    let recs = match store::failed_extras_due(&ctx.db).await {
+        Ok(recs) => recs,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the recordings whose MP4 failed");
+            return;
+        }
+    };
+    for rec in recs {
+        if !running.insert(rec.id) {
+            continue;
+        }
+        let names: Vec<String> = match store::segments(&ctx.db, rec.id).await {
+            Ok(s) => s
+                .into_iter()
+                .filter(|s| s.uploaded && !s.lost)
+                .map(|s| s.name)
+                .collect(),
+            Err(_) => {
+                running.remove(&rec.id);
+                continue;
+            }
+        };
+        tracing::info!(recording_id = %rec.id, "making the MP4 again (the last attempt failed)");
+        let dir = config.spool_dir.join(rec.id.to_string());
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            make_extras(
+                &ctx,
+                rec.id,
+                rec.live_stream_id,
+                &dir,
+                &names,
+                rec.duration_ms,
+                rec.has_poster,
+            )
+            .await;
+            rec.id
+        });
+    }
 }
 
 /// The segments waiting for upload, over every recording, by when they were queued: the queue

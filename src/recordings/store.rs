@@ -460,3 +460,22 @@ pub async fn missing_extras(db: &PgPool) -> Result<Vec<RecordingRow>, sqlx::Erro
     .fetch_all(db)
     .await
 }
+
+/// Ready recordings whose last MP4 attempt failed long enough ago to try again: 2 minutes
+/// after the first failure, 4 after the second (three attempts in all, as at a start).
+pub async fn failed_extras_due(db: &PgPool) -> Result<Vec<RecordingRow>, sqlx::Error> {
+    sqlx::query_as!(
+        RecordingRow,
+        r#"SELECT id, live_stream_id, owner_id, session_id, status, failure_reason, visibility,
+                  started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count,
+                  video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, mp4_failed_at, created_at
+           FROM recordings
+           WHERE status = 'ready' AND mp4_size_bytes IS NULL AND mp4_attempts < 3
+             AND mp4_failed_at < now() - mp4_attempts * interval '2 minutes'
+             AND deleted_at IS NULL
+           ORDER BY id
+           LIMIT 20"#
+    )
+    .fetch_all(db)
+    .await
+}

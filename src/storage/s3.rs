@@ -122,7 +122,33 @@ impl S3Store {
             concurrency: settings.multipart_concurrency.max(1),
         };
         if settings.create_bucket {
-            store.create_bucket_if_missing(&settings.region).await?;
+            match store.create_bucket_if_missing(&settings.region).await {
+                Ok(()) => {}
+                // The service is down, not refusing: the server starts all the same (not
+                // ready; recordings wait in the spool) and the bucket is made when it is back.
+                // A refusal (credentials, a name taken by someone else) stops the start.
+                Err((true, e)) => {
+                    tracing::warn!(error = %e, "storage unreachable: the bucket is created when it answers");
+                    let store = store.clone();
+                    let region = settings.region.clone();
+                    tokio::spawn(async move {
+                        let mut delay = Duration::from_secs(1);
+                        loop {
+                            tokio::time::sleep(delay).await;
+                            match store.create_bucket_if_missing(&region).await {
+                                Ok(()) => return,
+                                Err((true, _)) => {}
+                                Err((false, e)) => {
+                                    tracing::error!(error = %e, "cannot create the storage bucket");
+                                    return;
+                                }
+                            }
+                            delay = (delay * 2).min(Duration::from_secs(30));
+                        }
+                    });
+                }
+                Err((false, e)) => return Err(e),
+            }
         }
         Ok(store)
     }
@@ -131,7 +157,9 @@ impl S3Store {
         &self.bucket
     }
 
-    async fn create_bucket_if_missing(&self, region: &str) -> Result<(), StorageError> {
+    /// `Err((unreachable, error))`: `unreachable` when the service did not answer (connection
+    /// refused, timeout), as opposed to answering with a refusal.
+    async fn create_bucket_if_missing(&self, region: &str) -> Result<(), (bool, StorageError)> {
         let mut request = self.client.create_bucket().bucket(&*self.bucket);
         // us-east-1 is the default location and S3 refuses it as an explicit constraint.
         if !region.is_empty() && region != "us-east-1" {
@@ -151,7 +179,11 @@ impl S3Store {
                     CreateBucketError::BucketAlreadyOwnedByYou(_)
                     | CreateBucketError::BucketAlreadyExists(_),
                 ) => Ok(()),
-                _ => Err(self.backend("create bucket", None, e)),
+                _ => {
+                    let unreachable =
+                        matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
+                    Err((unreachable, self.backend("create bucket", None, e)))
+                }
             },
         }
     }

@@ -868,15 +868,23 @@ struct OwnS3 {
 
 impl OwnS3 {
     async fn start() -> OwnS3 {
+        OwnS3::start_on(crate::helpers::free_port()).await
+    }
+
+    /// The credentials scripts/test gives its S3 servers: (access key, secret key).
+    fn credentials() -> (String, String) {
         let var = |n: &str| {
             std::env::var(n).unwrap_or_else(|_| panic!("{n} is not set: run through scripts/test"))
         };
-        let (access, secret) = (
+        (
             var("WEMASTER_TEST_S3_ACCESS_KEY"),
             var("WEMASTER_TEST_S3_SECRET_KEY"),
-        );
+        )
+    }
+
+    async fn start_on(port: u16) -> OwnS3 {
+        let (access, secret) = OwnS3::credentials();
         let dir = tempfile::tempdir().unwrap();
-        let port = crate::helpers::free_port();
         let child = std::process::Command::new("s3s-fs")
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", &access, "--secret-key", &secret])
@@ -918,6 +926,42 @@ impl Drop for OwnS3 {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The fault bench's finding 5: with `storage.s3.create_bucket` the server refused to start
+/// while S3 was down. It starts (alive, not ready) and makes the bucket once S3 answers.
+#[tokio::test]
+async fn the_server_starts_while_s3_is_down_and_makes_its_bucket_when_it_is_back() {
+    let port = crate::helpers::free_port();
+    let (access, secret) = OwnS3::credentials();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let app = spawn_app_with(move |s| {
+        s.storage.backend = wemaster::config::StorageBackend::S3;
+        s.storage.s3.endpoint = endpoint;
+        s.storage.s3.bucket = "made-later".into();
+        s.storage.s3.access_key_id = access;
+        s.storage.s3.secret_access_key = wemaster::config::Secret::new(secret);
+        s.storage.s3.force_path_style = true;
+        s.storage.s3.create_bucket = true;
+    })
+    .await;
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let _s3 = OwnS3::start_on(port).await;
+    let start = Instant::now();
+    loop {
+        let r = app.get("/readyz").await;
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(45),
+            "never ready after S3 came back: {}",
+            r.text().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -1226,6 +1270,130 @@ async fn a_full_spool_refuses_new_recordings_but_the_lesson_stays_live() {
             .any(|l| l.starts_with("recordings_refused_total") && !l.ends_with(" 0")),
         "recordings_refused_total counts it"
     );
+}
+
+/// The fault bench's finding 1 (docs/benchmarks.md, "Fault injection"): a session refused a
+/// recording for a full spool used to stay unrecorded for the rest of the lesson, although the
+/// space came back a minute later. It is now recorded from the moment the spool has room.
+#[tokio::test]
+async fn a_session_refused_for_a_full_spool_is_recorded_once_space_comes_back() {
+    let app = spawn_app_with(|s| s.recordings.max_spool_bytes = 1 << 20).await;
+    // Something else holds the spool over its limit when the lesson starts.
+    let filler = app
+        .settings
+        .media
+        .spool_dir
+        .join("recordings")
+        .join("filler.bin");
+    std::fs::create_dir_all(filler.parent().unwrap()).unwrap();
+    std::fs::write(&filler, vec![0u8; 2 << 20]).unwrap();
+    let live = Live::on(app, 0, "public").await;
+    let publisher = ffmpeg_publish(&live.rtmp_url(), 16, true);
+    let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM recording_events WHERE kind = 'recording.refused'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if n > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no recording.refused event"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(live.recordings().await.is_empty(), "refused at the start");
+    // The space comes back while the teacher is still live.
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    while live.recordings().await.is_empty() {
+        assert!(
+            freed.elapsed() < Duration::from_secs(12),
+            "the session was never recorded after the spool had room again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        wait_child(publisher, Duration::from_secs(60))
+            .await
+            .success()
+    );
+    let rec = live.wait_ready(Duration::from_secs(30)).await;
+    // From when the space came back to the end: part of the lesson, not none of it.
+    let duration = rec["duration_s"].as_f64().unwrap();
+    assert!((3.0..15.0).contains(&duration), "{rec}");
+    decode_all(rec["hls_url"].as_str().unwrap()).await;
+    let (payload,): (Value,) =
+        sqlx::query_as("SELECT payload FROM recording_events WHERE kind = 'recording.started'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(payload["late"], true, "{payload}");
+    assert!(payload["waited_s"].as_f64().unwrap() > 0.0, "{payload}");
+}
+
+/// The fault bench's finding 3: an MP4 that failed (on a full disk) used to wait for the next
+/// start of the process. A failed attempt is now tried again while the process runs.
+#[tokio::test]
+async fn a_failed_mp4_is_made_again_without_a_restart() {
+    let app = spawn_app_with(|s| s.recordings.mp4_retry_s = 1).await;
+    let live = Live::on(app, 0, "public").await;
+    assert!(
+        wait_child(
+            ffmpeg_publish(&live.rtmp_url(), 4, false),
+            Duration::from_secs(60)
+        )
+        .await
+        .success()
+    );
+    let rec = live.wait_ready(Duration::from_secs(30)).await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    // What a failed attempt leaves: no MP4 object, no size, the attempt counted and dated
+    // (old enough for its back-off to have passed).
+    let mp4 = live
+        .app
+        .storage_root
+        .join("recordings")
+        .join(&id)
+        .join("recording.mp4");
+    std::fs::remove_file(&mp4).unwrap();
+    let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
+    sqlx::query(
+        "UPDATE recordings SET size_bytes = size_bytes - mp4_size_bytes, mp4_size_bytes = NULL,
+                mp4_attempts = 1, mp4_failed_at = now() - interval '3 minutes'
+         WHERE id = $1::uuid",
+    )
+    .bind(&id)
+    .execute(&db)
+    .await
+    .unwrap();
+    assert!(live.recordings().await[0]["mp4_url"].is_null());
+    let start = Instant::now();
+    let rec = loop {
+        let r = live.recordings().await[0].clone();
+        if !r["mp4_url"].is_null() {
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the MP4 was not made again: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let duration = probe_duration(rec["mp4_url"].as_str().unwrap()).await;
+    assert!((duration - 4.0).abs() <= 1.0, "mp4 {duration} s");
+    let (attempts, failed): (i32, Option<time::OffsetDateTime>) =
+        sqlx::query_as("SELECT mp4_attempts, mp4_failed_at FROM recordings WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!((attempts, failed), (2, None));
 }
 
 /// The fault bench's finding (docs/benchmarks.md, "Fault injection"): a kill -9 while S3 is
