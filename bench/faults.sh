@@ -33,9 +33,7 @@
 #   --spool-hold 45     [FAULTS_SPOOL_HOLD]   seconds the spool stays full
 #   --spool-mb auto     [FAULTS_SPOOL_MB]     size of the spool tmpfs (auto: what the recordings
 #                                             of the run need, ~16 KiB/s per publisher, + 32 MiB)
-#   --faults "pg redis s3 kill spool"  [FAULTS_LIST]  which faults, in this order (the kill before
-#                                             the spool: a session started while the spool is
-#                                             full is not recorded until it ends; also
+#   --faults "pg redis s3 kill spool"  [FAULTS_LIST]  which faults, in this order (also
 #                                             "s3kill": kill -9 halfway through an S3 outage)
 #   --bin PATH          [FAULTS_BIN]          the server binary (default .bench-bin/wemaster,
 #                                             else target/debug/wemaster; never built here)

@@ -65,6 +65,9 @@ enum AdminCommand {
     },
 }
 
+/// The set-up file `scripts/run` writes.
+pub const LOCAL_CONFIG: &str = ".data/wemaster.toml";
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Openapi = cli.command {
@@ -79,7 +82,15 @@ pub fn main() -> ExitCode {
             }
         };
     }
+    // scripts/run's set-up file, relative to the current folder (the repository's root, where
+    // the README's commands run); WEMASTER_LOCAL_CONFIG names another, empty: none.
+    let local = match std::env::var_os("WEMASTER_LOCAL_CONFIG") {
+        Some(p) if p.is_empty() => None,
+        Some(p) => Some(std::path::PathBuf::from(p)),
+        None => Some(std::path::PathBuf::from(LOCAL_CONFIG)),
+    };
     let sources = Sources {
+        local,
         file: cli.config.clone(),
         env: None,
     };
@@ -169,7 +180,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
 }
 
 fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
-    use wemaster_media::{doctor::missing_elements, pipeline::TemplateSet};
+    use wemaster_media::doctor::missing_elements;
     if let Err(e) = wemaster_media::init() {
         println!("FAIL GStreamer does not initialise: {e}");
         println!(
@@ -178,7 +189,7 @@ fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     println!("ok   {}", wemaster_media::gstreamer_version());
-    let set = TemplateSet::load_dir(&settings.media.pipelines_dir)?;
+    let set = crate::startup::pipeline_templates(&settings.media)?;
     let mut failed = false;
     for template in set.iter() {
         let elements = template.elements();

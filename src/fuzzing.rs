@@ -27,6 +27,7 @@ fn defaults() -> &'static Settings {
     static S: OnceLock<Settings> = OnceLock::new();
     S.get_or_init(|| {
         Settings::load(&Sources {
+            local: None,
             file: None,
             env: Some(vec![]),
         })

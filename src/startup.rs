@@ -56,16 +56,11 @@ impl Application {
             db::migrate(&pool).await?;
         }
         let redis = Redis::connect(&settings.redis).await?;
-        let storage = Storage::from_settings(&settings.storage, &settings.http.public_url)
-            .await
-            .context("cannot open object storage (storage.*)")?;
-        let pipelines =
-            TemplateSet::load_dir(&settings.media.pipelines_dir).with_context(|| {
-                format!(
-                    "media.pipelines_dir = {}",
-                    settings.media.pipelines_dir.display()
-                )
-            })?;
+        let storage =
+            Storage::from_settings(&settings.storage, &settings.http.default_public_url())
+                .await
+                .context("cannot open object storage (storage.*)")?;
+        let pipelines = pipeline_templates(&settings.media)?;
         let missing_elements = check_gstreamer(&pipelines);
         let tokens = TokenService::new(&settings.auth, redis.clone())
             .context("loading the access-token keys (auth.keys_dir)")?;
@@ -144,8 +139,11 @@ impl Application {
             shutdown.child_token(),
         );
         let gateways = Arc::new(
-            crate::payments::gateway::Gateways::new(&settings.payments, &settings.http.public_url)
-                .context("payments: provider API credentials")?,
+            crate::payments::gateway::Gateways::new(
+                &settings.payments,
+                &settings.http.default_public_url(),
+            )
+            .context("payments: provider API credentials")?,
         );
         let (live, publish_requests, supervisor) = supervisor::start(
             live_config,
@@ -373,4 +371,17 @@ pub async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("SIGINT received"),
         () = term => tracing::info!("SIGTERM received"),
     }
+}
+
+/// The pipeline templates: the built-in ones, each replaced by the file of its name in
+/// `media.pipelines_dir` when one is configured.
+pub fn pipeline_templates(media: &crate::config::MediaSettings) -> anyhow::Result<TemplateSet> {
+    let mut set = TemplateSet::builtin();
+    if let Some(dir) = media.pipelines_dir() {
+        let read = set
+            .overlay_dir(dir)
+            .with_context(|| format!("media.pipelines_dir = {}", dir.display()))?;
+        tracing::info!(dir = %dir.display(), templates = ?read, "pipeline templates from the configured directory replace the built-in ones");
+    }
+    Ok(set)
 }

@@ -1,10 +1,11 @@
 //! GStreamer pipelines: their templates (here) and running them ([`appsrc`]).
 //!
-//! Pipeline templates are GStreamer launch descriptions kept as files under `pipelines/` so ops
-//! can tune a pipeline without a rebuild. A template is `gst-launch-1.0` syntax with
-//! `{placeholder}`s filled in per session. Lines starting with `#` are comments. The template
-//! set is loaded once at start and checked by `wemaster doctor` (every element it names must be
-//! installed).
+//! Pipeline templates are GStreamer launch descriptions: the files of `pipelines/`, compiled
+//! into the binary ([`TemplateSet::builtin`]) so it runs from any folder, and replaceable one
+//! file at a time from a configured directory ([`TemplateSet::overlay_dir`]) so ops can tune a
+//! pipeline without a rebuild. A template is `gst-launch-1.0` syntax with `{placeholder}`s
+//! filled in per session. Lines starting with `#` are comments. The template set is loaded once
+//! at start and checked by `wemaster doctor` (every element it names must be installed).
 //!
 //! - [`appsrc`]: a running `appsrc ! … ! appsink` pipeline (WHIP's transcoders).
 //! - [`crate::vod`] runs the one-shot jobs on finished recordings (MP4, poster).
@@ -159,13 +160,49 @@ pub struct TemplateSet {
     templates: BTreeMap<String, Template>,
 }
 
+/// The templates compiled into the binary: `pipelines/*.gst` at build time.
+const BUILTIN: &[(&str, &str)] = &[
+    ("poster", include_str!("../../pipelines/poster.gst")),
+    ("vod-mp4", include_str!("../../pipelines/vod-mp4.gst")),
+    (
+        "vod-mp4-resized",
+        include_str!("../../pipelines/vod-mp4-resized.gst"),
+    ),
+    (
+        "whip-vp8-h264",
+        include_str!("../../pipelines/whip-vp8-h264.gst"),
+    ),
+];
+
 impl TemplateSet {
+    /// The templates compiled into the binary.
+    pub fn builtin() -> TemplateSet {
+        let templates = BUILTIN
+            .iter()
+            .map(|(name, text)| {
+                let t = Template::parse(name, text).expect("built-in templates parse (tested)");
+                (name.to_string(), t)
+            })
+            .collect();
+        TemplateSet { templates }
+    }
+
+    /// Only the `*.gst` files of `dir`.
     pub fn load_dir(dir: &Path) -> Result<TemplateSet, TemplateError> {
+        let mut set = TemplateSet::default();
+        set.overlay_dir(dir)?;
+        Ok(set)
+    }
+
+    /// Each `*.gst` file of `dir` replaces the template of its name (or adds one); returns the
+    /// names read, sorted.
+    pub fn overlay_dir(&mut self, dir: &Path) -> Result<Vec<String>, TemplateError> {
         let io = |source| TemplateError::Io {
             path: dir.to_path_buf(),
             source,
         };
-        let mut templates = BTreeMap::new();
+        let mut read = Vec::new();
+        let templates = &mut self.templates;
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("gst") {
@@ -179,8 +216,10 @@ impl TemplateSet {
                 source,
             })?;
             templates.insert(name.to_string(), Template::parse(name, &text)?);
+            read.push(name.to_string());
         }
-        Ok(TemplateSet { templates })
+        read.sort();
+        Ok(read)
     }
 
     pub fn get(&self, name: &str) -> Result<&Template, TemplateError> {
@@ -254,6 +293,46 @@ mod tests {
         assert!(Template::parse("e", "# only a comment\n").is_err());
         assert!(Template::parse("b", "fakesrc ! {oops").is_err());
         assert!(Template::parse("c", "fakesrc num-buffers={a b} ! fakesink").is_err());
+    }
+
+    #[test]
+    fn every_file_of_pipelines_is_built_in_as_it_is_on_disk() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
+        let on_disk = TemplateSet::load_dir(&dir).unwrap();
+        let builtin = TemplateSet::builtin();
+        let names = |s: &TemplateSet| s.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&builtin),
+            names(&on_disk),
+            "list a new file in BUILTIN"
+        );
+        for t in on_disk.iter() {
+            assert_eq!(builtin.get(&t.name).unwrap(), t);
+        }
+    }
+
+    #[test]
+    fn a_directory_replaces_templates_one_file_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("poster.gst"),
+            "filesrc location={input} ! fakesink\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a template").unwrap();
+        let mut set = TemplateSet::builtin();
+        let read = set.overlay_dir(dir.path()).unwrap();
+        assert_eq!(read, ["poster"]);
+        assert_eq!(
+            set.get("poster").unwrap().description,
+            "filesrc location={input} ! fakesink"
+        );
+        assert_eq!(set.len(), BUILTIN.len(), "the others stay built in");
+        assert_eq!(
+            set.get("vod-mp4").unwrap(),
+            TemplateSet::builtin().get("vod-mp4").unwrap()
+        );
+        assert!(set.overlay_dir(&dir.path().join("missing")).is_err());
     }
 
     #[test]

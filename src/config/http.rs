@@ -12,7 +12,10 @@ use super::ConfigError;
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
-    pub public_url: Url,
+    /// Base URL clients use to reach this server; `None` (empty in the file): each request's
+    /// own origin (src/http/origin.rs), else [`HttpSettings::default_public_url`].
+    #[serde(deserialize_with = "empty_as_none", default)]
+    pub public_url: Option<Url>,
     pub body_limit_bytes: usize,
     pub upload_limit_bytes: u64,
     pub shutdown_grace_s: u64,
@@ -33,15 +36,48 @@ pub struct HttpSettings {
     pub hsts_max_age_s: u64,
 }
 
+/// `""` (and an absent key) as `None`; anything else must be a URL.
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    Url::parse(s.trim())
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a URL: {e}")))
+}
+
 impl HttpSettings {
+    /// The configured public URL, else `http://` + `listen` (an unspecified address — the
+    /// default 0.0.0.0 — as loopback): for what is built outside a request (e-mail links, OAuth
+    /// redirect URIs, provider callbacks to this server).
+    pub fn default_public_url(&self) -> Url {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let ip = match self.listen.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            }
+            ip => ip,
+        };
+        let addr = SocketAddr::new(ip, self.listen.port());
+        Url::parse(&format!("http://{addr}/")).expect("an address is a valid URL host")
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         fn err(key: &str, reason: impl Into<String>) -> ConfigError {
             ConfigError::new(key, reason)
         }
-        if !matches!(self.public_url.scheme(), "http" | "https") {
+        if let Some(url) = &self.public_url
+            && !matches!(url.scheme(), "http" | "https")
+        {
             return Err(err("http.public_url", "must be an http:// or https:// URL"));
         }
-        if self.hsts_max_age_s > 0 && self.public_url.scheme() != "https" {
+        if self.hsts_max_age_s > 0 && self.public_url.as_ref().map(Url::scheme) != Some("https") {
             return Err(err(
                 "http.hsts_max_age_s",
                 "needs an https:// http.public_url (HSTS tells browsers to use TLS only)",

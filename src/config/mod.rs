@@ -1,6 +1,8 @@
 //! Typed configuration tree.
 //!
 //! Layers, later ones win: `config/default.toml` (compiled in, so the binary runs anywhere) →
+//! the set-up file `scripts/run` writes (`.data/wemaster.toml`, read by the CLI when present,
+//! so every command finds the database, Redis and secrets it chose) →
 //! the file named by `--config`/`WEMASTER_CONFIG` → `WEMASTER__SECTION__KEY` environment
 //! variables → `DATABASE_URL`/`REDIS_URL`. Everything is validated once, in [`Settings::load`];
 //! an error names the key and the reason in one line, so a bad deployment fails fast instead of
@@ -111,6 +113,8 @@ pub struct Settings {
 /// Where settings come from besides the compiled-in defaults.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
+    /// The generated set-up file, read when it exists (see the module).
+    pub local: Option<PathBuf>,
     /// `--config` or `WEMASTER_CONFIG`.
     pub file: Option<PathBuf>,
     /// Environment variables; `None` reads the process environment.
@@ -133,6 +137,10 @@ impl Settings {
                 .find(|(k, _)| k == "WEMASTER_CONFIG")
                 .map(|(_, v)| PathBuf::from(v))
         });
+        if let Some(local) = sources.local.as_deref().filter(|p| p.is_file()) {
+            builder =
+                builder.add_source(config::File::from(local).format(config::FileFormat::Toml));
+        }
         if let Some(path) = &file {
             if !path.is_file() {
                 return Err(ConfigError::new(
@@ -274,6 +282,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::load(&Sources {
+            local: None,
             file: None,
             env: Some(env),
         })

@@ -324,6 +324,7 @@ mod tests {
 
     fn mailer() -> Mailer {
         let s = crate::config::Settings::load(&crate::config::Sources {
+            local: None,
             file: None,
             env: Some(vec![]),
         })

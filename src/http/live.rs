@@ -122,13 +122,14 @@ pub struct LiveStreamResponse {
     pub active_session: Option<ActiveSession>,
 }
 
-fn public_base(settings: &Settings) -> &str {
-    settings.http.public_url.as_str().trim_end_matches('/')
+fn public_base(settings: &Settings) -> String {
+    crate::http::origin::public_base(&settings.http)
 }
 
 /// `rtmp://<host of http.public_url>:<port of rtmp.listen>/live`.
 fn rtmp_server_url(settings: &Settings) -> String {
-    let host = settings.http.public_url.host_str().unwrap_or("localhost");
+    let url = crate::http::origin::public_url(&settings.http);
+    let host = url.host_str().unwrap_or("localhost");
     format!("rtmp://{host}:{}/live", settings.rtmp.listen.port())
 }
 

@@ -21,6 +21,7 @@ pub mod me;
 pub mod meetings;
 pub mod objects;
 pub mod oidc;
+pub mod origin;
 pub mod payments;
 pub mod problem_doc;
 pub mod range;
@@ -140,6 +141,10 @@ pub fn router(state: AppState) -> Router {
             settings.body_limit_bytes,
         ))
         .layer(middleware::from_fn(extract::refuse_nul_in_uri))
+        .layer(middleware::from_fn_with_state(
+            origin::OriginConfig::new(settings),
+            origin::scope,
+        ))
         .layer(middleware::from_fn_with_state(
             settings.body_limit_bytes,
             refuse_announced_oversize,

@@ -112,13 +112,7 @@ pub struct RecordingResponse {
 }
 
 fn respond(state: &AppState, r: RecordingRow) -> RecordingResponse {
-    let base = state
-        .settings
-        .http
-        .public_url
-        .as_str()
-        .trim_end_matches('/')
-        .to_string();
+    let base = crate::http::origin::public_base(&state.settings.http);
     let vod = format!("{base}/hls/vod/{}", r.id);
     let mp4_status = match (r.mp4_size_bytes, r.mp4_failed_at, r.status.as_str()) {
         (Some(_), _, _) => "ready",

@@ -334,6 +334,7 @@ mod tests {
     #[test]
     fn the_csp_lets_pages_reach_an_s3_store_and_nothing_else() {
         let mut settings = crate::config::Settings::load(&crate::config::Sources {
+            local: None,
             file: None,
             env: Some(vec![]),
         })
@@ -370,6 +371,7 @@ mod tests {
     #[test]
     fn the_csp_admits_stripe_js_only_when_the_card_form_is_configured() {
         let mut settings = crate::config::Settings::load(&crate::config::Sources {
+            local: None,
             file: None,
             env: Some(vec![]),
         })

@@ -93,7 +93,7 @@ impl Oidc {
             redis,
             public_url: settings
                 .http
-                .public_url
+                .default_public_url()
                 .as_str()
                 .trim_end_matches('/')
                 .to_string(),

@@ -321,7 +321,9 @@ impl LocalStore {
             .ok_or_else(|| StorageError::Backend("invalid signing key".into()))?;
         let signature = hex::encode(mac.finalize().into_bytes());
 
-        let mut url = self.inner.public_url.clone();
+        // Inside a request without a configured http.public_url: the request's own origin.
+        let mut url =
+            crate::http::origin::current().unwrap_or_else(|| self.inner.public_url.clone());
         {
             let mut segments = url
                 .path_segments_mut()

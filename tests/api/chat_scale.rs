@@ -55,7 +55,7 @@ impl Node {
             // Tokens carry no node address, but keep every other setting the same on both.
             .env(
                 "WEMASTER__HTTP__PUBLIC_URL",
-                app.settings.http.public_url.to_string(),
+                app.settings.http.default_public_url().to_string(),
             )
             .env("WEMASTER__RTMP__LISTEN", "127.0.0.1:0")
             .env("WEMASTER__WHIP__UDP_LISTEN", "127.0.0.1:0")

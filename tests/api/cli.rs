@@ -149,7 +149,10 @@ async fn serve_stops_cleanly_on_sigterm() {
     let (url, _) = fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    // From a folder holding nothing of the repository: the binary needs only its settings
+    // (pipeline templates and the web app are built in).
     let mut child = wemaster_bin()
+        .current_dir(dir.path())
         .arg("serve")
         .env("DATABASE_URL", &url)
         .env("REDIS_URL", env_or_explain("REDIS_URL"))
@@ -181,6 +184,19 @@ async fn serve_stops_cleanly_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "server never became ready");
+    // The web app at / (built in), from a folder without the repository.
+    let page = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let pid = child.id() as i32;
     // SAFETY-free: plain kill(2) through the shell utility.
     let status = std::process::Command::new("kill")
@@ -198,4 +214,66 @@ async fn serve_stops_cleanly_on_sigterm() {
     }
     let exited = exited.expect("serve did not stop within 10 s of SIGTERM");
     assert!(exited.success(), "exit status {exited:?}");
+}
+
+/// The README's commands after `scripts/run` work as written: every CLI command reads the
+/// set-up file scripts/run writes (`.data/wemaster.toml` in the current folder) and finds the
+/// database it chose without `DATABASE_URL`; `--config` and the environment still win.
+#[tokio::test]
+async fn cli_commands_find_the_set_up_scripts_run_wrote() {
+    let (url, _) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".data")).unwrap();
+    std::fs::write(
+        dir.path().join(".data/wemaster.toml"),
+        format!("# written by scripts/run\n[database]\nurl = \"{url}\"\n[http]\nlisten = \"127.0.0.1:18081\"\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = wemaster_bin();
+        cmd.env_remove("WEMASTER_LOCAL_CONFIG")
+            .env_remove("DATABASE_URL")
+            .current_dir(dir.path())
+            .args(args);
+        cmd
+    };
+    let out = run(&["migrate"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "admin",
+        "create-user",
+        "--email",
+        "first@school.example",
+        "--role",
+        "admin",
+    ])
+    .env("WEMASTER_ADMIN_PASSWORD", "a fine passphrase")
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM users WHERE email = 'first@school.example'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(n, 1, "the user is in the database scripts/run chose");
+    // The environment wins over the file.
+    let out = run(&["config"])
+        .env("WEMASTER__HTTP__LISTEN", "127.0.0.1:18082")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("127.0.0.1:18082"), "{text}");
+    let out = run(&["config"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("127.0.0.1:18081"), "{text}");
 }

@@ -26,6 +26,7 @@ pub fn base_settings() -> Settings {
         ("REDIS_URL".to_string(), env_or_explain("REDIS_URL")),
     ];
     Settings::load(&Sources {
+        local: None,
         file: None,
         env: Some(env),
     })
@@ -156,7 +157,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let port = free_port();
     settings.database.url = wemaster::config::Secret::new(database_url.clone());
     settings.http.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    settings.http.public_url = format!("http://127.0.0.1:{port}").parse().unwrap();
+    // No http.public_url: every URL the API hands out follows the request's own origin.
     settings.storage.local.root = dir.path().join("objects");
     settings.media.spool_dir = dir.path().join("spool");
     settings.media.pipelines_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines");
@@ -189,7 +190,6 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
                 attempts += 1;
                 let port = free_port();
                 settings.http.listen = format!("127.0.0.1:{port}").parse().unwrap();
-                settings.http.public_url = format!("http://127.0.0.1:{port}").parse().unwrap();
             }
             Err(e) => panic!("application builds: {e:?}"),
         }
@@ -286,7 +286,7 @@ impl TestApp {
     pub async fn storage(&self) -> wemaster::storage::Storage {
         wemaster::storage::Storage::from_settings(
             &self.settings.storage,
-            &self.settings.http.public_url,
+            &self.settings.http.default_public_url(),
         )
         .await
         .unwrap()
@@ -389,5 +389,7 @@ pub fn wemaster_bin() -> std::process::Command {
         }
     }
     cmd.env("RUST_LOG", "warn");
+    // Not the set-up file a developer's scripts/run left in .data/.
+    cmd.env("WEMASTER_LOCAL_CONFIG", "");
     cmd
 }

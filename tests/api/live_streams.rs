@@ -791,3 +791,85 @@ async fn the_openapi_document_describes_every_live_stream_route() {
         assert!(schema[field].is_object(), "{field} not documented");
     }
 }
+
+/// Without `http.public_url`, the URLs a response holds follow the origin the client used, so a
+/// server on any port or address (a school's LAN address, `localhost`) hands out URLs that
+/// reach it; forwarded headers count only from a trusted proxy. (Every other test runs this
+/// way too and follows the URLs it gets: HLS, replay, MP4, poster, cover, presigned objects.)
+#[tokio::test]
+async fn urls_follow_the_origin_the_client_used_when_no_public_url_is_set() {
+    let live = crate::live_rtmp::Live::on(spawn_app().await, 0, "public").await;
+    let port = live.app.addr.port();
+    let path = format!("/api/v1/live-streams/{}", live.id());
+    let get = |headers: Vec<(&'static str, String)>| {
+        let mut r = live
+            .app
+            .client
+            .get(live.app.url(&path))
+            .bearer_auth(&live.token);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        async move { r.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let direct = get(vec![]).await;
+    let base = format!("http://127.0.0.1:{port}/");
+    for key in ["hls_url", "whip_url"] {
+        assert!(direct[key].as_str().unwrap().starts_with(&base), "{direct}");
+    }
+    assert!(
+        direct["rtmp_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("rtmp://127.0.0.1:"),
+        "{direct}"
+    );
+    let by_name = get(vec![
+        ("host", format!("localhost:{port}")),
+        // The peer is no trusted proxy: not believed.
+        ("x-forwarded-host", "evil.example".to_string()),
+        ("x-forwarded-proto", "https".to_string()),
+    ])
+    .await;
+    let hls = by_name["hls_url"].as_str().unwrap();
+    assert!(
+        hls.starts_with(&format!("http://localhost:{port}/hls/live/")),
+        "{by_name}"
+    );
+    assert!(
+        by_name["rtmp_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("rtmp://localhost:"),
+        "{by_name}"
+    );
+
+    // Behind a trusted proxy, its X-Forwarded-Host and -Proto are the origin.
+    let proxied =
+        spawn_app_with(|s| s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let proxied = crate::live_rtmp::Live::on(proxied, 0, "public").await;
+    let r: Value = proxied
+        .app
+        .client
+        .get(
+            proxied
+                .app
+                .url(&format!("/api/v1/live-streams/{}", proxied.id())),
+        )
+        .bearer_auth(&proxied.token)
+        .header("x-forwarded-host", "lessons.school.example")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        r["hls_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://lessons.school.example/hls/live/"),
+        "{r}"
+    );
+}

@@ -150,7 +150,10 @@ async fn uploads_over_the_limit_are_refused_and_leave_nothing() {
 
 /// A second handle on the app's local storage (same root and signing key).
 async fn app_state_storage(app: &crate::helpers::TestApp) -> wemaster::storage::Storage {
-    wemaster::storage::Storage::from_settings(&app.settings.storage, &app.settings.http.public_url)
-        .await
-        .unwrap()
+    wemaster::storage::Storage::from_settings(
+        &app.settings.storage,
+        &app.settings.http.default_public_url(),
+    )
+    .await
+    .unwrap()
 }

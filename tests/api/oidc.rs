@@ -31,7 +31,7 @@ async fn app_with_provider() -> TestApp {
         .unwrap();
     spawn_app_with(move |s| {
         s.http.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        s.http.public_url = public.parse().unwrap();
+        s.http.public_url = Some(public.parse().unwrap());
         s.oidc.providers = vec![OidcProviderSettings {
             name: "test".into(),
             issuer: issuer.parse().unwrap(),

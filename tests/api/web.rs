@@ -440,7 +440,7 @@ async fn every_answer_says_nosniff_and_hsts_comes_when_configured() {
     }
     app.stop().await;
     let app = spawn_app_with(|s| {
-        s.http.public_url = "https://lessons.example.com".parse().unwrap();
+        s.http.public_url = Some("https://lessons.example.com".parse().unwrap());
         s.http.hsts_max_age_s = 31_536_000;
     })
     .await;
@@ -716,7 +716,7 @@ async fn one_browser_profile_sees_the_new_session_after_a_server_restart() {
         s.media.spool_dir = dir;
         s.database.url = wemaster::config::Secret::new(db);
         s.http.listen = listen;
-        s.http.public_url = format!("http://{listen}").parse().unwrap();
+        s.http.public_url = Some(format!("http://{listen}").parse().unwrap());
     })
     .await;
     assert_eq!(

@@ -45,12 +45,7 @@ pub(super) async fn cover_url(state: &AppState, c: &Course) -> Option<String> {
             .ok()
             .map(|u| u.to_string());
     }
-    let base = state
-        .settings
-        .http
-        .public_url
-        .as_str()
-        .trim_end_matches('/');
+    let base = crate::http::origin::public_base(&state.settings.http);
     Some(format!(
         "{base}/api/v1/courses/{}/cover?v={}",
         c.id,

@@ -97,12 +97,8 @@ pub(super) const COURSE_NOT_FOUND: ApiError = ApiError::NotFound("course");
 pub(super) const LESSON_NOT_FOUND: ApiError = ApiError::NotFound("lesson");
 
 pub(super) fn rtmp_server_url(state: &AppState) -> String {
-    let host = state
-        .settings
-        .http
-        .public_url
-        .host_str()
-        .unwrap_or("localhost");
+    let url = crate::http::origin::public_url(&state.settings.http);
+    let host = url.host_str().unwrap_or("localhost");
     format!("rtmp://{host}:{}/live", state.settings.rtmp.listen.port())
 }
 

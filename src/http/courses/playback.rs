@@ -82,13 +82,7 @@ pub(super) async fn lesson_playback(
     }
     let expires_at = OffsetDateTime::now_utc()
         + time::Duration::seconds(state.settings.playback.token_ttl_s as i64);
-    let base = state
-        .settings
-        .http
-        .public_url
-        .as_str()
-        .trim_end_matches('/')
-        .to_string();
+    let base = crate::http::origin::public_base(&state.settings.http);
     let live = access.watch_live.then(|| {
         let token = state.playback.sign(
             &crate::playback::live_resource(lesson.live_stream_id),

@@ -184,7 +184,7 @@ pub(super) async fn create_order(
     {
         sandbox::payment(
             &settings.sandbox,
-            &state.settings.http.public_url,
+            &state.settings.http.default_public_url(),
             id,
             amount,
             &settings.currency,

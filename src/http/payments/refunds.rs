@@ -134,7 +134,7 @@ pub(super) async fn create_refund(
     {
         sandbox::refund(
             &state.settings.payments.sandbox,
-            &state.settings.http.public_url,
+            &state.settings.http.default_public_url(),
             id,
         );
     }

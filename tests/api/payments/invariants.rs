@@ -221,7 +221,7 @@ async fn holds_reserve_funds_and_post_void_or_expire_once() {
     assert!(ledger::post(&mut conn, h3).await.is_err());
     let gateways = wemaster::payments::gateway::Gateways::new(
         &app.settings.payments,
-        &app.settings.http.public_url,
+        &app.settings.http.default_public_url(),
     )
     .unwrap();
     let r =

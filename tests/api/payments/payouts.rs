@@ -401,7 +401,7 @@ async fn payout_requests_expire_and_the_database_keeps_payouts_and_holds_in_agre
     drop(conn);
     let gateways = wemaster::payments::gateway::Gateways::new(
         &app.settings.payments,
-        &app.settings.http.public_url,
+        &app.settings.http.default_public_url(),
     )
     .unwrap();
     let r =
