@@ -19,7 +19,7 @@ as_root() {
 BUILD_PACKAGES=(build-essential pkg-config cmake libssl-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev)
 RUNTIME_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools postgresql redis-server curl ca-certificates)
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools postgresql postgresql-client redis-server curl ca-certificates)
 
 # install_packages PKG...: apt-get install only those not installed yet.
 install_packages() {

@@ -63,6 +63,18 @@ enum AdminCommand {
         #[arg(long)]
         display_name: Option<String>,
     },
+    /// Back up the database and every stored object into a new folder (see docs/operations.md).
+    Backup {
+        /// The folder to write (new, or empty).
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Restore a backup into an empty database and the configured storage.
+    Restore {
+        /// A folder `admin backup` wrote.
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
 }
 
 /// The set-up file `scripts/run` writes.
@@ -171,54 +183,22 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 .context("cannot create the user")?;
             println!("{}", serde_json::to_string(&user)?);
         }
+        Command::Admin {
+            command: AdminCommand::Backup { to },
+        } => {
+            let summary = crate::backup::backup(&settings, &to).await?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Admin {
+            command: AdminCommand::Restore { from },
+        } => {
+            let summary = crate::backup::restore(&settings, &from).await?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
         Command::Config => print!("{}", settings.to_redacted_toml()),
-        Command::Doctor => return doctor(&settings),
+        Command::Doctor => return crate::doctor::run(&settings).await,
         // Answered in main(), before logging starts (stdout is the document).
         Command::Openapi => {}
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
-    use wemaster_media::doctor::missing_elements;
-    if let Err(e) = wemaster_media::init() {
-        println!("FAIL GStreamer does not initialise: {e}");
-        println!(
-            "     install: apt-get install gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav"
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    println!("ok   {}", wemaster_media::gstreamer_version());
-    let set = crate::startup::pipeline_templates(&settings.media)?;
-    let mut failed = false;
-    for template in set.iter() {
-        let elements = template.elements();
-        let missing = missing_elements(elements.iter().map(String::as_str));
-        if missing.is_empty() {
-            println!(
-                "ok   pipeline {} ({} elements)",
-                template.name,
-                elements.len()
-            );
-            continue;
-        }
-        failed = true;
-        for m in missing {
-            match m.package {
-                Some(p) => println!(
-                    "FAIL pipeline {}: element {} missing; install it with: apt-get install {p}",
-                    template.name, m.element
-                ),
-                None => println!(
-                    "FAIL pipeline {}: element {} missing (no known Debian package)",
-                    template.name, m.element
-                ),
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }

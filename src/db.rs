@@ -22,13 +22,65 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
-/// Apply pending migrations (idempotent; concurrent nodes serialise on sqlx's advisory lock).
+/// Apply pending migrations (idempotent; nodes starting together serialise on sqlx's advisory
+/// lock, so the schema is migrated once). Refuses a schema newer than this build knows.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    refuse_newer(pool).await?;
     MIGRATOR
         .run(pool)
         .await
         .context("cannot apply database migrations")?;
     Ok(())
+}
+
+/// At a start without migrations (`database.migrate_on_start = false`): the schema must be the
+/// one this build knows, neither newer nor behind.
+pub async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
+    refuse_newer(pool).await?;
+    let applied = applied_versions(pool).await?;
+    let pending = MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count();
+    if pending > 0 {
+        anyhow::bail!(
+            "the database schema is behind this release of wemaster: {pending} migration(s) pending; \
+             run `wemaster migrate` (database.migrate_on_start is off)"
+        );
+    }
+    Ok(())
+}
+
+/// A node of an older release must not run on a schema a newer one migrated: it would write
+/// rows the new schema forbids or miss columns it needs. Say which release to run.
+async fn refuse_newer(pool: &PgPool) -> anyhow::Result<()> {
+    let known: std::collections::HashSet<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    let newest_known = known.iter().copied().max().unwrap_or(0);
+    let unknown = applied_versions(pool)
+        .await?
+        .into_iter()
+        .filter(|v| !known.contains(v))
+        .max();
+    if let Some(v) = unknown {
+        anyhow::bail!(
+            "the database schema is newer than this release of wemaster: migration {v} was applied \
+             by a newer release (this one knows up to {newest_known}); run that release or a newer \
+             one, or restore a backup taken before the upgrade"
+        );
+    }
+    Ok(())
+}
+
+/// The versions of the migrations applied (none on an empty database).
+async fn applied_versions(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
+    match sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+    {
+        Ok(v) => Ok(v),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(Vec::new()),
+        Err(e) => Err(anyhow::Error::from(e).context("cannot read the applied migrations")),
+    }
 }
 
 /// Readiness probe.

@@ -18,12 +18,14 @@
 //! Media work (ingest, the packager, HLS, GStreamer pipelines) lives in the `wemaster-media`
 //! crate, which knows nothing of HTTP or SQL.
 
+pub mod backup;
 pub mod cache;
 pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod courses;
 pub mod db;
+pub mod doctor;
 pub mod domain;
 pub mod email;
 #[doc(hidden)]

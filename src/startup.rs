@@ -54,6 +54,8 @@ impl Application {
         let pool = db::connect(&settings.database).await?;
         if settings.database.migrate_on_start {
             db::migrate(&pool).await?;
+        } else {
+            db::check_schema(&pool).await?;
         }
         let redis = Redis::connect(&settings.redis).await?;
         let storage =
@@ -232,6 +234,8 @@ impl Application {
             pipelines,
             missing_elements,
         });
+        // Before `build` returns, so the link in the log is the one that works.
+        offer_setup(&state, listener.local_addr()?).await;
         Ok(Application {
             listener,
             rtmp_listener,
@@ -384,4 +388,36 @@ pub fn pipeline_templates(media: &crate::config::MediaSettings) -> anyhow::Resul
         tracing::info!(dir = %dir.display(), templates = ?read, "pipeline templates from the configured directory replace the built-in ones");
     }
     Ok(set)
+}
+
+/// While no admin account exists: a new setup token, and the link to the web app's `/setup`
+/// page with it, in the log (crate::identity::setup). The token rides in the fragment, which
+/// browsers never send: it stays out of access logs and `Referer`.
+async fn offer_setup(state: &AppState, addr: SocketAddr) {
+    use crate::identity::setup;
+    match setup::admin_exists(&state.db).await {
+        Ok(true) => return,
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot tell whether an admin exists; no setup link");
+            return;
+        }
+    }
+    let key = setup::token_key(&state.settings.auth.limits);
+    match setup::issue(&state.redis, &key).await {
+        Ok(token) => {
+            let mut base = state.settings.http.default_public_url();
+            if state.settings.http.public_url.is_none() {
+                // The port actually bound (http.listen may say 0).
+                let _ = base.set_port(Some(addr.port()));
+            }
+            let link = format!("{}setup#token={token}", base);
+            tracing::warn!(
+                setup_link = %link,
+                valid_h = setup::TOKEN_TTL.as_secs() / 3600,
+                "no admin account yet: open the setup link to create the first admin (or run `wemaster admin create-user --role admin`)"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot issue a setup token"),
+    }
 }

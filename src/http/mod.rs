@@ -28,6 +28,7 @@ pub mod range;
 pub mod recordings;
 pub mod server;
 pub mod session_cookie;
+pub mod setup;
 pub mod upload;
 pub mod users;
 pub mod web;
@@ -102,6 +103,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(chat::router())
         .merge(interaction::router())
         .merge(users::router())
+        .merge(setup::router())
 }
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).

@@ -6,7 +6,8 @@
 //! - [`oidc`]: sign-in through OpenID Connect providers;
 //! - [`api_tokens`]: long-lived tokens for automation;
 //! - [`audit`]: the security audit log;
-//! - [`ratelimit`]: the abuse limits (login failures, registrations, mails).
+//! - [`ratelimit`]: the abuse limits (login failures, registrations, mails);
+//! - [`setup`]: the first admin, created through the link the server prints at start.
 //!
 //! The crate root re-exports each module (`crate::users`, `crate::auth`, ...), the paths the
 //! rest of the service uses. `docs/identity.md` tells the whole story.
@@ -16,4 +17,5 @@ pub mod audit;
 pub mod auth;
 pub mod oidc;
 pub mod ratelimit;
+pub mod setup;
 pub mod users;

@@ -567,7 +567,7 @@ fn dir_size(dir: &Path) -> u64 {
 }
 
 /// Free bytes for unprivileged users on the filesystem holding `dir`.
-fn free_bytes(dir: &Path) -> Option<u64> {
+pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let _ = std::fs::create_dir_all(dir);
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;

@@ -5,6 +5,20 @@ use std::{process::Stdio, time::Duration};
 
 use crate::helpers::{env_or_explain, free_port, fresh_database, wemaster_bin};
 
+/// Every listener of a `wemaster` process on a free port (the suite runs other servers at the
+/// same time, and a developer's own may hold the defaults), HTTP on `http`.
+trait ListenFree {
+    fn listen_free(&mut self, http: &str) -> &mut Self;
+}
+
+impl ListenFree for std::process::Command {
+    fn listen_free(&mut self, http: &str) -> &mut Self {
+        self.env("WEMASTER__HTTP__LISTEN", http)
+            .env("WEMASTER__RTMP__LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env("WEMASTER__WHIP__UDP_LISTEN", "127.0.0.1:0")
+    }
+}
+
 #[test]
 fn a_bad_configuration_value_fails_fast_naming_the_key() {
     let out = wemaster_bin()
@@ -81,13 +95,48 @@ fn version_is_printed() {
     );
 }
 
-#[test]
-fn doctor_finds_every_pipeline_element_installed() {
-    let out = wemaster_bin().arg("doctor").output().unwrap();
+/// `wemaster doctor` on free ports with the suite's PostgreSQL and Redis: every check passes
+/// and says what it saw.
+#[tokio::test]
+async fn doctor_checks_the_machine_and_says_what_it_found() {
+    let (url, _) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = |http: String| {
+        let mut cmd = wemaster_bin();
+        cmd.current_dir(dir.path())
+            .arg("doctor")
+            .env("DATABASE_URL", &url)
+            .env("REDIS_URL", env_or_explain("REDIS_URL"))
+            .listen_free(&http)
+            .env("WEMASTER__RECORDINGS__MIN_FREE_BYTES", "1048576");
+        cmd.output().unwrap()
+    };
+    let out = doctor(format!("127.0.0.1:{}", free_port()));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("GStreamer 1."), "{text}");
-    assert!(text.contains("ok   pipeline vod-mp4"), "{text}");
+    for line in [
+        "ok   GStreamer 1.",
+        "ok   pipeline vod-mp4",
+        "ok   http.listen 127.0.0.1:",
+        "ok   whip.udp_listen",
+        "ok   PostgreSQL 1",
+        "ok   Redis ",
+        "ok   clock within",
+        "ok   object storage (local) is writable",
+        "ok   media.spool_dir is writable",
+        "0 problem(s)",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    // The empty database is behind this release: a warning with the fix, not a failure.
+    assert!(text.contains("wemaster migrate"), "{text}");
+    // A port something else holds: a failure, and the fix.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = doctor(held.local_addr().unwrap().to_string());
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL http.listen"), "{text}");
+    assert!(text.contains("another process holds it"), "{text}");
 }
 
 #[test]
@@ -156,14 +205,8 @@ async fn serve_stops_cleanly_on_sigterm() {
         .arg("serve")
         .env("DATABASE_URL", &url)
         .env("REDIS_URL", env_or_explain("REDIS_URL"))
-        .env("WEMASTER__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .listen_free(&format!("127.0.0.1:{port}"))
         .env("WEMASTER__STORAGE__LOCAL__ROOT", dir.path().join("objects"))
-        .env(
-            "WEMASTER__RTMP__LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
-        // Every listener on a free port (the suite runs other servers at the same time).
-        .env("WEMASTER__WHIP__UDP_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -276,4 +319,182 @@ async fn cli_commands_find_the_set_up_scripts_run_wrote() {
     let out = run(&["config"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("127.0.0.1:18081"), "{text}");
+}
+
+/// A first admin without a shell: a server with no admin prints a setup link in its log; the
+/// link's token creates the first admin once (`POST /api/v1/setup`), a wrong one is refused,
+/// and afterwards setup is gone (the web app's page: tests/api/web.rs).
+#[tokio::test]
+async fn a_server_without_an_admin_prints_a_setup_link_that_makes_the_first_one() {
+    use tokio::io::AsyncBufReadExt;
+    let (url, _) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = wemaster_bin();
+    cmd.current_dir(dir.path())
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("REDIS_URL", env_or_explain("REDIS_URL"))
+        .listen_free(&format!("127.0.0.1:{port}"))
+        // Its own abuse counters and setup key (the suite shares one Redis).
+        .env(
+            "WEMASTER__AUTH__LIMITS__KEY_PREFIX",
+            format!("wm:rl:test-{}:", uuid::Uuid::new_v4().simple()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The log goes to stdout.
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let link = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(i) = line.find("http://") {
+                let rest = &line[i..];
+                if rest.contains("/setup#token=") {
+                    return rest
+                        .split(|c: char| c.is_whitespace() || c == '"')
+                        .next()
+                        .unwrap()
+                        .to_string();
+                }
+            }
+        }
+        panic!("the server exited without a setup link");
+    })
+    .await
+    .expect("a setup link in the log within 30 s");
+    // Keep reading the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(
+        link.starts_with(&format!("{base}/setup#token=wms_")),
+        "{link}"
+    );
+    let token = link.split("#token=").nth(1).unwrap().to_string();
+    let client = reqwest::Client::new();
+    let status = || async {
+        client
+            .get(format!("{base}/api/v1/setup"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()["needed"]
+            .clone()
+    };
+    assert_eq!(status().await, true);
+    let setup = |token: String, email: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            client
+                .post(format!("{base}/api/v1/setup"))
+                .json(&serde_json::json!({"token": token, "email": email,
+                    "password": "a fine passphrase", "display_name": "Head of IT"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let wrong = setup(format!("{token}x"), "intruder@school.example").await;
+    assert_eq!(wrong.status(), reqwest::StatusCode::FORBIDDEN);
+    let body: serde_json::Value = wrong.json().await.unwrap();
+    assert_eq!(body["code"], "setup_token_invalid");
+    let made = setup(token.clone(), "it@school.example").await;
+    assert_eq!(made.status(), reqwest::StatusCode::CREATED);
+    // The first admin signs in, and is an admin.
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": "it@school.example", "password": "a fine passphrase"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"]
+        .as_str()
+        .expect("signed in")
+        .to_string();
+    let users = client
+        .get(format!("{base}/api/v1/admin/users"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(users.status(), reqwest::StatusCode::OK, "an admin's route");
+    // Setup is gone: the same token (and any other) makes no second admin.
+    let again = setup(token, "second@school.example").await;
+    assert_eq!(again.status(), reqwest::StatusCode::CONFLICT);
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(body["code"], "setup_done");
+    assert_eq!(status().await, false);
+    let _ = child.kill().await;
+}
+
+/// Nodes starting together migrate once (sqlx's advisory lock), and a release never runs on a
+/// schema a newer release migrated: `migrate` and `serve` refuse it, saying which to run.
+#[tokio::test]
+async fn migrations_run_once_under_concurrent_starts_and_a_newer_schema_is_refused() {
+    let (url, _) = fresh_database().await;
+    let spawn = || {
+        let mut cmd = wemaster_bin();
+        cmd.arg("migrate").env("DATABASE_URL", &url);
+        tokio::process::Command::from(cmd).output()
+    };
+    let (a, b, c) = tokio::join!(spawn(), spawn(), spawn());
+    for out in [a, b, c] {
+        let out = out.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let (rows, versions): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT version) FROM _sqlx_migrations WHERE success",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "sql")
+        })
+        .count() as i64;
+    assert_eq!((rows, versions), (files, files), "each migration once");
+
+    // A newer release migrated this database since.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99991231000000, 'from the future', true, '\\x00', 1)",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    for args in [&["migrate"][..], &["serve"][..]] {
+        let out = wemaster_bin()
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("REDIS_URL", env_or_explain("REDIS_URL"))
+            .listen_free(&format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} ran on a newer schema");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("newer than this release") && stderr.contains("99991231000000"),
+            "{args:?}: {stderr}"
+        );
+    }
 }

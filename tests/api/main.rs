@@ -5,6 +5,7 @@ mod helpers;
 mod access;
 mod attachments;
 mod auth;
+mod backup;
 mod chat;
 mod chat_scale;
 mod cli;

@@ -90,7 +90,7 @@ async fn wait_uploaded(db: &sqlx::PgPool, n: i64, timeout: Duration) -> i64 {
 }
 
 /// ffprobe's duration of what `url` serves, in seconds.
-async fn probe_duration(url: &str) -> f64 {
+pub(crate) async fn probe_duration(url: &str) -> f64 {
     let out = Command::new("ffprobe")
         .args([
             "-v",

@@ -739,3 +739,34 @@ async fn one_browser_profile_sees_the_new_session_after_a_server_restart() {
     let _ = blue.kill().await;
     second.stop().await;
 }
+
+/// The first admin on the web app's `/setup` page (web/e2e/setup.mjs), with a token from the
+/// function that issues the one the server prints at start (tests/api/cli.rs follows the
+/// printed link itself): the form makes the admin, who lands in the console; then the page
+/// says the server is set up.
+#[tokio::test]
+async fn the_first_admin_is_made_on_the_setup_page() {
+    require_dist();
+    let app = spawn_app().await;
+    let redis = wemaster::cache::Redis::connect(&app.settings.redis)
+        .await
+        .unwrap();
+    let key = wemaster::identity::setup::token_key(&app.settings.auth.limits);
+    let token = wemaster::identity::setup::issue(&redis, &key)
+        .await
+        .unwrap();
+    let email = unique_email("first-admin");
+    run_script(
+        "setup.mjs",
+        &app,
+        &[("WM_SETUP_TOKEN", token), ("WM_ADMIN_EMAIL", email.clone())],
+    )
+    .await;
+    let db = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let (roles,): (Vec<String>,) = sqlx::query_as("SELECT roles FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(roles, ["admin"]);
+}

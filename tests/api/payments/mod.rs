@@ -89,13 +89,13 @@ pub(super) async fn fund(pool: &PgPool, user: Uuid, amount: i64) -> (Uuid, Uuid)
     (wallet, clearing)
 }
 
-pub(super) async fn wallet_of(app: &TestApp, token: &str) -> Value {
+pub(crate) async fn wallet_of(app: &TestApp, token: &str) -> Value {
     let r = app.get_auth("/api/v1/wallet", token).await;
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.unwrap()
 }
 
-pub(super) async fn post(
+pub(crate) async fn post(
     app: &TestApp,
     path: &str,
     token: &str,
@@ -109,7 +109,7 @@ pub(super) async fn post(
     req.send().await.unwrap()
 }
 
-pub(super) async fn wait_order(app: &TestApp, token: &str, id: &str, status: &str) -> Value {
+pub(crate) async fn wait_order(app: &TestApp, token: &str, id: &str, status: &str) -> Value {
     for _ in 0..100 {
         let o: Value = app
             .get_auth(&format!("/api/v1/orders/{id}"), token)
@@ -126,7 +126,7 @@ pub(super) async fn wait_order(app: &TestApp, token: &str, id: &str, status: &st
 }
 
 /// A wallet top-up of `amount` fen through the sandbox, waited for until paid; its order id.
-pub(super) async fn paid_topup(app: &TestApp, token: &str, amount: i64) -> String {
+pub(crate) async fn paid_topup(app: &TestApp, token: &str, amount: i64) -> String {
     let body = json!({"kind": "wallet_topup", "amount": {"amount": amount, "currency": "CNY"},
                       "provider": "sandbox"});
     let order: Value = post(app, "/api/v1/orders", token, None, &body)

@@ -7,6 +7,7 @@ import { Loading } from '../components/Status';
 import { LoginPage } from '../features/auth/LoginPage';
 import { RegisterPage } from '../features/auth/RegisterPage';
 import { VerifyEmailPage, ResetPasswordPage } from '../features/auth/EmailLinkPages';
+import { SetupPage } from '../features/auth/SetupPage';
 import { CataloguePage } from '../features/catalogue/CataloguePage';
 import { CoursePage } from '../features/catalogue/CoursePage';
 import { RequireSession } from './RequireSession';
@@ -41,6 +42,7 @@ export function App() {
           </Route>
           <Route path="/login" component={LoginPage} />
           <Route path="/register" component={RegisterPage} />
+          <Route path="/setup" component={SetupPage} />
           <Route path="/verify-email" component={VerifyEmailPage} />
           <Route path="/reset-password" component={ResetPasswordPage} />
           <Route path="/courses" component={CataloguePage} />
