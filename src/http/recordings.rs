@@ -104,14 +104,57 @@ pub struct RecordingResponse {
     #[schema(required = true)]
     pub mp4_url: Option<String>,
     /// The MP4: `pending` (recording, or being made), `ready` (`mp4_url`), or `failed` (the
-    /// replay still plays as HLS; the MP4 is tried again at the next start, up to 3 times).
+    /// replay still plays as HLS; the MP4 is tried again 2 and 4 minutes later and at the next
+    /// start, up to 3 times in all).
     #[schema(value_type = String, example = "ready")]
     pub mp4_status: &'static str,
     #[schema(required = true)]
     pub poster_url: Option<String>,
+    /// When retention deletes it: its end plus the stream's `recording_retention_days`, else
+    /// `recordings.retention_days`; null when kept for ever (or still recording).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    pub expires_at: Option<OffsetDateTime>,
 }
 
-fn respond(state: &AppState, r: RecordingRow) -> RecordingResponse {
+/// Responses for `rows`, each with when retention deletes it (one query for their streams'
+/// retention overrides).
+async fn respond_all(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    rows: Vec<RecordingRow>,
+) -> Result<Vec<RecordingResponse>, ApiError> {
+    let streams: Vec<Uuid> = rows.iter().map(|r| r.live_stream_id).collect();
+    let days = store::stream_retention(conn, &streams).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let d = days.get(&r.live_stream_id).copied().flatten();
+            respond(state, r, d)
+        })
+        .collect())
+}
+
+async fn respond_one(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    r: RecordingRow,
+) -> Result<RecordingResponse, ApiError> {
+    let mut all = respond_all(state, conn, vec![r]).await?;
+    Ok(all.pop().expect("one row in, one response out"))
+}
+
+/// `stream_days`: the stream's `recording_retention_days` override, if any.
+fn respond(state: &AppState, r: RecordingRow, stream_days: Option<i32>) -> RecordingResponse {
+    // The rule of retention's own query (store::expired): finished recordings, from their end.
+    let default_days = state.settings.recordings.retention_days;
+    let days = stream_days.or((default_days > 0).then_some(default_days as i32));
+    let expires_at = match (r.status.as_str(), days) {
+        ("ready" | "failed", Some(d)) => {
+            Some(r.ended_at.unwrap_or(r.started_at) + time::Duration::days(i64::from(d)))
+        }
+        _ => None,
+    };
     let base = crate::http::origin::public_base(&state.settings.http);
     let vod = format!("{base}/hls/vod/{}", r.id);
     let mp4_status = match (r.mp4_size_bytes, r.mp4_failed_at, r.status.as_str()) {
@@ -139,6 +182,7 @@ fn respond(state: &AppState, r: RecordingRow) -> RecordingResponse {
         mp4_url: r.mp4_size_bytes.map(|_| format!("{vod}/recording.mp4")),
         mp4_status,
         poster_url: r.has_poster.then(|| format!("{vod}/poster.jpg")),
+        expires_at,
     }
 }
 
@@ -204,9 +248,10 @@ async fn list_recordings(
     };
     let mut conn = state.db.acquire().await?;
     let page = store::list(&mut conn, scope, &filter, q.cursor, limit).await?;
+    let items = respond_all(&state, &mut conn, page.items).await?;
     drop(conn);
     Ok(Json(RecordingList {
-        items: page.items.into_iter().map(|r| respond(&state, r)).collect(),
+        items,
         next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }
@@ -223,7 +268,7 @@ async fn get_recording(
     let scope = scope_of(&user)?;
     let mut conn = state.db.acquire().await?;
     let r = store::get(&mut conn, scope, id).await?.ok_or(NOT_FOUND)?;
-    Ok(Json(respond(&state, r)))
+    Ok(Json(respond_one(&state, &mut conn, r).await?))
 }
 
 /// Delete a recording and every object of it. Idempotent: 204 again for a recording already
@@ -294,7 +339,7 @@ async fn update_recording(
         .await?
         .ok_or(NOT_FOUND)?;
     tracing::info!(recording_id = %id, user_id = %user.id, visibility = %r.visibility, "recording visibility changed");
-    Ok(Json(respond(&state, r)))
+    Ok(Json(respond_one(&state, &mut conn, r).await?))
 }
 
 /// A signed, expiring playback token for a recording.
@@ -327,7 +372,8 @@ async fn playback_token(
     let expires_at = OffsetDateTime::now_utc()
         + time::Duration::seconds(state.settings.playback.token_ttl_s as i64);
     let token = state.playback.sign(&recording_resource(id), expires_at);
-    let shown = respond(&state, r);
+    // Only its URLs are used here.
+    let shown = respond(&state, r, None);
     Ok(Json(RecordingTokenResponse {
         hls_url: format!("{}?token={token}", shown.hls_url),
         mp4_url: shown.mp4_url.map(|u| format!("{u}?token={token}")),
@@ -479,12 +525,13 @@ async fn retention_preview(
     .fetch_one(&state.db)
     .await?;
     let mut conn = state.db.acquire().await?;
-    let mut items = Vec::new();
+    let mut rows = Vec::new();
     for id in ids.iter().take(100) {
         if let Some(r) = store::get(&mut conn, Scope::All, *id).await? {
-            items.push(respond(&state, r));
+            rows.push(r);
         }
     }
+    let items = respond_all(&state, &mut conn, rows).await?;
     Ok(Json(RetentionPreview {
         default_days: settings.retention_days,
         interval_s: settings.retention_interval_s,

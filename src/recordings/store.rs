@@ -479,3 +479,20 @@ pub async fn failed_extras_due(db: &PgPool) -> Result<Vec<RecordingRow>, sqlx::E
     .fetch_all(db)
     .await
 }
+
+/// The `recording_retention_days` override of each of `streams` (None: the default applies).
+pub async fn stream_retention(
+    conn: &mut PgConnection,
+    streams: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Option<i32>>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT id, recording_retention_days FROM live_streams WHERE id = ANY($1)",
+        streams
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.recording_retention_days))
+        .collect())
+}

@@ -528,7 +528,8 @@ async fn retention_deletes_expired_recordings_and_their_objects() {
             .as_u64()
             .unwrap()
     };
-    // Retention is off by default: nothing goes.
+    // Retention is off by default: nothing goes, and nothing says it will.
+    assert!(rec["expires_at"].is_null(), "{rec}");
     assert_eq!(run().await, 0);
     // A 1-day override on the stream, and a recording that ended two days ago.
     let db = sqlx::PgPool::connect(&live.app.database_url).await.unwrap();
@@ -563,6 +564,26 @@ async fn retention_deletes_expired_recordings_and_their_objects() {
         .execute(&db)
         .await
         .unwrap();
+    // The teacher sees when it goes: its end plus the stream's day.
+    let shown: Value = live
+        .app
+        .get_auth(&format!("/api/v1/recordings/{id}"), &live.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let parse = |v: &Value| {
+        time::OffsetDateTime::parse(
+            v.as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        parse(&shown["expires_at"]) - parse(&shown["ended_at"]),
+        time::Duration::days(1),
+        "{shown}"
+    );
     // The preview names what the next run deletes; teachers may not look.
     let preview: Value = live
         .app

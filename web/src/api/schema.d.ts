@@ -3401,6 +3401,12 @@ export interface components {
             duration_s: number;
             /** Format: date-time */
             ended_at: string | null;
+            /**
+             * Format: date-time
+             * @description When retention deletes it: its end plus the stream's `recording_retention_days`, else
+             *     `recordings.retention_days`; null when kept for ever (or still recording).
+             */
+            expires_at: string | null;
             failure_reason: string | null;
             /** Format: int32 */
             height: number | null;
@@ -3412,7 +3418,8 @@ export interface components {
             live_stream_id: string;
             /**
              * @description The MP4: `pending` (recording, or being made), `ready` (`mp4_url`), or `failed` (the
-             *     replay still plays as HLS; the MP4 is tried again at the next start, up to 3 times).
+             *     replay still plays as HLS; the MP4 is tried again 2 and 4 minutes later and at the next
+             *     start, up to 3 times in all).
              * @example ready
              */
             mp4_status: string;

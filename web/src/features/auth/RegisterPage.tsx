@@ -2,6 +2,7 @@ import { useState, type FormEvent } from 'react';
 import { Link, useLocation, useSearch } from 'wouter';
 import { useI18n } from '../../lib/i18n';
 import { login } from '../../lib/session';
+import { AccountFields } from './AccountFields';
 
 export function RegisterPage() {
   const { t, locale } = useI18n();
@@ -56,29 +57,7 @@ export function RegisterPage() {
     <section className="page narrow">
       <h1>{t('auth.register.title')}</h1>
       <form onSubmit={submit} className="form" noValidate>
-        <label>
-          {t('auth.displayName')}
-          <input name="display_name" autoComplete="name" required value={form.display_name} onChange={set('display_name')} />
-        </label>
-        <label>
-          {t('auth.email')}
-          <input name="email" type="email" autoComplete="email" required value={form.email} onChange={set('email')} />
-        </label>
-        <label>
-          {t('auth.password')}
-          <input
-            name="password"
-            type="password"
-            autoComplete="new-password"
-            minLength={8}
-            maxLength={128}
-            required
-            value={form.password}
-            onChange={set('password')}
-            aria-describedby="password-hint"
-          />
-          <small id="password-hint">{t('auth.register.passwordHint')}</small>
-        </label>
+        <AccountFields form={form} set={set} />
         {error && (
           <p className="form-error" role="alert">
             {error}

@@ -6,6 +6,7 @@ import { Link, useLocation } from 'wouter';
 import { useI18n } from '../../lib/i18n';
 import { login } from '../../lib/session';
 import { Loading } from '../../components/Status';
+import { AccountFields } from './AccountFields';
 
 function tokenFromFragment(): string {
   const hash = window.location.hash.replace(/^#/, '');
@@ -79,29 +80,7 @@ export function SetupPage() {
       <h1>{t('setup.title')}</h1>
       <p>{t('setup.intro')}</p>
       <form onSubmit={submit} className="form" noValidate>
-        <label>
-          {t('auth.displayName')}
-          <input name="display_name" autoComplete="name" value={form.display_name} onChange={set('display_name')} />
-        </label>
-        <label>
-          {t('auth.email')}
-          <input name="email" type="email" autoComplete="email" required value={form.email} onChange={set('email')} />
-        </label>
-        <label>
-          {t('auth.password')}
-          <input
-            name="password"
-            type="password"
-            autoComplete="new-password"
-            minLength={8}
-            maxLength={128}
-            required
-            value={form.password}
-            onChange={set('password')}
-            aria-describedby="setup-password-hint"
-          />
-          <small id="setup-password-hint">{t('auth.register.passwordHint')}</small>
-        </label>
+        <AccountFields form={form} set={set} nameRequired={false} />
         {!fromLink && (
           <label>
             {t('setup.token')}

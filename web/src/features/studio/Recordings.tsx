@@ -30,29 +30,23 @@ export function Recordings({ courseId }: { courseId: string }) {
           : false,
     })),
   });
-  const streams = useQueries({
-    queries: withStream.map((l) => ({
-      queryKey: ['live-stream', l.live_stream_id],
-      queryFn: async () => must(await api.GET('/api/v1/live-streams/{id}', { params: { path: { id: l.live_stream_id! } } })),
-    })),
-  });
   if (lessons.isPending) return <Loading />;
   if (lessons.isError) return <ErrorMessage error={lessons.error} retry={() => void lessons.refetch()} />;
   const rows = withStream.flatMap((l, i) =>
-    (recs[i]?.data?.items ?? []).map((r) => ({ lesson: l.title, r, retentionDays: streams[i]?.data?.recording_retention_days ?? null })),
+    (recs[i]?.data?.items ?? []).map((r) => ({ lesson: l.title, r })),
   );
   if (recs.some((q) => q.isPending)) return <Loading />;
   if (rows.length === 0) return <p>{t('studio.rec.empty')}</p>;
   return (
     <ul className="recordings" data-testid="studio-recordings">
-      {rows.map(({ lesson, r, retentionDays }) => (
-        <RecordingRow key={r.id} lesson={lesson} r={r} retentionDays={retentionDays} />
+      {rows.map(({ lesson, r }) => (
+        <RecordingRow key={r.id} lesson={lesson} r={r} />
       ))}
     </ul>
   );
 }
 
-function RecordingRow({ lesson, r, retentionDays }: { lesson: string; r: Rec; retentionDays: number | null }) {
+function RecordingRow({ lesson, r }: { lesson: string; r: Rec }) {
   const { t, dateTime, duration, locale } = useI18n();
   const qc = useQueryClient();
   const [playing, setPlaying] = useState<{ hls: string; poster: string | null } | null>(null);
@@ -88,8 +82,8 @@ function RecordingRow({ lesson, r, retentionDays }: { lesson: string; r: Rec; re
     }
     await refresh();
   };
-  const ended = r.ended_at ?? r.started_at;
-  const removeAt = retentionDays ? new Date(new Date(ended).getTime() + retentionDays * 86400_000).toISOString() : null;
+  // The server's own rule: the stream's retention, else the platform's (null: kept).
+  const removeAt = r.expires_at;
   return (
     <li className="recording" data-recording-id={r.id} data-status={r.status}>
       <div className="recording-facts">

@@ -323,7 +323,7 @@ export const en = {
   'studio.rec.makePublic': 'Make public',
   'studio.rec.makePrivate': 'Make private',
   'studio.rec.removedOn': 'Retention removes it on {date}',
-  'studio.rec.keptForever': 'Kept until you delete it (unless the platform\'s retention applies)',
+  'studio.rec.keptForever': 'Kept until you delete it',
   'studio.rec.poster': 'Poster frame',
   'studio.earn.available': 'Available',
   'studio.earn.balance': 'Balance',

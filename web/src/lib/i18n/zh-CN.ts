@@ -323,7 +323,7 @@ export const zhCN: Catalogue = {
   'studio.rec.makePublic': '设为公开',
   'studio.rec.makePrivate': '设为私密',
   'studio.rec.removedOn': '将于 {date} 按保留策略删除',
-  'studio.rec.keptForever': '保留至你删除为止（除非平台保留策略适用）',
+  'studio.rec.keptForever': '保留至你删除为止',
   'studio.rec.poster': '封面帧',
   'studio.earn.available': '可提现',
   'studio.earn.balance': '余额',
