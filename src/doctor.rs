@@ -41,7 +41,18 @@ impl Report {
 pub async fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut r = Report::default();
     gstreamer(settings, &mut r)?;
-    ports(settings, &mut r);
+    if serving(settings).await {
+        // Run beside the server it checks: its ports are rightly taken.
+        r.warn(
+            format!(
+                "a server answers /healthz on http.listen {}: its ports are not checked",
+                settings.http.listen
+            ),
+            "stop it (or run doctor with other ports) to check that they can be bound",
+        );
+    } else {
+        ports(settings, &mut r);
+    }
     let pool = postgres(settings, &mut r).await;
     redis(settings, &mut r).await;
     if let Some(pool) = &pool {
@@ -90,6 +101,27 @@ fn gstreamer(settings: &Settings, r: &mut Report) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a server already answers `/healthz` on `http.listen` (doctor run on a live machine).
+async fn serving(settings: &Settings) -> bool {
+    let port = settings.http.listen.port();
+    let ip = match settings.http.listen.ip() {
+        ip if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        ip => ip,
+    };
+    let url = format!("http://{}/healthz", SocketAddr::new(ip, port));
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+    else {
+        return false;
+    };
+    client
+        .get(url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
 }
 
 /// Each listener's address can be bound now (nothing else holds it).

@@ -14,7 +14,10 @@ trait ListenFree {
 impl ListenFree for std::process::Command {
     fn listen_free(&mut self, http: &str) -> &mut Self {
         self.env("WEMASTER__HTTP__LISTEN", http)
-            .env("WEMASTER__RTMP__LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env(
+                "WEMASTER__RTMP__LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
             .env("WEMASTER__WHIP__UDP_LISTEN", "127.0.0.1:0")
     }
 }
@@ -109,9 +112,10 @@ async fn doctor_checks_the_machine_and_says_what_it_found() {
             .env("REDIS_URL", env_or_explain("REDIS_URL"))
             .listen_free(&http)
             .env("WEMASTER__RECORDINGS__MIN_FREE_BYTES", "1048576");
-        cmd.output().unwrap()
+        // Async: a server of this test's runtime must be able to answer it meanwhile.
+        async move { tokio::process::Command::from(cmd).output().await.unwrap() }
     };
-    let out = doctor(format!("127.0.0.1:{}", free_port()));
+    let out = doctor(format!("127.0.0.1:{}", free_port())).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     for line in [
@@ -132,11 +136,17 @@ async fn doctor_checks_the_machine_and_says_what_it_found() {
     assert!(text.contains("wemaster migrate"), "{text}");
     // A port something else holds: a failure, and the fix.
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let out = doctor(held.local_addr().unwrap().to_string());
+    let out = doctor(held.local_addr().unwrap().to_string()).await;
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FAIL http.listen"), "{text}");
     assert!(text.contains("another process holds it"), "{text}");
+    // Beside a running server (one answering /healthz there): its ports are not a problem.
+    let app = crate::helpers::spawn_app().await;
+    let out = doctor(app.addr.to_string()).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("a server answers /healthz"), "{text}");
 }
 
 #[test]
