@@ -105,12 +105,7 @@ fn gstreamer(settings: &Settings, r: &mut Report) -> anyhow::Result<()> {
 
 /// Whether a server already answers `/healthz` on `http.listen` (doctor run on a live machine).
 async fn serving(settings: &Settings) -> bool {
-    let port = settings.http.listen.port();
-    let ip = match settings.http.listen.ip() {
-        ip if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        ip => ip,
-    };
-    let url = format!("http://{}/healthz", SocketAddr::new(ip, port));
+    let url = format!("http://{}/healthz", settings.http.local_addr());
     let Ok(client) = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()

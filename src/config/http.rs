@@ -55,6 +55,12 @@ impl HttpSettings {
         if let Some(url) = &self.public_url {
             return url.clone();
         }
+        Url::parse(&format!("http://{}/", self.local_addr()))
+            .expect("an address is a valid URL host")
+    }
+
+    /// `listen` as this machine reaches it: an unspecified address (0.0.0.0, ::) as loopback.
+    pub fn local_addr(&self) -> SocketAddr {
         let ip = match self.listen.ip() {
             std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
                 std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
@@ -64,8 +70,7 @@ impl HttpSettings {
             }
             ip => ip,
         };
-        let addr = SocketAddr::new(ip, self.listen.port());
-        Url::parse(&format!("http://{addr}/")).expect("an address is a valid URL host")
+        SocketAddr::new(ip, self.listen.port())
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {

@@ -24,12 +24,10 @@ tokio::task_local! {
 
 /// The base URL for absolute URLs answered to the current request's client (see the module).
 pub fn public_url(http: &HttpSettings) -> Url {
-    if let Some(url) = &http.public_url {
-        return url.clone();
-    }
-    ORIGIN
-        .try_with(Url::clone)
-        .unwrap_or_else(|_| http.default_public_url())
+    http.public_url
+        .clone()
+        .or_else(current)
+        .unwrap_or_else(|| http.default_public_url())
 }
 
 /// The current request's origin, when URLs follow it (`http.public_url` unset).

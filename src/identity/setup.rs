@@ -43,7 +43,7 @@ pub enum SetupError {
 }
 
 /// Whether an account holds the admin role (then there is nothing to set up).
-pub async fn admin_exists(db: &PgPool) -> Result<bool, sqlx::Error> {
+pub async fn admin_exists(db: impl sqlx::PgExecutor<'_>) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM users WHERE 'admin' = ANY(roles)) AS "exists!""#
     )
@@ -85,12 +85,7 @@ pub async fn create_first_admin(
     sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('wemaster:first-admin'))")
         .execute(&mut *tx)
         .await?;
-    let exists = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM users WHERE 'admin' = ANY(roles)) AS "exists!""#
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if exists {
+    if admin_exists(&mut *tx).await? {
         return Err(SetupError::Done);
     }
     if !matches {

@@ -182,37 +182,13 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
         }
         Err(e) => tracing::error!(error = %e, "cannot recover unfinished recordings"),
     }
-    // Ready recordings whose MP4 and poster a stopped process did not get to (in the set of
-    // MP4s being made, which the periodic retry of failed ones leaves alone).
-    let mut mp4_retries = tokio::task::JoinSet::new();
-    let mut retrying: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+    // Ready recordings whose MP4 and poster a stopped process did not get to; then, while the
+    // process runs, those whose MP4 failed (never two attempts at one recording at once).
+    let mut mp4s = Mp4Jobs::default();
     match store::missing_extras(&ctx.db).await {
         Ok(recs) => {
             for rec in recs {
-                retrying.insert(rec.id);
-                let names: Vec<String> = match store::segments(&ctx.db, rec.id).await {
-                    Ok(s) => s
-                        .into_iter()
-                        .filter(|s| s.uploaded && !s.lost)
-                        .map(|s| s.name)
-                        .collect(),
-                    Err(_) => continue,
-                };
-                let dir = config.spool_dir.join(rec.id.to_string());
-                let ctx = ctx.clone();
-                mp4_retries.spawn(async move {
-                    make_extras(
-                        &ctx,
-                        rec.id,
-                        rec.live_stream_id,
-                        &dir,
-                        &names,
-                        rec.duration_ms,
-                        rec.has_poster,
-                    )
-                    .await;
-                    rec.id
-                });
+                mp4s.start(&config, &ctx, rec).await;
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot list recordings waiting for their MP4"),
@@ -232,12 +208,12 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
                 Some(msg) => msg,
                 None => break,
             },
-            Some(Ok(id)) = mp4_retries.join_next(), if !mp4_retries.is_empty() => {
-                retrying.remove(&id);
+            Some(Ok(id)) = mp4s.tasks.join_next(), if !mp4s.tasks.is_empty() => {
+                mp4s.running.remove(&id);
                 continue;
             }
             _ = retry_tick.tick() => {
-                retry_failed_mp4s(&config, &ctx, &mut mp4_retries, &mut retrying).await;
+                retry_failed_mp4s(&config, &ctx, &mut mp4s).await;
                 continue;
             }
         };
@@ -345,7 +321,7 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
         let _ = a.worker.send(WorkerMsg::Finish);
     }
     while workers.join_next().await.is_some() {}
-    while mp4_retries.join_next().await.is_some() {}
+    while mp4s.tasks.join_next().await.is_some() {}
 }
 
 /// How often a session refused a recording asks again whether the spool has room.
@@ -441,27 +417,20 @@ async fn begin(
     })
 }
 
-/// Ready recordings whose MP4 failed and whose back-off has passed, made again (not those
-/// already being retried). Skipped while the spool has no room: the MP4 is written there.
-async fn retry_failed_mp4s(
-    config: &RecorderConfig,
-    ctx: &Ctx,
-    tasks: &mut tokio::task::JoinSet<Uuid>,
-    running: &mut std::collections::HashSet<Uuid>,
-) {
-    if spool_full(config).is_some() {
-        return;
-    }
-    let recs = match store::failed_extras_due(&ctx.db).await {
-        Ok(recs) => recs,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list the recordings whose MP4 failed");
+/// The MP4s (and posters) being made outside a recording's own finalization: at start, and
+/// the retries of failed ones.
+#[derive(Default)]
+struct Mp4Jobs {
+    tasks: tokio::task::JoinSet<Uuid>,
+    running: std::collections::HashSet<Uuid>,
+}
+
+impl Mp4Jobs {
+    /// Make `rec`'s MP4 (and poster, if it has none) from its stored segments, unless that is
+    /// already under way.
+    async fn start(&mut self, config: &RecorderConfig, ctx: &Ctx, rec: store::RecordingRow) {
+        if self.running.contains(&rec.id) {
             return;
-        }
-    };
-    for rec in recs {
-        if !running.insert(rec.id) {
-            continue;
         }
         let names: Vec<String> = match store::segments(&ctx.db, rec.id).await {
             Ok(s) => s
@@ -469,15 +438,12 @@ async fn retry_failed_mp4s(
                 .filter(|s| s.uploaded && !s.lost)
                 .map(|s| s.name)
                 .collect(),
-            Err(_) => {
-                running.remove(&rec.id);
-                continue;
-            }
+            Err(_) => return,
         };
-        tracing::info!(recording_id = %rec.id, "making the MP4 again (the last attempt failed)");
+        self.running.insert(rec.id);
         let dir = config.spool_dir.join(rec.id.to_string());
         let ctx = ctx.clone();
-        tasks.spawn(async move {
+        self.tasks.spawn(async move {
             make_extras(
                 &ctx,
                 rec.id,
@@ -490,6 +456,23 @@ async fn retry_failed_mp4s(
             .await;
             rec.id
         });
+    }
+}
+
+/// Ready recordings whose MP4 failed and whose back-off has passed, made again. Skipped while
+/// the spool has no room: the MP4 is written there.
+async fn retry_failed_mp4s(config: &RecorderConfig, ctx: &Ctx, mp4s: &mut Mp4Jobs) {
+    if spool_full(config).is_some() {
+        return;
+    }
+    match store::failed_extras_due(&ctx.db).await {
+        Ok(recs) => {
+            for rec in recs {
+                tracing::info!(recording_id = %rec.id, "making the MP4 again (the last attempt failed)");
+                mp4s.start(config, ctx, rec).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list the recordings whose MP4 failed"),
     }
 }
 
