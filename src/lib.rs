@@ -35,6 +35,7 @@ pub mod identity;
 pub mod interaction;
 pub mod live;
 pub mod meetings;
+pub mod metric_history;
 pub mod notifications;
 pub mod payments;
 pub mod playback;

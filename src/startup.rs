@@ -42,7 +42,8 @@ pub struct Application {
     /// The chat persister: awaited so a batch in flight commits and hands the lease over.
     chat_persister: tokio::task::JoinHandle<()>,
     /// Periodic jobs (recording retention, payments reconciliation, notifications, attachment
-    /// clean-up): each stops on the shutdown token and is awaited, so none is cut mid-run.
+    /// clean-up, metric sampling): each stops on the shutdown token and is awaited, so none is
+    /// cut mid-run.
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -211,6 +212,12 @@ impl Application {
             Duration::from_secs(60),
             shutdown.child_token(),
         );
+        let metric_history = crate::metric_history::MetricHistory::new(
+            Duration::from_secs(settings.log.metric_history_interval_s),
+            settings.log.metric_history_samples,
+        );
+        let metric_sampler =
+            crate::metric_history::spawn(metric_history.clone(), shutdown.child_token());
         let state = AppState::new(Inner {
             settings,
             db: pool,
@@ -233,6 +240,7 @@ impl Application {
             chat_shutdown,
             pipelines,
             missing_elements,
+            metric_history,
         });
         // Before `build` returns, so the link in the log is the one that works.
         offer_setup(&state, listener.local_addr()?).await;
@@ -246,7 +254,13 @@ impl Application {
             publish_requests,
             mail_sender,
             chat_persister,
-            workers: vec![retention, reconcile, notifications, attachment_cleanup],
+            workers: vec![
+                retention,
+                reconcile,
+                notifications,
+                attachment_cleanup,
+                metric_sampler,
+            ],
         })
     }
 

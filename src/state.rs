@@ -58,6 +58,8 @@ pub struct Inner {
     pub pipelines: TemplateSet,
     /// Elements the templates need that GStreamer cannot create (empty when healthy).
     pub missing_elements: Vec<String>,
+    /// The last hour of this node's key metrics (the ops console's System page).
+    pub metric_history: crate::metric_history::MetricHistory,
 }
 
 impl AppState {

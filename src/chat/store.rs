@@ -1,7 +1,9 @@
 //! PostgreSQL side of the chat: channels, messages, read markers and moderation.
 
+use serde::Serialize;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Canonical, ChannelName, MessageView};
@@ -444,6 +446,58 @@ pub async fn unban(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A user muted in a channel, for moderators' lists.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatMute {
+    pub user_id: Uuid,
+    pub display_name: String,
+    /// When the mute ends by itself; absent: until lifted.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub until: Option<OffsetDateTime>,
+    pub muted_by: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub muted_at: OffsetDateTime,
+}
+
+/// Who is muted in `channel` now, newest first (at most 1,000).
+pub async fn mutes(conn: &mut PgConnection, channel: ChannelId) -> Result<Vec<ChatMute>, sqlx::Error> {
+    sqlx::query_as!(
+        ChatMute,
+        r#"SELECT m.user_id, u.display_name, m.until, m.muted_by, m.created_at AS muted_at
+           FROM chat_mutes m JOIN users u ON u.id = m.user_id
+           WHERE m.channel_id = $1 AND (m.until IS NULL OR m.until > now())
+           ORDER BY m.created_at DESC, m.user_id LIMIT 1000"#,
+        channel.get()
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A user banned from a course's chat, for moderators' lists.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatBan {
+    pub user_id: Uuid,
+    pub display_name: String,
+    pub reason: String,
+    pub banned_by: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub banned_at: OffsetDateTime,
+}
+
+/// Who is banned from `course`'s chat, newest first (at most 1,000).
+pub async fn bans(conn: &mut PgConnection, course: CourseId) -> Result<Vec<ChatBan>, sqlx::Error> {
+    sqlx::query_as!(
+        ChatBan,
+        r#"SELECT b.user_id, u.display_name, b.reason, b.banned_by, b.created_at AS banned_at
+           FROM chat_bans b JOIN users u ON u.id = b.user_id
+           WHERE b.course_id = $1
+           ORDER BY b.created_at DESC, b.user_id LIMIT 1000"#,
+        course.get()
+    )
+    .fetch_all(conn)
+    .await
 }
 
 /// What the persister writes: a new message, or the removal of one.

@@ -273,18 +273,7 @@ pub fn parse_language(s: &str) -> Result<String, InvalidInput> {
 /// An IANA time zone name as given (`Asia/Shanghai`, `UTC`); kept for display, never used to
 /// compute: `starts_at` is stored in UTC.
 pub fn parse_time_zone(s: &str) -> Result<String, InvalidInput> {
-    let s = s.trim();
-    if (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
-    {
-        Ok(s.to_string())
-    } else {
-        Err(InvalidInput {
-            field: "time_zone",
-            reason: "must be an IANA time zone name such as Asia/Shanghai",
-        })
-    }
+    Ok(crate::domain::TimeZone::parse(s)?.as_str().to_owned())
 }
 
 /// A lesson's length: 1 to 1440 minutes.

@@ -8,6 +8,7 @@ mod money;
 mod page;
 mod role;
 mod text;
+mod time_zone;
 
 pub use self::{
     ids::{ChannelId, CourseId, LessonId, OrderId, RecordingId, UserId},
@@ -15,6 +16,7 @@ pub use self::{
     page::{Page, PageLimit},
     role::Role,
     text::json_has_nul,
+    time_zone::TimeZone,
 };
 
 /// Why an input was refused; HTTP answers 422 naming `field`.

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{
     error::{ApiError, Problem},
     extract::{AdminOnly, Authorized, Client, Json, Path, Query},
-    me::present,
+    me::{SessionList, present},
 };
 use crate::{
     audit::{self, Entry, Event},
@@ -28,6 +28,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(disable_user))
         .routes(routes!(enable_user))
         .routes(routes!(revoke_user_sessions))
+        .routes(routes!(user_sessions))
+        .routes(routes!(revoke_user_session))
         .routes(routes!(reset_two_factor))
         .routes(routes!(audit_log))
 }
@@ -260,6 +262,60 @@ async fn revoke_user_sessions(
             subject_user_id: Some(id),
             ip: client.0.ip.as_deref(),
             detail: json!({"sessions": sids.len(), "reason": "admin"}),
+        },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user's live sessions (devices: how they logged in, from where, last use), newest first.
+#[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "admin", security(("bearer" = ["admin"])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = SessionList), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem)))]
+async fn user_sessions(
+    Authorized(_admin, ..): Authorized<AdminOnly>,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<SessionList>, ApiError> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
+        .bind(id)
+        .fetch_one(&state.db)
+        .await?;
+    if !exists {
+        return Err(ApiError::NotFound("user"));
+    }
+    Ok(Json(SessionList {
+        // No session of the admin's is in the list: none is `current`.
+        items: state.sessions.list(id, Uuid::nil()).await?,
+        next_cursor: None,
+    }))
+}
+
+/// Revoke one session of a user (a lost or stolen device); its tokens stop working on every
+/// node at once.
+#[utoipa::path(delete, path = "/admin/users/{id}/sessions/{session_id}", tag = "admin", security(("bearer" = ["admin"])),
+    params(("id" = Uuid, Path), ("session_id" = Uuid, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem)))]
+async fn revoke_user_session(
+    Authorized(admin, ..): Authorized<AdminOnly>,
+    State(state): State<AppState>,
+    client: Client,
+    Path((id, sid)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    if !state.sessions.revoke(id, sid, "admin").await? {
+        return Err(ApiError::NotFound("session"));
+    }
+    let mut conn = state.db.acquire().await?;
+    audit::record(
+        &mut conn,
+        Event {
+            action: "session.revoked",
+            actor_id: Some(admin.id),
+            subject_user_id: Some(id),
+            ip: client.0.ip.as_deref(),
+            detail: json!({"session_id": sid, "reason": "admin"}),
         },
     )
     .await?;

@@ -25,7 +25,7 @@ use crate::{
     notifications,
     state::AppState,
     storage::{ObjectKey, PresignMethod, PutOptions},
-    users::{self, DisplayName, InvalidInput, Locale, Password, Role, User},
+    users::{self, DisplayName, InvalidInput, Locale, Password, Role, TimeZone, User},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -91,9 +91,18 @@ pub struct ProfilePatch {
     display_name: Option<String>,
     /// `en` or `zh-CN`.
     locale: Option<String>,
+    /// An IANA time zone (`Asia/Shanghai`) the studio's schedule uses; null: the browser's.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    time_zone: Option<Option<String>>,
 }
 
-/// Change the display name or locale.
+/// Absent stays `None`; `null` becomes `Some(None)` (clear it).
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Change the display name, locale or time zone.
 #[utoipa::path(patch, path = "/me", tag = "me", security(("bearer" = [])), request_body = ProfilePatch,
     responses((status = 200, body = User), (status = 401, body = Problem), (status = 422, body = Problem)))]
 async fn update_me(
@@ -107,8 +116,22 @@ async fn update_me(
         .map(DisplayName::parse)
         .transpose()?;
     let locale: Option<Locale> = req.locale.as_deref().map(str::parse).transpose()?;
+    let time_zone: Option<Option<TimeZone>> = req
+        .time_zone
+        .map(|tz| tz.as_deref().map(TimeZone::parse).transpose())
+        .transpose()?;
     let mut conn = state.db.acquire().await?;
-    users::update_profile(&mut conn, user.id, name.as_ref(), locale).await?;
+    if let Some(Some(tz)) = &time_zone
+        && !users::known_time_zone(&mut conn, tz).await?
+    {
+        return Err(InvalidInput {
+            field: "time_zone",
+            reason: "is not a time zone this server knows",
+        }
+        .into());
+    }
+    let tz = time_zone.as_ref().map(Option::as_ref);
+    users::update_profile(&mut conn, user.id, name.as_ref(), locale, tz).await?;
     drop(conn);
     Ok(Json(load(&state, user.id).await?))
 }
@@ -267,10 +290,10 @@ async fn resend_verification(
 
 #[derive(Serialize, ToSchema)]
 pub struct SessionList {
-    items: Vec<SessionInfo>,
+    pub(super) items: Vec<SessionInfo>,
     /// Always null: every live session is listed.
     #[schema(required = true)]
-    next_cursor: Option<String>,
+    pub(super) next_cursor: Option<String>,
 }
 
 /// The caller's live sessions (devices), newest first.

@@ -29,6 +29,7 @@ pub mod recordings;
 pub mod server;
 pub mod session_cookie;
 pub mod setup;
+pub mod system;
 pub mod upload;
 pub mod users;
 pub mod web;
@@ -104,6 +105,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(interaction::router())
         .merge(users::router())
         .merge(setup::router())
+        .merge(system::router())
 }
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).

@@ -30,6 +30,7 @@ use crate::{
     recordings::{
         recorder::object_key,
         retention,
+        scan::Choice,
         store::{self, ListFilter, RecordingRow},
     },
     state::AppState,
@@ -42,10 +43,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_recording, delete_recording, update_recording))
         .routes(routes!(playback_token))
         .routes(routes!(storage_usage))
+        .routes(routes!(storage_history))
         .routes(routes!(run_retention))
         .routes(routes!(retention_preview))
         .routes(routes!(storage_scan))
         .routes(routes!(storage_repair))
+        .routes(routes!(storage_repair_selected))
 }
 
 /// Replay routes (outside `/api/v1`).
@@ -115,22 +118,35 @@ pub struct RecordingResponse {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub expires_at: Option<OffsetDateTime>,
+    /// The live stream's title.
+    pub stream_title: String,
+    /// The stream owner's display name.
+    pub owner_name: String,
+    /// The lesson whose stream it is, and its course; null for a stream outside a course.
+    #[schema(required = true)]
+    pub lesson_id: Option<Uuid>,
+    #[schema(required = true)]
+    pub lesson_title: Option<String>,
+    #[schema(required = true)]
+    pub course_id: Option<Uuid>,
+    #[schema(required = true)]
+    pub course_title: Option<String>,
 }
 
-/// Responses for `rows`, each with when retention deletes it (one query for their streams'
-/// retention overrides).
+/// Responses for `rows`, each with when retention deletes it and the names of its stream,
+/// lesson, course and owner (one query for their streams).
 async fn respond_all(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
     rows: Vec<RecordingRow>,
 ) -> Result<Vec<RecordingResponse>, ApiError> {
     let streams: Vec<Uuid> = rows.iter().map(|r| r.live_stream_id).collect();
-    let days = store::stream_retention(conn, &streams).await?;
+    let info = store::stream_info(conn, &streams).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
-            let d = days.get(&r.live_stream_id).copied().flatten();
-            respond(state, r, d)
+            let i = info.get(&r.live_stream_id).cloned().unwrap_or_default();
+            respond(state, r, i)
         })
         .collect())
 }
@@ -144,11 +160,12 @@ async fn respond_one(
     Ok(all.pop().expect("one row in, one response out"))
 }
 
-/// `stream_days`: the stream's `recording_retention_days` override, if any.
-fn respond(state: &AppState, r: RecordingRow, stream_days: Option<i32>) -> RecordingResponse {
+fn respond(state: &AppState, r: RecordingRow, stream: store::StreamInfo) -> RecordingResponse {
     // The rule of retention's own query (store::expired): finished recordings, from their end.
     let default_days = state.settings.recordings.retention_days;
-    let days = stream_days.or((default_days > 0).then_some(default_days as i32));
+    let days = stream
+        .retention_days
+        .or((default_days > 0).then_some(default_days as i32));
     let expires_at = match (r.status.as_str(), days) {
         ("ready" | "failed", Some(d)) => {
             Some(r.ended_at.unwrap_or(r.started_at) + time::Duration::days(i64::from(d)))
@@ -183,6 +200,12 @@ fn respond(state: &AppState, r: RecordingRow, stream_days: Option<i32>) -> Recor
         mp4_status,
         poster_url: r.has_poster.then(|| format!("{vod}/poster.jpg")),
         expires_at,
+        stream_title: stream.title,
+        owner_name: stream.owner_name,
+        lesson_id: stream.lesson.as_ref().map(|l| l.0),
+        lesson_title: stream.lesson.map(|l| l.1),
+        course_id: stream.course.as_ref().map(|c| c.0),
+        course_title: stream.course.map(|c| c.1),
     }
 }
 
@@ -204,6 +227,8 @@ pub struct ListParams {
     started_before: Option<OffsetDateTime>,
     min_size_bytes: Option<i64>,
     max_size_bytes: Option<i64>,
+    /// Recordings of this course's lessons.
+    course_id: Option<Uuid>,
     cursor: Option<Uuid>,
     /// 1 to 100 (default 20).
     limit: Option<i64>,
@@ -245,6 +270,7 @@ async fn list_recordings(
         started_before: q.started_before,
         min_size_bytes: q.min_size_bytes,
         max_size_bytes: q.max_size_bytes,
+        course_id: q.course_id,
     };
     let mut conn = state.db.acquire().await?;
     let page = store::list(&mut conn, scope, &filter, q.cursor, limit).await?;
@@ -373,7 +399,7 @@ async fn playback_token(
         + time::Duration::seconds(state.settings.playback.token_ttl_s as i64);
     let token = state.playback.sign(&recording_resource(id), expires_at);
     // Only its URLs are used here.
-    let shown = respond(&state, r, None);
+    let shown = respond(&state, r, store::StreamInfo::default());
     Ok(Json(RecordingTokenResponse {
         hls_url: format!("{}?token={token}", shown.hls_url),
         mp4_url: shown.mp4_url.map(|u| format!("{u}?token={token}")),
@@ -385,18 +411,28 @@ async fn playback_token(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageParams {
-    /// `owner`, `stream` or `day` (default `owner`).
+    /// `owner`, `stream`, `course` or `day` (default `owner`).
     group_by: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsageRow {
-    /// Owner id, stream id, or the day (YYYY-MM-DD, by start) — per `group_by`.
+    /// Owner id, stream id, course id (`none` for streams outside a course), or the day
+    /// (YYYY-MM-DD, by start) — per `group_by`.
     pub key: String,
+    /// What people call it: the owner's display name, the stream's or course's title, the day.
+    pub label: String,
     pub recordings: i64,
     pub bytes: i64,
     pub hours: f64,
 }
+
+/// The bytes a recording `r` holds in storage: `size_bytes` (HLS, MP4, poster) once ready, its
+/// closed segments' bytes before (while recorded, or when it failed). The history's rule too
+/// (`store::usage_history`).
+const HELD_BYTES: &str = "CASE WHEN r.ready_at IS NOT NULL THEN r.size_bytes
+     ELSE (SELECT coalesce(sum(g.size_bytes), 0) FROM recording_segments g
+           WHERE g.recording_id = r.id) END";
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StorageUsage {
@@ -405,8 +441,9 @@ pub struct StorageUsage {
     pub groups: Vec<UsageRow>,
 }
 
-/// Recording storage in use (recordings not deleted): bytes and hours, by owner, stream or
-/// day, and in total. Admins and ops.
+/// Recording storage in use (recordings not deleted, those being recorded included): bytes
+/// and hours, by owner, stream, course or day, and in total; the 1,000 largest groups. Admins
+/// and ops.
 #[utoipa::path(get, path = "/admin/storage/usage", tag = "storage administration",
     params(UsageParams), security(("bearer" = ["admin", "ops"])),
     responses((status = 200, body = StorageUsage), (status = 401, body = Problem),
@@ -418,51 +455,105 @@ async fn storage_usage(
 ) -> Result<Json<StorageUsage>, ApiError> {
     user.require_any(&[Role::Admin, Role::Ops])?;
     let group_by = q.group_by.unwrap_or_else(|| "owner".into());
-    let key_sql = match group_by.as_str() {
-        "owner" => "owner_id::text",
-        "stream" => "live_stream_id::text",
-        "day" => "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    let (key_sql, label_sql) = match group_by.as_str() {
+        "owner" => ("r.owner_id::text", "coalesce(u.display_name, '')"),
+        "stream" => ("r.live_stream_id::text", "coalesce(s.title, '')"),
+        "course" => ("coalesce(l.course_id::text, 'none')", "coalesce(c.title, '')"),
+        "day" => {
+            let day = "to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
+            (day, day)
+        }
         _ => {
             return Err(InvalidInput {
                 field: "group_by",
-                reason: "must be owner, stream or day",
+                reason: "must be owner, stream, course or day",
             }
             .into());
         }
     };
-    // `key_sql` is one of three constants above, never user text.
-    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {key_sql} AS key, count(*), coalesce(sum(size_bytes), 0)::bigint,
-                coalesce(sum(duration_ms), 0)::bigint
-         FROM recordings WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT 1000"
-    )))
-    .fetch_all(&state.db)
-    .await?;
+    // `key_sql` and `label_sql` are constants above, never user text. A stream is at most one
+    // lesson's (lessons.live_stream_id is unique): the joins add no rows.
+    let rows: Vec<(String, String, i64, i64, i64)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {key_sql} AS key, {label_sql} AS label, count(*),
+                    coalesce(sum({HELD_BYTES}), 0)::bigint, coalesce(sum(r.duration_ms), 0)::bigint
+             FROM recordings r
+             LEFT JOIN users u ON u.id = r.owner_id
+             LEFT JOIN live_streams s ON s.id = r.live_stream_id
+             LEFT JOIN lessons l ON l.live_stream_id = r.live_stream_id
+             LEFT JOIN courses c ON c.id = l.course_id
+             WHERE r.deleted_at IS NULL GROUP BY 1, 2 ORDER BY 4 DESC, 1 LIMIT 1000"
+        )))
+        .fetch_all(&state.db)
+        .await?;
     let groups: Vec<UsageRow> = rows
         .into_iter()
-        .map(|(key, n, bytes, ms)| UsageRow {
+        .map(|(key, label, n, bytes, ms)| UsageRow {
             key,
+            label,
             recordings: n,
             bytes,
             hours: ms as f64 / 3_600_000.0,
         })
         .collect();
-    let (n, bytes, ms): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), coalesce(sum(size_bytes), 0)::bigint, coalesce(sum(duration_ms), 0)::bigint
-         FROM recordings WHERE deleted_at IS NULL",
-    )
+    let (n, bytes, ms): (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*), coalesce(sum({HELD_BYTES}), 0)::bigint,
+                coalesce(sum(r.duration_ms), 0)::bigint
+         FROM recordings r WHERE r.deleted_at IS NULL"
+    )))
     .fetch_one(&state.db)
     .await?;
     Ok(Json(StorageUsage {
         group_by,
         total: UsageRow {
             key: "total".into(),
+            label: String::new(),
             recordings: n,
             bytes,
             hours: ms as f64 / 3_600_000.0,
         },
         groups,
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// How many days back, today included: 1 to 366 (default 30).
+    days: Option<u16>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StorageHistory {
+    /// Oldest first, one entry per UTC day, today last.
+    pub days: Vec<store::UsageDay>,
+}
+
+/// Recording storage over time: at the end of each UTC day (today: now), the bytes held and the
+/// recordings kept. Rebuilt from the recordings and their segments (deleted recordings are
+/// kept as rows), so it needs no sampling job and covers the time before it was asked.
+/// Admins and ops.
+#[utoipa::path(get, path = "/admin/storage/history", tag = "storage administration",
+    params(HistoryParams), security(("bearer" = ["admin", "ops"])),
+    responses((status = 200, body = StorageHistory), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn storage_history(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<HistoryParams>,
+) -> Result<Json<StorageHistory>, ApiError> {
+    user.require_any(&[Role::Admin, Role::Ops])?;
+    let days = q.days.unwrap_or(30);
+    if !(1..=366).contains(&days) {
+        return Err(InvalidInput {
+            field: "days",
+            reason: "must be 1 to 366",
+        }
+        .into());
+    }
+    let mut conn = state.db.acquire().await?;
+    let days = store::usage_history(&mut conn, i32::from(days)).await?;
+    Ok(Json(StorageHistory { days }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -570,9 +661,54 @@ async fn storage_repair(
 ) -> Result<Json<crate::recordings::scan::ScanReport>, ApiError> {
     user.require_any(&[Role::Admin, Role::Ops])?;
     let target_ns = state.settings.live.segment_limits().max.as_nanos() as u64;
-    let report = crate::recordings::scan::repair(&state.db, &state.storage, target_ns).await?;
+    let report =
+        crate::recordings::scan::repair(&state.db, &state.storage, target_ns, &Choice::All).await?;
     tracing::info!(user_id = %user.id, deleted = report.deleted_objects,
         repaired = report.repaired_recordings, "storage repair");
+    Ok(Json(report))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RepairSelection {
+    /// Orphan object keys to delete (from a scan's `orphan_objects`), at most 1,000.
+    #[serde(default)]
+    objects: Vec<String>,
+    /// Recordings to correct (from a scan's `recordings_with_missing_objects`), at most 1,000.
+    #[serde(default)]
+    recordings: Vec<Uuid>,
+}
+
+/// Repair only what the operator chose from a scan: scan again, then delete the chosen keys
+/// that are still orphans and correct the chosen recordings that still miss objects (a key
+/// that is not an orphan now is never deleted). The report lists what was acted on. Admins
+/// and ops.
+#[utoipa::path(post, path = "/admin/storage/repair/selected", tag = "storage administration",
+    request_body = RepairSelection, security(("bearer" = ["admin", "ops"])),
+    responses((status = 200, body = crate::recordings::scan::ScanReport),
+              (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 422, body = Problem)))]
+async fn storage_repair_selected(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(sel): Json<RepairSelection>,
+) -> Result<Json<crate::recordings::scan::ScanReport>, ApiError> {
+    user.require_any(&[Role::Admin, Role::Ops])?;
+    if sel.objects.len() > 1000 || sel.recordings.len() > 1000 {
+        return Err(InvalidInput {
+            field: "objects",
+            reason: "at most 1000 objects and 1000 recordings at once",
+        }
+        .into());
+    }
+    let choice = Choice::Only {
+        objects: sel.objects.into_iter().collect(),
+        recordings: sel.recordings.into_iter().collect(),
+    };
+    let target_ns = state.settings.live.segment_limits().max.as_nanos() as u64;
+    let report =
+        crate::recordings::scan::repair(&state.db, &state.storage, target_ns, &choice).await?;
+    tracing::info!(user_id = %user.id, deleted = report.deleted_objects,
+        repaired = report.repaired_recordings, "storage repair of chosen findings");
     Ok(Json(report))
 }
 

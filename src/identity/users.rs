@@ -10,7 +10,7 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use crate::domain::{InvalidInput, Role};
+pub use crate::domain::{InvalidInput, Role, TimeZone};
 
 /// A syntactically plausible email address, trimmed, at most 254 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +174,9 @@ pub struct User {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
+    /// The IANA time zone the user plans in (the studio's schedule); null: the browser's.
+    #[schema(required = true)]
+    pub time_zone: Option<String>,
 }
 
 /// A user with the secrets login needs.
@@ -221,6 +224,7 @@ macro_rules! user_from_row {
             avatar_url: None,
             avatar_key: $r.avatar_key,
             created_at: $r.created_at,
+            time_zone: $r.time_zone,
         }
     };
 }
@@ -249,7 +253,7 @@ pub async fn create_user_with_locale(
         r#"INSERT INTO users (id, email, display_name, password_hash, roles, locale)
            VALUES ($1, $2, $3, $4, $5, $6)
            RETURNING id, email, display_name, roles, status, locale, email_verified_at,
-                     totp_enabled_at, avatar_key, created_at"#,
+                     totp_enabled_at, avatar_key, created_at, time_zone"#,
         Uuid::now_v7(),
         email.as_str(),
         display_name.as_str(),
@@ -275,7 +279,7 @@ pub async fn find_by_email(
 ) -> Result<Option<UserWithHash>, sqlx::Error> {
     let r = sqlx::query!(
         r#"SELECT id, email, display_name, roles, status, locale, email_verified_at,
-                  totp_enabled_at, avatar_key, created_at, password_hash, totp_secret
+                  totp_enabled_at, avatar_key, created_at, time_zone, password_hash, totp_secret
            FROM users WHERE lower(email) = lower($1)"#,
         email.trim(),
     )
@@ -295,7 +299,7 @@ pub async fn find_with_hash(
 ) -> Result<Option<UserWithHash>, sqlx::Error> {
     let r = sqlx::query!(
         r#"SELECT id, email, display_name, roles, status, locale, email_verified_at,
-                  totp_enabled_at, avatar_key, created_at, password_hash, totp_secret
+                  totp_enabled_at, avatar_key, created_at, time_zone, password_hash, totp_secret
            FROM users WHERE id = $1"#,
         id,
     )
@@ -312,7 +316,7 @@ pub async fn find_with_hash(
 pub async fn find_by_id(conn: &mut PgConnection, id: Uuid) -> Result<Option<User>, sqlx::Error> {
     let r = sqlx::query!(
         r#"SELECT id, email, display_name, roles, status, locale, email_verified_at,
-                  totp_enabled_at, avatar_key, created_at
+                  totp_enabled_at, avatar_key, created_at, time_zone
            FROM users WHERE id = $1"#,
         id,
     )
@@ -330,7 +334,7 @@ pub async fn list(
 ) -> Result<Vec<User>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"SELECT id, email, display_name, roles, status, locale, email_verified_at,
-                  totp_enabled_at, avatar_key, created_at
+                  totp_enabled_at, avatar_key, created_at, time_zone
            FROM users
            WHERE ($1::text IS NULL OR strpos(lower(email), lower($1)) > 0)
              AND ($2::uuid IS NULL OR id < $2)
@@ -424,23 +428,39 @@ pub async fn set_password(
     Ok(())
 }
 
+/// Change what is given; `time_zone`: `Some(None)` clears it (back to the browser's zone).
 pub async fn update_profile(
     conn: &mut PgConnection,
     id: Uuid,
     display_name: Option<&DisplayName>,
     locale: Option<Locale>,
+    time_zone: Option<Option<&TimeZone>>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"UPDATE users SET display_name = coalesce($2, display_name),
-                            locale = coalesce($3, locale), updated_at = now()
+                            locale = coalesce($3, locale),
+                            time_zone = CASE WHEN $4 THEN $5 ELSE time_zone END,
+                            updated_at = now()
            WHERE id = $1"#,
         id,
         display_name.map(DisplayName::as_str),
         locale.map(Locale::as_str),
+        time_zone.is_some(),
+        time_zone.flatten().map(TimeZone::as_str),
     )
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Does PostgreSQL know the zone? (Its database is the one the SQL converting times uses.)
+pub async fn known_time_zone(conn: &mut PgConnection, tz: &TimeZone) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1) AS "known!""#,
+        tz.as_str()
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Set the avatar key; returns the previous one (to delete).

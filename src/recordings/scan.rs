@@ -125,8 +125,37 @@ pub async fn scan(db: &PgPool, storage: &Storage, limit: usize) -> anyhow::Resul
 
 /// Scan, then fix what the scan found (see the module docs). `target_ns`: the playlists'
 /// target duration (the packager's maximum segment duration).
-pub async fn repair(db: &PgPool, storage: &Storage, target_ns: u64) -> anyhow::Result<ScanReport> {
+/// What a repair acts on: everything the scan finds, or only the findings an operator chose.
+#[derive(Debug, Clone, Default)]
+pub enum Choice {
+    #[default]
+    All,
+    /// These orphan keys and these recordings, where the fresh scan still finds them wrong:
+    /// a key that is no longer an orphan (or never was) is left alone.
+    Only {
+        objects: std::collections::HashSet<String>,
+        recordings: std::collections::HashSet<Uuid>,
+    },
+}
+
+pub async fn repair(
+    db: &PgPool,
+    storage: &Storage,
+    target_ns: u64,
+    choice: &Choice,
+) -> anyhow::Result<ScanReport> {
     let mut report = scan(db, storage, usize::MAX).await?;
+    if let Choice::Only {
+        objects,
+        recordings,
+    } = choice
+    {
+        report.orphan_objects.retain(|o| objects.contains(&o.key));
+        report.orphan_bytes = report.orphan_objects.iter().map(|o| o.size_bytes).sum();
+        report
+            .recordings_with_missing_objects
+            .retain(|m| recordings.contains(&m.recording_id));
+    }
     for o in &report.orphan_objects {
         storage
             .delete(&crate::storage::ObjectKey::parse(o.key.clone())?)

@@ -3,8 +3,10 @@
 //! Like live streams, access is a scope inside the query: a recording outside the caller's
 //! scope is not found (404), never forbidden, so ids do not leak.
 
+use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::{Page, PageLimit};
@@ -61,6 +63,8 @@ pub struct ListFilter {
     pub started_before: Option<OffsetDateTime>,
     pub min_size_bytes: Option<i64>,
     pub max_size_bytes: Option<i64>,
+    /// Recordings of this course's lessons.
+    pub course_id: Option<Uuid>,
 }
 
 pub async fn create(
@@ -184,6 +188,8 @@ pub async fn list(
              AND ($6::bigint IS NULL OR size_bytes >= $6)
              AND ($7::bigint IS NULL OR size_bytes <= $7)
              AND ($8::uuid IS NULL OR id < $8)
+             AND ($10::uuid IS NULL OR live_stream_id IN
+                    (SELECT live_stream_id FROM lessons WHERE course_id = $10))
            ORDER BY id DESC
            LIMIT $9"#,
         owner,
@@ -195,6 +201,7 @@ pub async fn list(
         filter.max_size_bytes,
         cursor,
         fetch,
+        filter.course_id,
     )
     .fetch_all(conn)
     .await?;
@@ -480,19 +487,107 @@ pub async fn failed_extras_due(db: &PgPool) -> Result<Vec<RecordingRow>, sqlx::E
     .await
 }
 
-/// The `recording_retention_days` override of each of `streams` (None: the default applies).
-pub async fn stream_retention(
+/// What a recording's list entry says of its stream: the retention override, the names of the
+/// stream, its lesson and course (when it is a lesson's), and its owner.
+#[derive(Debug, Clone, Default)]
+pub struct StreamInfo {
+    /// `recording_retention_days` (None: the default applies).
+    pub retention_days: Option<i32>,
+    pub title: String,
+    pub owner_name: String,
+    pub lesson: Option<(Uuid, String)>,
+    pub course: Option<(Uuid, String)>,
+}
+
+/// [`StreamInfo`] of each of `streams`, in one query.
+pub async fn stream_info(
     conn: &mut PgConnection,
     streams: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, Option<i32>>, sqlx::Error> {
+) -> Result<std::collections::HashMap<Uuid, StreamInfo>, sqlx::Error> {
     let rows = sqlx::query!(
-        "SELECT id, recording_retention_days FROM live_streams WHERE id = ANY($1)",
+        r#"SELECT s.id, s.recording_retention_days, s.title, u.display_name AS owner_name,
+                  l.id AS "lesson_id?", l.title AS "lesson_title?",
+                  c.id AS "course_id?", c.title AS "course_title?"
+           FROM live_streams s JOIN users u ON u.id = s.owner_id
+           LEFT JOIN lessons l ON l.live_stream_id = s.id
+           LEFT JOIN courses c ON c.id = l.course_id
+           WHERE s.id = ANY($1)"#,
         streams
     )
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.id, r.recording_retention_days))
+        .map(|r| {
+            let info = StreamInfo {
+                retention_days: r.recording_retention_days,
+                title: r.title,
+                owner_name: r.owner_name,
+                lesson: r.lesson_id.zip(r.lesson_title),
+                course: r.course_id.zip(r.course_title),
+            };
+            (r.id, info)
+        })
         .collect())
+}
+
+/// One UTC day of [`usage_history`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageDay {
+    /// YYYY-MM-DD (UTC).
+    pub day: String,
+    /// Bytes held at the end of the day (today: now).
+    pub bytes: i64,
+    /// Recordings kept at the end of the day (deleted ones no longer count).
+    pub recordings: i64,
+}
+
+/// Storage held by recordings at the end of each of the last `days` UTC days.
+///
+/// Rebuilt from events rather than sampled: a recording holds its segments' bytes as they close
+/// while it is recorded, its `size_bytes` (HLS, MP4, poster) once ready, and nothing once
+/// deleted. Each of those changes is an event at a time; a day's figure is the sum of the
+/// events up to its end.
+pub async fn usage_history(conn: &mut PgConnection, days: i32) -> Result<Vec<UsageDay>, sqlx::Error> {
+    sqlx::query_as!(
+        UsageDay,
+        r#"WITH seg AS (
+               SELECT s.recording_id, s.created_at, s.size_bytes
+               FROM recording_segments s JOIN recordings r ON r.id = s.recording_id
+               WHERE (r.ready_at IS NULL OR s.created_at < r.ready_at)
+                 AND (r.deleted_at IS NULL OR s.created_at < r.deleted_at)),
+           rec AS (
+               SELECT r.started_at, r.ready_at, r.deleted_at, r.size_bytes,
+                      coalesce((SELECT sum(seg.size_bytes) FROM seg WHERE seg.recording_id = r.id),
+                               0)::bigint AS seg_bytes
+               FROM recordings r),
+           ev AS (
+               SELECT created_at AS at, size_bytes AS bytes, 0 AS n FROM seg
+               UNION ALL
+               SELECT started_at, 0, 1 FROM rec
+               UNION ALL
+               SELECT ready_at, size_bytes - seg_bytes, 0 FROM rec
+               WHERE ready_at IS NOT NULL AND (deleted_at IS NULL OR deleted_at > ready_at)
+               UNION ALL
+               SELECT deleted_at,
+                      -(CASE WHEN ready_at IS NOT NULL AND ready_at < deleted_at
+                             THEN size_bytes ELSE seg_bytes END),
+                      -1
+               FROM rec WHERE deleted_at IS NOT NULL),
+           daily AS (
+               SELECT (at AT TIME ZONE 'UTC')::date AS day, sum(bytes) AS bytes, sum(n) AS n
+               FROM ev GROUP BY 1),
+           span AS (
+               SELECT ((now() AT TIME ZONE 'UTC')::date - k) AS day
+               FROM generate_series(0, $1 - 1) k)
+           SELECT to_char(span.day, 'YYYY-MM-DD') AS "day!",
+                  coalesce((SELECT sum(bytes) FROM daily WHERE daily.day <= span.day), 0)::bigint
+                      AS "bytes!",
+                  coalesce((SELECT sum(n) FROM daily WHERE daily.day <= span.day), 0)::bigint
+                      AS "recordings!"
+           FROM span ORDER BY span.day"#,
+        days
+    )
+    .fetch_all(conn)
+    .await
 }

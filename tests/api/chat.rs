@@ -722,6 +722,95 @@ async fn teachers_mute_a_student_mute_the_room_set_slow_mode_and_ban() {
 }
 
 #[tokio::test]
+async fn moderators_list_who_is_muted_in_a_channel_and_who_is_banned_from_the_course() {
+    let class = Class::new(|_| {}).await;
+    let app = &class.app;
+    let room = class.room();
+    let course_channel = format!("course:{}", class.course);
+    let classmate = crate::chat_scale::enrolled_student(&class).await;
+    let third = crate::chat_scale::enrolled_student(&class).await;
+    let teacher = class.teacher.1.as_str();
+    let send = |m: Method, path: String, token: &str, body: Option<Value>| {
+        let token = token.to_owned();
+        async move { app.send(m, &path, Some(&token), body.as_ref()).await }
+    };
+    let lists = |channel: String, token: &str| {
+        let token = token.to_owned();
+        async move {
+            app.send(
+                Method::GET,
+                &format!("/api/v1/chat/channels/{channel}/moderation"),
+                Some(&token),
+                None,
+            )
+            .await
+        }
+    };
+    let ids = |v: &Value, list: &str| -> Vec<String> {
+        v[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["user_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Muted in the room: the student for 10 minutes, a classmate until lifted, a third for a
+    // second (which runs out before the list is read); the third is banned from the course.
+    for (who, body) in [
+        (class.student.0, json!({"duration_s": 600})),
+        (classmate.0, json!({})),
+        (third.0, json!({"duration_s": 1})),
+    ] {
+        let r = send(Method::PUT, format!("/api/v1/chat/channels/{room}/mutes/{who}"), teacher, Some(body)).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    let r = send(
+        Method::PUT,
+        format!("/api/v1/chat/channels/{course_channel}/bans/{}", third.0),
+        teacher,
+        Some(json!({"reason": "spam links"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let v = ok(lists(room.clone(), teacher).await, StatusCode::OK).await;
+    assert_eq!(
+        ids(&v, "mutes"),
+        vec![classmate.0.to_string(), class.student.0.to_string()],
+        "newest first, the run-out mute left out: {v}"
+    );
+    let student_mute = &v["mutes"][1];
+    assert!(student_mute["until"].is_string(), "{v}");
+    assert!(v["mutes"][0]["until"].is_null(), "{v}");
+    assert_eq!(student_mute["muted_by"], class.teacher.0.to_string());
+    assert!(!student_mute["display_name"].as_str().unwrap().is_empty());
+    assert_eq!(ids(&v, "bans"), vec![third.0.to_string()]);
+    assert_eq!(v["bans"][0]["reason"], "spam links");
+    assert_eq!((v["muted"].clone(), v["slow_mode_s"].clone()), (json!(false), json!(0)));
+
+    // Mutes belong to a channel, bans to the course: the course channel shows only the ban.
+    let c = ok(lists(course_channel.clone(), teacher).await, StatusCode::OK).await;
+    assert!(ids(&c, "mutes").is_empty(), "{c}");
+    assert_eq!(ids(&c, "bans"), vec![third.0.to_string()]);
+
+    // Lifting takes them off the lists.
+    let sid = class.student.0;
+    let r = send(Method::DELETE, format!("/api/v1/chat/channels/{room}/mutes/{sid}"), teacher, None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = send(Method::DELETE, format!("/api/v1/chat/channels/{room}/bans/{}", third.0), teacher, None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let v = ok(lists(room.clone(), teacher).await, StatusCode::OK).await;
+    assert_eq!(ids(&v, "mutes"), vec![classmate.0.to_string()]);
+    assert!(ids(&v, "bans").is_empty(), "{v}");
+
+    // Students may not see the lists; strangers do not learn the channel exists.
+    assert_problem(lists(room.clone(), &class.student.1).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_problem(lists(room.clone(), &class.stranger.1).await, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
 async fn typing_and_presence_are_shared_with_the_room() {
     let class = Class::new(|_| {}).await;
     let room = class.room();

@@ -168,3 +168,49 @@ async fn the_application_stops_gracefully_when_told() {
         "still accepting after stop"
     );
 }
+
+/// The console's System page reads the server's own history of its key metrics: it is there
+/// without anyone polling, moves with the traffic, and only admins and ops may read it.
+#[tokio::test]
+async fn the_server_keeps_a_short_history_of_its_key_metrics_for_ops() {
+    let app = spawn_app_with(|s| s.log.metric_history_interval_s = 1).await;
+    let (_, ops) = app
+        .user_with(
+            &crate::helpers::unique_email("ops-metrics"),
+            "a fine passphrase",
+            &[wemaster::users::Role::Ops],
+        )
+        .await;
+    let (_, student) = app
+        .user_with(
+            &crate::helpers::unique_email("student-metrics"),
+            "a fine passphrase",
+            &[wemaster::users::Role::Student],
+        )
+        .await;
+    // Traffic for a few seconds: the samples that cover it show requests per second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(3500);
+    while std::time::Instant::now() < deadline {
+        assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = app.get_auth("/api/v1/admin/system/metrics", &ops).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let h: Value = r.json().await.unwrap();
+    assert_eq!(h["interval_s"], 1, "{h}");
+    assert!(!h["node"].as_str().unwrap().is_empty());
+    let samples = h["samples"].as_array().unwrap();
+    assert!(samples.len() >= 2, "a sample a second for 3.5 s: {h}");
+    assert!(
+        samples.iter().any(|s| s["requests_per_s"].as_f64().unwrap() >= 5.0),
+        "≈ 40 requests a second were made: {h}"
+    );
+    let last = samples.last().unwrap();
+    assert!(last["rss_bytes"].as_f64().unwrap() > 1e6, "{last}");
+    assert!((0.0..=1.0).contains(&last["error_ratio"].as_f64().unwrap()));
+    let times: Vec<&str> = samples.iter().map(|s| s["at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "oldest first: {times:?}");
+
+    let r = app.get_auth("/api/v1/admin/system/metrics", &student).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}

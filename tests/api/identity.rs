@@ -575,6 +575,76 @@ async fn an_admin_cannot_lock_themselves_out() {
 }
 
 #[tokio::test]
+async fn an_admin_sees_a_users_devices_and_signs_one_of_them_out() {
+    let app = spawn_app().await;
+    let (_, admin) = app
+        .user_with(&unique_email("admin"), PW, &[Role::Admin])
+        .await;
+    let email = unique_email("two-devices");
+    let user = register(&app, &email, "en").await;
+    let id = user["id"].as_str().unwrap();
+    let phone = app.login(&email, PW).await;
+    let laptop = app.login(&email, PW).await;
+    let sessions = |token: String| {
+        let app = &app;
+        let path = format!("/api/v1/admin/users/{id}/sessions");
+        async move { app.get_auth(&path, &token).await }
+    };
+
+    let r = sessions(admin.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let list: Value = r.json().await.unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{list}");
+    assert!(items.iter().all(|s| s["auth_method"] == "password" && s["current"] == false));
+    // Newest first: the laptop's login.
+    let (laptop_sid, phone_sid) = (items[0]["id"].as_str().unwrap(), items[1]["id"].as_str().unwrap());
+    assert!(laptop_sid > phone_sid);
+
+    // The phone is lost: the admin ends its session only.
+    let r = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/admin/users/{id}/sessions/{phone_sid}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.get_auth("/api/v1/me", at(&phone)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get_auth("/api/v1/me", at(&laptop)).await.status(), StatusCode::OK);
+    let list: Value = sessions(admin.clone()).await.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["items"][0]["id"], laptop_sid);
+    // Again: gone. Another user's session id under this user: not found either.
+    for path in [
+        format!("/api/v1/admin/users/{id}/sessions/{phone_sid}"),
+        format!("/api/v1/admin/users/{}/sessions/{laptop_sid}", uuid::Uuid::new_v4()),
+    ] {
+        let r = app.send(Method::DELETE, &path, Some(&admin), None).await;
+        assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    assert_eq!(app.get_auth("/api/v1/me", at(&laptop)).await.status(), StatusCode::OK);
+    let r = app
+        .get_auth(&format!("/api/v1/admin/users/{}/sessions", uuid::Uuid::new_v4()), &admin)
+        .await;
+    assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+
+    // The user cannot read the admin view, even of themselves.
+    assert_problem(sessions(at(&laptop).to_owned()).await, StatusCode::FORBIDDEN, "forbidden").await;
+
+    // The audit log says who ended which session.
+    let log: Value = app
+        .get_auth(&format!("/api/v1/admin/audit-log?user_id={id}&action=session."), &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log["items"][0]["action"], "session.revoked", "{log}");
+    assert_eq!(log["items"][0]["detail"]["session_id"], phone_sid, "{log}");
+}
+
+#[tokio::test]
 async fn admins_grant_and_remove_roles_and_disabling_ends_sessions() {
     let app = spawn_app().await;
     let (_, admin) = app
@@ -987,6 +1057,25 @@ async fn an_avatar_is_stored_and_served_through_a_signed_url() {
     let me: Value = r.json().await.unwrap();
     assert_eq!(me["display_name"], "韩梅梅");
     assert_eq!(me["locale"], "zh-CN");
+    assert!(me["time_zone"].is_null(), "none until chosen: {me}");
+
+    // The time zone the studio plans in: set, kept when absent, refused when unknown, cleared.
+    let patch = |body: Value| {
+        let (app, token) = (&app, at(&t).to_owned());
+        async move { app.send(Method::PATCH, "/api/v1/me", Some(&token), Some(&body)).await }
+    };
+    let me: Value = patch(json!({"time_zone": "Asia/Shanghai"})).await.json().await.unwrap();
+    assert_eq!(me["time_zone"], "Asia/Shanghai");
+    let me: Value = patch(json!({"display_name": "Han Meimei"})).await.json().await.unwrap();
+    assert_eq!(me["time_zone"], "Asia/Shanghai", "{me}");
+    for bad in ["Mars/Olympus_Mons", "Asia/Shang hai"] {
+        let r = patch(json!({"time_zone": bad})).await;
+        assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    let me: Value = app.get_auth("/api/v1/me", at(&t)).await.json().await.unwrap();
+    assert_eq!(me["time_zone"], "Asia/Shanghai");
+    let me: Value = patch(json!({"time_zone": null})).await.json().await.unwrap();
+    assert!(me["time_zone"].is_null(), "{me}");
 }
 
 #[tokio::test]

@@ -31,6 +31,7 @@ mod reactions;
 mod recordings;
 mod schemathesis;
 mod storage;
+mod storage_usage;
 mod two_factor_limits;
 mod web;
 mod whep;

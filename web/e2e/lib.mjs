@@ -41,11 +41,12 @@ export async function launch() {
 export const PHONE = { width: 390, height: 844 };
 export const DESKTOP = { width: 1280, height: 860 };
 
-export async function context(browser, { locale = 'en-US', viewport = DESKTOP } = {}) {
+export async function context(browser, { locale = 'en-US', viewport = DESKTOP, timezoneId = undefined } = {}) {
   const ctx = await browser.newContext({
     baseURL: env('WM_BASE'),
     locale,
     viewport,
+    timezoneId,
     permissions: ['camera', 'microphone'],
   });
   ctx.setDefaultTimeout(20_000);
@@ -61,8 +62,9 @@ export function watch(page, name, errors) {
       errors.push(`${name}: console error: ${m.text()}`);
     }
   });
-  // Confirmations are accepted; prompts (a payout's transfer reference) get a fixed answer.
-  page.on('dialog', (d) => void d.accept(d.type() === 'prompt' ? 'E2E-REF-1' : undefined));
+  // Confirmations are accepted; prompts get `page.promptAnswer` when the scenario set one,
+  // else a fixed answer (a payout's transfer reference).
+  page.on('dialog', (d) => void d.accept(d.type() === 'prompt' ? (page.promptAnswer ?? 'E2E-REF-1') : undefined));
   return errors;
 }
 

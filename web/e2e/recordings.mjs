@@ -84,12 +84,21 @@ try {
   }
   log(`usage grew by the recording's ${size} bytes`);
   await ops.waitForSelector('[data-testid=usage-chart] canvas');
+  // The course is among the top courses, by its title.
+  const topCourse = `[data-testid=top-courses] td[title="${courseId}"]`;
+  await ops.waitForSelector(topCourse);
+  const courseTitle = (await ops.textContent(topCourse)).trim();
+  if (!courseTitle || courseTitle === courseId.slice(0, 8)) throw new Error(`top courses name the course "${courseTitle}"`);
   await screenshotTop(ops, 'ops-storage-en');
   await setLanguage(ops, 'zh-CN');
   await assertTranslated(ops, 'ops storage (zh-CN)');
   await screenshotTop(ops, 'ops-storage-zh');
   await setLanguage(ops, 'en');
   await ops.goto('/ops/recordings');
+  // The table names the recording's lesson and course, and filters by the course.
+  await waitText(ops, `${row} [data-testid=rec-lesson]`, new RegExp(courseTitle.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  await ops.waitForSelector(`select[name=course_id] option[value="${courseId}"]`, { state: 'attached' });
+  await ops.selectOption('select[name=course_id]', courseId);
   await ops.selectOption('select[name=status]', 'ready');
   await ops.click('form.filters button[type=submit]');
   await ops.waitForSelector(row);

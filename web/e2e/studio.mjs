@@ -41,10 +41,16 @@ const browser = await launch();
 const errors = [];
 try {
   // ---- 1. the teacher builds a course in the studio ----
-  const teacherCtx = await context(browser, { locale: 'en-US' });
+  // The browser runs in UTC; the teacher plans in Shanghai's time (their account's setting).
+  const teacherCtx = await context(browser, { locale: 'en-US', timezoneId: 'UTC' });
   const teacher = await teacherCtx.newPage();
   watch(teacher, 'teacher', errors);
   await login(teacher, env('WM_TEACHER_EMAIL'), env('WM_TEACHER_PASSWORD'));
+  await teacher.goto('/me');
+  await teacher.selectOption('select[name=time_zone]', 'Asia/Shanghai');
+  await teacher.click('form[aria-labelledby=me-profile] button[type=submit]');
+  await waitText(teacher, 'form[aria-labelledby=me-profile] [role=status]', /Saved/);
+  await teacher.goto('/');
   await teacher.click('nav.nav a[href="/studio"]');
   await teacher.waitForSelector('input[name=new_title]');
   await teacher.fill('input[name=new_title]', title);
@@ -58,6 +64,11 @@ try {
   await teacher.fill('input[name=price]', '49');
   await teacher.selectOption('select[name=currency]', 'CNY');
   await teacher.fill('input[name=tags]', 'art, ink');
+  // The preview renders the text before it is saved (the server's rendering, nothing stored).
+  await teacher.click('button[aria-pressed=false]:has-text("Preview")');
+  await waitText(teacher, '[data-testid=description-preview] strong', /^Bring$/);
+  await waitText(teacher, '[data-testid=description-preview] .notice', /Not saved yet/);
+  await teacher.click('button[aria-pressed=false]:has-text("Write")');
   await teacher.click('.editor form button[type=submit]');
   await waitText(teacher, '.form-ok', /Saved/);
   await teacher.click('button[aria-pressed=false]:has-text("Preview")');
@@ -71,25 +82,46 @@ try {
     return [i.naturalWidth, i.naturalHeight];
   });
   if (preview[0] !== 1280 || preview[1] !== 720) throw new Error(`cover preview is ${preview}`);
+  // A square image is too tall for 16:9: the teacher keeps its top instead of its middle.
+  const centred = await teacher.getAttribute('[data-testid=cover-img]', 'src');
+  await teacher.fill('input[name=cover_focus]', '0');
+  await teacher.waitForFunction((old) => {
+    const src = document.querySelector('[data-testid=cover-img]')?.src;
+    return src?.startsWith('blob:') && src !== old;
+  }, centred);
   await teacher.click('.cover-picker button.button');
   await teacher.waitForFunction(() => {
     const i = document.querySelector('[data-testid=cover-img]');
     return i && !i.src.startsWith('blob:') && i.complete && i.naturalWidth === 1280;
   });
   log('cover uploaded and served back (1280×720)');
-  // A lesson, tomorrow at 10:00 in the teacher's time zone, recorded.
+  // A lesson, tomorrow at 10:00 in the teacher's time zone (Shanghai, UTC+8), recorded.
   await teacher.click('nav.tabs a:has-text("Lessons")');
+  await waitText(teacher, '[data-testid=schedule-zone]', /Asia\/Shanghai/);
   await teacher.click('button:has-text("Add a lesson")');
   await teacher.fill('input[name=lesson_title]', 'Five petals in one stroke');
-  const tomorrow = new Date(Date.now() + 86400_000);
-  const pad = (n) => String(n).padStart(2, '0');
-  await teacher.fill('input[name=starts_at]', `${tomorrow.getFullYear()}-${pad(tomorrow.getMonth() + 1)}-${pad(tomorrow.getDate())}T10:00`);
+  const day = new Intl.DateTimeFormat('en-CA', { timeZone: 'Asia/Shanghai' }).format(Date.now() + 86400_000);
+  await teacher.fill('input[name=starts_at]', `${day}T10:00`);
   await teacher.fill('input[name=duration]', '45');
   await teacher.click('[data-testid=lesson-form] button[type=submit]');
   await waitText(teacher, '[data-testid=studio-lessons]', /Five petals in one stroke/);
   await waitText(teacher, '[data-testid=studio-lessons]', /10:00\sAM · 45 min/);
   await waitText(teacher, '[data-testid=studio-lessons]', /Recorded/);
-  log('lesson scheduled');
+  // Stored as the instant it is: 10:00 in Shanghai is 02:00 UTC, whatever the browser's zone.
+  const planToken = await apiToken(env('WM_TEACHER_EMAIL'), env('WM_TEACHER_PASSWORD'));
+  const plannedRes = await fetch(new URL(`/api/v1/courses/${courseId}/lessons`, env('WM_BASE')), { headers: { authorization: `Bearer ${planToken}` } });
+  const planned = plannedRes.ok ? (await plannedRes.json()).items : plannedRes.status;
+  const lessonRow = Array.isArray(planned) ? planned.find((l) => l.title === 'Five petals in one stroke') : null;
+  if (!lessonRow || lessonRow.starts_at.slice(0, 16) !== `${day}T02:00` || lessonRow.time_zone !== 'Asia/Shanghai') {
+    throw new Error(`the lesson is stored as ${JSON.stringify(lessonRow ?? planned)}, not ${day}T02:00Z in Asia/Shanghai`);
+  }
+  // The week grid puts it in its day's column (the key noted, its panel closed).
+  await teacher.click('button:has-text("I have saved it")');
+  await teacher.click('button[aria-pressed]:has-text("Week")');
+  await waitText(teacher, `[data-testid=week-grid] [data-day="${day}"]`, /Five petals in one stroke/);
+  await screenshotTop(teacher, 'studio-week-en');
+  await teacher.click('button[aria-pressed]:has-text("List")');
+  log(`lesson scheduled at 10:00 Asia/Shanghai (${lessonRow.starts_at}), in its week's column`);
   await screenshotTop(teacher, 'studio-lessons-en');
   await checkBothLanguages(teacher, 'studio lessons');
   // Publish.
@@ -156,21 +188,64 @@ try {
   await waitText(teacher, '[data-testid=forbidden]', /ops console is for ops and admins/);
   log('student kept out of /studio and /ops, teacher out of /ops; the API answers 403');
 
-  // ---- chat moderation outside the classroom: a ban closes the course chat to the student ----
-  const history = `/api/v1/chat/channels/course:${courseId}/messages`;
+  // ---- chat moderation outside the classroom: the channel's messages, mutes and bans as the
+  // server has them; a ban closes the course chat to the student ----
+  const channel = `course:${courseId}`;
+  const history = `/api/v1/chat/channels/${channel}/messages`;
   if ((await apiStatus(history, studentToken)) !== 200) throw new Error('the enrolled student cannot read the course chat');
+  // The student writes in the course chat from their own page (the chat socket, as the app's).
+  await student.evaluate(
+    ({ token, channel }) =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/api/v1/ws?v=1&token=${encodeURIComponent(token)}`);
+        const timer = setTimeout(() => reject(new Error('no ack for the chat message')), 10_000);
+        ws.onmessage = (e) => {
+          const f = JSON.parse(e.data);
+          if (f.type === 'hello') ws.send(JSON.stringify({ type: 'subscribe', channel }));
+          if (f.type === 'subscribed' && f.channel === channel)
+            ws.send(JSON.stringify({ type: 'send', channel, client_id: 'e2e-spam-1', body: 'buy cheap followers here' }));
+          if (f.type === 'ack' || f.type === 'error') {
+            clearTimeout(timer);
+            ws.close();
+            if (f.type === 'ack') resolve(null);
+            else reject(new Error(`chat message refused: ${JSON.stringify(f)}`));
+          }
+        };
+        ws.onerror = () => reject(new Error('chat socket failed'));
+      }),
+    { token: studentToken, channel },
+  );
   await teacher.goto(`/studio/courses/${courseId}/chat`);
-  await teacher.waitForSelector('[data-testid=moderation] tr');
+  await waitText(teacher, '[data-testid=channel-messages]', /buy cheap followers here/);
+  const studentName = (await teacher.textContent('[data-testid=moderation] tr td')).trim();
+  // Mute for 10 minutes: the "Muted now" list shows the student with the time it ends.
+  await teacher.click('[data-testid=moderation] tr button:has-text("Mute for 10 minutes")');
+  await waitText(teacher, '[data-testid=moderation-result]', /is muted for 10 minutes/);
+  await waitText(teacher, '[data-testid=mutes]', new RegExp(studentName.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  // Ban, with a reason typed into the prompt: the "Banned" list shows it.
+  teacher.promptAnswer = 'spam links';
   await teacher.click('[data-testid=moderation] tr button:has-text("Ban from the chat")');
   await waitText(teacher, '[data-testid=moderation-result]', /is banned from the course chat/);
+  await waitText(teacher, '[data-testid=bans]', /spam links/);
   const banned = await apiStatus(history, studentToken);
   if (banned !== 403 && banned !== 404) throw new Error(`a banned student reads the course chat: ${banned}`);
+  // The spam goes: the message is removed for everyone.
+  await teacher.click('[data-testid=channel-message]:has-text("buy cheap followers here") button:has-text("Remove")');
+  await waitText(teacher, '[data-testid=moderation-result]', /Message removed/);
+  await waitText(teacher, '[data-testid=channel-messages]', /\(removed\)/);
   await screenshotTop(teacher, 'studio-chat-en');
   await checkBothLanguages(teacher, 'studio chat moderation');
-  await teacher.click('[data-testid=moderation] tr button:has-text("Lift the ban")');
+  // A reload shows the same state: it is the server's, not the page's memory.
+  await teacher.reload();
+  await waitText(teacher, '[data-testid=bans]', /spam links/);
+  await teacher.click('[data-testid=bans] tr button:has-text("Lift the ban")');
   await waitText(teacher, '[data-testid=moderation-result]', /may join the course chat again/);
+  await teacher.click('[data-testid=mutes] tr button:has-text("Unmute")');
+  await waitText(teacher, '[data-testid=moderation-result]', /may write again/);
+  await teacher.waitForSelector('[data-testid=bans]', { state: 'detached' });
+  await teacher.waitForSelector('[data-testid=mutes]', { state: 'detached' });
   if ((await apiStatus(history, studentToken)) !== 200) throw new Error('the ban was not lifted');
-  log('teacher banned the student from the course chat (403 for them) and lifted it');
+  log('teacher saw the student\'s message, muted and banned them (listed, 403 for them), removed the message, lifted both');
 
   // ---- the class's attendance: the course's table (the student, no lesson held yet) and its CSV ----
   const studentEmail = env('WM_STUDENT_EMAIL');
@@ -256,9 +331,24 @@ try {
       await admin.fill('#user-q', 'teacher-studio');
       await admin.click('form[role=search] button');
       await waitText(admin, '[data-testid=ops-users]', /teacher-studio/);
+      // The teacher's devices: the browser and this script's API login; the admin signs the
+      // script's out, and its token stops working.
+      await admin.click('[data-testid=ops-users] tr:has-text("teacher-studio") button:has-text("Devices")');
+      await admin.waitForSelector('[data-testid=user-sessions] tbody tr');
+      const devices = await admin.$$eval('[data-testid=user-sessions] tbody tr', (rs) => rs.length);
+      if (devices < 2) throw new Error(`the teacher has ${devices} device(s) listed, not the browser and the script`);
+      if ((await apiStatus('/api/v1/me', teacherToken)) !== 200) throw new Error('the teacher\'s API token does not work before');
+      // The token names its session (`sid`).
+      const sid = JSON.parse(Buffer.from(teacherToken.split('.')[1], 'base64url').toString()).sid;
+      await admin.click(`[data-testid=user-sessions] tr[data-session-id="${sid}"] button:has-text("Sign out this device")`);
+      await waitText(admin, '[role=status]', /That device is signed out/);
+      await admin.waitForFunction((n) => document.querySelectorAll('[data-testid=user-sessions] tbody tr').length === n - 1, devices);
+      if ((await apiStatus('/api/v1/me', teacherToken)) !== 401) throw new Error('the signed-out device\'s token still works');
+      log(`admin listed the teacher's ${devices} devices and signed the script's out (its token is refused)`);
     }
     if (section === 'audit') await admin.waitForSelector('[data-testid=ops-audit] tbody tr');
-    if (section === 'system') await admin.waitForSelector('[data-testid=metrics]');
+    // The server's own history: charted as soon as it holds two samples (10 s apart).
+    if (section === 'system') await admin.waitForSelector('[data-testid=metrics-traffic] canvas', { timeout: 30_000 });
     // Storage, recordings and live now are shot with a recording, by recordings.mjs; payments
     // and quality above (the payout pending).
     if (!['storage', 'recordings', 'live', 'payments', 'quality'].includes(section)) await screenshotTop(admin, `ops-${section}-en`);

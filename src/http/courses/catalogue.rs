@@ -421,3 +421,33 @@ pub(super) async fn delete_course(
     tracing::info!(course_id = %id, user_id = %user.id, lessons = streams.len(), "course deleted");
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DescriptionPreviewRequest {
+    /// A course description's Markdown, up to 50,000 characters.
+    markdown: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DescriptionPreview {
+    /// The sanitized HTML the course page would show.
+    html: String,
+}
+
+/// Render a course description as its page will show it, without saving it: the studio's
+/// preview of text not saved yet. Teachers and admins.
+#[utoipa::path(post, path = "/courses/description-preview", tag = "courses",
+    request_body = DescriptionPreviewRequest,
+    security(("bearer" = ["teacher", "admin"])),
+    responses((status = 200, body = DescriptionPreview), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub(super) async fn preview_description(
+    user: AuthUser,
+    Json(req): Json<DescriptionPreviewRequest>,
+) -> Result<Json<DescriptionPreview>, ApiError> {
+    user.require_any(&[Role::Teacher, Role::Admin])?;
+    let markdown = courses::parse_description(&req.markdown)?;
+    Ok(Json(DescriptionPreview {
+        html: courses::render_markdown(&markdown),
+    }))
+}

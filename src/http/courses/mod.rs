@@ -48,6 +48,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(catalogue::list_catalogue, catalogue::create_course))
         .routes(routes!(catalogue::list_teaching))
         .routes(routes!(catalogue::list_enrolled))
+        .routes(routes!(catalogue::preview_description))
         .routes(routes!(
             catalogue::get_course,
             catalogue::update_course,

@@ -167,6 +167,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/storage/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Recording storage over time: at the end of each UTC day (today: now), the bytes held and the
+         *     recordings kept. Rebuilt from the recordings and their segments (deleted recordings are
+         *     kept as rows), so it needs no sampling job and covers the time before it was asked.
+         *     Admins and ops.
+         */
+        get: operations["storage_history"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/storage/repair": {
         parameters: {
             query?: never;
@@ -182,6 +204,28 @@ export interface paths {
          *     `failed`). Admins and ops.
          */
         post: operations["storage_repair"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/storage/repair/selected": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Repair only what the operator chose from a scan: scan again, then delete the chosen keys
+         *     that are still orphans and correct the chosen recordings that still miss objects (a key
+         *     that is not an orphan now is never deleted). The report lists what was acted on. Admins
+         *     and ops.
+         */
+        post: operations["storage_repair_selected"];
         delete?: never;
         options?: never;
         head?: never;
@@ -254,10 +298,32 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Recording storage in use (recordings not deleted): bytes and hours, by owner, stream or
-         *     day, and in total. Admins and ops.
+         * Recording storage in use (recordings not deleted, those being recorded included): bytes
+         *     and hours, by owner, stream, course or day, and in total; the 1,000 largest groups. Admins
+         *     and ops.
          */
         get: operations["storage_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/system/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This node's key metrics over the last hour (by default: a sample every 10 s): live sessions,
+         *     HLS segments/s, recording upload backlog, chat connections, requests/s, the share of 5xx
+         *     answers and resident memory. Admins and ops.
+         */
+        get: operations["metric_history"];
         put?: never;
         post?: never;
         delete?: never;
@@ -388,6 +454,43 @@ export interface paths {
         post?: never;
         /** Remove a role (idempotent); a user keeps at least one role. */
         delete: operations["remove_role"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/users/{id}/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A user's live sessions (devices: how they logged in, from where, last use), newest first. */
+        get: operations["user_sessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/users/{id}/sessions/{session_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke one session of a user (a lost or stolen device); its tokens stop working on every
+         *     node at once.
+         */
+        delete: operations["revoke_user_session"];
         options?: never;
         head?: never;
         patch?: never;
@@ -696,6 +799,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/chat/channels/{channel}/moderation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The moderation state of a channel: its room settings, who is muted in it, who is banned from
+         *     its course (moderators; at most 1,000 of each).
+         */
+        get: operations["moderation"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/chat/channels/{channel}/mutes/{user_id}": {
         parameters: {
             query?: never;
@@ -837,6 +960,26 @@ export interface paths {
         put?: never;
         /** Create a course owned by the caller (teachers and admins). */
         post: operations["create_course"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/courses/description-preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Render a course description as its page will show it, without saving it: the studio's
+         *     preview of text not saved yet. Teachers and admins.
+         */
+        post: operations["preview_description"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1459,7 +1602,7 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        /** Change the display name or locale. */
+        /** Change the display name, locale or time zone. */
         patch: operations["update_me"];
         trace?: never;
     };
@@ -2313,6 +2456,32 @@ export interface components {
             /** @description At most 100; replaces the chapters set by hand (pinned questions stay chapters). */
             chapters: components["schemas"]["ChapterInput"][];
         };
+        /** @description A user banned from a course's chat, for moderators' lists. */
+        ChatBan: {
+            /** Format: date-time */
+            banned_at: string;
+            /** Format: uuid */
+            banned_by?: string | null;
+            display_name: string;
+            reason: string;
+            /** Format: uuid */
+            user_id: string;
+        };
+        /** @description A user muted in a channel, for moderators' lists. */
+        ChatMute: {
+            display_name: string;
+            /** Format: date-time */
+            muted_at: string;
+            /** Format: uuid */
+            muted_by?: string | null;
+            /**
+             * Format: date-time
+             * @description When the mute ends by itself; absent: until lifted.
+             */
+            until?: string | null;
+            /** Format: uuid */
+            user_id: string;
+        };
         CourseAttendance: {
             /** Format: uuid */
             course_id: string;
@@ -2463,6 +2632,14 @@ export interface components {
          * @example CNY
          */
         Currency: string;
+        DescriptionPreview: {
+            /** @description The sanitized HTML the course page would show. */
+            html: string;
+        };
+        DescriptionPreviewRequest: {
+            /** @description A course description's Markdown, up to 50,000 characters. */
+            markdown: string;
+        };
         /** @enum {string} */
         Destination: "original" | "wallet";
         DisableTotp: {
@@ -2879,6 +3056,54 @@ export interface components {
             /** Format: int64 */
             seq: number;
         };
+        MetricHistoryResponse: {
+            /**
+             * Format: int64
+             * @description Seconds between two samples.
+             */
+            interval_s: number;
+            /**
+             * @description The node that answered (host name and process id): behind a load balancer each node
+             *     keeps its own history.
+             */
+            node: string;
+            /** @description Oldest first. */
+            samples: components["schemas"]["MetricSample"][];
+        };
+        /**
+         * @description A point of the history as the API shows it: gauges as read, counters as rates over the
+         *     interval that ends at `at`.
+         */
+        MetricSample: {
+            /** Format: date-time */
+            at: string;
+            /** Format: double */
+            chat_connections: number;
+            /**
+             * Format: double
+             * @description Share of the interval's HTTP requests answered 5xx (0 when there were none).
+             */
+            error_ratio: number;
+            /** Format: double */
+            live_sessions: number;
+            /** Format: double */
+            requests_per_s: number;
+            /**
+             * Format: double
+             * @description Resident memory of the process.
+             */
+            rss_bytes: number;
+            /**
+             * Format: double
+             * @description HLS segments cut per second (every live stream, every rendition).
+             */
+            segments_per_s: number;
+            /**
+             * Format: double
+             * @description Recording segments waiting for their upload to object storage.
+             */
+            upload_backlog: number;
+        };
         /** @description The password was right and the account has two-factor on: send a code to `/auth/login/mfa`. */
         MfaChallenge: {
             challenge_token: string;
@@ -2911,6 +3136,18 @@ export interface components {
             mode: string;
             /** Format: int64 */
             sessions: number;
+        };
+        /** @description Who is muted in a channel now, and who is banned from its course's chat. */
+        Moderation: {
+            /** @description Banned from the course's chat, newest first; empty for channels outside a course. */
+            bans: components["schemas"]["ChatBan"][];
+            channel: string;
+            /** @description Only moderators may post (the room's own mute). */
+            muted: boolean;
+            /** @description Muted in this channel now (mutes that have run out are left out), newest first. */
+            mutes: components["schemas"]["ChatMute"][];
+            /** Format: int32 */
+            slow_mode_s: number;
         };
         /**
          * @description An amount of money: integer minor units (fen for CNY, cents) and a currency, never a float
@@ -3181,6 +3418,8 @@ export interface components {
             display_name?: string | null;
             /** @description `en` or `zh-CN`. */
             locale?: string | null;
+            /** @description An IANA time zone (`Asia/Shanghai`) the studio's schedule uses; null: the browser's. */
+            time_zone?: string | null;
         };
         /** @description What a viewer has played of a recording, merged. */
         Progress: {
@@ -3397,6 +3636,9 @@ export interface components {
         /** @description A recording as the API shows it. */
         RecordingResponse: {
             audio_codec: string | null;
+            /** Format: uuid */
+            course_id: string | null;
+            course_title: string | null;
             /** Format: double */
             duration_s: number;
             /** Format: date-time */
@@ -3414,6 +3656,12 @@ export interface components {
             hls_url: string;
             /** Format: uuid */
             id: string;
+            /**
+             * Format: uuid
+             * @description The lesson whose stream it is, and its course; null for a stream outside a course.
+             */
+            lesson_id: string | null;
+            lesson_title: string | null;
             /** Format: uuid */
             live_stream_id: string;
             /**
@@ -3427,6 +3675,8 @@ export interface components {
             mp4_url: string | null;
             /** Format: uuid */
             owner_id: string;
+            /** @description The stream owner's display name. */
+            owner_name: string;
             poster_url: string | null;
             /** Format: int32 */
             segment_count: number;
@@ -3436,6 +3686,8 @@ export interface components {
             started_at: string;
             /** @description `recording` (the lesson is live) → `processing` → `ready`, or `failed`. */
             status: string;
+            /** @description The live stream's title. */
+            stream_title: string;
             video_codec: string | null;
             visibility: string;
             /** Format: int32 */
@@ -3503,6 +3755,12 @@ export interface components {
         RejectPayout: {
             /** @description Why (shown to the teacher). */
             reason?: string;
+        };
+        RepairSelection: {
+            /** @description Orphan object keys to delete (from a scan's `orphan_objects`), at most 1,000. */
+            objects?: string[];
+            /** @description Recordings to correct (from a scan's `recordings_with_missing_objects`), at most 1,000. */
+            recordings?: string[];
         };
         /** @description A signed replay URL. */
         ReplayPlayback: {
@@ -3623,6 +3881,10 @@ export interface components {
         SetupStatus: {
             /** @description No admin account exists yet: the setup link the server printed at start works. */
             needed: boolean;
+        };
+        StorageHistory: {
+            /** @description Oldest first, one entry per UTC day, today last. */
+            days: components["schemas"]["UsageDay"][];
         };
         StorageUsage: {
             group_by: string;
@@ -3791,13 +4053,33 @@ export interface components {
             /** @description PUT the bytes here (with the same `Content-Type`) before `expires_at`. */
             upload_url: string;
         };
+        /** @description One UTC day of [`usage_history`]. */
+        UsageDay: {
+            /**
+             * Format: int64
+             * @description Bytes held at the end of the day (today: now).
+             */
+            bytes: number;
+            /** @description YYYY-MM-DD (UTC). */
+            day: string;
+            /**
+             * Format: int64
+             * @description Recordings kept at the end of the day (deleted ones no longer count).
+             */
+            recordings: number;
+        };
         UsageRow: {
             /** Format: int64 */
             bytes: number;
             /** Format: double */
             hours: number;
-            /** @description Owner id, stream id, or the day (YYYY-MM-DD, by start) — per `group_by`. */
+            /**
+             * @description Owner id, stream id, course id (`none` for streams outside a course), or the day
+             *     (YYYY-MM-DD, by start) — per `group_by`.
+             */
             key: string;
+            /** @description What people call it: the owner's display name, the stream's or course's title, the day. */
+            label: string;
             /** Format: int64 */
             recordings: number;
         };
@@ -3816,6 +4098,8 @@ export interface components {
             roles: components["schemas"]["Role"][];
             /** @description `active` or `disabled`. */
             status: string;
+            /** @description The IANA time zone the user plans in (the studio's schedule); null: the browser's. */
+            time_zone: string | null;
             two_factor_enabled: boolean;
         };
         UserList: {
@@ -4546,6 +4830,70 @@ export interface operations {
             };
         };
     };
+    storage_history: {
+        parameters: {
+            query?: {
+                /** @description How many days back, today included: 1 to 366 (default 30). */
+                days?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StorageHistory"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     storage_repair: {
         parameters: {
             query?: never;
@@ -4581,6 +4929,98 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    storage_repair_selected: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RepairSelection"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScanReport"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, a NUL character (U+0000) in any text, or a body that cannot be read; malformed_json: a body that is not the JSON this operation takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body (or the Content-Length announcing it) is over this route's limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type: the Content-Type is not JSON, or names another charset than UTF-8 */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4761,7 +5201,7 @@ export interface operations {
     storage_usage: {
         parameters: {
             query?: {
-                /** @description `owner`, `stream` or `day` (default `owner`). */
+                /** @description `owner`, `stream`, `course` or `day` (default `owner`). */
                 group_by?: string;
             };
             header?: never;
@@ -4804,6 +5244,59 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    metric_history: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MetricHistoryResponse"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5310,6 +5803,131 @@ export interface operations {
             };
             /** @description last_role; cannot_demote_self: an admin's own admin role */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    user_sessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionList"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    revoke_user_session: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6605,6 +7223,77 @@ export interface operations {
             };
         };
     };
+    moderation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                channel: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Moderation"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, or a NUL character (U+0000) in the path or the query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     mute_user: {
         parameters: {
             query?: never;
@@ -7310,6 +7999,98 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CourseResponse"];
+                };
+            };
+            /** @description bad_request: a parameter that does not parse, a NUL character (U+0000) in any text, or a body that cannot be read; malformed_json: a body that is not the JSON this operation takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body (or the Content-Length announcing it) is over this route's limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type: the Content-Type is not JSON, or names another charset than UTF-8 */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: a dependency (database, Redis, storage) cannot be reached; try again later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    preview_description: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DescriptionPreviewRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DescriptionPreview"];
                 };
             };
             /** @description bad_request: a parameter that does not parse, a NUL character (U+0000) in any text, or a body that cannot be read; malformed_json: a body that is not the JSON this operation takes */
@@ -12542,6 +13323,8 @@ export interface operations {
                 started_before?: string;
                 min_size_bytes?: number;
                 max_size_bytes?: number;
+                /** @description Recordings of this course's lessons. */
+                course_id?: string;
                 cursor?: string;
                 /** @description 1 to 100 (default 20). */
                 limit?: number;

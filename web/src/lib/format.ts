@@ -68,3 +68,64 @@ export function isoToLocalInput(iso: string): string {
 }
 
 export const browserTimeZone = (): string => Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+
+/** The zone a user plans in: their profile's, else the browser's. */
+export const planningTimeZone = (profile: string | null | undefined): string => profile || browserTimeZone();
+
+const pad2 = (n: number) => String(n).padStart(2, '0');
+
+/** How far `tz` is ahead of UTC at the instant `ms`, in minutes (Asia/Shanghai: 480). */
+export function zoneOffsetMinutes(tz: string, ms: number): number {
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone: tz,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+  }).formatToParts(new Date(ms));
+  const get = (type: string) => Number(parts.find((p) => p.type === type)?.value ?? 0);
+  const wall = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
+  return Math.round((wall - Math.floor(ms / 1000) * 1000) / 60_000);
+}
+
+/** A wall-clock time `YYYY-MM-DDTHH:mm` in `tz` as RFC 3339 UTC, or null. A time skipped by a
+ * clock change moves forward with it; a repeated one is taken at its first occurrence. */
+export function zonedInputToIso(v: string, tz: string): string | null {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})$/.exec(v);
+  if (!m) return null;
+  const [, y, mo, d, h, mi] = m.map(Number) as [number, number, number, number, number, number];
+  const wall = Date.UTC(y, mo - 1, d, h, mi);
+  // The zone's offsets a day before and a day after: the same, or the two sides of a change.
+  const before = wall - zoneOffsetMinutes(tz, wall - 86_400_000) * 60_000;
+  const after = wall - zoneOffsetMinutes(tz, wall + 86_400_000) * 60_000;
+  const shows = (ms: number) => isoToZonedInput(new Date(ms).toISOString(), tz) === v;
+  const valid = [before, after].filter(shows);
+  // Both (a repeated hour): the first; none (a skipped hour): the old offset, which lands after.
+  return new Date(valid.length ? Math.min(...valid) : before).toISOString();
+}
+
+/** An RFC 3339 time as `YYYY-MM-DDTHH:mm` on the wall clocks of `tz` (a datetime-local value). */
+export function isoToZonedInput(iso: string, tz: string): string {
+  const ms = Date.parse(iso);
+  const d = new Date(ms + zoneOffsetMinutes(tz, ms) * 60_000);
+  return `${d.getUTCFullYear()}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}T${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}`;
+}
+
+/** The day (`YYYY-MM-DD`) of an instant in `tz`. */
+export const zonedDay = (iso: string | number, tz: string): string => isoToZonedInput(new Date(iso).toISOString(), tz).slice(0, 10);
+
+/** `YYYY-MM-DD` plus `n` days (calendar arithmetic, no zone involved). */
+export function addDays(day: string, n: number): string {
+  const d = new Date(`${day}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + n);
+  return d.toISOString().slice(0, 10);
+}
+
+/** The Monday of the week holding `day` (`YYYY-MM-DD`). */
+export function mondayOf(day: string): string {
+  const d = new Date(`${day}T00:00:00Z`);
+  return addDays(day, -((d.getUTCDay() + 6) % 7));
+}

@@ -12,6 +12,8 @@ export interface SessionUser {
   roles: string[];
   locale?: string;
   avatar_url?: string | null;
+  /** The IANA zone the user plans in; null: the browser's. */
+  time_zone?: string | null;
 }
 
 export type SessionState =

@@ -1,6 +1,6 @@
-// /me: profile, password, two-factor (QR code, recovery codes), signed-in devices with revoke
+// /me: profile (name, avatar, e-mail language, the time zone the studio plans in), password, two-factor (QR code, recovery codes), signed-in devices with revoke
 // and "sign out everywhere", and notification preferences.
-import { useState, type FormEvent } from 'react';
+import { useMemo, useState, type FormEvent } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useLocation } from 'wouter';
 import { api, apiFetch, must } from '../../api/client';
@@ -8,6 +8,7 @@ import { useI18n, type Locale } from '../../lib/i18n';
 import type { MessageKey } from '../../lib/i18n/en';
 import { logout, reloadUser } from '../../lib/session';
 import { useSession } from '../../lib/useSession';
+import { browserTimeZone } from '../../lib/format';
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -19,11 +20,17 @@ function Profile() {
   const user = s.status === 'authenticated' ? s.user : null;
   const [name, setName] = useState(user?.display_name ?? '');
   const [locale, setLocale] = useState<string>(user?.locale ?? 'en');
+  // '' = the browser's zone (null on the server).
+  const [zone, setZone] = useState<string>(user?.time_zone ?? '');
+  const zones = useMemo(() => {
+    const all = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : [];
+    return zone && !all.includes(zone) ? [zone, ...all] : all;
+  }, [zone]);
   const [msg, setMsg] = useState<string | null>(null);
   const save = async (e: FormEvent) => {
     e.preventDefault();
     try {
-      must(await api.PATCH('/api/v1/me', { body: { display_name: name, locale } }));
+      must(await api.PATCH('/api/v1/me', { body: { display_name: name, locale, time_zone: zone || null } }));
       await reloadUser();
       setMsg(t('me.saved'));
     } catch (err) {
@@ -69,6 +76,17 @@ function Profile() {
         <select value={locale} onChange={(e) => setLocale(e.target.value as Locale)}>
           <option value="zh-CN">简体中文</option>
           <option value="en">English</option>
+        </select>
+      </label>
+      <label>
+        {t('me.timeZone')}
+        <select name="time_zone" value={zone} onChange={(e) => setZone(e.target.value)}>
+          <option value="">{t('me.timeZoneBrowser', { tz: browserTimeZone() })}</option>
+          {zones.map((z) => (
+            <option key={z} value={z}>
+              {z}
+            </option>
+          ))}
         </select>
       </label>
       <button type="submit" className="button">

@@ -1,7 +1,8 @@
-// Every recording, filtered (owner, state, start date, size), with a bulk delete whose
-// confirmation says how many recordings and bytes go.
+// Every recording, filtered (owner, course, state, start date, size) and named (its course and
+// lesson, its owner), with a bulk delete whose confirmation says how many recordings and bytes
+// go. The owner and course choices are those holding recordings (the storage usage groups).
 import { useState } from 'react';
-import { useInfiniteQuery, useQueryClient } from '@tanstack/react-query';
+import { useInfiniteQuery, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, apiFetch, must } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
 import { formatBytes } from '../../lib/format';
@@ -9,13 +10,18 @@ import { ErrorMessage, Loading } from '../../components/Status';
 
 interface Filters {
   owner_id: string;
+  course_id: string;
   status: string;
   after: string;
   before: string;
   min_mb: string;
 }
-const NONE: Filters = { owner_id: '', status: '', after: '', before: '', min_mb: '' };
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const NONE: Filters = { owner_id: '', course_id: '', status: '', after: '', before: '', min_mb: '' };
+
+const groups = (group_by: 'owner' | 'course') => ({
+  queryKey: ['storage-usage', group_by],
+  queryFn: async () => must(await api.GET('/api/v1/admin/storage/usage', { params: { query: { group_by } } })),
+});
 
 export function OpsRecordings() {
   const { t, dateTime, duration, locale } = useI18n();
@@ -25,6 +31,8 @@ export function OpsRecordings() {
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const [confirming, setConfirming] = useState(false);
   const [result, setResult] = useState<string | null>(null);
+  const owners = useQuery(groups('owner'));
+  const courses = useQuery(groups('course'));
   const list = useInfiniteQuery({
     queryKey: ['ops-recordings', f],
     initialPageParam: undefined as string | undefined,
@@ -35,7 +43,8 @@ export function OpsRecordings() {
             query: {
               limit: 100,
               cursor: pageParam,
-              owner_id: UUID.test(f.owner_id.trim()) ? f.owner_id.trim() : undefined,
+              owner_id: f.owner_id || undefined,
+              course_id: f.course_id || undefined,
               status: f.status || undefined,
               started_after: f.after ? new Date(`${f.after}T00:00:00`).toISOString() : undefined,
               started_before: f.before ? new Date(`${f.before}T23:59:59`).toISOString() : undefined,
@@ -84,7 +93,27 @@ export function OpsRecordings() {
       >
         <label>
           {t('ops.owner')}
-          <input name="owner_id" placeholder="UUID" value={draft.owner_id} onChange={(e) => setDraft({ ...draft, owner_id: e.target.value })} />
+          <select name="owner_id" value={draft.owner_id} onChange={(e) => setDraft({ ...draft, owner_id: e.target.value })}>
+            <option value="">{t('studio.roster.all')}</option>
+            {(owners.data?.groups ?? []).map((g) => (
+              <option key={g.key} value={g.key}>
+                {g.label || g.key.slice(0, 8)} ({g.recordings})
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          {t('ops.course')}
+          <select name="course_id" value={draft.course_id} onChange={(e) => setDraft({ ...draft, course_id: e.target.value })}>
+            <option value="">{t('studio.roster.all')}</option>
+            {(courses.data?.groups ?? [])
+              .filter((g) => g.key !== 'none')
+              .map((g) => (
+                <option key={g.key} value={g.key}>
+                  {g.label} ({g.recordings})
+                </option>
+              ))}
+          </select>
         </label>
         <label>
           {t('ops.rec.state')}
@@ -145,6 +174,7 @@ export function OpsRecordings() {
                   <span className="sr-only">{t('ops.select')}</span>
                 </th>
                 <th scope="col">{t('ops.rec.started')}</th>
+                <th scope="col">{t('ops.rec.lesson')}</th>
                 <th scope="col">{t('ops.owner')}</th>
                 <th scope="col">{t('ops.rec.state')}</th>
                 <th scope="col">{t('ops.rec.duration')}</th>
@@ -167,9 +197,18 @@ export function OpsRecordings() {
                   <td>
                     <time dateTime={r.started_at}>{dateTime(r.started_at)}</time>
                   </td>
-                  <td title={r.owner_id}>
-                    <code>{r.owner_id.slice(0, 8)}</code>
+                  <td data-testid="rec-lesson">
+                    {r.course_title ? (
+                      <>
+                        <span>{r.lesson_title}</span>
+                        <br />
+                        <span className="muted small">{r.course_title}</span>
+                      </>
+                    ) : (
+                      r.stream_title
+                    )}
                   </td>
+                  <td title={r.owner_id}>{r.owner_name}</td>
                   <td>{t(`studio.rec.status.${r.status as 'ready'}`)}</td>
                   <td className="num">{duration(r.duration_s)}</td>
                   <td className="num" data-bytes={r.size_bytes}>

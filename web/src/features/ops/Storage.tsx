@@ -1,7 +1,8 @@
-// Storage: usage now and per day (uPlot), the biggest owners and streams, the consistency
-// scan and its repair, and the retention job (what the next run deletes; run it now).
+// Storage: usage now and over time (uPlot: bytes held at the end of each day, and each day's
+// change), the biggest owners, courses and streams by name, the consistency scan and its
+// repair, and the retention job (what the next run deletes; run it now).
 import { useMemo, useState } from 'react';
-import { useQueries, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, must } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
 import { formatBytes } from '../../lib/format';
@@ -10,8 +11,9 @@ import { DayChart } from '../../components/Chart';
 import type { components } from '../../api/schema';
 
 type Report = components['schemas']['ScanReport'];
+type Group = 'owner' | 'stream' | 'course';
 
-const usage = (group_by: 'owner' | 'stream' | 'day') => ({
+const usage = (group_by: Group) => ({
   queryKey: ['storage-usage', group_by],
   queryFn: async () => must(await api.GET('/api/v1/admin/storage/usage', { params: { query: { group_by } } })),
 });
@@ -19,25 +21,14 @@ const usage = (group_by: 'owner' | 'stream' | 'day') => ({
 export function Storage() {
   const { t, locale, dateTime, duration } = useI18n();
   const qc = useQueryClient();
-  const byDay = useQuery(usage('day'));
+  const [span, setSpan] = useState(30);
+  const history = useQuery({
+    queryKey: ['storage-usage', 'history', span],
+    queryFn: async () => must(await api.GET('/api/v1/admin/storage/history', { params: { query: { days: span } } })),
+  });
   const byOwner = useQuery(usage('owner'));
+  const byCourse = useQuery(usage('course'));
   const byStream = useQuery(usage('stream'));
-  const ownerIds = (byOwner.data?.groups ?? []).slice(0, 10).map((g) => g.key);
-  const names = useQuery({
-    queryKey: ['profiles', ownerIds.join(',')],
-    enabled: ownerIds.length > 0,
-    queryFn: async () => must(await api.GET('/api/v1/users/profiles', { params: { query: { ids: ownerIds.join(',') } } })),
-  });
-  // The top streams' titles (one read per stream shown; a deleted stream keeps its id prefix).
-  const streamIds = (byStream.data?.groups ?? []).slice(0, 10).map((g) => g.key);
-  const streams = useQueries({
-    queries: streamIds.map((id) => ({
-      queryKey: ['live-stream', id],
-      queryFn: async () => must(await api.GET('/api/v1/live-streams/{id}', { params: { path: { id } } })),
-      retry: false,
-      staleTime: 5 * 60_000,
-    })),
-  });
   const preview = useQuery({
     queryKey: ['retention-preview'],
     queryFn: async () => must(await api.GET('/api/v1/admin/storage/retention/preview')),
@@ -48,21 +39,22 @@ export function Storage() {
   const fmt = useMemo(() => (v: number) => formatBytes(v, locale), [locale]);
   const dayLabel = useMemo(() => (d: number) => dateTime(new Date(d * 1000), { dateStyle: 'medium', timeZone: 'UTC' }), [dateTime]);
   const chart = useMemo(() => {
-    const rows = [...(byDay.data?.groups ?? [])].sort((a, b) => a.key.localeCompare(b.key));
-    const days = rows.map((r) => Date.parse(`${r.key}T00:00:00Z`) / 1000);
-    let acc = 0;
-    const kept = rows.map((r) => (acc += r.bytes));
+    const rows = history.data?.days ?? [];
+    const days = rows.map((r) => Date.parse(`${r.day}T00:00:00Z`) / 1000);
+    const held = rows.map((r) => r.bytes);
+    // The first day's change is unknown from the window alone: the server's figure is a level.
+    const change = held.map((b, i) => (i === 0 ? 0 : b - (held[i - 1] ?? b)));
     return {
       days,
       series: [
-        { label: t('ops.storage.added'), color: '#1d4ed8', values: rows.map((r) => r.bytes) },
-        { label: t('ops.storage.cumulative'), color: '#166534', values: kept, line: true },
+        { label: t('ops.storage.change'), color: '#1d4ed8', values: change },
+        { label: t('ops.storage.held'), color: '#166534', values: held, line: true },
       ],
     };
-  }, [byDay.data, t]);
-  if (byDay.isPending) return <Loading />;
-  if (byDay.isError) return <ErrorMessage error={byDay.error} retry={() => void byDay.refetch()} />;
-  const total = byDay.data.total;
+  }, [history.data, t]);
+  if (byOwner.isPending) return <Loading />;
+  if (byOwner.isError) return <ErrorMessage error={byOwner.error} retry={() => void byOwner.refetch()} />;
+  const total = byOwner.data.total;
   const refreshAll = () => qc.invalidateQueries({ queryKey: ['storage-usage'] });
   const act = async (kind: 'scan' | 'repair') => {
     if (kind === 'repair' && !window.confirm(t('ops.storage.repairConfirm'))) return;
@@ -86,8 +78,6 @@ export function Storage() {
       setBusy(false);
     }
   };
-  const name = (id: string) => names.data?.items.find((p) => p.id === id)?.display_name ?? id.slice(0, 8);
-  const streamTitle = (id: string) => streams[streamIds.indexOf(id)]?.data?.title || id.slice(0, 8);
   return (
     <div>
       <h1>{t('ops.storage.title')}</h1>
@@ -110,20 +100,33 @@ export function Storage() {
       <button type="button" className="button button-secondary button-small" onClick={() => void refreshAll()}>
         {t('ops.refresh')}
       </button>
-      <h2>{t('ops.storage.perDay')}</h2>
-      {chart.days.length ? (
-        <DayChart label={t('ops.storage.perDay')} days={chart.days} series={chart.series} format={fmt} dateLabel={dayLabel} testId="usage-chart" xLabel={t('chart.day')} />
-      ) : (
-        <p>{t('ops.storage.none')}</p>
+      <h2>{t('ops.storage.overTime')}</h2>
+      <label className="inline">
+        {t('ops.storage.span')}{' '}
+        <select name="span" value={span} onChange={(e) => setSpan(Number(e.target.value))}>
+          {[30, 90, 365].map((n) => (
+            <option key={n} value={n}>
+              {t('ops.storage.lastDays', { n })}
+            </option>
+          ))}
+        </select>
+      </label>
+      {history.isError && <ErrorMessage error={history.error} retry={() => void history.refetch()} />}
+      {history.data && (
+        <DayChart label={t('ops.storage.overTime')} days={chart.days} series={chart.series} format={fmt} dateLabel={dayLabel} testId="usage-chart" xLabel={t('chart.day')} />
       )}
-      <div className="two-col">
+      <div className="three-col">
         <section>
           <h2>{t('ops.storage.topOwners')}</h2>
-          <Top rows={(byOwner.data?.groups ?? []).slice(0, 10)} label={name} fmt={fmt} keyTitle={t('ops.owner')} />
+          <Top rows={(byOwner.data?.groups ?? []).slice(0, 10)} fmt={fmt} keyTitle={t('ops.owner')} testId="top-owners" />
+        </section>
+        <section>
+          <h2>{t('ops.storage.topCourses')}</h2>
+          <Top rows={(byCourse.data?.groups ?? []).slice(0, 10)} fmt={fmt} keyTitle={t('ops.course')} testId="top-courses" />
         </section>
         <section>
           <h2>{t('ops.storage.topStreams')}</h2>
-          <Top rows={(byStream.data?.groups ?? []).slice(0, 10)} label={streamTitle} fmt={fmt} keyTitle={t('ops.stream')} />
+          <Top rows={(byStream.data?.groups ?? []).slice(0, 10)} fmt={fmt} keyTitle={t('ops.stream')} testId="top-streams" />
         </section>
       </div>
       <h2>{t('ops.storage.consistency')}</h2>
@@ -148,14 +151,22 @@ export function Storage() {
             })}
           </p>
           {report.kind === 'repair' && <p>{t('ops.storage.repaired', { deleted: report.r.deleted_objects, repaired: report.r.repaired_recordings })}</p>}
-          {report.r.orphan_objects.length > 0 && (
-            <ul className="small">
-              {report.r.orphan_objects.slice(0, 20).map((o) => (
-                <li key={o.key}>
-                  <code>{o.key}</code> ({formatBytes(o.size_bytes, locale)})
-                </li>
-              ))}
-            </ul>
+          {report.kind === 'scan' && (report.r.orphan_objects.length > 0 || report.r.recordings_with_missing_objects.length > 0) && (
+            <ChooseRepair
+              report={report.r}
+              busy={busy}
+              onRepair={async (objects, recordings) => {
+                if (!window.confirm(t('ops.storage.repairChosenConfirm', { objects: objects.length, recordings: recordings.length }))) return;
+                setBusy(true);
+                try {
+                  const r = must(await api.POST('/api/v1/admin/storage/repair/selected', { body: { objects, recordings } }));
+                  setReport({ kind: 'repair', r });
+                  await refreshAll();
+                } finally {
+                  setBusy(false);
+                }
+              }}
+            />
           )}
         </div>
       )}
@@ -190,21 +201,49 @@ export function Storage() {
   );
 }
 
-function Top({
-  rows,
-  label,
-  fmt,
-  keyTitle,
-}: {
-  rows: components['schemas']['UsageRow'][];
-  label: (k: string) => string;
-  fmt: (v: number) => string;
-  keyTitle: string;
-}) {
+/** The scan's findings with a checkbox each; repair only those ticked. */
+function ChooseRepair({ report, busy, onRepair }: { report: Report; busy: boolean; onRepair: (objects: string[], recordings: string[]) => Promise<void> }) {
+  const { t, locale } = useI18n();
+  const [objects, setObjects] = useState<Set<string>>(new Set());
+  const [recordings, setRecordings] = useState<Set<string>>(new Set());
+  const flip = (set: Set<string>, v: string, put: (s: Set<string>) => void) => {
+    const next = new Set(set);
+    if (next.has(v)) next.delete(v);
+    else next.add(v);
+    put(next);
+  };
+  return (
+    <fieldset className="choose-repair" data-testid="choose-repair">
+      <legend>{t('ops.storage.choose')}</legend>
+      {report.orphan_objects.slice(0, 200).map((o) => (
+        <label key={o.key} className="check small">
+          <input type="checkbox" checked={objects.has(o.key)} onChange={() => flip(objects, o.key, setObjects)} />
+          <code>{o.key}</code> ({formatBytes(o.size_bytes, locale)}) — {t('ops.storage.orphan')}
+        </label>
+      ))}
+      {report.recordings_with_missing_objects.slice(0, 200).map((m) => (
+        <label key={m.recording_id} className="check small">
+          <input type="checkbox" checked={recordings.has(m.recording_id)} onChange={() => flip(recordings, m.recording_id, setRecordings)} />
+          <code>{m.recording_id}</code> — {t('ops.storage.missing', { n: m.missing.length })}
+        </label>
+      ))}
+      <button
+        type="button"
+        className="button button-danger button-small"
+        disabled={busy || objects.size + recordings.size === 0}
+        onClick={() => void onRepair([...objects], [...recordings])}
+      >
+        {t('ops.storage.repairChosen', { n: objects.size + recordings.size })}
+      </button>
+    </fieldset>
+  );
+}
+
+function Top({ rows, fmt, keyTitle, testId }: { rows: components['schemas']['UsageRow'][]; fmt: (v: number) => string; keyTitle: string; testId: string }) {
   const { t } = useI18n();
   if (rows.length === 0) return <p>{t('ops.storage.none')}</p>;
   return (
-    <table>
+    <table data-testid={testId}>
       <thead>
         <tr>
           <th scope="col">{keyTitle}</th>
@@ -215,7 +254,8 @@ function Top({
       <tbody>
         {rows.map((r) => (
           <tr key={r.key}>
-            <td title={r.key}>{label(r.key)}</td>
+            {/* Streams outside a course group under `none`, without a title. */}
+            <td title={r.key}>{r.key === 'none' ? t('ops.storage.noCourse') : r.label || r.key.slice(0, 8)}</td>
             <td className="num">{r.recordings}</td>
             <td className="num">{fmt(r.bytes)}</td>
           </tr>

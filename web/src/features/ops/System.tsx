@@ -1,11 +1,14 @@
-// System: readiness of each dependency (/readyz) and a few key metrics read from /metrics,
-// sampled every 5 s while the page is open (a short history, charted).
-import { useEffect, useMemo, useState } from 'react';
+// System: readiness of each dependency (/readyz) and this node's key metrics over the last
+// hour, from the history the server keeps (GET /admin/system/metrics, refreshed every 10 s):
+// two charts, traffic (requests/s, segments/s, live sessions) and load (chat connections,
+// upload backlog, memory).
+import { useMemo } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import { useI18n } from '../../lib/i18n';
 import { DayChart } from '../../components/Chart';
-import { apiFetch } from '../../api/client';
-import { metricSum } from '../../lib/metrics';
+import { api, must } from '../../api/client';
+import { formatBytes } from '../../lib/format';
+import { ErrorMessage } from '../../components/Status';
 
 interface Readiness {
   status: string;
@@ -13,72 +16,40 @@ interface Readiness {
   checks: { name: string; status: string; error?: string; latency_ms: number }[];
 }
 
-interface Sample {
-  at: number;
-  live: number;
-  segments: number;
-  backlog: number;
-  chat: number;
-  requests: number;
-  errors: number;
-}
-
 export function System() {
-  const { t, dateTime } = useI18n();
+  const { t, dateTime, locale } = useI18n();
   const ready = useQuery({
     queryKey: ['readyz'],
     queryFn: async () => (await (await fetch('/readyz')).json()) as Readiness,
     refetchInterval: 10_000,
   });
-  const [samples, setSamples] = useState<Sample[]>([]);
-  const [metricsError, setMetricsError] = useState<number | null>(null);
-  useEffect(() => {
-    let stop = false;
-    const poll = async () => {
-      const r = await apiFetch('/metrics');
-      if (!r.ok) {
-        setMetricsError(r.status);
-        return;
-      }
-      const text = await r.text();
-      const errors = [...text.matchAll(/^http_requests_total\{[^}]*status="5\d\d"[^}]*\}\s+(\S+)/gm)].reduce((s, m) => s + Number(m[1]), 0);
-      const s: Sample = {
-        at: Date.now() / 1000,
-        live: metricSum(text, 'live_sessions_active') ?? 0,
-        segments: metricSum(text, 'live_segments_total') ?? 0,
-        backlog: metricSum(text, 'recording_upload_queue_depth') ?? 0,
-        chat: metricSum(text, 'chat_connections') ?? 0,
-        requests: metricSum(text, 'http_requests_total') ?? 0,
-        errors,
-      };
-      if (!stop) setSamples((old) => [...old.slice(-59), s]);
-    };
-    void poll();
-    const id = setInterval(() => void poll(), 5000);
-    return () => {
-      stop = true;
-      clearInterval(id);
-    };
-  }, []);
+  const history = useQuery({
+    queryKey: ['system-metrics'],
+    queryFn: async () => must(await api.GET('/api/v1/admin/system/metrics')),
+    refetchInterval: 10_000,
+  });
+  const samples = history.data?.samples ?? [];
   const last = samples[samples.length - 1];
-  const prev = samples[samples.length - 2];
-  const rate = (k: 'segments' | 'requests' | 'errors') => (last && prev ? (last[k] - prev[k]) / (last.at - prev.at) : 0);
-  const errRate = last && prev && last.requests > prev.requests ? (last.errors - prev.errors) / (last.requests - prev.requests) : 0;
-  const chart = useMemo(() => {
-    const pts = samples.slice(1).map((s, i) => {
-      const p = samples[i] ?? s;
-      return { at: s.at, seg: s.at > p.at ? (s.segments - p.segments) / (s.at - p.at) : 0 };
-    });
+  const charts = useMemo(() => {
+    const at = samples.map((s) => Math.round(Date.parse(s.at) / 1000));
+    const round = (v: number) => Math.round(v * 100) / 100;
     return {
-      days: pts.map((p) => Math.round(p.at)),
-      series: [
-        { label: t('ops.sys.live'), color: '#dc2626', values: samples.slice(1).map((s) => s.live), line: true },
-        { label: t('ops.sys.segments'), color: '#1d4ed8', values: pts.map((p) => Number(p.seg.toFixed(2))), line: true },
+      at,
+      traffic: [
+        { label: t('ops.sys.requests'), color: '#7c3aed', values: samples.map((s) => round(s.requests_per_s)), line: true },
+        { label: t('ops.sys.segments'), color: '#1d4ed8', values: samples.map((s) => round(s.segments_per_s)), line: true },
+        { label: t('ops.sys.live'), color: '#dc2626', values: samples.map((s) => s.live_sessions), line: true },
       ],
+      load: [
+        { label: t('ops.sys.chat'), color: '#0b6e4f', values: samples.map((s) => s.chat_connections), line: true },
+        { label: t('ops.sys.backlog'), color: '#b45309', values: samples.map((s) => s.upload_backlog), line: true },
+      ],
+      memory: [{ label: t('ops.sys.memory'), color: '#374151', values: samples.map((s) => s.rss_bytes), line: true }],
     };
   }, [samples, t]);
   const timeLabel = useMemo(() => (s: number) => dateTime(new Date(s * 1000), { timeStyle: 'medium' }), [dateTime]);
   const num = useMemo(() => (v: number) => String(Math.round(v * 100) / 100), []);
+  const bytes = useMemo(() => (v: number) => formatBytes(v, locale), [locale]);
   return (
     <div>
       <h1>{t('ops.sys.title')}</h1>
@@ -95,32 +66,53 @@ export function System() {
         </ul>
       )}
       <h2>{t('ops.sys.metrics')}</h2>
-      {metricsError !== null && <p role="alert">{t('ops.sys.metricsUnavailable', { status: metricsError })}</p>}
+      {history.isError && <ErrorMessage error={history.error} retry={() => void history.refetch()} />}
+      {history.data && (
+        <p className="muted small">{t('ops.sys.node', { node: history.data.node, n: Math.round((samples.length * history.data.interval_s) / 60) })}</p>
+      )}
+      {history.data && !last && <p data-testid="metrics">{t('ops.sys.warming')}</p>}
       {last && (
         <dl className="stats" data-testid="metrics">
           <div>
             <dt>{t('ops.sys.live')}</dt>
-            <dd>{last.live}</dd>
+            <dd>{last.live_sessions}</dd>
           </div>
           <div>
             <dt>{t('ops.sys.segments')}</dt>
-            <dd>{rate('segments').toFixed(2)}</dd>
+            <dd>{last.segments_per_s.toFixed(2)}</dd>
           </div>
           <div>
             <dt>{t('ops.sys.backlog')}</dt>
-            <dd>{last.backlog}</dd>
+            <dd>{last.upload_backlog}</dd>
           </div>
           <div>
             <dt>{t('ops.sys.chat')}</dt>
-            <dd>{last.chat}</dd>
+            <dd>{last.chat_connections}</dd>
+          </div>
+          <div>
+            <dt>{t('ops.sys.requests')}</dt>
+            <dd>{last.requests_per_s.toFixed(1)}</dd>
           </div>
           <div>
             <dt>{t('ops.sys.errors')}</dt>
-            <dd>{(errRate * 100).toFixed(1)} %</dd>
+            <dd>{(last.error_ratio * 100).toFixed(1)} %</dd>
+          </div>
+          <div>
+            <dt>{t('ops.sys.memory')}</dt>
+            <dd>{formatBytes(last.rss_bytes, locale)}</dd>
           </div>
         </dl>
       )}
-      {chart.days.length > 1 && <DayChart label={t('ops.sys.history')} days={chart.days} series={chart.series} format={num} dateLabel={timeLabel} pad={5} xLabel={t('chart.time')} />}
+      {charts.at.length > 1 && (
+        <>
+          <h3>{t('ops.sys.traffic')}</h3>
+          <DayChart label={t('ops.sys.traffic')} days={charts.at} series={charts.traffic} format={num} dateLabel={timeLabel} pad={5} xLabel={t('chart.time')} testId="metrics-traffic" />
+          <h3>{t('ops.sys.load')}</h3>
+          <DayChart label={t('ops.sys.load')} days={charts.at} series={charts.load} format={num} dateLabel={timeLabel} pad={5} xLabel={t('chart.time')} />
+          <h3>{t('ops.sys.memory')}</h3>
+          <DayChart label={t('ops.sys.memory')} days={charts.at} series={charts.memory} format={bytes} dateLabel={timeLabel} pad={5} xLabel={t('chart.time')} />
+        </>
+      )}
     </div>
   );
 }

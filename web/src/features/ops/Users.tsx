@@ -1,5 +1,6 @@
-// Users: search by email, roles (grant/remove), disable/enable, sign out everywhere.
-import { useState } from 'react';
+// Users: search by email, roles (grant/remove), disable/enable, their devices (sessions: where,
+// how, last use; sign one out) and sign out everywhere.
+import { Fragment, useState } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, must, mustOk } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
@@ -15,6 +16,7 @@ export function Users() {
   const [q, setQ] = useState('');
   const [email, setEmail] = useState('');
   const [msg, setMsg] = useState<string | null>(null);
+  const [open, setOpen] = useState<string | null>(null);
   const users = useQuery({
     queryKey: ['ops-users', email],
     queryFn: async () => must(await api.GET('/api/v1/admin/users', { params: { query: { email: email || undefined, limit: 50 } } })),
@@ -25,6 +27,7 @@ export function Users() {
       await f();
       setMsg(done);
       await qc.invalidateQueries({ queryKey: ['ops-users'] });
+      await qc.invalidateQueries({ queryKey: ['ops-user-sessions'] });
     } catch (e) {
       setMsg(e instanceof Error ? e.message : String(e));
     }
@@ -67,7 +70,8 @@ export function Users() {
             </thead>
             <tbody>
               {users.data.items.map((u) => (
-                <tr key={u.id}>
+                <Fragment key={u.id}>
+                <tr>
                   <td>
                     {u.display_name}
                     <br />
@@ -122,6 +126,15 @@ export function Users() {
                     <button
                       type="button"
                       className="button button-small button-secondary"
+                      aria-expanded={open === u.id}
+                      aria-controls={`sessions-${u.id}`}
+                      onClick={() => setOpen(open === u.id ? null : u.id)}
+                    >
+                      {t('ops.users.devices')}
+                    </button>
+                    <button
+                      type="button"
+                      className="button button-small button-secondary"
                       onClick={() =>
                         void run(async () => mustOk(await api.POST('/api/v1/admin/users/{id}/revoke-sessions', { params: { path: { id: u.id } } })), t('ops.users.revoked'))
                       }
@@ -145,11 +158,76 @@ export function Users() {
                     )}
                   </td>
                 </tr>
+                {open === u.id && (
+                  <tr id={`sessions-${u.id}`} className="subrow">
+                    <td colSpan={5}>
+                      <UserSessions id={u.id} name={u.display_name} run={run} />
+                    </td>
+                  </tr>
+                )}
+                </Fragment>
               ))}
             </tbody>
           </table>
         </div>
       )}
     </div>
+  );
+}
+
+/** A user's live sessions (devices), each of which the admin can sign out. */
+function UserSessions({ id, name, run }: { id: string; name: string; run: (f: () => Promise<unknown>, done: string) => Promise<void> }) {
+  const { t, dateTime } = useI18n();
+  const list = useQuery({
+    queryKey: ['ops-user-sessions', id],
+    queryFn: async () => must(await api.GET('/api/v1/admin/users/{id}/sessions', { params: { path: { id } } })),
+  });
+  if (list.isPending) return <Loading />;
+  if (list.isError) return <ErrorMessage error={list.error} retry={() => void list.refetch()} />;
+  if (list.data.items.length === 0) return <p className="muted">{t('ops.users.noDevices', { name })}</p>;
+  return (
+    <table data-testid="user-sessions" aria-label={t('ops.users.devicesOf', { name })}>
+      <thead>
+        <tr>
+          <th scope="col">{t('ops.users.device')}</th>
+          <th scope="col">{t('ops.users.ip')}</th>
+          <th scope="col">{t('ops.users.method')}</th>
+          <th scope="col">{t('ops.users.lastUsed')}</th>
+          <th scope="col">{t('ops.users.signedIn')}</th>
+          <th scope="col">
+            <span className="sr-only">{t('studio.actions')}</span>
+          </th>
+        </tr>
+      </thead>
+      <tbody>
+        {list.data.items.map((s) => (
+          <tr key={s.id} data-session-id={s.id}>
+            <td className="small">{s.user_agent || '—'}</td>
+            <td>{s.ip || '—'}</td>
+            <td>{s.auth_method}</td>
+            <td>
+              <time dateTime={s.last_used_at}>{dateTime(s.last_used_at)}</time>
+            </td>
+            <td>
+              <time dateTime={s.created_at}>{dateTime(s.created_at)}</time>
+            </td>
+            <td className="actions">
+              <button
+                type="button"
+                className="button button-small button-danger"
+                onClick={() =>
+                  void run(
+                    async () => mustOk(await api.DELETE('/api/v1/admin/users/{id}/sessions/{session_id}', { params: { path: { id, session_id: s.id } } })),
+                    t('ops.users.deviceSignedOut'),
+                  )
+                }
+              >
+                {t('ops.users.signOutDevice')}
+              </button>
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }

@@ -1,5 +1,5 @@
 // One course in the studio: its details (title, summary, Markdown description with the
-// server's rendering as the preview, price, tags, cover), its visibility (publish, unpublish,
+// server's rendering of the text being written as the preview, price, tags, cover), its visibility (publish, unpublish,
 // archive, delete), and tabs for its lessons, roster, attendance, recordings and chat.
 import { useEffect, useState } from 'react';
 import { Link, useLocation } from 'wouter';
@@ -160,11 +160,7 @@ function Details({ course: c }: { course: Course }) {
           </button>
         </div>
         {preview ? (
-          <div className="prose preview-box" data-testid="description-preview">
-            {form.description !== c.description && <p className="notice">{t('studio.previewSaved')}</p>}
-            {/* The server's rendering of the saved Markdown (sanitized there with ammonia). */}
-            <div dangerouslySetInnerHTML={{ __html: c.description_html }} />
-          </div>
+          <DescriptionPreview markdown={form.description} saved={form.description === c.description ? c.description_html : null} />
         ) : (
           <label>
             {t('studio.description')}
@@ -197,18 +193,6 @@ function Details({ course: c }: { course: Course }) {
           <button type="submit" className="button">
             {t('common.save')}
           </button>
-          {form.description !== c.description && (
-            <button
-              type="button"
-              className="button button-secondary"
-              onClick={async () => {
-                await save();
-                setPreview(true);
-              }}
-            >
-              {t('studio.saveAndPreview')}
-            </button>
-          )}
         </div>
         {msg && (
           <p className={msg.ok ? 'form-ok' : 'form-error'} role={msg.ok ? 'status' : 'alert'}>
@@ -246,6 +230,27 @@ function Details({ course: c }: { course: Course }) {
           </p>
         )}
       </aside>
+    </div>
+  );
+}
+
+/** The server's rendering of `markdown` (sanitized there with ammonia, as the course page will
+ * show it): the saved HTML when the text is the saved one, else a render of the text as it is
+ * now (POST /courses/description-preview; nothing is saved). */
+function DescriptionPreview({ markdown, saved }: { markdown: string; saved: string | null }) {
+  const { t } = useI18n();
+  const render = useQuery({
+    queryKey: ['description-preview', markdown],
+    enabled: saved === null,
+    staleTime: Infinity,
+    queryFn: async () => must(await api.POST('/api/v1/courses/description-preview', { body: { markdown } })).html,
+  });
+  const html = saved ?? render.data;
+  return (
+    <div className="prose preview-box" data-testid="description-preview">
+      {saved === null && <p className="notice">{t('studio.previewUnsaved')}</p>}
+      {render.isError && <ErrorMessage error={render.error} retry={() => void render.refetch()} />}
+      {html === undefined ? !render.isError && <Loading /> : <div dangerouslySetInnerHTML={{ __html: html }} />}
     </div>
   );
 }

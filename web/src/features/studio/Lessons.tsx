@@ -1,5 +1,6 @@
-// A course's lessons as a schedule in the teacher's time zone (grouped by day: the list view,
-// or only the days of one week), with the form to add or edit one. Whether a lesson is
+// A course's lessons as a schedule in the teacher's time zone (their profile's, else the
+// browser's): the list view grouped by day, or a week grid of seven day columns (Monday first),
+// with the form to add or edit one, whose times are wall-clock times of that zone. Whether a lesson is
 // recorded, and for how long recordings are kept, belong to its live stream. The stream key
 // for OBS/ffmpeg is in the API's answers only when a lesson is created or its key is reset
 // (it is stored hashed): it is shown once then, with a copy button; otherwise the server URL
@@ -10,7 +11,8 @@ import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, must, mustOk } from '../../api/client';
 import { useI18n } from '../../lib/i18n';
 import { ErrorMessage, Loading } from '../../components/Status';
-import { browserTimeZone, isoToLocalInput, localInputToIso } from '../../lib/format';
+import { addDays, isoToZonedInput, mondayOf, planningTimeZone, zonedDay, zonedInputToIso } from '../../lib/format';
+import { useSession } from '../../lib/useSession';
 import type { components } from '../../api/schema';
 
 type Lesson = components['schemas']['LessonResponse'];
@@ -37,18 +39,24 @@ interface Draft {
   retention: string;
 }
 
-const emptyDraft = (): Draft => {
-  const d = new Date(Date.now() + 24 * 3600 * 1000);
-  d.setMinutes(0, 0, 0);
-  return { title: '', kind: 'broadcast', starts: isoToLocalInput(d.toISOString()), duration: '60', record: true, retention: '' };
+/** Tomorrow at the next full hour, on the wall clocks of `tz`. */
+const emptyDraft = (tz: string): Draft => {
+  const starts = `${isoToZonedInput(new Date(Date.now() + 24 * 3600 * 1000).toISOString(), tz).slice(0, 13)}:00`;
+  return { title: '', kind: 'broadcast', starts, duration: '60', record: true, retention: '' };
 };
+
+/** The zone the signed-in user plans in. */
+function usePlanningZone(): string {
+  const s = useSession();
+  return planningTimeZone(s.status === 'authenticated' ? s.user.time_zone : null);
+}
 
 export function Lessons({ courseId }: { courseId: string }) {
   const { t, dateTime, locale } = useI18n();
   const qc = useQueryClient();
-  const tz = browserTimeZone();
+  const tz = usePlanningZone();
   const [view, setView] = useState<'list' | 'week'>('list');
-  const [weekStart, setWeekStart] = useState(() => startOfWeek(new Date()));
+  const [weekStart, setWeekStart] = useState(() => mondayOf(zonedDay(Date.now(), tz)));
   const [editing, setEditing] = useState<Lesson | 'new' | null>(null);
   const [fresh, setFresh] = useState<FreshKey | null>(null);
   const [deleteError, setDeleteError] = useState<string | null>(null);
@@ -57,23 +65,25 @@ export function Lessons({ courseId }: { courseId: string }) {
     queryFn: async () =>
       must(await api.GET('/api/v1/courses/{id}/lessons', { params: { path: { id: courseId } } })),
   });
-  const days = useMemo(() => {
+  // Lessons by their day in the zone (YYYY-MM-DD), in time order.
+  const byDay = useMemo(() => {
     const items = [...(lessons.data?.items ?? [])].sort((a, b) => a.starts_at.localeCompare(b.starts_at));
-    const shown =
-      view === 'week'
-        ? items.filter((l) => {
-            const s = new Date(l.starts_at).getTime();
-            return s >= weekStart.getTime() && s < weekStart.getTime() + 7 * 86400_000;
-          })
-        : items;
     const groups = new Map<string, Lesson[]>();
-    const dayFmt = new Intl.DateTimeFormat(locale, { dateStyle: 'full', timeZone: tz });
-    for (const l of shown) {
-      const k = dayFmt.format(new Date(l.starts_at));
+    for (const l of items) {
+      const k = zonedDay(l.starts_at, tz);
       groups.set(k, [...(groups.get(k) ?? []), l]);
     }
-    return [...groups.entries()];
-  }, [lessons.data, view, weekStart, locale, tz]);
+    return groups;
+  }, [lessons.data, tz]);
+  const [dayTitle, dayShort] = useMemo(() => {
+    // A calendar day named in the reader's language (noon UTC: the same date in every zone);
+    // short in the week grid's narrow columns.
+    const full = new Intl.DateTimeFormat(locale, { dateStyle: 'full', timeZone: 'UTC' });
+    const short = new Intl.DateTimeFormat(locale, { weekday: 'short', month: 'short', day: 'numeric', timeZone: 'UTC' });
+    const at = (day: string) => new Date(`${day}T12:00:00Z`);
+    return [(day: string) => full.format(at(day)), (day: string) => short.format(at(day))];
+  }, [locale]);
+  const weekDays = Array.from({ length: 7 }, (_, i) => addDays(weekStart, i));
   if (lessons.isPending) return <Loading />;
   if (lessons.isError) return <ErrorMessage error={lessons.error} retry={() => void lessons.refetch()} />;
   const done = async () => {
@@ -94,11 +104,11 @@ export function Lessons({ courseId }: { courseId: string }) {
         </div>
         {view === 'week' && (
           <div className="actions">
-            <button type="button" className="button button-small button-secondary" onClick={() => setWeekStart(new Date(weekStart.getTime() - 7 * 86400_000))}>
+            <button type="button" className="button button-small button-secondary" onClick={() => setWeekStart(addDays(weekStart, -7))}>
               ← {t('studio.lessons.prevWeek')}
             </button>
-            <span>{dateTime(weekStart, { dateStyle: 'medium' })}</span>
-            <button type="button" className="button button-small button-secondary" onClick={() => setWeekStart(new Date(weekStart.getTime() + 7 * 86400_000))}>
+            <span data-testid="week-of">{t('studio.lessons.weekOf', { day: dateTime(new Date(`${weekStart}T12:00:00Z`), { dateStyle: 'medium', timeZone: 'UTC' }) })}</span>
+            <button type="button" className="button button-small button-secondary" onClick={() => setWeekStart(addDays(weekStart, 7))}>
               {t('studio.lessons.nextWeek')} →
             </button>
           </div>
@@ -107,7 +117,10 @@ export function Lessons({ courseId }: { courseId: string }) {
           {t('studio.lessons.add')}
         </button>
       </div>
-      <p className="muted">{t('studio.lessons.timeZone', { tz })}</p>
+      <p className="muted" data-testid="schedule-zone">
+        {t('studio.lessons.timeZone', { tz })}{' '}
+        <Link href="~/me">{t('studio.lessons.changeZone')}</Link>
+      </p>
       {editing && (
         <LessonForm
           courseId={courseId}
@@ -125,61 +138,96 @@ export function Lessons({ courseId }: { courseId: string }) {
           {deleteError}
         </p>
       )}
-      {days.length === 0 && <p>{t('course.noLessons')}</p>}
-      {days.map(([day, ls]) => (
-        <section key={day} className="schedule-day">
-          <h2>{day}</h2>
-          <ul className="lessons" data-testid="studio-lessons">
-            {ls.map((l) => (
-              <li key={l.id} className="lesson-row studio-lesson">
-                <div>
-                  <strong>{l.title}</strong>{' '}
-                  <span className={`badge badge-${l.status}`}>{t(`course.status.${l.status}`)}</span>
-                  <p className="muted">
-                    {dateTime(l.starts_at, { timeStyle: 'short', timeZone: tz })} · {t('course.minutes', { n: l.duration_minutes })} ·{' '}
-                    {t(`studio.kind.${l.kind}`)}
-                  </p>
-                  {l.live_stream_id && <StreamFacts streamId={l.live_stream_id} lesson={l} />}
-                </div>
-                <div className="actions">
-                  <Link href={`~/lessons/${l.id}`} className="button button-small">
-                    {t('studio.lessons.classroom')}
-                  </Link>
-                  <button type="button" className="button button-small button-secondary" onClick={() => setEditing(l)}>
-                    {t('studio.edit')}
-                  </button>
-                  <button
-                    type="button"
-                    className="button button-small button-danger"
-                    onClick={async () => {
-                      if (!window.confirm(t('studio.lessons.deleteConfirm', { title: l.title }))) return;
-                      setDeleteError(null);
-                      try {
-                        mustOk(await api.DELETE('/api/v1/lessons/{id}', { params: { path: { id: l.id } } }));
-                      } catch (e) {
-                        setDeleteError(t('studio.lessons.deleteFailed', { title: l.title, detail: e instanceof Error ? e.message : String(e) }));
-                        return;
-                      }
-                      await done();
-                    }}
-                  >
-                    {t('studio.delete')}
-                  </button>
-                </div>
-              </li>
-            ))}
-          </ul>
-        </section>
-      ))}
+      {view === 'list' && byDay.size === 0 && <p>{t('course.noLessons')}</p>}
+      {view === 'list' &&
+        [...byDay.entries()].map(([day, ls]) => (
+          <section key={day} className="schedule-day">
+            <h2>{dayTitle(day)}</h2>
+            <ul className="lessons" data-testid="studio-lessons">
+              {ls.map((l) => (
+                <LessonRow key={l.id} lesson={l} tz={tz} onEdit={() => setEditing(l)} onDeleted={done} onDeleteError={setDeleteError} />
+              ))}
+            </ul>
+          </section>
+        ))}
+      {view === 'week' && (
+        <div className="week-grid" data-testid="week-grid">
+          {weekDays.map((day) => (
+            <section key={day} className="week-day" aria-label={dayTitle(day)} data-day={day}>
+              <h3>{dayShort(day)}</h3>
+              {(byDay.get(day) ?? []).length === 0 ? (
+                <p className="muted small">{t('studio.lessons.freeDay')}</p>
+              ) : (
+                <ul className="lessons" data-testid="studio-lessons">
+                  {(byDay.get(day) ?? []).map((l) => (
+                    <LessonRow key={l.id} lesson={l} tz={tz} compact onEdit={() => setEditing(l)} onDeleted={done} onDeleteError={setDeleteError} />
+                  ))}
+                </ul>
+              )}
+            </section>
+          ))}
+        </div>
+      )}
     </div>
   );
 }
 
-function startOfWeek(d: Date): Date {
-  const x = new Date(d);
-  x.setHours(0, 0, 0, 0);
-  x.setDate(x.getDate() - ((x.getDay() + 6) % 7)); // Monday
-  return x;
+/** One lesson of the schedule: its time in the zone, state, stream facts and actions. */
+function LessonRow({
+  lesson: l,
+  tz,
+  compact = false,
+  onEdit,
+  onDeleted,
+  onDeleteError,
+}: {
+  lesson: Lesson;
+  tz: string;
+  compact?: boolean;
+  onEdit: () => void;
+  onDeleted: () => Promise<void>;
+  onDeleteError: (e: string | null) => void;
+}) {
+  const { t, dateTime } = useI18n();
+  return (
+    <li className="lesson-row studio-lesson" data-lesson-id={l.id}>
+      <div>
+        <strong>{l.title}</strong> <span className={`badge badge-${l.status}`}>{t(`course.status.${l.status}`)}</span>
+        <p className="muted">
+          <time dateTime={l.starts_at} data-testid="lesson-time">
+            {dateTime(l.starts_at, { timeStyle: 'short', timeZone: tz })}
+          </time>{' '}
+          · {t('course.minutes', { n: l.duration_minutes })} · {t(`studio.kind.${l.kind}`)}
+        </p>
+        {!compact && l.live_stream_id && <StreamFacts streamId={l.live_stream_id} lesson={l} />}
+      </div>
+      <div className="actions">
+        <Link href={`~/lessons/${l.id}`} className="button button-small">
+          {t('studio.lessons.classroom')}
+        </Link>
+        <button type="button" className="button button-small button-secondary" onClick={onEdit}>
+          {t('studio.edit')}
+        </button>
+        <button
+          type="button"
+          className="button button-small button-danger"
+          onClick={async () => {
+            if (!window.confirm(t('studio.lessons.deleteConfirm', { title: l.title }))) return;
+            onDeleteError(null);
+            try {
+              mustOk(await api.DELETE('/api/v1/lessons/{id}', { params: { path: { id: l.id } } }));
+            } catch (e) {
+              onDeleteError(t('studio.lessons.deleteFailed', { title: l.title, detail: e instanceof Error ? e.message : String(e) }));
+              return;
+            }
+            await onDeleted();
+          }}
+        >
+          {t('studio.delete')}
+        </button>
+      </div>
+    </li>
+  );
 }
 
 /** A button that copies `value`, saying so (or that the browser refused). */
@@ -321,6 +369,7 @@ function LessonForm({
 }) {
   const { t } = useI18n();
   const qc = useQueryClient();
+  const tz = usePlanningZone();
   const stream = useQuery({
     queryKey: ['live-stream', lesson?.live_stream_id],
     enabled: !!lesson?.live_stream_id,
@@ -328,8 +377,8 @@ function LessonForm({
   });
   const [d, setD] = useState<Draft>(() =>
     lesson
-      ? { title: lesson.title, kind: lesson.kind, starts: isoToLocalInput(lesson.starts_at), duration: String(lesson.duration_minutes), record: true, retention: '' }
-      : emptyDraft(),
+      ? { title: lesson.title, kind: lesson.kind, starts: isoToZonedInput(lesson.starts_at, tz), duration: String(lesson.duration_minutes), record: true, retention: '' }
+      : emptyDraft(tz),
   );
   const [loadedStream, setLoadedStream] = useState(false);
   if (stream.data && !loadedStream) {
@@ -341,9 +390,9 @@ function LessonForm({
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
     setError(null);
-    const starts_at = localInputToIso(d.starts);
+    const starts_at = zonedInputToIso(d.starts, tz);
     if (!starts_at) return;
-    const body = { title: d.title, kind: d.kind, starts_at, duration_minutes: Number(d.duration), time_zone: browserTimeZone() };
+    const body = { title: d.title, kind: d.kind, starts_at, duration_minutes: Number(d.duration), time_zone: tz };
     try {
       // Once created, a second submit (after the stream settings failed) changes that lesson.
       const target = lesson ?? created;
@@ -378,7 +427,7 @@ function LessonForm({
       </label>
       <div className="row">
         <label>
-          {t('studio.lessons.starts')}
+          {t('studio.lessons.startsIn', { tz })}
           <input name="starts_at" type="datetime-local" required value={d.starts} onChange={(e) => setD({ ...d, starts: e.target.value })} />
         </label>
         <label>
