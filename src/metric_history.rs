@@ -90,7 +90,10 @@ impl MetricHistory {
 
     /// Take a reading now (the task does this every `interval`; tests call it directly).
     pub fn sample_now(&self) {
-        self.push(read(&crate::telemetry::render_metrics(), OffsetDateTime::now_utc()));
+        self.push(read(
+            &crate::telemetry::render_metrics(),
+            OffsetDateTime::now_utc(),
+        ));
     }
 }
 
@@ -192,7 +195,10 @@ process_resident_memory_bytes 5.5e7
     #[test]
     fn sums_the_series_of_one_name_and_filters_by_label() {
         assert_eq!(sum(TEXT, "http_requests_total", |_| true), 95.0);
-        assert_eq!(sum(TEXT, "http_requests_total", |l| l.contains("status=\"5")), 5.0);
+        assert_eq!(
+            sum(TEXT, "http_requests_total", |l| l.contains("status=\"5")),
+            5.0
+        );
         assert_eq!(sum(TEXT, "live_sessions_active", |_| true), 3.0);
         assert_eq!(sum(TEXT, "process_resident_memory_bytes", |_| true), 5.5e7);
         assert_eq!(sum(TEXT, "missing_metric", |_| true), 0.0);
@@ -218,8 +224,15 @@ process_resident_memory_bytes 5.5e7
         h.push(at(20, 300.0, 10.0, 40.0));
         let s = h.samples();
         assert_eq!(s.len(), 2);
-        assert_eq!((s[0].requests_per_s, s[0].error_ratio, s[0].segments_per_s), (20.0, 0.05, 2.0));
-        assert_eq!((s[1].requests_per_s, s[1].error_ratio), (0.0, 0.0), "no requests, no ratio");
+        assert_eq!(
+            (s[0].requests_per_s, s[0].error_ratio, s[0].segments_per_s),
+            (20.0, 0.05, 2.0)
+        );
+        assert_eq!(
+            (s[1].requests_per_s, s[1].error_ratio),
+            (0.0, 0.0),
+            "no requests, no ratio"
+        );
         // A fourth reading pushes the first out; a counter reset gives no negative rate.
         h.push(at(30, 50.0, 0.0, 60.0));
         let s = h.samples();

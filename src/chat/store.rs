@@ -462,7 +462,10 @@ pub struct ChatMute {
 }
 
 /// Who is muted in `channel` now, newest first (at most 1,000).
-pub async fn mutes(conn: &mut PgConnection, channel: ChannelId) -> Result<Vec<ChatMute>, sqlx::Error> {
+pub async fn mutes(
+    conn: &mut PgConnection,
+    channel: ChannelId,
+) -> Result<Vec<ChatMute>, sqlx::Error> {
     sqlx::query_as!(
         ChatMute,
         r#"SELECT m.user_id, u.display_name, m.until, m.muted_by, m.created_at AS muted_at

@@ -98,7 +98,9 @@ pub struct ProfilePatch {
 }
 
 /// Absent stays `None`; `null` becomes `Some(None)` (clear it).
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 

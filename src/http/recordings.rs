@@ -458,7 +458,10 @@ async fn storage_usage(
     let (key_sql, label_sql) = match group_by.as_str() {
         "owner" => ("r.owner_id::text", "coalesce(u.display_name, '')"),
         "stream" => ("r.live_stream_id::text", "coalesce(s.title, '')"),
-        "course" => ("coalesce(l.course_id::text, 'none')", "coalesce(c.title, '')"),
+        "course" => (
+            "coalesce(l.course_id::text, 'none')",
+            "coalesce(c.title, '')",
+        ),
         "day" => {
             let day = "to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
             (day, day)
@@ -473,9 +476,8 @@ async fn storage_usage(
     };
     // `key_sql` and `label_sql` are constants above, never user text. A stream is at most one
     // lesson's (lessons.live_stream_id is unique): the joins add no rows.
-    let rows: Vec<(String, String, i64, i64, i64)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {key_sql} AS key, {label_sql} AS label, count(*),
+    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {key_sql} AS key, {label_sql} AS label, count(*),
                     coalesce(sum({HELD_BYTES}), 0)::bigint, coalesce(sum(r.duration_ms), 0)::bigint
              FROM recordings r
              LEFT JOIN users u ON u.id = r.owner_id
@@ -483,9 +485,9 @@ async fn storage_usage(
              LEFT JOIN lessons l ON l.live_stream_id = r.live_stream_id
              LEFT JOIN courses c ON c.id = l.course_id
              WHERE r.deleted_at IS NULL GROUP BY 1, 2 ORDER BY 4 DESC, 1 LIMIT 1000"
-        )))
-        .fetch_all(&state.db)
-        .await?;
+    )))
+    .fetch_all(&state.db)
+    .await?;
     let groups: Vec<UsageRow> = rows
         .into_iter()
         .map(|(key, label, n, bytes, ms)| UsageRow {

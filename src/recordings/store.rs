@@ -548,7 +548,10 @@ pub struct UsageDay {
 /// while it is recorded, its `size_bytes` (HLS, MP4, poster) once ready, and nothing once
 /// deleted. Each of those changes is an event at a time; a day's figure is the sum of the
 /// events up to its end.
-pub async fn usage_history(conn: &mut PgConnection, days: i32) -> Result<Vec<UsageDay>, sqlx::Error> {
+pub async fn usage_history(
+    conn: &mut PgConnection,
+    days: i32,
+) -> Result<Vec<UsageDay>, sqlx::Error> {
     sqlx::query_as!(
         UsageDay,
         r#"WITH seg AS (

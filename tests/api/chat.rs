@@ -762,7 +762,13 @@ async fn moderators_list_who_is_muted_in_a_channel_and_who_is_banned_from_the_co
         (classmate.0, json!({})),
         (third.0, json!({"duration_s": 1})),
     ] {
-        let r = send(Method::PUT, format!("/api/v1/chat/channels/{room}/mutes/{who}"), teacher, Some(body)).await;
+        let r = send(
+            Method::PUT,
+            format!("/api/v1/chat/channels/{room}/mutes/{who}"),
+            teacher,
+            Some(body),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
     }
     let r = send(
@@ -788,7 +794,10 @@ async fn moderators_list_who_is_muted_in_a_channel_and_who_is_banned_from_the_co
     assert!(!student_mute["display_name"].as_str().unwrap().is_empty());
     assert_eq!(ids(&v, "bans"), vec![third.0.to_string()]);
     assert_eq!(v["bans"][0]["reason"], "spam links");
-    assert_eq!((v["muted"].clone(), v["slow_mode_s"].clone()), (json!(false), json!(0)));
+    assert_eq!(
+        (v["muted"].clone(), v["slow_mode_s"].clone()),
+        (json!(false), json!(0))
+    );
 
     // Mutes belong to a channel, bans to the course: the course channel shows only the ban.
     let c = ok(lists(course_channel.clone(), teacher).await, StatusCode::OK).await;
@@ -797,17 +806,39 @@ async fn moderators_list_who_is_muted_in_a_channel_and_who_is_banned_from_the_co
 
     // Lifting takes them off the lists.
     let sid = class.student.0;
-    let r = send(Method::DELETE, format!("/api/v1/chat/channels/{room}/mutes/{sid}"), teacher, None).await;
+    let r = send(
+        Method::DELETE,
+        format!("/api/v1/chat/channels/{room}/mutes/{sid}"),
+        teacher,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = send(Method::DELETE, format!("/api/v1/chat/channels/{room}/bans/{}", third.0), teacher, None).await;
+    let r = send(
+        Method::DELETE,
+        format!("/api/v1/chat/channels/{room}/bans/{}", third.0),
+        teacher,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let v = ok(lists(room.clone(), teacher).await, StatusCode::OK).await;
     assert_eq!(ids(&v, "mutes"), vec![classmate.0.to_string()]);
     assert!(ids(&v, "bans").is_empty(), "{v}");
 
     // Students may not see the lists; strangers do not learn the channel exists.
-    assert_problem(lists(room.clone(), &class.student.1).await, StatusCode::FORBIDDEN, "forbidden").await;
-    assert_problem(lists(room.clone(), &class.stranger.1).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(
+        lists(room.clone(), &class.student.1).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_problem(
+        lists(room.clone(), &class.stranger.1).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -143,19 +143,41 @@ async fn a_teacher_builds_a_course_a_student_enrolls_and_plays_and_a_stranger_is
     let preview = |token: String, md: &str| {
         let (app, body) = (&app, json!({"markdown": md}));
         async move {
-            app.send(Method::POST, "/api/v1/courses/description-preview", Some(&token), Some(&body))
-                .await
+            app.send(
+                Method::POST,
+                "/api/v1/courses/description-preview",
+                Some(&token),
+                Some(&body),
+            )
+            .await
         }
     };
     let p = json_of(
-        preview(teacher.clone(), "# Welcome\n\n**bold** <img src=x onerror=alert(1)>\n\n<script>alert(1)</script>").await,
+        preview(
+            teacher.clone(),
+            "# Welcome\n\n**bold** <img src=x onerror=alert(1)>\n\n<script>alert(1)</script>",
+        )
+        .await,
         StatusCode::OK,
     )
     .await;
-    assert_eq!(p["html"], course["description_html"], "the saved rendering, before saving");
-    assert_problem(preview(student.clone(), "hi").await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_eq!(
+        p["html"], course["description_html"],
+        "the saved rendering, before saving"
+    );
+    assert_problem(
+        preview(student.clone(), "hi").await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
     let long = "x".repeat(50_001);
-    assert_problem(preview(teacher.clone(), &long).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_problem(
+        preview(teacher.clone(), &long).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
 
     let lesson = create_lesson(&app, &teacher, &cid, "meeting", false).await;
     assert_eq!(lesson["status"], "scheduled");

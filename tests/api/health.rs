@@ -202,14 +202,19 @@ async fn the_server_keeps_a_short_history_of_its_key_metrics_for_ops() {
     let samples = h["samples"].as_array().unwrap();
     assert!(samples.len() >= 2, "a sample a second for 3.5 s: {h}");
     assert!(
-        samples.iter().any(|s| s["requests_per_s"].as_f64().unwrap() >= 5.0),
+        samples
+            .iter()
+            .any(|s| s["requests_per_s"].as_f64().unwrap() >= 5.0),
         "≈ 40 requests a second were made: {h}"
     );
     let last = samples.last().unwrap();
     assert!(last["rss_bytes"].as_f64().unwrap() > 1e6, "{last}");
     assert!((0.0..=1.0).contains(&last["error_ratio"].as_f64().unwrap()));
     let times: Vec<&str> = samples.iter().map(|s| s["at"].as_str().unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[0] < w[1]), "oldest first: {times:?}");
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {times:?}"
+    );
 
     let r = app.get_auth("/api/v1/admin/system/metrics", &student).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);

@@ -596,9 +596,16 @@ async fn an_admin_sees_a_users_devices_and_signs_one_of_them_out() {
     let list: Value = r.json().await.unwrap();
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{list}");
-    assert!(items.iter().all(|s| s["auth_method"] == "password" && s["current"] == false));
+    assert!(
+        items
+            .iter()
+            .all(|s| s["auth_method"] == "password" && s["current"] == false)
+    );
     // Newest first: the laptop's login.
-    let (laptop_sid, phone_sid) = (items[0]["id"].as_str().unwrap(), items[1]["id"].as_str().unwrap());
+    let (laptop_sid, phone_sid) = (
+        items[0]["id"].as_str().unwrap(),
+        items[1]["id"].as_str().unwrap(),
+    );
     assert!(laptop_sid > phone_sid);
 
     // The phone is lost: the admin ends its session only.
@@ -611,31 +618,54 @@ async fn an_admin_sees_a_users_devices_and_signs_one_of_them_out() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.get_auth("/api/v1/me", at(&phone)).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get_auth("/api/v1/me", at(&laptop)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_auth("/api/v1/me", at(&phone)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get_auth("/api/v1/me", at(&laptop)).await.status(),
+        StatusCode::OK
+    );
     let list: Value = sessions(admin.clone()).await.json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list["items"][0]["id"], laptop_sid);
     // Again: gone. Another user's session id under this user: not found either.
     for path in [
         format!("/api/v1/admin/users/{id}/sessions/{phone_sid}"),
-        format!("/api/v1/admin/users/{}/sessions/{laptop_sid}", uuid::Uuid::new_v4()),
+        format!(
+            "/api/v1/admin/users/{}/sessions/{laptop_sid}",
+            uuid::Uuid::new_v4()
+        ),
     ] {
         let r = app.send(Method::DELETE, &path, Some(&admin), None).await;
         assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
     }
-    assert_eq!(app.get_auth("/api/v1/me", at(&laptop)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_auth("/api/v1/me", at(&laptop)).await.status(),
+        StatusCode::OK
+    );
     let r = app
-        .get_auth(&format!("/api/v1/admin/users/{}/sessions", uuid::Uuid::new_v4()), &admin)
+        .get_auth(
+            &format!("/api/v1/admin/users/{}/sessions", uuid::Uuid::new_v4()),
+            &admin,
+        )
         .await;
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
 
     // The user cannot read the admin view, even of themselves.
-    assert_problem(sessions(at(&laptop).to_owned()).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_problem(
+        sessions(at(&laptop).to_owned()).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
 
     // The audit log says who ended which session.
     let log: Value = app
-        .get_auth(&format!("/api/v1/admin/audit-log?user_id={id}&action=session."), &admin)
+        .get_auth(
+            &format!("/api/v1/admin/audit-log?user_id={id}&action=session."),
+            &admin,
+        )
         .await
         .json()
         .await
@@ -1062,19 +1092,39 @@ async fn an_avatar_is_stored_and_served_through_a_signed_url() {
     // The time zone the studio plans in: set, kept when absent, refused when unknown, cleared.
     let patch = |body: Value| {
         let (app, token) = (&app, at(&t).to_owned());
-        async move { app.send(Method::PATCH, "/api/v1/me", Some(&token), Some(&body)).await }
+        async move {
+            app.send(Method::PATCH, "/api/v1/me", Some(&token), Some(&body))
+                .await
+        }
     };
-    let me: Value = patch(json!({"time_zone": "Asia/Shanghai"})).await.json().await.unwrap();
+    let me: Value = patch(json!({"time_zone": "Asia/Shanghai"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["time_zone"], "Asia/Shanghai");
-    let me: Value = patch(json!({"display_name": "Han Meimei"})).await.json().await.unwrap();
+    let me: Value = patch(json!({"display_name": "Han Meimei"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["time_zone"], "Asia/Shanghai", "{me}");
     for bad in ["Mars/Olympus_Mons", "Asia/Shang hai"] {
         let r = patch(json!({"time_zone": bad})).await;
         assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     }
-    let me: Value = app.get_auth("/api/v1/me", at(&t)).await.json().await.unwrap();
+    let me: Value = app
+        .get_auth("/api/v1/me", at(&t))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["time_zone"], "Asia/Shanghai");
-    let me: Value = patch(json!({"time_zone": null})).await.json().await.unwrap();
+    let me: Value = patch(json!({"time_zone": null}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(me["time_zone"].is_null(), "{me}");
 }
 

@@ -1136,7 +1136,10 @@ async fn the_storage_scan_finds_orphans_and_missing_objects_and_repair_fixes_bot
 
     // The operator chooses: the stray object and a key the recording uses (not an orphan).
     // Only the stray one goes; the recording is left for later; the used key stays.
-    let stray_key = found["orphan_objects"][0]["key"].as_str().unwrap().to_string();
+    let stray_key = found["orphan_objects"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let used_key = format!("recordings/{id}/{}", names[0]);
     let r = live
         .app
@@ -1152,10 +1155,20 @@ async fn the_storage_scan_finds_orphans_and_missing_objects_and_repair_fixes_bot
     assert_eq!(chosen["deleted_objects"], 1, "{chosen}");
     assert_eq!(chosen["repaired_recordings"], 0, "{chosen}");
     assert!(!stray.join("segment-00000001.ts").exists());
-    assert!(root.join(id).join(&names[0]).exists(), "a used object is never deleted");
+    assert!(
+        root.join(id).join(&names[0]).exists(),
+        "a used object is never deleted"
+    );
     let still = post("/api/v1/admin/storage/scan").await;
-    assert_eq!(still["orphan_objects"].as_array().unwrap().len(), 0, "{still}");
-    assert_eq!(still["recordings_with_missing_objects"][0]["recording_id"], id);
+    assert_eq!(
+        still["orphan_objects"].as_array().unwrap().len(),
+        0,
+        "{still}"
+    );
+    assert_eq!(
+        still["recordings_with_missing_objects"][0]["recording_id"],
+        id
+    );
     // The stray object again (its emptied folder went with it), for the repair of everything.
     std::fs::create_dir_all(&stray).unwrap();
     std::fs::write(stray.join("segment-00000001.ts"), b"stray bytes").unwrap();

@@ -61,7 +61,10 @@ async fn the_server_answers_as_its_openapi_document_says() {
         // (GET /me/sessions) and user id, and would end the session with them.
         .args(["--exclude-path", "/api/v1/me/sessions/{id}"])
         .args(["--exclude-path", "/api/v1/admin/users/{id}/revoke-sessions"])
-        .args(["--exclude-path", "/api/v1/admin/users/{id}/sessions/{session_id}"])
+        .args([
+            "--exclude-path",
+            "/api/v1/admin/users/{id}/sessions/{session_id}",
+        ])
         .args(["--report", "junit", "--report-dir"])
         .arg(&report)
         .arg("--no-color")

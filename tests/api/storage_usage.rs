@@ -34,13 +34,19 @@ struct Rec<'a> {
 }
 
 async fn insert(app: &TestApp, owner: uuid::Uuid, r: Rec<'_>) -> uuid::Uuid {
-    let mut db = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
+    let mut db = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
     let id = uuid::Uuid::now_v7();
     let (ready_at, size) = match &r.ready {
         Some((t, size)) => (t.clone(), *size),
         None => ("NULL".into(), 0),
     };
-    let status = if r.ready.is_some() { "ready" } else { "recording" };
+    let status = if r.ready.is_some() {
+        "ready"
+    } else {
+        "recording"
+    };
     let deleted = r.deleted.clone().unwrap_or_else(|| "NULL".into());
     let sql = format!(
         "INSERT INTO recordings (id, live_stream_id, owner_id, session_id, status, started_at,
@@ -90,8 +96,11 @@ async fn ops_see_usage_by_name_per_course_and_day_by_day_over_time() {
         .await;
     let teacher = class.teacher.0;
     let lesson: Value = json(
-        app.get_auth(&format!("/api/v1/lessons/{}", class.lesson), &class.teacher.1)
-            .await,
+        app.get_auth(
+            &format!("/api/v1/lessons/{}", class.lesson),
+            &class.teacher.1,
+        )
+        .await,
     )
     .await;
     let lesson_stream = lesson["live_stream_id"].as_str().unwrap().to_string();
@@ -113,40 +122,64 @@ async fn ops_see_usage_by_name_per_course_and_day_by_day_over_time() {
     // A: recorded 3 days ago (300 bytes of segments), ready 2 days ago at 1,000 bytes (HLS,
     // MP4, poster). B: recorded and ready 2 days ago (800 bytes), deleted yesterday. C: being
     // recorded since yesterday on the other stream (400 bytes of segments so far).
-    insert(app, teacher, Rec {
-        stream: &lesson_stream,
-        started: at(3, 10, 0),
-        segments: &[(1, 100), (2, 200)],
-        ready: Some((at(2, 9, 0), 1000)),
-        deleted: None,
-    })
+    insert(
+        app,
+        teacher,
+        Rec {
+            stream: &lesson_stream,
+            started: at(3, 10, 0),
+            segments: &[(1, 100), (2, 200)],
+            ready: Some((at(2, 9, 0), 1000)),
+            deleted: None,
+        },
+    )
     .await;
-    insert(app, teacher, Rec {
-        stream: &lesson_stream,
-        started: at(2, 10, 0),
-        segments: &[(1, 500)],
-        ready: Some((at(2, 11, 0), 800)),
-        deleted: Some(at(1, 12, 0)),
-    })
+    insert(
+        app,
+        teacher,
+        Rec {
+            stream: &lesson_stream,
+            started: at(2, 10, 0),
+            segments: &[(1, 500)],
+            ready: Some((at(2, 11, 0), 800)),
+            deleted: Some(at(1, 12, 0)),
+        },
+    )
     .await;
-    let c = insert(app, teacher, Rec {
-        stream: &own_stream,
-        started: at(1, 10, 0),
-        segments: &[(1, 150), (3, 250)],
-        ready: None,
-        deleted: None,
-    })
+    let c = insert(
+        app,
+        teacher,
+        Rec {
+            stream: &own_stream,
+            started: at(1, 10, 0),
+            segments: &[(1, 150), (3, 250)],
+            ready: None,
+            deleted: None,
+        },
+    )
     .await;
 
-    let h = json(app.get_auth("/api/v1/admin/storage/history?days=5", &ops).await).await;
+    let h = json(
+        app.get_auth("/api/v1/admin/storage/history?days=5", &ops)
+            .await,
+    )
+    .await;
     let days = h["days"].as_array().unwrap();
     assert_eq!(days.len(), 5, "{h}");
     let today = time::OffsetDateTime::now_utc().date();
     assert_eq!(days[4]["day"], today.to_string(), "{h}");
-    assert_eq!(days[0]["day"], (today - time::Duration::days(4)).to_string());
+    assert_eq!(
+        days[0]["day"],
+        (today - time::Duration::days(4)).to_string()
+    );
     let series: Vec<(i64, i64)> = days
         .iter()
-        .map(|d| (d["bytes"].as_i64().unwrap(), d["recordings"].as_i64().unwrap()))
+        .map(|d| {
+            (
+                d["bytes"].as_i64().unwrap(),
+                d["recordings"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         series,
@@ -164,7 +197,10 @@ async fn ops_see_usage_by_name_per_course_and_day_by_day_over_time() {
     assert_eq!(by_course["total"]["recordings"], 2);
     let groups = by_course["groups"].as_array().unwrap();
     let course = groups.iter().find(|g| g["key"] == class.course).unwrap();
-    assert_eq!((course["label"].clone(), course["bytes"].clone()), (json!("Chatty course"), json!(1000)));
+    assert_eq!(
+        (course["label"].clone(), course["bytes"].clone()),
+        (json!("Chatty course"), json!(1000))
+    );
     let none = groups.iter().find(|g| g["key"] == "none").unwrap();
     assert_eq!(none["bytes"], 400, "{by_course}");
     let by_stream = json(
@@ -178,7 +214,11 @@ async fn ops_see_usage_by_name_per_course_and_day_by_day_over_time() {
         .iter()
         .map(|g| g["label"].as_str().unwrap())
         .collect();
-    assert_eq!(labels, ["Live one", "Office hours"], "largest first: {by_stream}");
+    assert_eq!(
+        labels,
+        ["Live one", "Office hours"],
+        "largest first: {by_stream}"
+    );
     let by_owner = json(app.get_auth("/api/v1/admin/storage/usage", &ops).await).await;
     assert_eq!(by_owner["groups"][0]["key"], teacher.to_string());
     assert!(!by_owner["groups"][0]["label"].as_str().unwrap().is_empty());
@@ -193,7 +233,11 @@ async fn ops_see_usage_by_name_per_course_and_day_by_day_over_time() {
     )
     .await;
     let items = list["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "the deleted one and the other stream's are not listed: {list}");
+    assert_eq!(
+        items.len(),
+        1,
+        "the deleted one and the other stream's are not listed: {list}"
+    );
     assert_eq!(items[0]["course_title"], "Chatty course");
     assert_eq!(items[0]["lesson_title"], "Live one");
     assert_eq!(items[0]["course_id"], class.course);
@@ -205,7 +249,10 @@ async fn ops_see_usage_by_name_per_course_and_day_by_day_over_time() {
         .find(|r| r["id"] == c.to_string())
         .unwrap();
     assert_eq!(other["stream_title"], "Office hours");
-    assert!(other["course_id"].is_null() && other["lesson_title"].is_null(), "{other}");
+    assert!(
+        other["course_id"].is_null() && other["lesson_title"].is_null(),
+        "{other}"
+    );
     assert!(!other["owner_name"].as_str().unwrap().is_empty());
 
     // Bounds, and who may ask.
@@ -213,10 +260,15 @@ async fn ops_see_usage_by_name_per_course_and_day_by_day_over_time() {
         let r = app
             .get_auth(&format!("/api/v1/admin/storage/history?{bad}"), &ops)
             .await;
-        assert!(r.status() == StatusCode::BAD_REQUEST || r.status() == StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", r.status());
+        assert!(
+            r.status() == StatusCode::BAD_REQUEST || r.status() == StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            r.status()
+        );
     }
     assert_problem(
-        app.get_auth("/api/v1/admin/storage/history", &class.teacher.1).await,
+        app.get_auth("/api/v1/admin/storage/history", &class.teacher.1)
+            .await,
         StatusCode::FORBIDDEN,
         "forbidden",
     )

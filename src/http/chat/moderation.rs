@@ -60,7 +60,6 @@ async fn moderated(
     Ok((name, a, ch))
 }
 
-
 /// Remove a message: its sender within the recall window, or a moderator of the room at any
 /// time. Every subscriber gets the tombstone; history keeps the message's place, emptied.
 #[utoipa::path(delete, path = "/chat/messages/{id}", tag = "chat",
