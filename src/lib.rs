@@ -33,6 +33,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod identity;
 pub mod interaction;
+pub mod jobs;
 pub mod live;
 pub mod meetings;
 pub mod metric_history;

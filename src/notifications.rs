@@ -642,11 +642,13 @@ async fn audience(db: &PgPool, course: Uuid, staff: bool) -> Result<Vec<Uuid>, s
     .await
 }
 
-/// Start the background parts: the lesson-starting job and the listener of live and recording
-/// events (every node runs both; the log makes them notify once).
+/// Start the background parts: the lesson-starting job (with the catch-up on missed events; one
+/// node of the cluster per interval: `lease`) and the listener of live and recording events
+/// (every node; the log makes them notify once).
 pub fn spawn(
     notifier: Notifier,
     settings: NotificationSettings,
+    lease: crate::jobs::Lease,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let n = notifier.clone();
@@ -655,16 +657,8 @@ pub fn spawn(
     tokio::spawn(async move {
         let every = Duration::from_secs(settings.scan_interval_s.max(1));
         loop {
-            if let Err(e) = lessons_starting(&notifier, settings.lesson_starting_min).await {
-                tracing::warn!(error = %e, "lesson-starting notifications failed");
-            }
-            match missed_events(&notifier).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    events = n,
-                    "notified live/recording events the listener missed"
-                ),
-                Err(e) => tracing::warn!(error = %e, "catching up on missed events failed"),
+            if lease.claim_every("notifications.scan", every).await {
+                scan(&notifier, settings.lesson_starting_min).await;
             }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
@@ -674,6 +668,21 @@ pub fn spawn(
         // The listener stops on the same token: the returned handle covers both tasks.
         let _ = listener.await;
     })
+}
+
+/// The periodic pass: lessons starting soon, then the events the listener missed.
+async fn scan(notifier: &Notifier, lesson_starting_min: u32) {
+    if let Err(e) = lessons_starting(notifier, lesson_starting_min).await {
+        tracing::warn!(error = %e, "lesson-starting notifications failed");
+    }
+    match missed_events(notifier).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            events = n,
+            "notified live/recording events the listener missed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "catching up on missed events failed"),
+    }
 }
 
 /// One pass: announce lessons starting within `minutes` that were not announced yet. They are

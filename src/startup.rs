@@ -133,12 +133,15 @@ impl Application {
             pipelines.clone(),
             shutdown.child_token(),
         );
+        // Periodic jobs run on one node of the cluster per interval (src/jobs.rs).
+        let lease = crate::jobs::Lease::new(pool.clone());
         let retention = crate::recordings::retention::spawn(
             pool.clone(),
             redis.clone(),
             storage.clone(),
             settings.recordings.retention_days,
             Duration::from_secs(settings.recordings.retention_interval_s),
+            lease.clone(),
             shutdown.child_token(),
         );
         let gateways = Arc::new(
@@ -199,17 +202,20 @@ impl Application {
             settings.payments.clone(),
             gateways.clone(),
             Arc::new(move |order: uuid::Uuid| paid_notifier.payment_confirmed(&order.to_string())),
+            lease.clone(),
             shutdown.child_token(),
         );
         let notifications = crate::notifications::spawn(
             notifier.clone(),
             settings.notifications.clone(),
+            lease.clone(),
             shutdown.child_token(),
         );
         let attachment_cleanup = crate::chat::attachments::spawn_cleanup(
             pool.clone(),
             storage.clone(),
             Duration::from_secs(60),
+            lease,
             shutdown.child_token(),
         );
         let metric_history = crate::metric_history::MetricHistory::new(

@@ -354,14 +354,19 @@ pub fn spawn_cleanup(
     db: PgPool,
     storage: Storage,
     every: Duration,
+    lease: crate::jobs::Lease,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match cleanup(&db, &storage).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(uploads = n, "expired chat uploads deleted"),
-                Err(e) => tracing::warn!(error = format!("{e:#}"), "chat upload cleanup failed"),
+            if lease.claim_every("chat.upload_cleanup", every).await {
+                match cleanup(&db, &storage).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(uploads = n, "expired chat uploads deleted"),
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), "chat upload cleanup failed")
+                    }
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}

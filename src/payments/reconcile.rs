@@ -69,6 +69,7 @@ pub fn spawn(
     settings: PaymentSettings,
     gateways: Arc<Gateways>,
     on_paid: Arc<remote::OnPaid>,
+    lease: crate::jobs::Lease,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let every = Duration::from_secs(settings.reconcile_interval_s);
@@ -78,6 +79,9 @@ pub fn spawn(
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            if !lease.claim_every("payments.reconcile", every).await {
+                continue;
             }
             match run_once(&pool, &settings, &gateways, &*on_paid).await {
                 Ok(r) if r != Report::default() => tracing::info!(?r, "payments reconciliation"),

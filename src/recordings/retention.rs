@@ -45,14 +45,16 @@ pub async fn delete_recording(
     Ok(true)
 }
 
-/// Run retention every `interval`: recordings older than their stream's
-/// `recording_retention_days`, else `default_days` (0 = keep forever), are deleted.
+/// Run retention every `interval` (on one node of the cluster: `lease`): recordings older than
+/// their stream's `recording_retention_days`, else `default_days` (0 = keep forever), are
+/// deleted.
 pub fn spawn(
     db: PgPool,
     redis: Redis,
     storage: Storage,
     default_days: u32,
     interval: Duration,
+    lease: crate::jobs::Lease,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -62,6 +64,9 @@ pub fn spawn(
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => return,
+            }
+            if !lease.claim_every("recordings.retention", interval).await {
+                continue;
             }
             match run_once(&db, &redis, &storage, default_days).await {
                 Ok(0) => {}

@@ -15,6 +15,7 @@ mod health;
 mod http_limits;
 mod identity;
 mod interaction;
+mod jobs;
 mod live_rtmp;
 mod live_streams;
 mod live_whip;
