@@ -63,7 +63,7 @@ impl Lease {
         match claimed {
             Ok(row) => {
                 if row.is_some() {
-                    metrics::counter!("jobs_runs_total", "job" => name.to_owned()).increment(1);
+                    metrics::counter!("jobs_runs_total", "task" => name.to_owned()).increment(1);
                 }
                 row.is_some()
             }

@@ -86,7 +86,10 @@ pub fn spawn(
             match run_once(&pool, &settings, &gateways, &*on_paid).await {
                 Ok(r) if r != Report::default() => tracing::info!(?r, "payments reconciliation"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "payments reconciliation failed"),
+                Err(e) => {
+                    metrics::counter!("payments_reconcile_failures_total").increment(1);
+                    tracing::warn!(error = %e, "payments reconciliation failed")
+                }
             }
         }
     })
