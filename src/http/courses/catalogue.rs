@@ -424,7 +424,9 @@ pub(super) async fn delete_course(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DescriptionPreviewRequest {
-    /// A course description's Markdown, up to 50,000 characters.
+    /// A course description's Markdown, up to 50,000 characters (absent: empty). Defaulted so
+    /// that the role check, not the body's shape, answers a caller who may not use the route.
+    #[serde(default)]
     markdown: String,
 }
 

@@ -2637,8 +2637,11 @@ export interface components {
             html: string;
         };
         DescriptionPreviewRequest: {
-            /** @description A course description's Markdown, up to 50,000 characters. */
-            markdown: string;
+            /**
+             * @description A course description's Markdown, up to 50,000 characters (absent: empty). Defaulted so
+             *     that the role check, not the body's shape, answers a caller who may not use the route.
+             */
+            markdown?: string;
         };
         /** @enum {string} */
         Destination: "original" | "wallet";
