@@ -7,6 +7,8 @@
 # then the medians and the WeMaster/nginx ratios. docs/benchmarks.md quotes them.
 #
 #   bench/replay-range.sh --bin target/release/wemaster [--runs 3] [--seconds 15]
+#   bench/replay-range.sh --bin … --runs 1 --perf /tmp/replay.perf   # perf record (cpu-clock,
+#                                             call graphs) of WeMaster during its range case
 #
 # Private PostgreSQL/Redis under bench/.cache/data-replay (ports 55462/56412).
 set -euo pipefail
@@ -20,11 +22,13 @@ BIN=""
 RUNS=3
 SECONDS_PER_RUN=15
 OHA_VERSION=1.10.0
+PERF=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
+    --perf) PERF=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) die "unknown option $1" ;;
   esac
@@ -100,7 +104,11 @@ RANGE="bytes=$MID-$((MID + 1024 * 1024 - 1))"
 cat "$WORK/objects/recordings/$REC/recording.mp4" >/dev/null
 
 ranges() {
-  local server=$1 url=$2
+  local server=$1 url=$2 perf_pid=""
+  if [ -n "$PERF" ] && [ "$server" = wemaster ]; then
+    perf record -q -e cpu-clock -F 999 -g -p "$SERVER_PID" -o "$PERF" -- sleep "$SECONDS_PER_RUN" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   oha --no-tui --output-format json -z "${SECONDS_PER_RUN}s" -c 16 -H "Range: $RANGE" "$url" >"$WORK/oha.json"
   python3 - "$WORK/oha.json" "$server" <<'PY'
 import json, sys
@@ -111,6 +119,7 @@ print(json.dumps({"case": "range-1MiB", "server": sys.argv[2], "rps": round(s["r
                   "mib_s": round(s["requestsPerSec"], 1), "p99_ms": round(r["latencyPercentiles"]["p99"] * 1000, 2),
                   "status": codes}))
 PY
+  [ -z "$perf_pid" ] || wait "$perf_pid"
 }
 whole() {
   local server=$1 url=$2 speeds=()
