@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
 /// It turns off the trim threshold's adjustment too, leaving it at 128 KiB: an arena gave back
 /// (`madvise`) any free top larger than that, so each 256 KiB chunk of a file download
 /// (storage's streamed reads) was faulted in, zero-filled by the kernel and handed back again —
-/// page faults, `clear_page` and `madvise` were a fifth of the profile of replay Range GETs
+/// page faults, `clear_page` and `madvise` were a tenth of the profile of replay Range GETs
 /// (docs/benchmarks.md, "Replay downloads"). A 4 MiB trim threshold keeps one threshold's worth
 /// per arena for reuse: downloads went from 0.44× to 0.61× nginx for 1 MiB ranges and from 0.70×
 /// to 1.05× for whole files; memory held free is bounded by 4 MiB per arena.
