@@ -28,7 +28,7 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 use tokio::{
     fs,
-    io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader},
+    io::{AsyncReadExt, AsyncWriteExt, BufReader},
 };
 use tokio_util::io::ReaderStream;
 use url::Url;
@@ -167,41 +167,32 @@ impl LocalStore {
         Ok(self.meta_of(key.clone(), &meta))
     }
 
-    /// Read the object, or `range` of it, streamed in chunks.
+    /// Read the object, or `range` of it: up to [`ONE_READ`] bytes in one blocking call (open,
+    /// stat, seek and read together: one hop to the blocking pool instead of one per step and
+    /// chunk — the replay Range GETs' profile was mostly such hops and their wake-ups), more
+    /// streamed in chunks.
     pub async fn get(
         &self,
         key: &ObjectKey,
         range: Option<ByteRange>,
     ) -> Result<GetObject, StorageError> {
         let path = self.object_path(key)?;
-        let mut file = fs::File::open(&path)
+        let k = key.clone();
+        let opened = tokio::task::spawn_blocking(move || open_for_read(&k, &path, range))
             .await
-            .map_err(|e| not_found_or_io(key, &path, e))?;
-        let md = file
-            .metadata()
-            .await
-            .map_err(|e| io_context("stat", &path, e))?;
-        if !md.is_file() {
-            return Err(StorageError::NotFound(key.to_string()));
-        }
-        let meta = self.meta_of(key.clone(), &md);
-        let size = meta.size;
-
-        let (served, reader): (_, BodyReader) = match range {
-            None => (None, Box::pin(file)),
-            Some(r) => {
-                let (start, end) = r.resolve(size).ok_or(StorageError::InvalidRange { size })?;
-                file.seek(io::SeekFrom::Start(start))
-                    .await
-                    .map_err(|e| io_context("seek", &path, e))?;
-                (Some((start, end)), Box::pin(file.take(end - start + 1)))
+            .map_err(|e| StorageError::Io(io::Error::other(e)))??;
+        let meta = self.meta_of(key.clone(), &opened.md);
+        let body: super::ByteStream = match opened.read {
+            Read::Whole(bytes) => Box::pin(futures::stream::once(async move { Ok(bytes) })),
+            Read::Stream(file, len) => {
+                let reader: BodyReader = Box::pin(fs::File::from_std(file).take(len));
+                Box::pin(ReaderStream::with_capacity(reader, IO_CHUNK).map_err(StorageError::Io))
             }
         };
-        let body = ReaderStream::with_capacity(reader, IO_CHUNK).map_err(StorageError::Io);
         Ok(GetObject {
             meta,
-            range: served,
-            body: Box::pin(body),
+            range: opened.served,
+            body,
         })
     }
 
@@ -506,6 +497,59 @@ fn is_absent(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
     )
+}
+
+/// Objects or ranges up to this size are read whole in [`LocalStorage::get`]'s one blocking call.
+const ONE_READ: u64 = 4 << 20;
+
+struct Opened {
+    md: std::fs::Metadata,
+    /// `Some((start, end))` inclusive when a range was asked for.
+    served: Option<(u64, u64)>,
+    read: Read,
+}
+
+enum Read {
+    /// The bytes, read already (at most [`ONE_READ`]).
+    Whole(Bytes),
+    /// The file at the first byte to send, and how many to send.
+    Stream(std::fs::File, u64),
+}
+
+/// Open `path`, check it, resolve `range` and read it when small (blocking: runs on the
+/// blocking pool).
+fn open_for_read(
+    key: &ObjectKey,
+    path: &Path,
+    range: Option<ByteRange>,
+) -> Result<Opened, StorageError> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(path).map_err(|e| not_found_or_io(key, path, e))?;
+    let md = file.metadata().map_err(|e| io_context("stat", path, e))?;
+    if !md.is_file() {
+        return Err(StorageError::NotFound(key.to_string()));
+    }
+    let size = md.len();
+    let served = match range {
+        None => None,
+        Some(r) => Some(r.resolve(size).ok_or(StorageError::InvalidRange { size })?),
+    };
+    let (start, len) = served.map_or((0, size), |(s, e)| (s, e - s + 1));
+    if start > 0 {
+        file.seek(io::SeekFrom::Start(start))
+            .map_err(|e| io_context("seek", path, e))?;
+    }
+    let read = if len <= ONE_READ {
+        let mut buf = Vec::with_capacity(len as usize);
+        (&mut file)
+            .take(len)
+            .read_to_end(&mut buf)
+            .map_err(|e| io_context("read", path, e))?;
+        Read::Whole(Bytes::from(buf))
+    } else {
+        Read::Stream(file, len)
+    };
+    Ok(Opened { md, served, read })
 }
 
 fn not_found_or_io(key: &ObjectKey, path: &Path, e: io::Error) -> StorageError {
