@@ -167,7 +167,7 @@ impl LocalStore {
         Ok(self.meta_of(key.clone(), &meta))
     }
 
-    /// Read the object, or `range` of it: up to [`ONE_READ`] bytes in one blocking call (open,
+    /// Read the object, or `range` of it: up to [`ONE_READ`] (1 MiB) in one blocking call (open,
     /// stat, seek and read together: one hop to the blocking pool instead of one per step and
     /// chunk — the replay Range GETs' profile was mostly such hops and their wake-ups), more
     /// streamed in chunks.
@@ -499,8 +499,11 @@ fn is_absent(e: &io::Error) -> bool {
     )
 }
 
-/// Objects or ranges up to this size are read whole in [`LocalStorage::get`]'s one blocking call.
-const ONE_READ: u64 = 4 << 20;
+/// Objects or ranges up to this size are read whole in [`LocalStorage::get`]'s one blocking call
+/// (an HLS segment, a player's range of an MP4). It is also what one such GET holds in memory
+/// until it is sent, so it stays small: 10,000 connections reading at once hold at most 10 GiB
+/// this way, as they would hold a few 256 KiB chunks each when streamed.
+const ONE_READ: u64 = 1 << 20;
 
 struct Opened {
     md: std::fs::Metadata,
