@@ -31,7 +31,10 @@ impl Lease {
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "node".into());
         let suffix = uuid::Uuid::new_v4().simple().to_string();
-        Lease::with_holder(db, format!("{host}:{}:{}", std::process::id(), &suffix[..8]))
+        Lease::with_holder(
+            db,
+            format!("{host}:{}:{}", std::process::id(), &suffix[..8]),
+        )
     }
 
     pub fn with_holder(db: PgPool, holder: String) -> Lease {

@@ -32,8 +32,16 @@ async fn one_node_of_many_runs_a_job_per_interval_and_a_dead_nodes_lease_runs_ou
     assert_eq!(claims.iter().filter(|c| **c).count(), 1, "{claims:?}");
     let winner = claims.iter().position(|c| *c).unwrap();
     // Within its span nobody runs it again, the winner included; other jobs are apart.
-    assert!(!nodes[winner].claim("test.job", Duration::from_secs(60)).await);
-    assert!(nodes[(winner + 1) % 20].claim("other.job", Duration::from_secs(60)).await);
+    assert!(
+        !nodes[winner]
+            .claim("test.job", Duration::from_secs(60))
+            .await
+    );
+    assert!(
+        nodes[(winner + 1) % 20]
+            .claim("other.job", Duration::from_secs(60))
+            .await
+    );
     let (holder,): (String,) =
         sqlx::query_as("SELECT holder FROM job_leases WHERE name = 'test.job'")
             .fetch_one(&db)
@@ -42,10 +50,22 @@ async fn one_node_of_many_runs_a_job_per_interval_and_a_dead_nodes_lease_runs_ou
     assert_eq!(holder, format!("node-{winner}"));
 
     // A node that dies mid-run never gives its lease back: it runs out, another takes over.
-    assert!(nodes[0].claim("short.job", Duration::from_millis(800)).await);
-    assert!(!nodes[1].claim("short.job", Duration::from_millis(800)).await);
+    assert!(
+        nodes[0]
+            .claim("short.job", Duration::from_millis(800))
+            .await
+    );
+    assert!(
+        !nodes[1]
+            .claim("short.job", Duration::from_millis(800))
+            .await
+    );
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert!(nodes[1].claim("short.job", Duration::from_millis(800)).await);
+    assert!(
+        nodes[1]
+            .claim("short.job", Duration::from_millis(800))
+            .await
+    );
 }
 
 #[tokio::test]
