@@ -176,3 +176,28 @@ bench_stream() {
     -d "{\"title\":\"$1\",\"visibility\":\"public\",\"record\":false}" \
     | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["id"], s["stream_key"])'
 }
+
+# ensure_pgbouncer: sets PGBOUNCER to a PgBouncer that handles prepared statements in transaction
+# pooling (≥ 1.21, `max_prepared_statements`). Debian 12 ships 1.18, which cannot (sqlx names its
+# statements per client connection: "prepared statement sqlx_s_N already exists"), so Debian 13's
+# 1.24.1 is built from its source package (checksum pinned), once, into .data/.
+PGBOUNCER_VERSION=1.24.1
+PGBOUNCER_SHA256=da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0
+ensure_pgbouncer() {
+  PGBOUNCER="$DATA/pgbouncer-$PGBOUNCER_VERSION/bin/pgbouncer"
+  [ -x "$PGBOUNCER" ] && return 0
+  install_packages build-essential pkg-config libssl-dev libevent-dev
+  log "building PgBouncer $PGBOUNCER_VERSION from Debian 13's source package"
+  local src tarball="pgbouncer_$PGBOUNCER_VERSION.orig.tar.gz"
+  src=$(mktemp -d)
+  curl -fsSL -o "$src/$tarball" "https://deb.debian.org/debian/pool/main/p/pgbouncer/$tarball"
+  echo "$PGBOUNCER_SHA256  $src/$tarball" | sha256sum -c --quiet - || die "$tarball: checksum mismatch"
+  tar -xzf "$src/$tarball" -C "$src"
+  (cd "$src/pgbouncer-$PGBOUNCER_VERSION" &&
+    ./configure --prefix="$DATA/pgbouncer-$PGBOUNCER_VERSION" --without-cares --without-pam \
+      --without-ldap --without-systemd >"$src/configure.log" 2>&1 &&
+    make -j"$(nproc)" >"$src/make.log" 2>&1 && make install >/dev/null) ||
+    { tail -n 20 "$src"/*.log >&2; die "building PgBouncer failed"; }
+  rm -rf "$src"
+  [ -x "$PGBOUNCER" ] || die "PgBouncer was not installed at $PGBOUNCER"
+}

@@ -204,7 +204,7 @@ pub async fn restore(settings: &Settings, dir: &Path) -> anyhow::Result<Summary>
             .await
             .with_context(|| format!("cannot store {}", o.key))?;
     }
-    crate::db::migrate(&pool).await?;
+    crate::db::migrate(&settings.database, &pool).await?;
     Ok(Summary {
         dir: dir.to_path_buf(),
         schema_version: manifest.schema_version,
@@ -214,10 +214,11 @@ pub async fn restore(settings: &Settings, dir: &Path) -> anyhow::Result<Summary>
     })
 }
 
-/// Run `pg_dump`/`pg_restore` against `database.url`, the password in the environment.
+/// Run `pg_dump`/`pg_restore` against PostgreSQL (`database.direct_url` when set: a dump is
+/// one session, which a transaction pooler would not keep), the password in the environment.
 async fn pg_tool(settings: &Settings, tool: &str, args: &[&str]) -> anyhow::Result<()> {
-    let mut url =
-        url::Url::parse(settings.database.url.expose()).context("database.url is not a URL")?;
+    let mut url = url::Url::parse(settings.database.session_url().expose())
+        .context("database.url is not a URL")?;
     let password = url.password().map(percent_decode);
     let _ = url.set_password(None);
     let mut cmd = tokio::process::Command::new(tool);

@@ -151,7 +151,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => {
             let pool = db::connect(&settings.database).await?;
-            db::migrate(&pool).await?;
+            db::migrate(&settings.database, &pool).await?;
             println!("migrations applied");
         }
         Command::Admin {
@@ -175,7 +175,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| email.as_str().split('@').next().unwrap_or("user")),
             )?;
             let pool = db::connect(&settings.database).await?;
-            db::migrate(&pool).await?;
+            db::migrate(&settings.database, &pool).await?;
             let hash = auth::hash_password(password.expose().to_string()).await?;
             let mut conn = pool.acquire().await?;
             let user = users::create_user(&mut conn, &email, &name, &hash, &roles)

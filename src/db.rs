@@ -24,7 +24,23 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
 
 /// Apply pending migrations (idempotent; nodes starting together serialise on sqlx's advisory
 /// lock, so the schema is migrated once). Refuses a schema newer than this build knows.
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+///
+/// The advisory lock is a session's: through a transaction pooler its lock and unlock could
+/// land on different server connections, so with `database.direct_url` set the migrations run
+/// on a connection of their own to PostgreSQL itself; otherwise on `pool`.
+pub async fn migrate(settings: &DatabaseSettings, pool: &PgPool) -> anyhow::Result<()> {
+    let direct;
+    let pool = if settings.direct_url.is_empty() {
+        pool
+    } else {
+        direct = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(settings.acquire_timeout_s))
+            .connect(settings.direct_url.expose())
+            .await
+            .context("cannot connect to PostgreSQL (database.direct_url)")?;
+        &direct
+    };
     refuse_newer(pool).await?;
     MIGRATOR
         .run(pool)

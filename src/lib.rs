@@ -11,7 +11,8 @@
 //! - Domains: [`identity`] (users, auth, OIDC, API tokens, audit, rate limits; re-exported at
 //!   the crate root), [`courses`], [`payments`] (ledger, orders, refunds, payouts, one module
 //!   per provider), [`live`] (live streams and their supervisor), [`recordings`], [`meetings`]
-//!   (Jitsi), [`chat`], [`notifications`], [`playback`] (signed media URLs), [`email`].
+//!   (Jitsi), [`chat`], [`notifications`], [`playback`] (signed media URLs), [`email`],
+//!   [`webhooks`] (events to integrators, signed and retried).
 //! - Infrastructure: [`db`] (PostgreSQL), [`cache`] (Redis), [`storage`] (local and S3).
 //! - `fuzzing`: fuzz entries for every parser of outside bytes in this crate (fuzz/).
 //!
@@ -45,6 +46,7 @@ pub mod startup;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod webhooks;
 
 // Identity's modules at the paths the rest of the crate (and the tests) use.
 pub use identity::{api_tokens, audit, auth, oidc, ratelimit, users};

@@ -54,7 +54,7 @@ impl Application {
         telemetry_init();
         let pool = db::connect(&settings.database).await?;
         if settings.database.migrate_on_start {
-            db::migrate(&pool).await?;
+            db::migrate(&settings.database, &pool).await?;
         } else {
             db::check_schema(&pool).await?;
         }
@@ -224,6 +224,12 @@ impl Application {
         );
         let metric_sampler =
             crate::metric_history::spawn(metric_history.clone(), shutdown.child_token());
+        // Every node sends webhooks; deliveries are claimed row by row (src/webhooks/dispatch.rs).
+        let webhook_sender = crate::webhooks::dispatch::spawn(
+            settings.webhooks.clone(),
+            pool.clone(),
+            shutdown.child_token(),
+        );
         let state = AppState::new(Inner {
             settings,
             db: pool,
@@ -266,6 +272,7 @@ impl Application {
                 notifications,
                 attachment_cleanup,
                 metric_sampler,
+                webhook_sender,
             ],
         })
     }

@@ -31,6 +31,7 @@ mod redis;
 mod rtmp;
 mod secret;
 mod storage;
+mod webhooks;
 mod whep;
 mod whip;
 
@@ -61,6 +62,7 @@ pub use self::{
     rtmp::RtmpSettings,
     secret::Secret,
     storage::{LocalStorageSettings, S3Settings, StorageBackend, StorageSettings},
+    webhooks::WebhookSettings,
     whep::WhepSettings,
     whip::WhipSettings,
 };
@@ -108,6 +110,7 @@ pub struct Settings {
     pub payments: PaymentSettings,
     pub chat: ChatSettings,
     pub notifications: NotificationSettings,
+    pub webhooks: WebhookSettings,
 }
 
 /// Where settings come from besides the compiled-in defaults.
@@ -167,6 +170,7 @@ impl Settings {
                 .with_list_parse_key("whip.public_ips")
                 .with_list_parse_key("whip.ice_servers")
                 .with_list_parse_key("auth.require_totp_for")
+                .with_list_parse_key("webhooks.retry_delays_s")
                 .source(Some(env_map)),
         );
         for (var, key) in [("DATABASE_URL", "database.url"), ("REDIS_URL", "redis.url")] {
@@ -192,6 +196,11 @@ impl Settings {
             &mut self.database.url,
             &self.database.url_file,
             "database.url_file",
+        )?;
+        resolve_file(
+            &mut self.database.direct_url,
+            &self.database.direct_url_file,
+            "database.direct_url_file",
         )?;
         resolve_file(&mut self.redis.url, &self.redis.url_file, "redis.url_file")?;
         for (i, p) in self.oidc.providers.iter_mut().enumerate() {
@@ -245,6 +254,7 @@ impl Settings {
         self.email.validate()?;
         self.oidc.validate()?;
         self.playback.validate()?;
+        self.webhooks.validate()?;
         self.storage.validate()
     }
 

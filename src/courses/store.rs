@@ -567,7 +567,10 @@ pub async fn activate_enrollment(
     .fetch_optional(&mut *conn)
     .await?;
     match row {
-        Some(r) => r.try_into(),
+        Some(r) => {
+            crate::webhooks::enrollment_created(conn, course, user).await?;
+            r.try_into()
+        }
         // Already active: nothing changed.
         None => get_enrollment_required(conn, course, user).await,
     }
@@ -969,9 +972,9 @@ pub async fn enroll_paid(conn: &mut PgConnection, order: &PaidOrder) -> Result<(
         order.user_id,
         order.order_id,
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    crate::webhooks::enrollment_created(conn, order.course_id, order.user_id).await
 }
 
 /// A fully refunded order ends the enrollment it created (`refunded`); other enrollments

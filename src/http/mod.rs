@@ -33,6 +33,7 @@ pub mod system;
 pub mod upload;
 pub mod users;
 pub mod web;
+pub mod webhooks;
 pub mod wellknown;
 pub mod whep;
 pub mod whip;
@@ -106,6 +107,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(setup::router())
         .merge(system::router())
+        .merge(webhooks::router())
 }
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).

@@ -111,9 +111,24 @@ pub async fn store_event(
         kind.as_str(),
         payload,
     )
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await?;
     metrics::counter!("live_stream_events_total", "kind" => kind.as_str()).increment(1);
+    // What integrators hear of (docs/webhooks.md), in the same transaction as the row.
+    let session = event.payload["session_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok());
+    match (kind, session) {
+        (EventKind::Active, Some(session)) => {
+            crate::webhooks::stream_started(conn, stream_id.0, session).await?;
+        }
+        (EventKind::Idle, Some(session)) => {
+            let why = event.payload["why"].as_str().unwrap_or("");
+            let duration_s = event.payload["duration_s"].as_f64().unwrap_or(0.0);
+            crate::webhooks::stream_ended(conn, stream_id.0, session, why, duration_s).await?;
+        }
+        _ => {}
+    }
     Ok(event)
 }
 
@@ -143,9 +158,9 @@ pub async fn record_event(
     kind: EventKind,
     payload: serde_json::Value,
 ) -> Result<LiveStreamEvent, sqlx::Error> {
-    let mut conn = db.acquire().await?;
-    let event = store_event(&mut conn, stream_id, kind, payload).await?;
-    drop(conn);
+    let mut tx = db.begin().await?;
+    let event = store_event(&mut tx, stream_id, kind, payload).await?;
+    tx.commit().await?;
     publish_or_log(redis, &event).await;
     Ok(event)
 }

@@ -366,6 +366,7 @@ pub async fn confirm(
     )
     .execute(&mut *conn)
     .await?;
+    crate::webhooks::payment_confirmed(conn, id).await?;
     Ok(Confirmed::Paid)
 }
 

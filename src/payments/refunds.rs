@@ -195,7 +195,7 @@ pub async fn create(conn: &mut PgConnection, new: NewRefund) -> Result<Refund, P
             )
             .await?;
             mark(conn, id, true, None).await?;
-            on_refunded(conn, &order).await?;
+            on_refunded(conn, &order, id).await?;
         }
         Destination::Original => {
             let payable = ledger::account(conn, &AccountRef::RefundsPayable, &currency).await?;
@@ -288,7 +288,7 @@ pub async fn resolve(
         let order = orders::get(conn, r.order_id)
             .await?
             .ok_or(PaymentError::NotFound("order"))?;
-        on_refunded(conn, &order).await?;
+        on_refunded(conn, &order, id).await?;
     } else {
         ledger::void(conn, hold).await?;
         sqlx::query!(
@@ -328,7 +328,11 @@ async fn mark(
 /// After a refund succeeded: the order's status follows what was refunded in full. (A course
 /// order's enrollment is the courses module's call here: it should end the enrollment on a full
 /// refund and keep it on a partial one.)
-async fn on_refunded(conn: &mut PgConnection, order: &orders::Order) -> Result<(), sqlx::Error> {
+async fn on_refunded(
+    conn: &mut PgConnection,
+    order: &orders::Order,
+    refund: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"UPDATE orders SET updated_at = now(), status = CASE
              WHEN (SELECT coalesce(sum(amount), 0) FROM refunds WHERE order_id = $1 AND status = 'succeeded') >= amount
@@ -348,7 +352,7 @@ async fn on_refunded(conn: &mut PgConnection, order: &orders::Order) -> Result<(
             crate::courses::store::refund_paid(conn, order.id).await?;
         }
     }
-    Ok(())
+    crate::webhooks::payment_refunded(conn, refund).await
 }
 
 struct RefundRow {

@@ -392,6 +392,7 @@ pub async fn record_event(
 ) -> Result<(), sqlx::Error> {
     use redis::AsyncCommands;
     let id = Uuid::now_v7();
+    let mut tx = db.begin().await?;
     let created_at: OffsetDateTime = sqlx::query_scalar!(
         r#"INSERT INTO recording_events (id, recording_id, live_stream_id, kind, payload)
          VALUES ($1, $2, $3, $4, $5) RETURNING created_at"#,
@@ -401,8 +402,13 @@ pub async fn record_event(
         kind,
         &payload
     )
-    .fetch_one(db)
+    .fetch_one(&mut *tx)
     .await?;
+    // Integrators hear of it in the same transaction (docs/webhooks.md).
+    if let (Some(recording), "recording.ready") = (recording_id, kind) {
+        crate::webhooks::recording_ready(&mut tx, recording).await?;
+    }
+    tx.commit().await?;
     let message = serde_json::json!({
         "id": id, "recording_id": recording_id, "live_stream_id": live_stream_id,
         "kind": kind, "payload": payload,

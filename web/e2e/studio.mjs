@@ -10,10 +10,15 @@
 //   CSV export; the student sees their own progress on the course page);
 //   (and the console's payments list the refunds in flight, its viewing-quality section shows its
 //   table or says nobody watched lately);
+//   (and an admin subscribes a receiver this script runs to events in the console, sees the
+//   secret once, sends a test, and follows its delivery to "delivered"; the receiver checks the
+//   Standard Webhooks signature with that secret);
 //   5. axe-core finds no serious or critical violation on the studio and console pages, in
 //      English and in Chinese, and no key is left untranslated; a studio and a console page on a
 //      phone, in Chinese.
+import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import {
   apiStatus, apiToken, assertAccessible, assertTranslated, context, env, launch, log, login, PHONE, screenshotTop,
   setLanguage, waitText, watch,
@@ -36,6 +41,19 @@ async function checkBothLanguages(page, where, back = 'en') {
   }
   await setLanguage(page, back);
 }
+
+// An integrator's endpoint: keeps what it receives, answers 204.
+const received = [];
+const receiver = createServer((req, res) => {
+  let body = '';
+  req.on('data', (c) => (body += c));
+  req.on('end', () => {
+    received.push({ headers: req.headers, body });
+    res.writeHead(204).end();
+  });
+});
+await new Promise((ok) => receiver.listen(0, '127.0.0.1', ok));
+const hookUrl = `http://127.0.0.1:${receiver.address().port}/hooks/wemaster`;
 
 const browser = await launch();
 const errors = [];
@@ -323,6 +341,7 @@ try {
     ['audit', '[data-testid=ops-audit]'],
     ['payments', '[data-testid=ops-refunds], [data-testid=ops-refunds-empty]'],
     ['system', '[data-testid=readiness]'],
+    ['webhooks', 'form.webhook-form'],
   ]) {
     await admin.goto(`/ops/${section}`);
     await admin.waitForSelector(ready);
@@ -347,6 +366,31 @@ try {
       log(`admin listed the teacher's ${devices} devices and signed the script's out (its token is refused)`);
     }
     if (section === 'audit') await admin.waitForSelector('[data-testid=ops-audit] tbody tr');
+    if (section === 'webhooks') {
+      await admin.fill('input[name=url]', hookUrl);
+      await admin.fill('input[name=description]', 'School LMS');
+      await admin.check('input[name=event][value="payment.confirmed"]');
+      await admin.check('input[name=event][value="enrollment.created"]');
+      await admin.click('form.webhook-form button[type=submit]');
+      const secret = (await admin.textContent('[data-testid=webhook-secret] code')).trim();
+      if (!/^whsec_[A-Za-z0-9+/=]{40,}$/.test(secret)) throw new Error(`the secret shown is ${secret}`);
+      await admin.click('[data-testid=webhook-secret] button');
+      const row = `[data-testid=ops-webhooks] tr:has-text("${hookUrl}")`;
+      await admin.click(`${row} button:has-text("Send a test")`);
+      await admin.click(`${row} button:has-text("Deliveries")`);
+      await admin.waitForSelector('[data-testid=webhook-deliveries] tr[data-status=delivered]', { timeout: 30_000 });
+      await admin.click('[data-testid=webhook-deliveries] tr[data-status=delivered] button:has-text("Details")');
+      await waitText(admin, '[data-testid=webhook-tries] li', /204/);
+      // What the receiver got: the test event, signed with the secret the page showed.
+      const hook = received.find((h) => JSON.parse(h.body).type === 'webhook.test');
+      if (!hook) throw new Error(`the receiver got ${received.length} requests, no webhook.test`);
+      const { 'webhook-id': id, 'webhook-timestamp': ts, 'webhook-signature': sig } = hook.headers;
+      const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+      const expected = `v1,${createHmac('sha256', key).update(`${id}.${ts}.${hook.body}`).digest('base64')}`;
+      if (!sig.split(' ').includes(expected)) throw new Error(`signature ${sig} is not ${expected}`);
+      if (JSON.parse(hook.body).id !== id) throw new Error('the body\'s id is not the webhook-id');
+      log('admin subscribed an endpoint, sent a test, saw it delivered; the receiver verified its signature');
+    }
     // The server's own history: charted as soon as it holds two samples (10 s apart).
     if (section === 'system') await admin.waitForSelector('[data-testid=metrics-traffic] canvas', { timeout: 30_000 });
     // Storage, recordings and live now are shot with a recording, by recordings.mjs; payments
@@ -380,4 +424,5 @@ try {
   console.log('studio and console scenario passed');
 } finally {
   await browser.close();
+  receiver.close();
 }

@@ -1,5 +1,5 @@
 // /ops: the console for ops and admins. Nested routes (relative to /ops): storage, recordings,
-// live now, viewing quality, users, audit log, payments, system.
+// live now, viewing quality, users, audit log, payments, system, webhooks.
 import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
 import { useI18n } from '../../lib/i18n';
 import type { MessageKey } from '../../lib/i18n/en';
@@ -11,6 +11,7 @@ import { Users } from './Users';
 import { Audit } from './Audit';
 import { Payments } from './Payments';
 import { System } from './System';
+import { Webhooks } from './Webhooks';
 
 const SECTIONS: [string, MessageKey][] = [
   ['storage', 'ops.nav.storage'],
@@ -21,6 +22,7 @@ const SECTIONS: [string, MessageKey][] = [
   ['audit', 'ops.nav.audit'],
   ['payments', 'ops.nav.payments'],
   ['system', 'ops.nav.system'],
+  ['webhooks', 'ops.nav.webhooks'],
 ];
 
 export default function OpsPage() {
@@ -50,6 +52,7 @@ export default function OpsPage() {
         <Route path="/audit" component={Audit} />
         <Route path="/payments" component={Payments} />
         <Route path="/system" component={System} />
+        <Route path="/webhooks" component={Webhooks} />
         <Route>
           <p>{t('common.notFound')}</p>
         </Route>
