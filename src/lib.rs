@@ -38,6 +38,7 @@ pub mod jobs;
 pub mod live;
 pub mod meetings;
 pub mod metric_history;
+pub mod node;
 pub mod notifications;
 pub mod payments;
 pub mod playback;

@@ -105,9 +105,12 @@ impl Application {
             ll: settings.live.ll(),
             whep: settings.whep.enabled.then(|| webrtc.server.clone()),
         };
-        // Sessions die with the process: streams a crashed process left `active` are idle now.
+        // This node among others on the database (src/node.rs): named by its spool.
+        let node = crate::node::Node::load_or_create(&settings.media.spool_dir)?;
+        // Sessions die with the process: streams this node's crashed process left `active` are
+        // idle now (other nodes' are theirs).
         match pool.acquire().await {
-            Ok(mut conn) => match crate::live::store::reset_active(&mut conn).await {
+            Ok(mut conn) => match crate::live::store::reset_active(&mut conn, node.id).await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(
                     streams = n,
@@ -126,6 +129,7 @@ impl Application {
                 finalize_concurrency: settings.recordings.finalize_concurrency,
                 mp4_retry: std::time::Duration::from_secs(settings.recordings.mp4_retry_s),
                 segment_max: settings.live.segment_limits().max,
+                node: node.id,
             },
             pool.clone(),
             redis.clone(),
@@ -153,7 +157,7 @@ impl Application {
         );
         let (live, publish_requests, supervisor) = supervisor::start(
             live_config,
-            PgLiveBackend::new(pool.clone(), redis.clone(), playback.clone()),
+            PgLiveBackend::new(pool.clone(), redis.clone(), playback.clone(), node.id),
             live_views.clone(),
             recorder,
             shutdown.child_token(),
@@ -215,7 +219,7 @@ impl Application {
             pool.clone(),
             storage.clone(),
             Duration::from_secs(60),
-            lease,
+            lease.clone(),
             shutdown.child_token(),
         );
         let metric_history = crate::metric_history::MetricHistory::new(
@@ -224,10 +228,22 @@ impl Application {
         );
         let metric_sampler =
             crate::metric_history::spawn(metric_history.clone(), shutdown.child_token());
+        let node_task = crate::node::spawn(
+            node,
+            crate::node::Timing {
+                heartbeat: Duration::from_secs(settings.live.node_heartbeat_s),
+                lost_after: Duration::from_secs(settings.live.node_lost_after_s),
+            },
+            pool.clone(),
+            redis.clone(),
+            lease.clone(),
+            shutdown.child_token(),
+        );
         // Every node sends webhooks; deliveries are claimed row by row (src/webhooks/dispatch.rs).
         let webhook_sender = crate::webhooks::dispatch::spawn(
             settings.webhooks.clone(),
             pool.clone(),
+            lease,
             shutdown.child_token(),
         );
         let state = AppState::new(Inner {
@@ -273,6 +289,7 @@ impl Application {
                 attachment_cleanup,
                 metric_sampler,
                 webhook_sender,
+                node_task,
             ],
         })
     }

@@ -22,6 +22,10 @@ pub struct LiveSettings {
     /// LL-HLS part target (`EXT-X-PART-INF:PART-TARGET`), in seconds.
     #[serde(default = "default_part_duration")]
     pub part_duration_s: f64,
+    /// How often this node writes its heartbeat (and looks for lost nodes), seconds.
+    pub node_heartbeat_s: u64,
+    /// A node silent this long is lost: another node ends its live streams. Seconds.
+    pub node_lost_after_s: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -73,6 +77,12 @@ impl LiveSettings {
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_heartbeat_s == 0 || self.node_lost_after_s < 2 * self.node_heartbeat_s {
+            return Err(ConfigError::new(
+                "live.node_lost_after_s",
+                "must be at least twice live.node_heartbeat_s (which must be at least 1)",
+            ));
+        }
         if !(0.1..=2.0).contains(&self.part_duration_s)
             || self.part_duration_s > self.segment_duration_s / 2.0
         {

@@ -22,6 +22,9 @@ pub struct WebhookSettings {
     pub concurrency: usize,
     /// After a secret is rotated, the old one still signs (a second signature) this long.
     pub previous_secret_valid_s: u64,
+    /// Events (with their deliveries and tries) are deleted this many days after they
+    /// happened, once none of their deliveries is still pending.
+    pub keep_days: u32,
 }
 
 impl WebhookSettings {
@@ -49,6 +52,9 @@ impl WebhookSettings {
                 "webhooks.give_up_after_s",
                 "must be at least 1",
             ));
+        }
+        if self.keep_days == 0 {
+            return Err(ConfigError::new("webhooks.keep_days", "must be at least 1"));
         }
         if !(1..=256).contains(&self.concurrency) {
             return Err(ConfigError::new(

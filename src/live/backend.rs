@@ -40,12 +40,18 @@ pub struct PgLiveBackend {
 }
 
 impl PgLiveBackend {
-    pub fn new(db: PgPool, redis: Redis, signer: crate::playback::PlaybackSigner) -> PgLiveBackend {
+    pub fn new(
+        db: PgPool,
+        redis: Redis,
+        signer: crate::playback::PlaybackSigner,
+        // This node: recorded on the streams its sessions make active.
+        node: uuid::Uuid,
+    ) -> PgLiveBackend {
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let pool = db.clone();
         tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
-                write_event(&pool, &redis, e).await;
+                write_event(&pool, &redis, node, e).await;
             }
         });
         PgLiveBackend {
@@ -56,13 +62,13 @@ impl PgLiveBackend {
     }
 }
 
-async fn write_event(db: &PgPool, redis: &Redis, e: Event) {
+async fn write_event(db: &PgPool, redis: &Redis, node: uuid::Uuid, e: Event) {
     let id = LiveStreamId(e.stream_id);
     if let Some(change) = e.status {
         let result = async {
             let mut conn = db.acquire().await?;
             match change {
-                StatusChange::Active => store::mark_active(&mut conn, id).await,
+                StatusChange::Active => store::mark_active(&mut conn, id, node).await,
                 StatusChange::Idle => store::mark_idle(&mut conn, id).await,
             }
         }

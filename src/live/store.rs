@@ -281,15 +281,25 @@ pub async fn transition(
 pub async fn mark_active(
     conn: &mut PgConnection,
     id: LiveStreamId,
+    node: Uuid,
 ) -> Result<Transition, sqlx::Error> {
-    transition(
+    let t = transition(
         conn,
         id,
         Scope::All,
         &[StreamStatus::Idle],
         StreamStatus::Active,
     )
-    .await
+    .await?;
+    // The node holding the session: its restart takes the stream back, others leave it alone.
+    sqlx::query!(
+        "UPDATE live_streams SET node_id = $2 WHERE id = $1 AND status = 'active'",
+        id.0,
+        node
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(t)
 }
 
 /// For the live runtime: `active` → `idle` when a session ends. A stream disabled meanwhile
@@ -399,13 +409,15 @@ pub async fn find_by_stream_key(
     .map(Some)
 }
 
-/// Every `active` stream back to `idle`: run at start, when this process holds no session.
-/// A crash leaves the streams it was serving `active`; nothing else would ever end them.
-/// (One node per database today; with several nodes this must be limited to the node's own.)
-pub async fn reset_active(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+/// This node's `active` streams back to `idle`: run at start, when this process holds no
+/// session. A crash leaves the streams it was serving `active`; nothing else would end them
+/// soon. Other nodes' streams are theirs (a lost node's are ended by the sweep in src/node.rs);
+/// rows from before nodes were recorded (`node_id` null) count as this node's.
+pub async fn reset_active(conn: &mut PgConnection, node: Uuid) -> Result<u64, sqlx::Error> {
     let done = sqlx::query!(
         "UPDATE live_streams SET status = 'idle', updated_at = now()
-         WHERE status = 'active' AND deleted_at IS NULL"
+         WHERE status = 'active' AND deleted_at IS NULL AND (node_id = $1 OR node_id IS NULL)",
+        node
     )
     .execute(conn)
     .await?;

@@ -90,6 +90,9 @@ pub struct RecorderConfig {
     pub mp4_retry: Duration,
     /// The packager's maximum segment duration: the recording playlists' target duration.
     pub segment_max: std::time::Duration,
+    /// This node (src/node.rs): its recordings are the ones whose segments are in this spool,
+    /// and the only ones its start-up recovery takes.
+    pub node: Uuid,
 }
 
 /// The sending side, held by the live supervisor. Unbounded on purpose: the supervisor must
@@ -123,6 +126,7 @@ pub(crate) struct Ctx {
     pub shutdown: CancellationToken,
     /// `EXT-X-TARGETDURATION` of the playlists written, in ns (the packager's maximum).
     pub target_ns: u64,
+    pub node: Uuid,
 }
 
 /// Start the recorder; the join handle ends when every worker has finished (after the
@@ -145,6 +149,7 @@ pub fn start(
         extras: Arc::new(Semaphore::new(config.finalize_concurrency.max(1))),
         shutdown,
         target_ns: config.segment_max.as_nanos() as u64,
+        node: config.node,
     };
     let handle = tokio::spawn(run(config, ctx, rx));
     (RecorderHandle { tx }, handle)
@@ -382,6 +387,7 @@ async fn begin(
         session_id,
         w.private,
         started_at,
+        ctx.node,
     )
     .await
     {
@@ -1082,7 +1088,7 @@ type Recovered = (Uuid, Uuid, PathBuf, Vec<(SegmentRow, PathBuf, u64)>);
 /// `uploaded_at` whose spool file exists; the others are marked lost).
 async fn recover(config: &RecorderConfig, ctx: &Ctx) -> anyhow::Result<Vec<Recovered>> {
     let mut out = Vec::new();
-    for rec in store::unfinished(&ctx.db).await? {
+    for rec in store::unfinished(&ctx.db, ctx.node).await? {
         let dir = config.spool_dir.join(rec.id.to_string());
         let mut pending = Vec::new();
         for seg in store::segments(&ctx.db, rec.id).await? {

@@ -75,16 +75,18 @@ pub async fn create(
     session_id: Uuid,
     private: bool,
     started_at: OffsetDateTime,
+    node: Uuid,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        r#"INSERT INTO recordings (id, live_stream_id, owner_id, session_id, visibility, started_at)
-         VALUES ($1, $2, $3, $4, $5, $6)"#,
+        r#"INSERT INTO recordings (id, live_stream_id, owner_id, session_id, visibility, started_at, node_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
         id,
         live_stream_id,
         owner_id,
         session_id,
         if private { "private" } else { "public" },
-        started_at
+        started_at,
+        node
     )
     .execute(db)
     .await?;
@@ -350,15 +352,19 @@ pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> Result<bool, sql
     Ok(done.rows_affected() == 1)
 }
 
-/// Recordings a previous process left unfinished.
-pub async fn unfinished(db: &PgPool) -> Result<Vec<RecordingRow>, sqlx::Error> {
+/// Recordings this node's previous process left unfinished (their segments wait in its spool;
+/// other nodes' are theirs), and those from before nodes were recorded.
+pub async fn unfinished(db: &PgPool, node: Uuid) -> Result<Vec<RecordingRow>, sqlx::Error> {
     sqlx::query_as!(
         RecordingRow,
         r#"SELECT id, live_stream_id, owner_id, session_id, status, failure_reason, visibility,
                 started_at, ended_at, ready_at, duration_ms, size_bytes, segment_count,
                 video_codec, audio_codec, width, height, mp4_size_bytes, has_poster, mp4_failed_at, created_at
            FROM recordings
-           WHERE status IN ('recording', 'processing') AND deleted_at IS NULL ORDER BY id"#
+           WHERE status IN ('recording', 'processing') AND deleted_at IS NULL
+             AND (node_id = $1 OR node_id IS NULL)
+           ORDER BY id"#,
+        node
     )
     .fetch_all(db)
     .await

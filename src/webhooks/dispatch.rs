@@ -19,11 +19,14 @@ use crate::config::WebhookSettings;
 
 /// How much of a receiver's answer is kept with the attempt.
 const RESPONSE_EXCERPT: usize = 1024;
+/// How often events past `webhooks.keep_days` are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Start the sender; it stops at `shutdown` after the sends in flight.
 pub fn spawn(
     settings: WebhookSettings,
     db: PgPool,
+    lease: crate::jobs::Lease,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let client = reqwest::Client::builder()
@@ -35,7 +38,26 @@ pub fn spawn(
         .expect("the webhook HTTP client builds");
     tokio::spawn(async move {
         let poll = Duration::from_millis(settings.poll_interval_ms);
+        let mut pruned = None::<Instant>;
         loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            // Old events go once an hour, on one node of the cluster.
+            if pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                pruned = Some(Instant::now());
+                if lease.claim_every("webhooks.prune", PRUNE_EVERY).await {
+                    let done = async {
+                        let mut conn = db.acquire().await?;
+                        super::store::prune(&mut conn, settings.keep_days).await
+                    };
+                    match done.await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(events = n, "old webhook events deleted"),
+                        Err(e) => tracing::warn!(error = %e, "cannot delete old webhook events"),
+                    }
+                }
+            }
             match pass(&settings, &db, &client).await {
                 // A full batch: more may be due, look again at once.
                 Ok(n) if n == batch(&settings) => continue,

@@ -405,6 +405,21 @@ pub async fn replay(
     Ok(r.rows_affected() == 1)
 }
 
+/// Delete events older than `keep_days` whose deliveries are all done (their deliveries and
+/// tries go with them). Returns how many events went.
+pub async fn prune(conn: &mut PgConnection, keep_days: u32) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query!(
+        "DELETE FROM webhook_events ev
+          WHERE ev.created_at < now() - make_interval(days => $1)
+            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d
+                             WHERE d.event_id = ev.id AND d.status = 'pending')",
+        keep_days as i32
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

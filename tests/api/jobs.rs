@@ -74,9 +74,11 @@ async fn a_second_node_on_the_same_database_leaves_the_periodic_jobs_to_the_firs
     let db = PgPool::connect(&a.database_url).await.unwrap();
     let jobs = [
         "chat.upload_cleanup",
+        "live.lost_nodes",
         "notifications.scan",
         "payments.reconcile",
         "recordings.retention",
+        "webhooks.prune",
     ];
     // Each job's first tick comes at start.
     let mut first = Vec::new();

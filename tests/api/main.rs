@@ -21,6 +21,7 @@ mod live_streams;
 mod live_whip;
 mod ll_hls;
 mod media_conformance;
+mod nodes;
 mod notifications;
 mod objects;
 mod oidc;

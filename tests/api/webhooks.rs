@@ -14,6 +14,7 @@ use std::{
 use axum::{body::Bytes, extract::State, http::HeaderMap, routing};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use sqlx::Connection;
 use wemaster::users::Role;
 
 use crate::{
@@ -578,6 +579,64 @@ async fn two_nodes_deliver_each_event_once() {
     ids.dedup();
     assert_eq!(ids.len(), 40);
     drop(b);
+}
+
+#[tokio::test]
+async fn old_events_are_pruned_once_nothing_is_pending() {
+    let app = spawn_app_with(|s| quick(s, 60)).await;
+    let admin = admin(&app).await;
+    let endpoint = subscribe(
+        &app,
+        &admin,
+        "http://127.0.0.1:9/never",
+        &["payment.confirmed"],
+    )
+    .await;
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    // Three events: delivered 40 days ago, still pending after 40 days, delivered yesterday.
+    let mut conn = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    for (age_days, status) in [(40, "delivered"), (40, "pending"), (1, "delivered")] {
+        let ev = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO webhook_events (id, type, data, created_at)
+             VALUES ($1, 'payment.confirmed', '{}', now() - make_interval(days => $2))",
+        )
+        .bind(ev)
+        .bind(age_days)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        // Pending ones wait far in the future, out of the sender's way.
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, next_attempt_at)
+             VALUES ($1, $2, $3, $4, now() + interval '1 day')",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(ev)
+        .bind(id.parse::<uuid::Uuid>().unwrap())
+        .bind(status)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        events.push(ev);
+    }
+    let pruned = wemaster::webhooks::store::prune(&mut conn, 30)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    let left: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT id FROM webhook_events ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, [(events[1],), (events[2],)]);
+    let deliveries: (i64,) = sqlx::query_as("SELECT count(*) FROM webhook_deliveries")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(deliveries.0, 2, "the pruned event's delivery went with it");
 }
 
 async fn test_ping(app: &TestApp, admin: &str, endpoint: &str) -> String {

@@ -1,0 +1,177 @@
+//! This node among several sharing one database (docs/deploy.md, "Several nodes").
+//!
+//! A node is named by an id kept in its spool folder (`media.spool_dir/node-id`, made at the
+//! first start): the spool holds the segments not yet uploaded, so whoever owns that folder owns
+//! the live sessions and recordings that write to it — a restarted process is the same node, and
+//! its start-up recovery takes back its own streams and recordings and leaves the other nodes'
+//! alone (it used to reset every active stream and mark other nodes' pending segments lost).
+//!
+//! Every node writes a heartbeat to `cluster_nodes`; once per cluster (a job lease) a node looks
+//! for active streams whose node has been silent for `live.node_lost_after_s` and ends them
+//! (`live_stream.idle` with `why: node_lost`, which also tells integrators `stream.ended`). Their
+//! recordings stay with the lost node's spool until it comes back.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Context;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    cache::Redis,
+    jobs::Lease,
+    live::{
+        events::{self, EventKind},
+        model::LiveStreamId,
+        store::{self, Transition},
+    },
+};
+
+/// This node: its id (stable across restarts, from the spool) and a name for people.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: Uuid,
+    pub name: String,
+}
+
+impl Node {
+    /// Read `spool_dir/node-id`, or make it.
+    pub fn load_or_create(spool_dir: &Path) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(spool_dir)
+            .with_context(|| format!("cannot create media.spool_dir {}", spool_dir.display()))?;
+        let path = spool_dir.join("node-id");
+        let id = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .with_context(|| format!("{} does not hold a node id", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let id = Uuid::now_v7();
+                std::fs::write(&path, format!("{id}\n"))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                id
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "node".into());
+        Ok(Node {
+            id,
+            name: format!("{host} (pid {})", std::process::id()),
+        })
+    }
+}
+
+/// How often the heartbeat is written, and after how long a silent node is lost.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub heartbeat: Duration,
+    pub lost_after: Duration,
+}
+
+/// The heartbeat and the lost-node sweep; stops at `shutdown`.
+pub fn spawn(
+    node: Node,
+    timing: Timing,
+    db: PgPool,
+    redis: Redis,
+    lease: Lease,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(timing.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = heartbeat(&db, &node).await {
+                tracing::warn!(error = %e, "cannot write this node's heartbeat");
+            }
+            if lease.claim_every("live.lost_nodes", timing.heartbeat).await {
+                match end_lost_streams(&db, &redis, node.id, timing.lost_after).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(streams = n, "ended the live streams of lost nodes"),
+                    Err(e) => tracing::warn!(error = %e, "cannot end the streams of lost nodes"),
+                }
+            }
+        }
+    })
+}
+
+async fn heartbeat(db: &PgPool, node: &Node) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO cluster_nodes (id, name) VALUES ($1, $2)
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, heartbeat_at = now()",
+        node.id,
+        node.name
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// End the active streams of nodes silent for `lost_after` (never this node's). Returns how
+/// many were ended.
+pub async fn end_lost_streams(
+    db: &PgPool,
+    redis: &Redis,
+    me: Uuid,
+    lost_after: Duration,
+) -> Result<u64, sqlx::Error> {
+    let lost = sqlx::query!(
+        r#"SELECT s.id, s.node_id AS "node_id!",
+                  (SELECT e.payload->>'session_id' FROM live_stream_events e
+                    WHERE e.live_stream_id = s.id AND e.kind = 'live_stream.active'
+                    ORDER BY e.id DESC LIMIT 1) AS session_id
+             FROM live_streams s LEFT JOIN cluster_nodes n ON n.id = s.node_id
+            WHERE s.status = 'active' AND s.deleted_at IS NULL AND s.node_id IS NOT NULL
+              AND s.node_id <> $1
+              AND (n.id IS NULL OR n.heartbeat_at < now() - make_interval(secs => $2))"#,
+        me,
+        lost_after.as_secs_f64()
+    )
+    .fetch_all(db)
+    .await?;
+    let mut ended = 0;
+    for s in lost {
+        let mut tx = db.begin().await?;
+        let id = LiveStreamId(s.id);
+        // Conditional: a node that came back (or another sweep) may have changed it meanwhile.
+        if let Transition::Changed(_) = store::mark_idle(&mut tx, id).await? {
+            let event = events::store_event(
+                &mut tx,
+                id,
+                EventKind::Idle,
+                json!({"session_id": s.session_id, "why": "node_lost", "node_id": s.node_id}),
+            )
+            .await?;
+            tx.commit().await?;
+            events::publish_or_log(redis, &event).await;
+            metrics::counter!("live_sessions_ended_node_lost_total").increment(1);
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_keeps_its_id_in_its_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Node::load_or_create(dir.path()).unwrap();
+        let again = Node::load_or_create(dir.path()).unwrap();
+        assert_eq!(a.id, again.id, "a restart is the same node");
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(Node::load_or_create(other.path()).unwrap().id, a.id);
+        std::fs::write(dir.path().join("node-id"), "garbage").unwrap();
+        assert!(Node::load_or_create(dir.path()).is_err());
+    }
+}
