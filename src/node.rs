@@ -8,8 +8,9 @@
 //!
 //! Every node writes a heartbeat to `cluster_nodes`; once per cluster (a job lease) a node looks
 //! for active streams whose node has been silent for `live.node_lost_after_s` and ends them
-//! (`live_stream.idle` with `why: node_lost`, which also tells integrators `stream.ended`). Their
-//! recordings stay with the lost node's spool until it comes back.
+//! (`live_stream.idle` with `why: node_lost`, which also tells integrators `stream.ended`), and
+//! takes over their unfinished recordings: what reached object storage is finalized (HLS, MP4)
+//! by this node's recorder; the segments still in the lost node's spool are marked lost.
 
 use std::{path::Path, time::Duration};
 
@@ -27,6 +28,7 @@ use crate::{
         model::LiveStreamId,
         store::{self, Transition},
     },
+    recordings::recorder::{RecorderHandle, RecorderMsg},
 };
 
 /// This node: its id (stable across restarts, from the spool) and a name for people.
@@ -79,6 +81,7 @@ pub fn spawn(
     db: PgPool,
     redis: Redis,
     lease: Lease,
+    recorder: RecorderHandle,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -97,6 +100,21 @@ pub fn spawn(
                     Ok(0) => {}
                     Ok(n) => tracing::warn!(streams = n, "ended the live streams of lost nodes"),
                     Err(e) => tracing::warn!(error = %e, "cannot end the streams of lost nodes"),
+                }
+                let lost_s = timing.lost_after.as_secs_f64();
+                match crate::recordings::store::adopt_lost(&db, node.id, lost_s).await {
+                    Ok(adopted) => {
+                        for (recording_id, live_stream_id) in adopted {
+                            metrics::counter!("recordings_adopted_total").increment(1);
+                            recorder.send(RecorderMsg::Adopted {
+                                recording_id,
+                                live_stream_id,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take over the recordings of lost nodes")
+                    }
                 }
             }
         }

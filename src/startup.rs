@@ -159,7 +159,7 @@ impl Application {
             live_config,
             PgLiveBackend::new(pool.clone(), redis.clone(), playback.clone(), node.id),
             live_views.clone(),
-            recorder,
+            recorder.clone(),
             shutdown.child_token(),
         )?;
         let whip = crate::live::whip::WhipIngest::new(
@@ -237,6 +237,9 @@ impl Application {
             pool.clone(),
             redis.clone(),
             lease.clone(),
+            // Dropped when the task stops at shutdown, so the recorder still ends with the
+            // supervisor's handle.
+            recorder,
             shutdown.child_token(),
         );
         // Every node sends webhooks; deliveries are claimed row by row (src/webhooks/dispatch.rs).

@@ -71,6 +71,12 @@ pub enum RecorderMsg {
     Info { session_id: Uuid, info: StreamInfo },
     /// The live session ended: finalize.
     Ended { session_id: Uuid },
+    /// A recording this node took over from a lost node (src/node.rs): finish it from the
+    /// segments in storage.
+    Adopted {
+        recording_id: Uuid,
+        live_stream_id: Uuid,
+    },
 }
 
 /// Settings of the recorder.
@@ -316,6 +322,25 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
                     let _ = a.worker.send(WorkerMsg::Finish);
                     metrics::gauge!("recordings_active").decrement(1.0);
                 }
+            }
+            RecorderMsg::Adopted {
+                recording_id,
+                live_stream_id,
+            } => {
+                // Nothing to upload (the lost node's spool is gone): finalize as a recovery
+                // does, fetching the segments from storage for the MP4.
+                tracing::warn!(%recording_id, "finishing a recording of a lost node");
+                let (wtx, wrx) = mpsc::unbounded_channel();
+                let _ = wtx.send(WorkerMsg::Finish);
+                let dir = config.spool_dir.join(recording_id.to_string());
+                workers.spawn(worker(
+                    ctx.clone(),
+                    recording_id,
+                    live_stream_id,
+                    dir,
+                    wrx,
+                    true,
+                ));
             }
         }
         // Reap finished workers as we go.

@@ -242,6 +242,45 @@ pub async fn mark_uploaded(db: &PgPool, id: Uuid, seq: i32) -> Result<(), sqlx::
     Ok(())
 }
 
+/// Take over the unfinished recordings of nodes silent for `lost_after_s` (src/node.rs):
+/// they become `me`'s, and their segments not yet uploaded are lost (they were in the lost
+/// node's spool). Returns each recording and its stream, for this node's recorder to finish.
+pub async fn adopt_lost(
+    db: &PgPool,
+    me: Uuid,
+    lost_after_s: f64,
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let adopted = sqlx::query!(
+        r#"WITH lost AS (
+               SELECT r.id FROM recordings r LEFT JOIN cluster_nodes n ON n.id = r.node_id
+                WHERE r.status IN ('recording', 'processing') AND r.deleted_at IS NULL
+                  AND r.node_id IS NOT NULL AND r.node_id <> $1
+                  AND (n.id IS NULL OR n.heartbeat_at < now() - make_interval(secs => $2))
+                FOR UPDATE OF r SKIP LOCKED)
+           UPDATE recordings SET node_id = $1, updated_at = now() FROM lost
+            WHERE recordings.id = lost.id
+        RETURNING recordings.id, recordings.live_stream_id"#,
+        me,
+        lost_after_s
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let ids: Vec<Uuid> = adopted.iter().map(|r| r.id).collect();
+    sqlx::query!(
+        "UPDATE recording_segments SET lost = true
+          WHERE recording_id = ANY($1) AND uploaded_at IS NULL AND NOT lost",
+        &ids
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(adopted
+        .into_iter()
+        .map(|r| (r.id, r.live_stream_id))
+        .collect())
+}
+
 pub async fn mark_lost(db: &PgPool, id: Uuid, seq: i32) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"UPDATE recording_segments SET lost = true WHERE recording_id = $1 AND seq = $2"#,

@@ -40,9 +40,6 @@ pub fn spawn(
         let poll = Duration::from_millis(settings.poll_interval_ms);
         let mut pruned = None::<Instant>;
         loop {
-            if shutdown.is_cancelled() {
-                break;
-            }
             // Old events go once an hour, on one node of the cluster.
             if pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                 pruned = Some(Instant::now());
@@ -58,7 +55,13 @@ pub fn spawn(
                     }
                 }
             }
-            match pass(&settings, &db, &client).await {
+            // Shutdown does not wait for slow receivers: a try cut short keeps its claim's
+            // lease, so it is sent again later (at least once).
+            let outcome = tokio::select! {
+                () = shutdown.cancelled() => break,
+                outcome = pass(&settings, &db, &client) => outcome,
+            };
+            match outcome {
                 // A full batch: more may be due, look again at once.
                 Ok(n) if n == batch(&settings) => continue,
                 Ok(_) => {}

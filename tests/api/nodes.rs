@@ -1,7 +1,8 @@
 //! Several nodes on one database (src/node.rs): a node starting up takes back only its own
 //! streams and recordings — a second node starting while the first records a live lesson leaves
 //! that lesson live and its recording whole — and the live streams of a node that went silent
-//! are ended by another node, while those of a node that still beats are not.
+//! are ended by another node, while those of a node that still beats are not; a node killed
+//! mid-lesson has its recording finished by another from what reached storage.
 
 use std::time::Duration;
 
@@ -11,8 +12,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    helpers::spawn_app_with,
+    helpers::{free_port, fresh_database, spawn_app_with},
     live_rtmp::{Live, ffmpeg_publish, wait_child},
+    recordings::{Server, wait_uploaded},
 };
 
 async fn wait_status(live: &Live, status: &str, timeout: Duration) {
@@ -187,4 +189,81 @@ async fn the_live_streams_of_a_lost_node_are_ended_by_another() {
         .unwrap();
     assert_eq!(status, "active");
     beat.abort();
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_lesson_has_its_recording_finished_by_another() {
+    let (database_url, _) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Node A, a real process (to be killed), beating every second.
+    let mut a = Server::start_with(
+        &database_url,
+        dir.path(),
+        free_port(),
+        free_port(),
+        vec![("WEMASTER__LIVE__NODE_HEARTBEAT_S".into(), "1".into())],
+    );
+    a.wait_ready().await;
+    let token = a.teacher_token().await;
+    let (_, mut publisher) = a.go_live(&token, "Lost in the middle", 30).await;
+    let db = PgPool::connect(&database_url).await.unwrap();
+    let uploaded = wait_uploaded(&db, 3, Duration::from_secs(30)).await;
+    a.kill9();
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+
+    // Node B shares the database and the object storage (not A's spool) and counts a node
+    // silent for 3 s as lost.
+    let url = database_url.clone();
+    let objects = dir.path().join("objects");
+    let b = spawn_app_with(move |s| {
+        s.database.url = wemaster::config::Secret::new(url);
+        s.storage.local.root = objects;
+        s.live.node_heartbeat_s = 1;
+        s.live.node_lost_after_s = 3;
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (status, mp4, segments, stream_status) = loop {
+        let row: (String, Option<i64>, i32, String) = sqlx::query_as(
+            "SELECT r.status, r.mp4_size_bytes, r.segment_count, s.status
+               FROM recordings r JOIN live_streams s ON s.id = r.live_stream_id",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if row.0 == "ready" && row.1.is_some() {
+            break row;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not finished by node B: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, "ready");
+    assert!(mp4.unwrap() > 0);
+    assert!(
+        i64::from(segments) >= uploaded,
+        "{segments} segments, {uploaded} were uploaded before the kill"
+    );
+    assert_eq!(stream_status, "idle", "B ended A's session too");
+    // B holds it now; the replay B serves plays what was recorded.
+    let holder: (Option<Uuid>,) = sqlx::query_as("SELECT node_id FROM recordings")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let b_node: Uuid = std::fs::read_to_string(b.settings.media.spool_dir.join("node-id"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(holder.0, Some(b_node));
+    let (rec_id,): (Uuid,) = sqlx::query_as("SELECT id FROM recordings")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let duration =
+        crate::recordings::probe_duration(&b.url(&format!("/hls/vod/{rec_id}/index.m3u8"))).await;
+    assert!(duration >= 4.0, "the replay lasts {duration} s");
 }

@@ -73,7 +73,7 @@ impl Live {
 }
 
 /// Wait until at least `n` segments of the database's recordings are in storage; returns how many.
-async fn wait_uploaded(db: &sqlx::PgPool, n: i64, timeout: Duration) -> i64 {
+pub(crate) async fn wait_uploaded(db: &sqlx::PgPool, n: i64, timeout: Duration) -> i64 {
     let start = Instant::now();
     loop {
         let (got,): (i64,) =
@@ -656,10 +656,10 @@ async fn retention_deletes_expired_recordings_and_their_objects() {
 
 /// `wemaster serve` as a real process, so it can be killed with SIGKILL and started again on
 /// the same database, spool and storage.
-struct Server {
+pub(crate) struct Server {
     child: Option<std::process::Child>,
     port: u16,
-    rtmp_port: u16,
+    pub(crate) rtmp_port: u16,
     database_url: String,
     dir: std::path::PathBuf,
     /// More settings (`WEMASTER__…`), kept across restarts.
@@ -671,7 +671,7 @@ impl Server {
         Server::start_with(database_url, dir, port, rtmp_port, Vec::new())
     }
 
-    fn start_with(
+    pub(crate) fn start_with(
         database_url: &str,
         dir: &std::path::Path,
         port: u16,
@@ -718,7 +718,7 @@ impl Server {
     }
 
     /// A teacher made with the CLI, logged in: the access token.
-    async fn teacher_token(&self) -> String {
+    pub(crate) async fn teacher_token(&self) -> String {
         let out = crate::helpers::wemaster_bin()
             .args(["admin", "create-user", "--email", "t@school.example"])
             .args(["--role", "teacher"])
@@ -741,11 +741,11 @@ impl Server {
         login["access_token"].as_str().unwrap().to_string()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn wait_ready(&self) {
+    pub(crate) async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         for _ in 0..300 {
             if let Ok(r) = client.get(self.url("/readyz")).send().await {
@@ -758,7 +758,34 @@ impl Server {
         panic!("server never became ready");
     }
 
-    fn kill9(&mut self) {
+    /// A teacher's new stream `title` on this server, published by ffmpeg for `seconds` in real
+    /// time: the stream's JSON and the publisher.
+    pub(crate) async fn go_live(
+        &self,
+        token: &str,
+        title: &str,
+        seconds: u32,
+    ) -> (Value, std::process::Child) {
+        let stream: Value = reqwest::Client::new()
+            .post(self.url("/api/v1/live-streams"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"title": title}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = stream["stream_key"].as_str().unwrap();
+        let publisher = ffmpeg_publish(
+            &format!("rtmp://127.0.0.1:{}/live/{key}", self.rtmp_port),
+            seconds,
+            true,
+        );
+        (stream, publisher)
+    }
+
+    pub(crate) fn kill9(&mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -798,22 +825,7 @@ async fn sigkill_mid_lesson_then_restart_gives_a_ready_recording_of_what_was_rec
     server.wait_ready().await;
     let token = server.teacher_token().await;
     let client = reqwest::Client::new();
-    let stream: Value = client
-        .post(server.url("/api/v1/live-streams"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"title": "Crash course"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = stream["stream_key"].as_str().unwrap();
-    let mut publisher = ffmpeg_publish(
-        &format!("rtmp://127.0.0.1:{}/live/{key}", server.rtmp_port),
-        30,
-        true,
-    );
+    let (stream, mut publisher) = server.go_live(&token, "Crash course", 30).await;
     // Wait until a few segments are recorded, then kill the server without warning.
     let db = sqlx::PgPool::connect(&database_url).await.unwrap();
     let recorded = wait_uploaded(&db, 3, Duration::from_secs(30)).await;
@@ -1497,22 +1509,7 @@ async fn a_kill_during_an_s3_outage_loses_no_closed_segment() {
     server.wait_ready().await;
     let token = server.teacher_token().await;
     let client = reqwest::Client::new();
-    let stream: Value = client
-        .post(server.url("/api/v1/live-streams"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"title": "Outage course"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = stream["stream_key"].as_str().unwrap();
-    let mut publisher = ffmpeg_publish(
-        &format!("rtmp://127.0.0.1:{}/live/{key}", server.rtmp_port),
-        40,
-        true,
-    );
+    let (_, mut publisher) = server.go_live(&token, "Outage course", 40).await;
     let db = sqlx::PgPool::connect(&database_url).await.unwrap();
     wait_uploaded(&db, 2, Duration::from_secs(30)).await;
     // S3 stops answering; the lesson goes on for ~8 s (four 2 s segments close meanwhile).
