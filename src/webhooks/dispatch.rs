@@ -1,10 +1,10 @@
 //! The sender: a task on every node that claims due deliveries and POSTs them.
 //!
 //! A pass claims up to `concurrency × 4` due deliveries in one statement (`FOR UPDATE SKIP
-//! LOCKED`, so nodes never claim the same row) and moves their `next_attempt_at` past the
-//! send's time limit: that is the claim's lease — a node that dies mid-send leaves rows that
-//! become due again. Then it sends them, `concurrency` at a time, and writes each outcome: a
-//! 2xx is delivered; anything else (an error status, a redirect — not followed —, a time-out, a
+//! LOCKED`, so nodes never claim the same row) and moves their `next_attempt_at` past the time
+//! the batch can take (its rounds of sends at their time limit): that is the claim's lease — a
+//! node that dies mid-send leaves rows that become due again. Then it sends them, `concurrency`
+//! at a time, and writes each outcome: a 2xx is delivered; anything else (an error status, a redirect — not followed —, a time-out, a
 //! refused connection) waits for the next retry, or fails once past the give-up time.
 
 use std::time::{Duration, Instant};
@@ -98,7 +98,9 @@ pub async fn pass(
     db: &PgPool,
     client: &reqwest::Client,
 ) -> Result<usize, sqlx::Error> {
-    let lease_s = (settings.timeout_s + 30) as f64;
+    // The claim must outlast the whole batch: `concurrency` at a time, each up to the limit.
+    let rounds = batch(settings).div_ceil(settings.concurrency) as u64;
+    let lease_s = (settings.timeout_s * rounds + 30) as f64;
     let give_up_s = settings.give_up_after_s as f64;
     let due = sqlx::query_as!(
         Due,

@@ -219,10 +219,16 @@ function EndpointRow({ e, run, open, toggle, secretShown }: { e: Endpoint; run: 
 
 function Deliveries({ endpoint, run }: { endpoint: Endpoint; run: Run }) {
   const { t, dateTime } = useI18n();
+  const qc = useQueryClient();
   const [shown, setShown] = useState<string | null>(null);
   const list = useQuery({
     queryKey: ['ops-webhook-deliveries', endpoint.id],
-    queryFn: async () => must(await api.GET('/api/v1/admin/webhooks/{id}/deliveries', { params: { path: { id: endpoint.id }, query: { limit: 50 } } })),
+    queryFn: async () => {
+      const page = must(await api.GET('/api/v1/admin/webhooks/{id}/deliveries', { params: { path: { id: endpoint.id }, query: { limit: 50 } } }));
+      // The endpoint's waiting/failed counts move with its deliveries.
+      void qc.invalidateQueries({ queryKey: ['ops-webhooks'] });
+      return page;
+    },
     // Pending ones change by themselves (retries): follow them while the list is open.
     refetchInterval: (q) => (q.state.data?.items.some((d) => d.status === 'pending') ? 2000 : false),
   });
