@@ -96,6 +96,39 @@ start_private_redis() {
   die "Redis did not start (see $DATA/redis/redis.log)"
 }
 
+# start_test_redis_cluster FIRST_PORT: a Redis Cluster of 3 masters (no replicas) on 127.0.0.1,
+# ports FIRST_PORT..FIRST_PORT+2 (cluster bus: +10, below the ephemeral range too), files in .data/redis-cluster/. Made
+# afresh when it is not a healthy cluster of those 3 nodes; nothing is kept on disk.
+start_test_redis_cluster() {
+  local first=$1 ports=() p
+  for i in 0 1 2; do ports+=($((first + i))); done
+  if [ "$(redis-cli -p "$first" cluster info 2>/dev/null | tr -d '\r' | grep -c -e '^cluster_state:ok' -e '^cluster_known_nodes:3')" = 2 ]; then
+    return 0
+  fi
+  log "starting a Redis Cluster of 3 masters on 127.0.0.1:${ports[0]}-${ports[2]}"
+  for p in "${ports[@]}"; do
+    redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
+  done
+  rm -rf "$DATA/redis-cluster"
+  for p in "${ports[@]}"; do
+    mkdir -p "$DATA/redis-cluster/$p"
+    redis-server --bind 127.0.0.1 --port "$p" --daemonize yes --dir "$DATA/redis-cluster/$p" \
+      --cluster-enabled yes --cluster-port $((p + 10)) --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+      --pidfile "$DATA/redis-cluster/$p/redis.pid" --logfile "$DATA/redis-cluster/$p/redis.log" \
+      --save "" --appendonly no >/dev/null
+  done
+  for p in "${ports[@]}"; do
+    for _ in $(seq 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  redis-cli --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >"$DATA/redis-cluster/create.log" 2>&1 ||
+    { cat "$DATA/redis-cluster/create.log" >&2; die "the Redis Cluster was not created"; }
+  for _ in $(seq 100); do
+    redis-cli -p "$first" cluster info 2>/dev/null | tr -d '\r' | grep -q '^cluster_state:ok' && return 0
+    sleep 0.1
+  done
+  die "the Redis Cluster did not reach cluster_state:ok (see $DATA/redis-cluster/)"
+}
+
 # ensure_database NAME: create it in the private cluster if missing.
 ensure_database() {
   local name=$1

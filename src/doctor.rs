@@ -231,19 +231,43 @@ async fn redis(settings: &Settings, r: &mut Report) {
         }
     };
     let mut conn = redis.conn();
-    let info: Option<String> = tokio::time::timeout(
-        TIMEOUT,
-        redis::cmd("INFO")
-            .arg("server")
-            .query_async::<String>(&mut conn),
-    )
+    let mut info = redis::cmd("INFO");
+    info.arg("server");
+    // A cluster answers for each master: node address → its INFO text.
+    let infos: Option<Vec<String>> = tokio::time::timeout(TIMEOUT, async {
+        if redis.is_cluster() {
+            info.query_async::<std::collections::HashMap<String, String>>(&mut conn)
+                .await
+                .map(|m| m.into_values().collect())
+        } else {
+            info.query_async::<String>(&mut conn).await.map(|s| vec![s])
+        }
+    })
     .await
     .ok()
     .and_then(Result::ok);
-    let version = info.and_then(|i| {
-        i.lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
-            .map(|v| v.trim().to_string())
+    let nodes = infos.as_ref().map_or(0, Vec::len);
+    // The oldest node decides.
+    let version = infos.and_then(|infos| {
+        infos
+            .iter()
+            .filter_map(|i| {
+                i.lines()
+                    .find_map(|l| l.strip_prefix("redis_version:"))
+                    .map(|v| v.trim().to_string())
+            })
+            .min_by_key(|v| {
+                v.split('.')
+                    .map(|p| p.parse::<u64>().unwrap_or(0))
+                    .collect::<Vec<_>>()
+            })
+    });
+    let version = version.map(|v| {
+        if redis.is_cluster() {
+            format!("{v} (a cluster of {nodes} masters)")
+        } else {
+            v
+        }
     });
     match version {
         Some(v) => {

@@ -36,11 +36,13 @@ use crate::{
 pub struct Node {
     pub id: Uuid,
     pub name: String,
+    /// Where the other nodes reach this node's HTTP (`live.internal_url`).
+    pub internal_url: String,
 }
 
 impl Node {
     /// Read `spool_dir/node-id`, or make it.
-    pub fn load_or_create(spool_dir: &Path) -> anyhow::Result<Node> {
+    pub fn load_or_create(spool_dir: &Path, internal_url: String) -> anyhow::Result<Node> {
         std::fs::create_dir_all(spool_dir)
             .with_context(|| format!("cannot create media.spool_dir {}", spool_dir.display()))?;
         let path = spool_dir.join("node-id");
@@ -63,6 +65,7 @@ impl Node {
         Ok(Node {
             id,
             name: format!("{host} (pid {})", std::process::id()),
+            internal_url,
         })
     }
 }
@@ -123,10 +126,12 @@ pub fn spawn(
 
 async fn heartbeat(db: &PgPool, node: &Node) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO cluster_nodes (id, name) VALUES ($1, $2)
-         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, heartbeat_at = now()",
+        "INSERT INTO cluster_nodes (id, name, internal_url) VALUES ($1, $2, $3)
+         ON CONFLICT (id) DO UPDATE
+            SET name = EXCLUDED.name, internal_url = EXCLUDED.internal_url, heartbeat_at = now()",
         node.id,
-        node.name
+        node.name,
+        node.internal_url
     )
     .execute(db)
     .await?;
@@ -160,7 +165,7 @@ pub async fn end_lost_streams(
         let mut tx = db.begin().await?;
         let id = LiveStreamId(s.id);
         // Conditional: a node that came back (or another sweep) may have changed it meanwhile.
-        if let Transition::Changed(_) = store::mark_idle(&mut tx, id).await? {
+        if let Transition::Changed(_) = store::mark_idle(&mut tx, id, s.node_id).await? {
             let event = events::store_event(
                 &mut tx,
                 id,
@@ -184,12 +189,13 @@ mod tests {
     #[test]
     fn a_node_keeps_its_id_in_its_spool() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Node::load_or_create(dir.path()).unwrap();
-        let again = Node::load_or_create(dir.path()).unwrap();
+        let url = || "http://127.0.0.1:8080".to_string();
+        let a = Node::load_or_create(dir.path(), url()).unwrap();
+        let again = Node::load_or_create(dir.path(), url()).unwrap();
         assert_eq!(a.id, again.id, "a restart is the same node");
         let other = tempfile::tempdir().unwrap();
-        assert_ne!(Node::load_or_create(other.path()).unwrap().id, a.id);
+        assert_ne!(Node::load_or_create(other.path(), url()).unwrap().id, a.id);
         std::fs::write(dir.path().join("node-id"), "garbage").unwrap();
-        assert!(Node::load_or_create(dir.path()).is_err());
+        assert!(Node::load_or_create(dir.path(), url()).is_err());
     }
 }

@@ -768,7 +768,7 @@ async fn listen(n: Notifier, shutdown: CancellationToken) {
     ];
     while !shutdown.is_cancelled() {
         let ps = async {
-            let mut ps = n.redis.client().get_async_pubsub().await?;
+            let mut ps = n.redis.pubsub().await?;
             ps.subscribe(&channels).await?;
             redis::RedisResult::Ok(ps)
         };

@@ -106,7 +106,11 @@ impl Application {
             whep: settings.whep.enabled.then(|| webrtc.server.clone()),
         };
         // This node among others on the database (src/node.rs): named by its spool.
-        let node = crate::node::Node::load_or_create(&settings.media.spool_dir)?;
+        let node = crate::node::Node::load_or_create(
+            &settings.media.spool_dir,
+            settings.live.internal_url(listener.local_addr()?),
+        )?;
+        let node_id = node.id;
         // Sessions die with the process: streams this node's crashed process left `active` are
         // idle now (other nodes' are theirs).
         match pool.acquire().await {
@@ -162,6 +166,14 @@ impl Application {
             recorder.clone(),
             shutdown.child_token(),
         )?;
+        // Actions for sessions other nodes hold go to them, and theirs come here.
+        let live = live.clustered(redis.clone(), node.id);
+        let live_orders = crate::live::cluster::spawn_listener(
+            redis.clone(),
+            node.id,
+            live.clone(),
+            shutdown.child_token(),
+        );
         let whip = crate::live::whip::WhipIngest::new(
             webrtc,
             &settings.whip,
@@ -249,6 +261,12 @@ impl Application {
             lease,
             shutdown.child_token(),
         );
+        let peers = crate::live::peers::Peers::new(
+            pool.clone(),
+            node_id,
+            Duration::from_secs(settings.live.node_lost_after_s),
+        )
+        .context("the HTTP client of live HLS forwarding")?;
         let state = AppState::new(Inner {
             settings,
             db: pool,
@@ -261,6 +279,7 @@ impl Application {
             oidc,
             live,
             live_views,
+            peers,
             whip,
             playback,
             jitsi,
@@ -293,6 +312,7 @@ impl Application {
                 metric_sampler,
                 webhook_sender,
                 node_task,
+                live_orders,
             ],
         })
     }

@@ -38,6 +38,8 @@ pub struct Inner {
     pub live: LiveRuntime,
     /// Playlists of the live sessions of this node, read by the HLS routes.
     pub live_views: LiveRegistry,
+    /// Which node holds a live stream this node does not (live HLS from any node).
+    pub peers: crate::live::peers::Peers,
     /// WHIP (WebRTC) ingest: the UDP socket task and the way to the supervisor.
     pub whip: crate::live::whip::WhipIngest,
     /// Signs and checks `?token=` of private playback.

@@ -688,7 +688,7 @@ async fn subscribe_loop(
     let mut first = true;
     while !shutdown.is_cancelled() {
         let pubsub = async {
-            let mut ps = redis.client().get_async_pubsub().await?;
+            let mut ps = redis.pubsub().await?;
             ps.subscribe(&channel).await?;
             redis::RedisResult::Ok(ps)
         };

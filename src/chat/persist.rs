@@ -124,22 +124,18 @@ struct Persister {
 const LEASE: Duration = Duration::from_secs(10);
 /// Entries another consumer has held this long unacknowledged are taken over.
 const CLAIM_IDLE_MS: usize = 5_000;
+/// How long one read waits for new entries (short, so the lease is renewed in time).
+const BLOCK: Duration = Duration::from_secs(1);
 
 impl Persister {
     async fn run(&mut self, shutdown: CancellationToken) {
-        // Blocking reads need their own connection, without the 500 ms default response timeout.
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
         let mut reader = None;
         let mut own_pending = true;
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             if reader.is_none() {
-                match self
-                    .redis
-                    .client()
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-                {
+                // Blocking reads need their own connection (see `Redis::blocking_conn`).
+                match self.redis.blocking_conn(BLOCK).await {
                     Ok(c) => reader = Some(c),
                     Err(e) => {
                         tracing::warn!(error = %e, "chat persister: cannot connect to Redis");
@@ -242,7 +238,7 @@ impl Persister {
     /// entry that fails alone again and again is rejected (a poison entry must not stop chat).
     async fn step(
         &mut self,
-        conn: &mut redis::aio::MultiplexedConnection,
+        conn: &mut crate::cache::RedisConn,
         own_pending: bool,
         failures: u32,
     ) -> anyhow::Result<usize> {
@@ -276,7 +272,7 @@ impl Persister {
             let (start, opts) = if own_pending {
                 ("0", opts)
             } else {
-                (">", opts.block(1000))
+                (">", opts.block(BLOCK.as_millis() as usize))
             };
             let reply = tokio::time::timeout(
                 Duration::from_secs(5),

@@ -37,7 +37,9 @@ pub struct HttpSettings {
 }
 
 /// `""` (and an absent key) as `None`; anything else must be a URL.
-fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {
+pub(super) fn empty_as_none<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Url>, D::Error> {
     let s = String::deserialize(d)?;
     if s.trim().is_empty() {
         return Ok(None);

@@ -26,6 +26,15 @@ pub struct LiveSettings {
     pub node_heartbeat_s: u64,
     /// A node silent this long is lost: another node ends its live streams. Seconds.
     pub node_lost_after_s: u64,
+    /// Where the other nodes reach this node's HTTP listener, to forward live HLS requests
+    /// for the streams it holds. Absent: `http://` + `http.listen`, with this machine's host
+    /// name for an unspecified address (0.0.0.0).
+    #[serde(
+        default,
+        deserialize_with = "super::http::empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub internal_url: Option<url::Url>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -76,7 +85,37 @@ impl LiveSettings {
         ))
     }
 
+    /// Where the other nodes reach this one (see `internal_url`).
+    pub fn internal_url(&self, listen: std::net::SocketAddr) -> String {
+        if let Some(u) = &self.internal_url {
+            return u.as_str().trim_end_matches('/').to_owned();
+        }
+        let host = if listen.ip().is_unspecified() {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "127.0.0.1".into())
+        } else if listen.is_ipv6() {
+            format!("[{}]", listen.ip())
+        } else {
+            listen.ip().to_string()
+        };
+        format!("http://{host}:{}", listen.port())
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(u) = &self.internal_url
+            && (!matches!(u.scheme(), "http" | "https")
+                || u.host().is_none()
+                || u.query().is_some()
+                || u.path() != "/")
+        {
+            return Err(ConfigError::new(
+                "live.internal_url",
+                "must be an http(s) URL of this node's HTTP listener, without a path",
+            ));
+        }
         if self.node_heartbeat_s == 0 || self.node_lost_after_s < 2 * self.node_heartbeat_s {
             return Err(ConfigError::new(
                 "live.node_lost_after_s",

@@ -23,12 +23,14 @@
 //!   CDNs leave out of the cache key: a shared cache must not keep them (docs/live.md).
 //!
 //! CORS comes from the global layer so browser players on other origins work.
-
-use std::net::SocketAddr;
+//!
+//! Several nodes: a request for a stream another node holds is forwarded to it
+//! ([`elsewhere`], src/live/peers.rs), so any node behind the load balancer serves every live
+//! stream.
 
 use axum::{
     Router,
-    extract::{ConnectInfo, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -36,24 +38,105 @@ use axum::{
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::{error::ApiError, extract::Path};
+use super::{
+    error::ApiError,
+    extract::{Client, Path},
+};
 use wemaster_media::{
     live::LlShared,
     llhls::{Lookup, Readiness},
 };
 
 use crate::{
-    live::supervisor::LiveView,
+    live::{peers, supervisor::LiveView},
     playback::{TokenCheck, live_resource},
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/hls/live/{id}/index.m3u8", get(playlist))
         .route("/hls/live/{id}/ll.m3u8", get(ll_playlist))
         .route("/hls/live/{id}/{session}/{segment}", get(segment))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            elsewhere,
+        ))
 }
+
+/// A stream this node does not hold, held by another live node: the request goes there (once:
+/// a forwarded request is answered here whatever happens), with the viewer's address in
+/// `X-Forwarded-For` (believed by the holder when this node is in its `http.trusted_proxies`)
+/// and the holder's answer streamed back as it comes — status, type, caching and body.
+async fn elsewhere(
+    State(state): State<AppState>,
+    client: Client,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let id = request
+        .uri()
+        .path()
+        .strip_prefix("/hls/live/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|id| id.parse::<Uuid>().ok());
+    let Some(id) = id else {
+        return next.run(request).await;
+    };
+    let here = state
+        .live_views
+        .read()
+        .map(|views| views.contains_key(&id))
+        .unwrap_or(false);
+    if here || request.headers().contains_key(peers::FORWARDED_HEADER) {
+        return next.run(request).await;
+    }
+    let Some(base) = state.peers.holder(id).await else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let started = std::time::Instant::now();
+    let sent = state
+        .peers
+        .http()
+        .get(format!("{base}{path}"))
+        .header(peers::FORWARDED_HEADER, "1")
+        .header("x-forwarded-for", client.ip())
+        // Blocking LL-HLS reloads wait up to three target durations at the holder.
+        .timeout(FORWARD_TIMEOUT)
+        .send()
+        .await;
+    let answer = match sent {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, stream = %id, node = %base, "cannot forward a live HLS request to the node holding the stream");
+            metrics::counter!("hls_forwarded_total", "outcome" => "failed").increment(1);
+            return ApiError::Unavailable("the node holding this live stream").into_response();
+        }
+    };
+    metrics::counter!("hls_forwarded_total", "outcome" => "answered").increment(1);
+    metrics::histogram!("hls_forward_seconds").record(started.elapsed().as_secs_f64());
+    let mut response = Response::builder().status(answer.status().as_u16());
+    for name in [
+        header::CONTENT_TYPE,
+        header::CACHE_CONTROL,
+        header::CONTENT_LENGTH,
+        header::RETRY_AFTER,
+    ] {
+        if let Some(v) = answer.headers().get(&name) {
+            response = response.header(name, v.as_bytes());
+        }
+    }
+    response
+        .body(axum::body::Body::from_stream(answer.bytes_stream()))
+        .unwrap_or_else(|_| {
+            ApiError::Unavailable("the node holding this live stream").into_response()
+        })
+}
+
+/// The longest a forwarded request may take (a blocking LL-HLS reload waits up to three
+/// target durations at the holder, 30 s at most with the longest segments).
+const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(40);
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
@@ -130,13 +213,13 @@ async fn playlist(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     RawQuery(query): RawQuery,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
 ) -> Result<Response, ApiError> {
     let view = view(&state, id)?;
     // Only a `token` parameter travels on to segments (private streams), bounded in size.
     let token = token_param(query.as_deref()).filter(|t| t.len() <= 2048);
     authorize(&state, id, &view, token.as_deref())?;
-    view.touch_viewer(peer.ip());
+    touch(&view, &client);
     let token_query = token.as_deref().map(token_query);
     let private = view.private.load(std::sync::atomic::Ordering::Relaxed);
     let body = {
@@ -166,6 +249,14 @@ async fn playlist(
         body,
     )
         .into_response())
+}
+
+/// A playlist request counts its viewer: the client's address (behind trusted proxies and
+/// other nodes that forwarded it, the address they saw).
+fn touch(view: &LiveView, client: &Client) {
+    if let Ok(ip) = client.ip().parse() {
+        view.touch_viewer(ip);
+    }
 }
 
 /// Segment names the pipeline writes: `segment-<digits>.ts`. Anything else is not ours.
@@ -274,13 +365,13 @@ async fn ll_playlist(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     RawQuery(query): RawQuery,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
 ) -> Result<Response, ApiError> {
     let view = view(&state, id)?;
     let ll = ll_of(&view)?;
     let q = LlQuery::parse(query.as_deref())?;
     authorize(&state, id, &view, q.token.as_deref())?;
-    view.touch_viewer(peer.ip());
+    touch(&view, &client);
     ll.want();
     let token_query = q.token.as_deref().map(token_query);
     let prefix = format!("{}/", view.session_id);

@@ -137,7 +137,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", doc))
         .merge(health::router())
-        .merge(hls::router())
+        .merge(hls::router(&state))
         .merge(recordings::replay_router())
         .merge(meetings::asap_router(&state.settings.jitsi.asap_key_path))
         .merge(objects::router(settings.upload_limit_bytes))

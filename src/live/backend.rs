@@ -69,12 +69,33 @@ async fn write_event(db: &PgPool, redis: &Redis, node: uuid::Uuid, e: Event) {
             let mut conn = db.acquire().await?;
             match change {
                 StatusChange::Active => store::mark_active(&mut conn, id, node).await,
-                StatusChange::Idle => store::mark_idle(&mut conn, id).await,
+                StatusChange::Idle => store::mark_idle(&mut conn, id, node)
+                    .await
+                    .map(|t| (t, None)),
             }
         }
         .await;
-        if let Err(err) = result {
-            tracing::error!(stream_id = %e.stream_id, error = %err, "cannot update the live stream status");
+        match result {
+            Ok((_, Some(previous))) => {
+                // A publisher reached this node while the stream was live on another: that
+                // node ends its session (its recording is finished there).
+                tracing::info!(stream_id = %e.stream_id, %previous, "live stream taken over from another node");
+                super::cluster::send(
+                    redis,
+                    &super::cluster::Order {
+                        stream_id: e.stream_id,
+                        op: super::cluster::Op::Kick,
+                        reason: super::cluster::Reason::TakenOver,
+                        from: node,
+                        to: Some(previous),
+                    },
+                )
+                .await;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::error!(stream_id = %e.stream_id, error = %err, "cannot update the live stream status")
+            }
         }
     }
     // A brief retry: a database blip must not lose the record of a session.

@@ -11,9 +11,11 @@
 //!   [`events`]: `live_stream.*` events, stored and published on Redis.
 
 pub mod backend;
+pub mod cluster;
 pub mod events;
 pub mod keys;
 pub mod model;
+pub mod peers;
 pub mod publish_token;
 pub mod runtime;
 pub mod store;

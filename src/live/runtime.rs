@@ -49,15 +49,62 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct LiveRuntime {
     tx: mpsc::Sender<Command>,
+    /// Several nodes: where an action for a session held elsewhere goes (src/live/cluster.rs).
+    cluster: Option<std::sync::Arc<(crate::cache::Redis, Uuid)>>,
 }
 
 impl LiveRuntime {
     pub(crate) fn new(tx: mpsc::Sender<Command>) -> LiveRuntime {
-        LiveRuntime { tx }
+        LiveRuntime { tx, cluster: None }
     }
 
-    /// End the stream's live session now (the `complete` action). Returns whether one was running.
+    /// Send the actions for sessions this node does not hold to the node that does.
+    pub fn clustered(self, redis: crate::cache::Redis, node: Uuid) -> LiveRuntime {
+        LiveRuntime {
+            tx: self.tx,
+            cluster: Some(std::sync::Arc::new((redis, node))),
+        }
+    }
+
+    /// End the stream's live session now (the `complete` action), here or on the node holding
+    /// it. Returns whether one was running here, or the order went to the other nodes.
     pub async fn complete(&self, stream_id: Uuid) -> bool {
+        self.complete_here(stream_id).await
+            || self
+                .elsewhere(stream_id, super::cluster::Op::Complete, "completed")
+                .await
+    }
+
+    /// Disconnect the stream's publisher, if any (disable, key reset, delete), here or on the
+    /// node holding its session.
+    pub async fn kick(&self, stream_id: Uuid, reason: &'static str) -> bool {
+        self.kick_here(stream_id, reason).await
+            || self
+                .elsewhere(stream_id, super::cluster::Op::Kick, reason)
+                .await
+    }
+
+    async fn elsewhere(&self, stream_id: Uuid, op: super::cluster::Op, reason: &str) -> bool {
+        let (Some(cluster), Some(reason)) = (&self.cluster, super::cluster::Reason::parse(reason))
+        else {
+            return false;
+        };
+        let (redis, me) = &**cluster;
+        super::cluster::send(
+            redis,
+            &super::cluster::Order {
+                stream_id,
+                op,
+                reason,
+                from: *me,
+                to: None,
+            },
+        )
+        .await
+    }
+
+    /// End the stream's live session on this node. Returns whether one was running.
+    pub(crate) async fn complete_here(&self, stream_id: Uuid) -> bool {
         let (reply, rx) = oneshot::channel();
         if self
             .tx
@@ -70,8 +117,8 @@ impl LiveRuntime {
         rx.await.unwrap_or(false)
     }
 
-    /// Disconnect the stream's publisher, if any (disable, key reset, delete).
-    pub async fn kick(&self, stream_id: Uuid, reason: &'static str) -> bool {
+    /// Disconnect the publisher of the stream's session on this node, if any.
+    pub(crate) async fn kick_here(&self, stream_id: Uuid, reason: &'static str) -> bool {
         let (reply, rx) = oneshot::channel();
         if self
             .tx

@@ -276,13 +276,14 @@ pub async fn transition(
     })
 }
 
-/// For the live runtime: `idle` → `active` when a session starts. A disabled (or deleted)
-/// stream is never made active.
+/// For the live runtime: `idle` → `active` when a session of `node` starts. A disabled (or
+/// deleted) stream is never made active. Also answers the node that held the stream's session
+/// before, when another one did (its session was taken over).
 pub async fn mark_active(
     conn: &mut PgConnection,
     id: LiveStreamId,
     node: Uuid,
-) -> Result<Transition, sqlx::Error> {
+) -> Result<(Transition, Option<Uuid>), sqlx::Error> {
     let t = transition(
         conn,
         id,
@@ -292,30 +293,55 @@ pub async fn mark_active(
     )
     .await?;
     // The node holding the session: its restart takes the stream back, others leave it alone.
-    sqlx::query!(
-        "UPDATE live_streams SET node_id = $2 WHERE id = $1 AND status = 'active'",
+    // The one that held it before, if another: its session was taken over (a publisher that
+    // reached this node while one was still live there) and must end.
+    let before = sqlx::query_scalar!(
+        r#"UPDATE live_streams s SET node_id = $2
+             FROM (SELECT id, node_id FROM live_streams WHERE id = $1 FOR UPDATE) old
+            WHERE s.id = old.id AND s.status = 'active'
+            RETURNING old.node_id"#,
         id.0,
         node
     )
-    .execute(&mut *conn)
-    .await?;
-    Ok(t)
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten();
+    let taken_from = match &t {
+        // It was live already (on the node it names): that session is over.
+        Transition::Unchanged(_) => before.filter(|prev| *prev != node),
+        _ => None,
+    };
+    Ok((t, taken_from))
 }
 
-/// For the live runtime: `active` → `idle` when a session ends. A stream disabled meanwhile
-/// stays disabled.
+/// For the live runtime: `active` → `idle` when a session of `node` ends. A stream disabled
+/// meanwhile stays disabled, and one another node has made its own since (a publisher that
+/// moved there) stays active: only the holder's end counts.
 pub async fn mark_idle(
     conn: &mut PgConnection,
     id: LiveStreamId,
+    node: Uuid,
 ) -> Result<Transition, sqlx::Error> {
-    transition(
-        conn,
-        id,
-        Scope::All,
-        &[StreamStatus::Active],
-        StreamStatus::Idle,
+    let row = sqlx::query_as!(
+        Row,
+        r#"UPDATE live_streams
+           SET status = 'idle', updated_at = now()
+           WHERE id = $1 AND deleted_at IS NULL AND status = 'active'
+             AND (node_id IS NULL OR node_id = $2)
+           RETURNING id, owner_id, title, status, stream_key_prefix, record,
+                     reconnect_window_s, visibility, recording_retention_days, created_at, updated_at"#,
+        id.0,
+        node,
     )
-    .await
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(s) = one(row)? {
+        return Ok(Transition::Changed(s));
+    }
+    Ok(match get(conn, id, Scope::All).await? {
+        Some(s) => Transition::Unchanged(s),
+        None => Transition::NotFound,
+    })
 }
 
 /// The outcome of a delete.

@@ -191,8 +191,9 @@ const BITRATE_INTERVAL: Duration = Duration::from_secs(5);
 enum Ending {
     /// Normal: wait for the reconnect window.
     Window,
-    /// `complete`, `disable`, delete: end as soon as the publisher's pipeline has drained.
-    Now,
+    /// `complete`, `disable`, delete, a takeover from another node, shutdown: end as soon as
+    /// the publisher's pipeline has drained, saying why.
+    Now(&'static str),
 }
 
 struct Session {
@@ -284,7 +285,7 @@ impl<B: LiveBackend> Supervisor<B> {
         // Graceful shutdown: kick every publisher and let their pipelines drain, so each
         // session's last segment is closed and its playlist ends.
         for s in self.sessions.values_mut() {
-            s.ending = Ending::Now;
+            s.ending = Ending::Now("ended");
             if let Some(p) = &s.publisher {
                 p.kick.cancel();
             }
@@ -383,7 +384,9 @@ impl<B: LiveBackend> Supervisor<B> {
                 let found = match reason {
                     // A new key or a disabled stream: this publisher must go; a disabled or
                     // deleted stream also ends its session now.
-                    "disabled" | "deleted" => self.finish_now(stream_id, reason),
+                    // A publisher of the stream reached another node: this session is over
+                    // (its recording ends here; the new node records its own).
+                    "disabled" | "deleted" | "taken_over" => self.finish_now(stream_id, reason),
                     _ => match self
                         .sessions
                         .get(&stream_id)
@@ -407,7 +410,7 @@ impl<B: LiveBackend> Supervisor<B> {
         let Some(s) = self.sessions.get_mut(&stream_id) else {
             return false;
         };
-        s.ending = Ending::Now;
+        s.ending = Ending::Now(why);
         match &s.publisher {
             Some(p) => {
                 tracing::info!(%stream_id, why, "ending live session: kicking the publisher");
@@ -689,7 +692,11 @@ impl<B: LiveBackend> Supervisor<B> {
                 // A spool write error (a full disk) closes the publisher's connection but not
                 // the lesson: the encoder reconnects into the same session and recording, as
                 // after a network drop, and goes on once the disk has room again.
-                if session.ending == Ending::Now || session.reconnect_window.is_zero() {
+                if let Ending::Now(why) = session.ending {
+                    self.end_session(stream_id, why);
+                    return;
+                }
+                if session.reconnect_window.is_zero() {
                     self.end_session(stream_id, "ended");
                     return;
                 }

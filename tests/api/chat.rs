@@ -14,7 +14,7 @@ use tokio::{
 use wemaster::users::Role;
 use yawc::{Frame, OpCode, Options, close::CloseCode};
 
-use crate::helpers::{TestApp, assert_problem, env_or_explain, spawn_app_with, unique_email};
+use crate::helpers::{TestApp, assert_problem, spawn_app_with, unique_email};
 
 const PW: &str = "a fine passphrase";
 
@@ -1067,11 +1067,7 @@ async fn entries_a_dead_node_left_pending_are_stored_once_by_the_live_persister(
     let mut teacher = Client::connect(class.app.addr, &class.teacher.1).await;
     teacher.subscribe(&room, None).await;
     // Make sure the channel exists (the student's first send creates nothing by itself).
-    let mut redis = redis::Client::open(env_or_explain("REDIS_URL"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = crate::helpers::test_redis().await.conn();
     let entry = json!({"op": "send", "channel": room, "sender": class.student.0,
                        "client_id": "crash-1", "body": "written before the crash",
                        "html": "<p>written before the crash</p>"})

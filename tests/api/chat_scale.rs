@@ -21,7 +21,7 @@ use yawc::{Frame, OpCode};
 
 use crate::{
     chat::{Class, Client},
-    helpers::{env_or_explain, free_port, unique_email, wemaster_bin},
+    helpers::{free_port, unique_email, wemaster_bin},
 };
 
 /// One `wemaster serve` child process.
@@ -50,7 +50,7 @@ impl Node {
         let child = cmd
             .arg("serve")
             .env("DATABASE_URL", &app.database_url)
-            .env("REDIS_URL", env_or_explain("REDIS_URL"))
+            .envs(crate::helpers::redis_env())
             .env("WEMASTER__HTTP__LISTEN", format!("127.0.0.1:{port}"))
             // Tokens carry no node address, but keep every other setting the same on both.
             .env(
@@ -251,11 +251,7 @@ async fn two_nodes_share_a_room_in_order_and_survive_the_persister_dying() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("wm:chat:scale-{}:", uuid::Uuid::new_v4().simple());
     let lease = format!("{prefix}persister");
-    let mut redis = redis::Client::open(env_or_explain("REDIS_URL"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = crate::helpers::test_redis().await.conn();
 
     // Node A starts alone and takes the persister lease; B joins once A holds it.
     let mut a = Node::start(&class, &prefix, dir.path(), "a");

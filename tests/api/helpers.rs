@@ -19,18 +19,48 @@ pub fn env_or_explain(name: &str) -> String {
     })
 }
 
-/// Settings as the tests' environment gives them (DATABASE_URL, REDIS_URL), nothing else.
+/// Settings as the tests' environment gives them (DATABASE_URL, REDIS_URL), nothing else; on
+/// the Redis Cluster instead when `WEMASTER_TEST_REDIS=cluster` (scripts/test runs the suites
+/// that use Redis a second time so).
 pub fn base_settings() -> Settings {
-    let env = vec![
-        ("DATABASE_URL".to_string(), env_or_explain("DATABASE_URL")),
-        ("REDIS_URL".to_string(), env_or_explain("REDIS_URL")),
-    ];
+    let mut env = vec![("DATABASE_URL".to_string(), env_or_explain("DATABASE_URL"))];
+    env.extend(redis_env());
     Settings::load(&Sources {
         local: None,
         file: None,
         env: Some(env),
     })
     .expect("test settings")
+}
+
+/// Whether this run puts the servers on the test Redis Cluster.
+pub fn on_redis_cluster() -> bool {
+    std::env::var("WEMASTER_TEST_REDIS").as_deref() == Ok("cluster")
+}
+
+/// A node of the 3-master Redis Cluster scripts/test starts on loopback.
+pub fn redis_cluster_url() -> String {
+    env_or_explain("WEMASTER_TEST_REDIS_CLUSTER")
+}
+
+/// The environment that points a server (in process or a spawned `wemaster serve`) at this
+/// run's Redis.
+pub fn redis_env() -> Vec<(String, String)> {
+    if on_redis_cluster() {
+        vec![
+            ("REDIS_URL".to_string(), redis_cluster_url()),
+            ("WEMASTER__REDIS__CLUSTER".to_string(), "true".to_string()),
+        ]
+    } else {
+        vec![("REDIS_URL".to_string(), env_or_explain("REDIS_URL"))]
+    }
+}
+
+/// A connection to the Redis the servers of this run use (cluster-aware when it is one).
+pub async fn test_redis() -> wemaster::cache::Redis {
+    wemaster::cache::Redis::connect(&base_settings().redis)
+        .await
+        .expect("connect to the test Redis")
 }
 
 /// A new, empty database on the test server; returns its URL.

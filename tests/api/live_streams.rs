@@ -13,9 +13,7 @@ use wemaster::{
     users::{self, DisplayName, Email, Role},
 };
 
-use crate::helpers::{
-    TestApp, assert_problem, env_or_explain, free_port, spawn_app, spawn_app_with,
-};
+use crate::helpers::{TestApp, assert_problem, free_port, spawn_app, spawn_app_with};
 
 const PASSWORD: &str = "a fine passphrase";
 
@@ -656,8 +654,7 @@ async fn changes_are_stored_as_events_and_published_on_redis() {
     let (teacher_id, token) = teacher(&app, "t@school.example").await;
 
     // A real subscriber, as another node or the webhook worker would be.
-    let client = redis::Client::open(env_or_explain("REDIS_URL")).unwrap();
-    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    let mut pubsub = crate::helpers::test_redis().await.pubsub().await.unwrap();
     pubsub.subscribe(CHANNEL).await.unwrap();
     let mut messages = pubsub.into_on_message();
 

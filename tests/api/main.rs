@@ -32,6 +32,7 @@ mod pgbouncer;
 mod playlists;
 mod reactions;
 mod recordings;
+mod redis_cluster;
 mod schemathesis;
 mod storage;
 mod storage_usage;

@@ -32,6 +32,21 @@ async fn wait_status(live: &Live, status: &str, timeout: Duration) {
     }
 }
 
+/// Node B: the same database and signing key as `a`, its own spool (so its own node id).
+async fn second_node(
+    a: &crate::helpers::TestApp,
+    tweak: impl FnOnce(&mut wemaster::config::Settings) + Send + 'static,
+) -> crate::helpers::TestApp {
+    let url = a.database_url.clone();
+    let keys = a.settings.auth.keys_dir.clone();
+    spawn_app_with(move |s| {
+        s.database.url = wemaster::config::Secret::new(url);
+        s.auth.keys_dir = keys;
+        tweak(s);
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_second_node_starting_leaves_the_first_nodes_lesson_live_and_its_recording_whole() {
     let live = Live::on(spawn_app_with(|_| {}).await, 2, "public").await;
@@ -41,14 +56,7 @@ async fn a_second_node_starting_leaves_the_first_nodes_lesson_live_and_its_recor
     wait_status(&live, "active", Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    // Node B: the same database and signing key, its own spool (so its own node id).
-    let url = live.app.database_url.clone();
-    let keys = live.app.settings.auth.keys_dir.clone();
-    let b = spawn_app_with(move |s| {
-        s.database.url = wemaster::config::Secret::new(url);
-        s.auth.keys_dir = keys;
-    })
-    .await;
+    let b = second_node(&live.app, |_| {}).await;
     assert_eq!(b.get("/readyz").await.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // B's start-up recovery took neither the stream nor the recording.
@@ -266,4 +274,175 @@ async fn a_node_killed_mid_lesson_has_its_recording_finished_by_another() {
     let duration =
         crate::recordings::probe_duration(&b.url(&format!("/hls/vod/{rec_id}/index.m3u8"))).await;
     assert!(duration >= 4.0, "the replay lasts {duration} s");
+}
+
+/// Behind a load balancer a viewer reaches any node: a node that does not hold the stream
+/// forwards its HLS requests to the one that does — playlists (plain and LL), segments, the
+/// holder's own answers to a missing or bad token — and the holder counts the viewers by the
+/// addresses the forwarding node saw.
+#[tokio::test]
+async fn any_node_serves_the_live_hls_of_a_stream_another_node_holds() {
+    let trusted = || vec!["127.0.0.0/8".parse().unwrap()];
+    let live = Live::on(
+        spawn_app_with(move |s| s.http.trusted_proxies = trusted()).await,
+        2,
+        "private",
+    )
+    .await;
+    let b = second_node(&live.app, move |s| s.http.trusted_proxies = trusted()).await;
+    let grant: Value = live.action("playback-token").await.json().await.unwrap();
+    let token = grant["token"].as_str().unwrap().to_string();
+    let path = format!("/hls/live/{}/index.m3u8?token={token}", live.id());
+    // Not live anywhere yet: B answers for itself.
+    crate::helpers::assert_problem(b.get(&path).await, StatusCode::NOT_FOUND, "not_found").await;
+
+    let publisher = ffmpeg_publish(&live.rtmp_url(), 8, true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (on_a, on_b) = loop {
+        let a = crate::playlists::fetch(&live.app.client, &live.app.url(&path)).await;
+        let via_b = b
+            .client
+            .get(b.url(&path))
+            .header("x-forwarded-for", "203.0.113.7")
+            .send()
+            .await
+            .unwrap();
+        if let (Ok(a), StatusCode::OK) = (a, via_b.status()) {
+            assert_eq!(
+                via_b.headers()["content-type"],
+                "application/vnd.apple.mpegurl"
+            );
+            assert!(
+                via_b.headers()["cache-control"]
+                    .to_str()
+                    .unwrap()
+                    .contains("private"),
+                "the holder's caching travels with its answer"
+            );
+            let text = via_b.text().await.unwrap();
+            crate::playlists::check(&b.url(&path), &text);
+            if crate::live_rtmp::segment_uris(&a).len() >= 2 {
+                break (a, text);
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never served A's live playlist"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // The same session's segments (the window may have moved on by one between the two GETs).
+    let uri = crate::live_rtmp::segment_uris(&on_a)[0].clone();
+    assert!(
+        on_b.contains(uri.split('?').next().unwrap()),
+        "{on_a}\n{on_b}"
+    );
+    let segment = format!("/hls/live/{}/{uri}", live.id());
+    let from_a = live.app.get(&segment).await.bytes().await.unwrap();
+    let r = b.get(&segment).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "video/mp2t");
+    let from_b = r.bytes().await.unwrap();
+    assert!(from_a.len() > 1000 && from_a == from_b, "the same bytes");
+
+    // The holder checks the token, whoever asks.
+    let bare = format!("/hls/live/{}/index.m3u8", live.id());
+    crate::helpers::assert_problem(b.get(&bare).await, StatusCode::UNAUTHORIZED, "unauthorized")
+        .await;
+    // Low-latency HLS too (the first LL request waits for the next keyframe at the holder).
+    let ll = format!("/hls/live/{}/ll.m3u8?token={token}", live.id());
+    let r = b.get(&ll).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("#EXT-X-PART-INF"));
+
+    // A second viewer through B: the holder counts both by the addresses B saw, beside the
+    // test's own address (its direct requests to A, and the LL one through B).
+    let r = b
+        .client
+        .get(b.url(&path))
+        .header("x-forwarded-for", "203.0.113.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let s = live.stream_json().await;
+    assert_eq!(s["active_session"]["viewers"], 3, "{s}");
+
+    assert!(
+        wait_child(publisher, Duration::from_secs(60))
+            .await
+            .success()
+    );
+}
+
+/// Behind a load balancer the publisher and the teacher's actions may each reach any node: a
+/// publisher that reaches another node while the lesson is live takes it over there (the old
+/// node ends its session, and its end does not mark the stream idle under the new one), and
+/// "end the lesson" sent to a node that does not hold it ends it where it runs.
+#[tokio::test]
+async fn a_publisher_and_actions_on_another_node_reach_the_session_where_it_runs() {
+    let live = Live::on(spawn_app_with(|_| {}).await, 30, "public").await;
+    let b = second_node(&live.app, |_| {}).await;
+    let db = PgPool::connect(&live.app.database_url).await.unwrap();
+    let holder = || async {
+        sqlx::query_scalar::<_, Option<Uuid>>("SELECT node_id FROM live_streams WHERE id = $1")
+            .bind(Uuid::parse_str(live.id()).unwrap())
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+
+    let first = ffmpeg_publish(&live.rtmp_url(), 60, true);
+    wait_status(&live, "active", Duration::from_secs(20)).await;
+    let a_node = holder().await.expect("A holds the session");
+    let on_b = format!(
+        "rtmp://127.0.0.1:{}/live/{}",
+        b.rtmp_addr.port(),
+        live.stream["stream_key"].as_str().unwrap()
+    );
+    let second = ffmpeg_publish(&on_b, 60, true);
+    // A cuts its publisher and ends its session; B holds the stream now.
+    wait_child(first, Duration::from_secs(30)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while holder().await == Some(a_node) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never took the stream"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ended_on_a = tokio::time::Instant::now();
+    let playlist = format!("/hls/live/{}/index.m3u8", live.id());
+    loop {
+        let r = b.get(&playlist).await;
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            ended_on_a.elapsed() < Duration::from_secs(20),
+            "B's session never made a playlist: {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = live.stream_json().await;
+    assert_eq!(
+        s["status"], "active",
+        "A's end marked B's live stream idle: {s}"
+    );
+    let (idle_events,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM live_stream_events WHERE live_stream_id = $1
+            AND kind = 'live_stream.idle' AND payload->>'why' = 'taken_over'",
+    )
+    .bind(Uuid::parse_str(live.id()).unwrap())
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(idle_events, 1, "A's session ended, saying why");
+
+    // "End the lesson" sent to A, which no longer holds it: B's session ends.
+    assert_eq!(live.action("complete").await.status(), StatusCode::OK);
+    wait_child(second, Duration::from_secs(20)).await;
+    wait_status(&live, "idle", Duration::from_secs(20)).await;
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     chat::{Class, Client},
-    helpers::{TestApp, assert_problem, env_or_explain, wait_for_mail},
+    helpers::{TestApp, assert_problem, wait_for_mail},
 };
 
 async fn email_of(app: &TestApp, token: &str) -> String {
@@ -274,11 +274,7 @@ async fn a_lesson_going_live_notifies_its_students_once_per_live_session() {
     // The event as the live runtime publishes it; delivered twice (two nodes, a retry).
     let event = json!({"id": Uuid::now_v7(), "live_stream_id": stream, "kind": "live_stream.active",
                        "payload": {}, "created_at": "2026-11-26T10:00:00Z"});
-    let mut redis = redis::Client::open(env_or_explain("REDIS_URL"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = crate::helpers::test_redis().await.conn();
     for _ in 0..2 {
         let _: i64 = redis
             .publish(wemaster::live::events::CHANNEL, event.to_string())
@@ -333,11 +329,7 @@ async fn a_ready_replay_is_mailed_to_offline_students_once() {
         .await
         .unwrap();
     let recording = Uuid::now_v7();
-    let mut redis = redis::Client::open(env_or_explain("REDIS_URL"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = crate::helpers::test_redis().await.conn();
     // As the recorder publishes it, twice (a retried publication).
     for _ in 0..2 {
         let event = json!({"id": Uuid::now_v7(), "recording_id": recording,
