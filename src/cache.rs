@@ -43,6 +43,14 @@ enum Inner {
     },
 }
 
+/// What a [`Redis::listen`] listener hears.
+pub enum Heard {
+    /// A message's text.
+    Message(String),
+    /// The subscription was lost and is back: messages of the gap were not heard.
+    Resubscribed,
+}
+
 /// One connection of either kind; every `redis` command helper works on it.
 #[derive(Clone)]
 pub enum RedisConn {
@@ -122,6 +130,63 @@ impl Redis {
                 }
                 Err(last.expect("a cluster has at least one seed"))
             }
+        }
+    }
+
+    /// Listen to `channels` until `shutdown` (or until `on` says stop), handing it each
+    /// message's text, and [`Heard::Resubscribed`] after a lost subscription is back (what was
+    /// published meanwhile is gone: the caller catches up from its own records). A lost or
+    /// refused subscription is retried every second; `what` names the listener in the logs.
+    pub async fn listen<F, Fut>(
+        &self,
+        what: &'static str,
+        channels: &[&str],
+        shutdown: &tokio_util::sync::CancellationToken,
+        mut on: F,
+    ) where
+        F: FnMut(Heard) -> Fut,
+        Fut: std::future::Future<Output = std::ops::ControlFlow<()>>,
+    {
+        use futures::StreamExt;
+        let mut first = true;
+        while !shutdown.is_cancelled() {
+            let subscribed = async {
+                let mut ps = self.pubsub().await?;
+                ps.subscribe(channels).await?;
+                RedisResult::Ok(ps)
+            };
+            let ps = match subscribed.await {
+                Ok(ps) => ps,
+                Err(e) => {
+                    tracing::warn!(error = %e, listener = what, "cannot subscribe to Redis; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        () = shutdown.cancelled() => return,
+                    }
+                }
+            };
+            if !first {
+                tracing::info!(listener = what, "Redis subscription re-established");
+                if on(Heard::Resubscribed).await.is_break() {
+                    return;
+                }
+            }
+            first = false;
+            let mut messages = ps.into_on_message();
+            loop {
+                let msg = tokio::select! {
+                    m = messages.next() => m,
+                    () = shutdown.cancelled() => return,
+                };
+                let Some(msg) = msg else { break };
+                let Ok(text) = msg.get_payload::<String>() else {
+                    continue;
+                };
+                if on(Heard::Message(text)).await.is_break() {
+                    return;
+                }
+            }
+            tracing::warn!(listener = what, "Redis subscription lost");
         }
     }
 

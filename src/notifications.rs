@@ -32,7 +32,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::StreamExt;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -766,36 +765,14 @@ async fn listen(n: Notifier, shutdown: CancellationToken) {
         crate::live::events::CHANNEL,
         crate::recordings::store::EVENTS_CHANNEL,
     ];
-    while !shutdown.is_cancelled() {
-        let ps = async {
-            let mut ps = n.redis.pubsub().await?;
-            ps.subscribe(&channels).await?;
-            redis::RedisResult::Ok(ps)
-        };
-        let ps = match ps.await {
-            Ok(ps) => ps,
-            Err(e) => {
-                tracing::warn!(error = %e, "notifications: cannot subscribe to Redis; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    () = shutdown.cancelled() => return,
-                }
-            }
-        };
-        let mut stream = ps.into_on_message();
-        loop {
-            let msg = tokio::select! {
-                m = stream.next() => m,
-                () = shutdown.cancelled() => return,
-            };
-            let Some(msg) = msg else { break };
-            let Ok(payload) = msg.get_payload::<String>() else {
-                continue;
-            };
-            let Ok(ev) = serde_json::from_str::<HeardEvent>(&payload) else {
-                continue;
-            };
-            if ev.kind == "live_stream.active" || ev.kind == "recording.ready" {
+    let redis = n.redis.clone();
+    // A gap in the subscription is what [`missed_events`] covers.
+    redis
+        .listen("notifications", &channels, &shutdown, |what| {
+            if let crate::cache::Heard::Message(payload) = what
+                && let Ok(ev) = serde_json::from_str::<HeardEvent>(&payload)
+                && (ev.kind == "live_stream.active" || ev.kind == "recording.ready")
+            {
                 let n = n.clone();
                 tokio::spawn(async move {
                     if let Err(e) = heard(&n, ev).await {
@@ -803,8 +780,9 @@ async fn listen(n: Notifier, shutdown: CancellationToken) {
                     }
                 });
             }
-        }
-    }
+            std::future::ready(std::ops::ControlFlow::Continue(()))
+        })
+        .await;
 }
 
 async fn heard(n: &Notifier, ev: HeardEvent) -> anyhow::Result<()> {

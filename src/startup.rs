@@ -174,6 +174,11 @@ impl Application {
             live.clone(),
             shutdown.child_token(),
         );
+        let live_figures = crate::live::cluster::spawn_session_publisher(
+            redis.clone(),
+            live.clone(),
+            shutdown.child_token(),
+        );
         let whip = crate::live::whip::WhipIngest::new(
             webrtc,
             &settings.whip,
@@ -313,6 +318,7 @@ impl Application {
                 webhook_sender,
                 node_task,
                 live_orders,
+                live_figures,
             ],
         })
     }

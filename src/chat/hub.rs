@@ -13,22 +13,21 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    ops::ControlFlow,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
 use bytes::Bytes;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{Canonical, Keys, MessageView};
-use crate::cache::Redis;
+use crate::cache::{Heard, Redis};
 
 /// What goes over `wm:chat:events`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -685,48 +684,26 @@ async fn subscribe_loop(
     tx: mpsc::Sender<Input>,
     shutdown: CancellationToken,
 ) {
-    let mut first = true;
-    while !shutdown.is_cancelled() {
-        let pubsub = async {
-            let mut ps = redis.pubsub().await?;
-            ps.subscribe(&channel).await?;
-            redis::RedisResult::Ok(ps)
-        };
-        let ps = match pubsub.await {
-            Ok(ps) => ps,
-            Err(e) => {
-                tracing::warn!(error = %e, "chat hub: cannot subscribe to Redis; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    () = shutdown.cancelled() => return,
+    redis
+        .listen("chat hub", &[channel.as_str()], &shutdown, |heard| {
+            let tx = tx.clone();
+            async move {
+                let input = match heard {
+                    Heard::Resubscribed => Input::Resubscribed,
+                    Heard::Message(payload) => match serde_json::from_str::<Wire>(&payload) {
+                        Ok(w) => Input::Event(w),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "chat hub: unreadable event ignored");
+                            return ControlFlow::Continue(());
+                        }
+                    },
+                };
+                if tx.send(input).await.is_err() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
                 }
-                continue;
             }
-        };
-        if !first {
-            tracing::info!("chat hub: Redis subscription re-established");
-            let _ = tx.send(Input::Resubscribed).await;
-        }
-        first = false;
-        let mut stream = ps.into_on_message();
-        loop {
-            let msg = tokio::select! {
-                m = stream.next() => m,
-                () = shutdown.cancelled() => return,
-            };
-            let Some(msg) = msg else { break };
-            let Ok(payload) = msg.get_payload::<String>() else {
-                continue;
-            };
-            match serde_json::from_str::<Wire>(&payload) {
-                Ok(w) => {
-                    if tx.send(Input::Event(w)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "chat hub: unreadable event ignored"),
-            }
-        }
-        tracing::warn!("chat hub: Redis subscription lost");
-    }
+        })
+        .await;
 }

@@ -178,7 +178,12 @@ async fn respond_live(
     s: LiveStream,
     key: Option<&StreamKey>,
 ) -> LiveStreamResponse {
-    let session = state.live.status(s.id.0).await;
+    let session = match state.live.status(s.id.0).await {
+        Some(here) => Some(here),
+        // Live on another node (behind a load balancer): as that node last published it.
+        None if s.status == StreamStatus::Active => state.live.status_elsewhere(s.id.0).await,
+        None => None,
+    };
     respond(&state.settings, s, key, session)
 }
 

@@ -75,6 +75,9 @@ async fn write_event(db: &PgPool, redis: &Redis, node: uuid::Uuid, e: Event) {
             }
         }
         .await;
+        if change == StatusChange::Idle {
+            super::cluster::forget_session(redis, e.stream_id).await;
+        }
         match result {
             Ok((_, Some(previous))) => {
                 // A publisher reached this node while the stream was live on another: that

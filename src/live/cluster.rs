@@ -5,19 +5,86 @@
 //! publisher that reaches another node while the stream is live takes it over: the new holder
 //! tells the old one to end its session (`taken_over`).
 //!
+//! Each node also publishes its sessions' figures (`active_session`: codecs, bitrate, viewers)
+//! every [`SESSION_EVERY`] under `wm:live:session:{stream}`, so whichever node answers the
+//! teacher's studio shows them.
+//!
 //! Pub/sub is enough: an order is about a session that is running now, and a node that misses
 //! one (its subscription was down that moment) is a node whose sessions are ending anyway, or
 //! which the heartbeat sweep ends (src/node.rs).
 
-use futures::StreamExt;
+use std::ops::ControlFlow;
+
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::runtime::LiveRuntime;
-use crate::cache::Redis;
+use crate::cache::{Heard, Redis};
 
 pub const CHANNEL: &str = "wm:live:commands";
+
+/// How often a node publishes its sessions' figures; they live three times that.
+pub const SESSION_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn session_key(stream_id: Uuid) -> String {
+    format!("wm:live:session:{stream_id}")
+}
+
+/// A session's figures as its node last published them.
+pub async fn published_session(
+    redis: &Redis,
+    stream_id: Uuid,
+) -> Option<super::runtime::ActiveSession> {
+    let mut c = redis.conn();
+    let raw: Option<String> = redis::cmd("GET")
+        .arg(session_key(stream_id))
+        .query_async(&mut c)
+        .await
+        .ok()?;
+    serde_json::from_str(&raw?).ok()
+}
+
+/// The session ended: its figures go at once (not when they expire).
+pub async fn forget_session(redis: &Redis, stream_id: Uuid) {
+    let mut c = redis.conn();
+    let _: redis::RedisResult<()> = redis::cmd("DEL")
+        .arg(session_key(stream_id))
+        .query_async(&mut c)
+        .await;
+}
+
+/// Publish this node's sessions' figures every [`SESSION_EVERY`] until `shutdown`.
+pub fn spawn_session_publisher(
+    redis: Redis,
+    runtime: LiveRuntime,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SESSION_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ttl = SESSION_EVERY.as_secs() * 3;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let sessions = runtime.all_here().await;
+            if sessions.is_empty() {
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            for (stream_id, session) in &sessions {
+                let json = serde_json::to_string(session).expect("sessions serialize");
+                pipe.set_ex(session_key(*stream_id), json, ttl).ignore();
+            }
+            let mut c = redis.conn();
+            if let Err(e) = pipe.query_async::<()>(&mut c).await {
+                tracing::warn!(error = %e, "cannot publish this node's live sessions");
+            }
+        }
+    })
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Order {
@@ -99,55 +166,38 @@ pub fn spawn_listener(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while !shutdown.is_cancelled() {
-            let subscribed = async {
-                let mut ps = redis.pubsub().await?;
-                ps.subscribe(CHANNEL).await?;
-                redis::RedisResult::Ok(ps)
-            };
-            let ps = match subscribed.await {
-                Ok(ps) => ps,
-                Err(e) => {
-                    tracing::warn!(error = %e, "live orders: cannot subscribe to Redis; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
-                        () = shutdown.cancelled() => return,
+        redis
+            .listen("live orders", &[CHANNEL], &shutdown, |heard| {
+                let runtime = runtime.clone();
+                async move {
+                    if let Heard::Message(text) = heard {
+                        match serde_json::from_str::<Order>(&text) {
+                            Ok(order) => apply(&runtime, me, order).await,
+                            Err(_) => tracing::warn!("live orders: unreadable order ignored"),
+                        }
                     }
+                    ControlFlow::Continue(())
                 }
-            };
-            let mut messages = ps.into_on_message();
-            loop {
-                let msg = tokio::select! {
-                    m = messages.next() => m,
-                    () = shutdown.cancelled() => return,
-                };
-                let Some(msg) = msg else { break };
-                let Ok(order) = msg
-                    .get_payload::<String>()
-                    .map_err(|_| ())
-                    .and_then(|p| serde_json::from_str::<Order>(&p).map_err(|_| ()))
-                else {
-                    tracing::warn!("live orders: unreadable order ignored");
-                    continue;
-                };
-                if order.from == me || order.to.is_some_and(|to| to != me) {
-                    continue;
-                }
-                let found = match order.op {
-                    Op::Complete => runtime.complete_here(order.stream_id).await,
-                    Op::Kick => {
-                        runtime
-                            .kick_here(order.stream_id, order.reason.as_str())
-                            .await
-                    }
-                };
-                if found {
-                    tracing::info!(stream_id = %order.stream_id, reason = order.reason.as_str(), from = %order.from, "live order from another node applied");
-                    metrics::counter!("live_orders_applied_total", "reason" => order.reason.as_str())
-                        .increment(1);
-                }
-            }
-            tracing::warn!("live orders: Redis subscription lost");
-        }
+            })
+            .await;
     })
+}
+
+async fn apply(runtime: &LiveRuntime, me: Uuid, order: Order) {
+    if order.from == me || order.to.is_some_and(|to| to != me) {
+        return;
+    }
+    let found = match order.op {
+        Op::Complete => runtime.complete_here(order.stream_id).await,
+        Op::Kick => {
+            runtime
+                .kick_here(order.stream_id, order.reason.as_str())
+                .await
+        }
+    };
+    if found {
+        tracing::info!(stream_id = %order.stream_id, reason = order.reason.as_str(), from = %order.from, "live order from another node applied");
+        metrics::counter!("live_orders_applied_total", "reason" => order.reason.as_str())
+            .increment(1);
+    }
 }

@@ -6,7 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 /// What a live session looks like from outside while it runs (`active_session` in the API).
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ActiveSession {
     pub session_id: Uuid,
     #[serde(with = "time::serde::rfc3339")]
@@ -42,6 +42,10 @@ pub(crate) enum Command {
     Status {
         stream_id: Uuid,
         reply: oneshot::Sender<Option<ActiveSession>>,
+    },
+    /// Every running session of this node, by stream.
+    All {
+        reply: oneshot::Sender<Vec<(Uuid, ActiveSession)>>,
     },
 }
 
@@ -135,7 +139,23 @@ impl LiveRuntime {
         rx.await.unwrap_or(false)
     }
 
-    /// The running session of a stream, if any.
+    /// Every session running on this node, by stream.
+    pub(crate) async fn all_here(&self) -> Vec<(Uuid, ActiveSession)> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::All { reply }).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The running session of a stream on another node, as its holder last published it (a
+    /// few seconds old at most; src/live/cluster.rs).
+    pub async fn status_elsewhere(&self, stream_id: Uuid) -> Option<ActiveSession> {
+        let cluster = self.cluster.as_ref()?;
+        super::cluster::published_session(&cluster.0, stream_id).await
+    }
+
+    /// The running session of a stream on this node, if any.
     pub async fn status(&self, stream_id: Uuid) -> Option<ActiveSession> {
         let (reply, rx) = oneshot::channel();
         self.tx

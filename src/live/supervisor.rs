@@ -373,6 +373,14 @@ impl<B: LiveBackend> Supervisor<B> {
             Command::Status { stream_id, reply } => {
                 let _ = reply.send(self.sessions.get(&stream_id).map(active_session));
             }
+            Command::All { reply } => {
+                let _ = reply.send(
+                    self.sessions
+                        .iter()
+                        .map(|(id, s)| (*id, active_session(s)))
+                        .collect(),
+                );
+            }
             Command::Complete { stream_id, reply } => {
                 let _ = reply.send(self.finish_now(stream_id, "completed"));
             }

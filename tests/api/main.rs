@@ -6,6 +6,7 @@ mod access;
 mod attachments;
 mod auth;
 mod backup;
+mod balancer;
 mod chat;
 mod chat_scale;
 mod cli;

@@ -367,6 +367,29 @@ async fn any_node_serves_the_live_hls_of_a_stream_another_node_holds() {
     assert_eq!(r.status(), StatusCode::OK);
     let s = live.stream_json().await;
     assert_eq!(s["active_session"]["viewers"], 3, "{s}");
+    // The teacher's studio may be served by B: it shows the session's figures as A publishes
+    // them (every 2 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let via_b: Value = b
+            .get_auth(&format!("/api/v1/live-streams/{}", live.id()), &live.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let session = &via_b["active_session"];
+        if session["viewers"] == 3 {
+            assert_eq!(session["session_id"], s["active_session"]["session_id"]);
+            assert_eq!(session["protocol"], "rtmp");
+            assert_eq!(session["started_at"], s["active_session"]["started_at"]);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never showed A's session: {via_b}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 
     assert!(
         wait_child(publisher, Duration::from_secs(60))

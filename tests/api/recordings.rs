@@ -658,7 +658,7 @@ async fn retention_deletes_expired_recordings_and_their_objects() {
 /// the same database, spool and storage.
 pub(crate) struct Server {
     child: Option<std::process::Child>,
-    port: u16,
+    pub(crate) port: u16,
     pub(crate) rtmp_port: u16,
     database_url: String,
     dir: std::path::PathBuf,
@@ -680,9 +680,8 @@ impl Server {
     ) -> Server {
         let child = crate::helpers::wemaster_bin()
             .arg("serve")
-            .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("DATABASE_URL", database_url)
-            .env("REDIS_URL", crate::helpers::env_or_explain("REDIS_URL"))
+            .envs(crate::helpers::redis_env())
             .env("WEMASTER__HTTP__LISTEN", format!("127.0.0.1:{port}"))
             .env(
                 "WEMASTER__HTTP__PUBLIC_URL",
@@ -703,7 +702,9 @@ impl Server {
                 "WEMASTER__PLAYBACK__SECRET",
                 "restart-playback-secret-0123456789abcdef",
             )
-            .stdout(std::process::Stdio::null())
+            // Last: a caller's settings win over the defaults above.
+            .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(server_log(port))
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -800,6 +801,18 @@ impl Server {
             self.rtmp_port,
             extra,
         );
+    }
+}
+
+/// Where a server process's log goes: `WEMASTER_TEST_SERVER_LOGS/serve-<port>.log` when that
+/// folder is named (to read after a failure), else nowhere.
+fn server_log(port: u16) -> std::process::Stdio {
+    match std::env::var_os("WEMASTER_TEST_SERVER_LOGS") {
+        Some(dir) => {
+            std::fs::File::create(std::path::Path::new(&dir).join(format!("serve-{port}.log")))
+                .map_or_else(|_| std::process::Stdio::null(), std::process::Stdio::from)
+        }
+        None => std::process::Stdio::null(),
     }
 }
 
