@@ -308,12 +308,12 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let whole = pipeline.is_transaction() || one_slot(pipeline);
         match self {
             RedisConn::Managed(c) => c.req_packed_commands(pipeline, offset, count),
             RedisConn::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
+            // The slots are looked at only on a cluster: one Redis takes any pipeline whole.
             RedisConn::Cluster(c) => {
-                if whole {
+                if pipeline.is_transaction() || one_slot(pipeline) {
                     c.req_packed_commands(pipeline, offset, count)
                 } else {
                     let c = c.clone();

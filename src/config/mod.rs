@@ -171,6 +171,7 @@ impl Settings {
                 .with_list_parse_key("whip.ice_servers")
                 .with_list_parse_key("auth.require_totp_for")
                 .with_list_parse_key("webhooks.retry_delays_s")
+                .with_list_parse_key("redis.cluster_seeds")
                 .source(Some(env_map)),
         );
         for (var, key) in [("DATABASE_URL", "database.url"), ("REDIS_URL", "redis.url")] {
@@ -304,6 +305,61 @@ mod tests {
         assert_eq!(s.http.listen.port(), 8080);
         assert_eq!(s.rtmp.listen.port(), 1935);
         assert_eq!(s.storage.backend, StorageBackend::Local);
+    }
+
+    #[test]
+    fn cluster_seeds_come_by_environment_without_credentials() {
+        let s = load(&[
+            ("WEMASTER__REDIS__CLUSTER", "true"),
+            (
+                "WEMASTER__REDIS__CLUSTER_SEEDS",
+                "redis://10.0.0.2:6379,redis://10.0.0.3:6379",
+            ),
+            ("REDIS_URL", "redis://:pw@10.0.0.1:6379"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.redis.seed_urls(),
+            [
+                "redis://:pw@10.0.0.1:6379",
+                "redis://:pw@10.0.0.2:6379",
+                "redis://:pw@10.0.0.3:6379"
+            ]
+        );
+        let e = load(&[
+            ("WEMASTER__REDIS__CLUSTER", "true"),
+            (
+                "WEMASTER__REDIS__CLUSTER_SEEDS",
+                "redis://:pw@10.0.0.2:6379",
+            ),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "redis.cluster_seeds");
+        let e = load(&[("WEMASTER__REDIS__CLUSTER_SEEDS", "redis://10.0.0.2:6379")]).unwrap_err();
+        assert_eq!(e.key, "redis.cluster_seeds", "only with redis.cluster");
+    }
+
+    #[test]
+    fn the_internal_url_is_a_bare_http_origin() {
+        let url = |u: &str| load(&[("WEMASTER__LIVE__INTERNAL_URL", u)]);
+        assert_eq!(
+            url("http://10.0.0.5:8080")
+                .unwrap()
+                .live
+                .internal_url("0.0.0.0:8080".parse().unwrap()),
+            "http://10.0.0.5:8080"
+        );
+        assert!(url("").unwrap().live.internal_url.is_none());
+        assert_eq!(
+            url("http://10.0.0.5:8080/api").unwrap_err().key,
+            "live.internal_url"
+        );
+        assert_eq!(url("ftp://10.0.0.5").unwrap_err().key, "live.internal_url");
+        let s = load(&[]).unwrap();
+        assert_eq!(
+            s.live.internal_url("127.0.0.1:9000".parse().unwrap()),
+            "http://127.0.0.1:9000"
+        );
     }
 
     #[test]
