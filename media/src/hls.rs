@@ -35,6 +35,14 @@ pub struct Segment {
     pub program_date_time: Option<OffsetDateTime>,
 }
 
+/// Where a live playlist stopped: what a playlist continuing it needs
+/// ([`LivePlaylist::resume_point`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResumePoint {
+    pub next_sequence: u64,
+    pub discontinuity_sequence: u64,
+}
+
 /// A live playlist with a sliding window.
 #[derive(Debug, Clone)]
 pub struct LivePlaylist {
@@ -70,6 +78,29 @@ impl LivePlaylist {
             ended: false,
             longest_ns: 0,
             cached: None,
+        }
+    }
+
+    /// A playlist that goes on from another's [`ResumePoint`] (the same lesson, its publisher
+    /// now on another node): numbering continues where that one stopped, so a player reloading
+    /// the same URL sees the next media sequence numbers, and the first segment follows a
+    /// discontinuity.
+    pub fn continued(target_duration_ns: u64, window: usize, from: ResumePoint) -> LivePlaylist {
+        let mut p = LivePlaylist::new(target_duration_ns, window);
+        p.next_sequence = from.next_sequence;
+        p.discontinuity_sequence = from.discontinuity_sequence;
+        p.pending_discontinuity = from.next_sequence > 0;
+        p
+    }
+
+    /// Where a playlist continuing this one starts ([`LivePlaylist::continued`]): the next
+    /// sequence number, and the discontinuity sequence once every listed segment (with the
+    /// discontinuities they carry) has slid out.
+    pub fn resume_point(&self) -> ResumePoint {
+        ResumePoint {
+            next_sequence: self.next_sequence,
+            discontinuity_sequence: self.discontinuity_sequence
+                + self.segments.iter().filter(|s| s.discontinuity).count() as u64,
         }
     }
 
@@ -446,5 +477,44 @@ mod tests {
         assert!(longer.contains("#EXT-X-TARGETDURATION:4\n"), "{longer}");
         // An old recording with longer segments still obeys the EXTINF rule.
         assert!(render_vod(&segments(1, 9 * S), None, 4 * S).contains("#EXT-X-TARGETDURATION:9\n"));
+    }
+
+    #[test]
+    fn a_continued_playlist_goes_on_with_the_next_numbers_after_a_discontinuity() {
+        let mut a = LivePlaylist::new(4 * S, 3);
+        for i in 0..5 {
+            if i == 3 {
+                a.mark_discontinuity();
+            }
+            a.push(format!("a{i}.ts"), 2 * S, None);
+        }
+        // a2, a3 (after a discontinuity), a4 listed; nothing has slid out with a tag yet.
+        let at = a.resume_point();
+        assert_eq!(at.next_sequence, 5);
+        assert_eq!(
+            at.discontinuity_sequence, 1,
+            "a3's discontinuity counts once a3 is gone"
+        );
+        let mut b = LivePlaylist::continued(4 * S, 3, at);
+        b.push("b0.ts", 2 * S, None);
+        let text = b.render(None);
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:5\n"), "{text}");
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
+        assert!(
+            text.contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\nb0.ts"),
+            "{text}"
+        );
+        // b0's tag counts once b0 slides out.
+        for i in 1..4 {
+            b.push(format!("b{i}.ts"), 2 * S, None);
+        }
+        let text = b.render(None);
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:6\n"), "{text}");
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:2\n"), "{text}");
+        // A playlist that had no segment yet continues without a tag.
+        let fresh = LivePlaylist::new(4 * S, 3).resume_point();
+        let mut c = LivePlaylist::continued(4 * S, 3, fresh);
+        c.push("c0.ts", 2 * S, None);
+        assert!(!c.render(None).contains("#EXT-X-DISCONTINUITY\n"));
     }
 }

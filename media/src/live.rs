@@ -111,6 +111,18 @@ impl LlShared {
         })
     }
 
+    /// Where the LL playlist stands, for a node that continues the session.
+    pub fn resume_point(&self) -> Option<crate::llhls::LlResumePoint> {
+        self.playlist.lock().ok().map(|p| p.resume_point())
+    }
+
+    /// Go on from another node's LL playlist (a new session's, before its first part).
+    pub fn continue_from(&self, from: crate::llhls::LlResumePoint) {
+        if let Ok(mut p) = self.playlist.lock() {
+            p.continue_from(from);
+        }
+    }
+
     /// A viewer asked for the LL playlist or a part: keep (or start) making parts.
     pub fn want(&self) {
         self.wanted_until

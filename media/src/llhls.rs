@@ -511,6 +511,14 @@ pub struct LlPlaylist {
     ended: bool,
 }
 
+/// Where an LL playlist stopped ([`LlPlaylist::resume_point`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LlResumePoint {
+    pub next_msn: u64,
+    pub discontinuity_sequence: u64,
+    pub next_init: u64,
+}
+
 impl LlPlaylist {
     pub fn new(config: LlPlaylistConfig) -> LlPlaylist {
         LlPlaylist {
@@ -527,6 +535,28 @@ impl LlPlaylist {
 
     pub fn config(&self) -> &LlPlaylistConfig {
         &self.config
+    }
+
+    /// Where a playlist continuing this one (on another node) starts: numbering (segments,
+    /// init sections) goes on, so no URI names other bytes than it did here.
+    pub fn resume_point(&self) -> LlResumePoint {
+        LlResumePoint {
+            next_msn: self.next_msn,
+            discontinuity_sequence: self.discontinuity_sequence
+                + self.segments.iter().filter(|s| s.discontinuity).count() as u64,
+            next_init: self.next_init,
+        }
+    }
+
+    /// Go on from another playlist's [`LlResumePoint`]; the first segment follows a
+    /// discontinuity. For a new, empty playlist. The break is counted in
+    /// `EXT-X-DISCONTINUITY-SEQUENCE` rather than tagged: this playlist never renders a tag on
+    /// its first segment.
+    pub fn continue_from(&mut self, from: LlResumePoint) {
+        self.next_msn = from.next_msn;
+        self.discontinuity_sequence = from.discontinuity_sequence + u64::from(from.next_msn > 0);
+        self.next_init = from.next_init;
+        self.pending_discontinuity = false;
     }
 
     /// Take a packager's output; `now` stamps a new segment's `EXT-X-PROGRAM-DATE-TIME`.
@@ -1039,6 +1069,35 @@ mod tests {
             }
         }
         p
+    }
+
+    #[test]
+    fn a_continued_ll_playlist_numbers_segments_and_inits_after_the_old_ones() {
+        let old = playlist_with(&[10, 10, 4]);
+        let at = old.resume_point();
+        assert_eq!((at.next_msn, at.next_init), (3, 1));
+        let mut new = LlPlaylist::new(LlPlaylistConfig::new(limits(), 6));
+        new.continue_from(at);
+        let now = OffsetDateTime::UNIX_EPOCH;
+        new.apply(LlOutput::Init(Bytes::from_static(b"init")), now);
+        for i in 0..10 {
+            new.apply(
+                LlOutput::Part(Part {
+                    bytes: Bytes::from(vec![i as u8]),
+                    duration_ms: 200,
+                    independent: i == 0,
+                    starts_segment: i == 0,
+                }),
+                now,
+            );
+        }
+        let text = new.render("s/", None, false);
+        // No URI the old playlist used names other bytes here: init 1, segment 3 on.
+        assert!(text.contains("ll-init-1.mp4"), "{text}");
+        assert!(!text.contains("ll-init-0.mp4"), "{text}");
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{text}");
+        // A player that knew the old playlist (discontinuity sequence 0) sees the break.
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
     }
 
     #[test]

@@ -64,29 +64,41 @@ pub fn router(state: &AppState) -> Router<AppState> {
         ))
 }
 
+/// The live stream a request is about: `/hls/live/{id}/…` or `/whep/{id}[/sessions/…]`.
+fn stream_of(path: &str) -> Option<Uuid> {
+    path.strip_prefix("/hls/live/")
+        .or_else(|| path.strip_prefix("/whep/"))?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// A stream this node does not hold, held by another live node: the request goes there (once:
 /// a forwarded request is answered here whatever happens), with the viewer's address in
 /// `X-Forwarded-For` (believed by the holder when this node is in its `http.trusted_proxies`)
-/// and the holder's answer streamed back as it comes — status, type, caching and body.
-async fn elsewhere(
+/// and the holder's answer streamed back as it comes — status, type, caching, location and
+/// body. Live HLS and LL-HLS (GETs), and WHEP (a viewer's offer, its `DELETE`): the holder's
+/// answer names its own ICE candidates, so the media flows between the viewer and the holder.
+pub(super) async fn elsewhere(
     State(state): State<AppState>,
     client: Client,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let id = request
-        .uri()
-        .path()
-        .strip_prefix("/hls/live/")
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|id| id.parse::<Uuid>().ok());
-    let Some(id) = id else {
+    let Some(id) = stream_of(request.uri().path()) else {
         return next.run(request).await;
     };
+    // Discovery and CORS preflights are the same on every node.
+    if request.method() == axum::http::Method::OPTIONS {
+        return next.run(request).await;
+    }
+    // A session here that ended (its playlist kept for late viewers) yields to one live on
+    // another node: a publisher that moved there goes on in the same playlist.
     let here = state
         .live_views
         .read()
-        .map(|views| views.contains_key(&id))
+        .map(|views| views.get(&id).is_some_and(|v| !v.is_ended()))
         .unwrap_or(false);
     if here || request.headers().contains_key(peers::FORWARDED_HEADER) {
         return next.run(request).await;
@@ -94,22 +106,37 @@ async fn elsewhere(
     let Some(base) = state.peers.holder(id).await else {
         return next.run(request).await;
     };
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let (parts, body) = request.into_parts();
+    // Only a WHEP offer has a body: a few kilobytes of SDP.
+    let Ok(body) = axum::body::to_bytes(body, FORWARD_BODY_LIMIT).await else {
+        return ApiError::PayloadTooLarge.into_response();
+    };
     let started = std::time::Instant::now();
-    let sent = state
+    let mut forward = state
         .peers
         .http()
-        .get(format!("{base}{path}"))
+        .request(parts.method, format!("{base}{path}"))
         .header(peers::FORWARDED_HEADER, "1")
-        .header("x-forwarded-for", client.ip())
+        .header("x-forwarded-for", client.ip().to_string())
         // Blocking LL-HLS reloads wait up to three target durations at the holder.
-        .timeout(FORWARD_TIMEOUT)
-        .send()
-        .await;
-    let answer = match sent {
+        .timeout(FORWARD_TIMEOUT);
+    for name in [header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT] {
+        if let Some(v) = parts.headers.get(&name) {
+            forward = forward.header(name, v);
+        }
+    }
+    if !body.is_empty() {
+        forward = forward.body(body);
+    }
+    let answer = match forward.send().await {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!(error = %e, stream = %id, node = %base, "cannot forward a live HLS request to the node holding the stream");
+            tracing::warn!(error = %e, stream = %id, node = %base, "cannot forward a live request to the node holding the stream");
             metrics::counter!("hls_forwarded_total", "outcome" => "failed").increment(1);
             return ApiError::Unavailable("the node holding this live stream").into_response();
         }
@@ -122,9 +149,14 @@ async fn elsewhere(
         header::CACHE_CONTROL,
         header::CONTENT_LENGTH,
         header::RETRY_AFTER,
+        header::LOCATION,
+        header::ETAG,
+        header::LINK,
+        header::ALLOW,
+        header::WWW_AUTHENTICATE,
     ] {
-        if let Some(v) = answer.headers().get(&name) {
-            response = response.header(name, v.as_bytes());
+        for v in answer.headers().get_all(&name) {
+            response = response.header(&name, v.as_bytes());
         }
     }
     response
@@ -133,6 +165,9 @@ async fn elsewhere(
             ApiError::Unavailable("the node holding this live stream").into_response()
         })
 }
+
+/// The largest request body forwarded (a WHEP offer is a few kilobytes).
+const FORWARD_BODY_LIMIT: usize = 64 * 1024;
 
 /// The longest a forwarded request may take (a blocking LL-HLS reload waits up to three
 /// target durations at the holder, 30 s at most with the longest segments).

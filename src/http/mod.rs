@@ -112,29 +112,36 @@ fn api_v1() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented_routes().1
+    documented_routes().2
 }
 
 /// The routes the OpenAPI document describes, and the document, its error responses filled in
 /// ([`problem_doc`]: applied after the routers are merged, since `#[openapi(modifiers)]` run
 /// before the paths are there).
-fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// WHEP's routes apart: they go behind the forwarding to the node holding a stream
+/// ([`hls::elsewhere`]), which needs the state.
+fn documented_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, mut doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api_v1())
         .merge(wellknown::router())
         .merge(whip::router())
-        .merge(whep::router())
         .split_for_parts();
+    let (whep, whep_doc) = whep::router().split_for_parts();
+    doc.merge(whep_doc);
     problem_doc::ProblemResponses.modify(&mut doc);
-    (api, doc)
+    (api, whep, doc)
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let settings = &state.settings.http;
-    let (api, doc) = documented_routes();
+    let (api, whep, doc) = documented_routes();
     Router::new()
         .merge(api)
+        .merge(whep.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            hls::elsewhere,
+        )))
         .merge(SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", doc))
         .merge(health::router())
         .merge(hls::router(&state))

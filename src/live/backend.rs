@@ -16,6 +16,7 @@ use super::{
     events::{self, EventKind},
     keys::StreamKey,
     model::{LiveStreamId, StreamStatus, Visibility},
+    resume::Resume,
     store,
     supervisor::{AuthorizedStream, LiveBackend, StatusChange},
 };
@@ -31,10 +32,19 @@ struct Event {
     status: Option<StatusChange>,
 }
 
+/// What the writer task does, in the order the supervisor asked.
+enum Job {
+    Event(Event),
+    /// Save (or, `None`, forget) where a session stands (src/live/resume.rs).
+    Resume(Uuid, Option<Resume>),
+}
+
 #[derive(Clone)]
 pub struct PgLiveBackend {
     db: PgPool,
-    events: mpsc::UnboundedSender<Event>,
+    redis: Redis,
+    node: Uuid,
+    events: mpsc::UnboundedSender<Job>,
     /// Checks publish tokens (the web app's go-live), accepted beside stream keys.
     signer: crate::playback::PlaybackSigner,
 }
@@ -47,15 +57,26 @@ impl PgLiveBackend {
         // This node: recorded on the streams its sessions make active.
         node: uuid::Uuid,
     ) -> PgLiveBackend {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         let pool = db.clone();
+        let writer_redis = redis.clone();
         tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                write_event(&pool, &redis, node, e).await;
+            while let Some(job) = rx.recv().await {
+                match job {
+                    Job::Event(e) => write_event(&pool, &writer_redis, node, e).await,
+                    Job::Resume(stream_id, Some(r)) => {
+                        super::resume::save(&writer_redis, stream_id, &r).await
+                    }
+                    Job::Resume(stream_id, None) => {
+                        super::resume::forget(&writer_redis, stream_id, node).await
+                    }
+                }
             }
         });
         PgLiveBackend {
             db,
+            redis,
+            node,
             events: tx,
             signer,
         }
@@ -78,17 +99,24 @@ async fn write_event(db: &PgPool, redis: &Redis, node: uuid::Uuid, e: Event) {
         if change == StatusChange::Idle {
             super::cluster::forget_session(redis, e.stream_id).await;
         }
+        // This node continues the session the other node held (src/live/resume.rs).
+        let continued = e.payload.get("continued_from_node").is_some();
         match result {
             Ok((_, Some(previous))) => {
                 // A publisher reached this node while the stream was live on another: that
-                // node ends its session (its recording is finished there).
-                tracing::info!(stream_id = %e.stream_id, %previous, "live stream taken over from another node");
+                // node ends its session (its recording is finished there), or only its part
+                // of it when the session goes on here.
+                tracing::info!(stream_id = %e.stream_id, %previous, continued, "live stream taken over from another node");
                 super::cluster::send(
                     redis,
                     &super::cluster::Order {
                         stream_id: e.stream_id,
                         op: super::cluster::Op::Kick,
-                        reason: super::cluster::Reason::TakenOver,
+                        reason: if continued {
+                            super::cluster::Reason::ContinuedElsewhere
+                        } else {
+                            super::cluster::Reason::TakenOver
+                        },
                         from: node,
                         to: Some(previous),
                     },
@@ -154,6 +182,13 @@ impl LiveBackend for PgLiveBackend {
                 private: s.visibility == Visibility::Private,
                 record: s.record,
                 reconnect_window: s.reconnect_window.as_duration(),
+                // A session of this stream another node held (or holds) within its window:
+                // this publisher continues it.
+                resume: if s.reconnect_window.as_duration().is_zero() {
+                    None
+                } else {
+                    super::resume::load_elsewhere(&self.redis, s.id.0, self.node).await
+                },
             }),
         }
     }
@@ -165,11 +200,19 @@ impl LiveBackend for PgLiveBackend {
         payload: serde_json::Value,
         status: Option<StatusChange>,
     ) {
-        let _ = self.events.send(Event {
+        let _ = self.events.send(Job::Event(Event {
             stream_id,
             kind,
             payload,
             status,
+        }));
+    }
+
+    fn resume(&self, stream_id: Uuid, state: Option<Resume>) {
+        let state = state.map(|r| Resume {
+            node: self.node,
+            ..r
         });
+        let _ = self.events.send(Job::Resume(stream_id, state));
     }
 }

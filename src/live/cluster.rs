@@ -113,6 +113,9 @@ pub enum Reason {
     Deleted,
     StreamKeyReset,
     TakenOver,
+    /// Taken over by a node that continues the same session (src/live/resume.rs): the old
+    /// node's part ends without ending the session.
+    ContinuedElsewhere,
 }
 
 impl Reason {
@@ -123,6 +126,7 @@ impl Reason {
             Reason::Deleted => "deleted",
             Reason::StreamKeyReset => "stream_key_reset",
             Reason::TakenOver => "taken_over",
+            Reason::ContinuedElsewhere => "continued_elsewhere",
         }
     }
 
@@ -133,6 +137,7 @@ impl Reason {
             Reason::Deleted,
             Reason::StreamKeyReset,
             Reason::TakenOver,
+            Reason::ContinuedElsewhere,
         ]
         .into_iter()
         .find(|r| r.as_str() == reason)

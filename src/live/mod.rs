@@ -9,6 +9,8 @@
 //! - [`model`], [`store`]: the live stream resource and its queries (soft delete, scoped access,
 //!   `find_by_stream_key` for the ingest); [`keys`]: stream keys (random, stored hashed);
 //!   [`events`]: `live_stream.*` events, stored and published on Redis.
+//! - [`cluster`], [`peers`], [`resume`]: several nodes — orders to the node holding a session,
+//!   live HLS from any node, a session continued on another node after its node died.
 
 pub mod backend;
 pub mod cluster;
@@ -17,6 +19,7 @@ pub mod keys;
 pub mod model;
 pub mod peers;
 pub mod publish_token;
+pub mod resume;
 pub mod runtime;
 pub mod store;
 pub mod supervisor;

@@ -54,6 +54,7 @@ use crate::recordings::recorder::{RecorderHandle, RecorderMsg};
 
 use super::{
     events::EventKind,
+    resume::{self, Resume},
     runtime::{ActiveSession, Command, LiveRuntime},
 };
 
@@ -128,6 +129,9 @@ pub struct AuthorizedStream {
     /// Record the session (the stream's `record`).
     pub record: bool,
     pub reconnect_window: Duration,
+    /// The stream's session that another node held and this publisher continues
+    /// (src/live/resume.rs).
+    pub resume: Option<Resume>,
 }
 
 /// The status a session moves its stream to.
@@ -154,6 +158,9 @@ pub trait LiveBackend: Send + Sync + 'static {
         payload: serde_json::Value,
         status: Option<StatusChange>,
     );
+    /// Keep (`Some`) or drop (`None`) where a session stands, for a node that continues it.
+    /// The backend sets `node` to this node. Queued with the events, in order.
+    fn resume(&self, _stream_id: Uuid, _state: Option<Resume>) {}
 }
 
 enum Msg {
@@ -211,6 +218,9 @@ struct Session {
     timeline_end_ms: u64,
     /// The recorder records this session.
     recorded: bool,
+    /// The lowest segment index the next publisher may start at: indices name the segment
+    /// files, and a session continued from another node must not reuse that node's names.
+    next_start_index: u64,
 }
 
 /// Start the supervisor; returns the runtime handle and the sender the RTMP server uses.
@@ -394,7 +404,9 @@ impl<B: LiveBackend> Supervisor<B> {
                     // deleted stream also ends its session now.
                     // A publisher of the stream reached another node: this session is over
                     // (its recording ends here; the new node records its own).
-                    "disabled" | "deleted" | "taken_over" => self.finish_now(stream_id, reason),
+                    "disabled" | "deleted" | "taken_over" | "continued_elsewhere" => {
+                        self.finish_now(stream_id, reason)
+                    }
                     _ => match self
                         .sessions
                         .get(&stream_id)
@@ -434,8 +446,11 @@ impl<B: LiveBackend> Supervisor<B> {
         let generation = self.next_generation;
         self.next_generation += 1;
         let new_session = !self.sessions.contains_key(&stream_id);
+        // A session another node held within the window goes on here; one of this node's own
+        // (a reconnect here) takes precedence.
+        let continued = if new_session { stream.resume } else { None };
         if new_session {
-            let session_id = Uuid::now_v7();
+            let session_id = continued.map_or_else(Uuid::now_v7, |r| r.session_id);
             let dir = self
                 .config
                 .spool_dir
@@ -453,11 +468,19 @@ impl<B: LiveBackend> Supervisor<B> {
                 session_id,
                 private: std::sync::atomic::AtomicBool::new(stream.private),
                 dir,
-                playlist: Mutex::new(LivePlaylist::new(target_ns, self.config.window_segments)),
-                ll: self
-                    .config
-                    .ll
-                    .map(|(limits, mode)| LlShared::new(limits, self.config.window_segments, mode)),
+                playlist: Mutex::new(match &continued {
+                    Some(r) => {
+                        LivePlaylist::continued(target_ns, self.config.window_segments, r.point())
+                    }
+                    None => LivePlaylist::new(target_ns, self.config.window_segments),
+                }),
+                ll: self.config.ll.map(|(limits, mode)| {
+                    let ll = LlShared::new(limits, self.config.window_segments, mode);
+                    if let Some(point) = continued.and_then(|r| r.ll) {
+                        ll.continue_from(point.into());
+                    }
+                    ll
+                }),
                 whep: self.config.whep.as_ref().map(|w| w.new_feed()),
                 viewers: Mutex::new(HashMap::new()),
             });
@@ -473,11 +496,12 @@ impl<B: LiveBackend> Supervisor<B> {
                     let _ = tokio::fs::remove_dir_all(dir).await;
                 });
             }
+            let started_at = continued.map_or_else(OffsetDateTime::now_utc, |r| r.started_at);
             self.sessions.insert(
                 stream_id,
                 Session {
                     id: session_id,
-                    started_at: OffsetDateTime::now_utc(),
+                    started_at,
                     view,
                     publisher: None,
                     generation,
@@ -485,26 +509,39 @@ impl<B: LiveBackend> Supervisor<B> {
                     ending: Ending::Window,
                     evicted: VecDeque::new(),
                     last_protocol: req.protocol,
-                    timeline_end_ms: 0,
+                    timeline_end_ms: continued.map_or(0, |r| r.timeline_end_ms),
                     recorded: stream.record,
+                    next_start_index: continued.map_or(0, |r| r.next_start_index),
                 },
             );
+            if let Some(r) = &continued {
+                tracing::info!(%stream_id, %session_id, from = %r.node, "continuing a live session another node held");
+                metrics::counter!("live_sessions_continued_total").increment(1);
+            }
             if stream.record {
+                // A continued session goes on in its recording, if that is still open.
                 self.recorder.send(RecorderMsg::Started {
                     session_id,
                     live_stream_id: stream_id,
                     owner_id: stream.owner_id,
                     private: stream.private,
-                    started_at: OffsetDateTime::now_utc(),
+                    started_at,
+                    continued: continued.is_some(),
                 });
             }
             metrics::gauge!("live_sessions_active").increment(1.0);
         }
-        let start_index = generation.saturating_mul(1_000_000);
-        let (dir, ll, whep) = match self.sessions.get(&stream_id) {
-            Some(s) => (s.view.dir.clone(), s.view.ll.clone(), s.view.whep.clone()),
+        let (dir, ll, whep, floor) = match self.sessions.get(&stream_id) {
+            Some(s) => (
+                s.view.dir.clone(),
+                s.view.ll.clone(),
+                s.view.whep.clone(),
+                s.next_start_index,
+            ),
             None => return,
         };
+        // A million indices per publisher: a range no publisher fills (23 days of 2 s segments).
+        let start_index = generation.saturating_mul(1_000_000).max(floor);
         // A WHIP publisher passes its Opus to the viewers itself; RTMP's AAC is transcoded.
         let opus_from_ingest = req.protocol == "whip";
         let timeline_start_ms = self
@@ -530,6 +567,7 @@ impl<B: LiveBackend> Supervisor<B> {
             .private
             .store(stream.private, Ordering::Relaxed);
         session.generation = generation;
+        session.next_start_index = start_index.saturating_add(1_000_000);
         session.ending = Ending::Window;
         let replaced = session.publisher.take();
         if let Some(old) = &replaced {
@@ -537,7 +575,7 @@ impl<B: LiveBackend> Supervisor<B> {
             tracing::warn!(%stream_id, peer = %req.peer, "a new publisher replaces the current one");
             old.kick.cancel();
         }
-        if !new_session {
+        if !new_session || continued.is_some() {
             if let Ok(mut p) = session.view.playlist.lock() {
                 p.mark_discontinuity();
             }
@@ -582,13 +620,19 @@ impl<B: LiveBackend> Supervisor<B> {
         });
         session.last_protocol = req.protocol;
         let session_id = session.id;
+        let mut payload = json!({"session_id": session_id, "protocol": req.protocol,
+            "peer": req.peer.to_string(), "replaced_publisher": replaced.is_some(),
+            "reconnect": !new_session || continued.is_some()});
+        if let Some(r) = &continued {
+            payload["continued_from_node"] = json!(r.node);
+        }
         self.emit(
             stream_id,
             EventKind::Connected,
-            json!({"session_id": session_id, "protocol": req.protocol, "peer": req.peer.to_string(),
-                   "replaced_publisher": replaced.is_some(), "reconnect": !new_session}),
+            payload,
             Some(StatusChange::Active),
         );
+        self.save_resume(stream_id);
         if req
             .reply
             .send(Ok(PublishGrant {
@@ -664,6 +708,7 @@ impl<B: LiveBackend> Supervisor<B> {
                         });
                     }
                 }
+                self.save_resume(stream_id);
             }
             PublisherEvent::Ended { reason, error } => {
                 let current = session
@@ -760,6 +805,28 @@ impl<B: LiveBackend> Supervisor<B> {
             });
         }
         metrics::gauge!("live_sessions_active").decrement(1.0);
+        if why == "continued_elsewhere" {
+            // Only this node's part is over: the session (same id, same recording) goes on
+            // on the node the publisher reached; the stream stays active. Its playlist is that
+            // node's now: viewers here are forwarded there (src/http/hls.rs).
+            tracing::info!(%stream_id, session_id = %session.id, "live session went on on another node");
+            if let Ok(mut r) = self.registry.write()
+                && r.get(&stream_id)
+                    .is_some_and(|v| Arc::ptr_eq(v, &session.view))
+            {
+                r.remove(&stream_id);
+            }
+            let dir = session.view.dir.clone();
+            tokio::spawn(async move {
+                let _ = tokio::fs::remove_dir_all(dir).await;
+            });
+            return;
+        }
+        // Over: no other node continues it. A shutdown keeps the record, so an encoder that
+        // reconnects to another node (a rolling restart) goes on in the same session.
+        if why != "shutdown" {
+            self.backend.resume(stream_id, None);
+        }
         let duration_s = (OffsetDateTime::now_utc() - session.started_at).as_seconds_f64();
         tracing::info!(%stream_id, session_id = %session.id, why, duration_s, "live session ended");
         self.emit(
@@ -767,6 +834,39 @@ impl<B: LiveBackend> Supervisor<B> {
             EventKind::Idle,
             json!({"session_id": session.id, "why": why, "duration_s": duration_s}),
             Some(StatusChange::Idle),
+        );
+    }
+
+    /// Save where `stream_id`'s session stands, for a node that may continue it
+    /// (src/live/resume.rs). Not kept for a stream without a reconnect window.
+    fn save_resume(&self, stream_id: Uuid) {
+        let Some(s) = self.sessions.get(&stream_id) else {
+            return;
+        };
+        if s.reconnect_window.is_zero() {
+            return;
+        }
+        let Ok(point) = s.view.playlist.lock().map(|p| p.resume_point()) else {
+            return;
+        };
+        self.backend.resume(
+            stream_id,
+            Some(Resume {
+                session_id: s.id,
+                node: Uuid::nil(),
+                started_at: s.started_at,
+                next_sequence: point.next_sequence,
+                discontinuity_sequence: point.discontinuity_sequence,
+                next_start_index: s.next_start_index,
+                timeline_end_ms: s.timeline_end_ms,
+                ttl_s: resume::ttl(s.reconnect_window, self.config.segments.max),
+                ll: s
+                    .view
+                    .ll
+                    .as_ref()
+                    .and_then(|ll| ll.resume_point())
+                    .map(Into::into),
+            }),
         );
     }
 

@@ -56,6 +56,9 @@ pub enum RecorderMsg {
         owner_id: Uuid,
         private: bool,
         started_at: OffsetDateTime,
+        /// The session went on here from another node (src/live/resume.rs): its recording, if
+        /// still open, goes on too.
+        continued: bool,
     },
     /// A live segment closed (`path` in the live spool; it may be deleted a window later).
     Segment {
@@ -235,7 +238,18 @@ async fn run(config: RecorderConfig, ctx: Ctx, mut rx: mpsc::UnboundedReceiver<R
                 owner_id,
                 private,
                 started_at,
+                continued,
             } => {
+                // A continued session goes on in its open recording; without one (never
+                // recorded, or already being finished) it gets a recording of its own.
+                if continued
+                    && let Some(a) =
+                        continue_recording(&config, &ctx, &mut workers, session_id, live_stream_id)
+                            .await
+                {
+                    active.insert(session_id, a);
+                    continue;
+                }
                 let w = Waiting {
                     live_stream_id,
                     owner_id,
@@ -444,6 +458,59 @@ async fn begin(
         dir,
         next_seq: 0,
         generation: None,
+        worker: wtx,
+    })
+}
+
+/// Go on with the open recording of a session that another node held (src/live/resume.rs):
+/// claimed for this node, numbered after the segments already in it, its first segment here
+/// after a discontinuity. `None` when there is none to go on with.
+async fn continue_recording(
+    config: &RecorderConfig,
+    ctx: &Ctx,
+    workers: &mut tokio::task::JoinSet<()>,
+    session_id: Uuid,
+    live_stream_id: Uuid,
+) -> Option<Active> {
+    let (id, next_seq) = match store::claim_for_session(&ctx.db, session_id, ctx.node).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::error!(%session_id, error = %e, "cannot take over the recording of a continued session");
+            return None;
+        }
+    };
+    let dir = config.spool_dir.join(id.to_string());
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::error!(recording_id = %id, error = %e, "cannot create the recording spool directory");
+    }
+    tracing::info!(recording_id = %id, %session_id, next_seq, "recording goes on from another node");
+    metrics::counter!("recordings_continued_total").increment(1);
+    event(
+        ctx,
+        id,
+        live_stream_id,
+        "recording.continued",
+        json!({"session_id": session_id, "node_id": ctx.node, "from_seq": next_seq}),
+    )
+    .await;
+    metrics::gauge!("recordings_active").increment(1.0);
+    let (wtx, wrx) = mpsc::unbounded_channel();
+    workers.spawn(worker(
+        ctx.clone(),
+        id,
+        live_stream_id,
+        dir.clone(),
+        wrx,
+        false,
+    ));
+    Some(Active {
+        recording_id: id,
+        live_stream_id,
+        dir,
+        next_seq,
+        // Publisher generations start at 1: the first segment here follows a discontinuity.
+        generation: Some(0),
         worker: wtx,
     })
 }
@@ -670,12 +737,25 @@ async fn worker(
         {
             // At shutdown the row may be missing: recovery re-reads the spool then.
             let stored = retry(&ctx, "segment row", true, || {
-                store::insert_segment(&ctx.db, id, seg)
+                store::insert_segment(&ctx.db, id, seg, ctx.node)
             })
             .await;
-            if stored.is_none() {
-                UPLOAD_QUEUE.pop(*ticket);
-                continue;
+            match stored {
+                Some(true) => {}
+                Some(false) => {
+                    // The session went on on another node, with this recording: what this
+                    // node's publisher sent after that is not part of it.
+                    tracing::info!(recording_id = %id, segment = %seg.name, "recording held by another node now: segment left out");
+                    UPLOAD_QUEUE.pop(*ticket);
+                    if let WorkerMsg::Segment(_, path, _) = &msg {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    continue;
+                }
+                None => {
+                    UPLOAD_QUEUE.pop(*ticket);
+                    continue;
+                }
             }
         }
         let finish = matches!(msg, WorkerMsg::Finish);
@@ -791,6 +871,9 @@ pub(crate) async fn write_playlist(ctx: &Ctx, id: Uuid, final_: bool) -> anyhow:
     Ok(len)
 }
 
+/// How long a recording's finalization waits for segments another node has not uploaded yet.
+const HANDOVER_WAIT: Duration = Duration::from_secs(120);
+
 async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: Option<StreamInfo>) {
     let started = Instant::now();
     // Seconds spent in each step, for the log line and the `recording.ready` event.
@@ -800,7 +883,36 @@ async fn finalize(ctx: &Ctx, id: Uuid, live_stream_id: Uuid, dir: &Path, info: O
         steps.insert(format!("{name}_s"), json!(lap.elapsed().as_secs_f64()));
         lap = Instant::now();
     };
-    let _ = store::set_processing(&ctx.db, id).await;
+    match store::set_processing(&ctx.db, id, ctx.node).await {
+        Ok(true) | Err(_) => {}
+        Ok(false) => {
+            // Handed over: the session (and this recording) went on on another node, which
+            // finishes it. This node's segments are uploaded (they came before `Finish`).
+            tracing::info!(recording_id = %id, "recording handed over to the node the session went on on");
+            let _ = std::fs::remove_dir_all(dir);
+            return;
+        }
+    }
+    // Segments another node held before this one (a continued session) and has not uploaded:
+    // wait for them (a live node uploads them; a lost node's are marked lost by the lost-node
+    // sweep), at most HANDOVER_WAIT, then go on without them.
+    let waiting = Instant::now();
+    loop {
+        match store::pending_elsewhere(&ctx.db, id, ctx.node).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) if waiting.elapsed() >= HANDOVER_WAIT => {
+                tracing::warn!(recording_id = %id, segments = n, "segments another node never uploaded: finishing without them");
+                let _ = store::mark_lost_elsewhere(&ctx.db, id, ctx.node).await;
+                break;
+            }
+            Ok(_) => {}
+        }
+        if ctx.shutdown.is_cancelled() {
+            // The next start's recovery finishes it.
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let segments = match store::segments(&ctx.db, id).await {
         Ok(s) => s,
         Err(e) => {

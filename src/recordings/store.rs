@@ -222,13 +222,101 @@ pub async fn segments(db: &PgPool, id: Uuid) -> Result<Vec<SegmentRow>, sqlx::Er
     .await
 }
 
-pub async fn insert_segment(db: &PgPool, id: Uuid, seg: &SegmentRow) -> Result<(), sqlx::Error> {
-    sqlx::query!(r#"INSERT INTO recording_segments (recording_id, seq, name, duration_ms, size_bytes, discontinuity, started_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (recording_id, seq) DO NOTHING"#, id, seg.seq, &seg.name, seg.duration_ms, seg.size_bytes, seg.discontinuity, seg.started_at)
-    .execute(db)
+/// Store a segment's row (its file is in `node`'s spool), unless the recording went on on
+/// another node meanwhile (src/live/resume.rs): then nothing is stored and `false` comes back.
+/// The recording row is share-locked while the segment is added, so a node claiming the
+/// recording ([`claim_for_session`]) numbers its segments after this one.
+pub async fn insert_segment(
+    db: &PgPool,
+    id: Uuid,
+    seg: &SegmentRow,
+    node: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"WITH owner AS (
+               SELECT id FROM recordings WHERE id = $1 AND (node_id = $8 OR node_id IS NULL)
+               FOR SHARE),
+           ins AS (
+               INSERT INTO recording_segments
+                      (recording_id, seq, name, duration_ms, size_bytes, discontinuity, started_at, node_id)
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM owner
+               ON CONFLICT (recording_id, seq) DO NOTHING)
+           SELECT EXISTS (SELECT 1 FROM owner) AS "ours!""#,
+        id,
+        seg.seq,
+        &seg.name,
+        seg.duration_ms,
+        seg.size_bytes,
+        seg.discontinuity,
+        seg.started_at,
+        node
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A live session that another node held goes on on `me` (src/live/resume.rs): its open
+/// recording becomes `me`'s. Returns the recording and the sequence number its next segment
+/// takes, or `None` when it has no open recording (never had one, or it is being finished).
+pub async fn claim_for_session(
+    db: &PgPool,
+    session_id: Uuid,
+    me: Uuid,
+) -> Result<Option<(Uuid, i32)>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let Some(id) = sqlx::query_scalar!(
+        r#"UPDATE recordings SET node_id = $2, updated_at = now()
+            WHERE id = (SELECT id FROM recordings
+                         WHERE session_id = $1 AND status = 'recording' AND deleted_at IS NULL
+                         ORDER BY started_at DESC LIMIT 1)
+              AND status = 'recording'
+        RETURNING id"#,
+        session_id,
+        me
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    // A statement of its own (a new snapshot): a segment the old holder added while this
+    // update waited for its lock is counted.
+    let next = sqlx::query_scalar!(
+        r#"SELECT coalesce(max(seq) + 1, 0) AS "next!" FROM recording_segments WHERE recording_id = $1"#,
+        id
+    )
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await?;
+    Ok(Some((id, next)))
+}
+
+/// Segments of `id` still waiting for another node's upload (a node that held the recording
+/// before `me`).
+pub async fn pending_elsewhere(db: &PgPool, id: Uuid, me: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM recording_segments
+            WHERE recording_id = $1 AND uploaded_at IS NULL AND NOT lost
+              AND node_id IS NOT NULL AND node_id <> $2"#,
+        id,
+        me
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Give up on them: the playlist goes on without them (a gap, marked as a discontinuity).
+pub async fn mark_lost_elsewhere(db: &PgPool, id: Uuid, me: Uuid) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        r#"UPDATE recording_segments SET lost = true
+            WHERE recording_id = $1 AND uploaded_at IS NULL AND NOT lost
+              AND node_id IS NOT NULL AND node_id <> $2"#,
+        id,
+        me
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
 }
 
 pub async fn mark_uploaded(db: &PgPool, id: Uuid, seq: i32) -> Result<(), sqlx::Error> {
@@ -274,6 +362,19 @@ pub async fn adopt_lost(
     )
     .execute(&mut *tx)
     .await?;
+    // Segments a lost node left in recordings that went on on another node (a session
+    // continued there): their files are gone with it.
+    sqlx::query!(
+        "UPDATE recording_segments s SET lost = true
+           FROM cluster_nodes n
+          WHERE s.node_id = n.id AND n.id <> $1
+            AND n.heartbeat_at < now() - make_interval(secs => $2)
+            AND s.uploaded_at IS NULL AND NOT s.lost",
+        me,
+        lost_after_s
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(adopted
         .into_iter()
@@ -292,16 +393,28 @@ pub async fn mark_lost(db: &PgPool, id: Uuid, seq: i32) -> Result<(), sqlx::Erro
     Ok(())
 }
 
-pub async fn set_processing(db: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query!(
+/// The recording is being finished by `node`. `false`: it is another node's now (a session
+/// that went on there took it: that node finishes it).
+pub async fn set_processing(db: &PgPool, id: Uuid, node: Uuid) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query!(
         r#"UPDATE recordings SET status = 'processing', ended_at = coalesce(ended_at, now()),
                 updated_at = now()
-         WHERE id = $1 AND status IN ('recording', 'processing')"#,
-        id
+         WHERE id = $1 AND status IN ('recording', 'processing')
+           AND (node_id = $2 OR node_id IS NULL)"#,
+        id,
+        node
     )
     .execute(db)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    if updated == 1 {
+        return Ok(true);
+    }
+    let holder = sqlx::query_scalar!("SELECT node_id FROM recordings WHERE id = $1", id)
+        .fetch_optional(db)
+        .await?
+        .flatten();
+    Ok(holder.is_none_or(|h| h == node))
 }
 
 /// What finalization found out.

@@ -2,7 +2,7 @@
 //! runs them: the API, chat's WebSocket, live HLS and RTMP all go through the balancer. The node
 //! holding a live lesson is killed (SIGKILL) mid-lesson: the publisher reconnects through the
 //! balancer, viewers keep playing after a reload, chat resumes without losing a message, and
-//! the lesson's recordings cover it but for the reconnect.
+//! the lesson goes on in the same session and the same recording, missing only the reconnect.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -105,6 +105,14 @@ async fn playlist(
 }
 
 /// The session id in a live playlist's segment URIs (`{session}/segment-N.ts`).
+fn media_sequence(playlist: &str) -> u64 {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a live playlist has a media sequence")
+}
+
 fn session_of(playlist: &str) -> Option<String> {
     segment_uris(playlist)
         .first()
@@ -311,6 +319,10 @@ async fn three_nodes_behind_haproxy_carry_a_lesson_through_the_death_of_its_node
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Where the viewer's playlist stood before the crash: its numbering must go on from there.
+    let before = playlist(&http, &lb, stream, &viewing).await.expect("live");
+    let next_before = media_sequence(&before) + segment_uris(&before).len() as u64;
+
     // Kill the node holding the lesson, without warning.
     let holder: String = sqlx::query_scalar(
         "SELECT n.internal_url FROM live_streams s JOIN cluster_nodes n ON n.id = s.node_id
@@ -331,21 +343,36 @@ async fn three_nodes_behind_haproxy_carry_a_lesson_through_the_death_of_its_node
     let _ = publisher.wait();
     let publisher = ffmpeg_publish(&rtmp_url, 12, true);
 
-    // The viewer: the playlist it reloads plays the new session (at most one reload shows it
-    // unavailable in between), and keeps playing.
+    // The viewer: the playlist it reloads goes on — the same session, its numbering continued
+    // after a discontinuity (at most one reload shows it unavailable in between) — and keeps
+    // playing.
     let deadline = killed_at + Duration::from_secs(30);
-    loop {
+    let resumed = loop {
         if let Some(p) = playlist(&http, &lb, stream, &viewing).await
-            && let Some(session) = session_of(&p)
-            && session != first_session
+            && p.contains("#EXT-X-DISCONTINUITY\n")
         {
-            break;
+            break p;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "the lesson never came back"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        session_of(&resumed).as_deref(),
+        Some(first_session.as_str()),
+        "the same session goes on: {resumed}"
+    );
+    assert!(
+        media_sequence(&resumed) >= next_before,
+        "numbering goes on from {next_before}: {resumed}"
+    );
+    for uri in segment_uris(&resumed) {
+        assert!(
+            !before.contains(&format!("\n{uri}")),
+            "{uri} named another segment before the crash"
+        );
     }
     let reconnected_in = killed_at.elapsed();
     for _ in 0..6 {
@@ -400,8 +427,8 @@ async fn three_nodes_behind_haproxy_carry_a_lesson_through_the_death_of_its_node
     assert_eq!(t_seen, vec![1, 2, 3], "the teacher's messages");
     assert_eq!(s_seen, vec![1, 2, 3], "the student's messages");
 
-    // The recordings: the dead node's, finished by another node from what reached storage,
-    // and the new node's; between them no more than the reconnect.
+    // The recording: one, the lesson's — what the dead node uploaded, then (after a
+    // discontinuity) the new node's part; between them no more than the reconnect.
     assert!(
         crate::live_rtmp::wait_child(publisher, Duration::from_secs(60))
             .await
@@ -422,7 +449,7 @@ async fn three_nodes_behind_haproxy_carry_a_lesson_through_the_death_of_its_node
         .fetch_all(&db)
         .await
         .unwrap();
-        if rows.len() == 2 && rows.iter().all(|r| r.0 == "ready") {
+        if !rows.is_empty() && rows.iter().all(|r| r.0 == "ready") {
             break rows;
         }
         assert!(
@@ -431,19 +458,52 @@ async fn three_nodes_behind_haproxy_carry_a_lesson_through_the_death_of_its_node
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let first_end = rows[0].1 + time::Duration::milliseconds(rows[0].3);
-    let gap = (rows[1].1 - first_end).as_seconds_f64();
+    assert_eq!(rows.len(), 1, "one recording of the lesson: {rows:?}");
+    let segments: Vec<(i32, bool, bool, Option<Uuid>, time::OffsetDateTime, i32)> = sqlx::query_as(
+        "SELECT s.seq, s.discontinuity, s.lost, s.node_id, s.started_at, s.duration_ms
+           FROM recording_segments s JOIN recordings r ON r.id = s.recording_id
+          WHERE r.live_stream_id = $1 ORDER BY s.seq",
+    )
+    .bind(stream)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    // The part each node recorded: the dead node's (stored before the crash; what it never
+    // uploaded is marked lost), then the new node's, from a discontinuity on.
+    let cut = segments
+        .iter()
+        .position(|s| s.1)
+        .expect("a discontinuity where the new node goes on");
+    let (old, new) = segments.split_at(cut);
+    let old_node = old[0].3;
+    assert!(old.iter().all(|s| s.3 == old_node), "{segments:?}");
+    assert!(
+        new.iter()
+            .all(|s| s.3 == new[0].3 && s.3 != old_node && !s.2),
+        "{segments:?}"
+    );
+    assert!(old.iter().filter(|s| !s.2).count() >= 2, "{segments:?}");
+    let stored_old = old.iter().rfind(|s| !s.2).unwrap();
+    let old_end = stored_old.4 + time::Duration::milliseconds(stored_old.5.into());
+    let gap = (new[0].4 - old_end).as_seconds_f64();
     assert!(
         gap < reconnected_in.as_secs_f64() + 4.0,
-        "{gap:.1} s between the recordings; the lesson came back in {reconnected_in:?}"
+        "{gap:.1} s missing from the recording; the lesson came back in {reconnected_in:?}"
+    );
+    let new_ms: i64 = new.iter().map(|s| i64::from(s.5)).sum();
+    assert!(
+        new_ms >= 8_000,
+        "the new node recorded the rest: {segments:?}"
     );
     assert!(
-        rows[1].3 >= 8_000,
-        "the new node recorded the rest: {rows:?}"
+        rows[0].3 >= new_ms + 3_000,
+        "the recording holds both parts: {rows:?} {segments:?}"
     );
+    let lost = old.iter().filter(|s| s.2).count();
     println!(
-        "lesson back through the balancer {reconnected_in:.1?} after the kill; {gap:.1} s between the recordings ({:.1} s + {:.1} s)",
+        "lesson back through the balancer {reconnected_in:.1?} after the kill, the same session; one recording of {:.1} s: {:.1} s from the dead node ({lost} segment(s) it never uploaded), {gap:.1} s gap, {:.1} s from the new one",
         rows[0].3 as f64 / 1000.0,
-        rows[1].3 as f64 / 1000.0
+        (rows[0].3 - new_ms) as f64 / 1000.0,
+        new_ms as f64 / 1000.0
     );
 }

@@ -399,9 +399,10 @@ async fn any_node_serves_the_live_hls_of_a_stream_another_node_holds() {
 }
 
 /// Behind a load balancer the publisher and the teacher's actions may each reach any node: a
-/// publisher that reaches another node while the lesson is live takes it over there (the old
-/// node ends its session, and its end does not mark the stream idle under the new one), and
-/// "end the lesson" sent to a node that does not hold it ends it where it runs.
+/// publisher that reaches another node while the lesson is live takes it over there — the same
+/// session goes on there (src/live/resume.rs), the old node only ends its part (no `idle`, and
+/// its end does not mark the stream idle under the new one) — and "end the lesson" sent to a
+/// node that does not hold it ends it where it runs.
 #[tokio::test]
 async fn a_publisher_and_actions_on_another_node_reach_the_session_where_it_runs() {
     let live = Live::on(spawn_app_with(|_| {}).await, 30, "public").await;
@@ -418,6 +419,10 @@ async fn a_publisher_and_actions_on_another_node_reach_the_session_where_it_runs
     let first = ffmpeg_publish(&live.rtmp_url(), 60, true);
     wait_status(&live, "active", Duration::from_secs(20)).await;
     let a_node = holder().await.expect("A holds the session");
+    let session_on_a = live.stream_json().await["active_session"]["session_id"].clone();
+    assert!(session_on_a.is_string(), "A's session");
+    // A has recorded part of the lesson.
+    wait_uploaded(&db, 1, Duration::from_secs(30)).await;
     let on_b = format!(
         "rtmp://127.0.0.1:{}/live/{}",
         b.rtmp_addr.port(),
@@ -456,16 +461,118 @@ async fn a_publisher_and_actions_on_another_node_reach_the_session_where_it_runs
     );
     let (idle_events,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM live_stream_events WHERE live_stream_id = $1
-            AND kind = 'live_stream.idle' AND payload->>'why' = 'taken_over'",
+            AND kind = 'live_stream.idle'",
     )
     .bind(Uuid::parse_str(live.id()).unwrap())
     .fetch_one(&db)
     .await
     .unwrap();
-    assert_eq!(idle_events, 1, "A's session ended, saying why");
+    assert_eq!(idle_events, 0, "the session goes on on B: it did not end");
+    let (continued,): (Option<String>,) = sqlx::query_as(
+        "SELECT payload->>'continued_from_node' FROM live_stream_events
+          WHERE live_stream_id = $1 AND kind = 'live_stream.connected' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(Uuid::parse_str(live.id()).unwrap())
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        continued,
+        Some(a_node.to_string()),
+        "B continued A's session"
+    );
+    // The same session, wherever the studio is served from.
+    let via_b: Value = b
+        .get_auth(&format!("/api/v1/live-streams/{}", live.id()), &live.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        via_b["active_session"]["session_id"], session_on_a,
+        "{via_b}"
+    );
 
     // "End the lesson" sent to A, which no longer holds it: B's session ends.
     assert_eq!(live.action("complete").await.status(), StatusCode::OK);
     wait_child(second, Duration::from_secs(20)).await;
     wait_status(&live, "idle", Duration::from_secs(20)).await;
+
+    // One recording of the session, finished by B: A's part (A handed it over instead of
+    // finishing it), then B's from a discontinuity on.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows: Vec<(String, Option<Uuid>)> =
+            sqlx::query_as("SELECT status, node_id FROM recordings WHERE live_stream_id = $1")
+                .bind(Uuid::parse_str(live.id()).unwrap())
+                .fetch_all(&db)
+                .await
+                .unwrap();
+        if rows.len() == 1 && rows[0].0 == "ready" {
+            assert_ne!(rows[0].1, Some(a_node), "B finished it");
+            break;
+        }
+        assert!(
+            rows.len() <= 1 && tokio::time::Instant::now() < deadline,
+            "one recording, ready: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let segments: Vec<(Option<Uuid>, bool, bool)> = sqlx::query_as(
+        "SELECT s.node_id, s.discontinuity, s.uploaded_at IS NOT NULL
+           FROM recording_segments s JOIN recordings r ON r.id = s.recording_id
+          WHERE r.live_stream_id = $1 ORDER BY s.seq",
+    )
+    .bind(Uuid::parse_str(live.id()).unwrap())
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let cut = segments
+        .iter()
+        .position(|s| s.0 != Some(a_node))
+        .expect("B's part");
+    assert!(cut >= 1, "A's part first: {segments:?}");
+    assert!(
+        segments[cut].1,
+        "B's part starts after a discontinuity: {segments:?}"
+    );
+    assert!(
+        segments[cut..]
+            .iter()
+            .all(|s| s.0 == segments[cut].0 && s.2),
+        "then B's segments only, all stored: {segments:?}"
+    );
+    assert!(segments[..cut].iter().all(|s| s.2), "{segments:?}");
+}
+
+/// A WHEP viewer may reach any node behind the balancer: its offer goes to the node holding
+/// the stream, whose answer names that node's ICE candidates, so the picture flows from there;
+/// its `DELETE`, sent to the node it reached, ends it there too.
+#[tokio::test]
+async fn a_whep_viewer_reaching_another_node_watches_from_the_node_holding_the_stream() {
+    let live = crate::whep::live("public").await;
+    let b = second_node(&live.app, |_| {}).await;
+    let mut publisher = crate::live_rtmp::ffmpeg_publish_gop(&live.rtmp_url(), 30, true, 30);
+    crate::whep::wait_live(&live).await;
+
+    let mut viewer = crate::whep::aiortc_viewer(b.url(&format!("/whep/{}", live.id())), "", "4");
+    let answer = viewer.step("answer").await;
+    crate::whep::assert_answered(&live, &answer);
+    // The holder counts it beside this test's own playlist polling (one address).
+    crate::live_whip::wait_active(&live, "2 viewers", |s| s["viewers"] == 2).await;
+    let played = viewer.step("played").await;
+    assert_eq!(played["state"], "connected", "{played}");
+    assert!(
+        played["video_frames"].as_u64().unwrap() >= 60,
+        "4 s at 30 fps, from A: {played}"
+    );
+    assert!(played["audio_frames"].as_u64().unwrap() >= 100, "{played}");
+    assert_eq!(
+        viewer.step("delete").await["status"],
+        204,
+        "DELETE through B"
+    );
+    viewer.finish().await;
+    let _ = publisher.kill();
+    let _ = publisher.wait();
 }

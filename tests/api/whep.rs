@@ -15,7 +15,7 @@ use crate::{
     live_whip::{Publisher, key, wait_active, whip_url},
 };
 
-async fn live(visibility: &str) -> Live {
+pub(crate) async fn live(visibility: &str) -> Live {
     let app = spawn_app_with(|s| {
         s.live.segment_duration_s = 1.0;
         s.live.segment_max_duration_s = Some(1.5);
@@ -24,12 +24,12 @@ async fn live(visibility: &str) -> Live {
     Live::on(app, 2, visibility).await
 }
 
-fn whep_url(live: &Live) -> String {
+pub(crate) fn whep_url(live: &Live) -> String {
     live.app.url(&format!("/whep/{}", live.id()))
 }
 
 /// aiortc watching `url` for `seconds` (tests/whep/play.py).
-fn aiortc_viewer(url: String, token: &str, seconds: &str) -> Publisher {
+pub(crate) fn aiortc_viewer(url: String, token: &str, seconds: &str) -> Publisher {
     Publisher::spawn(
         "../whep/play.py",
         url,
@@ -48,7 +48,7 @@ fn chromium_viewer(url: String, token: &str, seconds: &str) -> Publisher {
     )
 }
 
-async fn wait_live(live: &Live) {
+pub(crate) async fn wait_live(live: &Live) {
     live.wait_playlist(Duration::from_secs(20), "a first segment", |p| {
         p.contains("#EXTINF")
     })
@@ -56,7 +56,7 @@ async fn wait_live(live: &Live) {
 }
 
 /// The answer step of a viewer that must be accepted.
-fn assert_answered(live: &Live, answer: &Value) {
+pub(crate) fn assert_answered(live: &Live, answer: &Value) {
     assert_eq!(answer["status"], 201, "{answer}");
     let location = answer["location"].as_str().unwrap_or_default();
     assert!(
