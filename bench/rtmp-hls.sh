@@ -142,23 +142,8 @@ mkdir -p "$CACHE"
 cp "$BIN" "$CACHE/wemaster.tmp" && mv "$CACHE/wemaster.tmp" "$CACHE/wemaster"
 BIN="$CACHE/wemaster"
 
-# --- input: 720p30 H.264 High 2.5 Mbps, 2 s GOP + AAC 44.1 kHz, 60 s, FLV; encoded once -----
-INPUT="$CACHE/input-720p30-2500k-g60.flv"
-mkdir -p "$CACHE"
-if [ ! -s "$INPUT" ]; then
-  log "encoding the input once: $INPUT"
-  # Noise keeps the picture hard enough for x264 to really spend 2.5 Mbps; no scene-cut
-  # keyframes, so every GOP is exactly 60 frames (2 s).
-  ffmpeg -hide_banner -loglevel error -y \
-    -f lavfi -i "testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t" \
-    -f lavfi -i "sine=frequency=440:sample_rate=44100" \
-    -t 60 -map 0:v -map 1:a \
-    -c:v libx264 -profile:v high -preset veryfast -pix_fmt yuv420p \
-    -b:v 2500k -maxrate 2500k -bufsize 5000k -g 60 -keyint_min 60 -sc_threshold 0 \
-    -c:a aac -b:a 128k -ar 44100 -ac 2 \
-    -f flv "$INPUT.tmp"
-  mv "$INPUT.tmp" "$INPUT"
-fi
+# --- input: 720p30 H.264 2.5 Mbit/s, 2 s GOP + AAC, 60 s, FLV (scripts/lib.sh); encoded once
+INPUT=$(bench_input "$CACHE")
 
 # --- PostgreSQL, Redis, user ----------------------------------------------------------------
 # Stop, at the end, the PostgreSQL and Redis this run started (not ones already running).

@@ -82,19 +82,7 @@ cp "$BIN" "$CACHE/wemaster-whip.tmp" && mv "$CACHE/wemaster-whip.tmp" "$CACHE/we
 BIN="$CACHE/wemaster-whip"
 
 # --- inputs ---------------------------------------------------------------------------------
-INPUT="$CACHE/input-720p30-2500k-g60.flv"
-if [ ! -s "$INPUT" ]; then
-  log "encoding the input once: $INPUT (the same command as bench/rtmp-hls.sh)"
-  ffmpeg -hide_banner -loglevel error -y \
-    -f lavfi -i "testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t" \
-    -f lavfi -i "sine=frequency=440:sample_rate=44100" \
-    -t 60 -map 0:v -map 1:a \
-    -c:v libx264 -profile:v high -preset veryfast -pix_fmt yuv420p \
-    -b:v 2500k -maxrate 2500k -bufsize 5000k -g 60 -keyint_min 60 -sc_threshold 0 \
-    -c:a aac -b:a 128k -ar 44100 -ac 2 \
-    -f flv "$INPUT.tmp"
-  mv "$INPUT.tmp" "$INPUT"
-fi
+INPUT=$(bench_input "$CACHE")
 WHIP_INPUT="$CACHE/input-720p30-2500k-g60-opus.ts"
 if [ ! -s "$WHIP_INPUT" ] || [ "$INPUT" -nt "$WHIP_INPUT" ]; then
   log "making the WebRTC input once: $WHIP_INPUT (H.264 copied, AAC -> Opus)"

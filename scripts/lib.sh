@@ -202,6 +202,28 @@ bench_serve() {
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 }
 
+# bench_input DIR: prints the path of the benches' common input, encoded once into DIR:
+# 720p30 H.264 High 2.5 Mbit/s with a 2 s GOP + AAC 44.1 kHz, 60 s, FLV. Noise keeps the picture
+# hard enough for x264 to really spend 2.5 Mbit/s; no scene-cut keyframes, so every GOP is
+# exactly 60 frames (2 s).
+bench_input() {
+  local input="$1/input-720p30-2500k-g60.flv"
+  mkdir -p "$1"
+  if [ ! -s "$input" ]; then
+    log "encoding the input once: $input"
+    ffmpeg -hide_banner -loglevel error -y \
+      -f lavfi -i "testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t" \
+      -f lavfi -i "sine=frequency=440:sample_rate=44100" \
+      -t 60 -map 0:v -map 1:a \
+      -c:v libx264 -profile:v high -preset veryfast -pix_fmt yuv420p \
+      -b:v 2500k -maxrate 2500k -bufsize 5000k -g 60 -keyint_min 60 -sc_threshold 0 \
+      -c:a aac -b:a 128k -ar 44100 -ac 2 \
+      -f flv "$input.tmp" >&2
+    mv "$input.tmp" "$input"
+  fi
+  echo "$input"
+}
+
 # bench_stream TITLE: a public live stream without recording; prints "<id> <stream key>".
 bench_stream() {
   curl -sf "$BENCH_API/live-streams" -H 'content-type: application/json' \

@@ -64,6 +64,10 @@ struct Args {
     /// The server's pid, for CPU and RSS.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// More processes whose CPU and RSS are reported one by one over the same windows (the
+    /// nodes of a cluster and its balancer: bench/cluster.sh), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    watch_pids: Vec<u32>,
     /// Write the summary JSON here too.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -252,9 +256,14 @@ async fn main() -> Result<()> {
     );
 
     // Idle: every connection open, nothing published.
+    let watched = |pids: &[u32]| -> Vec<Option<(f64, u64)>> {
+        pids.iter().map(|p| proc_stats(Some(*p))).collect()
+    };
+    let w_idle0 = watched(&args.watch_pids);
     let idle0 = proc_stats(args.server_pid);
     tokio::time::sleep(Duration::from_secs(args.idle_s)).await;
     let idle1 = proc_stats(args.server_pid);
+    let w_idle1 = watched(&args.watch_pids);
 
     // Publish: the teacher at `rate`, acks read by a separate task.
     let mut publisher = connect(&ws_url, &teacher).await?;
@@ -290,6 +299,7 @@ async fn main() -> Result<()> {
     // Client ids are unique per user for good: a retried id is acknowledged with the message
     // first stored under it (an earlier run's), so each run has its own.
     let run = &course[course.len() - 12..];
+    let w_pub0 = watched(&args.watch_pids);
     let pub0 = proc_stats(args.server_pid);
     let pub_started = Instant::now();
     let total = (args.rate * args.duration_s as f64).round() as u64;
@@ -303,6 +313,7 @@ async fn main() -> Result<()> {
     }
     let pub_s = pub_started.elapsed().as_secs_f64();
     let pub1 = proc_stats(args.server_pid);
+    let w_pub1 = watched(&args.watch_pids);
     // Let the last messages arrive.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = sink
@@ -344,6 +355,17 @@ async fn main() -> Result<()> {
     let rss_per_conn = base_stats
         .zip(idle0)
         .map(|(a, b)| (b.1 as f64 - a.1 as f64) * 1024.0 / args.connections as f64);
+    let watched: Vec<Value> = args
+        .watch_pids
+        .iter()
+        .enumerate()
+        .map(|(i, pid)| {
+            json!({"pid": pid,
+                   "cpu_idle_pct": cpu(w_idle0[i], w_idle1[i], args.idle_s as f64),
+                   "cpu_publish_pct": cpu(w_pub0[i], w_pub1[i], pub_s),
+                   "rss_end_mib": w_pub1[i].map(|s| s.1 as f64 / 1024.0)})
+        })
+        .collect();
     let summary = json!({
         "connections": args.connections, "failed": failed, "open_s": open_s,
         "room_size": args.room_size, "other_rooms": args.other_rooms,
@@ -362,6 +384,7 @@ async fn main() -> Result<()> {
             "cpu_publish_pct": cpu(pub0, pub1, pub_s),
             "cpu_open_s": base_stats.zip(idle0).map(|(a, b)| b.0 - a.0),
         },
+        "watched": watched,
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     if let Some(out) = &args.out {
