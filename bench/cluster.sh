@@ -72,7 +72,8 @@ BIN="$DATA/wemaster"
 # The input bench/rtmp-hls.sh uses (scripts/lib.sh), encoded once.
 INPUT=$(bench_input "$CACHE")
 
-want=$((CHAT * 2 + 4000))
+# Each chat connection is a socket in chat-load, two in HAProxy and one in a node.
+want=$((CHAT * 4 + 8000))
 hard=$(ulimit -Hn)
 [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ] && die "ulimit -Hn is $hard; $want needed"
 ulimit -n "$want"
@@ -89,6 +90,9 @@ start_private_postgres
 start_private_redis
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export WEMASTER__AUTH__KEYS_DIR="$DATA/keys"
+# Secrets every node must share (a playback token from one node is checked by another).
+WEMASTER__PLAYBACK__SECRET=$(cat "$(secret_file cluster-bench-playback)")
+export WEMASTER__PLAYBACK__SECRET
 export WEMASTER_LOCAL_CONFIG=""
 PASSWORD_FILE=$(secret_file cluster-bench-password)
 export WEMASTER_ADMIN_PASSWORD BENCH_PASSWORD

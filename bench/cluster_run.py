@@ -161,11 +161,12 @@ def main():
             p = subprocess.Popen([a.bin, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
             procs.append(p)
             nodes.append({"pid": p.pid, "http": http, "rtmp": rtmp})
-        for n in nodes:
-            if not wait_http(f"http://127.0.0.1:{n['http']}/readyz", 60):
-                raise SystemExit(f"node on {n['http']} not ready (see {a.work})")
+            # One at a time: the first makes the signing key the others then read.
+            if not wait_http(f"http://127.0.0.1:{http}/readyz", 60):
+                raise SystemExit(f"node on {http} not ready (see {a.work})")
         cfg = [
-            "global\n  maxconn 20000\n",
+            # Each proxied connection holds two sockets; within the open-file limit cluster.sh sets.
+            f"global\n  maxconn {a.chat + 1000}\n",
             "defaults\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n"
             "  timeout tunnel 1h\n  retries 3\n  option redispatch\n",
             f"frontend http\n  mode http\n  bind 127.0.0.1:{a.port}\n  default_backend nodes\n",
@@ -239,6 +240,15 @@ def main():
              "GROUP BY 1"], capture_output=True, text=True, check=True).stdout
         by_port = {int(l.split("|")[0].rsplit(":", 1)[1]): int(l.split("|")[1])
                    for l in held.splitlines() if l.strip()}
+        # The forwarding hop as the forwarding nodes timed it (src/http/hls.rs).
+        forward = {}
+        for n in nodes:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{n['http']}/metrics", timeout=5) as r:
+                    lines = r.read().decode().splitlines()
+                forward[n["pid"]] = [l for l in lines if l.startswith("hls_forward")]
+            except OSError:
+                pass
         stop.set()
         for v in viewers:
             v.join(timeout=6)
@@ -265,6 +275,7 @@ def main():
                     "segment_ms": {"p50": pct([x for v in viewers for x in v.segment_ms], 50),
                                    "p99": pct([x for v in viewers for x in v.segment_ms], 99)}},
         }
+        out["forward_metrics"] = forward
         for n in out["nodes"]:
             if n["rss_mib"] is not None:
                 n["rss_mib"] = round(n["rss_mib"], 1)

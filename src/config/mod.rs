@@ -171,6 +171,7 @@ impl Settings {
                 .with_list_parse_key("whip.ice_servers")
                 .with_list_parse_key("auth.require_totp_for")
                 .with_list_parse_key("webhooks.retry_delays_s")
+                .with_list_parse_key("webhooks.allow_internal_networks")
                 .with_list_parse_key("redis.cluster_seeds")
                 .source(Some(env_map)),
         );

@@ -25,6 +25,11 @@ pub struct WebhookSettings {
     /// Events (with their deliveries and tries) are deleted this many days after they
     /// happened, once none of their deliveries is still pending.
     pub keep_days: u32,
+    /// Internal networks endpoints may be in (an LMS inside the school's network, e.g.
+    /// `10.20.0.0/24`): loopback, private, link-local and other internal addresses are refused
+    /// otherwise (src/webhooks/targets.rs).
+    #[serde(default)]
+    pub allow_internal_networks: Vec<ipnet::IpNet>,
 }
 
 impl WebhookSettings {

@@ -120,7 +120,7 @@ async fn create_endpoint(
     client: Client,
     Json(req): Json<NewWebhookEndpoint>,
 ) -> Result<(StatusCode, Json<WebhookEndpointWithSecret>), ApiError> {
-    let url = EndpointUrl::parse(&req.url)?;
+    let url = EndpointUrl::parse_allowed(&req.url, &targets(&state))?;
     let events = store::event_list(&req.events)?;
     let description = description(req.description)?.unwrap_or_default();
     let mut tx = state.db.begin().await?;
@@ -182,7 +182,11 @@ async fn update_endpoint(
     Json(req): Json<WebhookEndpointChange>,
 ) -> Result<Json<Endpoint>, ApiError> {
     let change = Change {
-        url: req.url.as_deref().map(EndpointUrl::parse).transpose()?,
+        url: req
+            .url
+            .as_deref()
+            .map(|u| EndpointUrl::parse_allowed(u, &targets(&state)))
+            .transpose()?,
         description: description(req.description)?,
         events: req.events.as_deref().map(store::event_list).transpose()?,
         enabled: req.enabled,
@@ -395,4 +399,9 @@ async fn replay_delivery(
         StatusCode::ACCEPTED,
         Json(WebhookQueued { delivery_id: id }),
     ))
+}
+
+/// Where endpoints may point (src/webhooks/targets.rs).
+fn targets(state: &AppState) -> crate::webhooks::targets::Targets {
+    crate::webhooks::targets::Targets::new(state.settings.webhooks.allow_internal_networks.clone())
 }

@@ -29,7 +29,10 @@ pub fn spawn(
     lease: crate::jobs::Lease,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    let targets = super::targets::Targets::new(settings.allow_internal_networks.clone());
     let client = reqwest::Client::builder()
+        // Host names resolve here, to allowed addresses only (src/webhooks/targets.rs).
+        .dns_resolver(std::sync::Arc::new(targets.clone()))
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(settings.timeout_s))
         .connect_timeout(Duration::from_secs(settings.timeout_s.min(5)))
@@ -59,7 +62,7 @@ pub fn spawn(
             // lease, so it is sent again later (at least once).
             let outcome = tokio::select! {
                 () = shutdown.cancelled() => break,
-                outcome = pass(&settings, &db, &client) => outcome,
+                outcome = pass(&settings, &db, &client, &targets) => outcome,
             };
             match outcome {
                 // A full batch: more may be due, look again at once.
@@ -97,6 +100,7 @@ pub async fn pass(
     settings: &WebhookSettings,
     db: &PgPool,
     client: &reqwest::Client,
+    targets: &super::targets::Targets,
 ) -> Result<usize, sqlx::Error> {
     // The claim must outlast the whole batch: `concurrency` at a time, each up to the limit.
     let rounds = batch(settings).div_ceil(settings.concurrency) as u64;
@@ -129,7 +133,7 @@ pub async fn pass(
     let n = due.len();
     futures::stream::iter(due)
         .for_each_concurrent(settings.concurrency, |d| async move {
-            let outcome = send(client, &d).await;
+            let outcome = send(client, targets, &d).await;
             if let Err(e) = record(settings, db, &d, &outcome).await {
                 // The claim's lease runs out and the delivery is tried again: at least once.
                 tracing::warn!(error = %e, delivery_id = %d.id, "cannot record a webhook attempt");
@@ -152,7 +156,21 @@ impl Outcome {
     }
 }
 
-async fn send(client: &reqwest::Client, d: &Due) -> Outcome {
+async fn send(client: &reqwest::Client, targets: &super::targets::Targets, d: &Due) -> Outcome {
+    // An address in the URL itself is not resolved, so not filtered by the resolver; and the
+    // allowed networks may have changed since the endpoint was saved.
+    if let Ok(url) = url::Url::parse(&d.url)
+        && let Some(ip) = targets.refused_literal(&url)
+    {
+        return Outcome {
+            status: None,
+            error: Some(format!(
+                "refused: {ip} is an internal address (allow its network in webhooks.allow_internal_networks)"
+            )),
+            response: String::new(),
+            took: Duration::ZERO,
+        };
+    }
     let body = serde_json::json!({
         "id": d.event_id,
         "type": d.event_type,
@@ -205,7 +223,9 @@ async fn send(client: &reqwest::Client, d: &Due) -> Outcome {
             }
         }
         Err(e) => {
-            outcome.error = Some(if e.is_timeout() {
+            outcome.error = Some(if let Some(refused) = super::targets::refusal(&e) {
+                format!("refused: {refused}")
+            } else if e.is_timeout() {
                 "timed out".to_owned()
             } else if e.is_connect() {
                 "cannot connect".to_owned()

@@ -14,9 +14,12 @@
 //!   every retry: the receiver's de-duplication key), `webhook-timestamp` (Unix seconds) and
 //!   `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, with the secret
 //!   `whsec_<base64 key>`. During a rotation the previous secret signs too (two signatures).
+//! - [`targets`]: internal addresses (loopback, private networks, the cloud's metadata address)
+//!   are refused as destinations unless ops allow their network.
 
 pub mod dispatch;
 pub mod store;
+pub mod targets;
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use hmac::{Hmac, Mac};

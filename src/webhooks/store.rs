@@ -63,6 +63,26 @@ impl EndpointUrl {
         Ok(EndpointUrl(url.to_string()))
     }
 
+    /// [`EndpointUrl::parse`], and the URL must not name an internal address `targets`
+    /// refuses (a host name is checked at each delivery, where it resolves).
+    pub fn parse_allowed(
+        raw: &str,
+        targets: &super::targets::Targets,
+    ) -> Result<EndpointUrl, InvalidInput> {
+        let url = EndpointUrl::parse(raw)?;
+        let parsed = url::Url::parse(&url.0).map_err(|_| InvalidInput {
+            field: "url",
+            reason: "must be an absolute http(s) URL",
+        })?;
+        if targets.refused_literal(&parsed).is_some() {
+            return Err(InvalidInput {
+                field: "url",
+                reason: "names an internal address (this machine, a private network, the cloud's metadata service): allow its network in webhooks.allow_internal_networks",
+            });
+        }
+        Ok(url)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -571,7 +571,11 @@ async fn run_script(script: &str, app: &TestApp, env: &[(&str, String)]) {
 #[tokio::test]
 async fn studio_and_console_in_the_browser() {
     require_dist();
-    let app = spawn_app().await;
+    // The script's webhook receiver listens on loopback: an internal address, allowed here.
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.webhooks.allow_internal_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
     let teacher = unique_email("teacher-studio");
     let student = unique_email("student-studio");
     let admin = unique_email("admin-studio");

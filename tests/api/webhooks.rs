@@ -106,6 +106,8 @@ fn quick(s: &mut wemaster::config::Settings, give_up_s: u64) {
     s.webhooks.retry_delays_s = vec![1];
     s.webhooks.give_up_after_s = give_up_s;
     s.webhooks.timeout_s = 5;
+    // The test's receivers listen on loopback: an internal address, allowed here.
+    s.webhooks.allow_internal_networks = vec!["127.0.0.0/8".parse().unwrap()];
 }
 
 async fn subscribe(app: &TestApp, admin: &str, url: &str, events: &[&str]) -> Value {
@@ -673,4 +675,70 @@ async fn wait_delivery(app: &TestApp, admin: &str, id: &str, status: &str) -> Va
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The server must not be a way into the network it sits in: an endpoint naming an internal
+/// address (loopback, the cloud's metadata service) is refused when saved, and one whose name
+/// resolves to one gets no request — its tries say why — until ops allow that network.
+#[tokio::test]
+async fn internal_addresses_get_no_webhooks_unless_their_network_is_allowed() {
+    let app = spawn_app_with(|s| {
+        quick(s, 60);
+        s.webhooks.allow_internal_networks = vec![];
+    })
+    .await;
+    let admin = admin(&app).await;
+    let (receiver, url) = Receiver::start().await;
+    for refused in [
+        url.as_str(),
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://[::1]/hook",
+        "http://10.0.0.7/hook",
+    ] {
+        let r = app
+            .send(
+                Method::POST,
+                "/api/v1/admin/webhooks",
+                Some(&admin),
+                Some(&json!({"url": refused, "events": ["payment.confirmed"]})),
+            )
+            .await;
+        assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    // A host name is resolved at each delivery: "localhost" is loopback, so no request.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let endpoint = subscribe(&app, &admin, &by_name, &["payment.confirmed"]).await;
+    let id = endpoint["id"].as_str().unwrap();
+    let ping = test_ping(&app, &admin, id).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let tries = loop {
+        let d: Value = app
+            .get_auth(&format!("/api/v1/admin/webhooks/deliveries/{ping}"), &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(t) = d["tries"].as_array().filter(|a| !a.is_empty()) {
+            break t.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never tried: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let error = tries[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("internal addresses") && error.contains("allow_internal_networks"),
+        "{tries:?}"
+    );
+    assert!(receiver.got().is_empty(), "the receiver got a request");
+    drop(app);
+
+    // Allowed: the same name is delivered to.
+    let app = spawn_app_with(|s| quick(s, 60)).await;
+    let admin = crate::webhooks::admin(&app).await;
+    let endpoint = subscribe(&app, &admin, &by_name, &["payment.confirmed"]).await;
+    let ping = test_ping(&app, &admin, endpoint["id"].as_str().unwrap()).await;
+    wait_delivery(&app, &admin, &ping, "delivered").await;
+    receiver
+        .wait_for("webhook.test", Duration::from_secs(10))
+        .await;
 }
