@@ -159,31 +159,12 @@ pub(super) async fn elsewhere(
             response = response.header(&name, v.as_bytes());
         }
     }
-    // A body of a known, bounded size (a segment, a part, a playlist: the holder has it whole
-    // when it answers) is passed on in one piece: relayed chunk by chunk, each of a segment's
-    // dozens of chunks waited for a wake-up on both sides, and on a busy node that was the
-    // hop's tail (bench/cluster.sh).
-    let whole = answer
-        .content_length()
-        .is_some_and(|n| n <= FORWARD_WHOLE_LIMIT);
-    let body = if whole {
-        match answer.bytes().await {
-            Ok(bytes) => axum::body::Body::from(bytes),
-            Err(e) => {
-                tracing::warn!(error = %e, stream = %id, "the node holding the stream broke off its answer");
-                return ApiError::Unavailable("the node holding this live stream").into_response();
-            }
-        }
-    } else {
-        axum::body::Body::from_stream(answer.bytes_stream())
-    };
-    response.body(body).unwrap_or_else(|_| {
-        ApiError::Unavailable("the node holding this live stream").into_response()
-    })
+    response
+        .body(axum::body::Body::from_stream(answer.bytes_stream()))
+        .unwrap_or_else(|_| {
+            ApiError::Unavailable("the node holding this live stream").into_response()
+        })
 }
-
-/// Forwarded answers up to this size are passed on whole.
-const FORWARD_WHOLE_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// The largest request body forwarded (a WHEP offer is a few kilobytes).
 const FORWARD_BODY_LIMIT: usize = 64 * 1024;
