@@ -17,6 +17,8 @@
 #   --chat 2000 [BENCH_CHAT]   --viewers 2 [BENCH_VIEWERS]   --nodes "1 3" [BENCH_NODES]
 #   --record                record every stream (local object storage shared by the nodes)
 #   --no-build              use the existing release binaries
+#   --bin "A B"             compare wemaster binaries: each run of each set-up is made with each
+#                           binary in turn (interleaved); implies --no-build for wemaster
 # Private PostgreSQL (55493) and Redis (56493) under bench/.cache/cluster-data; HAProxy from
 # Debian (installed when missing). Results: bench/results/cluster-<time>-<nodes>-<run>.json.
 set -euo pipefail
@@ -39,6 +41,7 @@ NODES=${BENCH_NODES:-"1 3"}
 STUDENTS=50
 RECORD=()
 BUILD=1
+BINS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
@@ -49,6 +52,7 @@ while [ $# -gt 0 ]; do
     --nodes) NODES=$2; shift 2 ;;
     --record) RECORD=(--record); shift ;;
     --no-build) BUILD=0; shift ;;
+    --bin) BINS=$2; BUILD=0; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -68,6 +72,18 @@ for b in wemaster chat-load; do
   cp "$TARGET/release/$b" "$DATA/$b.tmp" && mv "$DATA/$b.tmp" "$DATA/$b"
 done
 BIN="$DATA/wemaster"
+# The binaries the runs use ("label=path" each, or the one just copied).
+VARIANTS=()
+if [ -n "$BINS" ]; then
+  i=0
+  for b in $BINS; do
+    [ -x "$b" ] || die "no binary $b"
+    cp "$b" "$DATA/wemaster-$i" && VARIANTS+=("$i=$DATA/wemaster-$i")
+    i=$((i + 1))
+  done
+else
+  VARIANTS=("0=$BIN")
+fi
 
 # The input bench/rtmp-hls.sh uses (scripts/lib.sh), encoded once.
 INPUT=$(bench_input "$CACHE")
@@ -105,6 +121,8 @@ log "machine: $(nproc) CPUs; commit $(git rev-parse --short HEAD); $RUNS run(s) 
 results=()
 for run in $(seq "$RUNS"); do
   for n in $NODES; do
+  for variant in "${VARIANTS[@]}"; do
+    label=${variant%%=*}; BIN=${variant#*=}
     # A fresh database and Redis keys per run: nodes, streams and rooms of earlier runs gone.
     db=wemaster_clusterbench
     psql "$DATABASE_URL_ADMIN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
@@ -121,13 +139,14 @@ for run in $(seq "$RUNS"); do
            (SELECT password_hash FROM users WHERE email = 'bench-student-0@bench.example') t"
     work="$DATA/run-$n"
     rm -rf "$work"
-    out="$BENCH/results/cluster-$stamp-$n-$run.json"
-    log "run $run/$RUNS, $n node(s): load now $(cut -d' ' -f1-3 /proc/loadavg)"
+    out="$BENCH/results/cluster-$stamp-$n-$run-b$label.json"
+    log "run $run/$RUNS, $n node(s), binary $label ($BIN): load now $(cut -d' ' -f1-3 /proc/loadavg)"
     python3 "$BENCH/cluster_run.py" --bin "$BIN" --chat-load "$DATA/chat-load" --nodes "$n" \
       --publishers "$PUBLISHERS" --viewers "$VIEWERS" --chat "$CHAT" --room-size $((CHAT / 2)) \
       --students "$STUDENTS" --duration "$DURATION" --input "$INPUT" --work "$work" \
       --teacher "$TEACHER" "${RECORD[@]}" --out "$out"
     results+=("$out")
+  done
   done
 done
 
@@ -136,16 +155,17 @@ import json, statistics, sys
 rows = {}
 for p in sys.argv[1:]:
     r = json.load(open(p))
-    rows.setdefault(len(r["nodes"]), []).append(r)
+    binary = p.rsplit("-b", 1)[1].split(".")[0]
+    rows.setdefault((len(r["nodes"]), binary), []).append(r)
 def med(rs, f):
     v = [f(r) for r in rs]
     v = [x for x in v if x is not None]
     return statistics.median(v) if v else float("nan")
 print("medians (CPU in % of one core, over chat-load's publishing window):")
-for n, rs in sorted(rows.items()):
+for (n, binary), rs in sorted(rows.items()):
     per = "  ".join("node %d %.1f%% (%d streams)" % (i, med(rs, lambda r: r["nodes"][i]["cpu_publish_pct"]),
                                                    med(rs, lambda r: r["nodes"][i]["streams"])) for i in range(n))
-    print(f"  {n} node(s), {len(rs)} run(s): sum {med(rs, lambda r: r['cpu_publish_sum_pct']):.1f}%  "
+    print(f"  {n} node(s), binary {binary}, {len(rs)} run(s): sum {med(rs, lambda r: r['cpu_publish_sum_pct']):.1f}%  "
           f"busiest {med(rs, lambda r: r['cpu_publish_max_pct']):.1f}%  haproxy {med(rs, lambda r: r['haproxy']['cpu_publish_pct']):.1f}%")
     print(f"    {per}")
     print(f"    chat p50 {med(rs, lambda r: r['chat']['latency_ms']['p50']):.1f} ms p99 {med(rs, lambda r: r['chat']['latency_ms']['p99']):.1f} ms "
