@@ -7,6 +7,8 @@
 # docs/benchmarks.md quotes them ("Live HLS serving").
 #
 #   bench/hls-serve.sh --bin target/release/wemaster [--runs 3] [--seconds 10]
+#   bench/hls-serve.sh --bin … --runs 1 --perf /tmp/hls   # perf record (cpu-clock, call graphs)
+#                          of WeMaster during its cases: /tmp/hls-playlist.data, /tmp/hls-segment.data
 #
 # The stream is published for a few seconds by ffmpeg (the benches' common input, copied) and
 # then stopped: the playlist and segments stay served (the reconnect window, 60 s by default, is
@@ -25,11 +27,13 @@ BIN=""
 RUNS=3
 SECONDS_PER_RUN=10
 OHA_VERSION=1.10.0
+PERF=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
+    --perf) PERF=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) die "unknown option $1" ;;
   esac
@@ -109,10 +113,15 @@ log "segment $SEGMENT: $(stat -c %s "$WORK/static/$SEGMENT") bytes"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 load() {
-  local case=$1 server=$2 url=$3 pid=$4 before after
+  local case=$1 server=$2 url=$3 pid=$4 before after perf_pid=""
+  if [ -n "$PERF" ] && [ "$server" = wemaster ]; then
+    perf record -q -e cpu-clock -F 999 -g -p "$pid" -o "$PERF-$case.data" -- sleep "$SECONDS_PER_RUN" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   before=$(cpu_ticks "$pid")
   oha --no-tui --output-format json -z "${SECONDS_PER_RUN}s" -c 32 "$url" >"$WORK/oha.json"
   after=$(cpu_ticks "$pid")
+  [ -z "$perf_pid" ] || wait "$perf_pid" || true
   python3 - "$WORK/oha.json" "$case" "$server" "$((after - before))" "$SECONDS_PER_RUN" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
