@@ -17,7 +17,7 @@ use super::{
     keys::StreamKey,
     model::{LiveStreamId, StreamStatus, Visibility},
     resume::Resume,
-    store,
+    store::{self, Transition},
     supervisor::{AuthorizedStream, LiveBackend, StatusChange},
 };
 use crate::cache::Redis;
@@ -96,7 +96,9 @@ async fn write_event(db: &PgPool, redis: &Redis, node: uuid::Uuid, e: Event) {
             }
         }
         .await;
-        if change == StatusChange::Idle {
+        // The session's published figures go with it — unless another node holds the stream
+        // now (a takeover: `mark_idle` changed nothing), whose figures they are.
+        if change == StatusChange::Idle && matches!(result, Ok((Transition::Changed(_), _))) {
             super::cluster::forget_session(redis, e.stream_id).await;
         }
         // This node continues the session the other node held (src/live/resume.rs).
