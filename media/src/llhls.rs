@@ -1053,6 +1053,12 @@ mod tests {
 
     fn playlist_with(parts_per_segment: &[usize]) -> LlPlaylist {
         let mut p = LlPlaylist::new(LlPlaylistConfig::new(limits(), 6));
+        feed(&mut p, parts_per_segment);
+        p
+    }
+
+    /// An init section, then segments of the given numbers of 200 ms parts.
+    fn feed(p: &mut LlPlaylist, parts_per_segment: &[usize]) {
         let now = OffsetDateTime::UNIX_EPOCH;
         p.apply(LlOutput::Init(Bytes::from_static(b"init")), now);
         for &n in parts_per_segment {
@@ -1068,7 +1074,6 @@ mod tests {
                 );
             }
         }
-        p
     }
 
     #[test]
@@ -1078,19 +1083,7 @@ mod tests {
         assert_eq!((at.next_msn, at.next_init), (3, 1));
         let mut new = LlPlaylist::new(LlPlaylistConfig::new(limits(), 6));
         new.continue_from(at);
-        let now = OffsetDateTime::UNIX_EPOCH;
-        new.apply(LlOutput::Init(Bytes::from_static(b"init")), now);
-        for i in 0..10 {
-            new.apply(
-                LlOutput::Part(Part {
-                    bytes: Bytes::from(vec![i as u8]),
-                    duration_ms: 200,
-                    independent: i == 0,
-                    starts_segment: i == 0,
-                }),
-                now,
-            );
-        }
+        feed(&mut new, &[10]);
         let text = new.render("s/", None, false);
         // No URI the old playlist used names other bytes here: init 1, segment 3 on.
         assert!(text.contains("ll-init-1.mp4"), "{text}");
