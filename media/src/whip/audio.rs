@@ -36,8 +36,13 @@ pub fn aac_sequence_header(dts_ms: u64) -> AudioFrame {
 const PIPELINE: &str = "appsrc name=src format=time is-live=true \
     caps=audio/x-opus,channel-mapping-family=0,rate=48000,channels=2 \
     ! opusdec plc=true ! audioconvert ! audioresample \
-    ! audio/x-raw,rate=48000,channels=2 ! avenc_aac bitrate=128000 \
+    ! audio/x-raw,rate=48000,channels=2 ! avenc_aac bitrate=128000 aac-coder=fast \
     ! appsink name=sink sync=false";
+
+// `aac-coder=fast`: GStreamer's avenc_aac defaults to FFmpeg's "twoloop" search, which FFmpeg's
+// own documentation calls worse *and* much slower than "fast" above 64 kb/s. Measured here on
+// 60 s of 48 kHz stereo (gst-launch, opusdec → avenc_aac at 128 kb/s, user CPU): 1.05 s with
+// twoloop, 0.63 s with fast, 0.28 s of it decoding (docs/benchmarks.md, WHIP).
 
 /// How long [`OpusToAac::finish`] waits for the frames in flight.
 const DRAIN: Duration = Duration::from_millis(500);

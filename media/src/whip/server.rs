@@ -69,6 +69,10 @@ const MAX_SLEEP: Duration = Duration::from_millis(200);
 const RATE_FRAMES: u64 = 60;
 /// Viewers' timers (RTCP, ICE keep-alives) are swept together at most this often.
 pub(crate) const VIEWER_TICK: Duration = Duration::from_millis(5);
+/// The loop's sleep with no peer at all.
+const IDLE_SLEEP: Duration = Duration::from_secs(3600);
+/// Datagrams taken in one wake-up before commands and timers get their turn.
+const RECV_BATCH: usize = 64;
 /// Samples on their way from the feeds to the socket task.
 const FEED_QUEUE: usize = 4096;
 
@@ -370,6 +374,8 @@ struct Session {
     dropped: u64,
     /// The live session's WHEP feed: Opus goes to it as it came.
     whep: Option<Arc<WhepFeed>>,
+    /// Input arrived since the last sweep: its keyframe and kick checks are due.
+    touched: bool,
 }
 
 /// The packager's segment cuts as the session sees them: a segment opens at a keyframe and is
@@ -738,6 +744,63 @@ impl Peers {
         Some(found)
     }
 
+    /// One datagram: to the peer it belongs to, whose output is driven at once.
+    #[allow(clippy::too_many_arguments)]
+    fn on_datagram(
+        &mut self,
+        data: &[u8],
+        source: SocketAddr,
+        local: SocketAddr,
+        socket: &UdpSocket,
+        ended: &mut Vec<(String, EndReason)>,
+        ended_viewers: &mut Vec<String>,
+        next_viewer_sweep: &mut Instant,
+    ) {
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let now = Instant::now();
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: local,
+                contents,
+            },
+        );
+        match self.route(source, &input) {
+            Some(Route::Ingest(id)) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    if let Err(e) = s.rtc.handle_input(input) {
+                        tracing::debug!(error = %e, "WHIP input refused");
+                    }
+                    s.touched = true;
+                    if let Some(r) = s.drive(socket) {
+                        ended.push((id, r));
+                    }
+                }
+            }
+            Some(Route::Viewer(id)) => {
+                if let Some(v) = self.viewers.get_mut(&id) {
+                    if let Err(e) = v.rtc.handle_input(input) {
+                        tracing::debug!(error = %e, "WHEP input refused");
+                    }
+                    if v.drive(socket).is_some() {
+                        ended_viewers.push(id.clone());
+                    }
+                    *next_viewer_sweep =
+                        (*next_viewer_sweep).min(v.deadline.max(now + VIEWER_TICK));
+                    if v.take_keyframe_wanted() {
+                        let feed = v.feed;
+                        self.source_keyframe(feed);
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
     /// Ask the source of `feed` for a keyframe (the WHIP ingest task reads the flag; an RTMP
     /// source cannot be asked and sends its next one within its GOP).
     fn source_keyframe(&self, feed: u64) {
@@ -814,55 +877,45 @@ async fn run(
     };
     let mut buf = vec![0u8; 2048];
     let mut next_viewer_sweep = Instant::now() + MAX_SLEEP;
+    // Every session's kick and keyframe checks run at least this often; a session that got
+    // input, or whose timer is due, is served at once. (Serving every session on every
+    // datagram made the loop's cost grow with the square of the sessions.)
+    let mut next_sweep = Instant::now() + MAX_SLEEP;
+    // One timer, re-armed only when the loop's next moment changes (not one per datagram).
+    let timer = tokio::time::sleep_until(next_sweep.into());
+    tokio::pin!(timer);
     loop {
         let now = Instant::now();
-        let next = peers
-            .sessions
-            .values()
-            .map(|s| s.deadline)
-            .min()
-            .unwrap_or(now + MAX_SLEEP)
-            .min(now + MAX_SLEEP)
-            .min(next_viewer_sweep);
+        let next = if peers.sessions.is_empty() && peers.viewers.is_empty() {
+            // Nothing to serve: sleep until a datagram or a command comes.
+            now + IDLE_SLEEP
+        } else {
+            peers
+                .sessions
+                .values()
+                .map(|s| s.deadline)
+                .min()
+                .unwrap_or(now + MAX_SLEEP)
+                .min(next_sweep.max(now))
+                .min(next_viewer_sweep)
+        };
+        if timer.deadline() != next.into() {
+            timer.as_mut().reset(next.into());
+        }
         let mut ended: Vec<(String, EndReason)> = Vec::new();
         let mut ended_viewers: Vec<String> = Vec::new();
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, source)) = r else { continue };
-                let Ok(contents) = buf[..n].try_into() else { continue };
-                let input = Input::Receive(Instant::now(), Receive {
-                    proto: Protocol::Udp,
-                    source,
-                    destination: local,
-                    contents,
-                });
-                match peers.route(source, &input) {
-                    Some(Route::Ingest(id)) => {
-                        if let Some(s) = peers.sessions.get_mut(&id) {
-                            if let Err(e) = s.rtc.handle_input(input) {
-                                tracing::debug!(error = %e, "WHIP input refused");
-                            }
-                            if let Some(r) = s.drive(&socket) {
-                                ended.push((id, r));
-                            }
-                        }
-                    }
-                    Some(Route::Viewer(id)) => {
-                        if let Some(v) = peers.viewers.get_mut(&id) {
-                            if let Err(e) = v.rtc.handle_input(input) {
-                                tracing::debug!(error = %e, "WHEP input refused");
-                            }
-                            if v.drive(&socket).is_some() {
-                                ended_viewers.push(id.clone());
-                            }
-                            next_viewer_sweep = next_viewer_sweep.min(v.deadline.max(now + VIEWER_TICK));
-                            if v.take_keyframe_wanted() {
-                                let feed = v.feed;
-                                peers.source_keyframe(feed);
-                            }
-                        }
-                    }
-                    None => {}
+                let mut datagram = Some((n, source));
+                // Take what else is waiting (bounded), one loop turn for the lot.
+                for _ in 0..RECV_BATCH {
+                    let Some((n, source)) = datagram.take() else { break };
+                    peers.on_datagram(&buf[..n], source, local, &socket, &mut ended, &mut ended_viewers, &mut next_viewer_sweep);
+                    datagram = socket.try_recv_from(&mut buf).ok();
+                }
+                if let Some((n, source)) = datagram {
+                    peers.on_datagram(&buf[..n], source, local, &socket, &mut ended, &mut ended_viewers, &mut next_viewer_sweep);
                 }
             }
             // (A closed channel disables this branch: the ingest task of a server with viewer
@@ -928,11 +981,18 @@ async fn run(
                 }
                 None => break,
             },
-            () = tokio::time::sleep_until(next.into()) => {}
+            () = &mut timer => {}
             () = shutdown.cancelled() => break,
         }
         let now = Instant::now();
+        let sweep = now >= next_sweep;
+        if sweep {
+            next_sweep = now + MAX_SLEEP;
+        }
         for (id, s) in peers.sessions.iter_mut() {
+            if !(sweep || std::mem::take(&mut s.touched) || s.deadline <= now) {
+                continue;
+            }
             if ended.iter().any(|(e, _)| e == id) {
                 continue;
             }
@@ -1072,6 +1132,7 @@ fn start_session(
         grant,
         epoch: n.created,
         deadline: Instant::now(),
+        touched: true,
         video_mid: None,
         video,
         audio,
