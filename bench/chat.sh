@@ -21,6 +21,8 @@
 #                                            poll within 5 s and react 2/s for --duration s (default 20)
 #                                            (bench/chat-load/src/bin/interaction-load.rs; docs/interaction.md)
 #   --no-build                               use the existing release binaries
+#   --bin PATH                               the wemaster binary to measure (implies --no-build)
+#   --deflate no|yes    [BENCH_DEFLATE]      the clients offer permessage-deflate, as browsers do
 #   --debug                                  use the debug binaries, unbuilt (a smoke run of the tool)
 #
 # What it does: builds `wemaster` and `chat-load` (release, one cargo invocation so they share
@@ -50,6 +52,8 @@ RUNS=${BENCH_RUNS:-3}
 STUDENTS=${BENCH_STUDENTS:-50}
 PORT=${BENCH_PORT:-18490}
 PERF=${BENCH_PERF:-no}
+DEFLATE=${BENCH_DEFLATE:-no}
+BIN_OVERRIDE=
 SCENARIO=${BENCH_SCENARIO:-chat}
 BUILD=1
 PROFILE_DIR=release
@@ -66,6 +70,8 @@ while [ $# -gt 0 ]; do
     --perf) PERF=$2; shift 2 ;;
     --scenario) SCENARIO=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --bin) BIN_OVERRIDE=$2; BUILD=0; shift 2 ;;
+    --deflate) DEFLATE=$2; shift 2 ;;
     --debug) BUILD=0; PROFILE_DIR=debug; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -83,7 +89,7 @@ case "$SCENARIO" in
 esac
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN="$TARGET/$PROFILE_DIR/wemaster"
+BIN=${BIN_OVERRIDE:-$TARGET/$PROFILE_DIR/wemaster}
 LOAD="$TARGET/$PROFILE_DIR/chat-load"
 [ "$SCENARIO" = interaction ] && LOAD="$TARGET/$PROFILE_DIR/interaction-load"
 if [ "$BUILD" = 1 ]; then
@@ -91,6 +97,11 @@ if [ "$BUILD" = 1 ]; then
   cargo build --release -p wemaster -p wemaster-chat-load
 fi
 [ -x "$BIN" ] && [ -x "$LOAD" ] || die "missing $BIN or $LOAD (build them, or drop --no-build)"
+case "$DEFLATE" in
+  yes) export BENCH_DEFLATE=1 ;;
+  no) export BENCH_DEFLATE=0 ;;
+  *) die "--deflate: yes or no" ;;
+esac
 
 # Each side holds one socket per connection, plus files, PostgreSQL and Redis connections.
 want=$((CONNECTIONS + 2000))

@@ -49,6 +49,8 @@ const ACCESS_TTL: Duration = Duration::from_secs(30);
 const RECHECK: Duration = Duration::from_secs(300);
 /// Typing indicators: at most one per channel per this interval.
 const TYPING_INTERVAL: Duration = Duration::from_secs(2);
+/// At most this many queued frames are written together before the socket is flushed.
+const OUT_BATCH: usize = 64;
 
 /// Whether a new message may be stored ([`Conn::admit`]).
 enum Admission {
@@ -173,11 +175,20 @@ pub async fn serve(mut ws: Ws, state: AppState, caller: Caller, shutdown: Cancel
         let _ = conn.subscribe(&mut ws, own, None).await;
         conn.online().await;
     }
-    let mut ping = tokio::time::interval(Duration::from_secs(settings.ping_interval_s.max(1)));
-    ping.tick().await;
-    let mut acks = tokio::time::interval(Duration::from_secs(1));
+    // One timer per connection, re-armed only when its moment changes: the next ping, or an
+    // unconfirmed write's deadline when that comes sooner. An idle connection wakes once per
+    // ping interval (10,000 idle sockets used to wake 10,000 times a second for a 1 s ack
+    // check, and re-poll two timers on every delivery).
+    let ping_every = Duration::from_secs(settings.ping_interval_s.max(1));
+    let mut next_ping = tokio::time::Instant::now() + ping_every;
+    let timer = tokio::time::sleep_until(next_ping);
+    tokio::pin!(timer);
     let idle = Duration::from_secs(settings.idle_timeout_s.max(2));
     while let Flow::Continue = flow {
+        let due = conn.ack_deadline().map_or(next_ping, |d| d.min(next_ping));
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
         flow = tokio::select! {
             frame = ws.next() => match frame {
                 None => Flow::Close(CloseCode::Normal, ""),
@@ -187,23 +198,17 @@ pub async fn serve(mut ws: Ws, state: AppState, caller: Caller, shutdown: Cancel
                 }
             },
             out = rx.recv() => match out {
-                Some(out) => conn.on_out(&mut ws, out).await,
+                Some(out) => conn.on_outs(&mut ws, out, &mut rx).await,
                 // The hub dropped us: we could not keep up.
                 None => Flow::Close(CloseCode::Again, "too slow: reconnect and resume"),
             },
-            _ = ping.tick() => {
-                if conn.last_seen.elapsed() > idle {
-                    Flow::Close(CloseCode::Away, "idle timeout")
-                } else {
-                    conn.refresh_presence().await;
-                    conn.attendance_heartbeat().await;
-                    match conn.recheck(&mut ws).await {
-                        Flow::Continue => send(&mut ws, Frame::ping(Vec::new())).await,
-                        f => f,
-                    }
+            () = &mut timer => match conn.expire_acks(&mut ws).await {
+                Flow::Continue if tokio::time::Instant::now() >= next_ping => {
+                    next_ping = tokio::time::Instant::now() + ping_every;
+                    conn.on_ping_due(&mut ws, idle).await
                 }
+                f => f,
             },
-            _ = acks.tick() => conn.expire_acks(&mut ws).await,
             () = shutdown.cancelled() => Flow::Close(CloseCode::Away, "server shutting down"),
         };
     }
@@ -225,6 +230,14 @@ async fn answered(ws: &mut Ws, client_id: Option<&str>, r: anyhow::Result<Flow>)
             tracing::warn!(error = %e, "chat: frame failed");
             error(ws, client_id, ChatError::Unavailable, "try again").await
         }
+    }
+}
+
+/// Queue a frame without writing it: the caller flushes (or a later `send` writes it first).
+async fn feed(ws: &mut Ws, frame: Frame) -> Flow {
+    match ws.feed(frame).await {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::Close(CloseCode::Normal, ""),
     }
 }
 
@@ -892,6 +905,28 @@ impl Conn {
         .await
     }
 
+    /// What the hub queued for this connection, `first` and whatever else is already waiting
+    /// (up to [`OUT_BATCH`]), written together: a busy room's frames cost one `write` per
+    /// wake-up instead of one each.
+    async fn on_outs(&mut self, ws: &mut Ws, first: Out, rx: &mut mpsc::Receiver<Out>) -> Flow {
+        let mut out = first;
+        for _ in 0..OUT_BATCH {
+            if let f @ Flow::Close(..) = self.on_out(ws, out).await {
+                return f;
+            }
+            match rx.try_recv() {
+                Ok(next) => out = next,
+                Err(_) => break,
+            }
+        }
+        match ws.flush().await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close(CloseCode::Normal, ""),
+        }
+    }
+
+    /// One queued item. Messages and plain frames are only queued (`feed`): [`Conn::on_outs`]
+    /// flushes; the rest is written at once (and with it what was queued before, in order).
     async fn on_out(&mut self, ws: &mut Ws, out: Out) -> Flow {
         match out {
             Out::Message {
@@ -915,9 +950,9 @@ impl Conn {
                 if let Some(sub) = self.subs.get_mut(&channel) {
                     sub.last_seq = seq;
                 }
-                send(ws, Frame::text(frame)).await
+                feed(ws, Frame::text(frame)).await
             }
-            Out::Frame(f) => send(ws, Frame::text(f)).await,
+            Out::Frame(f) => feed(ws, Frame::text(f)).await,
             Out::Outcome(wire) => match &*wire {
                 Wire::Stored {
                     channel,
@@ -1037,12 +1072,34 @@ impl Conn {
     }
 
     /// Writes whose outcome never came: tell the client to retry (same client id: safe).
+    /// When the oldest unconfirmed write times out.
+    fn ack_deadline(&self) -> Option<tokio::time::Instant> {
+        let limit = Duration::from_secs(self.settings().ack_timeout_s);
+        let oldest = self.pending.values().min()?;
+        Some(tokio::time::Instant::from_std(*oldest + limit))
+    }
+
+    /// Every ping interval: close an idle client, keep presence and attendance alive, ask
+    /// subscriptions' access again when due, ping.
+    async fn on_ping_due(&mut self, ws: &mut Ws, idle: Duration) -> Flow {
+        if self.last_seen.elapsed() > idle {
+            return Flow::Close(CloseCode::Away, "idle timeout");
+        }
+        self.refresh_presence().await;
+        self.attendance_heartbeat().await;
+        match self.recheck(ws).await {
+            Flow::Continue => send(ws, Frame::ping(Vec::new())).await,
+            f => f,
+        }
+    }
+
     async fn expire_acks(&mut self, ws: &mut Ws) -> Flow {
         let limit = Duration::from_secs(self.settings().ack_timeout_s);
         let late: Vec<String> = self
             .pending
             .iter()
-            .filter(|(_, t)| t.elapsed() > limit)
+            // `>=`: the timer fires at the deadline, and what it was armed for must go.
+            .filter(|(_, t)| t.elapsed() >= limit)
             .map(|(c, _)| c.clone())
             .collect();
         for cid in late {

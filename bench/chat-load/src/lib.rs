@@ -71,7 +71,14 @@ pub fn proc_stats(pid: Option<u32>) -> Option<(f64, u64)> {
 }
 
 pub async fn connect(ws_url: &str, token: &str) -> Result<TcpWebSocket> {
+    // BENCH_DEFLATE=1 offers permessage-deflate, as every browser does (it costs the server a
+    // compressor per connection); the default measures uncompressed connections.
+    let mut options = yawc::Options::default();
+    if std::env::var("BENCH_DEFLATE").is_ok_and(|v| v == "1") {
+        options = options.with_balanced_compression();
+    }
     let ws = WebSocket::connect(ws_url.parse()?)
+        .with_options(options)
         .with_request(HttpRequestBuilder::new().header("Authorization", format!("Bearer {token}")))
         .await?;
     Ok(ws)

@@ -59,6 +59,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Static assets change only with a release: a day in caches.
 const ASSET_CACHE: &str = "public, max-age=86400";
+/// Initial read and write buffer of a chat socket, each (a chat frame is a few hundred bytes).
+const SOCKET_BUFFER: usize = 2048;
 
 /// The emoji and sticker set: `emoji` (the reactions allowed) and `stickers` (files under
 /// `/api/v1/chat/emoji/`). Public, cacheable.
@@ -182,6 +184,10 @@ async fn websocket(State(state): State<AppState>, parts: Parts) -> Result<Respon
         .with_balanced_compression()
         .with_max_payload_read(s.max_frame_bytes)
         .with_max_read_buffer(s.max_frame_bytes)
+        // Most sockets sit idle: start both buffers small (yawc's default is 8 KiB each); they
+        // grow for a burst and the write buffer shrinks back after it.
+        .with_read_buffer_capacity(SOCKET_BUFFER)
+        .with_write_buffer_capacity(SOCKET_BUFFER)
         .with_utf8();
     let (response, fut) = upgrade
         .upgrade(options)
