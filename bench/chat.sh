@@ -104,8 +104,12 @@ case "$DEFLATE" in
 esac
 
 # Each side holds one socket per connection, plus files, PostgreSQL and Redis connections.
-want=$((CONNECTIONS + 2000))
+want=$((CONNECTIONS + 500))
 hard=$(ulimit -Hn)
+# Root may raise its own hard limit where the container allows it (this one stops at 20,000).
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ] && ulimit -Hn "$want" 2>/dev/null; then
+  hard=$want
+fi
 [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ] && die "ulimit -Hn is $hard; $want needed"
 ulimit -n "$want"
 
@@ -173,6 +177,7 @@ for run in $(seq 1 "$RUNS"); do
   WEMASTER__CHAT__MAX_CONNECTIONS_PER_USER=$((CONNECTIONS / STUDENTS + 10)) \
   WEMASTER__CHAT__MESSAGES_PER_10S=$((${RATE%.*} * 20 + 100)) \
   WEMASTER__DATABASE__MAX_CONNECTIONS=32 \
+  WEMASTER__HTTP__MAX_CONNECTIONS=$((CONNECTIONS + 200)) \
   RUST_LOG=warn \
     "$BIN" serve > "$DATA/run/server-$run.log" 2>&1 &
   SERVER_PID=$!

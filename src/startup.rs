@@ -194,8 +194,12 @@ impl Application {
         let jitsi = crate::meetings::Jitsi::new(&settings.jitsi).context("jitsi settings")?;
         let chat_shutdown = shutdown.child_token();
         let chat = crate::chat::hub::Hub::start(
-            redis.clone(),
-            settings.chat.keys(),
+            crate::chat::hub::KeepAlive {
+                redis: redis.clone(),
+                keys: settings.chat.keys(),
+                db: pool.clone(),
+                every: Duration::from_secs(settings.chat.ping_interval_s.max(1)),
+            },
             chat_shutdown.clone(),
         );
         let tally = crate::interaction::tally::Tally::start(

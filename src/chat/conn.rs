@@ -172,7 +172,7 @@ pub async fn serve(mut ws: Ws, state: AppState, caller: Caller, shutdown: Cancel
     // Everyone hears their own notifications.
     if matches!(flow, Flow::Continue) {
         let own = ChannelName::User(caller.id);
-        let _ = conn.subscribe(&mut ws, own, None).await;
+        let _ = Box::pin(conn.subscribe(&mut ws, own, None)).await;
         conn.online().await;
     }
     // One timer per connection, re-armed only when its moment changes: the next ping, or an
@@ -194,7 +194,10 @@ pub async fn serve(mut ws: Ws, state: AppState, caller: Caller, shutdown: Cancel
                 None => Flow::Close(CloseCode::Normal, ""),
                 Some(f) => {
                     conn.last_seen = Instant::now();
-                    conn.on_frame(&mut ws, f).await
+                    // Boxed, as every rare or database-bound step here: the connection's
+                    // future lives as long as the socket, and an inline handler would make
+                    // every idle connection as large as its largest step (memory per socket).
+                    Box::pin(conn.on_frame(&mut ws, f)).await
                 }
             },
             out = rx.recv() => match out {
@@ -205,7 +208,7 @@ pub async fn serve(mut ws: Ws, state: AppState, caller: Caller, shutdown: Cancel
             () = &mut timer => match conn.expire_acks(&mut ws).await {
                 Flow::Continue if tokio::time::Instant::now() >= next_ping => {
                     next_ping = tokio::time::Instant::now() + ping_every;
-                    conn.on_ping_due(&mut ws, idle).await
+                    Box::pin(conn.on_ping_due(&mut ws, idle)).await
                 }
                 f => f,
             },
@@ -216,8 +219,8 @@ pub async fn serve(mut ws: Ws, state: AppState, caller: Caller, shutdown: Cancel
         let _ = ws.send(Frame::close(code, reason)).await;
     }
     hub.unregister(id).await;
-    conn.leave_all().await;
-    conn.leave_lesson(None).await;
+    Box::pin(conn.leave_all()).await;
+    Box::pin(conn.leave_lesson(None)).await;
 }
 
 /// The outcome of handling a frame: its flow, or, when the handling failed on a dependency (the
@@ -943,7 +946,7 @@ impl Conn {
                 if seq > sub.last_seq + 1 {
                     // Something was missed (only after a lost Redis subscription): fill the gap
                     // from the database, in order, before this one.
-                    if let Some(flow) = self.catch_up(ws, &channel, seq - 1).await {
+                    if let Some(flow) = Box::pin(self.catch_up(ws, &channel, seq - 1)).await {
                         return flow;
                     }
                 }
@@ -984,7 +987,7 @@ impl Conn {
             },
             Out::Revoked { channel, frame } => {
                 if let Ok(ChannelName::Lesson(lesson)) = ChannelName::parse(channel.as_str()) {
-                    self.leave_lesson(Some(lesson)).await;
+                    Box::pin(self.leave_lesson(Some(lesson))).await;
                 }
                 self.subs.remove(&channel);
                 self.access.clear();
@@ -993,7 +996,7 @@ impl Conn {
             Out::Resync => {
                 let channels: Vec<Canonical> = self.subs.keys().cloned().collect();
                 for ch in channels {
-                    if let Some(flow) = self.catch_up(ws, &ch, i64::MAX).await {
+                    if let Some(flow) = Box::pin(self.catch_up(ws, &ch, i64::MAX)).await {
                         return flow;
                     }
                 }
@@ -1079,14 +1082,12 @@ impl Conn {
         Some(tokio::time::Instant::from_std(*oldest + limit))
     }
 
-    /// Every ping interval: close an idle client, keep presence and attendance alive, ask
-    /// subscriptions' access again when due, ping.
+    /// Every ping interval: close an idle client, ask subscriptions' access again when due,
+    /// ping. (Presence and attendance are kept alive by the hub, for all connections at once.)
     async fn on_ping_due(&mut self, ws: &mut Ws, idle: Duration) -> Flow {
         if self.last_seen.elapsed() > idle {
             return Flow::Close(CloseCode::Away, "idle timeout");
         }
-        self.refresh_presence().await;
-        self.attendance_heartbeat().await;
         match self.recheck(ws).await {
             Flow::Continue => send(ws, Frame::ping(Vec::new())).await,
             f => f,
@@ -1149,31 +1150,6 @@ impl Conn {
         }
     }
 
-    async fn refresh_presence(&self) {
-        let expiry = now_ms() + 3 * 1000 * self.settings().ping_interval_s as i64;
-        let mut pipe = redis::pipe();
-        for ch in self
-            .subs
-            .keys()
-            .filter(|c| c.as_str().starts_with("lesson:") || c.as_str().starts_with("course:"))
-        {
-            pipe.zadd(
-                self.keys().presence(ch.as_str()),
-                self.caller.id.to_string(),
-                expiry,
-            )
-            .ignore();
-        }
-        pipe.set_ex(
-            self.keys().online(self.caller.id),
-            1,
-            3 * self.settings().ping_interval_s,
-        )
-        .ignore();
-        let mut c = self.state.redis.conn();
-        let _: redis::RedisResult<()> = pipe.query_async(&mut c).await;
-    }
-
     async fn online(&self) {
         let mut c = self.state.redis.conn();
         let _: redis::RedisResult<()> = c
@@ -1206,6 +1182,6 @@ pub fn channel_of(canonical: &Canonical, me: Uuid) -> Option<ChannelName> {
     ChannelName::parse(canonical.as_str()).ok()
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }

@@ -1168,3 +1168,36 @@ async fn leaving_the_course_ends_the_students_subscriptions_at_once() {
         "forbidden"
     );
 }
+
+#[tokio::test]
+async fn presence_in_a_room_outlives_its_expiry_while_the_connection_stays() {
+    // Presence entries expire three ping intervals after their last refresh (3 s here): the
+    // node's keep-alive must refresh every connection's, or an idle student would vanish.
+    let class = Class::new(|s| s.chat.ping_interval_s = 1).await;
+    let room = class.room();
+    let mut teacher = Client::connect(class.app.addr, &class.teacher.1).await;
+    teacher.subscribe(&room, None).await;
+    let mut student = Client::connect(class.app.addr, &class.student.1).await;
+    student.subscribe(&room, None).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    teacher
+        .send(json!({"type": "presence", "channel": room}))
+        .await;
+    let here = loop {
+        let p = teacher.next_of("presence").await;
+        if p.get("user_ids").is_some() {
+            break p;
+        }
+    };
+    let mut ids: Vec<String> = here["user_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let mut want = vec![class.teacher.0.to_string(), class.student.0.to_string()];
+    want.sort();
+    assert_eq!(ids, want, "{here}");
+    drop(student);
+}

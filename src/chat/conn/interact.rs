@@ -523,23 +523,9 @@ impl Conn {
                 if let Some(old) = self.attendance.insert(lesson, id) {
                     self.close_attendance(&[old]).await;
                 }
+                self.report_attendance().await;
             }
             Err(e) => tracing::warn!(error = %e, "interaction: cannot record attendance"),
-        }
-    }
-
-    pub(super) async fn attendance_heartbeat(&mut self) {
-        if self.attendance.is_empty() {
-            return;
-        }
-        let ids: Vec<Uuid> = self.attendance.values().copied().collect();
-        let r = async {
-            let mut db = self.state.db.acquire().await?;
-            store::attendance_heartbeat(&mut db, &ids).await
-        }
-        .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "interaction: cannot refresh attendance");
         }
     }
 
@@ -549,7 +535,16 @@ impl Conn {
             Some(l) => self.attendance.remove(&l).into_iter().collect(),
             None => self.attendance.drain().map(|(_, id)| id).collect(),
         };
+        if !ids.is_empty() {
+            self.report_attendance().await;
+        }
         self.close_attendance(&ids).await;
+    }
+
+    /// The hub keeps the open intervals alive (`last_seen_at`, every ping interval).
+    async fn report_attendance(&self) {
+        let ids = self.attendance.values().copied().collect();
+        self.hub.attending(self.id, ids).await;
     }
 
     async fn close_attendance(&self, ids: &[Uuid]) {

@@ -60,7 +60,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Static assets change only with a release: a day in caches.
 const ASSET_CACHE: &str = "public, max-age=86400";
 /// Initial read and write buffer of a chat socket, each (a chat frame is a few hundred bytes).
-const SOCKET_BUFFER: usize = 2048;
+const SOCKET_BUFFER: usize = 1024;
 
 /// The emoji and sticker set: `emoji` (the reactions allowed) and `stickers` (files under
 /// `/api/v1/chat/emoji/`). Public, cacheable.
