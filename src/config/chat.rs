@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub struct ChatSettings {
     /// Largest client frame, after permessage-deflate inflation (bytes).
     pub max_frame_bytes: usize,
+    /// Negotiate permessage-deflate with clients that offer it (every browser does).
+    pub compression: bool,
     /// Longest message body (characters of Markdown).
     pub max_body_chars: usize,
     /// The server pings every this many seconds.

@@ -954,7 +954,11 @@ async fn the_websocket_route_refuses_anonymous_and_plain_requests_with_problems(
 
 #[tokio::test]
 async fn compression_is_negotiated_and_an_inflated_frame_over_the_cap_closes_the_connection() {
-    let class = Class::new(|s| s.chat.max_frame_bytes = 16 * 1024).await;
+    let class = Class::new(|s| {
+        s.chat.max_frame_bytes = 16 * 1024;
+        s.chat.compression = true;
+    })
+    .await;
     let (status, headers) = raw_handshake(
         class.app.addr,
         &format!("/api/v1/ws?token={}", class.student.1),
@@ -1200,4 +1204,24 @@ async fn presence_in_a_room_outlives_its_expiry_while_the_connection_stays() {
     want.sort();
     assert_eq!(ids, want, "{here}");
     drop(student);
+}
+
+#[tokio::test]
+async fn compression_is_not_negotiated_unless_configured() {
+    // Off by default: a compressed socket keeps its own deflate state (~230 KiB) and compresses
+    // every room message for itself (docs/benchmarks.md, Chat).
+    let class = Class::new(|_| {}).await;
+    let (status, headers) = raw_handshake(
+        class.app.addr,
+        &format!("/api/v1/ws?token={}", class.student.1),
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+    )
+    .await;
+    assert_eq!(status, 101);
+    assert!(
+        !headers
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions"),
+        "{headers}"
+    );
 }

@@ -180,8 +180,11 @@ async fn websocket(State(state): State<AppState>, parts: Parts) -> Result<Respon
             )
         })?;
     let s = &state.settings.chat;
-    let options = yawc::Options::default()
-        .with_balanced_compression()
+    let mut options = yawc::Options::default();
+    if s.compression {
+        options = options.with_balanced_compression();
+    }
+    let options = options
         .with_max_payload_read(s.max_frame_bytes)
         .with_max_read_buffer(s.max_frame_bytes)
         // Most sockets sit idle: start both buffers small (yawc's default is 8 KiB each); they
