@@ -136,6 +136,11 @@ try {
   // The week grid puts it in its day's column (the key noted, its panel closed).
   await teacher.click('button:has-text("I have saved it")');
   await teacher.click('button[aria-pressed]:has-text("Week")');
+  // The grid opens on this week; tomorrow is in the next one when today is a Sunday there.
+  await teacher.waitForSelector('[data-testid=week-grid]');
+  if ((await teacher.locator(`[data-testid=week-grid] [data-day="${day}"]`).count()) === 0) {
+    await teacher.click('button:has-text("→")');
+  }
   await waitText(teacher, `[data-testid=week-grid] [data-day="${day}"]`, /Five petals in one stroke/);
   await screenshotTop(teacher, 'studio-week-en');
   await teacher.click('button[aria-pressed]:has-text("List")');
