@@ -1074,7 +1074,6 @@ impl Conn {
         None
     }
 
-    /// Writes whose outcome never came: tell the client to retry (same client id: safe).
     /// When the oldest unconfirmed write times out.
     fn ack_deadline(&self) -> Option<tokio::time::Instant> {
         let limit = Duration::from_secs(self.settings().ack_timeout_s);
@@ -1094,6 +1093,7 @@ impl Conn {
         }
     }
 
+    /// Writes whose outcome never came: tell the client to retry (same client id: safe).
     async fn expire_acks(&mut self, ws: &mut Ws) -> Flow {
         let limit = Duration::from_secs(self.settings().ack_timeout_s);
         let late: Vec<String> = self
@@ -1124,7 +1124,7 @@ impl Conn {
     async fn announce(&self, channel: &Canonical, online: bool) {
         let key = self.keys().presence(channel.as_str());
         let mut c = self.state.redis.conn();
-        let expiry = now_ms() + 3 * 1000 * self.settings().ping_interval_s as i64;
+        let expiry = presence_expiry_ms(self.settings().ping_interval_s);
         let r: redis::RedisResult<()> = if online {
             redis::pipe()
                 .zadd(&key, self.caller.id.to_string(), expiry)
@@ -1165,7 +1165,7 @@ impl Conn {
         let rooms: Vec<Canonical> = self
             .subs
             .keys()
-            .filter(|c| c.as_str().starts_with("lesson:") || c.as_str().starts_with("course:"))
+            .filter(|c| super::hub::is_room(c))
             .cloned()
             .collect();
         for ch in rooms {
@@ -1182,6 +1182,11 @@ pub fn channel_of(canonical: &Canonical, me: Uuid) -> Option<ChannelName> {
     ChannelName::parse(canonical.as_str()).ok()
 }
 
-pub(super) fn now_ms() -> i64 {
+fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A presence entry written now lives three ping intervals unless refreshed.
+pub(super) fn presence_expiry_ms(ping_interval_s: u64) -> i64 {
+    now_ms() + 3 * 1000 * ping_interval_s as i64
 }

@@ -340,7 +340,7 @@ struct State {
 const KEEP_CHUNK: usize = 2000;
 
 /// Lesson and course rooms keep presence (DMs and a user's own channel do not).
-fn is_room(c: &Canonical) -> bool {
+pub(super) fn is_room(c: &Canonical) -> bool {
     c.as_str().starts_with("lesson:") || c.as_str().starts_with("course:")
 }
 
@@ -479,7 +479,7 @@ impl State {
             self.keeping.clone(),
         );
         tokio::spawn(async move {
-            let expiry = super::conn::now_ms() + 3 * 1000 * every_s as i64;
+            let expiry = super::conn::presence_expiry_ms(every_s);
             let mut c = redis.conn();
             for chunk in presence.chunks(KEEP_CHUNK) {
                 let mut pipe = redis::pipe();

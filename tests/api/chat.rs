@@ -865,17 +865,7 @@ async fn typing_and_presence_are_shared_with_the_room() {
     let t = teacher.next_of("typing").await;
     assert_eq!(t["user_id"], class.student.0.to_string());
 
-    teacher
-        .send(json!({"type": "presence", "channel": room}))
-        .await;
-    let here = teacher.next_of("presence").await;
-    let mut ids: Vec<String> = here["user_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
+    let (ids, _) = room_presence(&mut teacher, &room).await;
     let mut want = vec![class.teacher.0.to_string(), class.student.0.to_string()];
     want.sort();
     assert_eq!(ids, want);
@@ -1173,22 +1163,12 @@ async fn leaving_the_course_ends_the_students_subscriptions_at_once() {
     );
 }
 
-#[tokio::test]
-async fn presence_in_a_room_outlives_its_expiry_while_the_connection_stays() {
-    // Presence entries expire three ping intervals after their last refresh (3 s here): the
-    // node's keep-alive must refresh every connection's, or an idle student would vanish.
-    let class = Class::new(|s| s.chat.ping_interval_s = 1).await;
-    let room = class.room();
-    let mut teacher = Client::connect(class.app.addr, &class.teacher.1).await;
-    teacher.subscribe(&room, None).await;
-    let mut student = Client::connect(class.app.addr, &class.student.1).await;
-    student.subscribe(&room, None).await;
-    tokio::time::sleep(Duration::from_millis(4500)).await;
-    teacher
-        .send(json!({"type": "presence", "channel": room}))
-        .await;
+/// Ask who is present in `room`: the user ids, sorted, and the whole frame (join and leave
+/// events on the way are skipped).
+async fn room_presence(c: &mut Client, room: &str) -> (Vec<String>, serde_json::Value) {
+    c.send(json!({"type": "presence", "channel": room})).await;
     let here = loop {
-        let p = teacher.next_of("presence").await;
+        let p = c.next_of("presence").await;
         if p.get("user_ids").is_some() {
             break p;
         }
@@ -1200,6 +1180,21 @@ async fn presence_in_a_room_outlives_its_expiry_while_the_connection_stays() {
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
     ids.sort();
+    (ids, here)
+}
+
+#[tokio::test]
+async fn presence_in_a_room_outlives_its_expiry_while_the_connection_stays() {
+    // Presence entries expire three ping intervals after their last refresh (3 s here): the
+    // node's keep-alive must refresh every connection's, or an idle student would vanish.
+    let class = Class::new(|s| s.chat.ping_interval_s = 1).await;
+    let room = class.room();
+    let mut teacher = Client::connect(class.app.addr, &class.teacher.1).await;
+    teacher.subscribe(&room, None).await;
+    let mut student = Client::connect(class.app.addr, &class.student.1).await;
+    student.subscribe(&room, None).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let (ids, here) = room_presence(&mut teacher, &room).await;
     let mut want = vec![class.teacher.0.to_string(), class.student.0.to_string()];
     want.sort();
     assert_eq!(ids, want, "{here}");

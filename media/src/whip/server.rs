@@ -907,15 +907,13 @@ async fn run(
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, source)) = r else { continue };
-                let mut datagram = Some((n, source));
                 // Take what else is waiting (bounded), one loop turn for the lot.
-                for _ in 0..RECV_BATCH {
-                    let Some((n, source)) = datagram.take() else { break };
+                let mut datagram = Some((n, source));
+                let mut taken = 0;
+                while let Some((n, source)) = datagram {
                     peers.on_datagram(&buf[..n], source, local, &socket, &mut ended, &mut ended_viewers, &mut next_viewer_sweep);
-                    datagram = socket.try_recv_from(&mut buf).ok();
-                }
-                if let Some((n, source)) = datagram {
-                    peers.on_datagram(&buf[..n], source, local, &socket, &mut ended, &mut ended_viewers, &mut next_viewer_sweep);
+                    taken += 1;
+                    datagram = (taken < RECV_BATCH).then(|| socket.try_recv_from(&mut buf).ok()).flatten();
                 }
             }
             // (A closed channel disables this branch: the ingest task of a server with viewer
