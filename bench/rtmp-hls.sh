@@ -33,6 +33,12 @@
 #                                            valgrind --tool=callgrind, instruction counts over a
 #                                            steady window (bench/rtmp_hls_callgrind.py; its
 #                                            options after --, e.g. -- --streams 1 --window 20)
+#   --long SECONDS         [BENCH_LONG]      instead of the matrix: one WeMaster, --streams N (one
+#                                            number, default 2) recorded streams each watched by a
+#                                            viewer for SECONDS (7200 = the 2-hour lesson); RSS
+#                                            sampled, its slope after a 10-minute warm-up, each
+#                                            recording ready at the end (bench/long_live.py; its
+#                                            options after --, e.g. -- --sample 5 --warmup 300)
 #   --no-build                               use the existing target/release/wemaster
 #   --keep                                   keep the servers' temp dirs (logs, segments)
 #   -- ARGS                                  passed on to bench/rtmp_hls.py (e.g. -- --noise-max 0.5
@@ -74,6 +80,7 @@ S3S_FS=${BENCH_S3S_FS:-$HOME/.cargo/bin/s3s-fs}
 WEMASTER_PORTS=${BENCH_WEMASTER_PORTS:-}
 NGINX_PORTS=${BENCH_NGINX_PORTS:-}
 CALLGRIND=${BENCH_CALLGRIND:-no}
+LONG=${BENCH_LONG:-}
 BUILD=1
 KEEP=()
 EXTRA=()
@@ -95,6 +102,7 @@ while [ $# -gt 0 ]; do
     --wemaster-ports) WEMASTER_PORTS=$2; shift 2 ;;
     --nginx-ports) NGINX_PORTS=$2; shift 2 ;;
     --callgrind) CALLGRIND=$2; shift 2 ;;
+    --long) LONG=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=(--keep); shift ;;
     --) shift; EXTRA=("$@"); break ;;
@@ -194,6 +202,17 @@ if [ "$CALLGRIND" = yes ]; then
     --input "$INPUT" --wemaster-bin "$BIN" --pipelines-dir "$ROOT/pipelines" --email "$EMAIL" \
     --poll-ms "$POLL_MS" --results-dir "$BENCH/results" ${WEMASTER_PORTS:+--ports "$WEMASTER_PORTS"} \
     "${KEEP[@]}" "${EXTRA[@]}"
+  exit 0
+fi
+
+if [ -n "$LONG" ]; then
+  # One number of streams (the matrix's default list means the long run's default, 2).
+  [ -n "${BENCH_STREAMS:-}" ] || [[ "$STREAMS" != *" "* ]] || STREAMS=2
+  python3 "$BENCH/long_live.py" \
+    --input "$INPUT" --wemaster-bin "$BIN" --pipelines-dir "$ROOT/pipelines" --email "$EMAIL" \
+    --seconds "$LONG" --streams "$STREAMS" --storage "$STORAGE" --s3s-fs "$S3S_FS" \
+    --results-dir "$BENCH/results" ${WEMASTER_PORTS:+--wemaster-ports "$WEMASTER_PORTS"} \
+    --meta "$meta" "${KEEP[@]}" "${EXTRA[@]}"
   exit 0
 fi
 

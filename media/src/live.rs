@@ -565,21 +565,16 @@ fn account(stats: &PublisherStats, frame: &MediaFrame) {
     }
 }
 
-/// The open segment file (with the arrival time of its first frame) and a reusable write
-/// buffer.
+/// The open segment file (with the arrival time of its first frame). Bytes are written
+/// straight from the packager's buffer (no second copy that a keyframe would grow).
 struct Spool {
     dir: PathBuf,
     open: Option<(File, PathBuf, OffsetDateTime)>,
-    buf: Vec<u8>,
 }
 
 impl Spool {
     fn new(dir: PathBuf) -> Spool {
-        Spool {
-            dir,
-            open: None,
-            buf: Vec::new(),
-        }
+        Spool { dir, open: None }
     }
 
     fn part_path(dir: &Path, index: u64) -> PathBuf {
@@ -595,10 +590,10 @@ impl Spool {
     }
 
     fn write(&mut self, packager: &mut Packager) -> std::io::Result<()> {
-        packager.take_output(&mut self.buf);
         if let Some((file, _, _)) = &mut self.open {
-            file.write_all(&self.buf)?;
+            file.write_all(packager.output())?;
         }
+        packager.consume_output();
         Ok(())
     }
 

@@ -32,8 +32,11 @@ use crate::flv;
 use crate::frame::{AudioFrame, MediaFrame, VideoFrame};
 use crate::ts::{AdtsParams, AnnexB, AvcParams, TsMuxer};
 
-/// Bytes after which [`Packager::wants_flush`] asks the I/O layer to write out.
-const FLUSH_BYTES: usize = 128 * 1024;
+/// Bytes after which [`Packager::wants_flush`] asks the I/O layer to write out. The output
+/// buffer peaks at this plus the largest frame (a keyframe) and stays at that size for the
+/// stream's life, so it is kept small: a write a few times a second costs nothing next to
+/// the memory of thousands of streams.
+const FLUSH_BYTES: usize = 64 * 1024;
 
 /// Why the packager gave up on a publisher.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,7 +49,7 @@ pub enum PackError {
     NoVideoConfig,
 }
 
-/// A segment that just ended; its last bytes are in [`Packager::take_output`].
+/// A segment that just ended; its last bytes are in [`Packager::output`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed {
     pub index: u64,
@@ -63,7 +66,7 @@ pub enum Step {
     /// The first segment opened (the first IDR arrived).
     Started { index: u64, has_audio: bool },
     /// A frame closed `closed` and opened `index`. The closed segment's last bytes are the
-    /// output ([`Packager::take_output`]); the new segment's first bytes wait until
+    /// output ([`Packager::output`]); the new segment's first bytes wait until
     /// [`Packager::begin_next`].
     Cut { closed: Closed, index: u64 },
 }
@@ -86,10 +89,15 @@ pub struct Packager {
     avc: Option<AvcParams>,
     adts: Option<AdtsParams>,
     saw_audio: bool,
-    /// Bytes of the open segment not yet taken.
+    /// Bytes not yet written out: from `taken`, the open segment's, and after a cut the closed
+    /// segment's tail up to `split` followed by the next segment's head. One buffer for both
+    /// (not one per segment): each would grow to a keyframe and stay that large, and this is
+    /// most of the memory a live stream costs.
     out: Vec<u8>,
-    /// Bytes of the next segment, held while the I/O layer finishes the closed one.
-    next: Vec<u8>,
+    /// Bytes at the front of `out` already handed out (the closed segment's, after a cut).
+    taken: usize,
+    /// After a cut, until [`Packager::begin_next`]: where the closed segment's bytes end.
+    split: Option<usize>,
     /// DTS of the open segment's first frame.
     segment_start_ms: u64,
     /// Whether the open segment starts with an IDR (not after a cut forced by the maximum).
@@ -119,7 +127,8 @@ impl Packager {
             adts: None,
             saw_audio: false,
             out: Vec::with_capacity(FLUSH_BYTES + 64 * 1024),
-            next: Vec::new(),
+            taken: 0,
+            split: None,
             segment_start_ms: 0,
             segment_independent: true,
             last_video_ms: 0,
@@ -136,20 +145,38 @@ impl Packager {
 
     /// Whether enough bytes are waiting to be worth a write.
     pub fn wants_flush(&self) -> bool {
-        self.out.len() >= FLUSH_BYTES
+        self.out.len() - self.taken >= FLUSH_BYTES
     }
 
-    /// The open (or just closed) segment's bytes produced since the last call.
+    /// The open (or just closed) segment's bytes produced since the last
+    /// [`Packager::consume_output`].
+    pub fn output(&self) -> &[u8] {
+        &self.out[self.taken..self.split.unwrap_or(self.out.len())]
+    }
+
+    /// The [`Packager::output`] was written out: drop it.
+    pub fn consume_output(&mut self) {
+        match self.split {
+            Some(end) => self.taken = end,
+            None => {
+                self.out.clear();
+                self.taken = 0;
+            }
+        }
+    }
+
+    /// [`Packager::output`] copied into `into`, then consumed.
     pub fn take_output(&mut self, into: &mut Vec<u8>) {
         into.clear();
-        std::mem::swap(into, &mut self.out);
+        into.extend_from_slice(self.output());
+        self.consume_output();
     }
 
-    /// After a [`Step::Cut`] and once the closed segment's bytes are taken: the new segment's
-    /// first bytes become the output.
+    /// After a [`Step::Cut`] and once the closed segment's bytes are consumed: the new
+    /// segment's first bytes become the output.
     pub fn begin_next(&mut self) {
-        debug_assert!(self.out.is_empty());
-        std::mem::swap(&mut self.out, &mut self.next);
+        debug_assert_eq!(Some(self.taken), self.split);
+        self.split = None;
     }
 
     /// Feed one frame (metadata and `End` are ignored: the I/O layer handles them).
@@ -317,8 +344,8 @@ impl Packager {
     }
 
     /// Write a video frame (at the repaired `dts_ms`; its NAL units at `payload` in the body,
-    /// nothing for other packets) to the open segment, or (`new_segment`) tables + frame to
-    /// the next.
+    /// nothing for other packets) to the open segment, or (`new_segment`) tables + frame
+    /// after the split that ends the closed one.
     fn write_video(
         &mut self,
         v: &VideoFrame,
@@ -337,13 +364,11 @@ impl Packager {
         let dts = self.timeline_signed(dts_ms);
         let au = AnnexB::new(nals, avc, idr, &mut self.scratch).map_err(PackError::Video)?;
         let muxer = self.muxer.as_mut().expect("segment open");
-        let out = if new_segment {
-            muxer.write_tables(&mut self.next);
-            &mut self.next
-        } else {
-            &mut self.out
-        };
-        muxer.write_video_parts(out, dts, v.cts_ms, idr, au.parts());
+        if new_segment {
+            self.split = Some(self.out.len());
+            muxer.write_tables(&mut self.out);
+        }
+        muxer.write_video_parts(&mut self.out, dts, v.cts_ms, idr, au.parts());
         Ok(())
     }
 
