@@ -13,7 +13,6 @@ use axum::{
     body::Bytes,
     extract::{ConnectInfo, FromRequest, FromRequestParts, Request},
     http::{HeaderMap, StatusCode, header, request::Parts},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use uuid::Uuid;
@@ -140,20 +139,20 @@ fn nul_refused(where_: &str) -> ApiError {
     ))
 }
 
-/// Middleware: 400 `bad_request` for a request whose path or query holds a NUL character
+/// The 400 `bad_request` for a request whose path or query holds a NUL character
 /// (`%00`), before any route parses it — every path and query parameter of every route, the
 /// ones read with `RawQuery` included. A raw NUL cannot reach here (the HTTP parser refuses it)
 /// and one round of percent-decoding is all axum does, so `%00` is exactly the NULs a handler
 /// would see (`%2500` is the text `%00`, not a NUL).
-pub async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
+pub fn nul_in_uri(req: &Request) -> Option<ApiError> {
     let uri = req.uri();
     if uri.path().contains("%00") {
-        return nul_refused("the path").into_response();
+        return Some(nul_refused("the path"));
     }
     if uri.query().is_some_and(|q| q.contains("%00")) {
-        return nul_refused("the query").into_response();
+        return Some(nul_refused("the query"));
     }
-    next.run(req).await
+    None
 }
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {

@@ -57,12 +57,9 @@ impl OriginConfig {
     }
 }
 
-/// Middleware: runs the request inside its origin (when `http.public_url` is unset).
-pub async fn scope(
-    axum::extract::State(config): axum::extract::State<OriginConfig>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// Runs the request inside its origin (when `http.public_url` is unset); part of the
+/// middleware every route has (`http::guard`).
+pub async fn scope(config: &OriginConfig, req: Request, next: Next) -> Response {
     if !config.derive {
         return next.run(req).await;
     }

@@ -24,14 +24,13 @@
 use std::{
     convert::Infallible,
     io,
-    net::SocketAddr,
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll},
     time::Duration,
 };
 
-use axum::{Router, body::Body, extract::Request, response::Response};
+use axum::{body::Body, extract::Request, response::Response};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -45,7 +44,7 @@ use tokio::{
     time::Instant,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tower::{Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 use crate::config::HttpSettings;
 
@@ -71,16 +70,18 @@ impl Limits {
 
 /// Serve `app` on `listener` until `shutdown`, then give connections with requests in flight
 /// `grace` to finish. Returns when every connection is closed or the grace period is over.
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     limits: Limits,
     shutdown: CancellationToken,
     grace: Duration,
-) {
+) where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
-    let mut make_service = app.into_make_service_with_connect_info::<SocketAddr>();
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -98,11 +99,8 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        // `Router` is always ready and its make-service infallible.
-        let router = match make_service.call(peer).await {
-            Ok(r) => r,
-            Err(e) => match e {},
-        };
+        // The peer's address for the `ConnectInfo` extractor, as axum's make-service adds it.
+        let router = axum::Extension(axum::extract::ConnectInfo(peer)).layer(app.clone());
         connections.spawn(serve_connection(
             stream,
             permit,

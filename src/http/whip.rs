@@ -298,31 +298,42 @@ async fn publish_options(State(state): State<AppState>) -> Response {
 /// no `Accept-Post` (tower-http takes every `OPTIONS` for a preflight). On the WHIP and WHEP
 /// endpoints it is also a client's discovery (RFC 9725 §4.1), so it gets what a plain `OPTIONS` gets:
 /// 204 and `Accept-Post: application/sdp`; on a session URL, 204 like the route documents.
-/// A layer outside the CORS layer.
-pub(crate) async fn preflight(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let path = req.uri().path();
-    let whip_path = (req.method() == axum::http::Method::OPTIONS)
-        .then(|| {
-            path.strip_prefix("/whip/")
-                .or_else(|| path.strip_prefix("/whep/"))
-        })
-        .flatten()
-        .filter(|rest| !rest.is_empty());
-    let endpoint = whip_path.map(|rest| !rest.contains('/'));
-    let mut res = next.run(req).await;
-    if let Some(endpoint) = endpoint
-        && res.status().is_success()
-    {
-        *res.status_mut() = StatusCode::NO_CONTENT;
-        if endpoint {
-            res.headers_mut()
-                .insert("accept-post", HeaderValue::from_static("application/sdp"));
-        }
+/// Done outside the CORS layer (`http::Edge`): [`discovery`] reads the request, then
+/// [`answer_discovery`] mends the answer.
+pub(crate) fn discovery(req: &axum::extract::Request) -> Option<Discovery> {
+    if req.method() != axum::http::Method::OPTIONS {
+        return None;
     }
-    res
+    let path = req.uri().path();
+    let rest = path
+        .strip_prefix("/whip/")
+        .or_else(|| path.strip_prefix("/whep/"))
+        .filter(|rest| !rest.is_empty())?;
+    Some(if rest.contains('/') {
+        Discovery::Session
+    } else {
+        Discovery::Endpoint
+    })
+}
+
+/// An `OPTIONS` on a WHIP/WHEP endpoint or on one of its session URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Discovery {
+    Endpoint,
+    Session,
+}
+
+/// A successful answer to a [`discovery`]: 204, and `Accept-Post` on an endpoint.
+pub(crate) fn answer_discovery(discovery: Option<Discovery>, res: &mut Response) {
+    let Some(d) = discovery else { return };
+    if !res.status().is_success() {
+        return;
+    }
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    if d == Discovery::Endpoint {
+        res.headers_mut()
+            .insert("accept-post", HeaderValue::from_static("application/sdp"));
+    }
 }
 
 /// End a WHIP session (the publisher stops). The session URL is the credential.
