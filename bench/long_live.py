@@ -178,6 +178,10 @@ def main():
             p.proc.wait(30)
         time.sleep(3)
         stop.set()
+        # The access token from the start has long expired: log in again.
+        server.token = None
+        server.token = server._api("POST", "/api/v1/auth/login",
+                                   {"email": args.email, "password": args.password})["access_token"]
         recs = wait_ready(server, args.streams, 600)
         result["recordings"] = {str(i): {"status": s, "duration_s": d} for i, (s, d) in recs.items()}
         samples.append(sample(server, viewers, t0, ticks0))
