@@ -82,7 +82,7 @@ fn stream_of(path: &str) -> Option<Uuid> {
 /// answer names its own ICE candidates, so the media flows between the viewer and the holder.
 pub(super) async fn elsewhere(
     State(state): State<AppState>,
-    mut request: axum::extract::Request,
+    request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let Some(id) = stream_of(request.uri().path()) else {
@@ -110,23 +110,12 @@ pub(super) async fn elsewhere(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
+    let (mut parts, body) = request.into_parts();
     // Read only here: every request passes this layer, and most are for streams held here.
-    let client = {
-        let mut parts = request.into_parts();
-        let client =
-            match <Client as axum::extract::FromRequestParts<AppState>>::from_request_parts(
-                &mut parts.0,
-                &state,
-            )
-            .await
-            {
-                Ok(c) => c,
-                Err(never) => match never {},
-            };
-        request = axum::extract::Request::from_parts(parts.0, parts.1);
-        client
-    };
-    let (parts, body) = request.into_parts();
+    let Ok(client) = <Client as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+        &mut parts, &state,
+    )
+    .await;
     // Only a WHEP offer has a body: a few kilobytes of SDP.
     let Ok(body) = axum::body::to_bytes(body, FORWARD_BODY_LIMIT).await else {
         return ApiError::PayloadTooLarge.into_response();

@@ -153,10 +153,6 @@ pub fn router(
 + Sync
 + 'static {
     let settings = &state.settings.http;
-    let edge = Edge {
-        hsts: hsts(settings),
-        inner: (),
-    };
     let outer = tower::ServiceBuilder::new()
         .layer(cors(settings))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -169,7 +165,10 @@ pub fn router(
         origin: origin::OriginConfig::new(settings),
         body_limit: settings.body_limit_bytes,
     };
-    edge.wrap(outer.service(routes(state.clone(), guard_state)))
+    Edge {
+        hsts: hsts(settings),
+        inner: outer.service(routes(state.clone(), guard_state)),
+    }
 }
 
 /// The routes with the layers that need the matched route: `observe` and [`guard`].
@@ -227,15 +226,6 @@ async fn guard(
 pub struct Edge<S> {
     hsts: Option<HeaderValue>,
     inner: S,
-}
-
-impl Edge<()> {
-    fn wrap<S>(self, inner: S) -> Edge<S> {
-        Edge {
-            hsts: self.hsts,
-            inner,
-        }
-    }
 }
 
 impl<S, B> tower::Service<Request> for Edge<S>
