@@ -2,12 +2,12 @@
 //! handlers, and the middleware every request passes through.
 //!
 //! Middleware, outermost first: [`Edge`] (`nosniff`, HSTS, the WHIP/WHEP discovery answer to
-//! `OPTIONS`) → CORS → panic catcher (500 problem) → body limit → routing → `observe` (request
-//! id, tracing span, access log, metrics) → [`guard`]: early 413 (a `Content-Length` over the
-//! route's limit, before the body is read), NUL refusal (400 for `%00` in the path or query, see
-//! [`extract::nul_in_uri`]) and the request's origin ([`origin`]) → route. Connection limits and
-//! timeouts are in [`server`]. Unknown routes answer 404 and wrong methods 405, both as
-//! problem+json, like every error.
+//! `OPTIONS`) → CORS (requests with `Origin`, and preflights) → panic catcher (500 problem) →
+//! body limit → routing → `observe` (request id, tracing span, access log, metrics) →
+//! [`guard`]: early 413 (a `Content-Length` over the route's limit, before the body is read), NUL
+//! refusal (400 for `%00` in the path or query, see [`extract::nul_in_uri`]) and the request's
+//! origin ([`origin`]) → route. Connection limits and timeouts are in [`server`]. Unknown
+//! routes answer 404 and wrong methods 405, both as problem+json, like every error.
 //!
 //! Why the layers sit where they do: a `Router::layer` wraps every route in its own boxed
 //! service, and a request clones and drops its route's whole stack — a box per layer. Layers
@@ -154,7 +154,6 @@ pub fn router(
 + 'static {
     let settings = &state.settings.http;
     let outer = tower::ServiceBuilder::new()
-        .layer(cors(settings))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response as fn(Box<dyn std::any::Any + Send + 'static>) -> Response,
         ))
@@ -167,7 +166,10 @@ pub fn router(
     };
     Edge {
         hsts: hsts(settings),
-        inner: outer.service(routes(state.clone(), guard_state)),
+        cors: tower::Layer::layer(
+            &cors(settings),
+            outer.service(routes(state.clone(), guard_state)),
+        ),
     }
 }
 
@@ -220,13 +222,20 @@ async fn guard(
 }
 
 /// The outermost layer: headers of every answer (`X-Content-Type-Options: nosniff`, HSTS when
-/// set) and the WHIP/WHEP discovery answer to an `OPTIONS` ([`whip::discovery`]). A plain
+/// set), the WHIP/WHEP discovery answer to an `OPTIONS` ([`whip::discovery`]) and CORS. A plain
 /// service: `from_fn`/`map_response` clone the whole stack below them on every request.
 #[derive(Clone)]
 pub struct Edge<S> {
     hsts: Option<HeaderValue>,
-    inner: S,
+    cors: tower_http::cors::Cors<S>,
 }
+
+/// What CORS says of a request that is not a browser's cross-origin one: only that the answer
+/// depends on those headers, so a shared cache keeps the two kinds apart (tower-http's default
+/// list, which its layer sends on every answer).
+static CORS_VARY: HeaderValue = HeaderValue::from_static(
+    "origin, access-control-request-method, access-control-request-headers",
+);
 
 impl<S, B> tower::Service<Request> for Edge<S>
 where
@@ -236,7 +245,7 @@ where
             Error = std::convert::Infallible,
         >,
     S::Future: Send + 'static,
-    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Default + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
     type Response = Response;
@@ -249,15 +258,29 @@ where
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.cors.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
         let discovery = whip::discovery(&req);
         let hsts = self.hsts.clone();
-        let response = self.inner.call(req);
+        // Only a browser's cross-origin request or preflight carries `Origin`. The rest — players
+        // polling playlists, publishers, same-origin pages — skip the CORS layer, which builds a
+        // header map per answer (a sixth of a playlist poll's instructions; docs/benchmarks.md);
+        // they get its `Vary` alone. An `OPTIONS` always goes through it, as before.
+        let cross_origin = req.headers().contains_key(axum::http::header::ORIGIN)
+            || req.method() == Method::OPTIONS;
+        let response = if cross_origin {
+            futures::future::Either::Left(self.cors.call(req))
+        } else {
+            futures::future::Either::Right(self.cors.get_mut().call(req))
+        };
         Box::pin(async move {
             let mut res = response.await?.map(axum::body::Body::new);
+            if !cross_origin {
+                res.headers_mut()
+                    .append(axum::http::header::VARY, CORS_VARY.clone());
+            }
             whip::answer_discovery(discovery, &mut res);
             transport_headers(hsts, &mut res);
             Ok(res)
@@ -330,6 +353,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     )
 }
 
+/// tower-http's CORS layer; [`Edge`] sends only cross-origin requests through it.
 fn cors(settings: &HttpSettings) -> CorsLayer {
     let origins = &settings.cors_allowed_origins;
     let allow = if origins.iter().any(|o| o == "*") {

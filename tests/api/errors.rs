@@ -155,6 +155,36 @@ async fn cors_preflight_is_answered_for_browsers() {
         .await
         .unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
+    // An allowed page may read the headers our answers point with (Location, ETag, ...).
+    let r = app
+        .client
+        .get(app.url("/healthz"))
+        .header("origin", "https://school.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://school.example"
+    );
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(
+        exposed.contains("location") && exposed.contains("etag"),
+        "{exposed}"
+    );
+    // No `Origin` (a player, a publisher, a same-origin page): no CORS headers, but the answer
+    // still says it depends on `Origin`, so a shared cache never hands it to a CORS request.
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    assert!(r.headers().get("access-control-expose-headers").is_none());
+    let vary: Vec<_> = r.headers().get_all("vary").iter().collect();
+    assert!(
+        vary.iter()
+            .any(|v| v.to_str().unwrap().split(',').any(|h| h.trim() == "origin")),
+        "{vary:?}"
+    );
 }
 
 /// A NUL character in any text input is a 400 problem at the edge, never a 500 from
