@@ -937,7 +937,7 @@ impl Conn {
                 seq,
                 frame,
             } => {
-                let Some(sub) = self.subs.get(&channel) else {
+                let Some(sub) = self.subs.get(&*channel) else {
                     return Flow::Continue;
                 };
                 if seq <= sub.last_seq {
@@ -950,7 +950,7 @@ impl Conn {
                         return flow;
                     }
                 }
-                if let Some(sub) = self.subs.get_mut(&channel) {
+                if let Some(sub) = self.subs.get_mut(&*channel) {
                     sub.last_seq = seq;
                 }
                 feed(ws, Frame::text(frame)).await

@@ -139,7 +139,8 @@ pub enum Out {
     /// A message of a subscribed channel, rendered for this connection (`seq` for de-duplication
     /// against the history it was sent on subscribe).
     Message {
-        channel: Canonical,
+        /// Shared by every listener of the fan-out (a 5,000-listener room made 5,000 copies).
+        channel: Arc<Canonical>,
         seq: i64,
         frame: Bytes,
     },
@@ -575,7 +576,7 @@ impl State {
                 ref client_id,
                 ref message,
             } => {
-                let ch = Canonical(channel.clone());
+                let ch = Arc::new(Canonical(channel.clone()));
                 let seq = message.seq;
                 let shared = (!ch.is_dm()).then(|| message_frame(channel, message));
                 for conn in self.subscribers(&ch) {
@@ -596,7 +597,7 @@ impl State {
                     );
                 }
                 metrics::counter!("chat_messages_delivered_total")
-                    .increment(self.subs.get(&ch).map_or(0, |s| s.len()) as u64);
+                    .increment(self.subs.get(&*ch).map_or(0, |s| s.len()) as u64);
                 if let Some(sender) = sender {
                     let key = (sender, client_id.clone());
                     self.resolve(key, wire);
