@@ -20,11 +20,21 @@ fn main() -> std::process::ExitCode {
 /// (docs/benchmarks.md, "Replay downloads"). A 4 MiB trim threshold keeps one threshold's worth
 /// per arena for reuse: downloads went from 0.44× to 0.61× nginx for 1 MiB ranges and from 0.70×
 /// to 1.05× for whole files; memory held free is bounded by 4 MiB per arena.
+///
+/// Arenas themselves are capped at one per core (at least two). glibc's default, eight per core,
+/// gives a new arena to each thread that finds the others busy: over a 2-hour lesson the blocking
+/// pool's threads came and went (8 → 12) and each left an arena holding what it had freed — RSS
+/// grew 6.3 MiB an hour while the live heap stayed flat (docs/benchmarks.md, "a 2-hour recorded
+/// lesson"). More arenas than cores only helps when more threads allocate at once than can run.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets malloc parameters; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
+    {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // SAFETY: mallopt only sets malloc parameters; called before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
+            libc::mallopt(libc::M_ARENA_MAX, cores.max(2) as libc::c_int);
+        }
     }
 }
