@@ -166,6 +166,7 @@ pub fn router(
     };
     Edge {
         hsts: hsts(settings),
+        cors_vary: cors_vary(),
         cors: tower::Layer::layer(
             &cors(settings),
             outer.service(routes(state.clone(), guard_state)),
@@ -227,15 +228,25 @@ async fn guard(
 #[derive(Clone)]
 pub struct Edge<S> {
     hsts: Option<HeaderValue>,
+    /// [`cors_vary`], built once.
+    cors_vary: HeaderValue,
     cors: tower_http::cors::Cors<S>,
 }
 
 /// What CORS says of a request that is not a browser's cross-origin one: only that the answer
-/// depends on those headers, so a shared cache keeps the two kinds apart (tower-http's default
-/// list, which its layer sends on every answer).
-static CORS_VARY: HeaderValue = HeaderValue::from_static(
-    "origin, access-control-request-method, access-control-request-headers",
-);
+/// depends on those headers, so a shared cache keeps the two kinds apart — the `Vary` the CORS
+/// layer sends on its own answers, from tower-http's own list.
+fn cors_vary() -> HeaderValue {
+    let names: Vec<_> = tower_http::cors::preflight_request_headers().collect();
+    HeaderValue::from_str(
+        &names
+            .iter()
+            .map(HeaderName::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+    .expect("header names are valid header value text")
+}
 
 impl<S, B> tower::Service<Request> for Edge<S>
 where
@@ -270,6 +281,7 @@ where
         // they get its `Vary` alone. An `OPTIONS` always goes through it, as before.
         let cross_origin = req.headers().contains_key(axum::http::header::ORIGIN)
             || req.method() == Method::OPTIONS;
+        let vary = (!cross_origin).then(|| self.cors_vary.clone());
         let response = if cross_origin {
             futures::future::Either::Left(self.cors.call(req))
         } else {
@@ -277,9 +289,8 @@ where
         };
         Box::pin(async move {
             let mut res = response.await?.map(axum::body::Body::new);
-            if !cross_origin {
-                res.headers_mut()
-                    .append(axum::http::header::VARY, CORS_VARY.clone());
+            if let Some(vary) = vary {
+                res.headers_mut().append(axum::http::header::VARY, vary);
             }
             whip::answer_discovery(discovery, &mut res);
             transport_headers(hsts, &mut res);
