@@ -39,6 +39,12 @@
 #                                            sampled, its slope after a 10-minute warm-up, each
 #                                            recording ready at the end (bench/long_live.py; its
 #                                            options after --, e.g. -- --sample 5 --warmup 300)
+#   --players yes          [BENCH_PLAYERS]   instead of the matrix: the second harness
+#                                            (bench/rtmp_players.py, none of rtmp_hls.py's code):
+#                                            real HLS players (ffmpeg's demuxer, polling once per
+#                                            target duration), rounds of W+N in alternating order,
+#                                            CPU per stream at --streams N (one number, default
+#                                            20); its options after --, e.g. -- --rounds 4
 #   --no-build                               use the existing target/release/wemaster
 #   --keep                                   keep the servers' temp dirs (logs, segments)
 #   -- ARGS                                  passed on to bench/rtmp_hls.py (e.g. -- --noise-max 0.5
@@ -81,6 +87,7 @@ WEMASTER_PORTS=${BENCH_WEMASTER_PORTS:-}
 NGINX_PORTS=${BENCH_NGINX_PORTS:-}
 CALLGRIND=${BENCH_CALLGRIND:-no}
 LONG=${BENCH_LONG:-}
+PLAYERS=${BENCH_PLAYERS:-no}
 BUILD=1
 KEEP=()
 EXTRA=()
@@ -103,6 +110,7 @@ while [ $# -gt 0 ]; do
     --nginx-ports) NGINX_PORTS=$2; shift 2 ;;
     --callgrind) CALLGRIND=$2; shift 2 ;;
     --long) LONG=$2; shift 2 ;;
+    --players) PLAYERS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=(--keep); shift ;;
     --) shift; EXTRA=("$@"); break ;;
@@ -202,6 +210,16 @@ if [ "$CALLGRIND" = yes ]; then
     --input "$INPUT" --wemaster-bin "$BIN" --pipelines-dir "$ROOT/pipelines" --email "$EMAIL" \
     --poll-ms "$POLL_MS" --results-dir "$BENCH/results" ${WEMASTER_PORTS:+--ports "$WEMASTER_PORTS"} \
     "${KEEP[@]}" "${EXTRA[@]}"
+  exit 0
+fi
+
+if [ "$PLAYERS" = yes ]; then
+  [ -n "${BENCH_STREAMS:-}" ] || [[ "$STREAMS" != *" "* ]] || STREAMS=20
+  python3 "$BENCH/rtmp_players.py" \
+    --input "$INPUT" --wemaster-bin "$BIN" --pipelines-dir "$ROOT/pipelines" \
+    --nginx-module "$NGINX_MODULE" --email "$EMAIL" --streams "$STREAMS" \
+    --results-dir "$BENCH/results" ${WEMASTER_PORTS:+--wemaster-ports "$WEMASTER_PORTS"} \
+    --meta "$meta" "${EXTRA[@]}"
   exit 0
 fi
 
