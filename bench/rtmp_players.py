@@ -100,6 +100,21 @@ def rss_mib(pids):
     return total / 1024
 
 
+def end_process(proc, sig, grace):
+    """Send sig, wait grace seconds, then kill."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def log_file(path):
+    """A file for a child's output: the child keeps its own descriptor, ours is closed."""
+    return open(path, "wb")
+
+
 def machine_busy_s():
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
@@ -134,9 +149,9 @@ class WeMaster:
             "WEMASTER__LIVE__WINDOW_SEGMENTS": "6",
         })
         env.setdefault("WEMASTER__AUTH__KEYS_DIR", f"{self.d}/keys")
-        self.log = open(f"{self.d}/server.log", "wb")
-        self.proc = subprocess.Popen([self.a.wemaster_bin, "serve"], cwd=self.d, env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        with log_file(f"{self.d}/server.log") as log:
+            self.proc = subprocess.Popen([self.a.wemaster_bin, "serve"], cwd=self.d, env=env,
+                                         stdout=log, stderr=subprocess.STDOUT)
         if not (port_open(self.http, 60) and port_open(self.rtmp, 10)):
             raise RuntimeError(f"wemaster did not start: {self.d}/server.log")
         token = self.call("POST", "/api/v1/auth/login",
@@ -166,13 +181,7 @@ class WeMaster:
         return [self.proc.pid]
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        end_process(self.proc, signal.SIGTERM, 20)
 
 
 NGINX = """load_module {module};
@@ -208,9 +217,9 @@ class Nginx:
         with open(f"{self.d}/nginx.conf", "w") as f:
             f.write(NGINX.format(module=self.a.nginx_module, d=self.d, rtmp=self.rtmp,
                                  http=self.http))
-        self.log = open(f"{self.d}/server.log", "wb")
-        self.proc = subprocess.Popen(["nginx", "-p", self.d, "-c", f"{self.d}/nginx.conf"],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        with log_file(f"{self.d}/server.log") as log:
+            self.proc = subprocess.Popen(["nginx", "-p", self.d, "-c", f"{self.d}/nginx.conf"],
+                                         stdout=log, stderr=subprocess.STDOUT)
         if not (port_open(self.rtmp, 15) and port_open(self.http, 5)):
             raise RuntimeError(f"nginx did not start: {self.d}/error.log")
 
@@ -224,13 +233,7 @@ class Nginx:
         return tree(self.proc.pid)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        end_process(self.proc, signal.SIGQUIT, 15)  # nginx's graceful stop
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,11 +241,11 @@ class Nginx:
 
 
 def publisher(a, url, d, i):
-    err = open(f"{d}/pub{i}.log", "wb")
-    return subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-         "-i", a.input, "-c", "copy", "-f", "flv", url],
-        stdout=subprocess.DEVNULL, stderr=err)
+    with log_file(f"{d}/pub{i}.log") as err:
+        return subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop",
+             "-1", "-i", a.input, "-c", "copy", "-f", "flv", url],
+            stdout=subprocess.DEVNULL, stderr=err)
 
 
 class Player:
@@ -250,12 +253,12 @@ class Player:
 
     def __init__(self, url, d, i):
         self.progress = f"{d}/play{i}.progress"
-        self.err = open(f"{d}/play{i}.log", "wb")
-        self.proc = subprocess.Popen(
-            ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
-             "-progress", self.progress, "-stats_period", "1",
-             "-i", url, "-c", "copy", "-f", "null", "-"],
-            stdout=subprocess.DEVNULL, stderr=self.err)
+        with log_file(f"{d}/play{i}.log") as err:
+            self.proc = subprocess.Popen(
+                ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
+                 "-progress", self.progress, "-stats_period", "1",
+                 "-i", url, "-c", "copy", "-f", "null", "-"],
+                stdout=subprocess.DEVNULL, stderr=err)
 
     def played_s(self):
         """Media time played so far (the last out_time_us ffmpeg reported), or 0."""
@@ -268,13 +271,7 @@ class Player:
         return int(m[-1]) / 1e6 if m else 0.0
 
     def stop(self):
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.err.close()
+        end_process(self.proc, signal.SIGINT, 5)  # ffmpeg ends cleanly on SIGINT
 
 
 def wait_playlists(server, n, timeout):
@@ -368,7 +365,7 @@ def main():
         pair = {k.name: run(a, k, rnd) for k in order}
         runs.extend(pair.values())
     ratios = []
-    print(f"\n| round | order | WeMaster CPU/stream | nginx CPU/stream | ratio | RSS/stream W / N "
+    print("\n| round | order | WeMaster CPU/stream | nginx CPU/stream | ratio | RSS/stream W / N "
           "| media played (min) W / N | other load |")
     print("|---:|---|---:|---:|---:|---|---|---|")
     for rnd in range(1, a.rounds + 1):
