@@ -19,7 +19,10 @@ fn main() -> std::process::ExitCode {
 /// page faults, `clear_page` and `madvise` were a tenth of the profile of replay Range GETs
 /// (docs/benchmarks.md, "Replay downloads"). A 4 MiB trim threshold keeps one threshold's worth
 /// per arena for reuse: downloads went from 0.44× to 0.61× nginx for 1 MiB ranges and from 0.70×
-/// to 1.05× for whole files; memory held free is bounded by 4 MiB per arena.
+/// to 1.05× for whole files. What this bounds is the free top an arena keeps (4 MiB); free holes
+/// below it stay held too, and they grow with the number of large buffers in flight at once:
+/// 5.8 MB held free with 20 HLS players, 13.1 MB with 40 (whole 720 KB segment reads;
+/// docs/benchmarks.md, "the second harness").
 ///
 /// Arenas themselves are capped at one per core (at least two). glibc's default, eight per core,
 /// gives a new arena to each thread that finds the others busy: over a 2-hour lesson the blocking
